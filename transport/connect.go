@@ -1,0 +1,135 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ConnectConfig configures a client connection to a NATS system.
+type ConnectConfig struct {
+	// URLs are server URLs; each may itself be a comma-separated list.
+	// Default nats.DefaultURL (nats://127.0.0.1:4222).
+	URLs []string
+	// Name is the connection name shown by NATS monitoring.
+	Name string
+	// CredentialsFile is a NATS .creds file (JWT and nkey seed).
+	CredentialsFile string
+	// User and Password authenticate with user/password.
+	User, Password string
+	// Token authenticates with a token.
+	Token string
+	// TLSCAFile, TLSCertFile and TLSKeyFile enable TLS: a CA to verify the
+	// server and a client certificate and key (both or neither).
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// ConnectTimeout bounds one dial. Default 5s.
+	ConnectTimeout time.Duration
+	// ReconnectWait is the pause between reconnect attempts to one server.
+	// Default 250ms.
+	ReconnectWait time.Duration
+	// MaxReconnects is the number of reconnect attempts; 0 means the
+	// default, forever; a negative value also means forever.
+	MaxReconnects int
+	// Logger logs disconnects, reconnects and async errors; nil discards.
+	Logger *slog.Logger
+}
+
+// Validate reports whether the config is usable. It does not modify c.
+func (c ConnectConfig) Validate() error {
+	if c.User == "" && c.Password != "" {
+		return errors.New("transport: password without user")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("transport: TLS client certificate and key must be given together")
+	}
+	if c.Token != "" && c.User != "" {
+		return errors.New("transport: token and user/password are mutually exclusive")
+	}
+	if c.ConnectTimeout < 0 || c.ReconnectWait < 0 {
+		return errors.New("transport: negative timeout")
+	}
+	return nil
+}
+
+// Connect dials a NATS system with reconnects that never give up (by
+// default), so a broker survives the restart of any one server.
+func Connect(cfg ConnectConfig) (*nats.Conn, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	url := nats.DefaultURL
+	if len(cfg.URLs) > 0 {
+		url = strings.Join(cfg.URLs, ",")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	maxReconnects := cfg.MaxReconnects
+	if maxReconnects == 0 {
+		maxReconnects = -1
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(orDefault(cfg.ConnectTimeout, 5*time.Second)),
+		nats.ReconnectWait(orDefault(cfg.ReconnectWait, 250*time.Millisecond)),
+		nats.MaxReconnects(maxReconnects),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			logger.Warn("nats: disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats: reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Warn("nats: async error", "subject", subject, "err", err)
+		}),
+	}
+	if cfg.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+	}
+	if cfg.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("transport: connect to %s: %w", redactURLs(url), err)
+	}
+	return nc, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// redactURLs hides user info in URLs for error messages.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "***" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,222 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultClientListen is the embedded server's default client address.
+const DefaultClientListen = "127.0.0.1:4222"
+
+// EmbeddedConfig configures an embedded NATS server.
+type EmbeddedConfig struct {
+	// ServerName names the server in the NATS cluster; empty lets
+	// nats-server use its generated id.
+	ServerName string
+	// ClientListen is the client address host:port. Default
+	// DefaultClientListen. Port 0 or -1 picks a free port (see ClientURL).
+	ClientListen string
+	// ClusterListen is the route listen address host:port; empty runs no
+	// cluster listener. Port 0 or -1 picks a free port (see ClusterURL).
+	ClusterListen string
+	// Routes are the other servers' route URLs ("nats://host:port" or
+	// "host:port"). Servers that list each other form one NATS cluster;
+	// listing one seed is enough, the rest are gossiped.
+	Routes []string
+	// NATSClusterName is the NATS cluster name every routed server must
+	// share. Default DefaultClusterName.
+	NATSClusterName string
+	// MaxPayload is the server's max message payload; 0 keeps the NATS
+	// default (1 MiB).
+	MaxPayload int32
+	// Logger receives the server's log at Info (notices), Warn, Error and
+	// Debug levels; nil turns server logging off.
+	Logger *slog.Logger
+	// ReadyTimeout bounds the wait for the server to accept connections.
+	// Default 10s.
+	ReadyTimeout time.Duration
+}
+
+// Validate reports whether the config is usable. It does not modify c.
+func (c EmbeddedConfig) Validate() error {
+	if c.ClientListen != "" {
+		if _, _, err := splitListen(c.ClientListen); err != nil {
+			return fmt.Errorf("transport: client listen: %w", err)
+		}
+	}
+	if c.ClusterListen != "" {
+		if _, _, err := splitListen(c.ClusterListen); err != nil {
+			return fmt.Errorf("transport: cluster listen: %w", err)
+		}
+	}
+	if len(c.Routes) > 0 && c.ClusterListen == "" {
+		return errors.New("transport: routes need a cluster listen address")
+	}
+	for _, r := range c.Routes {
+		if _, err := routeURL(r); err != nil {
+			return err
+		}
+	}
+	if c.MaxPayload < 0 {
+		return fmt.Errorf("transport: max payload %d is negative", c.MaxPayload)
+	}
+	if c.ReadyTimeout < 0 {
+		return fmt.Errorf("transport: ready timeout %v is negative", c.ReadyTimeout)
+	}
+	return nil
+}
+
+// splitListen parses host:port; port 0 and -1 mean "any free port".
+func splitListen(hostPort string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port: %w", hostPort, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port %q", hostPort, portText)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT // 0 means the default port to nats-server
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+func routeURL(route string) (*url.URL, error) {
+	text := route
+	if !strings.Contains(text, "://") {
+		text = "nats://" + text
+	}
+	u, err := url.Parse(text)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("transport: bad route %q", route)
+	}
+	return u, nil
+}
+
+// EmbeddedServer is a NATS server running inside this process.
+type EmbeddedServer struct {
+	server *server.Server
+}
+
+// StartEmbedded starts a NATS server (JetStream off) and waits until it
+// accepts client connections.
+func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	clientListen := cfg.ClientListen
+	if clientListen == "" {
+		clientListen = DefaultClientListen
+	}
+	host, port, _ := splitListen(clientListen)
+	opts := &server.Options{
+		ServerName: cfg.ServerName,
+		Host:       host,
+		Port:       port,
+		MaxPayload: cfg.MaxPayload,
+		JetStream:  false,
+		NoSigs:     true,
+		NoLog:      cfg.Logger == nil,
+	}
+	if cfg.ClusterListen != "" {
+		clusterHost, clusterPort, _ := splitListen(cfg.ClusterListen)
+		opts.Cluster = server.ClusterOpts{
+			Name: cfg.NATSClusterName,
+			Host: clusterHost,
+			Port: clusterPort,
+			// Keep retrying seed routes that are not up yet.
+			ConnectRetries: -1,
+		}
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = DefaultClusterName
+		}
+		for _, r := range cfg.Routes {
+			u, _ := routeURL(r)
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("transport: embedded NATS server: %w", err)
+	}
+	if cfg.Logger != nil {
+		srv.SetLoggerV2(slogAdapter{cfg.Logger.With("component", "nats-server")}, true, false, false)
+	}
+	srv.Start()
+	timeout := cfg.ReadyTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	if !srv.ReadyForConnections(timeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("transport: embedded NATS server on %s not ready within %v", clientListen, timeout)
+	}
+	return &EmbeddedServer{server: srv}, nil
+}
+
+// ClientURL is the URL clients connect to, with the port actually bound.
+func (e *EmbeddedServer) ClientURL() string { return e.server.ClientURL() }
+
+// ClusterURL is the route URL other servers list in Routes, or "" when the
+// server has no cluster listener.
+func (e *EmbeddedServer) ClusterURL() string {
+	addr := e.server.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	return "nats://" + addr.String()
+}
+
+// NumRoutes is the number of routes to other servers currently up.
+func (e *EmbeddedServer) NumRoutes() int { return e.server.NumRoutes() }
+
+// Name is the server's name.
+func (e *EmbeddedServer) Name() string { return e.server.Name() }
+
+// Server exposes the underlying nats-server for uses this type does not
+// cover (in-process connections, monitoring).
+func (e *EmbeddedServer) Server() *server.Server { return e.server }
+
+// WaitForRoutes waits until the server has at least n routes up or ctx ends.
+func (e *EmbeddedServer) WaitForRoutes(ctx context.Context, n int) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for e.server.NumRoutes() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("transport: %d of %d routes up: %w", e.server.NumRoutes(), n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Shutdown stops the server and waits until it has stopped.
+func (e *EmbeddedServer) Shutdown() {
+	e.server.Shutdown()
+	e.server.WaitForShutdown()
+}
+
+// slogAdapter implements server.Logger on slog.
+type slogAdapter struct{ logger *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.logger.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.logger.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.logger.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.logger.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.logger.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.logger.Debug(fmt.Sprintf(format, v...)) }

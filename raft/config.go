@@ -1,0 +1,155 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// HostConfig configures a Host, the driver of every group on one node.
+type HostConfig struct {
+	// NodeID is this node's (broker's) id; never 0.
+	NodeID uint64
+	// Send hands outbound messages to the transport. It is called from the
+	// Host's worker goroutines, possibly concurrently; it must not block for
+	// long and must not call back into the Host synchronously except through
+	// Step. The callee owns msgs (and may keep them); entry Data must not be
+	// modified.
+	Send func(msgs []protocol.RaftMessage)
+	// Logger receives state changes; nil means slog.Default().
+	Logger *slog.Logger
+	// Workers is the number of goroutines running group cores.
+	// Default GOMAXPROCS.
+	Workers int
+	// SyncWorkers is the number of goroutines that sync logs (fsync) in
+	// parallel with everything else. Default 16.
+	SyncWorkers int
+	// ApplyWorkers is the number of goroutines applying committed entries
+	// to state machines. Default GOMAXPROCS.
+	ApplyWorkers int
+	// Seed seeds the randomized election timeouts; 0 picks one at random.
+	Seed uint64
+}
+
+// Validate reports a configuration error without changing c.
+func (c *HostConfig) Validate() error {
+	switch {
+	case c.NodeID == 0:
+		return errors.New("raft: HostConfig.NodeID must not be 0")
+	case c.Send == nil:
+		return errors.New("raft: HostConfig.Send must be set")
+	case c.Workers < 0 || c.SyncWorkers < 0 || c.ApplyWorkers < 0:
+		return errors.New("raft: HostConfig worker counts must not be negative")
+	}
+	return nil
+}
+
+func (c HostConfig) withDefaults() HostConfig {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.SyncWorkers == 0 {
+		c.SyncWorkers = 16
+	}
+	if c.ApplyWorkers == 0 {
+		c.ApplyWorkers = runtime.GOMAXPROCS(0)
+	}
+	return c
+}
+
+// GroupConfig configures one Raft group replica. Start from
+// DefaultGroupConfig and set GroupID, Voters, Log, Stable and StateMachine.
+type GroupConfig struct {
+	GroupID uint64
+	// Voters is the bootstrap configuration; it is used when the replica
+	// starts from empty storage. (Membership changes come with issue 4.)
+	Voters       []uint64
+	Log          LogStorage
+	Stable       StableStorage
+	StateMachine StateMachine
+	// Applied is the last index the state machine already holds (0 for a
+	// new one); the driver applies from Applied+1.
+	Applied uint64
+	// ElectionTimeout is the minimum election timeout; each replica picks a
+	// random timeout in [ElectionTimeout, 2*ElectionTimeout). Default 1s.
+	ElectionTimeout time.Duration
+	// HeartbeatInterval is how often a leader sends heartbeats. Default
+	// 100ms; must be below ElectionTimeout.
+	HeartbeatInterval time.Duration
+	// MaxAppendBytes bounds the entry data in one AppendEntries (respect the
+	// transport's max payload). Default 1 MiB.
+	MaxAppendBytes uint64
+	// MaxInflightMessages bounds unacknowledged AppendEntries per follower.
+	// Default 256.
+	MaxInflightMessages int
+	// MaxInflightBytes bounds unacknowledged entry bytes per follower.
+	// Default 64 MiB.
+	MaxInflightBytes uint64
+	// MaxApplyBytes bounds one batch handed to StateMachine.Apply.
+	// Default 4 MiB (a batch holds at least one entry).
+	MaxApplyBytes uint64
+	// DisablePreVote turns off PreVote (thesis §9.6). On by default.
+	DisablePreVote bool
+	// DisableCheckQuorum turns off CheckQuorum and the leader lease it
+	// enables. On by default.
+	DisableCheckQuorum bool
+}
+
+// DefaultGroupConfig returns the documented defaults.
+func DefaultGroupConfig() GroupConfig {
+	return GroupConfig{
+		ElectionTimeout:     time.Second,
+		HeartbeatInterval:   100 * time.Millisecond,
+		MaxAppendBytes:      1 << 20,
+		MaxInflightMessages: 256,
+		MaxInflightBytes:    64 << 20,
+		MaxApplyBytes:       4 << 20,
+	}
+}
+
+// Validate reports a configuration error without changing c. Zero
+// durations and limits are errors; use DefaultGroupConfig.
+func (c *GroupConfig) Validate() error {
+	switch {
+	case c.GroupID == 0:
+		return errors.New("raft: GroupConfig.GroupID must not be 0")
+	case c.Log == nil || c.Stable == nil || c.StateMachine == nil:
+		return errors.New("raft: GroupConfig needs Log, Stable and StateMachine")
+	case c.ElectionTimeout <= 0 || c.HeartbeatInterval <= 0:
+		return errors.New("raft: GroupConfig timeouts must be positive")
+	case c.HeartbeatInterval >= c.ElectionTimeout:
+		return fmt.Errorf("raft: HeartbeatInterval %v must be below ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
+	case c.MaxAppendBytes == 0 || c.MaxInflightMessages <= 0 || c.MaxApplyBytes == 0:
+		return errors.New("raft: GroupConfig limits must be positive")
+	case slices.Contains(c.Voters, 0):
+		return errors.New("raft: voter id 0 is reserved")
+	}
+	return nil
+}
+
+func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreConfig {
+	return coreConfig{
+		ID:                  nodeID,
+		Voters:              c.Voters,
+		Log:                 c.Log,
+		HardState:           hs,
+		Applied:             c.Applied,
+		ElectionTimeout:     c.ElectionTimeout,
+		HeartbeatInterval:   c.HeartbeatInterval,
+		MaxAppendBytes:      c.MaxAppendBytes,
+		MaxInflightMessages: c.MaxInflightMessages,
+		MaxInflightBytes:    c.MaxInflightBytes,
+		MaxApplyBytes:       c.MaxApplyBytes,
+		DisablePreVote:      c.DisablePreVote,
+		DisableCheckQuorum:  c.DisableCheckQuorum,
+		Seed:                seed,
+	}
+}

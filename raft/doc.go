@@ -1,0 +1,64 @@
+// Package raft is raftmq's consensus engine: a deterministic Raft core and
+// a driver (Host) that runs many groups of it on one node with real storage,
+// timers and a transport.
+//
+// # Using the driver
+//
+//	host, _ := raft.NewHost(raft.HostConfig{NodeID: 1, Send: transportSend})
+//	cfg := raft.DefaultGroupConfig()
+//	cfg.GroupID, cfg.Voters = 7, []uint64{1, 2, 3}
+//	cfg.Log, cfg.Stable, cfg.StateMachine = segLog, hardStateStore, fsm
+//	group, _ := host.AddGroup(cfg)
+//	// inbound frames from the transport: host.Step(msg)
+//	p := group.Propose(ctx, protocol.EntryRecordBatch, batch, raft.AckCommitted)
+//	index, term, err := p.Wait(ctx) // *NotLeaderError carries the leader
+//
+// # Contract
+//
+// Log storage (LogStorage, implemented by segmentlog.Log) is written only by
+// the driver: Append and TruncateAfter from the worker running the group,
+// Sync from a sync worker, concurrently. The core reads it. Stable storage
+// (StableStorage) is saved on the worker before any message that depends on
+// the new term or vote is sent. The state machine receives committed
+// entries in order, in batches, from one apply goroutine at a time.
+//
+// Durability: term and vote are durable before any reply that depends on
+// them (§5.2); a follower acknowledges AppendEntries only for entries its
+// log reported durable, and its commit index never exceeds its durable log
+// matching the leader's; the leader writes its own log in parallel with
+// sending AppendEntries (thesis §10.2.1) and counts itself toward a quorum
+// only once its write is durable. "Durable" notices name (term, index), so a
+// truncated-and-rewritten index is never mistaken for the old entry. A
+// truncation is durable before anything appended after it is (LogStorage).
+//
+// # The core
+//
+// core (unexported, used by the driver and the simulation tests) takes
+// inputs — a peer message (step), proposals (propose), a durable notice
+// (durableNotice), the passage of time (tick, called at the deadline it
+// asked for) — and produces a ready: entries and hard state to persist,
+// messages to send, committed entries to apply. It has no goroutines, no
+// clock and no unseeded randomness, so a simulation replays any run from a
+// seed.
+//
+// Features: randomized election timeouts; PreVote (thesis §9.6) and
+// CheckQuorum with a leader lease so a rejoining node cannot depose a
+// healthy leader; a no-op entry on election and the §5.4.2 commit rule;
+// the §5.3 consistency check with conflict truncation and fast backtracking
+// by conflict term/index hint; pipelined replication with probe/replicate
+// flow control per follower, bounded by in-flight messages and bytes, in
+// AppendEntries of at most MaxAppendBytes; leadership transfer with
+// TimeoutNow (abandoned after an election timeout, proposals refused
+// meanwhile). Replies from older terms are ignored.
+//
+// # Concurrency
+//
+// A Host owns a pool of workers that run group cores (a group runs on one
+// worker at a time), one scheduler goroutine with a heap of group deadlines,
+// a pool of sync workers and a pool of apply workers. An idle group costs
+// memory only. Group and Host methods are safe from any goroutine.
+//
+// Membership changes, learners, snapshots and ReadIndex come with issue 4:
+// the configuration will become a quorum.Majority pair (joint consensus) and
+// the progress gains a snapshot state.
+package raft

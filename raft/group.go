@@ -1,0 +1,511 @@
+package raft
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// AckMode says when a proposal's future resolves.
+type AckMode uint8
+
+const (
+	// AckCommitted resolves once the entry is committed: durable on a
+	// quorum, the leader included. The default.
+	AckCommitted AckMode = iota
+	// AckApplied resolves once this replica's state machine applied it.
+	AckApplied
+)
+
+// Proposal is the future of one proposed entry.
+type Proposal struct {
+	done        chan struct{}
+	index, term uint64
+	err         error
+	mode        AckMode
+	entryType   protocol.EntryType
+	data        []byte
+}
+
+// Wait blocks until the proposal resolves or ctx ends, and returns the
+// entry's index and term. A proposal that fails returns an error: a
+// *NotLeaderError (errors.As), ErrTransferring, ErrProposalDropped,
+// ErrClosed, or the storage error that stopped the group. A ctx error does
+// not cancel the proposal; it may still commit.
+func (p *Proposal) Wait(ctx context.Context) (index, term uint64, err error) {
+	select {
+	case <-p.done:
+		return p.index, p.term, p.err
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+}
+
+// Done is closed when the proposal resolves.
+func (p *Proposal) Done() <-chan struct{} { return p.done }
+
+func (p *Proposal) resolve(err error) {
+	p.err = err
+	p.data = nil
+	close(p.done)
+}
+
+func failedProposal(err error) *Proposal {
+	p := &Proposal{done: make(chan struct{})}
+	p.resolve(err)
+	return p
+}
+
+type transferRequest struct {
+	to       uint64
+	done     chan error
+	deadline time.Duration
+	started  bool
+}
+
+// Group is one replica of a Raft group on a Host. Its methods are safe from
+// any goroutine.
+type Group struct {
+	host *Host
+	id   uint64
+	cfg  GroupConfig
+
+	// mu guards the inbox and everything the sync and apply goroutines share
+	// with the worker running the core.
+	mu          sync.Mutex
+	closed      bool
+	closeErr    error
+	scheduled   bool
+	tickDue     bool
+	inbox       []protocol.RaftMessage
+	proposals   []*Proposal
+	newTransfer []*transferRequest
+	notice      durableMark // latest durable notice not yet given to the core
+	status      Status
+
+	// Log sync state (guarded by mu).
+	appended durableMark // last entry appended to the log
+	syncing  bool
+
+	// Apply state (guarded by mu).
+	applyQueue   []protocol.Entry
+	applyWaiters []*Proposal
+	applying     bool
+	applied      uint64
+
+	// Owned by whichever worker runs process (one at a time).
+	core      *core
+	pending   []*Proposal // proposed, not yet committed, in index order
+	transfers []*transferRequest
+	inboxBuf  []protocol.RaftMessage
+	propBuf   []*Proposal
+	entryBuf  []protocol.Entry
+
+	// Timer heap state (guarded by host.timerMu).
+	deadline  time.Duration
+	heapIndex int
+}
+
+type durableMark struct{ term, index uint64 }
+
+func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
+	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1}
+	g.core = newCore(cfg.coreConfig(h.cfg.NodeID, hs, seed), h.now())
+	g.applied = cfg.Applied
+	g.status = g.core.status()
+	g.status.GroupID = g.id
+	g.status.AppliedIndex = g.applied
+	return g
+}
+
+// ID is the group id.
+func (g *Group) ID() uint64 { return g.id }
+
+// Status returns a snapshot of the replica's state.
+func (g *Group) Status() Status {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.status
+	s.AppliedIndex = g.applied
+	return s
+}
+
+// Propose appends an entry to the group's log through the leader on this
+// node. It fails fast with *NotLeaderError when this replica is not the
+// leader. data is owned by Raft from now on: the caller must not modify it.
+// Proposals queued while the previous append is in flight go out together.
+func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte, mode AckMode) *Proposal {
+	if err := ctx.Err(); err != nil {
+		return failedProposal(err)
+	}
+	g.mu.Lock()
+	switch {
+	case g.closed:
+		g.mu.Unlock()
+		return failedProposal(g.closeErr)
+	case g.status.Role != RoleLeader:
+		leader := g.status.Leader
+		g.mu.Unlock()
+		return failedProposal(&NotLeaderError{Leader: leader})
+	case g.status.Transferee != 0:
+		g.mu.Unlock()
+		return failedProposal(ErrTransferring)
+	}
+	p := &Proposal{done: make(chan struct{}), mode: mode, entryType: typ, data: data}
+	g.proposals = append(g.proposals, p)
+	g.scheduleLocked()
+	g.mu.Unlock()
+	return p
+}
+
+// TransferLeadership hands leadership to another voter (thesis §3.10) and
+// waits until this node sees it lead. A transfer that does not finish in an
+// election timeout is abandoned and returns an error; proposals fail with
+// ErrTransferring meanwhile.
+func (g *Group) TransferLeadership(ctx context.Context, to uint64) error {
+	req := &transferRequest{to: to, done: make(chan error, 1)}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return g.closeErr
+	}
+	g.newTransfer = append(g.newTransfer, req)
+	g.scheduleLocked()
+	g.mu.Unlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Group) scheduleLocked() {
+	if !g.scheduled && !g.closed {
+		g.scheduled = true
+		g.host.enqueue(g)
+	}
+}
+
+func (g *Group) hasWorkLocked() bool {
+	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0
+}
+
+// process runs the core on everything that arrived, then carries out its
+// decisions. Only one worker runs it for a group at a time.
+func (g *Group) process() {
+	g.mu.Lock()
+	if g.closed {
+		err := g.closeErr
+		g.mu.Unlock()
+		g.failOwned(err)
+		return
+	}
+	msgs, props, transfers := g.inbox, g.proposals, g.newTransfer
+	g.inbox, g.proposals, g.newTransfer = g.inboxBuf[:0], g.propBuf[:0], nil
+	notice, tickDue := g.notice, g.tickDue
+	g.notice, g.tickDue = durableMark{}, false
+	g.mu.Unlock()
+
+	now := g.host.now()
+	c := g.core
+	for i := range msgs {
+		c.step(&msgs[i], now)
+		msgs[i] = protocol.RaftMessage{}
+	}
+	if len(props) > 0 {
+		g.propose(props, now)
+	}
+	if notice.index != 0 {
+		c.durableNotice(notice.term, notice.index, now)
+	}
+	if tickDue || now >= c.deadline() {
+		c.tick(now)
+	}
+	for _, t := range transfers {
+		if err := c.transferLeadership(t.to, now); err != nil {
+			t.done <- err
+			continue
+		}
+		t.deadline = now + 2*g.cfg.ElectionTimeout
+		g.transfers = append(g.transfers, t)
+	}
+	var err error
+	for err == nil && c.hasReady() {
+		err = g.handleReady(c.takeReady())
+	}
+	if err != nil {
+		g.host.cfg.Logger.Error("raft: group stopped", "group", g.id, "err", err)
+		g.close(err)
+		g.failOwned(err)
+		return
+	}
+	st := c.status()
+	g.checkTransfers(st, now)
+	g.host.setDeadline(g, c.deadline())
+
+	g.mu.Lock()
+	g.inboxBuf, g.propBuf = msgs[:0], props[:0]
+	prev := g.status
+	st.GroupID = g.id
+	g.status = st
+	if g.closed {
+		err := g.closeErr
+		g.mu.Unlock()
+		g.failOwned(err)
+		return
+	}
+	if g.hasWorkLocked() {
+		g.host.enqueue(g)
+	} else {
+		g.scheduled = false
+	}
+	g.mu.Unlock()
+	if prev.Role != st.Role || prev.Term != st.Term || prev.Leader != st.Leader {
+		g.host.cfg.Logger.Debug("raft: state change", "group", g.id, "node", st.ID, "role", st.Role, "term", st.Term, "leader", st.Leader)
+	}
+}
+
+func (g *Group) propose(props []*Proposal, now time.Duration) {
+	ents := g.entryBuf[:0]
+	for _, p := range props {
+		ents = append(ents, protocol.Entry{Type: p.entryType, Data: p.data})
+	}
+	first, term, err := g.core.propose(ents, now)
+	g.entryBuf = ents[:0]
+	for i, p := range props {
+		if err != nil {
+			p.resolve(err)
+			continue
+		}
+		p.index, p.term = first+uint64(i), term
+		p.data = nil
+		g.pending = append(g.pending, p)
+	}
+	clear(props)
+}
+
+// handleReady persists, sends and hands out committed entries, in the order
+// the core's contract requires.
+func (g *Group) handleReady(rd ready) error {
+	if rd.err != nil {
+		return rd.err
+	}
+	if err := persistReady(g.cfg.Log, g.cfg.Stable, &rd); err != nil {
+		return err
+	}
+	if n := len(rd.entries); n > 0 {
+		last := rd.entries[n-1]
+		g.mu.Lock()
+		g.appended = durableMark{term: last.Term, index: last.Index}
+		startSync := !g.syncing
+		g.syncing = true
+		g.mu.Unlock()
+		if startSync {
+			g.host.submitSync(g)
+		}
+	}
+	if len(rd.messages) > 0 {
+		for i := range rd.messages {
+			rd.messages[i].GroupID = g.id
+		}
+		g.host.cfg.Send(rd.messages)
+	}
+	if len(rd.committed) > 0 {
+		g.resolveCommitted(rd.committed)
+	}
+	return nil
+}
+
+// persistReady writes a ready's entries and hard state: truncate when the
+// entries replace a suffix, append (buffered), and save the hard state
+// durably. Messages go out only after it returns.
+func persistReady(log LogStorage, stable StableStorage, rd *ready) error {
+	if len(rd.entries) > 0 {
+		first := rd.entries[0].Index
+		if first <= log.LastIndex() {
+			if err := log.TruncateAfter(first - 1); err != nil {
+				return fmt.Errorf("raft: truncate log after %d: %w", first-1, err)
+			}
+		}
+		if err := log.Append(rd.entries); err != nil {
+			return fmt.Errorf("raft: append %d entries at %d: %w", len(rd.entries), first, err)
+		}
+	}
+	if rd.saveHardState {
+		if err := stable.Save(rd.hardState); err != nil {
+			return fmt.Errorf("raft: save hard state: %w", err)
+		}
+	}
+	return nil
+}
+
+// resolveCommitted resolves AckCommitted proposals and queues the entries
+// (and AckApplied proposals) for the apply goroutine.
+func (g *Group) resolveCommitted(committed []protocol.Entry) {
+	first, last := committed[0].Index, committed[len(committed)-1].Index
+	n := 0
+	var toApply []*Proposal
+	for _, p := range g.pending {
+		if p.index > last {
+			break
+		}
+		n++
+		if p.index < first || committed[p.index-first].Term != p.term {
+			p.resolve(ErrProposalDropped)
+			continue
+		}
+		if p.mode == AckApplied {
+			toApply = append(toApply, p)
+			continue
+		}
+		p.resolve(nil)
+	}
+	clear(g.pending[:n])
+	g.pending = g.pending[n:]
+	g.mu.Lock()
+	g.applyQueue = append(g.applyQueue, committed...)
+	g.applyWaiters = append(g.applyWaiters, toApply...)
+	startApply := !g.applying
+	g.applying = true
+	g.mu.Unlock()
+	if startApply {
+		g.host.submitApply(g)
+	}
+}
+
+func (g *Group) checkTransfers(st Status, now time.Duration) {
+	kept := g.transfers[:0]
+	for _, t := range g.transfers {
+		switch {
+		case st.Leader == t.to:
+			t.done <- nil
+		case st.Role == RoleLeader && st.Transferee != t.to:
+			t.done <- fmt.Errorf("raft: transfer of group %d to %d abandoned after an election timeout", g.id, t.to)
+		case st.Role != RoleLeader && st.Leader != 0:
+			t.done <- &NotLeaderError{Leader: st.Leader}
+		case now > t.deadline:
+			t.done <- fmt.Errorf("raft: transfer of group %d to %d did not finish", g.id, t.to)
+		default:
+			kept = append(kept, t)
+		}
+	}
+	clear(g.transfers[len(kept):])
+	g.transfers = kept
+}
+
+// syncLoop runs on a sync worker: it syncs the log, tells the core what is
+// durable as (term, index), and repeats while more was appended meanwhile
+// (group commit).
+func (g *Group) syncLoop() {
+	for {
+		g.mu.Lock()
+		mark := g.appended
+		closed := g.closed
+		g.mu.Unlock()
+		if closed {
+			return
+		}
+		if _, err := g.cfg.Log.Sync(); err != nil {
+			g.host.cfg.Logger.Error("raft: log sync failed; group stopped", "group", g.id, "err", err)
+			g.close(fmt.Errorf("raft: sync log: %w", err))
+			return
+		}
+		g.mu.Lock()
+		g.notice = mark
+		g.scheduleLocked()
+		if g.appended == mark || g.closed {
+			g.syncing = false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+	}
+}
+
+// applyLoop runs on an apply worker: it applies queued committed entries in
+// batches and resolves AckApplied proposals.
+func (g *Group) applyLoop() {
+	for {
+		g.mu.Lock()
+		batch := g.applyQueue
+		g.applyQueue = nil
+		if len(batch) == 0 || g.closed {
+			g.applying = false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		if err := g.cfg.StateMachine.Apply(batch); err != nil {
+			g.host.cfg.Logger.Error("raft: state machine failed; group stopped", "group", g.id, "err", err)
+			g.close(fmt.Errorf("raft: apply: %w", err))
+			return
+		}
+		applied := batch[len(batch)-1].Index
+		g.mu.Lock()
+		g.applied = applied
+		n := 0
+		for _, p := range g.applyWaiters {
+			if p.index > applied {
+				break
+			}
+			p.resolve(nil)
+			n++
+		}
+		clear(g.applyWaiters[:n])
+		g.applyWaiters = g.applyWaiters[n:]
+		g.mu.Unlock()
+	}
+}
+
+// close stops the group and fails everything pending with err.
+func (g *Group) close(err error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	g.closeErr = err
+	props := g.proposals
+	g.proposals = nil
+	waiters := g.applyWaiters
+	g.applyWaiters = nil
+	newTransfers := g.newTransfer
+	g.newTransfer = nil
+	g.mu.Unlock()
+	for _, p := range props {
+		p.resolve(err)
+	}
+	for _, p := range waiters {
+		p.resolve(err)
+	}
+	for _, t := range newTransfers {
+		t.done <- err
+	}
+	// pending and transfers belong to the worker; a worker in process()
+	// sees closed on its next run. Resolve them here only when no worker
+	// holds the group.
+	g.mu.Lock()
+	idle := !g.scheduled
+	g.scheduled = true // keep workers away from now on
+	g.mu.Unlock()
+	if idle {
+		g.failOwned(err)
+	}
+}
+
+// failOwned fails the proposals and transfers owned by the worker side.
+func (g *Group) failOwned(err error) {
+	for _, p := range g.pending {
+		p.resolve(err)
+	}
+	g.pending = nil
+	for _, t := range g.transfers {
+		t.done <- err
+	}
+	g.transfers = nil
+}

@@ -1,0 +1,307 @@
+package raft
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// ErrClosed is returned by operations on a removed group or a closed host.
+var ErrClosed = errors.New("raft: closed")
+
+// Host runs the cores of many groups on one node. Groups cost no goroutine
+// and no timer of their own: a fixed pool of workers runs whichever group
+// has work, one scheduler goroutine keeps every group's next deadline in a
+// heap, and separate pools sync logs and apply committed entries.
+type Host struct {
+	cfg   HostConfig
+	start time.Time
+	seeds *rand.Rand
+
+	mu     sync.RWMutex
+	groups map[uint64]*Group
+	closed bool
+
+	runMu   sync.Mutex
+	runCond *sync.Cond
+	runq    []*Group
+	stop    bool
+
+	syncq  chan *Group
+	applyq chan *Group
+	done   chan struct{}
+
+	timerMu   sync.Mutex
+	timerHeap deadlineHeap
+	timerWake chan struct{}
+
+	wg sync.WaitGroup
+}
+
+// NewHost starts a host's goroutines.
+func NewHost(cfg HostConfig) (*Host, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	h := &Host{
+		cfg:       cfg,
+		start:     time.Now(),
+		seeds:     rand.New(rand.NewPCG(seed, cfg.NodeID)),
+		groups:    make(map[uint64]*Group),
+		syncq:     make(chan *Group, 1024),
+		applyq:    make(chan *Group, 1024),
+		timerWake: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	h.runCond = sync.NewCond(&h.runMu)
+	for range cfg.Workers {
+		h.wg.Go(h.runWorker)
+	}
+	for range cfg.SyncWorkers {
+		h.wg.Go(h.syncWorker)
+	}
+	for range cfg.ApplyWorkers {
+		h.wg.Go(h.applyWorker)
+	}
+	h.wg.Go(h.timerLoop)
+	return h, nil
+}
+
+func (h *Host) now() time.Duration { return time.Since(h.start) }
+
+// Step hands an inbound message to its group. Messages for unknown groups
+// are dropped. Safe from any goroutine.
+func (h *Host) Step(m protocol.RaftMessage) {
+	h.mu.RLock()
+	g := h.groups[m.GroupID]
+	h.mu.RUnlock()
+	if g == nil || m.To != h.cfg.NodeID {
+		return
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.inbox = append(g.inbox, m)
+	g.scheduleLocked()
+	g.mu.Unlock()
+}
+
+// AddGroup starts a replica of a group on this host.
+func (h *Host) AddGroup(cfg GroupConfig) (*Group, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	hs, err := cfg.Stable.Load()
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: load hard state: %w", cfg.GroupID, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if h.groups[cfg.GroupID] != nil {
+		return nil, fmt.Errorf("raft: group %d already on this host", cfg.GroupID)
+	}
+	g := newGroup(h, cfg, hs, h.seeds.Uint64())
+	h.groups[cfg.GroupID] = g
+	h.setDeadline(g, g.core.deadline())
+	return g, nil
+}
+
+// RemoveGroup stops a group's replica; pending proposals fail with ErrClosed.
+// The storage stays open; its owner closes it.
+func (h *Host) RemoveGroup(groupID uint64) error {
+	h.mu.Lock()
+	g := h.groups[groupID]
+	delete(h.groups, groupID)
+	h.mu.Unlock()
+	if g == nil {
+		return fmt.Errorf("raft: group %d not on this host", groupID)
+	}
+	g.close(ErrClosed)
+	h.clearDeadline(g)
+	return nil
+}
+
+// Close removes every group and stops the host's goroutines.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	groups := h.groups
+	h.groups = map[uint64]*Group{}
+	h.mu.Unlock()
+	for _, g := range groups {
+		g.close(ErrClosed)
+	}
+	h.runMu.Lock()
+	h.stop = true
+	h.runCond.Broadcast()
+	h.runMu.Unlock()
+	close(h.done)
+	h.wg.Wait()
+	return nil
+}
+
+func (h *Host) enqueue(g *Group) {
+	h.runMu.Lock()
+	h.runq = append(h.runq, g)
+	h.runMu.Unlock()
+	h.runCond.Signal()
+}
+
+func (h *Host) runWorker() {
+	for {
+		h.runMu.Lock()
+		for len(h.runq) == 0 && !h.stop {
+			h.runCond.Wait()
+		}
+		if h.stop {
+			h.runMu.Unlock()
+			return
+		}
+		g := h.runq[0]
+		h.runq[0] = nil
+		h.runq = h.runq[1:]
+		h.runMu.Unlock()
+		g.process()
+	}
+}
+
+func (h *Host) syncWorker() {
+	for {
+		select {
+		case g := <-h.syncq:
+			g.syncLoop()
+		case <-h.done:
+			return
+		}
+	}
+}
+
+func (h *Host) applyWorker() {
+	for {
+		select {
+		case g := <-h.applyq:
+			g.applyLoop()
+		case <-h.done:
+			return
+		}
+	}
+}
+
+func (h *Host) submitSync(g *Group) {
+	select {
+	case h.syncq <- g:
+	case <-h.done:
+	}
+}
+
+func (h *Host) submitApply(g *Group) {
+	select {
+	case h.applyq <- g:
+	case <-h.done:
+	}
+}
+
+// setDeadline records when g must be ticked next.
+func (h *Host) setDeadline(g *Group, d time.Duration) {
+	h.timerMu.Lock()
+	defer h.timerMu.Unlock()
+	if g.heapIndex >= 0 {
+		if g.deadline == d {
+			return
+		}
+		g.deadline = d
+		heap.Fix(&h.timerHeap, g.heapIndex)
+	} else {
+		g.deadline = d
+		heap.Push(&h.timerHeap, g)
+	}
+	if g.heapIndex == 0 {
+		select {
+		case h.timerWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (h *Host) clearDeadline(g *Group) {
+	h.timerMu.Lock()
+	defer h.timerMu.Unlock()
+	if g.heapIndex >= 0 {
+		heap.Remove(&h.timerHeap, g.heapIndex)
+	}
+}
+
+// timerLoop is the single scheduler goroutine: it wakes each group at the
+// deadline its core asked for.
+func (h *Host) timerLoop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		h.timerMu.Lock()
+		now := h.now()
+		var due []*Group
+		for len(h.timerHeap) > 0 && h.timerHeap[0].deadline <= now {
+			due = append(due, heap.Pop(&h.timerHeap).(*Group))
+		}
+		wait := time.Hour
+		if len(h.timerHeap) > 0 {
+			wait = h.timerHeap[0].deadline - now
+		}
+		h.timerMu.Unlock()
+		for _, g := range due {
+			g.mu.Lock()
+			g.tickDue = true
+			g.scheduleLocked()
+			g.mu.Unlock()
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-h.timerWake:
+		case <-h.done:
+			return
+		}
+	}
+}
+
+type deadlineHeap []*Group
+
+func (d deadlineHeap) Len() int           { return len(d) }
+func (d deadlineHeap) Less(i, j int) bool { return d[i].deadline < d[j].deadline }
+func (d deadlineHeap) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].heapIndex = i
+	d[j].heapIndex = j
+}
+func (d *deadlineHeap) Push(x any) {
+	g := x.(*Group)
+	g.heapIndex = len(*d)
+	*d = append(*d, g)
+}
+func (d *deadlineHeap) Pop() any {
+	old := *d
+	g := old[len(old)-1]
+	old[len(old)-1] = nil
+	*d = old[:len(old)-1]
+	g.heapIndex = -1
+	return g
+}

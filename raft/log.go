@@ -1,0 +1,189 @@
+package raft
+
+import (
+	"fmt"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// LogReader is the read half of LogStorage, all the core needs.
+type LogReader interface {
+	FirstIndex() uint64
+	LastIndex() uint64
+	Term(index uint64) (uint64, error)
+	Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error)
+}
+
+// raftLog is the core's view of the log: what storage holds plus the
+// unstable tail the core has decided on but not yet handed to the driver.
+// The driver appends that tail before it calls the core again, so storage
+// and unstable never disagree about an index below unstableStart.
+type raftLog struct {
+	storage       LogReader
+	unstable      []protocol.Entry
+	unstableStart uint64 // index of unstable[0]; meaningful when unstable is not empty
+	err           error  // first storage error; sticky
+}
+
+func (l *raftLog) firstIndex() uint64 { return l.storage.FirstIndex() }
+
+func (l *raftLog) lastIndex() uint64 {
+	if n := len(l.unstable); n > 0 {
+		return l.unstable[n-1].Index
+	}
+	return l.storage.LastIndex()
+}
+
+// term returns the term of index, or 0 when index is outside the log or
+// storage failed (the error is kept in l.err and stops the group).
+func (l *raftLog) term(index uint64) uint64 {
+	if n := len(l.unstable); n > 0 && index >= l.unstableStart {
+		if index-l.unstableStart < uint64(n) {
+			return l.unstable[index-l.unstableStart].Term
+		}
+		return 0
+	}
+	if index+1 < l.storage.FirstIndex() || index > l.storage.LastIndex() {
+		return 0
+	}
+	t, err := l.storage.Term(index)
+	if err != nil {
+		l.fail(fmt.Errorf("raft: log term of index %d: %w", index, err))
+		return 0
+	}
+	return t
+}
+
+func (l *raftLog) lastTerm() uint64 { return l.term(l.lastIndex()) }
+
+func (l *raftLog) fail(err error) {
+	if l.err == nil {
+		l.err = err
+	}
+}
+
+// matchTerm reports whether the log holds index with the given term.
+func (l *raftLog) matchTerm(index, term uint64) bool {
+	if index > l.lastIndex() || index+1 < l.firstIndex() {
+		return false
+	}
+	return l.term(index) == term
+}
+
+// isUpToDate reports whether a log ending at (lastIndex, lastTerm) is at
+// least as up-to-date as this one (§5.4.1).
+func (l *raftLog) isUpToDate(lastIndex, lastTerm uint64) bool {
+	ourTerm := l.lastTerm()
+	return lastTerm > ourTerm || (lastTerm == ourTerm && lastIndex >= l.lastIndex())
+}
+
+// entries returns [lo, hi) limited to maxBytes of data, at least one entry.
+func (l *raftLog) entries(lo, hi, maxBytes uint64) []protocol.Entry {
+	if lo >= hi {
+		return nil
+	}
+	var out []protocol.Entry
+	if len(l.unstable) == 0 || lo < l.unstableStart {
+		storageHi := hi
+		if len(l.unstable) > 0 && storageHi > l.unstableStart {
+			storageHi = l.unstableStart
+		}
+		ents, err := l.storage.Entries(lo, storageHi, maxBytes)
+		if err != nil {
+			l.fail(fmt.Errorf("raft: log entries [%d, %d): %w", lo, storageHi, err))
+			return nil
+		}
+		if uint64(len(ents)) < storageHi-lo || storageHi == hi {
+			return ents
+		}
+		out = ents
+		maxBytes -= min(maxBytes, dataSize(ents))
+		lo = storageHi
+		if maxBytes == 0 {
+			return out
+		}
+	}
+	start := lo - l.unstableStart
+	end := min(hi-l.unstableStart, uint64(len(l.unstable)))
+	part := l.unstable[start:end:end]
+	var size uint64
+	n := 0
+	for n < len(part) {
+		size += uint64(len(part[n].Data))
+		if size > maxBytes && (n > 0 || len(out) > 0) {
+			break
+		}
+		n++
+	}
+	if out == nil {
+		return part[:n:n]
+	}
+	return append(out, part[:n]...)
+}
+
+func dataSize(ents []protocol.Entry) uint64 {
+	var n uint64
+	for i := range ents {
+		n += uint64(len(ents[i].Data))
+	}
+	return n
+}
+
+// append adds entries at the end of the log (the leader's own proposals).
+func (l *raftLog) append(ents ...protocol.Entry) {
+	if len(l.unstable) == 0 {
+		l.unstableStart = ents[0].Index
+	}
+	l.unstable = append(l.unstable, ents...)
+}
+
+// truncateAndAppend replaces everything from ents[0].Index on with ents.
+func (l *raftLog) truncateAndAppend(ents []protocol.Entry) {
+	first := ents[0].Index
+	switch {
+	case len(l.unstable) > 0 && first >= l.unstableStart && first <= l.lastIndex()+1:
+		l.unstable = append(l.unstable[:first-l.unstableStart:first-l.unstableStart], ents...)
+	default:
+		// Either the tail is already in storage (the driver truncates it
+		// when it sees the first entry at or below its last index) or the
+		// unstable tail is replaced entirely.
+		l.unstable = append([]protocol.Entry(nil), ents...)
+		l.unstableStart = first
+	}
+}
+
+// takeUnstable hands the unstable tail to the driver, which appends it to
+// storage (truncating first when it starts at or below storage's last index).
+func (l *raftLog) takeUnstable() []protocol.Entry {
+	ents := l.unstable
+	l.unstable = nil
+	return ents
+}
+
+// findConflict returns the index of the first entry of ents that the log
+// does not hold with the same term, or 0 when the log holds them all (§5.3:
+// only a conflicting entry truncates; a matching append never drops entries).
+func (l *raftLog) findConflict(ents []protocol.Entry) uint64 {
+	for i := range ents {
+		if !l.matchTerm(ents[i].Index, ents[i].Term) {
+			return ents[i].Index
+		}
+	}
+	return 0
+}
+
+// findConflictByTerm returns the largest index at or below index whose term
+// is at most term, and that term (§5.3 fast backtracking hint).
+func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
+	if li := l.lastIndex(); index > li {
+		index = li
+	}
+	first := l.firstIndex()
+	for {
+		t := l.term(index)
+		if t <= term || index+1 <= first || l.err != nil {
+			return index, t
+		}
+		index--
+	}
+}

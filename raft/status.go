@@ -1,0 +1,15 @@
+package raft
+
+// Status is a snapshot of one replica of a group.
+type Status struct {
+	ID           uint64 // this node
+	GroupID      uint64
+	Role         Role
+	Term         uint64
+	Leader       uint64 // 0 when unknown
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastIndex    uint64
+	// Transferee is the node leadership is being handed to, 0 when none.
+	Transferee uint64
+}

@@ -1,0 +1,59 @@
+package raft
+
+import "github.com/raftmq/raftmq/protocol"
+
+// LogStorage is the Raft log a group persists its entries in. segmentlog.Log
+// implements it directly. The driver calls Append, TruncateAfter and Sync;
+// the core only reads. See the package documentation for who calls what from
+// which goroutine.
+type LogStorage interface {
+	// FirstIndex is the first index still held. For an empty log it is
+	// LastIndex()+1 (a new log: FirstIndex 1, LastIndex 0).
+	FirstIndex() uint64
+	// LastIndex is the last appended index (appended, not necessarily durable).
+	LastIndex() uint64
+	// Term returns the term of an index in [FirstIndex-1 .. LastIndex]; for
+	// FirstIndex-1 it returns the term recorded at the last Reset/prefix
+	// deletion (0 for a new log). An error means I/O or corruption.
+	Term(index uint64) (uint64, error)
+	// Entries returns entries [lo, hi) with total Data size at most
+	// maxBytes, but always at least one entry when lo < hi. Returned
+	// entries must not be modified and stay valid after later writes.
+	Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error)
+	// Append appends dense entries starting at LastIndex()+1. Buffered, not
+	// durable. The caller's Data is never modified.
+	Append(entries []protocol.Entry) error
+	// TruncateAfter removes every entry with index > index (§5.3). The
+	// removal is durable before anything appended after it is reported
+	// durable.
+	TruncateAfter(index uint64) error
+	// Sync makes everything appended so far durable and returns the durable
+	// last index. It may be called concurrently with Append. A failed sync
+	// is sticky.
+	Sync() (durableIndex uint64, err error)
+}
+
+// HardState is the state Raft must keep durably besides the log: the
+// current term, the vote cast in it (§5.2, Figure 2), and a commit index
+// hint (a lower bound of the commit index at the time of saving; it may lag).
+type HardState struct {
+	Term, Vote, Commit uint64
+}
+
+// IsZero reports whether h is the state of a replica that never ran.
+func (h HardState) IsZero() bool { return h == HardState{} }
+
+// StableStorage keeps a group's HardState. Save must be durable when it
+// returns: the driver saves before sending any message that depends on the
+// new term or vote.
+type StableStorage interface {
+	Load() (HardState, error)
+	Save(HardState) error
+}
+
+// StateMachine receives committed entries, in log order, in batches, from
+// one goroutine at a time per group. An error stops the group (the state
+// machine is then behind the log and must be rebuilt on restart).
+type StateMachine interface {
+	Apply(entries []protocol.Entry) error
+}

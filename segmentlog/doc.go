@@ -1,0 +1,128 @@
+// Package segmentlog is raftmq's segmented append-only log. One Log holds
+// one partition's Raft log, and consumers read the very bytes Raft
+// replicated: there is no second copy. *Log implements raft.LogStorage.
+//
+// # Usage
+//
+//	log, err := segmentlog.Open(vfs.Default, dir, segmentlog.DefaultOptions())
+//	err = log.Append(entries)            // buffered; stamps batch base offsets
+//	durable, err := log.Sync()           // group commit
+//	entries, err := log.Entries(lo, hi, maxBytes)
+//	batches, next, err := log.ReadBatches(nil, offset, commitIndex, maxBytes)
+//	err = log.TruncateAfter(index)       // Raft conflict (§5.3), durable on return
+//	n, err := log.DeleteBefore(index)    // retention: whole sealed segments
+//	err = log.Close()
+//
+// # Record offsets
+//
+// Append assigns record offsets (docs/adr/0001): for a record batch entry
+// it writes NextOffset() into the base-offset field of its own copy of the
+// batch (protocol.StampBatch; the batch CRC does not cover it) and advances
+// NextOffset by the record count. Every replica's log computes the same
+// offsets because Raft logs match index by index. Other entry types take an
+// index but no offset. OffsetOfIndex, IndexOfOffset and ReadBatches find
+// records without decoding them.
+//
+// # Files
+//
+// A log is one directory:
+//
+//	00000000000000000001.log   segment: entries from index 1
+//	00000000000000000001.idx   its sparse index (sealed segments only)
+//	00000000000000052817.log   the active segment (the last one)
+//	LOCK
+//
+// Segments are named by their first Raft index, zero-padded to 20 digits.
+// A segment rolls before an entry that would take it past
+// Options.SegmentMaxBytes (default 64 MiB, see Options) and once it is
+// Options.SegmentMaxAge old.
+//
+// # Segment format
+//
+// All integers are little-endian. A segment starts with a 64-byte header:
+//
+//	+---------+---------+-------+----------+-------------+----------+-------------+------------+----------+--------+
+//	| magic   | version | flags | reserved | first index | prevTerm | firstOffset | generation | created  | CRC32C |
+//	| 8 bytes | 2       | 2     | 4        | 8           | 8        | 8           | 8          | 8 (ms)   | 4+pad  |
+//	+---------+---------+-------+----------+-------------+----------+-------------+------------+----------+--------+
+//	  0         8         10      12         16            24         32            40           48         60
+//
+// magic is "raftmqSG"; the CRC32C (Castagnoli) at byte 60 covers bytes
+// [0, 60). prevTerm is the term of first index - 1, firstOffset the record
+// offset the segment's first batch gets, generation is bumped by Reset.
+// Entries follow, each framed:
+//
+//	+---------+---------+---------+---------+------+----------+----------------+
+//	| CRC32C  | length  | index   | term    | type | reserved | payload        |
+//	| 4 bytes | 4       | 8       | 8       | 1    | 7 (zero) | length bytes   |
+//	+---------+---------+---------+---------+------+----------+----------------+
+//	  0         4         8         16        24     25         32
+//
+// The CRC32C covers bytes [4, 32+length): the rest of the header and the
+// payload. A record batch payload is the stamped batch, byte for byte what
+// ReadBatches returns. After the last frame the file holds only zeros (or
+// ends): truncation zeroes the bytes it drops rather than shrinking the
+// file, which vfs.File cannot do, so an all-zero frame header marks the end.
+//
+// # Index format
+//
+// A sealed segment has a sparse index file: a 96-byte header, then one
+// 32-byte point per IndexIntervalBytes (default 4 KiB) of segment, then a
+// CRC32C of the points.
+//
+//	header: magic "raftmqIX" (8) | version (2) | reserved (2) | point count (4)
+//	        first index (8) | last index (8) | last term (8) | data end (8)
+//	        next offset (8) | last frame position (8) | last frame CRC (4)
+//	        reserved (4) | max timestamp (8) | reserved (12) | CRC32C of [0, 92) (4)
+//	point:  index (8) | file position (8) | record offset (8) | max timestamp (8)
+//
+// A point says the frame of entry index starts at the position; its record
+// offset is the log's next offset before that entry (its base offset for a
+// batch), so both Raft index -> position and record offset -> position are
+// binary searches; its max timestamp is the largest batch MaxTimestamp in
+// the segment up to that entry (the time index). The header names the last
+// frame and where data ends; at open the log checks that frame (index,
+// term, CRC) and the zeros after it, so a stale index (one written before a
+// truncation, say) is detected in O(1) and rebuilt by scanning the segment,
+// as is a missing or invalid one. Index files are written by rename and not
+// synced: they are caches of the segment.
+//
+// # Recovery
+//
+// Open scans the active (last) segment. The first frame that is torn or
+// invalid (short, CRC mismatch, wrong index, term going down, base offset
+// not following) ends the log: the bytes from there on are zeroed and the
+// cut synced. Any invalid frame in a sealed segment (found while rebuilding
+// its index, or later on a read), a segment that does not follow the
+// previous one, or a bad segment header is an error matching ErrCorrupt
+// (a *CorruptError naming file and byte position); data is never dropped
+// silently there. Segments of an older generation than the newest are
+// leftovers of an interrupted Reset and are removed.
+//
+// # Durability
+//
+// Append buffers; Sync writes the buffer and fdatasyncs the active
+// segment, and returns the durable last index. Concurrent Sync callers share
+// one fdatasync (group commit). A roll syncs the old segment before the new
+// one is created (by a synced temporary file renamed into place, then a
+// directory sync), so only the active segment can have a torn tail.
+// TruncateAfter, ResetOffsets and DeleteBefore are durable when they
+// return. Any write or sync failure is sticky: the log reports it from every
+// later Append, Sync and maintenance call, never reports those entries
+// durable, and must be reopened, which recovers what reached the disk.
+//
+// # Concurrency
+//
+// One writer goroutine calls Append, TruncateAfter, Reset, ResetOffsets;
+// Sync, DeleteBefore and ApplyRetention may be called from any goroutine,
+// concurrently with the writer. Any number of goroutines may read
+// (Entries, Term, FirstIndex, LastIndex, ReadBatches, IndexOfOffset, ...)
+// at the same time. Recent entries are served from the tail cache without
+// I/O; older ones by positional reads that never block Append (a reader
+// only waits for a truncation, reset or segment deletion). Returned entry
+// Data is shared and must not be modified; it stays valid forever.
+//
+// The vfs.FS must allow a write to a file concurrent with an fdatasync of
+// it (vfs.Default and the in-memory FS do), and must not modify buffers
+// passed to WriteAt.
+package segmentlog

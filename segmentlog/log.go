@@ -1,0 +1,517 @@
+package segmentlog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// Log is a segmented append-only log. See the package documentation for the
+// contract; it implements raft.LogStorage.
+//
+// Lock order: syncMu, flushMu, fileMu, mu.
+type Log struct {
+	fs      vfs.FS
+	dir     string
+	opts    Options
+	lock    io.Closer
+	dirFile vfs.File
+
+	// syncMu serialises fdatasync with rolls, truncations, resets,
+	// deletions and Close, so a file is never closed or cut mid-sync.
+	syncMu sync.Mutex
+	// flushMu serialises writes of the append buffer to the active file.
+	flushMu sync.Mutex
+	// fileMu is held for reading while a reader reads segment files, and for
+	// writing while files are cut, removed or closed.
+	fileMu sync.RWMutex
+	// mu guards the fields below.
+	mu sync.RWMutex
+
+	closed bool
+	err    error // sticky write error
+
+	segments   []*segment // ascending first index; the last one is active
+	writeFile  vfs.File   // read-write handle of the active segment
+	flushedEnd int64      // bytes of the active segment written to writeFile
+	generation uint64
+
+	chunk        []byte // append buffer, also the tail cache's memory
+	chunkUsed    int    // chunk[:chunkUsed] holds frames
+	chunkFlushed int    // chunk[:chunkFlushed] is written to writeFile
+	chunkPos     int64  // file position of chunk[0]
+
+	tail      []cachedEntry // tail[tailHead:] holds dense indexes up to lastIndex
+	tailHead  int
+	tailBytes int
+
+	lastIndex    uint64
+	nextOffset   uint64
+	durableIndex uint64
+	lastPointPos int64 // position of the active segment's last index point; -1 if none
+}
+
+// cachedEntry is an entry held in memory. Data aliases an append chunk,
+// whose bytes never change once written.
+type cachedEntry struct {
+	entry       protocol.Entry
+	baseOffset  uint64 // the log's next record offset before this entry
+	recordCount uint32
+	seg         *segment
+	pos         int64
+}
+
+func (c *cachedEntry) frameSize() int { return frameHeaderSize + len(c.entry.Data) }
+
+// Open opens or creates the log in dir, recovering it: the active segment's
+// torn tail is cut (and the cut synced), missing or stale indexes are
+// rebuilt, and corruption anywhere else fails with ErrCorrupt.
+func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Log{fs: fs, dir: dir, opts: opts, lastPointPos: -1}
+	if err := l.open(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) path(name string) string { return l.fs.PathJoin(l.dir, name) }
+
+func (l *Log) syncDir() error {
+	if err := l.dirFile.Sync(); err != nil {
+		return fmt.Errorf("segmentlog: sync directory %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
+
+func (l *Log) firstIndexLocked() uint64 { return l.segments[0].header.firstIndex }
+
+func (l *Log) tailStartLocked() uint64 {
+	if l.tailHead == len(l.tail) {
+		return l.lastIndex + 1
+	}
+	return l.tail[l.tailHead].entry.Index
+}
+
+// segmentFor returns the segment holding index (which the log holds).
+func (l *Log) segmentFor(index uint64) *segment {
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].header.firstIndex > index })
+	return l.segments[max(i-1, 0)]
+}
+
+// readLimit is how far readers may read a segment's file.
+func (l *Log) readLimitLocked(s *segment) int64 {
+	if s == l.active() {
+		return l.flushedEnd
+	}
+	return s.end
+}
+
+func (l *Log) checkReadable() error {
+	if l.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (l *Log) checkWritable() error {
+	if l.closed {
+		return ErrClosed
+	}
+	return l.err
+}
+
+// setSticky records the first write error; every later write returns it.
+func (l *Log) setSticky(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+	return l.err
+}
+
+// FirstIndex is the first index the log holds; LastIndex()+1 when empty.
+func (l *Log) FirstIndex() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.firstIndexLocked()
+}
+
+// LastIndex is the last appended index, durable or not.
+func (l *Log) LastIndex() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.lastIndex
+}
+
+// DurableIndex is the last index known to be on stable storage.
+func (l *Log) DurableIndex() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.durableIndex
+}
+
+// NextOffset is the record offset the next appended record batch gets.
+func (l *Log) NextOffset() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.nextOffset
+}
+
+// FirstOffset is the record offset of the first record the log holds (equal
+// to NextOffset when it holds no record).
+func (l *Log) FirstOffset() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.segments[0].header.firstOffset
+}
+
+// Term returns the term of index, for index in [FirstIndex-1, LastIndex].
+func (l *Log) Term(index uint64) (uint64, error) {
+	l.mu.RLock()
+	if err := l.checkReadable(); err != nil {
+		l.mu.RUnlock()
+		return 0, err
+	}
+	first := l.firstIndexLocked()
+	switch {
+	case index+1 == first:
+		t := l.segments[0].header.prevTerm
+		l.mu.RUnlock()
+		return t, nil
+	case index < first || index > l.lastIndex:
+		l.mu.RUnlock()
+		return 0, fmt.Errorf("%w: term of index %d, log holds [%d, %d]", ErrOutOfRange, index, first, l.lastIndex)
+	case index >= l.tailStartLocked():
+		t := l.tail[l.tailHead+int(index-l.tailStartLocked())].entry.Term
+		l.mu.RUnlock()
+		return t, nil
+	}
+	if s := l.segmentFor(index); s.lastIndex == index {
+		t := s.lastTerm
+		l.mu.RUnlock()
+		return t, nil
+	}
+	l.mu.RUnlock()
+	entries, err := l.Entries(index, index+1, 0)
+	if err != nil {
+		return 0, err
+	}
+	return entries[0].Term, nil
+}
+
+// Entries returns entries [lo, hi) whose Data sizes add up to at most
+// maxBytes, but at least one entry when lo < hi. The entries and their Data
+// must not be modified; they stay valid after later appends and truncations.
+func (l *Log) Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error) {
+	l.mu.RLock()
+	if err := l.checkRange(lo, hi); err != nil || lo == hi {
+		l.mu.RUnlock()
+		return nil, err
+	}
+	if lo >= l.tailStartLocked() {
+		out, _, _ := l.entriesFromTailLocked(nil, lo, hi, maxBytes, 0)
+		l.mu.RUnlock()
+		return out, nil
+	}
+	l.mu.RUnlock()
+	return l.entriesSlow(lo, hi, maxBytes)
+}
+
+func (l *Log) checkRange(lo, hi uint64) error {
+	if err := l.checkReadable(); err != nil {
+		return err
+	}
+	if first := l.firstIndexLocked(); lo < first || hi > l.lastIndex+1 || lo > hi {
+		return fmt.Errorf("%w: entries [%d, %d), log holds [%d, %d]", ErrOutOfRange, lo, hi, first, l.lastIndex)
+	}
+	return nil
+}
+
+// entriesFromTailLocked appends cached entries from lo on to out, with the
+// byte accounting of Entries. It returns the next index and byte total.
+func (l *Log) entriesFromTailLocked(out []protocol.Entry, lo, hi, maxBytes, size uint64) ([]protocol.Entry, uint64, uint64) {
+	start := l.tailStartLocked()
+	next := lo
+	for ; next < hi; next++ {
+		e := l.tail[l.tailHead+int(next-start)].entry
+		if len(out) > 0 && size+uint64(len(e.Data)) > maxBytes {
+			break
+		}
+		size += uint64(len(e.Data))
+		out = append(out, e)
+	}
+	return out, next, size
+}
+
+// entriesSlow serves a range that starts before the tail cache: it reads
+// segment files, holding fileMu so no file is cut or removed meanwhile.
+func (l *Log) entriesSlow(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
+	l.fileMu.RLock()
+	defer l.fileMu.RUnlock()
+	var out []protocol.Entry
+	var size uint64
+	next := lo
+	for next < hi && (len(out) == 0 || size < maxBytes) {
+		l.mu.RLock()
+		if err := l.checkRange(next, hi); err != nil {
+			l.mu.RUnlock()
+			return nil, err
+		}
+		if next >= l.tailStartLocked() {
+			out, _, _ = l.entriesFromTailLocked(out, next, hi, maxBytes, size)
+			l.mu.RUnlock()
+			return out, nil
+		}
+		seg := l.segmentFor(next)
+		limit := l.readLimitLocked(seg)
+		pt := seg.pointFor(next)
+		stop := min(hi, seg.lastIndex+1, l.tailStartLocked())
+		l.mu.RUnlock()
+		var err error
+		out, size, err = l.readSegment(seg, pt, limit, next, stop, maxBytes, size, out)
+		if err != nil {
+			return nil, err
+		}
+		if out[len(out)-1].Index+1 < stop {
+			break // byte limit reached
+		}
+		next = stop
+	}
+	return out, nil
+}
+
+// readSegment reads entries [lo, hi) of seg from disk, starting the walk at
+// index point pt. Frames must end before limit.
+func (l *Log) readSegment(seg *segment, pt indexPoint, limit int64, lo, hi, maxBytes, size uint64, out []protocol.Entry) ([]protocol.Entry, uint64, error) {
+	readSize := int(min(max(maxBytes, 4<<10)+uint64(l.opts.IndexIntervalBytes), defaultReadSize))
+	err := l.walk(seg, pt, limit, readSize, true, hi, func(h *frameHeader, frame []byte, _ *scanState) bool {
+		if h.index < lo {
+			return false
+		}
+		data := frame[frameHeaderSize:len(frame):len(frame)]
+		if len(out) > 0 && size+uint64(len(data)) > maxBytes {
+			return true
+		}
+		size += uint64(len(data))
+		out = append(out, protocol.Entry{Index: h.index, Term: h.term, Type: h.typ, Data: data})
+		return false
+	})
+	return out, size, err
+}
+
+// walk reads the frames of seg from point pt on, checking each (CRC, index
+// and offset continuity), and calls fn with the state before the frame
+// until fn returns true or the entry before stopIndex has been visited.
+// Data must be there: an end of data before stopIndex is corruption.
+func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep bool, stopIndex uint64,
+	fn func(h *frameHeader, frame []byte, before *scanState) bool) error {
+	r := frameReader{file: seg.file, path: seg.path, limit: limit, maxEntry: l.opts.MaxEntryBytes, keep: keep, readSize: readSize}
+	st := scanState{nextIndex: pt.index, nextOffset: pt.offset, maxTime: pt.maxTime, pos: pt.pos, lastFramePos: -1}
+	for st.nextIndex < stopIndex {
+		status, h, frame, reason, err := r.next(st.pos)
+		if err != nil {
+			return fmt.Errorf("segmentlog: read %s: %w", seg.path, err)
+		}
+		switch status {
+		case frameEnd:
+			return corruptf(seg.path, st.pos, "data ends before entry %d", st.nextIndex)
+		case frameInvalid:
+			return corruptf(seg.path, st.pos, "%s", reason)
+		}
+		before := st
+		if reason := st.advance(&h, frame); reason != "" {
+			return corruptf(seg.path, before.pos, "%s", reason)
+		}
+		if fn(&h, frame, &before) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// OffsetOfIndex returns the base record offset of the record batch at index.
+func (l *Log) OffsetOfIndex(index uint64) (uint64, error) {
+	l.mu.RLock()
+	if err := l.checkRange(index, index+1); err != nil {
+		l.mu.RUnlock()
+		return 0, err
+	}
+	if start := l.tailStartLocked(); index >= start {
+		c := &l.tail[l.tailHead+int(index-start)]
+		typ, base := c.entry.Type, c.baseOffset
+		l.mu.RUnlock()
+		if typ != protocol.EntryRecordBatch {
+			return 0, fmt.Errorf("%w: index %d is %v", ErrNotRecordBatch, index, typ)
+		}
+		return base, nil
+	}
+	l.mu.RUnlock()
+	entries, err := l.Entries(index, index+1, 0)
+	if err != nil {
+		return 0, err
+	}
+	if entries[0].Type != protocol.EntryRecordBatch {
+		return 0, fmt.Errorf("%w: index %d is %v", ErrNotRecordBatch, index, entries[0].Type)
+	}
+	h, err := protocol.ReadBatchHeader(entries[0].Data)
+	if err != nil {
+		return 0, err
+	}
+	return h.BaseOffset, nil
+}
+
+// IndexOfOffset returns the index of the record batch holding offset.
+func (l *Log) IndexOfOffset(offset uint64) (uint64, error) {
+	l.fileMu.RLock()
+	defer l.fileMu.RUnlock()
+	l.mu.RLock()
+	if err := l.checkReadable(); err != nil {
+		l.mu.RUnlock()
+		return 0, err
+	}
+	if first := l.segments[0].header.firstOffset; offset < first || offset >= l.nextOffset {
+		l.mu.RUnlock()
+		return 0, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, offset, first, l.nextOffset)
+	}
+	cached := l.tail[l.tailHead:]
+	if len(cached) > 0 && offset >= cached[0].baseOffset {
+		i := sort.Search(len(cached), func(i int) bool {
+			return cached[i].baseOffset+uint64(cached[i].recordCount) > offset
+		})
+		index := cached[i].entry.Index
+		l.mu.RUnlock()
+		return index, nil
+	}
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].nextOffset > offset })
+	seg := l.segments[i]
+	limit := l.readLimitLocked(seg)
+	pt := seg.pointForOffset(offset)
+	stop := seg.lastIndex + 1
+	l.mu.RUnlock()
+	found := uint64(0)
+	err := l.walk(seg, pt, limit, defaultReadSize/4, false, stop, func(h *frameHeader, frame []byte, before *scanState) bool {
+		if h.typ != protocol.EntryRecordBatch {
+			return false
+		}
+		bh, _ := protocol.ReadBatchHeader(frame[frameHeaderSize:])
+		if before.nextOffset <= offset && offset < before.nextOffset+uint64(bh.RecordCount) {
+			found = h.index
+			return true
+		}
+		return before.nextOffset > offset
+	})
+	if err != nil {
+		return 0, err
+	}
+	if found == 0 {
+		return 0, corruptf(seg.path, pt.pos, "no batch holds offset %d", offset)
+	}
+	return found, nil
+}
+
+// ReadBatches appends to dst the raw bytes of consecutive record batches,
+// starting with the batch that holds fromOffset, never past index maxIndex,
+// up to maxBytes but at least one batch when one is available. Entries that
+// are not record batches are skipped. It returns the offset after the last
+// batch returned (fromOffset when none was).
+func (l *Log) ReadBatches(dst []byte, fromOffset uint64, maxIndex uint64, maxBytes int) ([]byte, uint64, error) {
+	l.mu.RLock()
+	if err := l.checkReadable(); err != nil {
+		l.mu.RUnlock()
+		return dst, fromOffset, err
+	}
+	next, last := l.nextOffset, min(maxIndex, l.lastIndex)
+	l.mu.RUnlock()
+	if fromOffset >= next {
+		return dst, fromOffset, nil
+	}
+	index, err := l.IndexOfOffset(fromOffset)
+	if err != nil {
+		return dst, fromOffset, err
+	}
+	nextOffset, added := fromOffset, 0
+	for index <= last && (added == 0 || added < maxBytes) {
+		budget := uint64(max(maxBytes-added, 1))
+		entries, err := l.Entries(index, last+1, budget)
+		if err != nil {
+			return dst, fromOffset, err
+		}
+		for _, e := range entries {
+			index = e.Index + 1
+			if e.Type != protocol.EntryRecordBatch {
+				continue
+			}
+			if added > 0 && added+len(e.Data) > maxBytes {
+				return dst, nextOffset, nil
+			}
+			h, err := protocol.ReadBatchHeader(e.Data)
+			if err != nil {
+				return dst, fromOffset, err
+			}
+			dst = append(dst, e.Data...)
+			added += len(e.Data)
+			nextOffset = h.BaseOffset + uint64(h.RecordCount)
+		}
+	}
+	return dst, nextOffset, nil
+}
+
+// Close flushes and syncs what was appended, then closes every file.
+// Later calls return ErrClosed.
+func (l *Log) Close() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	l.mu.RLock()
+	closed, err := l.closed, l.err
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if err == nil {
+		if _, err = l.flush(); err == nil {
+			if err = l.writeFile.SyncData(); err != nil {
+				err = fmt.Errorf("segmentlog: sync %s: %w", l.active().path, err)
+			}
+		}
+	}
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	if cerr := l.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (l *Log) closeFiles() error {
+	var errs []error
+	for _, s := range l.segments {
+		if s.file != nil {
+			errs = append(errs, s.file.Close())
+			s.file = nil
+		}
+	}
+	for _, c := range []io.Closer{l.writeFile, l.dirFile, l.lock} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
+	}
+	l.writeFile, l.dirFile, l.lock = nil, nil, nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,175 @@
+package segmentlog
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+func TestNewLogIsEmpty(t *testing.T) {
+	l := mustOpen(t, vfs.NewMem(), smallOptions())
+	defer l.Close()
+	if l.FirstIndex() != 1 || l.LastIndex() != 0 || l.NextOffset() != 0 || l.FirstOffset() != 0 {
+		t.Fatalf("new log: first %d last %d next offset %d", l.FirstIndex(), l.LastIndex(), l.NextOffset())
+	}
+	if term, err := l.Term(0); err != nil || term != 0 {
+		t.Fatalf("Term(0) = %d, %v", term, err)
+	}
+	if d, err := l.Sync(); err != nil || d != 0 {
+		t.Fatalf("Sync on empty log = %d, %v", d, err)
+	}
+}
+
+func TestAppendStampsOffsetsOnItsOwnCopy(t *testing.T) {
+	l := mustOpen(t, vfs.NewMem(), smallOptions())
+	defer l.Close()
+	b1, b2 := testBatch(3, 10, 1), testBatch(2, 10, 2)
+	orig1 := bytes.Clone(b1)
+	err := l.Append([]protocol.Entry{
+		{Index: 1, Term: 1, Type: protocol.EntryRecordBatch, Data: b1},
+		{Index: 2, Term: 1, Type: protocol.EntryControl, Data: []byte("commit")},
+		{Index: 3, Term: 1, Type: protocol.EntryRecordBatch, Data: b2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b1, orig1) {
+		t.Fatal("Append modified the caller's bytes")
+	}
+	if l.NextOffset() != 5 {
+		t.Fatalf("NextOffset = %d, want 5", l.NextOffset())
+	}
+	for index, want := range map[uint64]uint64{1: 0, 3: 3} {
+		if got, err := l.OffsetOfIndex(index); err != nil || got != want {
+			t.Fatalf("OffsetOfIndex(%d) = %d, %v; want %d", index, got, err, want)
+		}
+	}
+	if _, err := l.OffsetOfIndex(2); !errors.Is(err, ErrNotRecordBatch) {
+		t.Fatalf("OffsetOfIndex(control) = %v", err)
+	}
+	for offset, want := range map[uint64]uint64{0: 1, 2: 1, 3: 3, 4: 3} {
+		if got, err := l.IndexOfOffset(offset); err != nil || got != want {
+			t.Fatalf("IndexOfOffset(%d) = %d, %v; want %d", offset, got, err, want)
+		}
+	}
+	if _, err := l.IndexOfOffset(5); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("IndexOfOffset past the end = %v", err)
+	}
+	out, next, err := l.ReadBatches(nil, 1, 3, 1<<20)
+	if err != nil || next != 5 {
+		t.Fatalf("ReadBatches = next %d, %v", next, err)
+	}
+	h, err := protocol.VerifyBatch(out[:len(b1)])
+	if err != nil || h.BaseOffset != 0 {
+		t.Fatalf("first batch returned: %+v, %v", h, err)
+	}
+	if h, err := protocol.VerifyBatch(out[len(b1):]); err != nil || h.BaseOffset != 3 {
+		t.Fatalf("second batch returned: %+v, %v", h, err)
+	}
+	if out, next, _ := l.ReadBatches(nil, 0, 2, 1<<20); len(out) != len(b1) || next != 3 {
+		t.Fatalf("ReadBatches below maxIndex 2 returned %d bytes, next %d", len(out), next)
+	}
+}
+
+func TestAppendRejectsGapsOverlapsAndBadBatches(t *testing.T) {
+	l := mustOpen(t, vfs.NewMem(), smallOptions())
+	defer l.Close()
+	if err := l.Append([]protocol.Entry{{Index: 2, Term: 1, Type: protocol.EntryNoop}}); err == nil {
+		t.Fatal("gap accepted")
+	}
+	if err := l.Append([]protocol.Entry{{Index: 1, Term: 1, Type: protocol.EntryNoop}, {Index: 3, Term: 1, Type: protocol.EntryNoop}}); err == nil {
+		t.Fatal("gap inside a call accepted")
+	}
+	if l.LastIndex() != 0 {
+		t.Fatal("a rejected call appended entries")
+	}
+	if err := l.Append([]protocol.Entry{{Index: 1, Term: 1, Type: protocol.EntryRecordBatch, Data: []byte("short")}}); err == nil {
+		t.Fatal("invalid batch header accepted")
+	}
+	if err := l.Append([]protocol.Entry{{Index: 1, Term: 1, Type: protocol.EntryNoop}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append([]protocol.Entry{{Index: 1, Term: 1, Type: protocol.EntryNoop}}); err == nil {
+		t.Fatal("overlap accepted")
+	}
+}
+
+// TestRandomWorkloadMatchesModel runs appends, syncs, rolls, truncations,
+// reopens and prefix deletions against a model.
+func TestRandomWorkloadMatchesModel(t *testing.T) {
+	for seed := uint64(0); seed < 20; seed++ {
+		r := rand.New(rand.NewPCG(seed, 1))
+		fs := vfs.NewMem()
+		opts := smallOptions()
+		l := mustOpen(t, fs, opts)
+		m := newModel()
+		term := uint64(1)
+		for step := 0; step < 300; step++ {
+			switch op := r.IntN(20); {
+			case op < 12:
+				var batch []protocol.Entry
+				for range 1 + r.IntN(5) {
+					batch = append(batch, randomEntry(r, m.lastIndex()+1+uint64(len(batch)), term, 600))
+				}
+				if err := l.Append(batch); err != nil {
+					t.Fatalf("seed %d: append: %v", seed, err)
+				}
+				m.append(batch...)
+			case op < 15:
+				d, err := l.Sync()
+				if err != nil || d != m.lastIndex() {
+					t.Fatalf("seed %d: sync = %d, %v; want %d", seed, d, err, m.lastIndex())
+				}
+			case op < 17:
+				if len(m.entries) > 0 {
+					cut := m.firstIndex - 1 + uint64(r.IntN(len(m.entries)+1))
+					if err := l.TruncateAfter(cut); err != nil {
+						t.Fatalf("seed %d: truncate: %v", seed, err)
+					}
+					m.truncateAfter(cut)
+					term++
+				}
+			case op < 18:
+				if err := l.Close(); err != nil {
+					t.Fatalf("seed %d: close: %v", seed, err)
+				}
+				l = mustOpen(t, fs, opts)
+			case op < 19:
+				if len(m.entries) > 0 {
+					before := m.firstIndex + uint64(r.IntN(len(m.entries)))
+					if _, err := l.DeleteBefore(before); err != nil {
+						t.Fatalf("seed %d: delete: %v", seed, err)
+					}
+					first := l.FirstIndex()
+					if first > before {
+						t.Fatalf("seed %d: DeleteBefore(%d) left first index %d", seed, before, first)
+					}
+					n := int(first - m.firstIndex)
+					if n > 0 {
+						m.prevTerm = m.entries[n-1].Term
+						m.firstOff = m.offsets[n]
+						m.entries, m.offsets = m.entries[n:], m.offsets[n:]
+						m.firstIndex = first
+					}
+				}
+			default:
+				if err := compare(l, m); err != nil {
+					t.Fatalf("seed %d step %d: %v", seed, step, err)
+				}
+			}
+		}
+		if err := compare(l, m); err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		l.Close()
+		l = mustOpen(t, fs, opts)
+		if err := compare(l, m); err != nil {
+			t.Fatalf("seed %d after reopen: %v", seed, err)
+		}
+		l.Close()
+	}
+}

@@ -1,0 +1,72 @@
+package segmentlog
+
+import (
+	"fmt"
+	"time"
+)
+
+// Options configures a Log. Start from DefaultOptions.
+type Options struct {
+	// SegmentMaxBytes rolls the active segment before an entry that would
+	// make it larger. Default 64 MiB: large enough that per-segment costs
+	// (two fsyncs and a directory sync per roll, one open file, one index
+	// file) are amortised over at least a fraction of a second of writes at
+	// disk speed, small enough that retention frees space in fine steps and
+	// that the recovery scan of the active segment (read + CRC of at most one
+	// segment) stays in the tens of milliseconds. A single larger entry gets
+	// a segment of its own.
+	SegmentMaxBytes int64
+	// SegmentMaxAge rolls a non-empty active segment once it is this old, so
+	// retention by age can delete data that stops receiving writes. Zero
+	// disables rolling by age. Default 24h.
+	SegmentMaxAge time.Duration
+	// IndexIntervalBytes is the distance between sparse index points (Raft
+	// index, record offset and max timestamp to file position). Default 4 KiB.
+	IndexIntervalBytes int
+	// TailCacheBytes bounds the memory kept for recently appended entries,
+	// which reads serve without I/O. Unflushed entries are always cached.
+	// Default 8 MiB.
+	TailCacheBytes int
+	// WriteBufferBytes is the size of the append buffer flushed to the file
+	// when full and at every Sync. Default 1 MiB.
+	WriteBufferBytes int
+	// MaxEntryBytes bounds one entry's Data. Default 64 MiB.
+	MaxEntryBytes int
+	// Now is the wall clock used for rolling by age and segment creation
+	// times. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the documented defaults.
+func DefaultOptions() Options {
+	return Options{
+		SegmentMaxBytes:    64 << 20,
+		SegmentMaxAge:      24 * time.Hour,
+		IndexIntervalBytes: 4 << 10,
+		TailCacheBytes:     8 << 20,
+		WriteBufferBytes:   1 << 20,
+		MaxEntryBytes:      64 << 20,
+		Now:                time.Now,
+	}
+}
+
+// Validate reports the first invalid field. It does not modify o.
+func (o Options) Validate() error {
+	switch {
+	case o.SegmentMaxBytes < segmentHeaderSize+frameHeaderSize:
+		return fmt.Errorf("segmentlog: SegmentMaxBytes %d is too small", o.SegmentMaxBytes)
+	case o.SegmentMaxAge < 0:
+		return fmt.Errorf("segmentlog: SegmentMaxAge %v is negative", o.SegmentMaxAge)
+	case o.IndexIntervalBytes <= 0:
+		return fmt.Errorf("segmentlog: IndexIntervalBytes %d must be positive", o.IndexIntervalBytes)
+	case o.TailCacheBytes < 0:
+		return fmt.Errorf("segmentlog: TailCacheBytes %d is negative", o.TailCacheBytes)
+	case o.WriteBufferBytes <= 0:
+		return fmt.Errorf("segmentlog: WriteBufferBytes %d must be positive", o.WriteBufferBytes)
+	case o.MaxEntryBytes <= 0 || o.MaxEntryBytes > 1<<30:
+		return fmt.Errorf("segmentlog: MaxEntryBytes %d must be in (0, 1 GiB]", o.MaxEntryBytes)
+	case o.Now == nil:
+		return fmt.Errorf("segmentlog: Now is nil")
+	}
+	return nil
+}

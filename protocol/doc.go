@@ -30,4 +30,42 @@
 // a checksum over the records, as Kafka's v2 batch leaves its base offset out
 // of its CRC. Batch length sits outside the CRC too; it is checked against the
 // length of the buffer instead.
+//
+// # Records
+//
+// The records section after the header holds RecordCount records back to
+// back; with a codec it is one zstd frame or one s2 block of that sequence
+// (the batch CRC covers the compressed bytes, so zstd frames carry no
+// checksum of their own). Each record is varint-encoded ("uvarint" is
+// encoding/binary's unsigned varint, "varint" its zig-zag signed one):
+//
+//	length           uvarint  bytes of the record after this field
+//	attributes       1 byte   reserved, zero
+//	timestamp delta  varint   create time minus the batch's first timestamp, ms (may be negative)
+//	offset delta     uvarint  record offset minus the base offset; the n-th record has n
+//	key length       varint   -1 for no key (nil), else the length
+//	key              bytes
+//	value length     varint   -1 for no value (nil, a tombstone), else the length
+//	value            bytes
+//	header count     uvarint
+//	headers          header count times:
+//	  key length     uvarint
+//	  key            bytes    UTF-8 by convention, not checked
+//	  value length   varint   -1 for nil
+//	  value          bytes
+//
+// The smallest record is 7 bytes. A decoder (RecordIterator, DecodeRecords)
+// rejects with ErrCorruptBatch: a CRC or header problem, a records section
+// that cannot hold RecordCount records, one that decompresses past its
+// limit (MaxDecompressedSize, default 64 MiB; checked before or while
+// decompressing, never after), a length running past its record or section,
+// unread bytes inside a record or after the last one, non-zero attributes,
+// an offset delta other than the record's position, and a timestamp above
+// the header's max timestamp. Offsets and timestamps it yields are absolute:
+// base offset plus offset delta, first timestamp plus timestamp delta.
+//
+// BatchBuilder writes this layout, fills the header (record count, first and
+// max timestamps, producer fields) and seals the CRC; base offset and append
+// time stay zero for the leader and the log to stamp. If a codec does not
+// shrink the records section, the batch is stored uncompressed.
 package protocol

@@ -1,0 +1,47 @@
+// Package bench is raftmq's throughput and latency harness, run side by
+// side with NATS JetStream.
+//
+// # Usage
+//
+// From the command line (see cmd/raftmq):
+//
+//	raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs jetstream --json
+//	raftmq bench consume --brokers 3 --replicas 3 --count 1000000 --size 100
+//	raftmq bench e2e --rate 50000 --duration 30s
+//
+// From Go, build a Workload (DefaultWorkload, then change fields), start
+// Targets (StartJetStream, StartRaftmq) and call Run, or call RunCommand
+// with command-line arguments.
+//
+// # Workloads
+//
+// produce measures publish-to-acknowledgement; consume fills the partitions
+// (untimed) and then replays each from its first record; e2e produces and
+// consumes at once and measures publish-to-delivery. With Workload.Rate set
+// the producers send on a fixed schedule and every latency counts from the
+// record's intended send time, which corrects for coordinated omission
+// (a stalled system cannot hide the records it kept from being sent).
+// Latencies go into HdrHistograms (1 µs to 10 min, 3 significant digits).
+//
+// Every record carries its producer, sequence number and send time. A
+// ledger checks that each sent record is acknowledged once and, when
+// consumed, delivered once, and that nothing else is delivered; the result
+// of that check (Check) is part of every Result, and a run that fails it is
+// reported as an error.
+//
+// # Targets
+//
+// A Target is one system in one durability setting: raftmq (acks and fsync
+// as configured), JetStream with its default lazy sync (acknowledged before
+// fsync) and JetStream with sync_interval: always. In-process clusters keep
+// their data in a temporary directory on the real disk, never tmpfs if the
+// caller can help it (see Config.DataDir).
+//
+// # Concurrency
+//
+// Run and runOne are called from one goroutine; each producer and each
+// partition reader runs on its own goroutine, and acknowledgement callbacks
+// may arrive on any goroutine.
+//
+// This package is for benchmarks only; production code must not import it.
+package bench

@@ -1,0 +1,480 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// producerState is one producer's accounting. sent and sentByPartition are
+// written by the producer's goroutine; the rest under mu from ack callbacks.
+type producerState struct {
+	id              int
+	workload        Workload
+	owned           []int
+	clock           clock
+	free            chan []byte // the window: buffers not in flight
+	sent            atomic.Int64
+	sentByPartition []int64
+
+	mu               sync.Mutex
+	acked            idSet
+	ackedByPartition []int64
+	ackErrors        int64
+	ackDuplicates    int64
+	ackForeign       int64
+	firstErr         error
+	lastAckNanos     int64
+	latency          *hdrhistogram.Histogram
+	progress         *atomic.Int64
+}
+
+func newProducerState(w Workload, id int, c clock, progress *atomic.Int64) *producerState {
+	ps := &producerState{
+		id:               id,
+		workload:         w,
+		owned:            w.ownedPartitions(id),
+		clock:            c,
+		free:             make(chan []byte, w.Window),
+		sentByPartition:  make([]int64, w.Partitions),
+		ackedByPartition: make([]int64, w.Partitions),
+		latency:          newLatencyHistogram(),
+		progress:         progress,
+	}
+	for _, b := range newPayloadBuffers(w.Window, w.RecordSize, uint64(id)+1) {
+		ps.free <- b
+	}
+	return ps
+}
+
+func (ps *producerState) partitionOf(sequence uint64) int {
+	return ps.owned[(sequence/partitionChunk)%uint64(len(ps.owned))]
+}
+
+// onAck is the producer's AckFunc.
+func (ps *producerState) onAck(payload []byte, err error) {
+	now := ps.clock.now()
+	id, intended, ok := readPayloadHeader(payload)
+	producer, sequence := splitRecordID(id)
+	ps.mu.Lock()
+	switch {
+	case !ok || producer != ps.id || sequence >= uint64(ps.sent.Load()):
+		ps.ackForeign++
+	case err != nil:
+		ps.ackErrors++
+		if ps.firstErr == nil {
+			ps.firstErr = err
+		}
+	case ps.acked.add(sequence):
+		ps.ackDuplicates++
+	default:
+		ps.ackedByPartition[ps.partitionOf(sequence)]++
+		recordLatency(ps.latency, time.Duration(now-intended))
+		ps.lastAckNanos = max(ps.lastAckNanos, now)
+	}
+	ps.mu.Unlock()
+	ps.progress.Add(1)
+	if ok && cap(payload) >= ps.workload.RecordSize {
+		select {
+		case ps.free <- payload[:ps.workload.RecordSize]:
+		default: // not one of our buffers after all
+		}
+	}
+}
+
+// produce publishes this producer's share of the workload starting at
+// startNanos, then flushes.
+func (ps *producerState) produce(ctx context.Context, producer Producer, startNanos int64) error {
+	w := ps.workload
+	limit := int64(math.MaxInt64)
+	if w.Count > 0 {
+		limit = w.producerCount(ps.id)
+	}
+	deadline := int64(math.MaxInt64)
+	if w.Duration > 0 {
+		deadline = startNanos + int64(w.Duration)
+	}
+	var interval float64 // nanoseconds between this producer's records
+	if w.Rate > 0 {
+		interval = float64(time.Second) * float64(w.Producers) / w.Rate
+	}
+	for sequence := int64(0); sequence < limit; sequence++ {
+		intended := int64(0)
+		if interval > 0 {
+			intended = startNanos + int64(float64(sequence)*interval)
+			if wait := intended - ps.clock.now(); wait > 0 {
+				if err := sleepContext(ctx, time.Duration(wait)); err != nil {
+					return err
+				}
+			}
+		}
+		if ps.clock.now() >= deadline {
+			break
+		}
+		var buffer []byte
+		select {
+		case buffer = <-ps.free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if interval == 0 {
+			intended = ps.clock.now()
+		}
+		writePayloadHeader(buffer, recordID(ps.id, uint64(sequence)), intended)
+		partition := ps.partitionOf(uint64(sequence))
+		ps.sentByPartition[partition]++
+		ps.sent.Store(sequence + 1)
+		if err := producer.Send(partition, buffer); err != nil {
+			ps.mu.Lock()
+			ps.ackErrors++
+			if ps.firstErr == nil {
+				ps.firstErr = err
+			}
+			ps.mu.Unlock()
+			ps.free <- buffer
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	return producer.Flush(ctx)
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// readerState is one partition reader's accounting, owned by its goroutine
+// except the atomics.
+type readerState struct {
+	partition     int
+	clock         clock
+	ledger        *consumedLedger
+	latency       *hdrhistogram.Histogram // nil: no latency (replay)
+	consumed      atomic.Int64            // distinct records delivered
+	lastNanos     atomic.Int64
+	expected      atomic.Int64 // stop once consumed reaches it
+	progress      *atomic.Int64
+	pendingReport int64
+}
+
+func newReaderState(w Workload, partition int, c clock, withLatency bool, progress *atomic.Int64) *readerState {
+	rs := &readerState{partition: partition, clock: c, ledger: newConsumedLedger(w.Producers), progress: progress}
+	if withLatency {
+		rs.latency = newLatencyHistogram()
+	}
+	rs.expected.Store(math.MaxInt64)
+	return rs
+}
+
+// deliver is the Reader callback.
+func (rs *readerState) deliver(payload []byte) bool {
+	now := rs.clock.now()
+	id, intended, ok := readPayloadHeader(payload)
+	if !ok {
+		rs.ledger.foreign++
+		return true
+	}
+	if !rs.ledger.add(id) {
+		return true
+	}
+	if rs.latency != nil {
+		recordLatency(rs.latency, time.Duration(now-intended))
+	}
+	rs.lastNanos.Store(now)
+	n := rs.consumed.Add(1)
+	if rs.pendingReport++; rs.pendingReport == 256 {
+		rs.progress.Add(rs.pendingReport)
+		rs.pendingReport = 0
+	}
+	return n < rs.expected.Load()
+}
+
+func (rs *readerState) done() bool { return rs.consumed.Load() >= rs.expected.Load() }
+
+// runOne runs workload w against target with one consumer kind ("" for a
+// produce run) and returns the measured result.
+func runOne(ctx context.Context, target Target, w Workload, consumerKind string, progress Progress) (Result, error) {
+	if err := w.Validate(); err != nil {
+		return Result{}, err
+	}
+	if err := target.Prepare(ctx, w); err != nil {
+		return Result{}, fmt.Errorf("bench: prepare %s: %w", target.Info().System, err)
+	}
+	info := target.Info()
+	label := info.System + " " + info.Setting + " " + string(w.Kind)
+	if consumerKind != "" {
+		label += " " + consumerKind
+	}
+	r := &run{ctx: ctx, target: target, workload: w, clock: newClock(), progress: progress, label: label}
+	result, err := r.execute(consumerKind)
+	result.System, result.Setting, result.Durability = info.System, info.Setting, info.Durability
+	result.Consumer = consumerKind
+	return result, err
+}
+
+type run struct {
+	ctx       context.Context
+	target    Target
+	workload  Workload
+	clock     clock
+	progress  Progress
+	label     string
+	producers []*producerState
+	readers   []*readerState
+	// producerErr is the error of the produce phase of an e2e run.
+	producerErr error
+}
+
+func (r *run) execute(consumerKind string) (Result, error) {
+	w := r.workload
+	result := Result{Kind: w.Kind, RecordSize: w.RecordSize, CoordinatedOmissionCorrected: w.Rate > 0}
+	total := w.Count
+	switch w.Kind {
+	case KindProduce:
+		result.LatencyMeasures = "publish to acknowledgement"
+		r.progress.Begin(r.label, total)
+		startNanos, err := r.produceAll(r.progress.Counter())
+		r.progress.End()
+		if err != nil {
+			return result, err
+		}
+		r.fillProduceResult(&result, startNanos)
+	case KindConsume:
+		r.progress.Begin(r.label+" (fill)", total)
+		if _, err := r.produceAll(r.progress.Counter()); err != nil {
+			r.progress.End()
+			return result, fmt.Errorf("bench: fill: %w", err)
+		}
+		r.progress.End()
+		r.progress.Begin(r.label, total)
+		startNanos := r.clock.now()
+		err := r.consumeAll(consumerKind, false, func() { r.setExpected() })
+		r.progress.End()
+		if err != nil {
+			return result, err
+		}
+		r.fillConsumeResult(&result, startNanos)
+	case KindE2E:
+		result.LatencyMeasures = "publish to delivery"
+		r.progress.Begin(r.label, total)
+		var startNanos int64
+		err := r.consumeAll(consumerKind, true, func() {
+			var err error
+			startNanos, err = r.produceAll(new(atomic.Int64))
+			if err != nil {
+				r.producerErr = err
+			}
+			r.setExpected()
+		})
+		r.progress.End()
+		if err == nil {
+			err = r.producerErr
+		}
+		if err != nil {
+			return result, err
+		}
+		r.fillConsumeResult(&result, startNanos)
+	}
+	result.Check = r.check(w.Kind != KindProduce)
+	return result, nil
+}
+
+// produceAll runs every producer to completion; acks count into progress.
+// It returns the clock reading at which production started.
+func (r *run) produceAll(progress *atomic.Int64) (int64, error) {
+	w := r.workload
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	r.producers = make([]*producerState, w.Producers)
+	clients := make([]Producer, w.Producers)
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for p := range w.Producers {
+		r.producers[p] = newProducerState(w, p, r.clock, progress)
+		client, err := r.target.NewProducer(ctx, p, r.producers[p].onAck)
+		if err != nil {
+			return 0, fmt.Errorf("bench: producer %d: %w", p, err)
+		}
+		clients[p] = client
+	}
+	startNanos := r.clock.now()
+	errs := make([]error, w.Producers)
+	var wg sync.WaitGroup
+	for p := range w.Producers {
+		wg.Go(func() {
+			if errs[p] = r.producers[p].produce(ctx, clients[p], startNanos); errs[p] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return startNanos, errors.Join(errs...)
+}
+
+// setExpected tells every reader how many distinct records its partition
+// holds: the acknowledged ones (a failed publish may still have been
+// stored, so readers stop at "at least").
+func (r *run) setExpected() {
+	byPartition := make([]int64, r.workload.Partitions)
+	for _, ps := range r.producers {
+		ps.mu.Lock()
+		for q, n := range ps.ackedByPartition {
+			byPartition[q] += n
+		}
+		ps.mu.Unlock()
+	}
+	for _, rs := range r.readers {
+		rs.expected.Store(byPartition[rs.partition])
+	}
+}
+
+// consumeAll starts one reader per partition, runs during (which produces
+// and/or calls setExpected), then waits until every reader has its expected
+// records, or DrainTimeout passes after during returned.
+func (r *run) consumeAll(kind string, withLatency bool, during func()) error {
+	w := r.workload
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	r.readers = make([]*readerState, w.Partitions)
+	clients := make([]Reader, w.Partitions)
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for q := range w.Partitions {
+		r.readers[q] = newReaderState(w, q, r.clock, withLatency, r.progress.Counter())
+		client, err := r.target.NewReader(ctx, kind, q%w.Consumers, q)
+		if err != nil {
+			return fmt.Errorf("bench: reader of partition %d: %w", q, err)
+		}
+		clients[q] = client
+	}
+	errs := make([]error, w.Partitions)
+	finished := make(chan struct{})
+	var wg sync.WaitGroup
+	for q := range w.Partitions {
+		wg.Go(func() {
+			errs[q] = clients[q].Read(ctx, r.readers[q].deliver)
+		})
+	}
+	go func() { wg.Wait(); close(finished) }()
+	during()
+	r.waitReaders(ctx, finished)
+	cancel()
+	<-finished
+	for _, rs := range r.readers {
+		rs.progress.Add(rs.pendingReport)
+		rs.pendingReport = 0
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench: read: %w", err)
+	}
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
+	return nil
+}
+
+// waitReaders returns when every reader is done, all readers returned, the
+// drain timeout passed or ctx ended.
+func (r *run) waitReaders(ctx context.Context, finished <-chan struct{}) {
+	drain := time.NewTimer(r.workload.DrainTimeout)
+	defer drain.Stop()
+	poll := time.NewTicker(2 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		allDone := true
+		for _, rs := range r.readers {
+			allDone = allDone && rs.done()
+		}
+		if allDone {
+			return
+		}
+		select {
+		case <-poll.C:
+		case <-finished:
+			return
+		case <-drain.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (r *run) fillProduceResult(result *Result, startNanos int64) {
+	merged := newLatencyHistogram()
+	var acked, last int64
+	for _, ps := range r.producers {
+		ps.mu.Lock()
+		merged.Merge(ps.latency)
+		acked += ps.acked.count
+		last = max(last, ps.lastAckNanos)
+		ps.mu.Unlock()
+	}
+	result.setThroughput(acked, time.Duration(last-startNanos))
+	result.Latency = summarizeLatency(merged)
+}
+
+func (r *run) fillConsumeResult(result *Result, startNanos int64) {
+	merged := newLatencyHistogram()
+	var consumed, last int64
+	for _, rs := range r.readers {
+		if rs.latency != nil {
+			merged.Merge(rs.latency)
+		}
+		consumed += rs.consumed.Load()
+		last = max(last, rs.lastNanos.Load())
+	}
+	result.setThroughput(consumed, time.Duration(last-startNanos))
+	if result.LatencyMeasures != "" {
+		result.Latency = summarizeLatency(merged)
+	}
+}
+
+// check reconciles acknowledgements and deliveries.
+func (r *run) check(consumed bool) Check {
+	var c Check
+	for _, ps := range r.producers {
+		ps.mu.Lock()
+		c.Sent += ps.sent.Load()
+		c.Acked += ps.acked.count
+		c.AckErrors += ps.ackErrors
+		c.AckDuplicates += ps.ackDuplicates
+		c.AckForeign += ps.ackForeign
+		if ps.firstErr != nil && c.FirstError == "" {
+			c.FirstError = ps.firstErr.Error()
+		}
+		ps.mu.Unlock()
+	}
+	if consumed {
+		ledgers := make([]*consumedLedger, len(r.readers))
+		for i, rs := range r.readers {
+			ledgers[i] = rs.ledger
+		}
+		reconcile(&c, r.producers, ledgers)
+	}
+	return c
+}

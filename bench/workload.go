@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind is what a run measures.
+type Kind string
+
+const (
+	// KindProduce publishes records as fast as the window allows (or at
+	// Workload.Rate) and measures publish-to-acknowledgement latency.
+	KindProduce Kind = "produce"
+	// KindConsume first fills the partitions (not timed), then replays every
+	// partition from its first record and measures read throughput.
+	KindConsume Kind = "consume"
+	// KindE2E produces and consumes at the same time and measures the
+	// latency from publish to delivery.
+	KindE2E Kind = "e2e"
+)
+
+// ParseKind parses "produce", "consume" or "e2e".
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindProduce, KindConsume, KindE2E:
+		return k, nil
+	}
+	return "", fmt.Errorf("bench: unknown workload %q (want produce, consume or e2e)", s)
+}
+
+// MinRecordSize is the smallest record: every record carries its producer,
+// sequence number and intended send time (see payload.go).
+const MinRecordSize = payloadHeaderSize
+
+// Workload describes one benchmark. The zero value is not usable; start from
+// DefaultWorkload.
+type Workload struct {
+	Kind Kind `json:"kind"`
+	// Brokers is the cluster size (servers) of an in-process cluster.
+	// Default 3.
+	Brokers int `json:"brokers"`
+	// Partitions is the number of partitions (JetStream: streams). Default 1.
+	Partitions int `json:"partitions"`
+	// Replicas is each partition's replica count. Default min(3, Brokers).
+	Replicas int `json:"replicas"`
+	// Producers is the number of producer clients, each with its own
+	// connection. Producer p writes the partitions q with q mod Producers ==
+	// p mod Producers, switching partition every partitionChunk records.
+	// Default 1.
+	Producers int `json:"producers"`
+	// Consumers is the number of consumer clients; partition q is read by
+	// consumer q mod Consumers. Default 1.
+	Consumers int `json:"consumers"`
+	// RecordSize is the size of each record's value in bytes, at least
+	// MinRecordSize. Default 100.
+	RecordSize int `json:"record_size"`
+	// Count is the number of records to publish in total (split evenly
+	// across producers). Either Count or Duration; default 200,000.
+	Count int64 `json:"count,omitempty"`
+	// Duration publishes for this long instead of a fixed count.
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Rate is the target publish rate in records/s summed over producers;
+	// 0 publishes as fast as Window allows. With a rate, latencies are
+	// measured from each record's intended send time, so a stall counts
+	// against every record that should have been sent during it
+	// (coordinated omission corrected).
+	Rate float64 `json:"rate,omitempty"`
+	// Window bounds each producer's records published and not yet
+	// acknowledged (JetStream: async publish max pending). Default 4096;
+	// 1 measures unloaded latency (one record in flight).
+	Window int `json:"window"`
+	// Linger is how long a raftmq producer waits to fill a batch. Default
+	// 1ms. (JetStream has no client batching.)
+	Linger time.Duration `json:"linger_ns"`
+	// BatchBytes caps a raftmq producer batch. Default 256 KiB.
+	BatchBytes int `json:"batch_bytes"`
+	// Compression of raftmq batches: "none", "s2" or "zstd". Default none.
+	Compression string `json:"compression"`
+	// Acks of raftmq produce requests: "quorum", "leader" or "applied".
+	// Default quorum.
+	Acks string `json:"acks"`
+	// Fsync is the raftmq brokers' fsync policy: "always" (fsync before a
+	// replica counts toward the quorum) or "never". Default always.
+	Fsync string `json:"fsync"`
+	// DrainTimeout bounds how long consumers may lag behind after the last
+	// acknowledgement before the run gives up. Default 60s.
+	DrainTimeout time.Duration `json:"drain_timeout_ns"`
+}
+
+// DefaultWorkload returns the defaults documented on Workload for kind.
+func DefaultWorkload(kind Kind) Workload {
+	return Workload{
+		Kind:         kind,
+		Brokers:      3,
+		Partitions:   1,
+		Replicas:     3,
+		Producers:    1,
+		Consumers:    1,
+		RecordSize:   100,
+		Count:        200_000,
+		Window:       4096,
+		Linger:       time.Millisecond,
+		BatchBytes:   256 << 10,
+		Compression:  "none",
+		Acks:         "quorum",
+		Fsync:        "always",
+		DrainTimeout: 60 * time.Second,
+	}
+}
+
+// Validate reports the first problem with w. It does not modify w.
+func (w Workload) Validate() error {
+	if _, err := ParseKind(string(w.Kind)); err != nil {
+		return err
+	}
+	switch {
+	case w.Brokers < 1:
+		return fmt.Errorf("bench: brokers %d, want at least 1", w.Brokers)
+	case w.Partitions < 1:
+		return fmt.Errorf("bench: partitions %d, want at least 1", w.Partitions)
+	case w.Replicas < 1 || w.Replicas > w.Brokers:
+		return fmt.Errorf("bench: replicas %d, want 1..brokers (%d)", w.Replicas, w.Brokers)
+	case w.Producers < 1:
+		return fmt.Errorf("bench: producers %d, want at least 1", w.Producers)
+	case w.Producers >= 1<<producerBits:
+		return fmt.Errorf("bench: producers %d, at most %d", w.Producers, 1<<producerBits-1)
+	case w.Consumers < 1:
+		return fmt.Errorf("bench: consumers %d, want at least 1", w.Consumers)
+	case w.RecordSize < MinRecordSize:
+		return fmt.Errorf("bench: record size %d, want at least %d", w.RecordSize, MinRecordSize)
+	case w.Count < 0 || w.Duration < 0:
+		return errors.New("bench: count and duration must not be negative")
+	case w.Count == 0 && w.Duration == 0:
+		return errors.New("bench: set a count or a duration")
+	case w.Count > 0 && w.Duration > 0:
+		return errors.New("bench: set a count or a duration, not both")
+	case w.Count > 0 && w.Count < int64(w.Producers):
+		return fmt.Errorf("bench: count %d is less than producers %d", w.Count, w.Producers)
+	case w.Kind == KindConsume && w.Duration > 0:
+		return errors.New("bench: the consume workload replays a fixed count; set count, not duration")
+	case w.Rate < 0:
+		return fmt.Errorf("bench: rate %v is negative", w.Rate)
+	case w.Window < 1:
+		return fmt.Errorf("bench: window %d, want at least 1", w.Window)
+	case w.Linger < 0:
+		return fmt.Errorf("bench: linger %v is negative", w.Linger)
+	case w.BatchBytes < 0:
+		return fmt.Errorf("bench: batch bytes %d is negative", w.BatchBytes)
+	case w.DrainTimeout <= 0:
+		return fmt.Errorf("bench: drain timeout %v, want > 0", w.DrainTimeout)
+	}
+	switch w.Compression {
+	case "none", "s2", "zstd":
+	default:
+		return fmt.Errorf("bench: compression %q, want none, s2 or zstd", w.Compression)
+	}
+	switch w.Acks {
+	case "quorum", "leader", "applied":
+	default:
+		return fmt.Errorf("bench: acks %q, want quorum, leader or applied", w.Acks)
+	}
+	switch w.Fsync {
+	case "always", "never":
+	default:
+		return fmt.Errorf("bench: fsync %q, want always or never", w.Fsync)
+	}
+	return nil
+}
+
+// partitionChunk is how many consecutive records a producer sends to one
+// partition before it moves to its next one (when it owns several), so
+// client-side batches fill up as with a sticky partitioner.
+const partitionChunk = 1000
+
+// ownedPartitions lists the partitions producer writes.
+func (w Workload) ownedPartitions(producer int) []int {
+	var owned []int
+	if w.Partitions <= w.Producers {
+		return append(owned, producer%w.Partitions)
+	}
+	for q := producer; q < w.Partitions; q += w.Producers {
+		owned = append(owned, q)
+	}
+	return owned
+}
+
+// producerCount is how many records producer publishes in count mode.
+func (w Workload) producerCount(producer int) int64 {
+	n := w.Count / int64(w.Producers)
+	if int64(producer) < w.Count%int64(w.Producers) {
+		n++
+	}
+	return n
+}

@@ -107,11 +107,11 @@ type Report struct {
 	Command  string    `json:"command,omitempty"`
 	Workload Workload  `json:"workload"`
 	// Sizes lists the record sizes swept (one run per size and target).
-	Sizes   []int               `json:"sizes"`
-	Machine Machine             `json:"machine"`
-	Targets []TargetInfo        `json:"targets"`
-	Results []Result            `json:"results"`
-	Errors  []string            `json:"errors,omitempty"`
+	Sizes   []int        `json:"sizes"`
+	Machine Machine      `json:"machine"`
+	Targets []TargetInfo `json:"targets"`
+	Results []Result     `json:"results"`
+	Errors  []string     `json:"errors,omitempty"`
 }
 
 // WriteJSON writes the report, indented, to path.

@@ -34,6 +34,10 @@ type ConnectConfig struct {
 	// MaxReconnects is the number of reconnect attempts; 0 means the
 	// default, forever; a negative value also means forever.
 	MaxReconnects int
+	// InProcess, when set, connects to this embedded server through an
+	// in-memory pipe instead of TCP (URLs then default to its ClientURL).
+	// Use it for the broker's own embedded server.
+	InProcess *EmbeddedServer
 	// Logger logs disconnects, reconnects and async errors; nil discards.
 	Logger *slog.Logger
 }
@@ -62,8 +66,11 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 		return nil, err
 	}
 	url := nats.DefaultURL
-	if len(cfg.URLs) > 0 {
+	switch {
+	case len(cfg.URLs) > 0:
 		url = strings.Join(cfg.URLs, ",")
+	case cfg.InProcess != nil:
+		url = cfg.InProcess.ClientURL()
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -91,6 +98,9 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 			}
 			logger.Warn("nats: async error", "subject", subject, "err", err)
 		}),
+	}
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess.server))
 	}
 	if cfg.CredentialsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))

@@ -202,6 +202,10 @@ func New(nc *nats.Conn, cfg Config) (*Transport, error) {
 	// Raft tolerates loss, but a burst of AppendEntries should not trip the
 	// client's slow-consumer limit early.
 	_ = sub.SetPendingLimits(-1, 256<<20)
+	// Have the server register the subscription before returning, so peers
+	// on the same server reach us at once; an error (a reconnect in
+	// progress) only delays that.
+	_ = nc.FlushTimeout(5 * time.Second)
 	t.sub = sub
 	go t.flushLoop()
 	return t, nil

@@ -467,3 +467,22 @@ func TestConnectErrorRedactsPassword(t *testing.T) {
 		t.Fatalf("error leaks the password: %v", err)
 	}
 }
+
+func TestInProcessConnection(t *testing.T) {
+	srv := startServer(t, EmbeddedConfig{})
+	nc, err := Connect(ConnectConfig{InProcess: srv, Name: "in-process"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tcp := connect(t, srv, "tcp")
+	sender, _ := newTransport(t, nc, Config{NodeID: 1})
+	_, in := newTransport(t, tcp, Config{NodeID: 2})
+	if err := sender.Send(2, []byte("over the pipe")); err != nil {
+		t.Fatal(err)
+	}
+	got := in.waitFor(t, "frame", func(r []received) bool { return len(r) == 1 })
+	if got[0].from != 1 || string(got[0].frame) != "over the pipe" {
+		t.Fatalf("got %+v", got[0])
+	}
+}

@@ -1,0 +1,364 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// fakeCluster answers the client API on an embedded NATS server like a
+// cluster of brokers would, from memory, so SDK tests can steer leaders and
+// inject errors. It is not a broker: no Raft, no durability.
+type fakeCluster struct {
+	t       *testing.T
+	server  *server.Server
+	conn    *nats.Conn
+	brokers []uint64
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every append
+	topics  map[string]*fakeTopic
+	// produceErrors are returned, in order, by the next produce requests.
+	produceErrors []*protocol.Error
+	// dropProduce makes the next produce requests go unanswered (a timeout).
+	dropProduce int
+	produceSeen int
+}
+
+type fakeTopic struct {
+	partitions []*fakePartition
+}
+
+type fakePartition struct {
+	leader  uint64
+	batches [][]byte // stamped
+	next    uint64
+}
+
+func startFakeCluster(t *testing.T, brokers ...uint64) *fakeCluster {
+	t.Helper()
+	if len(brokers) == 0 {
+		brokers = []uint64{1}
+	}
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	conn, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCluster{t: t, server: srv, conn: conn, brokers: brokers,
+		changed: make(chan struct{}), topics: make(map[string]*fakeTopic)}
+	prefix := protocol.DefaultSubjectPrefix
+	subscribe := func(subject string, handler nats.MsgHandler) {
+		if _, err := conn.Subscribe(subject, handler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribe(protocol.SubjectAdmin(prefix, ">"), f.handleAdmin)
+	for _, id := range brokers {
+		subscribe(protocol.SubjectBrokerProduce(prefix, id), func(m *nats.Msg) { f.handleProduce(id, m) })
+		subscribe(protocol.SubjectBrokerFetch(prefix, id), func(m *nats.Msg) { go f.handleFetch(id, m) })
+		subscribe(protocol.SubjectBrokerOffsets(prefix, id), func(m *nats.Msg) { f.handleOffsets(id, m) })
+	}
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	return f
+}
+
+func (f *fakeCluster) url() string { return f.server.ClientURL() }
+
+func (f *fakeCluster) createTopic(name string, partitions int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	topic := &fakeTopic{}
+	for i := range partitions {
+		topic.partitions = append(topic.partitions, &fakePartition{leader: f.brokers[i%len(f.brokers)]})
+	}
+	f.topics[name] = topic
+}
+
+func (f *fakeCluster) setLeader(topic string, partition int, leader uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.topics[topic].partitions[partition].leader = leader
+}
+
+func (f *fakeCluster) failProduce(errs ...*protocol.Error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.produceErrors = append(f.produceErrors, errs...)
+}
+
+// values returns the values stored in a partition, in offset order.
+func (f *fakeCluster) values(topic string, partition int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var values []string
+	for _, batch := range f.topics[topic].partitions[partition].batches {
+		err := protocol.DecodeRecords(batch, func(r protocol.Record) error {
+			values = append(values, string(r.Value))
+			return nil
+		})
+		if err != nil {
+			f.t.Errorf("stored batch: %v", err)
+		}
+	}
+	return values
+}
+
+func (f *fakeCluster) topicInfoLocked(name string) protocol.TopicInfo {
+	info := protocol.TopicInfo{Name: name, Replicas: len(f.brokers)}
+	for i, p := range f.topics[name].partitions {
+		info.Partitions = append(info.Partitions, protocol.PartitionInfo{
+			Partition: uint32(i), Leader: p.leader, Replicas: f.brokers, HighWatermark: p.next, CommitIndex: uint64(len(p.batches)),
+		})
+	}
+	return info
+}
+
+func (f *fakeCluster) respondJSON(m *nats.Msg, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		f.t.Error(err)
+		return
+	}
+	_ = m.Respond(data)
+}
+
+func (f *fakeCluster) handleAdmin(m *nats.Msg) {
+	op := strings.TrimPrefix(m.Subject, protocol.SubjectAdmin(protocol.DefaultSubjectPrefix, ""))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch op {
+	case protocol.AdminMetadata, protocol.AdminClusterStatus:
+		var request protocol.MetadataRequest
+		_ = json.Unmarshal(m.Data, &request)
+		reply := protocol.MetadataReply{Version: 1, ControllerLeader: f.brokers[0]}
+		for _, id := range f.brokers {
+			reply.Brokers = append(reply.Brokers, protocol.BrokerInfo{ID: id, Alive: true})
+		}
+		for name := range f.topics {
+			if len(request.Topics) == 0 || request.Topics[0] == name {
+				reply.Topics = append(reply.Topics, f.topicInfoLocked(name))
+			}
+		}
+		f.respondJSON(m, reply)
+	case protocol.AdminCreateTopic:
+		var request protocol.CreateTopicRequest
+		_ = json.Unmarshal(m.Data, &request)
+		if f.topics[request.Name] != nil {
+			f.respondJSON(m, protocol.TopicReply{Error: protocol.Errorf(protocol.CodeTopicExists, "topic %q exists", request.Name)})
+			return
+		}
+		f.mu.Unlock()
+		f.createTopic(request.Name, max(request.Partitions, 1))
+		f.mu.Lock()
+		info := f.topicInfoLocked(request.Name)
+		f.respondJSON(m, protocol.TopicReply{Topic: &info})
+	case protocol.AdminListTopics:
+		reply := protocol.ListTopicsReply{Topics: []protocol.TopicInfo{}}
+		for name := range f.topics {
+			reply.Topics = append(reply.Topics, f.topicInfoLocked(name))
+		}
+		f.respondJSON(m, reply)
+	case protocol.AdminDescribeTopic, protocol.AdminDeleteTopic:
+		var request protocol.TopicRequest
+		_ = json.Unmarshal(m.Data, &request)
+		if f.topics[request.Name] == nil {
+			f.respondJSON(m, protocol.TopicReply{Error: protocol.Errorf(protocol.CodeUnknownTopic, "topic %q", request.Name)})
+			return
+		}
+		if op == protocol.AdminDeleteTopic {
+			delete(f.topics, request.Name)
+			f.respondJSON(m, protocol.DeleteTopicReply{})
+			return
+		}
+		info := f.topicInfoLocked(request.Name)
+		f.respondJSON(m, protocol.TopicReply{Topic: &info})
+	default:
+		f.respondJSON(m, protocol.TopicReply{Error: protocol.Errorf(protocol.CodeMalformedRequest, "op %q", op)})
+	}
+}
+
+// partitionLocked finds a partition and checks that broker leads it.
+func (f *fakeCluster) partitionLocked(broker uint64, topic string, partition uint32) (*fakePartition, *protocol.Error) {
+	t := f.topics[topic]
+	if t == nil {
+		return nil, protocol.Errorf(protocol.CodeUnknownTopic, "topic %q", topic)
+	}
+	if int(partition) >= len(t.partitions) {
+		return nil, protocol.Errorf(protocol.CodeBadPartition, "partition %d", partition)
+	}
+	p := t.partitions[partition]
+	if p.leader != broker {
+		return nil, &protocol.Error{Code: protocol.CodeNotLeader, Leader: p.leader}
+	}
+	return p, nil
+}
+
+func (f *fakeCluster) handleProduce(broker uint64, m *nats.Msg) {
+	request, err := protocol.DecodeProduceRequest(m.Data)
+	if err != nil {
+		f.t.Errorf("produce request: %v", err)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.produceSeen++
+	reply := protocol.ProduceReply{}
+	if f.dropProduce > 0 {
+		f.dropProduce--
+		return
+	}
+	if len(f.produceErrors) > 0 {
+		reply.Err = f.produceErrors[0]
+		f.produceErrors = f.produceErrors[1:]
+		_ = m.Respond(protocol.AppendProduceReply(nil, &reply))
+		return
+	}
+	p, apiErr := f.partitionLocked(broker, request.Topic, request.Partition)
+	if apiErr == nil {
+		header, err := protocol.VerifyBatch(request.Batch)
+		if err != nil {
+			apiErr = protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+		} else {
+			batch := append([]byte(nil), request.Batch...)
+			reply.BaseOffset, reply.AppendTime = p.next, time.Now().UnixMilli()
+			protocol.StampBatch(batch, p.next, reply.AppendTime)
+			p.batches = append(p.batches, batch)
+			p.next += uint64(header.RecordCount)
+			close(f.changed)
+			f.changed = make(chan struct{})
+		}
+	}
+	reply.Err = apiErr
+	_ = m.Respond(protocol.AppendProduceReply(nil, &reply))
+}
+
+func (f *fakeCluster) handleFetch(broker uint64, m *nats.Msg) {
+	request, err := protocol.DecodeFetchRequest(m.Data)
+	if err != nil {
+		f.t.Errorf("fetch request: %v", err)
+		return
+	}
+	deadline := time.NewTimer(request.MaxWait)
+	defer deadline.Stop()
+	for {
+		f.mu.Lock()
+		p, apiErr := f.partitionLocked(broker, request.Topic, request.Partition)
+		reply := protocol.FetchReply{Err: apiErr, NextOffset: request.Offset}
+		if apiErr == nil {
+			reply.HighWatermark = p.next
+			if request.Offset > p.next {
+				reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: 0, High: p.next}
+			}
+			for _, batch := range p.batches {
+				h, _ := protocol.ReadBatchHeader(batch)
+				if h.LastOffset() >= request.Offset && len(reply.Batches) < int(request.MaxBytes) {
+					reply.Batches = append(reply.Batches, batch...)
+					reply.NextOffset = h.LastOffset() + 1
+				}
+			}
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		if reply.Err != nil || len(reply.Batches) > 0 {
+			_ = m.Respond(protocol.AppendFetchReply(nil, &reply))
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			_ = m.Respond(protocol.AppendFetchReply(nil, &reply))
+			return
+		}
+	}
+}
+
+func (f *fakeCluster) handleOffsets(broker uint64, m *nats.Msg) {
+	request, err := protocol.DecodeListOffsetsRequest(m.Data)
+	if err != nil {
+		f.t.Errorf("list offsets request: %v", err)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, apiErr := f.partitionLocked(broker, request.Topic, request.Partition)
+	reply := protocol.ListOffsetsReply{Err: apiErr}
+	if apiErr == nil {
+		reply.HighWatermark = p.next
+		switch request.Timestamp {
+		case protocol.OffsetEarliest:
+			reply.Offset = 0
+		case protocol.OffsetLatest:
+			reply.Offset = p.next
+		default:
+			reply.Offset = p.next
+			for _, batch := range p.batches {
+				h, _ := protocol.ReadBatchHeader(batch)
+				if h.MaxTimestamp >= request.Timestamp {
+					reply.Offset = h.BaseOffset
+					break
+				}
+			}
+		}
+	}
+	_ = m.Respond(protocol.AppendListOffsetsReply(nil, &reply))
+}
+
+// newTestClient connects a client to the fake cluster with short timeouts.
+func newTestClient(t *testing.T, f *fakeCluster, opts ...ClientOption) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts = append([]ClientOption{WithRetryBackoff(time.Millisecond, 10*time.Millisecond)}, opts...)
+	client, err := Connect(ctx, f.url(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func valuesOf(records []*Record) []string {
+	out := make([]string, len(records))
+	for i, r := range records {
+		out[i] = string(r.Value)
+	}
+	return out
+}
+
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package clients
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// metadataCache holds what the client knows of each topic it uses: the
+// partitions and their leaders. Concurrent refreshes of one topic share a
+// single request.
+type metadataCache struct {
+	client *Client
+
+	mu     sync.Mutex
+	topics map[string]*topicEntry
+}
+
+type topicEntry struct {
+	info      protocol.TopicInfo // partitions sorted by number
+	fetchedAt time.Time          // zero: never loaded
+	loading   chan struct{}      // non-nil while a load runs; closed when it ends
+	loadErr   error              // outcome of the last load
+}
+
+func newMetadataCache(client *Client) *metadataCache {
+	return &metadataCache{client: client, topics: make(map[string]*topicEntry)}
+}
+
+// topic returns the cached metadata of name, loading it when missing or
+// older than the client's metadata max age.
+func (m *metadataCache) topic(ctx context.Context, name string) (protocol.TopicInfo, error) {
+	m.mu.Lock()
+	entry := m.topics[name]
+	if entry != nil && !entry.fetchedAt.IsZero() && time.Since(entry.fetchedAt) < m.client.config.metadataMaxAge {
+		info := entry.info
+		m.mu.Unlock()
+		return info, nil
+	}
+	m.mu.Unlock()
+	return m.refresh(ctx, name)
+}
+
+// refresh loads the metadata of name from the cluster, joining a load
+// already under way.
+func (m *metadataCache) refresh(ctx context.Context, name string) (protocol.TopicInfo, error) {
+	m.mu.Lock()
+	entry := m.topics[name]
+	if entry == nil {
+		entry = &topicEntry{}
+		m.topics[name] = entry
+	}
+	loading := entry.loading
+	if loading == nil {
+		loading = make(chan struct{})
+		entry.loading = loading
+		go m.load(name, entry, loading)
+	}
+	m.mu.Unlock()
+
+	select {
+	case <-ctx.Done():
+		return protocol.TopicInfo{}, ctx.Err()
+	case <-loading:
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if entry.loadErr != nil {
+		return protocol.TopicInfo{}, entry.loadErr
+	}
+	return entry.info, nil
+}
+
+// load runs one metadata request with its own deadline, so a waiter that
+// gives up does not fail the others.
+func (m *metadataCache) load(name string, entry *topicEntry, loading chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.client.config.requestTimeout)
+	defer cancel()
+	info, err := m.client.fetchTopicMetadata(ctx, name)
+	m.mu.Lock()
+	entry.loadErr = err
+	if err == nil {
+		entry.info = info
+		entry.fetchedAt = time.Now()
+	}
+	entry.loading = nil
+	m.mu.Unlock()
+	close(loading)
+}
+
+// fetchTopicMetadata asks any broker for the metadata of one topic.
+func (c *Client) fetchTopicMetadata(ctx context.Context, name string) (protocol.TopicInfo, error) {
+	var reply protocol.MetadataReply
+	request := protocol.MetadataRequest{Version: protocol.APIVersion, Topics: []string{name}}
+	if err := c.adminRequest(ctx, protocol.AdminMetadata, request, &reply); err != nil {
+		return protocol.TopicInfo{}, err
+	}
+	if reply.Error != nil {
+		return protocol.TopicInfo{}, reply.Error
+	}
+	for _, topic := range reply.Topics {
+		if topic.Name == name {
+			topic.Partitions = slices.Clone(topic.Partitions)
+			slices.SortFunc(topic.Partitions, func(a, b protocol.PartitionInfo) int {
+				return int(a.Partition) - int(b.Partition)
+			})
+			return topic, nil
+		}
+	}
+	return protocol.TopicInfo{}, &protocol.Error{Code: protocol.CodeUnknownTopic, Message: fmt.Sprintf("topic %q", name)}
+}
+
+// partitionCount returns how many partitions topic has.
+func (m *metadataCache) partitionCount(ctx context.Context, topic string) (int, error) {
+	info, err := m.topic(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	if len(info.Partitions) == 0 {
+		return 0, &protocol.Error{Code: protocol.CodeNotReady, Message: fmt.Sprintf("topic %q has no partitions yet", topic)}
+	}
+	return len(info.Partitions), nil
+}
+
+// leader returns the cached leader of a partition; 0 when unknown.
+func (m *metadataCache) leader(ctx context.Context, topic string, partition uint32) (uint64, error) {
+	info, err := m.topic(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	if int(partition) >= len(info.Partitions) {
+		return 0, &protocol.Error{Code: protocol.CodeBadPartition,
+			Message: fmt.Sprintf("topic %q has %d partitions, no partition %d", topic, len(info.Partitions), partition)}
+	}
+	return info.Partitions[partition].Leader, nil
+}
+
+// setLeader records a leader learned from a "not leader" reply, so the next
+// request goes there without a metadata round trip.
+func (m *metadataCache) setLeader(topic string, partition uint32, leader uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entry := m.topics[topic]
+	if entry == nil || int(partition) >= len(entry.info.Partitions) {
+		return
+	}
+	partitions := slices.Clone(entry.info.Partitions) // readers hold the old slice
+	partitions[partition].Leader = leader
+	entry.info.Partitions = partitions
+}
+
+// forget drops a topic so the next use loads it again.
+func (m *metadataCache) forget(topic string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if entry := m.topics[topic]; entry != nil && entry.loading == nil {
+		delete(m.topics, topic)
+	}
+}

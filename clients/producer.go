@@ -1,0 +1,271 @@
+package clients
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// Producer sends records to topics. Records are batched per partition
+// (WithLinger, WithBatchMaxBytes), compressed (WithCompression), sent to the
+// partition leader with a bounded number of batches in flight
+// (WithMaxInFlight) and retried on retriable errors with backoff and a
+// metadata refresh (WithDeliveryTimeout).
+//
+// Produce is asynchronous and calls a callback per record; ProduceSync
+// waits for its records; Flush waits for everything produced so far. A
+// Producer is safe for concurrent use.
+type Producer struct {
+	client *Client
+	config producerConfig
+	// batchMaxBytes is config.batchMaxBytes capped by the max payload.
+	batchMaxBytes int
+	// buffered holds one token per record produced and not completed.
+	buffered chan struct{}
+
+	mu         sync.Mutex
+	partitions map[topicPartition]*partitionProducer
+	pending    int           // records produced and not completed
+	idle       chan struct{} // closed when pending drops to 0; replaced when it rises
+	closed     bool
+	workers    sync.WaitGroup
+	stop       chan struct{} // closed by Close after the final flush
+}
+
+type topicPartition struct {
+	topic     string
+	partition uint32
+}
+
+// requestHeaderRoom is what a produce request needs beside its batch.
+const requestHeaderRoom = 1024
+
+// NewProducer returns a producer that sends through c.
+func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
+	config, err := newProducerConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	batchMaxBytes := config.batchMaxBytes
+	if maxPayload := int(c.conn.MaxPayload()); maxPayload > 0 && batchMaxBytes > maxPayload-requestHeaderRoom {
+		batchMaxBytes = maxPayload - requestHeaderRoom
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &Producer{
+		client:        c,
+		config:        config,
+		batchMaxBytes: batchMaxBytes,
+		buffered:      make(chan struct{}, config.maxBufferedRecords),
+		partitions:    make(map[topicPartition]*partitionProducer),
+		idle:          idle,
+		stop:          make(chan struct{}),
+	}, nil
+}
+
+// ProduceCallback receives a record's outcome: on success err is nil and
+// rec.Partition, rec.Offset and rec.Timestamp are set. Callbacks of one
+// partition run in produce order, on a goroutine of the producer (or on the
+// caller's goroutine when Produce fails at once); they must not block.
+type ProduceCallback func(rec *Record, err error)
+
+// Produce queues rec for sending and returns; done (which may be nil) is
+// called once with the outcome. ctx bounds only the wait before the record
+// is queued: the first metadata lookup of a topic, and a full buffer
+// (WithMaxBufferedRecords). Once queued, a record is governed by the
+// delivery timeout. Produce does not keep a reference to rec after done
+// returns; rec must not be modified before then.
+func (p *Producer) Produce(ctx context.Context, rec *Record, done ProduceCallback) {
+	if done == nil {
+		done = func(*Record, error) {}
+	}
+	if err := p.enqueue(ctx, rec, done); err != nil {
+		done(rec, err)
+	}
+}
+
+func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallback) error {
+	if rec == nil {
+		return errors.New("clients: nil record")
+	}
+	if rec.Topic == "" {
+		if p.config.defaultTopic == "" {
+			return errors.New("clients: record has no topic and the producer no default topic")
+		}
+		rec.Topic = p.config.defaultTopic
+	}
+	partitions, err := p.client.metadata.partitionCount(ctx, rec.Topic)
+	if err != nil {
+		return fmt.Errorf("clients: topic %q: %w", rec.Topic, err)
+	}
+	partition := p.config.partitioner.Partition(rec, partitions)
+	if partition < 0 || partition >= partitions {
+		return &protocol.Error{Code: protocol.CodeBadPartition,
+			Message: fmt.Sprintf("topic %q has %d partitions, no partition %d", rec.Topic, partitions, partition)}
+	}
+	rec.Partition = uint32(partition)
+	if rec.Timestamp.IsZero() {
+		rec.Timestamp = time.Now()
+	}
+	select {
+	case p.buffered <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	partitionProducer, err := p.partitionProducer(topicPartition{rec.Topic, rec.Partition})
+	if err != nil {
+		<-p.buffered
+		return err
+	}
+	partitionProducer.add(&pendingRecord{record: rec, done: done})
+	return nil
+}
+
+// partitionProducer returns the producer of one partition, starting it on
+// first use; it counts the record about to be added as pending.
+func (p *Producer) partitionProducer(tp topicPartition) (*partitionProducer, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if p.pending == 0 {
+		p.idle = make(chan struct{})
+	}
+	p.pending++
+	pp := p.partitions[tp]
+	if pp == nil {
+		pp = newPartitionProducer(p, tp)
+		p.partitions[tp] = pp
+		p.workers.Add(1)
+		go func() {
+			defer p.workers.Done()
+			pp.run()
+		}()
+	}
+	return pp, nil
+}
+
+// completed is called once per record after its callback ran.
+func (p *Producer) completed(records int) {
+	for range records {
+		<-p.buffered
+	}
+	p.mu.Lock()
+	p.pending -= records
+	if p.pending == 0 {
+		close(p.idle)
+	}
+	p.mu.Unlock()
+}
+
+// ProduceResult is the outcome of one record of ProduceSync.
+type ProduceResult struct {
+	Record *Record
+	Err    error
+}
+
+// ProduceResults are the outcomes of ProduceSync, in argument order.
+type ProduceResults []ProduceResult
+
+// FirstErr returns the first error among the results, or nil.
+func (r ProduceResults) FirstErr() error {
+	for _, result := range r {
+		if result.Err != nil {
+			return result.Err
+		}
+	}
+	return nil
+}
+
+// ProduceSync sends records and waits until each is acknowledged or failed,
+// without waiting for the linger time. On success each record's Partition,
+// Offset and Timestamp are set. If ctx ends first, the records not yet
+// completed report ctx's error, though they may still be delivered.
+func (p *Producer) ProduceSync(ctx context.Context, records ...*Record) ProduceResults {
+	results := make(ProduceResults, len(records))
+	completed := make([]bool, len(records))
+	var resultsMu sync.Mutex
+	remaining := len(records)
+	allDone := make(chan struct{})
+	if remaining == 0 {
+		close(allDone)
+	}
+	touched := make(map[topicPartition]bool)
+	for i, rec := range records {
+		results[i].Record = rec
+		p.Produce(ctx, rec, func(rec *Record, err error) {
+			resultsMu.Lock()
+			defer resultsMu.Unlock()
+			results[i].Err = err
+			completed[i] = true
+			if remaining--; remaining == 0 {
+				close(allDone)
+			}
+		})
+		if rec != nil {
+			touched[topicPartition{rec.Topic, rec.Partition}] = true
+		}
+	}
+	p.mu.Lock()
+	for tp := range touched {
+		if pp := p.partitions[tp]; pp != nil {
+			pp.sealNow()
+		}
+	}
+	p.mu.Unlock()
+	select {
+	case <-allDone:
+		return results
+	case <-ctx.Done():
+	}
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	out := make(ProduceResults, len(results))
+	copy(out, results)
+	for i := range out {
+		if !completed[i] {
+			out[i].Err = ctx.Err()
+		}
+	}
+	return out
+}
+
+// Flush sends every buffered record at once, without waiting for the
+// linger time, and waits until every record produced before the call (and
+// any produced during it) is acknowledged or failed, or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	idle := p.idle
+	for _, pp := range p.partitions {
+		pp.sealNow()
+	}
+	p.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("clients: flush: %w", ctx.Err())
+	}
+}
+
+// Close flushes, waiting at most until ctx ends, and stops the producer.
+// Records still unacknowledged when ctx ends fail with ErrClosed. Later
+// Produce calls fail with ErrClosed. Close does not close the Client.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	flushErr := p.Flush(ctx)
+	close(p.stop)
+	p.workers.Wait()
+	return flushErr
+}

@@ -1,0 +1,163 @@
+package clients
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ProducerOption configures a Producer (Client.NewProducer).
+type ProducerOption func(*producerConfig) error
+
+type producerConfig struct {
+	linger             time.Duration
+	batchMaxBytes      int
+	codec              Codec
+	partitioner        Partitioner
+	acks               Acks
+	maxInFlight        int
+	maxBufferedRecords int
+	deliveryTimeout    time.Duration
+	defaultTopic       string
+}
+
+func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
+	config := producerConfig{
+		linger:             5 * time.Millisecond,
+		batchMaxBytes:      512 << 10,
+		codec:              CompressionNone,
+		acks:               AcksQuorum,
+		maxInFlight:        4,
+		maxBufferedRecords: 100_000,
+		deliveryTimeout:    time.Minute,
+	}
+	for _, opt := range opts {
+		if err := opt(&config); err != nil {
+			return producerConfig{}, err
+		}
+	}
+	if config.partitioner == nil {
+		config.partitioner = KeyHashPartitioner()
+	}
+	return config, nil
+}
+
+// WithLinger is how long a partition's batch waits for more records before
+// it is sent, trading latency for larger batches. A full batch
+// (WithBatchMaxBytes), Flush and ProduceSync send at once. 0 sends as soon as
+// the partition has a free in-flight slot. Default 5ms.
+func WithLinger(d time.Duration) ProducerOption {
+	return func(c *producerConfig) error {
+		if d < 0 {
+			return fmt.Errorf("clients: linger %v is negative", d)
+		}
+		c.linger = d
+		return nil
+	}
+}
+
+// WithBatchMaxBytes bounds the uncompressed size of one batch. It is capped
+// at the NATS connection's max payload minus room for the request header.
+// A single larger record is sent in a batch of its own (and the broker may
+// refuse it, naming its limit). Default 512 KiB.
+func WithBatchMaxBytes(n int) ProducerOption {
+	return func(c *producerConfig) error {
+		if n < 1024 {
+			return fmt.Errorf("clients: batch max bytes %d: need at least 1024", n)
+		}
+		c.batchMaxBytes = n
+		return nil
+	}
+}
+
+// WithCompression compresses every batch with codec: CompressionNone,
+// CompressionS2 or CompressionZstd. Brokers store and serve batches as
+// sent; consumers decompress. Default CompressionNone.
+func WithCompression(codec Codec) ProducerOption {
+	return func(c *producerConfig) error {
+		if !codec.Valid() {
+			return fmt.Errorf("clients: unknown compression codec %d", uint8(codec))
+		}
+		c.codec = codec
+		return nil
+	}
+}
+
+// WithPartitioner sets how records are spread over partitions:
+// KeyHashPartitioner, RoundRobinPartitioner, ManualPartitioner or your own.
+// Default KeyHashPartitioner (round robin for records without a key).
+func WithPartitioner(p Partitioner) ProducerOption {
+	return func(c *producerConfig) error {
+		if p == nil {
+			return errors.New("clients: nil partitioner")
+		}
+		c.partitioner = p
+		return nil
+	}
+}
+
+// WithAcks sets when the cluster acknowledges a batch: AcksQuorum (durable
+// on a quorum), AcksApplied (also visible to consumers) or AcksLeaderUnsafe
+// (appended on the leader only; may be lost). Default AcksQuorum.
+func WithAcks(acks Acks) ProducerOption {
+	return func(c *producerConfig) error {
+		if !acks.Valid() {
+			return fmt.Errorf("clients: unknown acks mode %d", uint8(acks))
+		}
+		c.acks = acks
+		return nil
+	}
+}
+
+// WithMaxInFlight bounds the batches sent to one partition and not yet
+// acknowledged. Batches leave in order and the broker appends them in the
+// order they arrive; after a "not leader" error every unacknowledged batch
+// is resent in order. A batch that times out while later ones succeed is
+// retried after them (and may be duplicated, as its first attempt may have
+// been committed): use 1 where strict order under timeouts matters.
+// Default 4.
+func WithMaxInFlight(n int) ProducerOption {
+	return func(c *producerConfig) error {
+		if n < 1 {
+			return fmt.Errorf("clients: max in-flight %d: need at least 1", n)
+		}
+		c.maxInFlight = n
+		return nil
+	}
+}
+
+// WithMaxBufferedRecords bounds the records produced and not yet
+// acknowledged, across all partitions; Produce blocks while the bound is
+// reached, until a record completes or its context ends. Default 100,000.
+func WithMaxBufferedRecords(n int) ProducerOption {
+	return func(c *producerConfig) error {
+		if n < 1 {
+			return fmt.Errorf("clients: max buffered records %d: need at least 1", n)
+		}
+		c.maxBufferedRecords = n
+		return nil
+	}
+}
+
+// WithDeliveryTimeout bounds how long a record may take, retries included,
+// from Produce to its acknowledgement; after it the record fails with the
+// last error seen. Retriable errors (not leader, no leader yet, timeouts,
+// brokers unreachable) are retried with backoff until then. Default 1 minute.
+func WithDeliveryTimeout(d time.Duration) ProducerOption {
+	return func(c *producerConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("clients: delivery timeout %v must be positive", d)
+		}
+		c.deliveryTimeout = d
+		return nil
+	}
+}
+
+// WithDefaultTopic is the topic of records whose Topic is empty. Default
+// none: such records fail.
+func WithDefaultTopic(topic string) ProducerOption {
+	return func(c *producerConfig) error {
+		c.defaultTopic = topic
+		return nil
+	}
+}

@@ -1,0 +1,375 @@
+package clients
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// partitionProducer batches and sends the records of one partition. Produce
+// callers add records under mu; one goroutine (run) owns everything else:
+// taking batches, sending them, retries and completing them in order.
+type partitionProducer struct {
+	producer *Producer
+	tp       topicPartition
+	wake     chan struct{} // capacity 1: something was added or sealed
+	replies  chan produceReply
+
+	mu     sync.Mutex
+	open   *pendingBatch   // accepting records
+	sealed []*pendingBatch // full or flushed, waiting to be sent
+
+	// Owned by run.
+	window    []*pendingBatch // sent at least once, not completed; send order
+	retryAt   time.Time       // when batches waiting for a retry are resent
+	retryWait bool            // some batch in window waits for a retry
+}
+
+type pendingRecord struct {
+	record *Record
+	done   ProduceCallback
+}
+
+type batchState uint8
+
+const (
+	batchUnsent batchState = iota
+	batchInFlight
+	batchRetry
+	batchDone
+)
+
+type pendingBatch struct {
+	records  []*pendingRecord
+	builder  protocol.BatchBuilder
+	openedAt time.Time
+	deadline time.Time
+
+	request      []byte // encoded produce request, built on first send
+	state        batchState
+	attempts     int
+	leader       uint64 // broker the last attempt went to
+	needsRefresh bool   // refresh metadata before the next attempt
+	err          error  // final error, or the last retriable one
+	baseOffset   uint64
+}
+
+type produceReply struct {
+	batch *pendingBatch
+	msg   *nats.Msg
+	err   error
+}
+
+func newPartitionProducer(p *Producer, tp topicPartition) *partitionProducer {
+	return &partitionProducer{
+		producer: p,
+		tp:       tp,
+		wake:     make(chan struct{}, 1),
+		replies:  make(chan produceReply, p.config.maxInFlight),
+	}
+}
+
+func (pp *partitionProducer) signal() {
+	select {
+	case pp.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add appends a record to the open batch, sealing it when full.
+func (pp *partitionProducer) add(rec *pendingRecord) {
+	r := protocol.Record{Timestamp: rec.record.Timestamp.UnixMilli(), Key: rec.record.Key, Value: rec.record.Value}
+	for _, h := range rec.record.Headers {
+		r.Headers = append(r.Headers, protocol.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	maxBytes := pp.producer.batchMaxBytes
+	pp.mu.Lock()
+	wake := false
+	if pp.open != nil && pp.open.builder.Len() > 0 &&
+		pp.open.builder.UncompressedSize()+protocol.EncodedRecordSize(&r, pp.open.records[0].record.Timestamp.UnixMilli()) > maxBytes {
+		pp.sealLocked()
+		wake = true
+	}
+	if pp.open == nil {
+		now := time.Now()
+		pp.open = &pendingBatch{openedAt: now, deadline: now.Add(pp.producer.config.deliveryTimeout)}
+		wake = true
+	}
+	if err := pp.open.builder.Add(r); err != nil {
+		pp.mu.Unlock()
+		rec.done(rec.record, err)
+		pp.producer.completed(1)
+		return
+	}
+	pp.open.records = append(pp.open.records, rec)
+	if pp.open.builder.UncompressedSize() >= maxBytes {
+		pp.sealLocked()
+		wake = true
+	}
+	pp.mu.Unlock()
+	if wake || pp.producer.config.linger == 0 {
+		pp.signal()
+	}
+}
+
+func (pp *partitionProducer) sealLocked() {
+	if pp.open != nil {
+		pp.sealed = append(pp.sealed, pp.open)
+		pp.open = nil
+	}
+}
+
+// sealNow makes the open batch ready to send without waiting for linger.
+func (pp *partitionProducer) sealNow() {
+	pp.mu.Lock()
+	sealed := pp.open != nil
+	pp.sealLocked()
+	pp.mu.Unlock()
+	if sealed {
+		pp.signal()
+	}
+}
+
+// takeReady removes the next batch to send: a sealed one, or the open one
+// once it has lingered long enough. It returns the time the open batch is
+// due when none is ready yet (zero when there is no open batch).
+func (pp *partitionProducer) takeReady(now time.Time) (*pendingBatch, time.Time) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if len(pp.sealed) > 0 {
+		batch := pp.sealed[0]
+		pp.sealed[0] = nil
+		pp.sealed = pp.sealed[1:]
+		return batch, time.Time{}
+	}
+	if pp.open == nil {
+		return nil, time.Time{}
+	}
+	due := pp.open.openedAt.Add(pp.producer.config.linger)
+	if now.Before(due) {
+		return nil, due
+	}
+	batch := pp.open
+	pp.open = nil
+	return batch, time.Time{}
+}
+
+// run is the partition's goroutine.
+func (pp *partitionProducer) run() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		wakeAt := pp.sendReady(time.Now())
+		if !wakeAt.IsZero() {
+			timer.Reset(time.Until(wakeAt))
+		}
+		select {
+		case <-pp.wake:
+		case reply := <-pp.replies:
+			pp.handleReply(reply)
+		case <-timer.C:
+		case <-pp.producer.stop:
+			timer.Stop()
+			pp.abort()
+			return
+		}
+		timer.Stop()
+	}
+}
+
+// sendReady resends batches whose retry is due and sends new batches while
+// the in-flight bound allows. It returns when run should wake up next for
+// a timer (zero: no timer needed).
+func (pp *partitionProducer) sendReady(now time.Time) time.Time {
+	if pp.retryWait {
+		for _, batch := range pp.window {
+			if batch.state == batchInFlight {
+				return time.Time{} // wait for every outcome, then resend in order
+			}
+		}
+		if now.Before(pp.retryAt) {
+			return pp.retryAt
+		}
+		pp.retryWait = false
+		for _, batch := range pp.window {
+			if batch.state == batchRetry && !pp.send(batch) {
+				return pp.retryAt
+			}
+		}
+		pp.completeInOrder()
+	}
+	for len(pp.window) < pp.producer.config.maxInFlight {
+		batch, due := pp.takeReady(now)
+		if batch == nil {
+			return due
+		}
+		pp.window = append(pp.window, batch)
+		if !pp.send(batch) {
+			pp.completeInOrder()
+			return pp.retryAt
+		}
+		pp.completeInOrder()
+	}
+	return time.Time{}
+}
+
+// send starts one attempt of batch. It returns false when the batch must
+// wait for a retry (pp.retryWait is then set).
+func (pp *partitionProducer) send(batch *pendingBatch) bool {
+	client := pp.producer.client
+	if batch.request == nil {
+		request := protocol.AppendProduceRequest(nil, &protocol.ProduceRequest{
+			Topic:     pp.tp.topic,
+			Partition: pp.tp.partition,
+			Acks:      pp.producer.config.acks,
+			Timeout:   brokerTimeout(client.config.requestTimeout),
+		})
+		request, err := batch.builder.AppendBatch(request, pp.producer.config.codec)
+		if err != nil {
+			pp.fail(batch, fmt.Errorf("clients: encode batch: %w", err))
+			return true
+		}
+		batch.request = request
+		batch.builder = protocol.BatchBuilder{} // release the copy of the records
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), client.config.requestTimeout)
+	defer cancel()
+	if batch.needsRefresh {
+		batch.needsRefresh = false
+		if _, err := client.metadata.refresh(ctx, pp.tp.topic); err != nil {
+			return pp.retryLater(batch, err)
+		}
+	}
+	leader, err := client.metadata.leader(ctx, pp.tp.topic, pp.tp.partition)
+	if err != nil {
+		return pp.retryLater(batch, err)
+	}
+	if leader == 0 {
+		batch.needsRefresh = true
+		return pp.retryLater(batch, &protocol.Error{Code: protocol.CodeNotReady, Message: "partition has no leader yet"})
+	}
+	batch.state = batchInFlight
+	batch.attempts++
+	batch.leader = leader
+	subject := protocol.SubjectBrokerProduce(client.config.prefix, leader)
+	err = client.replies.send(subject, batch.request, client.config.requestTimeout, func(msg *nats.Msg, err error) {
+		pp.replies <- produceReply{batch: batch, msg: msg, err: err}
+	})
+	if err != nil {
+		pp.fail(batch, err)
+	}
+	return true
+}
+
+// brokerTimeout is the wait the broker is asked to honour, a little under
+// the client's own, so the broker's "timeout" reply arrives first.
+func brokerTimeout(requestTimeout time.Duration) time.Duration {
+	if requestTimeout > 2*time.Second {
+		return requestTimeout - time.Second
+	}
+	return requestTimeout * 3 / 4
+}
+
+// retryLater marks batch for a retry after backoff, or fails it when its
+// delivery deadline has passed or err is not retriable. It returns false
+// when the batch waits for a retry.
+func (pp *partitionProducer) retryLater(batch *pendingBatch, err error) bool {
+	now := time.Now()
+	if !retriable(err) || !now.Before(batch.deadline) {
+		pp.fail(batch, err)
+		return true
+	}
+	batch.state = batchRetry
+	batch.err = err
+	pp.retryWait = true
+	retryAt := now.Add(pp.producer.client.config.backoff(batch.attempts))
+	if retryAt.After(pp.retryAt) {
+		pp.retryAt = retryAt
+	}
+	return false
+}
+
+func (pp *partitionProducer) fail(batch *pendingBatch, err error) {
+	batch.state = batchDone
+	batch.err = err
+}
+
+// handleReply records the outcome of one attempt.
+func (pp *partitionProducer) handleReply(reply produceReply) {
+	batch := reply.batch
+	if batch.state != batchInFlight {
+		return
+	}
+	err := reply.err
+	var produced protocol.ProduceReply
+	if err == nil {
+		produced, err = protocol.DecodeProduceReply(reply.msg.Data)
+		if err == nil && produced.Err != nil {
+			err = produced.Err
+		}
+	}
+	if err == nil {
+		batch.state = batchDone
+		batch.err = nil
+		batch.baseOffset = produced.BaseOffset
+		pp.completeInOrder()
+		return
+	}
+	var apiError *protocol.Error
+	switch {
+	case errors.As(err, &apiError) && apiError.Code == protocol.CodeNotLeader && apiError.Leader != 0 && apiError.Leader != batch.leader:
+		pp.producer.client.metadata.setLeader(pp.tp.topic, pp.tp.partition, apiError.Leader)
+	case retriable(err):
+		batch.needsRefresh = true
+	}
+	pp.retryLater(batch, err)
+	pp.completeInOrder()
+}
+
+// completeInOrder runs the callbacks of finished batches at the head of the
+// window, so one partition's callbacks run in produce order.
+func (pp *partitionProducer) completeInOrder() {
+	for len(pp.window) > 0 && pp.window[0].state == batchDone {
+		batch := pp.window[0]
+		pp.window[0] = nil
+		pp.window = pp.window[1:]
+		pp.complete(batch, batch.err)
+	}
+}
+
+func (pp *partitionProducer) complete(batch *pendingBatch, err error) {
+	if err != nil {
+		err = fmt.Errorf("clients: produce to %s/%d: %w", pp.tp.topic, pp.tp.partition, err)
+	}
+	for i, rec := range batch.records {
+		if err == nil {
+			rec.record.Offset = batch.baseOffset + uint64(i)
+		}
+		rec.done(rec.record, err)
+	}
+	pp.producer.completed(len(batch.records))
+}
+
+// abort fails everything not yet completed with ErrClosed.
+func (pp *partitionProducer) abort() {
+	for _, batch := range pp.window {
+		pp.complete(batch, ErrClosed)
+	}
+	pp.window = nil
+	pp.mu.Lock()
+	pending := pp.sealed
+	if pp.open != nil {
+		pending = append(pending, pp.open)
+	}
+	pp.sealed, pp.open = nil, nil
+	pp.mu.Unlock()
+	for _, batch := range pending {
+		pp.complete(batch, ErrClosed)
+	}
+}

@@ -1,0 +1,305 @@
+package clients
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+func TestProduceSyncAssignsConsecutiveOffsets(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+
+	var records []*Record
+	for _, v := range numbered("v", 10) {
+		records = append(records, &Record{Topic: "orders", Value: []byte(v)})
+	}
+	if err := producer.ProduceSync(testContext(t), records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range records {
+		if r.Offset != uint64(i) || r.Partition != 0 {
+			t.Errorf("record %d: partition %d offset %d, want 0 and %d", i, r.Partition, r.Offset, i)
+		}
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, numbered("v", 10)) {
+		t.Errorf("stored %v", got)
+	}
+}
+
+func TestProducerBatchesAsyncRecordsAndKeepsOrder(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer(WithLinger(50 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+
+	const n = 500
+	var mu sync.Mutex
+	var offsets []uint64
+	for _, v := range numbered("v", n) {
+		producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte(v)}, func(r *Record, err error) {
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			offsets = append(offsets, r.Offset)
+			mu.Unlock()
+		})
+	}
+	if err := producer.Flush(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(offsets) != n || !slices.IsSorted(offsets) {
+		t.Fatalf("callbacks saw offsets %v, want %d in order", offsets, n)
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, numbered("v", n)) {
+		t.Errorf("stored values out of order or missing: %d values", len(got))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.produceSeen >= n/10 {
+		t.Errorf("%d produce requests for %d records: not batched", f.produceSeen, n)
+	}
+}
+
+func TestProducerBatchMaxBytesSplitsBatches(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer(WithBatchMaxBytes(4096), WithLinger(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	value := strings.Repeat("x", 1000)
+	var records []*Record
+	for range 20 {
+		records = append(records, &Record{Topic: "orders", Value: []byte(value)})
+	}
+	if err := producer.ProduceSync(testContext(t), records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	batches := f.topics["orders"].partitions[0].batches
+	if len(batches) < 5 {
+		t.Errorf("%d batches for 20 KB with a 4 KiB limit", len(batches))
+	}
+	for _, b := range batches {
+		if len(b) > 4096 {
+			t.Errorf("batch of %d bytes exceeds 4096", len(b))
+		}
+	}
+}
+
+func TestProducerFollowsNotLeaderInOrder(t *testing.T) {
+	f := startFakeCluster(t, 1, 2, 3)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	// Cache broker 1 as leader, then move leadership: every first attempt
+	// fails with "not leader, leader is 2".
+	if _, err := client.metadata.topic(testContext(t), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	f.setLeader("orders", 0, 2)
+	producer, err := client.NewProducer(WithBatchMaxBytes(1024), WithMaxInFlight(4), WithLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	values := numbered(strings.Repeat("p", 200), 40)
+	for _, v := range values {
+		producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte(v)}, func(_ *Record, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := producer.Flush(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, values) {
+		t.Errorf("stored %d values, out of order or missing", len(got))
+	}
+}
+
+func TestProducerRetriesRetriableErrorsOnly(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+
+	f.failProduce(protocol.Errorf(protocol.CodeNotReady, "electing"), protocol.Errorf(protocol.CodeTimeout, "slow"))
+	rec := &Record{Topic: "orders", Value: []byte("a")}
+	if err := producer.ProduceSync(testContext(t), rec).FirstErr(); err != nil {
+		t.Fatalf("retriable errors not retried: %v", err)
+	}
+
+	f.failProduce(&protocol.Error{Code: protocol.CodeBatchTooLarge, Limit: 10})
+	err = producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("b")}).FirstErr()
+	if !errors.Is(err, protocol.CodeBatchTooLarge) {
+		t.Fatalf("got %v, want batch too large", err)
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("stored %v", got)
+	}
+}
+
+func TestProducerRetriesAfterRequestTimeout(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f, WithRequestTimeout(200*time.Millisecond))
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	f.mu.Lock()
+	f.dropProduce = 1
+	f.mu.Unlock()
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("stored %v", got)
+	}
+}
+
+func TestProducerGivesUpAtDeliveryTimeout(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	f.setLeader("orders", 0, 99) // no such broker: nobody answers
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer(WithDeliveryTimeout(300 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	start := time.Now()
+	err = producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr()
+	if !errors.Is(err, ErrNoBrokers) {
+		t.Fatalf("got %v, want ErrNoBrokers", err)
+	}
+	if elapsed := time.Since(start); elapsed < 300*time.Millisecond {
+		t.Errorf("gave up after %v, before the delivery timeout", elapsed)
+	}
+}
+
+func TestProducerUnknownTopicAndBadPartition(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 2)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer(WithPartitioner(ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	err = producer.ProduceSync(testContext(t), &Record{Topic: "orders", Partition: 2, Value: []byte("a")}).FirstErr()
+	if !errors.Is(err, protocol.CodeBadPartition) {
+		t.Errorf("partition 2 of 2: got %v", err)
+	}
+	err = producer.ProduceSync(testContext(t), &Record{Topic: "nope", Value: []byte("a")}).FirstErr()
+	if !errors.Is(err, protocol.CodeUnknownTopic) {
+		t.Errorf("unknown topic: got %v", err)
+	}
+	err = producer.ProduceSync(testContext(t), &Record{Value: []byte("a")}).FirstErr()
+	if err == nil {
+		t.Error("record without topic accepted")
+	}
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Partition: 1, Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.values("orders", 1); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("partition 1 holds %v", got)
+	}
+}
+
+func TestKeyHashPartitionerMatchesProtocol(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 4)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	for _, key := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		rec := &Record{Topic: "orders", Key: []byte(key), Value: []byte(key)}
+		if err := producer.ProduceSync(testContext(t), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if want := protocol.PartitionForKey([]byte(key), 4); int(rec.Partition) != want {
+			t.Errorf("key %s went to partition %d, want %d", key, rec.Partition, want)
+		}
+	}
+}
+
+func TestRoundRobinPartitionerSpreads(t *testing.T) {
+	p := RoundRobinPartitioner()
+	counts := make([]int, 3)
+	for range 30 {
+		counts[p.Partition(&Record{Key: []byte("same")}, 3)]++
+	}
+	if !slices.Equal(counts, []int{10, 10, 10}) {
+		t.Errorf("counts %v", counts)
+	}
+}
+
+func TestProducerCloseRejectsNewRecords(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.Close(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	err = producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("b")}).FirstErr()
+	if !errors.Is(err, ErrClosed) {
+		t.Errorf("produce after close: %v", err)
+	}
+}
+
+func TestProducerOptionsRejectBadValues(t *testing.T) {
+	for name, opt := range map[string]ProducerOption{
+		"linger":      WithLinger(-1),
+		"batch bytes": WithBatchMaxBytes(10),
+		"codec":       WithCompression(Codec(9)),
+		"acks":        WithAcks(Acks(9)),
+		"in flight":   WithMaxInFlight(0),
+		"buffered":    WithMaxBufferedRecords(0),
+		"delivery":    WithDeliveryTimeout(0),
+		"partitioner": WithPartitioner(nil),
+	} {
+		if _, err := newProducerConfig([]ProducerOption{opt}); err == nil {
+			t.Errorf("%s: bad value accepted", name)
+		}
+	}
+}

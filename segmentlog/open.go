@@ -16,6 +16,16 @@ func (l *Log) open() error {
 	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
 		return fmt.Errorf("segmentlog: create %s: %w", l.dir, err)
 	}
+	// Make the directory's own entry durable (it may just have been created).
+	if parent, err := l.fs.OpenDir(l.fs.PathDir(l.dir)); err != nil {
+		return fmt.Errorf("segmentlog: open directory %s: %w", l.fs.PathDir(l.dir), err)
+	} else {
+		err := parent.Sync()
+		parent.Close()
+		if err != nil {
+			return fmt.Errorf("segmentlog: sync directory %s: %w", l.fs.PathDir(l.dir), err)
+		}
+	}
 	lock, err := l.fs.Lock(l.path(lockFileName))
 	if err != nil {
 		return fmt.Errorf("segmentlog: lock %s: %w", l.dir, err)

@@ -124,7 +124,14 @@ func (r *frameReader) next(pos int64) (frameStatus, frameHeader, []byte, string,
 	if pos >= r.limit {
 		return frameEnd, h, nil, "", nil
 	}
-	if r.limit-pos < frameHeaderSize {
+	if rest := r.limit - pos; rest < frameHeaderSize {
+		b, err := r.window(pos, int(rest))
+		if err != nil {
+			return frameInvalid, h, nil, "", err
+		}
+		if isZero(b) {
+			return frameEnd, h, nil, "", nil
+		}
 		return frameInvalid, h, nil, "truncated frame header", nil
 	}
 	hb, err := r.window(pos, frameHeaderSize)

@@ -58,6 +58,8 @@ type Machine struct {
 	GoVersion  string            `json:"go_version"`
 	Versions   map[string]string `json:"versions"`
 	DataDir    string            `json:"data_dir"`
+	// DataDirFS is "disk", "tmpfs" (fsync costs nothing there) or "unknown".
+	DataDirFS string `json:"data_dir_fs"`
 }
 
 // CurrentMachine describes this process's machine; dataDir is where the
@@ -71,6 +73,7 @@ func CurrentMachine(dataDir string) Machine {
 		Arch:       runtime.GOARCH,
 		GoVersion:  runtime.Version(),
 		DataDir:    dataDir,
+		DataDirFS:  fileSystemType(dataDir),
 		Versions: map[string]string{
 			"nats-server": server.VERSION,
 			"nats.go":     nats.Version,

@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+)
+
+// Usage is the help text of the bench command.
+const Usage = `usage: raftmq bench produce|consume|e2e [flags]
+
+Runs a workload against an in-process raftmq cluster (or --server) and, with
+--vs jetstream, the same workload against an in-process NATS JetStream
+cluster of the same size, with its default lazy sync and with
+sync_interval: always. Prints a Markdown table; with --json the last line of
+output is one JSON object with the figures.
+
+examples:
+  raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs jetstream --json
+  raftmq bench produce --window 1 --count 20000             # unloaded latency
+  raftmq bench e2e --rate 100000 --duration 20s             # fixed rate, CO-corrected
+  raftmq bench produce --sizes 100,1024,10240 --out results # JSON, Markdown and charts
+`
+
+// cliOptions are the command-line settings beyond the Workload.
+type cliOptions struct {
+	systems       []string
+	raftmqURLs    string
+	jetStreamURLs string
+	jsonOutput    bool
+	outDir        string
+	chartFormat   string
+	dataDir       string
+	sizes         []int
+	cpuProfile    string
+	versusSystems string
+}
+
+// RunCommand runs "raftmq bench" with args (after "bench"): it parses flags,
+// runs the benchmark and prints the table (and the JSON line) to stdout;
+// progress goes to stderr when it is a terminal.
+func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os.File) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, Usage)
+		return nil
+	}
+	kind, err := ParseKind(args[0])
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, Usage)
+	}
+	w, opts, err := parseFlags(kind, args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	if opts.cpuProfile != "" {
+		f, err := os.Create(opts.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cfg := Config{
+		Workload: w,
+		Sizes:    opts.sizes,
+		DataDir:  opts.dataDir,
+		Progress: NewProgress(stderr),
+		Log:      stderr,
+		Command:  "raftmq bench " + strings.Join(args, " "),
+	}
+	for _, system := range opts.systems {
+		spec, err := targetSpec(system, w, opts)
+		if err != nil {
+			return err
+		}
+		cfg.Targets = append(cfg.Targets, spec)
+	}
+	report, runErr := Run(ctx, cfg)
+	if report == nil {
+		return runErr
+	}
+	if err := report.WriteMarkdown(stdout); err != nil {
+		return err
+	}
+	if opts.outDir != "" {
+		if err := writeOutputs(report, opts, stdout); err != nil {
+			return errors.Join(runErr, err)
+		}
+	}
+	if opts.jsonOutput {
+		line, err := json.Marshal(report.Summary())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", line)
+	}
+	return runErr
+}
+
+func writeOutputs(report *Report, opts cliOptions, stdout io.Writer) error {
+	if err := os.MkdirAll(opts.outDir, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(opts.outDir, string(report.Workload.Kind))
+	if err := report.WriteJSON(base + ".json"); err != nil {
+		return err
+	}
+	md, err := os.Create(base + ".md")
+	if err != nil {
+		return err
+	}
+	if err := report.WriteMarkdown(md); err != nil {
+		md.Close()
+		return err
+	}
+	if err := md.Close(); err != nil {
+		return err
+	}
+	files, err := report.WriteCharts(opts.outDir, opts.chartFormat)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nWrote %s.json, %s.md and %s\n", base, base, strings.Join(files, ", "))
+	return nil
+}
+
+func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOptions, error) {
+	w := DefaultWorkload(kind)
+	var opts cliOptions
+	fs := flag.NewFlagSet("raftmq bench "+string(kind), flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&w.Brokers, "brokers", w.Brokers, "brokers (and JetStream servers) in the in-process clusters")
+	fs.IntVar(&w.Partitions, "partitions", w.Partitions, "partitions (JetStream: one stream each)")
+	replicas := fs.Int("replicas", 0, "replicas per partition (default min(3, brokers))")
+	fs.IntVar(&w.Producers, "producers", w.Producers, "producer clients")
+	fs.IntVar(&w.Consumers, "consumers", w.Consumers, "consumer clients")
+	fs.IntVar(&w.RecordSize, "size", w.RecordSize, "record size in bytes")
+	sizes := fs.String("sizes", "", "comma-separated record sizes to sweep (overrides --size)")
+	fs.Int64Var(&w.Count, "count", w.Count, "records to publish in total")
+	fs.DurationVar(&w.Duration, "duration", 0, "publish for this long instead of --count")
+	fs.Float64Var(&w.Rate, "rate", 0, "fixed publish rate, records/s over all producers (0: as fast as possible); latencies are corrected for coordinated omission")
+	fs.IntVar(&w.Window, "window", w.Window, "records in flight per producer (JetStream: async publish max pending); 1 = unloaded latency")
+	fs.DurationVar(&w.Linger, "linger", w.Linger, "raftmq producer linger")
+	fs.IntVar(&w.BatchBytes, "batch-bytes", w.BatchBytes, "raftmq producer max batch bytes")
+	fs.StringVar(&w.Compression, "compression", w.Compression, "raftmq batch compression: none, s2, zstd")
+	fs.StringVar(&w.Acks, "acks", w.Acks, "raftmq acks: quorum, leader, applied")
+	fs.StringVar(&w.Fsync, "fsync", w.Fsync, "raftmq fsync policy: always, never")
+	fs.DurationVar(&w.DrainTimeout, "drain-timeout", w.DrainTimeout, "how long consumers may lag after the last acknowledgement")
+	fs.StringVar(&opts.versusSystems, "vs", "", "also run against: jetstream (both sync settings), jetstream-lazy, jetstream-sync-always")
+	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always")
+	fs.StringVar(&opts.raftmqURLs, "server", "", "NATS URL(s) of an existing raftmq cluster (default: start one in-process)")
+	fs.StringVar(&opts.jetStreamURLs, "jetstream-server", "", "NATS URL(s) of an existing JetStream system (default: start one in-process)")
+	fs.BoolVar(&opts.jsonOutput, "json", false, "print one JSON object with the figures as the last line")
+	fs.StringVar(&opts.outDir, "out", "", "write <kind>.json, <kind>.md and charts into this directory")
+	fs.StringVar(&opts.chartFormat, "chart-format", "svg", "chart format: svg or png")
+	fs.StringVar(&opts.dataDir, "data-dir", "", "parent of the clusters' temporary data directories (must be a real disk; default the system temp dir)")
+	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (clients and in-process servers) to this file")
+	if err := fs.Parse(args); err != nil {
+		return w, opts, err
+	}
+	if fs.NArg() > 0 {
+		return w, opts, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	if *replicas > 0 {
+		w.Replicas = *replicas
+	} else {
+		w.Replicas = min(3, w.Brokers)
+	}
+	if w.Duration > 0 {
+		countSet := false
+		fs.Visit(func(f *flag.Flag) { countSet = countSet || f.Name == "count" })
+		if countSet {
+			return w, opts, errors.New("bench: set --count or --duration, not both")
+		}
+		w.Count = 0
+	}
+	if *sizes != "" {
+		for field := range strings.SplitSeq(*sizes, ",") {
+			size, err := strconv.Atoi(strings.TrimSpace(field))
+			if err != nil {
+				return w, opts, fmt.Errorf("bench: --sizes: %q is not a number", field)
+			}
+			opts.sizes = append(opts.sizes, size)
+		}
+		w.RecordSize = opts.sizes[0]
+	}
+	if *only != "" {
+		opts.systems = splitList(*only)
+	} else {
+		opts.systems = []string{"raftmq"}
+		for _, vs := range splitList(opts.versusSystems) {
+			if vs == "jetstream" {
+				opts.systems = append(opts.systems, "jetstream-lazy", "jetstream-sync-always")
+			} else {
+				opts.systems = append(opts.systems, vs)
+			}
+		}
+	}
+	return w, opts, w.Validate()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for field := range strings.SplitSeq(s, ",") {
+		if field = strings.TrimSpace(field); field != "" {
+			out = append(out, field)
+		}
+	}
+	return out
+}
+
+func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) {
+	var jsURLs []string
+	if opts.jetStreamURLs != "" {
+		jsURLs = splitList(opts.jetStreamURLs)
+	}
+	switch system {
+	case "raftmq":
+		return RaftmqSpec(w, splitList(opts.raftmqURLs)), nil
+	case "jetstream-lazy", "jetstream-sync-always":
+		setting := JetStreamLazy
+		if system == "jetstream-sync-always" {
+			setting = JetStreamSyncAlways
+		}
+		return TargetSpec{Name: system, Start: func(ctx context.Context, dir string) (Target, error) {
+			return StartJetStream(ctx, JetStreamConfig{Servers: w.Brokers, Setting: setting, Dir: dir, URLs: jsURLs})
+		}}, nil
+	}
+	return TargetSpec{}, fmt.Errorf("bench: unknown system %q (want raftmq, jetstream, jetstream-lazy or jetstream-sync-always)", system)
+}

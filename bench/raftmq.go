@@ -1,0 +1,269 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// ConsumerFetch is raftmq's consumer kind: the SDK consumer, long-polling
+// fetches that return raw batches from the partition leader's log.
+const ConsumerFetch = "fetch"
+
+// RaftmqConfig configures the raftmq target.
+type RaftmqConfig struct {
+	// URLs of an existing cluster's NATS system; empty starts an in-process
+	// cluster of Workload.Brokers brokers in Dir.
+	URLs []string
+	// Dir holds the in-process brokers' data; it must be on the disk being
+	// measured.
+	Dir string
+	// Workload supplies brokers, acks, fsync, linger, batch size and
+	// compression.
+	Workload Workload
+}
+
+// RaftmqSpec is the TargetSpec of raftmq for workload w: an in-process
+// cluster, or the cluster at urls when given.
+func RaftmqSpec(w Workload, urls []string) TargetSpec {
+	return TargetSpec{Name: "raftmq", Start: func(ctx context.Context, dir string) (Target, error) {
+		return StartRaftmq(ctx, RaftmqConfig{URLs: urls, Dir: dir, Workload: w})
+	}}
+}
+
+// StartRaftmq starts an in-process raftmq cluster (or connects to
+// cfg.URLs) and returns it as a Target.
+func StartRaftmq(ctx context.Context, cfg RaftmqConfig) (Target, error) {
+	w := cfg.Workload
+	codec, err := parseCodec(w.Compression)
+	if err != nil {
+		return nil, err
+	}
+	acks, err := protocol.ParseAcks(w.Acks)
+	if err != nil {
+		return nil, err
+	}
+	t := &raftmqTarget{urls: strings.Join(cfg.URLs, ","), codec: codec, acks: acks, fsync: w.Fsync, consumerClients: map[int]*clients.Client{}}
+	if len(cfg.URLs) == 0 {
+		cluster, err := startRaftmqCluster(ctx, cfg.Dir, w)
+		if err != nil {
+			return nil, err
+		}
+		t.cluster = cluster
+		t.urls = strings.Join(cluster.urls(), ",")
+	}
+	if t.admin, err = clients.Connect(ctx, t.urls); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("bench: connect to raftmq: %w", err)
+	}
+	return t, nil
+}
+
+func parseCodec(name string) (protocol.Codec, error) {
+	switch name {
+	case "none", "":
+		return protocol.CodecNone, nil
+	case "s2":
+		return protocol.CodecS2, nil
+	case "zstd":
+		return protocol.CodecZstd, nil
+	}
+	return 0, fmt.Errorf("bench: compression %q, want none, s2 or zstd", name)
+}
+
+// raftmqCluster is a running set of brokers; see cluster_raftmq.go.
+type raftmqCluster interface {
+	urls() []string
+	close() error
+}
+
+type raftmqTarget struct {
+	cluster raftmqCluster
+	urls    string
+	codec   protocol.Codec
+	acks    protocol.Acks
+	fsync   string
+	admin   *clients.Client
+
+	mu              sync.Mutex
+	workload        Workload
+	run             int
+	topic           string
+	consumerClients map[int]*clients.Client
+}
+
+func (t *raftmqTarget) Info() TargetInfo {
+	info := TargetInfo{
+		System:   "raftmq",
+		Setting:  "acks=" + t.acks.String() + ",fsync=" + t.fsync,
+		Settings: map[string]string{"acks": t.acks.String(), "fsync": t.fsync},
+		Versions: map[string]string{},
+	}
+	switch {
+	case t.acks == protocol.AcksLeader:
+		info.Durability = "acked when the leader appended it, before fsync or replication (unsafe)"
+	case t.fsync == "never":
+		info.Durability = "acked when a quorum appended it, without fsync (unsafe on power loss)"
+	default:
+		info.Durability = "acked after a quorum (leader included) fsynced it"
+	}
+	if t.cluster == nil {
+		info.Durability += " [external cluster: acks as asked, fsync as that cluster is configured]"
+	}
+	return info
+}
+
+func (t *raftmqTarget) ConsumerKinds() []string { return []string{ConsumerFetch} }
+
+func (t *raftmqTarget) Prepare(ctx context.Context, w Workload) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.topic != "" {
+		if err := t.admin.DeleteTopic(ctx, t.topic); err != nil && !errors.Is(err, protocol.CodeUnknownTopic) {
+			return fmt.Errorf("delete topic %s: %w", t.topic, err)
+		}
+	}
+	t.run++
+	t.workload = w
+	t.topic = "raftmq-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(t.run)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		_, err := t.admin.CreateTopic(ctx, t.topic, clients.WithPartitions(w.Partitions), clients.WithReplicas(w.Replicas))
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("create topic %s: %w", t.topic, err)
+		}
+	}
+}
+
+func (t *raftmqTarget) NewProducer(ctx context.Context, id int, onAck AckFunc) (Producer, error) {
+	client, err := clients.Connect(ctx, t.urls)
+	if err != nil {
+		return nil, err
+	}
+	w := t.workload
+	opts := []clients.ProducerOption{
+		clients.WithLinger(w.Linger),
+		clients.WithCompression(t.codec),
+		clients.WithAcks(t.acks),
+		clients.WithPartitioner(clients.ManualPartitioner()),
+		clients.WithMaxBufferedRecords(w.Window),
+	}
+	if w.BatchBytes > 0 {
+		opts = append(opts, clients.WithBatchMaxBytes(w.BatchBytes))
+	}
+	producer, err := client.NewProducer(opts...)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return &raftmqProducer{ctx: ctx, client: client, producer: producer, topic: t.topic,
+		done: func(rec *clients.Record, err error) { onAck(rec.Value, err) }}, nil
+}
+
+type raftmqProducer struct {
+	ctx      context.Context
+	client   *clients.Client
+	producer *clients.Producer
+	topic    string
+	done     clients.ProduceCallback
+}
+
+func (p *raftmqProducer) Send(partition int, payload []byte) error {
+	p.producer.Produce(p.ctx, &clients.Record{Topic: p.topic, Partition: uint32(partition), Value: payload}, p.done)
+	return nil
+}
+
+func (p *raftmqProducer) Flush(ctx context.Context) error { return p.producer.Flush(ctx) }
+
+func (p *raftmqProducer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(p.producer.Close(ctx), p.client.Close())
+}
+
+func (t *raftmqTarget) consumerClient(ctx context.Context, consumer int) (*clients.Client, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if client := t.consumerClients[consumer]; client != nil {
+		return client, nil
+	}
+	client, err := clients.Connect(ctx, t.urls)
+	if err != nil {
+		return nil, err
+	}
+	t.consumerClients[consumer] = client
+	return client, nil
+}
+
+func (t *raftmqTarget) NewReader(ctx context.Context, kind string, consumer, partition int) (Reader, error) {
+	if kind != ConsumerFetch {
+		return nil, fmt.Errorf("bench: raftmq has no consumer kind %q", kind)
+	}
+	client, err := t.consumerClient(ctx, consumer)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewConsumer(clients.WithFetchMaxWait(100 * time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	topic := t.topic
+	t.mu.Unlock()
+	if err := c.Assign(ctx, topic, clients.Earliest(), uint32(partition)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &raftmqReader{consumer: c}, nil
+}
+
+type raftmqReader struct{ consumer *clients.Consumer }
+
+func (r *raftmqReader) Read(ctx context.Context, fn func([]byte) bool) error {
+	for {
+		records, err := r.consumer.Poll(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, rec := range records {
+			if !fn(rec.Value) {
+				return nil
+			}
+		}
+	}
+}
+
+func (r *raftmqReader) Close() error { return r.consumer.Close() }
+
+func (t *raftmqTarget) Close() error {
+	var errs []error
+	t.mu.Lock()
+	for _, client := range t.consumerClients {
+		errs = append(errs, client.Close())
+	}
+	t.consumerClients = map[int]*clients.Client{}
+	t.mu.Unlock()
+	if t.admin != nil {
+		errs = append(errs, t.admin.Close())
+	}
+	if t.cluster != nil {
+		errs = append(errs, t.cluster.close())
+	}
+	return errors.Join(errs...)
+}

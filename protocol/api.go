@@ -17,11 +17,14 @@ package protocol
 //	<prefix>.api.broker.<id>.admin.<op>  broker <id>                    as <prefix>.api.admin.<op> (forwarding to the controller leader)
 //	<prefix>.api.admin.<op>              any broker (queue APIQueue)    JSON admin request -> JSON admin reply
 //	<prefix>.api.status                  every broker (no queue)        empty -> JSON BrokerStatus, one reply per broker
+//	<prefix>.cluster.metadata            every broker (no queue)        broker-internal: the controller leader's metadata broadcast
+//	<prefix>.cluster.status              every broker (no queue)        broker-internal: each broker's periodic BrokerStatus
 //
 // Admin operations (<op>): AdminCreateTopic "topic.create", AdminListTopics
 // "topic.list", AdminDescribeTopic "topic.describe", AdminDeleteTopic
 // "topic.delete", AdminMetadata "metadata", AdminClusterStatus
-// "cluster.status".
+// "cluster.status". Brokers also use AdminRegisterBroker ("broker.register")
+// among themselves.
 //
 // The SDK sends produce, fetch and list-offsets requests to the broker
 // subject of the partition's leader (learned from Metadata). A broker that is
@@ -91,6 +94,9 @@ const (
 	AdminDeleteTopic   = "topic.delete"
 	AdminMetadata      = "metadata"
 	AdminClusterStatus = "cluster.status"
+	// AdminRegisterBroker is broker-internal: a broker announces itself to
+	// the controller leader.
+	AdminRegisterBroker = "broker.register"
 )
 
 // SubjectProduce is the plain publish subject of a topic.
@@ -133,6 +139,14 @@ func SubjectAdmin(prefix, op string) string { return prefix + ".api.admin." + op
 
 // SubjectStatusAll is answered by every live broker with its BrokerStatus.
 func SubjectStatusAll(prefix string) string { return prefix + ".api.status" }
+
+// SubjectClusterMetadata carries the controller leader's metadata
+// broadcasts (broker-internal).
+func SubjectClusterMetadata(prefix string) string { return prefix + ".cluster.metadata" }
+
+// SubjectClusterStatus carries every broker's periodic BrokerStatus
+// (broker-internal; liveness and partition leadership).
+func SubjectClusterStatus(prefix string) string { return prefix + ".cluster.status" }
 
 func brokerSubject(prefix string, id uint64, op string) string {
 	return prefix + ".api.broker." + strconv.FormatUint(id, 10) + "." + op
@@ -744,6 +758,7 @@ type BrokerStatus struct {
 	ID               uint64            `json:"id"`
 	Ready            bool              `json:"ready"`
 	ControllerLeader uint64            `json:"controller_leader"`
+	MetadataVersion  uint64            `json:"metadata_version"`
 	Partitions       []PartitionStatus `json:"partitions"`
 }
 

@@ -181,6 +181,9 @@ func (e *Error) Retriable() bool { return e != nil && e.Code.Retriable() }
 
 // Is matches another *Error or an ErrorCode by code.
 func (e *Error) Is(target error) bool {
+	if e == nil {
+		return false
+	}
 	switch t := target.(type) {
 	case *Error:
 		return t != nil && t.Code == e.Code

@@ -1,0 +1,417 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// adminTimeout bounds an admin request, forwarding included.
+const adminTimeout = 15 * time.Second
+
+// topicLeaderWait bounds how long a topic create waits for its partitions to
+// elect leaders before replying, so a producer can use the topic at once.
+const topicLeaderWait = 5 * time.Second
+
+type registerBrokerRequest struct {
+	Version int    `json:"v"`
+	Broker  uint64 `json:"broker"`
+}
+
+// adminError is the reply of an admin request that failed before reaching
+// its handler; every admin reply type has the same "error" field.
+type adminError struct {
+	Version int             `json:"v"`
+	Error   *protocol.Error `json:"error"`
+}
+
+// handleAdmin serves <prefix>.api.admin.<op> (any broker) and
+// <prefix>.api.broker.<id>.admin.<op> (forwarded to this broker as the
+// controller leader).
+func (b *Broker) handleAdmin(msg *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	op, forwarded := strings.CutPrefix(msg.Subject, fmt.Sprintf("%s.api.broker.%d.admin.", b.prefix, b.cfg.ID))
+	if !forwarded {
+		op = strings.TrimPrefix(msg.Subject, b.prefix+".api.admin.")
+	}
+	var reply any
+	switch op {
+	case protocol.AdminCreateTopic, protocol.AdminDeleteTopic, protocol.AdminRegisterBroker:
+		if !b.isControllerLeader() {
+			if forwarded {
+				reply = adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
+					Message: fmt.Sprintf("broker %d does not lead the controller", b.cfg.ID)}}
+				break
+			}
+			b.forwardToController(ctx, msg, op)
+			return
+		}
+		switch op {
+		case protocol.AdminCreateTopic:
+			reply = b.createTopic(ctx, msg.Data)
+		case protocol.AdminDeleteTopic:
+			reply = b.deleteTopic(ctx, msg.Data)
+		default:
+			reply = b.registerBroker(ctx, msg.Data)
+		}
+	case protocol.AdminDescribeTopic:
+		var req protocol.TopicRequest
+		if err := json.Unmarshal(msg.Data, &req); err != nil {
+			reply = adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+			break
+		}
+		m := b.currentMetadata()
+		if m.Topics[req.Name] == nil {
+			reply = protocol.TopicReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", req.Name)}
+			break
+		}
+		info := b.topicInfo(m, req.Name)
+		reply = protocol.TopicReply{Version: protocol.APIVersion, Topic: &info}
+	case protocol.AdminListTopics:
+		m := b.currentMetadata()
+		topics := []protocol.TopicInfo{}
+		for _, name := range m.sortedTopicNames() {
+			topics = append(topics, b.topicInfo(m, name))
+		}
+		reply = protocol.ListTopicsReply{Version: protocol.APIVersion, Topics: topics}
+	case protocol.AdminMetadata, protocol.AdminClusterStatus:
+		var req protocol.MetadataRequest
+		if len(msg.Data) > 0 {
+			if err := json.Unmarshal(msg.Data, &req); err != nil {
+				reply = adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+				break
+			}
+		}
+		reply = b.metadataReply(req.Topics)
+	default:
+		reply = adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "unknown admin operation %q", op)}
+	}
+	b.respondJSON(msg, reply)
+}
+
+// forwardToController relays an admin request to the controller leader and
+// its reply back, retrying while the leader is unknown or moving.
+func (b *Broker) forwardToController(ctx context.Context, msg *nats.Msg, op string) {
+	var last *protocol.Error
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, time.Second)):
+			}
+		}
+		leader := b.controllerLeader()
+		if leader == 0 {
+			last = protocol.Errorf(protocol.CodeNotReady, "the controller has no leader yet")
+			continue
+		}
+		if leader == b.cfg.ID {
+			if b.isControllerLeader() {
+				b.handleAdmin(&nats.Msg{Subject: protocol.SubjectBrokerAdmin(b.prefix, b.cfg.ID, op), Data: msg.Data, Reply: msg.Reply, Sub: msg.Sub})
+				return
+			}
+			continue
+		}
+		response, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerAdmin(b.prefix, leader, op), msg.Data)
+		if err != nil {
+			last = protocol.Errorf(protocol.CodeTimeout, "controller leader %d: %v", leader, err)
+			continue
+		}
+		var probe adminError
+		if json.Unmarshal(response.Data, &probe) == nil && probe.Error != nil && probe.Error.Code == protocol.CodeNotLeader {
+			last = probe.Error
+			continue
+		}
+		if msg.Reply != "" {
+			_ = msg.Respond(response.Data)
+		}
+		return
+	}
+	if last == nil {
+		last = protocol.Errorf(protocol.CodeTimeout, "no controller leader answered")
+	}
+	b.respondJSON(msg, adminError{protocol.APIVersion, last})
+}
+
+func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicReply {
+	fail := func(e *protocol.Error) protocol.TopicReply {
+		return protocol.TopicReply{Version: protocol.APIVersion, Error: e}
+	}
+	var req protocol.CreateTopicRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+	}
+	if err := protocol.ValidateTopicName(req.Name); err != nil {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "%v", err))
+	}
+	if req.Partitions == 0 {
+		req.Partitions = b.cfg.DefaultPartitions
+	}
+	if req.Partitions < 0 || req.Partitions > b.cfg.MaxPartitions {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "partition count %d must be in 1..%d", req.Partitions, b.cfg.MaxPartitions))
+	}
+	if req.Replicas == 0 {
+		req.Replicas = min(3, len(b.controller.state.current().Brokers))
+	}
+	m, apiErr := b.controller.propose(ctx, controllerCommand{
+		Op: opCreateTopic, Topic: req.Name, Partitions: req.Partitions, Replicas: req.Replicas, Time: time.Now(),
+	})
+	if apiErr != nil {
+		return fail(apiErr)
+	}
+	b.adoptMetadata(m)
+	b.publishMetadata(m)
+	b.waitForLeaders(ctx, m, req.Name)
+	info := b.topicInfo(m, req.Name)
+	return protocol.TopicReply{Version: protocol.APIVersion, Topic: &info}
+}
+
+// waitForLeaders waits until every partition of a topic has a known leader,
+// or topicLeaderWait passes.
+func (b *Broker) waitForLeaders(ctx context.Context, m *clusterMetadata, name string) {
+	ctx, cancel := context.WithTimeout(ctx, topicLeaderWait)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		all := true
+		for i := range m.Topics[name].Partitions {
+			if b.leaderOf(name, uint32(i)) == 0 {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (b *Broker) deleteTopic(ctx context.Context, data []byte) protocol.DeleteTopicReply {
+	var req protocol.TopicRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return protocol.DeleteTopicReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+	}
+	m, apiErr := b.controller.propose(ctx, controllerCommand{Op: opDeleteTopic, Topic: req.Name, Time: time.Now()})
+	if apiErr != nil {
+		return protocol.DeleteTopicReply{Version: protocol.APIVersion, Error: apiErr}
+	}
+	b.adoptMetadata(m)
+	b.publishMetadata(m)
+	return protocol.DeleteTopicReply{Version: protocol.APIVersion}
+}
+
+func (b *Broker) registerBroker(ctx context.Context, data []byte) adminError {
+	var req registerBrokerRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+	}
+	m, apiErr := b.controller.propose(ctx, controllerCommand{Op: opRegisterBroker, Broker: req.Broker, Time: time.Now()})
+	if apiErr == nil {
+		b.adoptMetadata(m)
+	}
+	return adminError{protocol.APIVersion, apiErr}
+}
+
+// registerIfNeeded asks the controller to add this broker to the cluster's
+// broker list once it has metadata that lacks it.
+func (b *Broker) registerIfNeeded() {
+	m := b.currentMetadata()
+	if m.Version == 0 || slices.Contains(m.Brokers, b.cfg.ID) {
+		return
+	}
+	if !b.track() {
+		return
+	}
+	go func() {
+		defer b.requests.Done()
+		data, _ := json.Marshal(registerBrokerRequest{Version: protocol.APIVersion, Broker: b.cfg.ID})
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.StatusInterval)
+		defer cancel()
+		if _, err := b.nc.RequestWithContext(ctx, protocol.SubjectAdmin(b.prefix, protocol.AdminRegisterBroker), data); err != nil {
+			b.logger.Debug("broker registration pending", "err", err)
+		}
+	}()
+}
+
+// controllerLeader is the controller leader as this broker knows it.
+func (b *Broker) controllerLeader() uint64 {
+	if b.controller != nil {
+		if leader := b.controller.group.Status().Leader; leader != 0 {
+			return leader
+		}
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	leader, seen := uint64(0), time.Time{}
+	for _, report := range b.reports {
+		if report.status.ControllerLeader != 0 && report.seen.After(seen) {
+			leader, seen = report.status.ControllerLeader, report.seen
+		}
+	}
+	return leader
+}
+
+// topicInfo describes a topic with the leaders and commit indexes the
+// brokers' status reports give.
+func (b *Broker) topicInfo(m *clusterMetadata, name string) protocol.TopicInfo {
+	t := m.Topics[name]
+	info := protocol.TopicInfo{Name: name, Replicas: t.Replicas, CreatedAt: t.CreatedAt}
+	for i, p := range t.Partitions {
+		pi := protocol.PartitionInfo{Partition: uint32(i), Replicas: slices.Clone(p.Replicas), GroupID: p.GroupID}
+		pi.Leader = b.leaderOf(name, uint32(i))
+		if st, ok := b.partitionStatusFrom(pi.Leader, p.GroupID); ok {
+			pi.CommitIndex, pi.HighWatermark = st.CommitIndex, st.HighWatermark
+		}
+		info.Partitions = append(info.Partitions, pi)
+	}
+	return info
+}
+
+// partitionStatusFrom is broker id's latest report on a group.
+func (b *Broker) partitionStatusFrom(id, groupID uint64) (protocol.PartitionStatus, bool) {
+	if id == b.cfg.ID {
+		b.mu.RLock()
+		r := b.groups[groupID]
+		b.mu.RUnlock()
+		if r != nil {
+			return b.partitionStatus(r), true
+		}
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, p := range b.reports[id].status.Partitions {
+		if p.GroupID == groupID {
+			return p, true
+		}
+	}
+	return protocol.PartitionStatus{}, false
+}
+
+func (b *Broker) metadataReply(topics []string) protocol.MetadataReply {
+	m := b.currentMetadata()
+	reply := protocol.MetadataReply{Version: protocol.APIVersion, ControllerLeader: b.controllerLeader(), Topics: []protocol.TopicInfo{}}
+	if m.Version == 0 {
+		reply.Error = protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID)
+		return reply
+	}
+	alive := b.aliveBrokers()
+	for _, id := range m.Brokers {
+		reply.Brokers = append(reply.Brokers, protocol.BrokerInfo{ID: id, Alive: alive[id]})
+	}
+	names := topics
+	if len(names) == 0 {
+		names = m.sortedTopicNames()
+	}
+	for _, name := range names {
+		if m.Topics[name] == nil {
+			reply.Error = protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", name)
+			continue
+		}
+		reply.Topics = append(reply.Topics, b.topicInfo(m, name))
+	}
+	return reply
+}
+
+// aliveBrokers are the brokers whose status arrived in the last three
+// status intervals (this one always).
+func (b *Broker) aliveBrokers() map[uint64]bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	alive := map[uint64]bool{b.cfg.ID: true}
+	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	for id, report := range b.reports {
+		if report.seen.After(deadline) {
+			alive[id] = true
+		}
+	}
+	return alive
+}
+
+func (b *Broker) partitionStatus(r *partitionReplica) protocol.PartitionStatus {
+	st := r.group.Status()
+	_, highWatermark, _ := r.state.visible()
+	return protocol.PartitionStatus{
+		Topic: r.topic, Partition: r.partition, GroupID: r.groupID, Role: st.Role.String(), Term: st.Term,
+		Leader: st.Leader, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, HighWatermark: highWatermark,
+	}
+}
+
+// localStatus is this broker's BrokerStatus.
+func (b *Broker) localStatus() protocol.BrokerStatus {
+	b.mu.RLock()
+	replicas := make([]*partitionReplica, 0, len(b.groups))
+	for _, r := range b.groups {
+		replicas = append(replicas, r)
+	}
+	b.mu.RUnlock()
+	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
+	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(),
+		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
+	if b.controller != nil {
+		status.ControllerLeader = b.controller.group.Status().Leader
+	}
+	for _, r := range replicas {
+		status.Partitions = append(status.Partitions, b.partitionStatus(r))
+	}
+	return status
+}
+
+func (b *Broker) publishStatus(status *protocol.BrokerStatus) {
+	b.mu.Lock()
+	b.reports[b.cfg.ID] = brokerReport{seen: time.Now(), status: *status}
+	b.mu.Unlock()
+	data, err := json.Marshal(status)
+	if err != nil {
+		return
+	}
+	_ = b.nc.Publish(protocol.SubjectClusterStatus(b.prefix), data)
+}
+
+func (b *Broker) handleStatusReport(msg *nats.Msg) {
+	var status protocol.BrokerStatus
+	if err := json.Unmarshal(msg.Data, &status); err != nil || status.ID == 0 || status.ID == b.cfg.ID {
+		return
+	}
+	b.mu.Lock()
+	b.reports[status.ID] = brokerReport{seen: time.Now(), status: status}
+	b.mu.Unlock()
+}
+
+func (b *Broker) handleStatusRequest(msg *nats.Msg) {
+	status := b.localStatus()
+	b.respondJSON(msg, status)
+}
+
+func (b *Broker) publishMetadata(m *clusterMetadata) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	_ = b.nc.Publish(protocol.SubjectClusterMetadata(b.prefix), data)
+}
+
+func (b *Broker) handleMetadataBroadcast(msg *nats.Msg) {
+	var m clusterMetadata
+	if err := json.Unmarshal(msg.Data, &m); err != nil {
+		b.logger.Warn("undecodable metadata broadcast", "err", err)
+		return
+	}
+	if m.Topics == nil {
+		m.Topics = map[string]*topicMeta{}
+	}
+	b.adoptMetadata(&m)
+}

@@ -1,0 +1,680 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+	"github.com/raftmq/raftmq/segmentlog"
+	"github.com/raftmq/raftmq/transport"
+)
+
+// Broker is one raftmq broker. Start it with Start; stop it with Close.
+type Broker struct {
+	cfg     Config
+	prefix  string
+	logger  *slog.Logger
+	metrics *brokerMetrics
+
+	lock       io.Closer
+	store      *stateStore
+	embedded   *transport.EmbeddedServer
+	nc         *nats.Conn
+	peers      *transport.Transport
+	host       *raft.Host
+	controller *controllerReplica // nil unless this is a bootstrap broker
+
+	maxBatchBytes int
+	roundRobin    atomic.Uint64
+
+	mu         sync.RWMutex
+	metadata   *clusterMetadata
+	partitions map[topicPartition]*partitionReplica
+	groups     map[uint64]*partitionReplica
+	reports    map[uint64]brokerReport // latest status of every broker, this one included
+	closing    bool
+
+	subs       []*nats.Subscription
+	requests   sync.WaitGroup // request goroutines
+	reconcile  chan struct{}  // capacity 1: the metadata changed
+	stop       chan struct{}
+	loopDone   chan struct{}
+	httpServer *http.Server
+	httpAddr   string
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+type topicPartition struct {
+	topic     string
+	partition uint32
+}
+
+type brokerReport struct {
+	seen   time.Time
+	status protocol.BrokerStatus
+}
+
+// Start opens the broker's data directory, connects to NATS (starting the
+// embedded server when configured), starts the controller replica on
+// bootstrap brokers and serves the client API. Partition replicas start as
+// soon as the cluster metadata is known. ctx bounds the start only.
+func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Broker{
+		cfg:        cfg,
+		prefix:     cfg.prefix(),
+		logger:     logger.With("broker", cfg.ID),
+		metadata:   &clusterMetadata{},
+		partitions: map[topicPartition]*partitionReplica{},
+		groups:     map[uint64]*partitionReplica{},
+		reports:    map[uint64]brokerReport{},
+		reconcile:  make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		loopDone:   make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			b.release()
+		}
+	}()
+	if b.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if b.store, err = openStateStore(filepath.Join(cfg.DataDir, "state")); err != nil {
+		return nil, err
+	}
+	if b.metrics, err = newBrokerMetrics(cfg.Registerer, b); err != nil {
+		return nil, err
+	}
+	if err = b.connect(); err != nil {
+		return nil, err
+	}
+	if b.peers, err = transport.New(b.nc, transport.Config{
+		ClusterName: b.prefix, NodeID: cfg.ID, Registerer: cfg.Registerer, Logger: b.logger,
+	}); err != nil {
+		return nil, fmt.Errorf("broker: peer transport: %w", err)
+	}
+	// One batch must fit in one produce request and one AppendEntries frame.
+	const frameOverhead = 1024
+	b.maxBatchBytes = min(cfg.MaxBatchBytes, b.peers.MaxFrameSize()-frameOverhead, int(b.nc.MaxPayload())-frameOverhead)
+	if b.maxBatchBytes < cfg.MaxBatchBytes {
+		b.logger.Warn("max batch bytes lowered to fit the NATS max payload", "configured", cfg.MaxBatchBytes, "effective", b.maxBatchBytes)
+	}
+	if b.host, err = raft.NewHost(raft.HostConfig{NodeID: cfg.ID, Send: b.sendRaft, Logger: b.logger}); err != nil {
+		return nil, fmt.Errorf("broker: raft host: %w", err)
+	}
+	b.peers.SetHandler(b.receiveRaft)
+	if cfg.isBootstrap() {
+		if err = b.startController(); err != nil {
+			return nil, err
+		}
+	}
+	if err = b.subscribe(); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsAddr != "" {
+		if err = b.serveHTTP(cfg.MetricsAddr); err != nil {
+			return nil, err
+		}
+	}
+	go b.run()
+	b.logger.Info("broker started", "data", cfg.DataDir, "nats", b.nc.ConnectedUrlRedacted(), "bootstrap", cfg.Bootstrap)
+	return b, ctx.Err()
+}
+
+// connect starts the embedded NATS server when configured and connects.
+func (b *Broker) connect() error {
+	connectCfg := b.cfg.NATS.Connect
+	if connectCfg.Name == "" {
+		connectCfg.Name = fmt.Sprintf("raftmq-broker-%d", b.cfg.ID)
+	}
+	if connectCfg.Logger == nil {
+		connectCfg.Logger = b.logger
+	}
+	if embedded := b.cfg.NATS.Embedded; embedded != nil {
+		serverCfg := *embedded
+		if serverCfg.ServerName == "" {
+			serverCfg.ServerName = fmt.Sprintf("raftmq-%d", b.cfg.ID)
+		}
+		server, err := transport.StartEmbedded(serverCfg)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		b.embedded = server
+		connectCfg.URLs = []string{server.ClientURL()}
+	}
+	nc, err := transport.Connect(connectCfg)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.nc = nc
+	return nil
+}
+
+func (b *Broker) groupConfig(groupID uint64, voters []uint64, log raft.LogStorage, sm raft.StateMachine, applied uint64) raft.GroupConfig {
+	gc := raft.DefaultGroupConfig()
+	gc.GroupID = groupID
+	gc.Voters = voters
+	gc.Log = log
+	gc.Stable = &hardStateStorage{store: b.store, groupID: groupID}
+	gc.StateMachine = sm
+	gc.Applied = applied
+	gc.ElectionTimeout = b.cfg.ElectionTimeout
+	gc.HeartbeatInterval = b.cfg.HeartbeatInterval
+	gc.MaxAppendBytes = uint64(max(b.peers.MaxFrameSize()-4096, b.maxBatchBytes))
+	return gc
+}
+
+func (b *Broker) startController() error {
+	dir := filepath.Join(b.cfg.DataDir, "controller")
+	log, err := openLog(dir, b.cfg.Log)
+	if err != nil {
+		return err
+	}
+	state := newControllerStateMachine(b.cfg.Bootstrap, b.adoptMetadata)
+	group, err := b.host.AddGroup(b.groupConfig(controllerGroupID, b.cfg.Bootstrap, timedLog{log, b.metrics.fsyncLatency}, state, 0))
+	if err != nil {
+		log.Close()
+		return fmt.Errorf("broker: start controller: %w", err)
+	}
+	b.controller = &controllerReplica{log: log, group: group, state: state}
+	return nil
+}
+
+func openLog(dir string, opts segmentlog.Options) (*segmentlog.Log, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	log, err := segmentlog.Open(vfs.Default, dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("broker: open log %s: %w", dir, err)
+	}
+	return log, nil
+}
+
+// sendRaft is the raft host's outbound path: encode and hand to the transport.
+func (b *Broker) sendRaft(msgs []protocol.RaftMessage) {
+	var buf []byte
+	for i := range msgs {
+		buf = protocol.AppendRaftMessage(buf[:0], &msgs[i])
+		if err := b.peers.Send(msgs[i].To, buf); err != nil {
+			b.logger.Debug("raft send failed", "to", msgs[i].To, "group", msgs[i].GroupID, "err", err)
+		}
+	}
+}
+
+// receiveRaft is the transport's inbound path.
+func (b *Broker) receiveRaft(from uint64, frame []byte) {
+	m, err := protocol.DecodeRaftMessage(frame)
+	if err != nil {
+		b.logger.Warn("dropping undecodable raft frame", "from", from, "err", err)
+		return
+	}
+	b.host.Step(m)
+}
+
+// adoptMetadata installs metadata newer than what the broker holds.
+func (b *Broker) adoptMetadata(m *clusterMetadata) {
+	b.mu.Lock()
+	if m.Version <= b.metadata.Version {
+		b.mu.Unlock()
+		return
+	}
+	b.metadata = m
+	b.mu.Unlock()
+	select {
+	case b.reconcile <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Broker) currentMetadata() *clusterMetadata {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.metadata
+}
+
+// run is the broker's background loop: it starts and stops replicas when the
+// metadata changes and publishes status and (on the controller leader)
+// metadata. It alone creates and removes replicas.
+func (b *Broker) run() {
+	defer close(b.loopDone)
+	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
+	defer tick.Stop()
+	var lastStatus, lastMetadata, lastRegister time.Time
+	var publishedVersion uint64
+	var lastLeadership string
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.reconcile:
+			b.reconcileReplicas()
+		case now := <-tick.C:
+			status := b.localStatus()
+			leadership := leadershipKey(&status)
+			if leadership != lastLeadership || now.Sub(lastStatus) >= b.cfg.StatusInterval {
+				b.publishStatus(&status)
+				lastStatus, lastLeadership = now, leadership
+			}
+			if b.isControllerLeader() {
+				m := b.controller.state.current()
+				b.adoptMetadata(m)
+				if m.Version != publishedVersion || now.Sub(lastMetadata) >= b.cfg.StatusInterval {
+					b.publishMetadata(m)
+					publishedVersion, lastMetadata = m.Version, now
+				}
+			}
+			if now.Sub(lastRegister) >= b.cfg.StatusInterval {
+				lastRegister = now
+				b.registerIfNeeded()
+			}
+		}
+	}
+}
+
+func leadershipKey(s *protocol.BrokerStatus) string {
+	key := fmt.Sprint(s.ControllerLeader, s.MetadataVersion)
+	for _, p := range s.Partitions {
+		key += fmt.Sprintf(";%d:%d:%d", p.GroupID, p.Leader, p.Term)
+	}
+	return key
+}
+
+func (b *Broker) isControllerLeader() bool {
+	return b.controller != nil && b.controller.group.Status().Role == raft.RoleLeader
+}
+
+// reconcileReplicas starts the replicas the metadata assigns to this broker
+// and removes the ones it no longer assigns.
+func (b *Broker) reconcileReplicas() {
+	m := b.currentMetadata()
+	if m.Version == 0 {
+		return
+	}
+	want := map[uint64]bool{}
+	for _, name := range m.sortedTopicNames() {
+		topic := m.Topics[name]
+		for i, p := range topic.Partitions {
+			if !slices.Contains(p.Replicas, b.cfg.ID) {
+				continue
+			}
+			want[p.GroupID] = true
+			b.mu.RLock()
+			running := b.groups[p.GroupID] != nil
+			b.mu.RUnlock()
+			if running {
+				continue
+			}
+			if err := b.startReplica(name, uint32(i), p); err != nil {
+				b.logger.Error("cannot start partition replica", "topic", name, "partition", i, "err", err)
+			}
+		}
+	}
+	// Remove replicas of deleted topics. A group id at or above NextGroupID
+	// was created after this metadata version, so it is left alone.
+	b.mu.RLock()
+	var remove []*partitionReplica
+	for id, r := range b.groups {
+		if !want[id] && id < m.NextGroupID {
+			remove = append(remove, r)
+		}
+	}
+	b.mu.RUnlock()
+	for _, r := range remove {
+		b.stopReplica(r, true)
+	}
+	recorded, err := b.store.replicaGroups()
+	if err != nil {
+		b.logger.Error("cannot list replica records", "err", err)
+		return
+	}
+	for id, dir := range recorded {
+		b.mu.RLock()
+		running := b.groups[id] != nil
+		b.mu.RUnlock()
+		if !running && !want[id] && id < m.NextGroupID {
+			b.removeReplicaData(id, dir)
+		}
+	}
+}
+
+func (b *Broker) replicaDir(topic string, partition uint32) string {
+	return filepath.Join(b.cfg.DataDir, "topics", fmt.Sprintf("%s-%d", topic, partition))
+}
+
+func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) error {
+	dir := b.replicaDir(topic, partition)
+	recorded, err := b.store.replicaGroups()
+	if err != nil {
+		return err
+	}
+	if recorded[p.GroupID] != dir {
+		// A directory of the same name left by an older, deleted topic (or a
+		// crash before the record was written) holds another group's data.
+		for id, other := range recorded {
+			if other == dir && id != p.GroupID {
+				b.removeReplicaData(id, other)
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("broker: clear stale replica directory: %w", err)
+		}
+		if err := b.store.setReplicaDir(p.GroupID, dir); err != nil {
+			return err
+		}
+	}
+	log, err := openLog(dir, b.cfg.Log)
+	if err != nil {
+		return err
+	}
+	hs, err := (&hardStateStorage{store: b.store, groupID: p.GroupID}).Load()
+	if err != nil {
+		log.Close()
+		return err
+	}
+	state, applied, err := recoverPartitionState(log, hs.Commit)
+	if err != nil {
+		log.Close()
+		return err
+	}
+	group, err := b.host.AddGroup(b.groupConfig(p.GroupID, p.Replicas, timedLog{log, b.metrics.fsyncLatency}, state, applied))
+	if err != nil {
+		log.Close()
+		return fmt.Errorf("broker: start raft group %d: %w", p.GroupID, err)
+	}
+	r := &partitionReplica{topic: topic, partition: partition, groupID: p.GroupID, replicas: slices.Clone(p.Replicas), dir: dir, log: log, group: group, state: state}
+	b.mu.Lock()
+	b.groups[p.GroupID] = r
+	b.partitions[topicPartition{topic, partition}] = r
+	b.mu.Unlock()
+	b.logger.Info("partition replica started", "topic", topic, "partition", partition, "group", p.GroupID, "replicas", p.Replicas, "applied", applied)
+	return nil
+}
+
+// stopReplica stops a replica and, with deleteData, removes its data.
+func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
+	b.mu.Lock()
+	delete(b.groups, r.groupID)
+	delete(b.partitions, topicPartition{r.topic, r.partition})
+	b.mu.Unlock()
+	if err := b.host.RemoveGroup(r.groupID); err != nil {
+		b.logger.Warn("remove raft group", "group", r.groupID, "err", err)
+	}
+	if err := r.log.Close(); err != nil {
+		b.logger.Warn("close partition log", "group", r.groupID, "err", err)
+	}
+	if deleteData {
+		b.removeReplicaData(r.groupID, r.dir)
+		b.logger.Info("partition replica removed", "topic", r.topic, "partition", r.partition, "group", r.groupID)
+	}
+}
+
+func (b *Broker) removeReplicaData(groupID uint64, dir string) {
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			b.logger.Error("remove replica directory", "dir", dir, "err", err)
+			return
+		}
+	}
+	if err := b.store.forgetGroup(groupID); err != nil {
+		b.logger.Error("forget replica state", "group", groupID, "err", err)
+	}
+}
+
+// replicaFor returns this broker's replica of a partition, or the client
+// error that explains why there is none.
+func (b *Broker) replicaFor(topic string, partition uint32) (*partitionReplica, *protocol.Error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closing {
+		return nil, protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID)
+	}
+	m := b.metadata
+	if m.Version == 0 {
+		return nil, protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID)
+	}
+	t := m.Topics[topic]
+	if t == nil {
+		return nil, protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", topic)
+	}
+	if int(partition) >= len(t.Partitions) {
+		return nil, protocol.Errorf(protocol.CodeBadPartition, "topic %q has partitions 0..%d, not %d", topic, len(t.Partitions)-1, partition)
+	}
+	r := b.partitions[topicPartition{topic, partition}]
+	if r == nil {
+		p := t.Partitions[partition]
+		if slices.Contains(p.Replicas, b.cfg.ID) {
+			return nil, protocol.Errorf(protocol.CodeNotReady, "replica of %s/%d on broker %d is starting", topic, partition, b.cfg.ID)
+		}
+		return nil, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.knownLeaderLocked(p.GroupID),
+			Message: fmt.Sprintf("broker %d holds no replica of %s/%d", b.cfg.ID, topic, partition)}
+	}
+	return r, nil
+}
+
+// leaderCheck returns nil when this broker leads r's group.
+func (b *Broker) leaderCheck(r *partitionReplica) *protocol.Error {
+	st := r.group.Status()
+	if st.Role == raft.RoleLeader {
+		return nil
+	}
+	leader := st.Leader
+	if leader == 0 {
+		b.mu.RLock()
+		leader = b.knownLeaderLocked(r.groupID)
+		b.mu.RUnlock()
+	}
+	return &protocol.Error{Code: protocol.CodeNotLeader, Leader: leader,
+		Message: fmt.Sprintf("broker %d does not lead %s/%d", b.cfg.ID, r.topic, r.partition)}
+}
+
+// knownLeaderLocked is the leader of a group as the brokers' status reports
+// say (the report with the highest term wins), 0 if unknown.
+func (b *Broker) knownLeaderLocked(groupID uint64) uint64 {
+	leader, term := uint64(0), uint64(0)
+	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	for _, report := range b.reports {
+		if report.seen.Before(deadline) {
+			continue
+		}
+		for _, p := range report.status.Partitions {
+			if p.GroupID == groupID && p.Leader != 0 && p.Term >= term {
+				leader, term = p.Leader, p.Term
+			}
+		}
+	}
+	return leader
+}
+
+// Ready reports whether the broker serves requests: connected to NATS,
+// holding cluster metadata, not stopping.
+func (b *Broker) Ready() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return !b.closing && b.metadata.Version > 0 && b.nc.IsConnected()
+}
+
+// ID is the broker's id.
+func (b *Broker) ID() uint64 { return b.cfg.ID }
+
+// ClientURL is the URL of the broker's embedded NATS server, "" without one.
+func (b *Broker) ClientURL() string {
+	if b.embedded == nil {
+		return ""
+	}
+	return b.embedded.ClientURL()
+}
+
+// HTTPAddr is the address /metrics, /healthz and /readyz are served on, ""
+// when Config.MetricsAddr is unset.
+func (b *Broker) HTTPAddr() string { return b.httpAddr }
+
+// Close stops the broker gracefully: it stops accepting requests, hands the
+// leadership of the partitions (and the controller) it leads to other
+// replicas, waits for in-flight requests, and closes the logs, the state
+// database and its NATS connection (and embedded server). ctx bounds the
+// leadership transfer and draining (Config.ShutdownTimeout when ctx has no
+// deadline). Safe to call more than once.
+func (b *Broker) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() { b.closeErr = b.shutdown(ctx) })
+	return b.closeErr
+}
+
+func (b *Broker) shutdown(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok && b.cfg.ShutdownTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.ShutdownTimeout)
+		defer cancel()
+	}
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
+	b.transferLeadership(ctx)
+	for _, sub := range b.subs {
+		_ = sub.Unsubscribe()
+	}
+	drained := make(chan struct{})
+	go func() { b.requests.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		b.logger.Warn("shutdown: requests still in flight", "err", ctx.Err())
+	}
+	close(b.stop)
+	<-b.loopDone
+	b.logger.Info("broker stopped")
+	return b.release()
+}
+
+// transferLeadership hands every group this broker leads to the most
+// caught-up live replica.
+func (b *Broker) transferLeadership(ctx context.Context) {
+	type led struct {
+		group    *raft.Group
+		replicas []uint64
+		name     string
+	}
+	var groups []led
+	b.mu.RLock()
+	for _, r := range b.groups {
+		groups = append(groups, led{r.group, r.replicas, fmt.Sprintf("%s/%d", r.topic, r.partition)})
+	}
+	b.mu.RUnlock()
+	if b.controller != nil {
+		groups = append(groups, led{b.controller.group, b.cfg.Bootstrap, "controller"})
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		if g.group.Status().Role != raft.RoleLeader {
+			continue
+		}
+		target := b.transferTarget(g.replicas)
+		if target == 0 {
+			continue
+		}
+		wg.Go(func() {
+			if err := g.group.TransferLeadership(ctx, target); err != nil {
+				b.logger.Warn("leadership transfer failed", "group", g.name, "to", target, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// transferTarget picks a live replica other than this broker.
+func (b *Broker) transferTarget(replicas []uint64) uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	for _, id := range replicas {
+		if id == b.cfg.ID {
+			continue
+		}
+		if report, ok := b.reports[id]; ok && report.seen.After(deadline) {
+			return id
+		}
+	}
+	return 0
+}
+
+// release closes everything Start opened, in reverse order.
+func (b *Broker) release() error {
+	var errs []error
+	if b.httpServer != nil {
+		_ = b.httpServer.Close()
+	}
+	if b.host != nil {
+		errs = append(errs, b.host.Close())
+	}
+	b.mu.Lock()
+	replicas := make([]*partitionReplica, 0, len(b.groups))
+	for _, r := range b.groups {
+		replicas = append(replicas, r)
+	}
+	b.groups = map[uint64]*partitionReplica{}
+	b.partitions = map[topicPartition]*partitionReplica{}
+	b.mu.Unlock()
+	for _, r := range replicas {
+		errs = append(errs, r.log.Close())
+	}
+	if b.controller != nil {
+		errs = append(errs, b.controller.log.Close())
+	}
+	if b.peers != nil {
+		errs = append(errs, b.peers.Close())
+	}
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.embedded != nil {
+		b.embedded.Shutdown()
+	}
+	if b.metrics != nil {
+		b.metrics.unregister()
+	}
+	if b.store != nil {
+		errs = append(errs, b.store.Close())
+	}
+	if b.lock != nil {
+		errs = append(errs, b.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Broker) serveHTTP(addr string) error {
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("broker: metrics listen %s: %w", addr, err)
+	}
+	b.httpAddr = listener.Addr().String()
+	b.httpServer = &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := b.httpServer.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.logger.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,141 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+	"github.com/raftmq/raftmq/segmentlog"
+)
+
+// controllerReplica is a bootstrap broker's replica of the controller group.
+// Its state machine replays the whole controller log on start (the log holds
+// only metadata commands, so it stays small).
+type controllerReplica struct {
+	log   *segmentlog.Log
+	group *raft.Group
+	state *controllerStateMachine
+}
+
+// controllerStateMachine applies controller commands to the cluster
+// metadata. Apply runs on the group's apply goroutine; readers take mu.
+type controllerStateMachine struct {
+	onChange func(*clusterMetadata) // called outside mu, in apply order
+
+	mu       sync.Mutex
+	metadata *clusterMetadata
+	results  map[uint64]*protocol.Error // rejections by log index, for proposers
+}
+
+var _ raft.StateMachine = (*controllerStateMachine)(nil)
+
+func newControllerStateMachine(bootstrap []uint64, onChange func(*clusterMetadata)) *controllerStateMachine {
+	return &controllerStateMachine{
+		onChange: onChange,
+		metadata: newClusterMetadata(bootstrap),
+		results:  map[uint64]*protocol.Error{},
+	}
+}
+
+// maxKeptResults bounds the rejections kept for proposers to read.
+const maxKeptResults = 4096
+
+func (s *controllerStateMachine) Apply(entries []protocol.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	metadata := s.metadata
+	changed := false
+	for _, e := range entries {
+		if e.Type != protocol.EntryControl {
+			continue
+		}
+		cmd, err := decodeControllerCommand(e.Data)
+		var rejected *protocol.Error
+		if err != nil {
+			rejected = protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)
+		} else {
+			var next *clusterMetadata
+			next, rejected = applyCommand(metadata, e.Index, cmd)
+			if next != metadata {
+				metadata, changed = next, true
+			}
+		}
+		if rejected != nil {
+			s.results[e.Index] = rejected
+			if len(s.results) > maxKeptResults {
+				for index := range s.results {
+					if index+maxKeptResults < e.Index {
+						delete(s.results, index)
+					}
+				}
+			}
+		}
+	}
+	// Every applied entry advances the version, so the metadata is known
+	// (version > 0) as soon as the first leader's no-op applies.
+	if last := entries[len(entries)-1].Index; last > metadata.Version {
+		if !changed {
+			metadata = metadata.clone()
+		}
+		metadata.Version, changed = last, true
+	}
+	s.metadata = metadata
+	s.mu.Unlock()
+	if changed && s.onChange != nil {
+		s.onChange(metadata)
+	}
+	return nil
+}
+
+func (s *controllerStateMachine) current() *clusterMetadata {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metadata
+}
+
+// takeResult returns (and forgets) the rejection of the command at index.
+func (s *controllerStateMachine) takeResult(index uint64) *protocol.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.results[index]
+	delete(s.results, index)
+	return err
+}
+
+// propose runs cmd through the controller group and returns the metadata
+// after it applied, or the error that rejected it.
+func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand) (*clusterMetadata, *protocol.Error) {
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeUnknown, "encode controller command: %v", err)
+	}
+	index, _, err := c.group.Propose(ctx, protocol.EntryControl, data, raft.AckApplied).Wait(ctx)
+	if err != nil {
+		return nil, raftError(err, "controller")
+	}
+	if rejected := c.state.takeResult(index); rejected != nil {
+		return nil, rejected
+	}
+	return c.state.current(), nil
+}
+
+// raftError maps a proposal failure to a client error.
+func raftError(err error, what string) *protocol.Error {
+	var notLeader *raft.NotLeaderError
+	switch {
+	case errors.As(err, &notLeader):
+		return &protocol.Error{Code: protocol.CodeNotLeader, Leader: notLeader.Leader, Message: what}
+	case errors.Is(err, context.DeadlineExceeded):
+		return protocol.Errorf(protocol.CodeTimeout, "%s: not committed in time; it may still be committed", what)
+	case errors.Is(err, context.Canceled):
+		return protocol.Errorf(protocol.CodeShuttingDown, "%s: request canceled", what)
+	case errors.Is(err, raft.ErrClosed):
+		return protocol.Errorf(protocol.CodeNotLeader, "%s: replica stopped (leadership moved or the broker is stopping)", what)
+	}
+	return protocol.Errorf(protocol.CodeStorage, "%s: %v", what, err)
+}

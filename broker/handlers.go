@@ -1,0 +1,512 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+)
+
+// subscribe starts serving the client API and the broker-internal subjects.
+func (b *Broker) subscribe() error {
+	type subscription struct {
+		subject, queue string
+		handler        nats.MsgHandler
+	}
+	id := b.cfg.ID
+	subs := []subscription{
+		{protocol.SubjectBrokerProduce(b.prefix, id), "", b.handleProduce},
+		{protocol.SubjectBrokerFetch(b.prefix, id), "", b.goHandle(b.handleFetch)},
+		{protocol.SubjectBrokerOffsets(b.prefix, id), "", b.goHandle(b.handleListOffsets)},
+		{protocol.SubjectBrokerStatus(b.prefix, id), "", b.handleStatusRequest},
+		{protocol.SubjectBrokerAdmin(b.prefix, id, ">"), "", b.goHandle(b.handleAdmin)},
+		{protocol.SubjectAdmin(b.prefix, ">"), protocol.APIQueue, b.goHandle(b.handleAdmin)},
+		{protocol.SubjectProduceAll(b.prefix), protocol.APIQueue, b.goHandle(b.handlePublish)},
+		{protocol.SubjectStatusAll(b.prefix), "", b.handleStatusRequest},
+		{protocol.SubjectClusterStatus(b.prefix), "", b.handleStatusReport},
+		{protocol.SubjectClusterMetadata(b.prefix), "", b.handleMetadataBroadcast},
+	}
+	for _, s := range subs {
+		var sub *nats.Subscription
+		var err error
+		if s.queue != "" {
+			sub, err = b.nc.QueueSubscribe(s.subject, s.queue, s.handler)
+		} else {
+			sub, err = b.nc.Subscribe(s.subject, s.handler)
+		}
+		if err != nil {
+			return fmt.Errorf("broker: subscribe %s: %w", s.subject, err)
+		}
+		_ = sub.SetPendingLimits(-1, 256<<20)
+		b.subs = append(b.subs, sub)
+	}
+	// Make sure the server has the interest before the broker reports ready.
+	if err := b.nc.Flush(); err != nil {
+		return fmt.Errorf("broker: NATS flush: %w", err)
+	}
+	return nil
+}
+
+// goHandle runs a handler on its own goroutine, so a slow request (a long
+// poll, an admin command) does not hold up the subscription.
+func (b *Broker) goHandle(handler nats.MsgHandler) nats.MsgHandler {
+	return func(msg *nats.Msg) {
+		if !b.track() {
+			b.respondShuttingDown(msg)
+			return
+		}
+		go func() {
+			defer b.requests.Done()
+			handler(msg)
+		}()
+	}
+}
+
+// track registers an in-flight request; false once the broker is closing.
+func (b *Broker) track() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closing {
+		return false
+	}
+	b.requests.Add(1)
+	return true
+}
+
+func (b *Broker) respondShuttingDown(msg *nats.Msg) {
+	if msg.Reply == "" {
+		return
+	}
+	e := protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID)
+	// The subject tells which encoding the requester expects.
+	switch msg.Sub.Subject {
+	case protocol.SubjectBrokerFetch(b.prefix, b.cfg.ID):
+		_ = msg.Respond(protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: e}))
+	case protocol.SubjectBrokerOffsets(b.prefix, b.cfg.ID):
+		_ = msg.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Err: e}))
+	case protocol.SubjectBrokerProduce(b.prefix, b.cfg.ID):
+		_ = msg.Respond(protocol.AppendProduceReply(nil, &protocol.ProduceReply{Err: e}))
+	default:
+		b.respondJSON(msg, struct {
+			Version int             `json:"v"`
+			Error   *protocol.Error `json:"error"`
+		}{protocol.APIVersion, e})
+	}
+}
+
+func (b *Broker) respondJSON(msg *nats.Msg, v any) {
+	if msg.Reply == "" {
+		return
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		b.logger.Error("encode reply", "err", err)
+		return
+	}
+	_ = msg.Respond(data)
+}
+
+// asAPIError turns a decode error into a client error.
+func asAPIError(err error) *protocol.Error {
+	var apiErr *protocol.Error
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	return protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)
+}
+
+// handleProduce runs on the produce subscription's goroutine, so proposals
+// from one connection enter the Raft log in the order they were sent; only
+// the wait for the acknowledgement moves to another goroutine.
+func (b *Broker) handleProduce(msg *nats.Msg) {
+	start := time.Now()
+	req, err := protocol.DecodeProduceRequest(msg.Data)
+	if err != nil {
+		reply := protocol.ProduceReply{Err: asAPIError(err)}
+		b.metrics.observeProduce(reply.Err, 0, 0, start)
+		_ = msg.Respond(protocol.AppendProduceReply(nil, &reply))
+		return
+	}
+	b.produce(req, start, func(reply protocol.ProduceReply) {
+		_ = msg.Respond(protocol.AppendProduceReply(nil, &reply))
+	})
+}
+
+// produce validates, stamps and proposes a batch; done is called exactly once
+// with the reply (possibly on another goroutine). req.Batch is owned by the
+// broker from now on (it is stamped in place).
+func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func(protocol.ProduceReply)) {
+	fail := func(e *protocol.Error, records int) {
+		b.metrics.observeProduce(e, records, len(req.Batch), start)
+		done(protocol.ProduceReply{Err: e})
+	}
+	r, apiErr := b.replicaFor(req.Topic, req.Partition)
+	if apiErr != nil {
+		fail(apiErr, 0)
+		return
+	}
+	if apiErr := b.leaderCheck(r); apiErr != nil {
+		fail(apiErr, 0)
+		return
+	}
+	header, apiErr := b.validateBatch(req.Batch)
+	if apiErr != nil {
+		fail(apiErr, 0)
+		return
+	}
+	if !b.track() {
+		fail(protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID), 0)
+		return
+	}
+	appendTime := time.Now().UnixMilli()
+	protocol.StampBatch(req.Batch, 0, appendTime)
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = b.cfg.ProduceTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	mode := raft.AckCommitted
+	if req.Acks == protocol.AcksApplied {
+		mode = raft.AckApplied
+	}
+	proposal := r.group.Propose(ctx, protocol.EntryRecordBatch, req.Batch, mode)
+	go func() {
+		defer b.requests.Done()
+		defer cancel()
+		index, _, err := proposal.Wait(ctx)
+		if err != nil {
+			fail(raftError(err, fmt.Sprintf("produce to %s/%d", req.Topic, req.Partition)), int(header.RecordCount))
+			return
+		}
+		baseOffset, err := r.log.OffsetOfIndex(index)
+		if err != nil {
+			// Committed, but the offset cannot be read back (the replica
+			// was stopped meanwhile). The client retries; a duplicate is
+			// possible, a loss is not.
+			fail(protocol.Errorf(protocol.CodeNotReady, "committed at index %d but offset unavailable: %v", index, err), int(header.RecordCount))
+			return
+		}
+		b.metrics.observeProduce(nil, int(header.RecordCount), len(req.Batch), start)
+		done(protocol.ProduceReply{BaseOffset: baseOffset, AppendTime: appendTime})
+	}()
+}
+
+// validateBatch checks a batch's size, structure and CRC without
+// decompressing it; uncompressed batches also get their records' sizes checked.
+func (b *Broker) validateBatch(batch []byte) (protocol.BatchHeader, *protocol.Error) {
+	if len(batch) > b.maxBatchBytes {
+		return protocol.BatchHeader{}, &protocol.Error{Code: protocol.CodeBatchTooLarge, Limit: uint64(b.maxBatchBytes),
+			Message: fmt.Sprintf("batch of %d bytes exceeds max batch bytes", len(batch))}
+	}
+	header, err := protocol.VerifyBatch(batch)
+	if err != nil {
+		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+	}
+	if header.Codec != protocol.CodecNone {
+		return header, nil
+	}
+	var tooLarge *protocol.Error
+	count := 0
+	err = protocol.DecodeRecords(batch, func(rec protocol.Record) error {
+		count++
+		size := len(rec.Key) + len(rec.Value)
+		for _, h := range rec.Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+		if size > b.cfg.MaxRecordBytes {
+			tooLarge = &protocol.Error{Code: protocol.CodeRecordTooLarge, Limit: uint64(b.cfg.MaxRecordBytes),
+				Message: fmt.Sprintf("record at position %d is %d bytes, over max record bytes", count-1, size)}
+			return tooLarge
+		}
+		return nil
+	})
+	switch {
+	case tooLarge != nil:
+		return header, tooLarge
+	case err != nil:
+		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+	case count != int(header.RecordCount):
+		return header, protocol.Errorf(protocol.CodeCorruptBatch, "header says %d records, batch holds %d", header.RecordCount, count)
+	}
+	return header, nil
+}
+
+func (b *Broker) handleFetch(msg *nats.Msg) {
+	start := time.Now()
+	req, err := protocol.DecodeFetchRequest(msg.Data)
+	var reply []byte
+	if err != nil {
+		reply = protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: asAPIError(err)})
+	} else {
+		reply = b.fetch(req)
+	}
+	b.metrics.observeFetch(reply, start)
+	_ = msg.Respond(reply)
+}
+
+// fetchReplyHeaderSize is the size of an encoded FetchReply without error
+// and batches: version, error code, three uint64.
+const fetchReplyHeaderSize = 1 + 2 + 3*8
+
+// fetch serves a fetch request and returns the encoded reply. It waits up to
+// the request's max wait for data to be committed at the requested offset.
+func (b *Broker) fetch(req protocol.FetchRequest) []byte {
+	failed := func(e *protocol.Error) []byte {
+		return protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: e})
+	}
+	r, apiErr := b.replicaFor(req.Topic, req.Partition)
+	if apiErr != nil {
+		return failed(apiErr)
+	}
+	if apiErr := b.leaderCheck(r); apiErr != nil {
+		return failed(apiErr)
+	}
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = b.cfg.DefaultFetchBytes
+	}
+	// The reply must fit in one NATS message; a single batch always does.
+	maxBytes = min(maxBytes, int(b.nc.MaxPayload())-1024)
+	maxWait := min(req.MaxWait, b.cfg.MaxFetchWait)
+	var timer *time.Timer
+	var expired <-chan time.Time
+	if maxWait > 0 {
+		timer = time.NewTimer(maxWait)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	for {
+		appliedIndex, highWatermark, advanced := r.state.visible()
+		logStart := r.log.FirstOffset()
+		reply := protocol.FetchReply{HighWatermark: highWatermark, LogStartOffset: logStart, NextOffset: req.Offset}
+		if req.Offset < logStart || req.Offset > highWatermark {
+			reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: logStart, High: highWatermark,
+				Message: fmt.Sprintf("offset %d of %s/%d", req.Offset, req.Topic, req.Partition)}
+			return protocol.AppendFetchReply(nil, &reply)
+		}
+		if req.Offset < highWatermark {
+			// Read the batches straight after the space the header takes,
+			// then write the header in front: no copy of the batch bytes.
+			buf := make([]byte, fetchReplyHeaderSize, fetchReplyHeaderSize+maxBytes+64<<10)
+			out, next, err := r.log.ReadBatches(buf, req.Offset, appliedIndex, maxBytes)
+			if err != nil {
+				return failed(protocol.Errorf(protocol.CodeStorage, "read %s/%d at offset %d: %v", req.Topic, req.Partition, req.Offset, err))
+			}
+			if len(out) > fetchReplyHeaderSize {
+				reply.NextOffset = next
+				protocol.AppendFetchReplyHeader(out[:0], &reply)
+				return out
+			}
+		}
+		select {
+		case <-advanced:
+		case <-expired:
+			return protocol.AppendFetchReply(nil, &reply)
+		case <-b.stop:
+			return protocol.AppendFetchReply(nil, &reply)
+		}
+		if expired == nil {
+			return protocol.AppendFetchReply(nil, &reply)
+		}
+	}
+}
+
+func (b *Broker) handleListOffsets(msg *nats.Msg) {
+	req, err := protocol.DecodeListOffsetsRequest(msg.Data)
+	var reply protocol.ListOffsetsReply
+	if err != nil {
+		reply.Err = asAPIError(err)
+	} else {
+		reply = b.listOffsets(req)
+	}
+	_ = msg.Respond(protocol.AppendListOffsetsReply(nil, &reply))
+}
+
+func (b *Broker) listOffsets(req protocol.ListOffsetsRequest) protocol.ListOffsetsReply {
+	r, apiErr := b.replicaFor(req.Topic, req.Partition)
+	if apiErr != nil {
+		return protocol.ListOffsetsReply{Err: apiErr}
+	}
+	if apiErr := b.leaderCheck(r); apiErr != nil {
+		return protocol.ListOffsetsReply{Err: apiErr}
+	}
+	appliedIndex, highWatermark, _ := r.state.visible()
+	reply := protocol.ListOffsetsReply{HighWatermark: highWatermark, LogStartOffset: r.log.FirstOffset()}
+	switch {
+	case req.Timestamp == protocol.OffsetLatest:
+		reply.Offset = highWatermark
+	case req.Timestamp == protocol.OffsetEarliest:
+		reply.Offset = reply.LogStartOffset
+	case req.Timestamp < 0:
+		reply.Err = protocol.Errorf(protocol.CodeMalformedRequest, "timestamp %d: use -1 (latest), -2 (earliest) or unix milliseconds", req.Timestamp)
+	default:
+		offset, err := offsetForTimestamp(r, req.Timestamp, reply.LogStartOffset, highWatermark, appliedIndex)
+		if err != nil {
+			reply.Err = protocol.Errorf(protocol.CodeStorage, "%v", err)
+		}
+		reply.Offset = offset
+	}
+	return reply
+}
+
+// offsetForTimestamp returns the base offset of the first committed batch
+// whose max timestamp (or append time) is at or after ts, or the high
+// watermark when there is none. It scans batch headers from the log start.
+func offsetForTimestamp(r *partitionReplica, ts int64, logStart, highWatermark, appliedIndex uint64) (uint64, error) {
+	errFound := errors.New("found")
+	var buf []byte
+	offset := logStart
+	for offset < highWatermark {
+		var next uint64
+		var err error
+		buf, next, err = r.log.ReadBatches(buf[:0], offset, appliedIndex, 1<<20)
+		if err != nil {
+			return highWatermark, err
+		}
+		if next == offset {
+			break
+		}
+		found := uint64(0)
+		err = protocol.SplitBatches(buf, func(_ []byte, h protocol.BatchHeader) error {
+			if h.MaxTimestamp >= ts || h.AppendTime >= ts {
+				found = h.BaseOffset
+				return errFound
+			}
+			return nil
+		})
+		if errors.Is(err, errFound) {
+			return max(found, logStart), nil
+		}
+		if err != nil {
+			return highWatermark, err
+		}
+		offset = next
+	}
+	return highWatermark, nil
+}
+
+// handlePublish serves the plain publish subject: the payload becomes one
+// record; the reply is JSON {"partition":P,"offset":O}.
+func (b *Broker) handlePublish(msg *nats.Msg) {
+	reply := b.publish(msg)
+	b.respondJSON(msg, reply)
+}
+
+func (b *Broker) publish(msg *nats.Msg) protocol.PublishReply {
+	topic, _ := protocol.TopicFromProduceSubject(b.prefix, msg.Subject)
+	fail := func(e *protocol.Error) protocol.PublishReply { return protocol.PublishReply{Error: e} }
+	m := b.currentMetadata()
+	if m.Version == 0 {
+		return fail(protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID))
+	}
+	t := m.Topics[topic]
+	if t == nil {
+		return fail(protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist; create it with: raftmq topic create %s", topic, topic))
+	}
+	var key []byte
+	if msg.Header != nil {
+		if k := msg.Header.Get(protocol.HeaderKey); k != "" {
+			key = []byte(k)
+		}
+	}
+	var partition uint32
+	switch {
+	case msg.Header != nil && msg.Header.Get(protocol.HeaderPartition) != "":
+		p, err := strconv.ParseUint(msg.Header.Get(protocol.HeaderPartition), 10, 32)
+		if err != nil || int(p) >= len(t.Partitions) {
+			return fail(protocol.Errorf(protocol.CodeBadPartition, "header %s=%q: topic %q has partitions 0..%d",
+				protocol.HeaderPartition, msg.Header.Get(protocol.HeaderPartition), topic, len(t.Partitions)-1))
+		}
+		partition = uint32(p)
+	case key != nil:
+		partition = uint32(protocol.PartitionForKey(key, len(t.Partitions)))
+	default:
+		partition = uint32(b.roundRobin.Add(1) % uint64(len(t.Partitions)))
+	}
+	if size := len(key) + len(msg.Data); size > b.cfg.MaxRecordBytes {
+		return fail(&protocol.Error{Code: protocol.CodeRecordTooLarge, Limit: uint64(b.cfg.MaxRecordBytes),
+			Message: fmt.Sprintf("record of %d bytes exceeds max record bytes", size)})
+	}
+	var builder protocol.BatchBuilder
+	if err := builder.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Key: key, Value: msg.Data}); err != nil {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "%v", err))
+	}
+	batch, err := builder.Build(protocol.CodecNone)
+	if err != nil {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "%v", err))
+	}
+	req := protocol.ProduceRequest{Topic: topic, Partition: partition, Batch: batch, Timeout: b.cfg.ProduceTimeout}
+	reply := b.produceAnywhere(req)
+	if reply.Err != nil {
+		return fail(reply.Err)
+	}
+	return protocol.PublishReply{Partition: partition, Offset: reply.BaseOffset}
+}
+
+// produceAnywhere sends a produce request to the partition leader, wherever
+// it is, following not-leader answers and retrying retriable errors until
+// the request's timeout.
+func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceReply {
+	deadline := time.Now().Add(req.Timeout)
+	encoded := protocol.AppendProduceRequest(nil, &req)
+	leader := b.leaderOf(req.Topic, req.Partition)
+	var last protocol.ProduceReply
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if leader == b.cfg.ID || leader == 0 {
+			result := make(chan protocol.ProduceReply, 1)
+			local := req
+			local.Batch = append([]byte(nil), req.Batch...)
+			b.produce(local, time.Now(), func(r protocol.ProduceReply) { result <- r })
+			last = <-result
+		} else {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			msg, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerProduce(b.prefix, leader), encoded)
+			cancel()
+			if err != nil {
+				last = protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout, "broker %d: %v", leader, err)}
+			} else if last, err = protocol.DecodeProduceReply(msg.Data); err != nil {
+				last = protocol.ProduceReply{Err: asAPIError(err)}
+			}
+		}
+		if last.Err == nil || !last.Err.Retriable() {
+			return last
+		}
+		next := b.leaderOf(req.Topic, req.Partition)
+		if last.Err.Code == protocol.CodeNotLeader && last.Err.Leader != 0 {
+			next = last.Err.Leader
+		}
+		if next == leader || next == 0 {
+			// No better idea where the leader is: wait for an election.
+			time.Sleep(min(time.Duration(attempt+1)*50*time.Millisecond, 500*time.Millisecond))
+		}
+		leader = next
+	}
+	if last.Err == nil {
+		last.Err = protocol.Errorf(protocol.CodeTimeout, "produce to %s/%d timed out", req.Topic, req.Partition)
+	}
+	return last
+}
+
+// leaderOf is the best known leader of a partition: this broker's replica's
+// view, else the brokers' status reports; 0 when unknown.
+func (b *Broker) leaderOf(topic string, partition uint32) uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if r := b.partitions[topicPartition{topic, partition}]; r != nil {
+		if leader := r.group.Status().Leader; leader != 0 {
+			return leader
+		}
+		return b.knownLeaderLocked(r.groupID)
+	}
+	if t := b.metadata.Topics[topic]; t != nil && int(partition) < len(t.Partitions) {
+		return b.knownLeaderLocked(t.Partitions[partition].GroupID)
+	}
+	return 0
+}

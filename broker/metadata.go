@@ -1,0 +1,201 @@
+package broker
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// controllerGroupID is the Raft group id of the controller (the raft
+// package reserves 0). Partition groups get ids from firstPartitionGroupID
+// up, never reused, so a topic deleted and created again never meets the
+// old replicas' Raft state.
+const (
+	controllerGroupID     = 1
+	firstPartitionGroupID = 2
+)
+
+// clusterMetadata is the controller's state: brokers, topics and replica
+// assignment. Values are immutable once published; apply builds a new one.
+type clusterMetadata struct {
+	// Version is the controller log index of the last change; 0 means "no
+	// metadata known yet".
+	Version     uint64                `json:"version"`
+	Brokers     []uint64              `json:"brokers"`
+	NextGroupID uint64                `json:"next_group_id"`
+	Topics      map[string]*topicMeta `json:"topics"`
+}
+
+type topicMeta struct {
+	Name       string          `json:"name"`
+	Replicas   int             `json:"replicas"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Partitions []partitionMeta `json:"partitions"`
+}
+
+type partitionMeta struct {
+	GroupID uint64 `json:"group_id"`
+	// Replicas lists the brokers holding the partition; the first is the
+	// preferred leader.
+	Replicas []uint64 `json:"replicas"`
+}
+
+func newClusterMetadata(bootstrap []uint64) *clusterMetadata {
+	brokers := slices.Clone(bootstrap)
+	slices.Sort(brokers)
+	return &clusterMetadata{Brokers: brokers, NextGroupID: firstPartitionGroupID, Topics: map[string]*topicMeta{}}
+}
+
+// clone copies the maps and slices that apply changes; topicMeta values
+// are shared (a change replaces the pointer).
+func (m *clusterMetadata) clone() *clusterMetadata {
+	c := *m
+	c.Brokers = slices.Clone(m.Brokers)
+	c.Topics = make(map[string]*topicMeta, len(m.Topics))
+	for name, t := range m.Topics {
+		c.Topics[name] = t
+	}
+	return &c
+}
+
+// partitionByGroup finds a partition by group id.
+func (m *clusterMetadata) partitionByGroup(groupID uint64) (topic string, partition uint32, p partitionMeta, ok bool) {
+	for name, t := range m.Topics {
+		for i, pm := range t.Partitions {
+			if pm.GroupID == groupID {
+				return name, uint32(i), pm, true
+			}
+		}
+	}
+	return "", 0, partitionMeta{}, false
+}
+
+func (m *clusterMetadata) sortedTopicNames() []string {
+	names := make([]string, 0, len(m.Topics))
+	for name := range m.Topics {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Controller commands travel as EntryControl entries, JSON encoded.
+const (
+	opRegisterBroker = "register_broker"
+	opCreateTopic    = "create_topic"
+	opDeleteTopic    = "delete_topic"
+)
+
+type controllerCommand struct {
+	Op         string    `json:"op"`
+	Broker     uint64    `json:"broker,omitempty"`
+	Topic      string    `json:"topic,omitempty"`
+	Partitions int       `json:"partitions,omitempty"`
+	Replicas   int       `json:"replicas,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+func decodeControllerCommand(data []byte) (controllerCommand, error) {
+	var cmd controllerCommand
+	if err := json.Unmarshal(data, &cmd); err != nil {
+		return cmd, fmt.Errorf("broker: decode controller command: %w", err)
+	}
+	return cmd, nil
+}
+
+// applyCommand returns the metadata after cmd at log index, or the
+// client-visible error that rejects it (the metadata is then unchanged).
+// It is deterministic: every controller replica computes the same result.
+func applyCommand(m *clusterMetadata, index uint64, cmd controllerCommand) (*clusterMetadata, *protocol.Error) {
+	switch cmd.Op {
+	case opRegisterBroker:
+		if cmd.Broker == 0 {
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "broker id 0")
+		}
+		if slices.Contains(m.Brokers, cmd.Broker) {
+			return m, nil
+		}
+		next := m.clone()
+		next.Brokers = append(next.Brokers, cmd.Broker)
+		slices.Sort(next.Brokers)
+		next.Version = index
+		return next, nil
+	case opCreateTopic:
+		if err := protocol.ValidateTopicName(cmd.Topic); err != nil {
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+		}
+		if _, exists := m.Topics[cmd.Topic]; exists {
+			return m, protocol.Errorf(protocol.CodeTopicExists, "topic %q already exists", cmd.Topic)
+		}
+		if cmd.Partitions <= 0 {
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "partition count %d must be positive", cmd.Partitions)
+		}
+		if cmd.Replicas <= 0 || cmd.Replicas > len(m.Brokers) {
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "replication factor %d: the cluster has %d brokers", cmd.Replicas, len(m.Brokers))
+		}
+		next := m.clone()
+		next.Topics[cmd.Topic] = assignTopic(next, cmd)
+		next.Version = index
+		return next, nil
+	case opDeleteTopic:
+		if _, exists := m.Topics[cmd.Topic]; !exists {
+			return m, protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", cmd.Topic)
+		}
+		next := m.clone()
+		delete(next.Topics, cmd.Topic)
+		next.Version = index
+		return next, nil
+	}
+	return m, protocol.Errorf(protocol.CodeInvalidArgument, "unknown controller operation %q", cmd.Op)
+}
+
+// assignTopic places a new topic's replicas, advancing m.NextGroupID. Each
+// partition's preferred leader is the broker leading the fewest partitions so
+// far, and its followers the brokers holding the fewest replicas, so leaders
+// and replicas spread evenly across brokers and across topics. Ties go to the
+// lower broker id.
+func assignTopic(m *clusterMetadata, cmd controllerCommand) *topicMeta {
+	leaders := map[uint64]int{}
+	replicas := map[uint64]int{}
+	for _, t := range m.Topics {
+		for _, p := range t.Partitions {
+			if len(p.Replicas) > 0 {
+				leaders[p.Replicas[0]]++
+			}
+			for _, id := range p.Replicas {
+				replicas[id]++
+			}
+		}
+	}
+	least := func(count map[uint64]int, exclude []uint64) uint64 {
+		best, bestCount := uint64(0), 0
+		for _, id := range m.Brokers {
+			if slices.Contains(exclude, id) {
+				continue
+			}
+			if best == 0 || count[id] < bestCount || count[id] == bestCount && replicas[id] < replicas[best] {
+				best, bestCount = id, count[id]
+			}
+		}
+		return best
+	}
+	topic := &topicMeta{Name: cmd.Topic, Replicas: cmd.Replicas, CreatedAt: cmd.Time.UTC()}
+	for range cmd.Partitions {
+		leader := least(leaders, nil)
+		set := []uint64{leader}
+		leaders[leader]++
+		replicas[leader]++
+		for len(set) < cmd.Replicas {
+			follower := least(replicas, set)
+			set = append(set, follower)
+			replicas[follower]++
+		}
+		topic.Partitions = append(topic.Partitions, partitionMeta{GroupID: m.NextGroupID, Replicas: set})
+		m.NextGroupID++
+	}
+	return topic
+}

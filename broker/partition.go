@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+	"github.com/raftmq/raftmq/segmentlog"
+)
+
+// partitionReplica is this broker's replica of one partition: a Raft group
+// on a segment log, and the state machine that tracks the high watermark.
+type partitionReplica struct {
+	topic     string
+	partition uint32
+	groupID   uint64
+	replicas  []uint64
+	dir       string
+	log       *segmentlog.Log
+	group     *raft.Group
+	state     *partitionStateMachine
+}
+
+// partitionStateMachine is the partition's Raft state machine. Applying an
+// entry makes it visible to fetches: the high watermark is the offset after
+// the last applied record batch, and fetches never read past the applied
+// index (applied <= committed, so nothing uncommitted is ever served).
+type partitionStateMachine struct {
+	log *segmentlog.Log
+
+	mu            sync.Mutex
+	appliedIndex  uint64
+	highWatermark uint64
+	advanced      chan struct{} // closed and replaced whenever appliedIndex moves
+}
+
+var _ raft.StateMachine = (*partitionStateMachine)(nil)
+
+func newPartitionStateMachine(log *segmentlog.Log) *partitionStateMachine {
+	return &partitionStateMachine{
+		log:           log,
+		highWatermark: log.FirstOffset(),
+		appliedIndex:  log.FirstIndex() - 1,
+		advanced:      make(chan struct{}),
+	}
+}
+
+// Apply advances the high watermark past the last record batch in entries
+// and wakes waiting fetches.
+func (s *partitionStateMachine) Apply(entries []protocol.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	var lastBatch *protocol.Entry
+	for i := range entries {
+		if entries[i].Type == protocol.EntryRecordBatch {
+			lastBatch = &entries[i]
+		}
+	}
+	highWatermark := uint64(0)
+	if lastBatch != nil {
+		h, err := protocol.ReadBatchHeader(lastBatch.Data)
+		if err != nil {
+			return fmt.Errorf("broker: applied entry %d: %w", lastBatch.Index, err)
+		}
+		base, err := s.log.OffsetOfIndex(lastBatch.Index)
+		if err != nil {
+			return fmt.Errorf("broker: offset of applied entry %d: %w", lastBatch.Index, err)
+		}
+		highWatermark = base + uint64(h.RecordCount)
+	}
+	s.mu.Lock()
+	s.appliedIndex = entries[len(entries)-1].Index
+	if highWatermark > s.highWatermark {
+		s.highWatermark = highWatermark
+	}
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// visible returns the applied index, the high watermark and a channel closed
+// at the next advance.
+func (s *partitionStateMachine) visible() (appliedIndex, highWatermark uint64, advanced <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appliedIndex, s.highWatermark, s.advanced
+}
+
+// recoverPartitionState builds a replica's state machine at restart without
+// replaying the log: everything up to the saved commit index (a lower bound
+// of the true one) that this log still holds is committed, so it counts as
+// applied, and the high watermark is the offset after the last record batch
+// at or below it. It returns the applied index for raft.GroupConfig.Applied.
+func recoverPartitionState(log *segmentlog.Log, commitHint uint64) (*partitionStateMachine, uint64, error) {
+	s := newPartitionStateMachine(log)
+	applied := min(commitHint, log.LastIndex())
+	if applied < log.FirstIndex() {
+		return s, s.appliedIndex, nil
+	}
+	s.appliedIndex = applied
+	for index := applied; index >= log.FirstIndex(); index-- {
+		entries, err := log.Entries(index, index+1, 0)
+		if err != nil {
+			return nil, 0, fmt.Errorf("broker: recover partition state: %w", err)
+		}
+		if entries[0].Type != protocol.EntryRecordBatch {
+			continue
+		}
+		h, err := protocol.ReadBatchHeader(entries[0].Data)
+		if err != nil {
+			return nil, 0, fmt.Errorf("broker: recover partition state at index %d: %w", index, err)
+		}
+		s.highWatermark = h.BaseOffset + uint64(h.RecordCount)
+		break
+	}
+	return s, applied, nil
+}

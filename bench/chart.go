@@ -106,7 +106,9 @@ func (r *Report) throughputChart(unit string) (*plot.Plot, error) {
 		p.Add(line, dots)
 		p.Legend.Add(name, line, dots)
 	}
+	p.X.Min, p.X.Max = -0.5, float64(len(r.Sizes))-0.5
 	p.Y.Min = 0
+	p.Y.Max *= 1.25 // room for the legend
 	return p, nil
 }
 
@@ -153,5 +155,8 @@ func (r *Report) latencyChart() (*plot.Plot, bool, error) {
 		p.Add(bars)
 		p.Legend.Add(pct.name, bars)
 	}
+	p.X.Min, p.X.Max = -0.75, float64(len(rows))-0.25
+	p.Y.Min = 0
+	p.Y.Max *= 1.25 // room for the legend
 	return p, true, nil
 }

@@ -56,7 +56,11 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, Usage)
 	}
-	w, opts, err := parseFlags(kind, args[1:], stderr)
+	var flagOutput io.Writer = io.Discard
+	if stderr != nil {
+		flagOutput = stderr
+	}
+	w, opts, err := parseFlags(kind, args[1:], flagOutput)
 	if err != nil {
 		return err
 	}
@@ -71,12 +75,16 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var log io.Writer = io.Discard
+	if stderr != nil {
+		log = stderr
+	}
 	cfg := Config{
 		Workload: w,
 		Sizes:    opts.sizes,
 		DataDir:  opts.dataDir,
 		Progress: NewProgress(stderr),
-		Log:      stderr,
+		Log:      log,
 		Command:  "raftmq bench " + strings.Join(args, " "),
 	}
 	for _, system := range opts.systems {

@@ -175,3 +175,5 @@ func mustOpen(t testing.TB, fs vfs.FS, opts Options) *Log {
 }
 
 func isCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
+
+func asCorrupt(err error, target **CorruptError) bool { return errors.As(err, target) }

@@ -1,6 +1,7 @@
 package segmentlog
 
 import (
+	"bytes"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -55,7 +56,7 @@ func memWith(t testing.TB, files map[string][]byte) vfs.FS {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.Write(b); err != nil {
+		if _, err := f.Write(bytes.Clone(b)); err != nil { // MemFS may scramble written buffers
 			t.Fatal(err)
 		}
 		f.Close()

@@ -82,7 +82,7 @@ func FuzzRecoveryScan(f *testing.F) {
 		encodeSegmentHeader(header[:], &segmentHeader{firstIndex: 1})
 		file, _ := fs.Create("log/"+segmentFileName(1), vfs.WriteCategoryUnspecified)
 		file.Write(header[:])
-		file.Write(data)
+		file.Write(bytes.Clone(data)) // MemFS may scramble written buffers
 		file.Close()
 		l, err := Open(fs, "log", opts)
 		if err != nil {

@@ -256,10 +256,10 @@ func (t *Transport) Send(to uint64, frame []byte) error {
 		q = &peerQueue{to: to, subject: PeerSubject(t.clusterName, to)}
 		t.peers[to] = q
 	}
-	if q.queuedBytes+need > t.maxQueueBytes {
+	if queued := q.queuedBytes; queued+need > t.maxQueueBytes {
 		t.mu.Unlock()
 		t.stats.framesDropped.Add(1)
-		return fmt.Errorf("%w: %d bytes queued for node %d (limit %d)", ErrQueueFull, q.queuedBytes, to, t.maxQueueBytes)
+		return fmt.Errorf("%w: %d bytes queued for node %d (limit %d)", ErrQueueFull, queued, to, t.maxQueueBytes)
 	}
 	if q.current != nil && len(q.current)+need > t.maxPayload {
 		q.ready = append(q.ready, q.current)
@@ -392,7 +392,7 @@ func countFrames(msg []byte) int {
 func (t *Transport) recycle(batch [][]byte) {
 	t.mu.Lock()
 	for _, b := range batch {
-		if len(t.free) < 64 {
+		if len(t.free) < 16 {
 			t.free = append(t.free, b)
 		}
 	}

@@ -286,7 +286,10 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 		appliedIndex, highWatermark, advanced := r.state.visible()
 		logStart := r.log.FirstOffset()
 		reply := protocol.FetchReply{HighWatermark: highWatermark, LogStartOffset: logStart, NextOffset: req.Offset}
-		if req.Offset < logStart || req.Offset > highWatermark {
+		// An offset past the high watermark but already assigned (appended,
+		// committed or about to be, not yet applied here) waits like one at
+		// the high watermark; only offsets never assigned are out of range.
+		if req.Offset < logStart || req.Offset > max(highWatermark, r.log.NextOffset()) {
 			reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: logStart, High: highWatermark,
 				Message: fmt.Sprintf("offset %d of %s/%d", req.Offset, req.Topic, req.Partition)}
 			return protocol.AppendFetchReply(nil, &reply)
@@ -305,14 +308,14 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 				return out
 			}
 		}
+		if expired == nil {
+			return protocol.AppendFetchReply(nil, &reply)
+		}
 		select {
 		case <-advanced:
 		case <-expired:
 			return protocol.AppendFetchReply(nil, &reply)
 		case <-b.stop:
-			return protocol.AppendFetchReply(nil, &reply)
-		}
-		if expired == nil {
 			return protocol.AppendFetchReply(nil, &reply)
 		}
 	}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/raftmq/raftmq/clients"
+)
+
+const consumeUsage = `
+Usage: raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME] [--count N] [--timeout D] [flags]
+
+Prints records' values, one per line; with --json one line per record:
+  {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
+It exits after --count records, or when --timeout passes with nothing new
+(status 1 if --count records did not arrive by then), or on Ctrl-C.
+--from takes earliest, latest, an offset, or an RFC 3339 time.
+
+Examples:
+  raftmq consume orders --from earliest
+  raftmq consume orders --partition 0 --from 42 --count 10 --json
+  raftmq consume orders --from latest --timeout 5s
+`
+
+type consumeFlags struct {
+	clientFlags
+	partition int
+	from      string
+	count     int
+	idle      time.Duration
+}
+
+// consumedLine is one --json line of consume.
+type consumedLine struct {
+	Partition uint32 `json:"partition"`
+	Offset    uint64 `json:"offset"`
+	Key       string `json:"key"`
+	Value     string `json:"value"`
+	Timestamp string `json:"timestamp"`
+}
+
+// timestampLayout is RFC 3339 with milliseconds, the records' resolution.
+const timestampLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func runConsume(ctx context.Context, c *cli, args []string) int {
+	fs := c.newFlagSet("consume", consumeUsage)
+	var flags consumeFlags
+	flags.register(fs)
+	fs.IntVar(&flags.partition, "partition", -1, "read only this `partition` (default: all)")
+	fs.StringVar(&flags.from, "from", "earliest", "start `position`: earliest, latest, an offset or an RFC 3339 time")
+	fs.IntVar(&flags.count, "count", 0, "exit after `N` records (0: no limit)")
+	fs.DurationVar(&flags.idle, "timeout", 0, "exit when this `duration` passes with no new record (0: wait forever)")
+	positional, status, ok := c.parse(fs, args)
+	if !ok {
+		return status
+	}
+	if len(positional) != 1 {
+		return c.usageError(fs, "want exactly one TOPIC, got %d arguments", len(positional))
+	}
+	topic := positional[0]
+	start, err := parsePosition(flags.from)
+	if err != nil {
+		return c.usageError(fs, "--from %q: %v", flags.from, err)
+	}
+	switch {
+	case flags.partition < -1:
+		return c.usageError(fs, "--partition %d is negative", flags.partition)
+	case flags.count < 0:
+		return c.usageError(fs, "--count %d is negative", flags.count)
+	case flags.idle < 0:
+		return c.usageError(fs, "--timeout %v is negative", flags.idle)
+	}
+
+	client, err := flags.connect(ctx)
+	if err != nil {
+		return c.fail(fs.Name(), err)
+	}
+	defer client.Close()
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		return c.fail(fs.Name(), err)
+	}
+	defer consumer.Close()
+	var partitions []uint32
+	if flags.partition >= 0 {
+		partitions = append(partitions, uint32(flags.partition))
+	}
+	assignCtx, cancel := adminContext(ctx)
+	err = consumer.Assign(assignCtx, topic, start, partitions...)
+	cancel()
+	if err != nil {
+		return c.fail(fs.Name(), err)
+	}
+	return consumeLoop(ctx, c, consumer, &flags)
+}
+
+func parsePosition(text string) (clients.Position, error) {
+	switch text {
+	case "earliest":
+		return clients.Earliest(), nil
+	case "latest":
+		return clients.Latest(), nil
+	}
+	if offset, err := strconv.ParseUint(text, 10, 64); err == nil {
+		return clients.AtOffset(offset), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, text); err == nil {
+		return clients.AtTime(t), nil
+	}
+	return clients.Position{}, errors.New("want earliest, latest, an offset or an RFC 3339 time")
+}
+
+func consumeLoop(ctx context.Context, c *cli, consumer *clients.Consumer, flags *consumeFlags) int {
+	out := bufio.NewWriter(c.stdout)
+	defer out.Flush()
+	encoder := json.NewEncoder(out)
+	encoder.SetEscapeHTML(false)
+	printed := 0
+	for flags.count == 0 || printed < flags.count {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if flags.idle > 0 {
+			pollCtx, cancel = context.WithTimeout(ctx, flags.idle)
+		}
+		records, err := consumer.Poll(pollCtx)
+		cancel()
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return exitOK // interrupted
+			case errors.Is(err, context.DeadlineExceeded):
+				out.Flush()
+				if flags.count > 0 {
+					fmt.Fprintf(c.stderr, "raftmq consume: %d of %d records before nothing new came for %v\n", printed, flags.count, flags.idle)
+					return exitError
+				}
+				return exitOK
+			}
+			out.Flush()
+			return c.fail("consume", err)
+		}
+		for _, r := range records {
+			if flags.count > 0 && printed == flags.count {
+				break
+			}
+			printed++
+			if flags.json {
+				_ = encoder.Encode(consumedLine{
+					Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: string(r.Value),
+					Timestamp: r.Timestamp.UTC().Format(timestampLayout),
+				})
+				continue
+			}
+			out.Write(r.Value)
+			out.WriteByte('\n')
+		}
+		if err := out.Flush(); err != nil {
+			return c.fail("consume", err)
+		}
+	}
+	return exitOK
+}

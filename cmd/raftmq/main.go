@@ -1,0 +1,191 @@
+// Command raftmq is the raftmq broker and its command-line client, in one
+// binary. Run `raftmq --help` for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/raftmq/raftmq/clients"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // the command ran and failed
+	exitUsage = 2 // bad command line
+)
+
+// cli carries a command's standard streams.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run a broker", runServe},
+		{"dev", "run a throwaway cluster of N brokers in this process", runDev},
+		{"topic", "create, list, describe and delete topics", runTopic},
+		{"produce", "publish records", runProduce},
+		{"consume", "read records", runConsume},
+		{"cluster", "show the cluster's brokers and partitions", runCluster},
+		{"bench", "benchmark (not implemented yet)", runBench},
+	}
+}
+
+const mainUsage = `raftmq is a Raft-replicated message queue over NATS.
+
+Usage:
+  raftmq <command> [arguments]
+
+Commands:
+%s
+Run 'raftmq <command> --help' for a command's flags and an example.
+
+Example, a three-broker cluster in one process and a first topic:
+  raftmq dev
+  raftmq topic create orders --partitions 3
+  echo hello | raftmq produce orders
+  raftmq consume orders --from earliest --count 1
+`
+
+// run is main without the process: it returns the exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainHelp())
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, mainHelp())
+		return exitOK
+	}
+	for _, cmd := range commands() {
+		if cmd.name == name {
+			return cmd.run(ctx, c, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "raftmq: unknown command %q\nRun 'raftmq --help' for the commands.\n", name)
+	return exitUsage
+}
+
+func mainHelp() string {
+	var list strings.Builder
+	for _, cmd := range commands() {
+		fmt.Fprintf(&list, "  %-8s %s\n", cmd.name, cmd.summary)
+	}
+	return fmt.Sprintf(mainUsage, list.String())
+}
+
+// newFlagSet returns a flag set whose --help prints usage (text with an
+// example) and the flags to stdout.
+func (c *cli) newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprint(c.stdout, strings.TrimLeft(usage, "\n"))
+		fmt.Fprintln(c.stdout, "\nFlags:")
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parse parses flags placed before, between or after positional arguments
+// and returns the positional ones. ok is false when the command must stop
+// with status (help was printed, or the command line is bad).
+func (c *cli) parse(fs *flag.FlagSet, args []string) (positional []string, status int, ok bool) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false // the flag set printed the usage
+			}
+			return nil, c.usageError(fs, "%v", err), false
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, exitOK, true
+		}
+		if args[0] == "--" {
+			return append(positional, args[1:]...), exitOK, true
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// usageError reports a bad command line and returns exitUsage.
+func (c *cli) usageError(fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "raftmq %s: %s\nRun 'raftmq %s --help' for usage.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
+	return exitUsage
+}
+
+// fail reports a failed command and returns exitError.
+func (c *cli) fail(name string, err error) int {
+	fmt.Fprintf(c.stderr, "raftmq %s: %v\n", name, err)
+	return exitError
+}
+
+// clientFlags are the flags of every client command.
+type clientFlags struct {
+	server      string
+	json        bool
+	clusterName string
+	timeout     time.Duration
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", clients.DefaultServerURL, "NATS `URLs` of the cluster, comma-separated")
+	fs.BoolVar(&f.json, "json", false, "print JSON")
+	fs.StringVar(&f.clusterName, "cluster-name", "raftmq", "cluster `name` the brokers were started with (the subject prefix)")
+}
+
+// connect dials the cluster; ctx bounds the dial.
+func (f *clientFlags) connect(ctx context.Context) (*clients.Client, error) {
+	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"))
+}
+
+func runBench(_ context.Context, c *cli, args []string) int {
+	fs := c.newFlagSet("bench", `
+Usage: raftmq bench [flags]
+
+Runs the throughput and latency benchmark against a cluster. Not implemented
+yet; for a quick throughput figure use produce --count.
+
+Example:
+  raftmq produce bench-topic --count 1000000 --size 100
+`)
+	if _, status, ok := c.parse(fs, args); !ok {
+		return status
+	}
+	fmt.Fprintln(c.stderr, "raftmq bench: not implemented yet; try 'raftmq produce TOPIC --count 1000000 --size 100'")
+	return exitError
+}

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serverURL is the NATS URL of the cluster TestMain starts.
+var serverURL string
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	cluster, err := startDevCluster(ctx, devConfig{nodes: 3, listen: "127.0.0.1:0"})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start dev cluster:", err)
+		os.Exit(1)
+	}
+	serverURL = cluster.URL()
+	code := m.Run()
+	if err := cluster.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "close dev cluster:", err)
+	}
+	os.Exit(code)
+}
+
+type result struct {
+	status         int
+	stdout, stderr string
+}
+
+// runCLI runs the command in-process with stdin as standard input.
+func runCLI(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	status := run(ctx, args, strings.NewReader(stdin), &stdout, &stderr)
+	return result{status, stdout.String(), stderr.String()}
+}
+
+// runOK runs a client command against the test cluster and expects success.
+func runOK(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	r := runCLI(t, stdin, append(args, "--server", serverURL)...)
+	if r.status != 0 {
+		t.Fatalf("raftmq %s: status %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.status, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func lines(s string) []string {
+	s = strings.TrimSuffix(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func TestProduceAndConsumeJSONLines(t *testing.T) {
+	runOK(t, "", "topic", "create", "cli-json", "--partitions", "1")
+
+	produced := runOK(t, "", "produce", "cli-json", "--json", "a", "b <&>", `c "quoted"`)
+	want := []string{
+		`{"partition":0,"offset":0,"value":"a"}`,
+		`{"partition":0,"offset":1,"value":"b <&>"}`,
+		`{"partition":0,"offset":2,"value":"c \"quoted\""}`,
+	}
+	if got := lines(produced.stdout); !slices.Equal(got, want) {
+		t.Errorf("produce --json printed\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	stdinProduced := runOK(t, "d\ne\n", "produce", "cli-json", "--key", "k1", "--json")
+	want = []string{`{"partition":0,"offset":3,"value":"d"}`, `{"partition":0,"offset":4,"value":"e"}`}
+	if got := lines(stdinProduced.stdout); !slices.Equal(got, want) {
+		t.Errorf("produce from stdin printed %q, want %q", got, want)
+	}
+
+	consumed := runOK(t, "", "consume", "cli-json", "--from", "earliest", "--count", "5", "--json")
+	got := lines(consumed.stdout)
+	if len(got) != 5 {
+		t.Fatalf("consume printed %d lines: %q", len(got), consumed.stdout)
+	}
+	wantRecords := []struct{ key, value string }{{"", "a"}, {"", "b <&>"}, {"", `c \"quoted\"`}, {"k1", "d"}, {"k1", "e"}}
+	for i, line := range got {
+		pattern := fmt.Sprintf(`^\{"partition":0,"offset":%d,"key":"%s","value":"%s","timestamp":"(.+)"\}$`,
+			i, regexp.QuoteMeta(wantRecords[i].key), regexp.QuoteMeta(wantRecords[i].value))
+		match := regexp.MustCompile(pattern).FindStringSubmatch(line)
+		if match == nil {
+			t.Errorf("line %d %s does not match %s", i, line, pattern)
+			continue
+		}
+		stamp, err := time.Parse(time.RFC3339, match[1])
+		if err != nil || time.Since(stamp) > time.Hour || time.Since(stamp) < -time.Minute {
+			t.Errorf("line %d timestamp %q: %v", i, match[1], err)
+		}
+	}
+
+	plain := runOK(t, "", "consume", "cli-json", "--partition", "0", "--from", "3", "--count", "2")
+	if !slices.Equal(lines(plain.stdout), []string{"d", "e"}) {
+		t.Errorf("consume --from 3 printed %q", plain.stdout)
+	}
+}
+
+func TestProduceGeneratedRecordsPrintsThroughput(t *testing.T) {
+	runOK(t, "", "topic", "create", "cli-gen", "--partitions", "2")
+	r := runOK(t, "", "produce", "cli-gen", "--count", "2000", "--size", "50")
+	if !regexp.MustCompile(`^2000 records of 50 bytes \(0\.1 MB\) in .*: \d+ records/s, [\d.]+ MB/s\n$`).MatchString(r.stdout) {
+		t.Errorf("summary %q", r.stdout)
+	}
+	j := runOK(t, "", "produce", "cli-gen", "--count", "3", "--size", "10", "--json", "--partition", "1")
+	got := lines(j.stdout)
+	if len(got) != 3 {
+		t.Fatalf("--json --count 3 printed %q", j.stdout)
+	}
+	for _, line := range got {
+		if !regexp.MustCompile(`^\{"partition":1,"offset":\d+\}$`).MatchString(line) {
+			t.Errorf("generated record line %s", line)
+		}
+	}
+	if !strings.Contains(j.stderr, "records/s") {
+		t.Errorf("with --json the summary goes to stderr; stderr %q", j.stderr)
+	}
+	consumed := runOK(t, "", "consume", "cli-gen", "--count", "2003", "--timeout", "10s")
+	if n := len(lines(consumed.stdout)); n != 2003 {
+		t.Errorf("consumed %d records, want 2003", n)
+	}
+}
+
+func TestConsumeTimeout(t *testing.T) {
+	runOK(t, "", "topic", "create", "cli-idle")
+	r := runOK(t, "", "consume", "cli-idle", "--timeout", "300ms")
+	if r.stdout != "" {
+		t.Errorf("empty topic printed %q", r.stdout)
+	}
+	r = runCLI(t, "", "consume", "cli-idle", "--count", "1", "--timeout", "300ms", "--server", serverURL)
+	if r.status != exitError || !strings.Contains(r.stderr, "0 of 1 records") {
+		t.Errorf("unmet --count: status %d, stderr %q", r.status, r.stderr)
+	}
+}
+
+func TestTopicCommands(t *testing.T) {
+	created := runOK(t, "", "topic", "create", "cli-topic", "--partitions", "3", "--replicas", "2", "--json")
+	var info struct {
+		Name       string `json:"name"`
+		Replicas   int    `json:"replicas"`
+		Partitions []struct {
+			Replicas []uint64 `json:"replicas"`
+		} `json:"partitions"`
+	}
+	if err := json.Unmarshal([]byte(created.stdout), &info); err != nil || info.Name != "cli-topic" || len(info.Partitions) != 3 {
+		t.Fatalf("create --json: %q %v", created.stdout, err)
+	}
+	again := runCLI(t, "", "topic", "create", "cli-topic", "--server", serverURL)
+	if again.status != exitError || !strings.Contains(again.stderr, "topic_exists") {
+		t.Errorf("second create: status %d stderr %q", again.status, again.stderr)
+	}
+	list := runOK(t, "", "topic", "list")
+	if !strings.Contains(list.stdout, "cli-topic") {
+		t.Errorf("list: %q", list.stdout)
+	}
+	describe := runOK(t, "", "topic", "describe", "cli-topic")
+	if !strings.Contains(describe.stdout, "PARTITION") || len(lines(describe.stdout)) != 5 {
+		t.Errorf("describe: %q", describe.stdout)
+	}
+	runOK(t, "", "topic", "delete", "cli-topic")
+	gone := runCLI(t, "", "topic", "describe", "cli-topic", "--server", serverURL)
+	if gone.status != exitError || !strings.Contains(gone.stderr, "unknown_topic") {
+		t.Errorf("describe after delete: status %d stderr %q", gone.status, gone.stderr)
+	}
+}
+
+func TestClusterStatusJSON(t *testing.T) {
+	runOK(t, "", "topic", "create", "cli-status", "--partitions", "2")
+	r := runOK(t, "", "cluster", "status", "--json")
+	if len(lines(r.stdout)) != 1 {
+		t.Fatalf("want one line, got %q", r.stdout)
+	}
+	var status map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil {
+		t.Fatal(err)
+	}
+	if keys := sortedKeys(status); !slices.Equal(keys, []string{"brokers", "controller_leader", "partitions"}) {
+		t.Errorf("keys %v", keys)
+	}
+	var brokers []map[string]json.RawMessage
+	if err := json.Unmarshal(status["brokers"], &brokers); err != nil || len(brokers) != 3 {
+		t.Fatalf("brokers %s: %v", status["brokers"], err)
+	}
+	for _, b := range brokers {
+		if keys := sortedKeys(b); !slices.Equal(keys, []string{"alive", "id"}) {
+			t.Errorf("broker keys %v", keys)
+		}
+	}
+	var partitions []map[string]json.RawMessage
+	if err := json.Unmarshal(status["partitions"], &partitions); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, p := range partitions {
+		if keys := sortedKeys(p); !slices.Equal(keys, []string{"commit_index", "leader", "partition", "replicas", "topic"}) {
+			t.Errorf("partition keys %v", keys)
+		}
+		if string(p["topic"]) == `"cli-status"` {
+			found++
+		}
+	}
+	if found != 2 {
+		t.Errorf("status lists %d partitions of cli-status, want 2", found)
+	}
+	text := runOK(t, "", "cluster", "status")
+	if !strings.Contains(text.stdout, "controller leader:") || !strings.Contains(text.stdout, "cli-status") {
+		t.Errorf("status text %q", text.stdout)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestProduceToUnknownTopicFails(t *testing.T) {
+	r := runCLI(t, "", "produce", "cli-missing", "x", "--server", serverURL)
+	if r.status != exitError || !strings.Contains(r.stderr, "1 of 1 records not acknowledged") {
+		t.Errorf("status %d stderr %q", r.status, r.stderr)
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		message string
+	}{
+		{[]string{}, "Usage"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"produce"}, "missing TOPIC"},
+		{[]string{"produce", "t", "--count", "5", "v"}, "give no VALUE"},
+		{[]string{"produce", "t", "--size", "5"}, "--size needs --count"},
+		{[]string{"produce", "t", "--acks", "all"}, "--acks"},
+		{[]string{"produce", "t", "--compression", "gzip"}, "--compression"},
+		{[]string{"produce", "t", "--nope"}, "flag provided but not defined: -nope"},
+		{[]string{"produce", "bad topic!", "v"}, "topic name"},
+		{[]string{"consume"}, "want exactly one TOPIC"},
+		{[]string{"consume", "t", "--from", "yesterday"}, `--from "yesterday"`},
+		{[]string{"consume", "t", "--count", "x"}, "invalid value"},
+		{[]string{"topic"}, "Usage"},
+		{[]string{"topic", "rename"}, `unknown subcommand "rename"`},
+		{[]string{"topic", "create"}, "want exactly one topic NAME"},
+		{[]string{"topic", "create", "t", "--partitions", "0"}, "--partitions 0"},
+		{[]string{"cluster", "state"}, `unknown subcommand "state"`},
+		{[]string{"serve", "--bootstrap", "1,x"}, `"x" is not a broker id`},
+		{[]string{"serve", "--nats-url", "nats://h:4222", "--nats-routes", "nats://a:6222"}, "give one or the other"},
+		{[]string{"serve", "--config", "/nonexistent/raftmq.json"}, "--config"},
+		{[]string{"dev", "--nodes", "0"}, "--nodes 0"},
+	} {
+		r := runCLI(t, "", tc.args...)
+		if r.status != exitUsage {
+			t.Errorf("raftmq %q: status %d, want %d", tc.args, r.status, exitUsage)
+		}
+		if !strings.Contains(r.stderr, tc.message) {
+			t.Errorf("raftmq %q: stderr %q does not mention %q", tc.args, r.stderr, tc.message)
+		}
+	}
+}
+
+func TestHelpHasAnExampleEverywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"serve", "--help"}, {"dev", "--help"}, {"topic", "--help"},
+		{"topic", "create", "--help"}, {"topic", "list", "--help"}, {"topic", "describe", "--help"},
+		{"topic", "delete", "--help"}, {"produce", "--help"}, {"consume", "--help"},
+		{"cluster", "--help"}, {"cluster", "status", "--help"}, {"bench", "--help"},
+	} {
+		r := runCLI(t, "", args...)
+		if r.status != exitOK {
+			t.Errorf("raftmq %q: status %d, stderr %q", args, r.status, r.stderr)
+		}
+		if !strings.Contains(r.stdout, "Example") || !strings.Contains(r.stdout, "raftmq ") {
+			t.Errorf("raftmq %q: help has no example:\n%s", args, r.stdout)
+		}
+	}
+}
+
+func TestServeConfigFileAndFlags(t *testing.T) {
+	path := t.TempDir() + "/raftmq.json"
+	if err := os.WriteFile(path, []byte(`{"id":2,"bootstrap":[1,2,3],"data":"/srv/raftmq","nats_cluster_listen":"127.0.0.1:6222","nats_routes":["nats://127.0.0.1:6223"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	options := defaultServeOptions()
+	if err := readServeConfig(path, &options); err != nil {
+		t.Fatal(err)
+	}
+	values := options
+	values.Data = "/override"
+	if err := applyServeFlag(&options, &values, "data", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	config, err := options.brokerConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if config.ID != 2 || config.DataDir != "/override" || !slices.Equal(config.Bootstrap, []uint64{1, 2, 3}) ||
+		config.NATS.Embedded == nil || config.NATS.Embedded.ClusterListen != "127.0.0.1:6222" ||
+		!slices.Equal(config.NATS.Embedded.Routes, []string{"nats://127.0.0.1:6223"}) {
+		t.Errorf("config %+v embedded %+v", config, config.NATS.Embedded)
+	}
+	if err := os.WriteFile(path, []byte(`{"idd":2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := readServeConfig(path, &options); err == nil || !strings.Contains(err.Error(), "idd") {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	if got := progressLine(50, 200, 2*time.Second); got != "[=======>                      ]  25% 50/200 records, 25/s " {
+		t.Errorf("%q", got)
+	}
+	if got := progressLine(200, 200, time.Second); !strings.HasPrefix(got, "[==============================] 100%") {
+		t.Errorf("%q", got)
+	}
+}

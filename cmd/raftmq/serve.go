@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/raftmq/raftmq/broker"
+	"github.com/raftmq/raftmq/transport"
+)
+
+const serveUsage = `
+Usage: raftmq serve [--id N] [--data DIR] [--bootstrap 1,2,3] [--nats-listen HOST:PORT]
+                    [--nats-cluster-listen HOST:PORT] [--nats-routes URL,...] [--nats-url URL]
+                    [--metrics-addr HOST:PORT] [--config FILE] [flags]
+
+Runs one broker. With no flags it serves a single-broker cluster with an
+embedded NATS server on 127.0.0.1:4222 and data in ./raftmq-data.
+
+By default the broker embeds a NATS server; brokers on several machines join
+their servers into one NATS cluster with --nats-cluster-listen and
+--nats-routes. --nats-url connects to an existing NATS system instead (with
+the --nats-creds, --nats-user/--nats-password, --nats-token and --nats-tls-*
+options). Every broker of a cluster lists the same --bootstrap ids: the
+brokers that run the controller.
+
+--config FILE reads the same settings from a JSON object whose keys are the
+flag names with underscores ({"id":2,"bootstrap":[1,2,3],"nats_routes":[...]});
+flags given on the command line override it.
+
+SIGINT or SIGTERM hands this broker's leaderships to other replicas,
+flushes and exits.
+
+Example, broker 2 of three on three machines:
+  raftmq serve --id 2 --bootstrap 1,2,3 --data /var/lib/raftmq \
+    --nats-listen 0.0.0.0:4222 --nats-cluster-listen 0.0.0.0:6222 \
+    --nats-routes nats://host1:6222,nats://host3:6222 --metrics-addr :9090
+`
+
+// serveOptions are serve's settings, from --config and flags.
+type serveOptions struct {
+	ID                uint64   `json:"id"`
+	Data              string   `json:"data"`
+	Bootstrap         []uint64 `json:"bootstrap"`
+	ClusterName       string   `json:"cluster_name"`
+	NATSListen        string   `json:"nats_listen"`
+	NATSClusterListen string   `json:"nats_cluster_listen"`
+	NATSRoutes        []string `json:"nats_routes"`
+	NATSURL           string   `json:"nats_url"`
+	NATSCreds         string   `json:"nats_creds"`
+	NATSUser          string   `json:"nats_user"`
+	NATSPassword      string   `json:"nats_password"`
+	NATSToken         string   `json:"nats_token"`
+	NATSTLSCA         string   `json:"nats_tls_ca"`
+	NATSTLSCert       string   `json:"nats_tls_cert"`
+	NATSTLSKey        string   `json:"nats_tls_key"`
+	MetricsAddr       string   `json:"metrics_addr"`
+	LogLevel          string   `json:"log_level"`
+}
+
+func defaultServeOptions() serveOptions {
+	defaults := broker.DefaultConfig()
+	return serveOptions{
+		ID:          defaults.ID,
+		Data:        defaults.DataDir,
+		ClusterName: defaults.ClusterName,
+		NATSListen:  transport.DefaultClientListen,
+		LogLevel:    "info",
+	}
+}
+
+func runServe(ctx context.Context, c *cli, args []string) int {
+	fs := c.newFlagSet("serve", serveUsage)
+	defaults := defaultServeOptions()
+	flagValues := defaults
+	var bootstrap, routes, configFile string
+	fs.Uint64Var(&flagValues.ID, "id", defaults.ID, "this broker's `id`, unique in the cluster")
+	fs.StringVar(&flagValues.Data, "data", defaults.Data, "data `directory`")
+	fs.StringVar(&bootstrap, "bootstrap", "", "comma-separated broker `ids` running the controller (default: this broker alone)")
+	fs.StringVar(&flagValues.ClusterName, "cluster-name", defaults.ClusterName, "cluster `name`, the prefix of every NATS subject")
+	fs.StringVar(&flagValues.NATSListen, "nats-listen", defaults.NATSListen, "embedded NATS server's client `address`")
+	fs.StringVar(&flagValues.NATSClusterListen, "nats-cluster-listen", "", "embedded NATS server's route `address` (clusters it with other brokers)")
+	fs.StringVar(&routes, "nats-routes", "", "comma-separated route `URLs` of other brokers' NATS servers")
+	fs.StringVar(&flagValues.NATSURL, "nats-url", "", "connect to this existing NATS system (`URLs`) instead of embedding a server")
+	fs.StringVar(&flagValues.NATSCreds, "nats-creds", "", "NATS credentials `file` (with --nats-url)")
+	fs.StringVar(&flagValues.NATSUser, "nats-user", "", "NATS `user` (with --nats-url)")
+	fs.StringVar(&flagValues.NATSPassword, "nats-password", "", "NATS `password` (with --nats-user)")
+	fs.StringVar(&flagValues.NATSToken, "nats-token", "", "NATS `token` (with --nats-url)")
+	fs.StringVar(&flagValues.NATSTLSCA, "nats-tls-ca", "", "CA `file` to verify the NATS server")
+	fs.StringVar(&flagValues.NATSTLSCert, "nats-tls-cert", "", "client certificate `file` for NATS TLS")
+	fs.StringVar(&flagValues.NATSTLSKey, "nats-tls-key", "", "client key `file` for NATS TLS")
+	fs.StringVar(&flagValues.MetricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this `address`")
+	fs.StringVar(&flagValues.LogLevel, "log-level", defaults.LogLevel, "log `level`: debug, info, warn or error")
+	fs.StringVar(&configFile, "config", "", "read settings from this JSON `file` (flags override it)")
+	positional, status, ok := c.parse(fs, args)
+	if !ok {
+		return status
+	}
+	if len(positional) != 0 {
+		return c.usageError(fs, "unexpected arguments %q", positional)
+	}
+
+	options := defaults
+	if configFile != "" {
+		if err := readServeConfig(configFile, &options); err != nil {
+			return c.usageError(fs, "--config: %v", err)
+		}
+	}
+	var flagErr error
+	fs.Visit(func(f *flag.Flag) {
+		if err := applyServeFlag(&options, &flagValues, f.Name, bootstrap, routes); err != nil && flagErr == nil {
+			flagErr = err
+		}
+	})
+	if flagErr != nil {
+		return c.usageError(fs, "%v", flagErr)
+	}
+	logger, err := newLogger(c.stderr, options.LogLevel)
+	if err != nil {
+		return c.usageError(fs, "%v", err)
+	}
+	config, err := options.brokerConfig(logger)
+	if err != nil {
+		return c.usageError(fs, "%v", err)
+	}
+	if err := config.Validate(); err != nil {
+		return c.usageError(fs, "%v", err)
+	}
+
+	b, err := broker.Start(ctx, config)
+	if err != nil {
+		return c.fail(fs.Name(), err)
+	}
+	where := b.ClientURL()
+	if where == "" {
+		where = options.NATSURL
+	}
+	fmt.Fprintf(c.stderr, "raftmq: broker %d serving; NATS clients connect to %s; data in %s\n", config.ID, where, config.DataDir)
+	<-ctx.Done()
+	fmt.Fprintf(c.stderr, "raftmq: broker %d stopping\n", config.ID)
+	if err := b.Close(context.Background()); err != nil {
+		return c.fail(fs.Name(), err)
+	}
+	return exitOK
+}
+
+// readServeConfig overlays a JSON config file on options.
+func readServeConfig(path string, options *serveOptions) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	decoder := json.NewDecoder(bytes.NewReader(data))
+	decoder.DisallowUnknownFields()
+	if err := decoder.Decode(options); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// applyServeFlag copies one flag given on the command line into options.
+func applyServeFlag(options, values *serveOptions, name, bootstrap, routes string) error {
+	switch name {
+	case "id":
+		options.ID = values.ID
+	case "data":
+		options.Data = values.Data
+	case "bootstrap":
+		ids, err := parseIDs(bootstrap)
+		if err != nil {
+			return fmt.Errorf("--bootstrap %q: %w", bootstrap, err)
+		}
+		options.Bootstrap = ids
+	case "cluster-name":
+		options.ClusterName = values.ClusterName
+	case "nats-listen":
+		options.NATSListen = values.NATSListen
+	case "nats-cluster-listen":
+		options.NATSClusterListen = values.NATSClusterListen
+	case "nats-routes":
+		options.NATSRoutes = splitList(routes)
+	case "nats-url":
+		options.NATSURL = values.NATSURL
+	case "nats-creds":
+		options.NATSCreds = values.NATSCreds
+	case "nats-user":
+		options.NATSUser = values.NATSUser
+	case "nats-password":
+		options.NATSPassword = values.NATSPassword
+	case "nats-token":
+		options.NATSToken = values.NATSToken
+	case "nats-tls-ca":
+		options.NATSTLSCA = values.NATSTLSCA
+	case "nats-tls-cert":
+		options.NATSTLSCert = values.NATSTLSCert
+	case "nats-tls-key":
+		options.NATSTLSKey = values.NATSTLSKey
+	case "metrics-addr":
+		options.MetricsAddr = values.MetricsAddr
+	case "log-level":
+		options.LogLevel = values.LogLevel
+	}
+	return nil
+}
+
+// brokerConfig turns the options into a broker configuration.
+func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) {
+	config := broker.DefaultConfig()
+	config.ID = o.ID
+	config.DataDir = o.Data
+	config.Bootstrap = o.Bootstrap
+	if len(config.Bootstrap) == 0 {
+		config.Bootstrap = []uint64{o.ID}
+	}
+	config.ClusterName = o.ClusterName
+	config.MetricsAddr = o.MetricsAddr
+	config.Logger = logger
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	config.Registerer = registry
+	config.NATS.Connect = transport.ConnectConfig{
+		CredentialsFile: o.NATSCreds, User: o.NATSUser, Password: o.NATSPassword, Token: o.NATSToken,
+		TLSCAFile: o.NATSTLSCA, TLSCertFile: o.NATSTLSCert, TLSKeyFile: o.NATSTLSKey,
+	}
+	if o.NATSURL != "" {
+		if o.NATSClusterListen != "" || len(o.NATSRoutes) > 0 {
+			return config, fmt.Errorf("--nats-url connects to an existing NATS system; --nats-cluster-listen and --nats-routes configure the embedded one: give one or the other")
+		}
+		config.NATS.Embedded = nil
+		config.NATS.Connect.URLs = splitList(o.NATSURL)
+		return config, nil
+	}
+	if o.NATSCreds != "" || o.NATSUser != "" || o.NATSToken != "" {
+		return config, fmt.Errorf("NATS credentials are for --nats-url; the embedded server needs none")
+	}
+	if len(o.NATSRoutes) > 0 && o.NATSClusterListen == "" {
+		return config, fmt.Errorf("--nats-routes needs --nats-cluster-listen")
+	}
+	config.NATS.Embedded = &transport.EmbeddedConfig{
+		ServerName:    fmt.Sprintf("raftmq-%d", o.ID),
+		ClientListen:  o.NATSListen,
+		ClusterListen: o.NATSClusterListen,
+		Routes:        o.NATSRoutes,
+	}
+	return config, nil
+}
+
+func newLogger(out io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: l})), nil
+}
+
+func parseIDs(text string) ([]uint64, error) {
+	var ids []uint64
+	for _, part := range splitList(text) {
+		id, err := strconv.ParseUint(part, 10, 64)
+		if err != nil || id == 0 {
+			return nil, fmt.Errorf("%q is not a broker id (a positive integer)", part)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no broker ids")
+	}
+	return ids, nil
+}
+
+func splitList(text string) []string {
+	var out []string
+	for _, part := range strings.Split(text, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

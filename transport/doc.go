@@ -44,7 +44,8 @@
 // Send may be called from any goroutine. It copies the frame into the
 // destination's queue and returns; one flusher goroutine per Transport
 // publishes the queues, coalescing the frames queued for a destination into
-// as few messages as the max payload allows, optionally lingering
+// messages of up to Config.CoalesceBytes (default 64 KiB; a larger frame
+// travels alone, up to the max payload), optionally lingering
 // Config.FlushInterval first. Frames to one destination arrive in the order
 // they were sent. Memory is bounded per destination (Config.MaxQueueBytes);
 // beyond it Send drops the frame and returns ErrQueueFull. Delivery is best

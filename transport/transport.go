@@ -51,6 +51,12 @@ type Config struct {
 	// default) publishes as soon as the flusher runs; frames that arrive
 	// while it publishes are still coalesced.
 	FlushInterval time.Duration
+	// CoalesceBytes is the size at which a message being filled for a
+	// destination is closed and a new one started; a single larger frame
+	// still goes out whole, up to the max payload. Default
+	// DefaultCoalesceBytes (or the max payload, if smaller): full 1 MiB
+	// messages cost more copying than they save in per-message overhead.
+	CoalesceBytes int
 	// MaxQueueBytes bounds the bytes queued per destination; a frame that
 	// would exceed it is dropped. Default max(16 MiB, 4*MaxPayload).
 	MaxQueueBytes int
@@ -79,11 +85,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("transport: MaxPayload %d is below the minimum %d", c.MaxPayload, minPayload)
 	case c.FlushInterval < 0:
 		return fmt.Errorf("transport: FlushInterval %v is negative", c.FlushInterval)
+	case c.CoalesceBytes < 0:
+		return fmt.Errorf("transport: CoalesceBytes %d is negative", c.CoalesceBytes)
 	case c.MaxQueueBytes < 0:
 		return fmt.Errorf("transport: MaxQueueBytes %d is negative", c.MaxQueueBytes)
 	}
 	return nil
 }
+
+// DefaultCoalesceBytes is the default Config.CoalesceBytes.
+const DefaultCoalesceBytes = 64 << 10
 
 // minPayload keeps room for the envelope header and a useful frame.
 const minPayload = 256
@@ -112,6 +123,7 @@ type Transport struct {
 	nodeID        uint64
 	clusterName   string
 	maxPayload    int
+	coalesceBytes int
 	maxFrame      int
 	maxQueueBytes int
 	linger        time.Duration
@@ -183,6 +195,10 @@ func New(nc *nats.Conn, cfg Config) (*Transport, error) {
 	if t.clusterName == "" {
 		t.clusterName = DefaultClusterName
 	}
+	t.coalesceBytes = min(maxPayload, cfg.CoalesceBytes)
+	if cfg.CoalesceBytes == 0 {
+		t.coalesceBytes = min(maxPayload, DefaultCoalesceBytes)
+	}
 	if t.maxQueueBytes == 0 {
 		t.maxQueueBytes = max(16<<20, 4*maxPayload)
 	}
@@ -237,7 +253,7 @@ func (t *Transport) SetHandler(h Handler) {
 // Send queues frame for node to and returns at once; it never blocks on the
 // network. The frame is copied, so the caller may reuse it on return.
 // Frames to the same destination are delivered in order, coalesced into as
-// few NATS messages as the max payload allows. Delivery is best effort: a
+// few NATS messages as Config.CoalesceBytes allows. Delivery is best effort: a
 // full queue drops the frame (ErrQueueFull), and NATS itself may lose
 // messages while a connection is down.
 func (t *Transport) Send(to uint64, frame []byte) error {
@@ -261,7 +277,7 @@ func (t *Transport) Send(to uint64, frame []byte) error {
 		t.stats.framesDropped.Add(1)
 		return fmt.Errorf("%w: %d bytes queued for node %d (limit %d)", ErrQueueFull, queued, to, t.maxQueueBytes)
 	}
-	if q.current != nil && len(q.current)+need > t.maxPayload {
+	if q.current != nil && len(q.current)+need > t.coalesceBytes {
 		q.ready = append(q.ready, q.current)
 		q.current = nil
 	}
@@ -288,7 +304,7 @@ func (t *Transport) newBufferLocked() []byte {
 		t.free = t.free[:n-1]
 		return b[:0]
 	}
-	return make([]byte, 0, min(t.maxPayload, 64<<10))
+	return make([]byte, 0, t.coalesceBytes)
 }
 
 // flushLoop is the only goroutine that publishes.

@@ -486,3 +486,47 @@ func TestInProcessConnection(t *testing.T) {
 		t.Fatalf("got %+v", got[0])
 	}
 }
+
+func TestCoalesceBytesCapsMessagesButNotFrames(t *testing.T) {
+	srv := startServer(t, EmbeddedConfig{})
+	nc := connect(t, srv, "coalesce-bytes")
+	var mu sync.Mutex
+	var sizes []int
+	spy, err := nc.Subscribe("raftmq.peer.2", func(m *nats.Msg) {
+		mu.Lock()
+		sizes = append(sizes, len(m.Data))
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Unsubscribe()
+	sender, _ := newTransport(t, nc, Config{NodeID: 1, CoalesceBytes: 1000, FlushInterval: 20 * time.Millisecond})
+	_, in := newTransport(t, nc, Config{NodeID: 2})
+	for range 50 {
+		if err := sender.Send(2, make([]byte, 99)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sender.Send(2, make([]byte, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	in.waitFor(t, "all frames", func(r []received) bool { return len(r) == 51 })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	large := 0
+	for _, size := range sizes {
+		if size > 1000 {
+			large++
+			if size > 5000+8 {
+				t.Fatalf("the large frame's message is %d bytes: small frames were added to it", size)
+			}
+		}
+	}
+	if large != 1 || len(sizes) < 6 || len(sizes) > 10 {
+		t.Fatalf("message sizes %v: want ~5 coalesced messages of at most 1000 bytes and one large", sizes)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -506,6 +507,235 @@ func TestConfigValidate(t *testing.T) {
 		mutate(&cfg)
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestLeaderFailoverLosesNoAcknowledgedRecord stops the partition leader's
+// broker while a producer keeps producing, then restarts it. Every
+// acknowledged record must be in the final log at its acknowledged offset,
+// offsets must be dense, and everything a concurrent consumer was served
+// must match the final log (a record served before commit could later be
+// replaced by another at the same offset).
+func TestLeaderFailoverLosesNoAcknowledgedRecord(t *testing.T) {
+	cluster, client := startTestCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic := client.createTopic("ledger", 1, 3)
+	if topic.Partitions[0].Leader == 0 {
+		t.Fatal("topic create returned before a leader was elected")
+	}
+
+	type ack struct {
+		value  string
+		offset uint64
+	}
+	var acked []ack
+	progress := make(chan int, 1024)
+	stopProducing := make(chan struct{})
+	producerDone := make(chan error, 1)
+	go func() {
+		producer := &leaderClient{testClient: client, leader: 1, nodes: 3}
+		for i := 0; ; i++ {
+			select {
+			case <-stopProducing:
+				producerDone <- nil
+				return
+			default:
+			}
+			value := fmt.Sprintf("r%d", i)
+			offset, err := producer.produce(ctx, "ledger", 0, buildBatch(t, value))
+			if err != nil {
+				producerDone <- err
+				return
+			}
+			acked = append(acked, ack{value, offset})
+			progress <- len(acked)
+		}
+	}()
+	waitAcks := func(n int) {
+		t.Helper()
+		for {
+			select {
+			case got := <-progress:
+				if got >= n {
+					return
+				}
+			case err := <-producerDone:
+				t.Fatalf("producer stopped: %v", err)
+			case <-ctx.Done():
+				t.Fatalf("waiting for %d acknowledgements: %v", n, ctx.Err())
+			}
+		}
+	}
+
+	served := map[uint64]string{}
+	stopConsuming := make(chan struct{})
+	consumerDone := make(chan error, 1)
+	go func() {
+		consumer := &leaderClient{testClient: client, leader: 2, nodes: 3}
+		offset := uint64(0)
+		for {
+			select {
+			case <-stopConsuming:
+				consumerDone <- nil
+				return
+			default:
+			}
+			reply, err := consumer.fetch(ctx, protocol.FetchRequest{Topic: "ledger", Offset: offset, MaxWait: 100 * time.Millisecond})
+			if err != nil {
+				consumerDone <- err
+				return
+			}
+			var records []fetchedRecord
+			err = protocol.SplitBatches(reply.Batches, func(batch []byte, _ protocol.BatchHeader) error {
+				return protocol.DecodeRecords(batch, func(r protocol.Record) error {
+					records = append(records, fetchedRecord{r.Offset, string(r.Value)})
+					return nil
+				})
+			})
+			if err != nil {
+				consumerDone <- err
+				return
+			}
+			for _, r := range records {
+				served[r.offset] = r.value
+			}
+			if len(reply.Batches) > 0 {
+				offset = reply.NextOffset
+			}
+		}
+	}()
+
+	waitAcks(30)
+	leader := currentLeader(t, client, "ledger")
+	if err := cluster.StopBroker(ctx, leader); err != nil {
+		t.Fatalf("stop leader %d: %v", leader, err)
+	}
+	waitAcks(60)
+	if err := cluster.StartBroker(ctx, leader); err != nil {
+		t.Fatalf("restart broker %d: %v", leader, err)
+	}
+	waitAcks(90)
+	// And once more, with the restarted broker back in the cluster.
+	second := currentLeader(t, client, "ledger")
+	if err := cluster.StopBroker(ctx, second); err != nil {
+		t.Fatalf("stop leader %d: %v", second, err)
+	}
+	waitAcks(120)
+	if err := cluster.StartBroker(ctx, second); err != nil {
+		t.Fatalf("restart broker %d: %v", second, err)
+	}
+	close(stopProducing)
+	if err := <-producerDone; err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+	close(stopConsuming)
+	if err := <-consumerDone; err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+
+	last := acked[len(acked)-1].offset
+	reader := &leaderClient{testClient: client, leader: 1, nodes: 3}
+	var final []fetchedRecord
+	for {
+		final = reader.readAll(ctx, t, "ledger", 0)
+		if len(final) > 0 && final[len(final)-1].offset >= last {
+			break
+		}
+		waitBriefly(ctx, 3)
+	}
+	for i, r := range final {
+		if r.offset != uint64(i) {
+			t.Fatalf("offsets not dense: record %d has offset %d", i, r.offset)
+		}
+	}
+	for _, a := range acked {
+		if a.offset >= uint64(len(final)) || final[a.offset].value != a.value {
+			t.Fatalf("acknowledged %q at offset %d is lost or moved", a.value, a.offset)
+		}
+	}
+	for offset, value := range served {
+		if offset >= uint64(len(final)) || final[offset].value != value {
+			t.Fatalf("consumer was served %q at offset %d, the committed log says otherwise", value, offset)
+		}
+	}
+	if len(served) == 0 {
+		t.Fatal("the consumer saw nothing")
+	}
+	t.Logf("%d acknowledged, %d in the log, %d served to the concurrent consumer", len(acked), len(final), len(served))
+}
+
+func currentLeader(t *testing.T, client *testClient, topic string) uint64 {
+	t.Helper()
+	var reply protocol.TopicReply
+	client.admin(protocol.AdminDescribeTopic, protocol.TopicRequest{Name: topic}, &reply)
+	if reply.Error != nil || reply.Topic.Partitions[0].Leader == 0 {
+		t.Fatalf("describe %s: %+v", topic, reply)
+	}
+	return reply.Topic.Partitions[0].Leader
+}
+
+func TestFullRestartKeepsTopicsAndRecords(t *testing.T) {
+	cluster, client := startTestCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client.createTopic("durable", 2, 3)
+	client.createTopic("doomed", 1, 2)
+	producer := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksApplied}
+	for i := 0; i < 10; i++ {
+		if _, err := producer.produce(ctx, "durable", 1, buildBatch(t, fmt.Sprintf("v%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var deleted protocol.DeleteTopicReply
+	client.admin(protocol.AdminDeleteTopic, protocol.TopicRequest{Name: "doomed"}, &deleted)
+	if deleted.Error != nil {
+		t.Fatalf("delete topic: %v", deleted.Error)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if err := cluster.StopBroker(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if err := cluster.StartBroker(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cluster.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var list protocol.ListTopicsReply
+	client.admin(protocol.AdminListTopics, protocol.MetadataRequest{}, &list)
+	if len(list.Topics) != 1 || list.Topics[0].Name != "durable" {
+		t.Fatalf("topics after restart: %+v", list.Topics)
+	}
+	offset, err := producer.produce(ctx, "durable", 1, buildBatch(t, "after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offset != 10 {
+		t.Fatalf("first offset after restart %d, want 10", offset)
+	}
+	records := producer.readAll(ctx, t, "durable", 1)
+	if len(records) != 11 || records[0].value != "v0" || records[10].value != "after" {
+		t.Fatalf("records after restart: %+v", records)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		dir := cluster.Broker(id).replicaDir("doomed", 0)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("deleted topic's replica directory %s still exists (%v)", dir, err)
+		}
+	}
+	var status protocol.MetadataReply
+	client.admin(protocol.AdminClusterStatus, protocol.MetadataRequest{}, &status)
+	if status.ControllerLeader == 0 || len(status.Brokers) != 3 {
+		t.Fatalf("cluster status: %+v", status)
+	}
+	for _, b := range status.Brokers {
+		if !b.Alive {
+			t.Fatalf("broker %d reported down: %+v", b.ID, status)
 		}
 	}
 }

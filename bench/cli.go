@@ -61,6 +61,10 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 		flagOutput = stderr
 	}
 	w, opts, err := parseFlags(kind, args[1:], flagOutput)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, Usage)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

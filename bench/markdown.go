@@ -26,8 +26,8 @@ func (r *Report) WriteMarkdown(out io.Writer) error {
 	fmt.Fprintf(&b, "; raftmq linger %v, batch %d B, compression %s, acks %s, fsync %s.\n\n",
 		w.Linger, w.BatchBytes, w.Compression, w.Acks, w.Fsync)
 	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d) %s, %s/%s, %s, nats-server %s; data on %s (%s).\n\n",
-		m.Cores, m.GOMAXPROCS, m.CPU, m.OS, m.Arch, m.GoVersion, m.Versions["nats-server"], m.DataDir, m.DataDirFS)
+	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d) %s, %s/%s, %s, nats-server %s; data on %s (%s); load average at start %s.\n\n",
+		m.Cores, m.GOMAXPROCS, m.CPU, m.OS, m.Arch, m.GoVersion, m.Versions["nats-server"], m.DataDir, m.DataDirFS, m.LoadAverage)
 	if r.Command != "" {
 		fmt.Fprintf(&b, "Command: `%s`\n\n", r.Command)
 	}

@@ -60,20 +60,24 @@ type Machine struct {
 	DataDir    string            `json:"data_dir"`
 	// DataDirFS is "disk", "tmpfs" (fsync costs nothing there) or "unknown".
 	DataDirFS string `json:"data_dir_fs"`
+	// LoadAverage is /proc/loadavg when the run started: other work on the
+	// machine takes cores from the systems measured.
+	LoadAverage string `json:"load_average,omitempty"`
 }
 
 // CurrentMachine describes this process's machine; dataDir is where the
 // in-process clusters keep their data.
 func CurrentMachine(dataDir string) Machine {
 	m := Machine{
-		Cores:      runtime.NumCPU(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0),
-		CPU:        cpuModel(),
-		OS:         runtime.GOOS,
-		Arch:       runtime.GOARCH,
-		GoVersion:  runtime.Version(),
-		DataDir:    dataDir,
-		DataDirFS:  fileSystemType(dataDir),
+		Cores:       runtime.NumCPU(),
+		GOMAXPROCS:  runtime.GOMAXPROCS(0),
+		CPU:         cpuModel(),
+		OS:          runtime.GOOS,
+		Arch:        runtime.GOARCH,
+		GoVersion:   runtime.Version(),
+		DataDir:     dataDir,
+		DataDirFS:   fileSystemType(dataDir),
+		LoadAverage: loadAverage(),
 		Versions: map[string]string{
 			"nats-server": server.VERSION,
 			"nats.go":     nats.Version,
@@ -124,4 +128,17 @@ func (r *Report) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages, "" when unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 3 {
+		return ""
+	}
+	return strings.Join(fields[:3], " ")
 }

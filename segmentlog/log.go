@@ -46,6 +46,12 @@ type Log struct {
 	chunkFlushed int    // chunk[:chunkFlushed] is written to writeFile
 	chunkPos     int64  // file position of chunk[0]
 
+	// pending holds entries Append prepared but has not yet published
+	// (writer goroutine only).
+	pending        []cachedEntry
+	pendingBytes   int
+	pendingRecords uint64
+
 	tail      []cachedEntry // tail[tailHead:] holds dense indexes up to lastIndex
 	tailHead  int
 	tailBytes int
@@ -62,6 +68,7 @@ type cachedEntry struct {
 	entry       protocol.Entry
 	baseOffset  uint64 // the log's next record offset before this entry
 	recordCount uint32
+	crc         uint32 // the frame's CRC
 	seg         *segment
 	pos         int64
 }

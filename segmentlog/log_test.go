@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftmq/raftmq/protocol"
@@ -171,5 +172,78 @@ func TestRandomWorkloadMatchesModel(t *testing.T) {
 			t.Fatalf("seed %d after reopen: %v", seed, err)
 		}
 		l.Close()
+	}
+}
+
+func TestRollByAgeAndRetention(t *testing.T) {
+	opts := smallOptions()
+	opts.SegmentMaxBytes = 1 << 20
+	opts.SegmentMaxAge = time.Hour
+	now := time.UnixMilli(1_700_000_000_000)
+	opts.Now = func() time.Time { return now }
+	l := mustOpen(t, vfs.NewMem(), opts)
+	defer l.Close()
+	r := rand.New(rand.NewPCG(8, 8))
+	for i := uint64(1); i <= 30; i++ {
+		if err := l.Append([]protocol.Entry{randomEntry(r, i, 1, 200)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			now = now.Add(61 * time.Minute)
+		}
+	}
+	if got := l.SegmentCount(); got != 3 {
+		t.Fatalf("%d segments after two age rolls, want 3", got)
+	}
+	// The first segment was sealed 122 minutes ago, the second 61.
+	if got := l.RetentionIndex(RetentionPolicy{MaxAge: 90 * time.Minute}, now); got != 11 {
+		t.Fatalf("retention by age keeps from %d, want 11", got)
+	}
+	if got := l.RetentionIndex(RetentionPolicy{MaxBytes: 1}, now); got != 21 {
+		t.Fatalf("retention by size keeps from %d, want 21 (never the active segment)", got)
+	}
+	n, err := l.ApplyRetention(RetentionPolicy{MaxBytes: 1}, now, 15)
+	if err != nil || n != 1 || l.FirstIndex() != 11 {
+		t.Fatalf("ApplyRetention below limit 15 deleted %d (%v), first index %d", n, err, l.FirstIndex())
+	}
+	if term, err := l.Term(10); err != nil || term != 1 {
+		t.Fatalf("Term(first-1) after deletion = %d, %v", term, err)
+	}
+}
+
+func TestResetContinuesAtIndexAndOffset(t *testing.T) {
+	fs := vfs.NewMem()
+	l := mustOpen(t, fs, smallOptions())
+	r := rand.New(rand.NewPCG(4, 4))
+	for i := uint64(1); i <= 50; i++ {
+		if err := l.Append([]protocol.Entry{randomEntry(r, i, 1, 800)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.ResetOffsets(1000, 7, 5000); err != nil {
+		t.Fatal(err)
+	}
+	check := func(l *Log) {
+		t.Helper()
+		if l.FirstIndex() != 1000 || l.LastIndex() != 999 || l.NextOffset() != 5000 || l.DurableIndex() != 999 {
+			t.Fatalf("after reset: first %d last %d next offset %d durable %d", l.FirstIndex(), l.LastIndex(), l.NextOffset(), l.DurableIndex())
+		}
+		if term, err := l.Term(999); err != nil || term != 7 {
+			t.Fatalf("Term(999) = %d, %v", term, err)
+		}
+	}
+	check(l)
+	l.Close()
+	l = mustOpen(t, fs, smallOptions())
+	defer l.Close()
+	check(l)
+	if names, _ := fs.List("log"); len(names) != 2 {
+		t.Fatalf("files after reset: %v", names)
+	}
+	if err := l.Append([]protocol.Entry{{Index: 1000, Term: 8, Type: protocol.EntryRecordBatch, Data: testBatch(2, 10, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := l.OffsetOfIndex(1000); err != nil || off != 5000 {
+		t.Fatalf("OffsetOfIndex after reset = %d, %v", off, err)
 	}
 }

@@ -2,6 +2,7 @@ package segmentlog
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftmq/raftmq/protocol"
@@ -39,72 +40,99 @@ func (l *Log) Append(entries []protocol.Entry) error {
 			}
 		}
 	}
+	rollAge := l.opts.SegmentMaxAge > 0 && l.ageExpired(l.active(), l.opts.Now())
 	for i := range entries {
-		if err := l.appendOne(&entries[i]); err != nil {
+		if err := l.appendOne(&entries[i], rollAge); err != nil {
+			l.publish()
 			return err
 		}
+		rollAge = false
 	}
+	l.publish()
 	return nil
 }
 
-// appendOne copies one validated entry into the append buffer and publishes
-// it. Only the writer goroutine runs it, so the writer-owned fields it reads
-// without mu (lastIndex, nextOffset, segments, chunk) cannot change under it.
-func (l *Log) appendOne(e *protocol.Entry) error {
+// appendOne copies one validated entry into the append buffer; publish
+// makes it visible. Only the writer goroutine runs it, so the writer-owned
+// fields it reads without mu (lastIndex, nextOffset, segments, chunk)
+// cannot change under it.
+func (l *Log) appendOne(e *protocol.Entry, rollAge bool) error {
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
-	if !active.empty() && (active.end+int64(size) > l.opts.SegmentMaxBytes || l.ageExpired(active)) {
+	if rollAge || (!active.empty() || len(l.pending) > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
+		l.publish()
 		if err := l.roll(); err != nil {
 			return err
 		}
 		active = l.active()
 	}
-	if cap(l.chunk)-l.chunkUsed < size {
+	if cap(l.chunk)-l.chunkUsed-l.pendingBytes < size {
+		l.publish()
 		if err := l.newChunk(size); err != nil {
 			return err
 		}
 	}
-	frame := l.chunk[l.chunkUsed : l.chunkUsed+size : l.chunkUsed+size]
+	at := l.chunkUsed + l.pendingBytes
+	frame := l.chunk[at : at+size : at+size]
 	putFrameHeader(frame, len(e.Data), e.Index, e.Term, e.Type)
 	payload := frame[frameHeaderSize:]
 	copy(payload, e.Data)
+	baseOffset := l.nextOffset + l.pendingRecords
 	var recordCount uint32
-	var maxTime int64
 	if e.Type == protocol.EntryRecordBatch {
 		h, _ := protocol.ReadBatchHeader(payload) // validated by Append
-		protocol.StampBatch(payload, l.nextOffset, h.AppendTime)
-		recordCount, maxTime = h.RecordCount, h.MaxTimestamp
+		protocol.StampBatch(payload, baseOffset, h.AppendTime)
+		recordCount = h.RecordCount
 	}
 	sealFrame(frame)
-
-	l.mu.Lock()
-	pos := active.end
-	c := cachedEntry{
+	l.pending = append(l.pending, cachedEntry{
 		entry:      protocol.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: payload},
-		baseOffset: l.nextOffset, recordCount: recordCount, seg: active, pos: pos,
-	}
-	active.maxTime = max(active.maxTime, maxTime)
-	if l.lastPointPos < 0 || pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
-		active.points = append(active.points, indexPoint{index: e.Index, pos: pos, offset: l.nextOffset, maxTime: active.maxTime})
-		l.lastPointPos = pos
-	}
-	active.end += int64(size)
-	active.lastIndex, active.lastTerm = e.Index, e.Term
-	active.lastFramePos, active.lastFrameCRC = pos, le.Uint32(frame)
-	l.nextOffset += uint64(recordCount)
-	active.nextOffset = l.nextOffset
-	l.lastIndex = e.Index
-	l.chunkUsed += size
-	l.tail = append(l.tail, c)
-	l.tailBytes += size
-	l.evictLocked()
-	l.mu.Unlock()
+		baseOffset: baseOffset, recordCount: recordCount, crc: le.Uint32(frame),
+		seg: active, pos: active.end + int64(l.pendingBytes),
+	})
+	l.pendingBytes += size
+	l.pendingRecords += uint64(recordCount)
 	return nil
 }
 
-func (l *Log) ageExpired(s *segment) bool {
-	return l.opts.SegmentMaxAge > 0 &&
-		l.opts.Now().UnixMilli()-s.header.createdMs >= l.opts.SegmentMaxAge.Milliseconds()
+// publish makes the entries appendOne prepared visible to readers, under
+// one lock acquisition per Append call.
+func (l *Log) publish() {
+	if len(l.pending) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.pending {
+		c := &l.pending[i]
+		active := c.seg
+		if c.entry.Type == protocol.EntryRecordBatch {
+			h, _ := protocol.ReadBatchHeader(c.entry.Data)
+			active.maxTime = max(active.maxTime, h.MaxTimestamp)
+		}
+		pos := c.pos
+		if l.lastPointPos < 0 || pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
+			active.points = append(active.points, indexPoint{index: c.entry.Index, pos: pos, offset: c.baseOffset, maxTime: active.maxTime})
+			l.lastPointPos = pos
+		}
+		size := c.frameSize()
+		active.end = pos + int64(size)
+		active.lastIndex, active.lastTerm = c.entry.Index, c.entry.Term
+		active.lastFramePos, active.lastFrameCRC = pos, c.crc
+		l.nextOffset = c.baseOffset + uint64(c.recordCount)
+		active.nextOffset = l.nextOffset
+		l.lastIndex = c.entry.Index
+		l.chunkUsed += size
+		l.tailBytes += size
+	}
+	l.tail = append(l.tail, l.pending...)
+	clear(l.pending)
+	l.pending, l.pendingBytes, l.pendingRecords = l.pending[:0], 0, 0
+	l.evictLocked()
+}
+
+func (l *Log) ageExpired(s *segment, now time.Time) bool {
+	return !s.empty() && now.UnixMilli()-s.header.createdMs >= l.opts.SegmentMaxAge.Milliseconds()
 }
 
 // newChunk flushes the append buffer and starts a new one that fits size.

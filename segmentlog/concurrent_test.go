@@ -1,0 +1,162 @@
+package segmentlog
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// derivedEntry's content is a function of index and term, so a reader can
+// check any entry it gets without knowing the writer's history.
+func derivedEntry(index, term uint64) protocol.Entry {
+	seed := index*7919 + term
+	size := int(seed % 700)
+	if index%3 == 0 {
+		data := make([]byte, size)
+		r := rand.New(rand.NewPCG(seed, 0))
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		return protocol.Entry{Index: index, Term: term, Type: protocol.EntryControl, Data: data}
+	}
+	return protocol.Entry{Index: index, Term: term, Type: protocol.EntryRecordBatch, Data: testBatch(uint32(1+index%4), size, seed)}
+}
+
+func checkDerived(e protocol.Entry) error {
+	want := derivedEntry(e.Index, e.Term)
+	if e.Type != want.Type {
+		return errors.New("wrong entry type")
+	}
+	if e.Type == protocol.EntryControl {
+		if !bytes.Equal(e.Data, want.Data) {
+			return errors.New("control entry bytes differ")
+		}
+		return nil
+	}
+	if _, err := protocol.VerifyBatch(e.Data); err != nil {
+		return err
+	}
+	if !bytes.Equal(e.Data[protocol.BatchHeaderSize:], want.Data[protocol.BatchHeaderSize:]) {
+		return errors.New("batch records differ")
+	}
+	return nil
+}
+
+// TestConcurrentReadersWithAppendsAndTruncations runs readers of every
+// kind against a writer that appends, rolls, truncates and syncs, and a
+// second goroutine calling Sync. Run it with -race.
+func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
+	opts := smallOptions()
+	opts.TailCacheBytes = 8 << 10
+	l := mustOpen(t, vfs.NewMem(), opts)
+	defer l.Close()
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	report := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	for reader := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(reader), 4))
+			for !done.Load() {
+				first, last := l.FirstIndex(), l.LastIndex()
+				if last < first {
+					continue
+				}
+				lo := first + uint64(r.IntN(int(last-first+1)))
+				entries, err := l.Entries(lo, last+1, uint64(r.IntN(8<<10)))
+				if err != nil && !errors.Is(err, ErrOutOfRange) {
+					report(err)
+					return
+				}
+				for i, e := range entries {
+					if e.Index != lo+uint64(i) {
+						report(errors.New("entries not dense"))
+						return
+					}
+					if err := checkDerived(e); err != nil {
+						report(err)
+						return
+					}
+				}
+				if term, err := l.Term(lo); err == nil && len(entries) > 0 && term != entries[0].Term && l.LastIndex() >= lo {
+					// A truncation may have replaced lo between the two reads;
+					// only a term that no writer could produce is an error.
+					if term == 0 {
+						report(errors.New("zero term"))
+						return
+					}
+				}
+				out, _, err := l.ReadBatches(nil, l.FirstOffset(), l.LastIndex(), 4<<10)
+				if err != nil && !errors.Is(err, ErrOutOfRange) {
+					report(err)
+					return
+				}
+				for len(out) > 0 {
+					h, err := protocol.ReadBatchHeader(out)
+					if err != nil || int(h.Length) > len(out) {
+						report(errors.New("ReadBatches returned a torn batch"))
+						return
+					}
+					if _, err := protocol.VerifyBatch(out[:h.Length]); err != nil {
+						report(err)
+						return
+					}
+					out = out[h.Length:]
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !done.Load() {
+			if _, err := l.Sync(); err != nil {
+				report(err)
+				return
+			}
+		}
+	}()
+	r := rand.New(rand.NewPCG(3, 3))
+	term := uint64(1)
+	for step := 0; step < 1500; step++ {
+		last := l.LastIndex()
+		if step%50 == 49 && last > 10 {
+			cut := last - uint64(r.IntN(10))
+			if err := l.TruncateAfter(cut); err != nil {
+				t.Fatal(err)
+			}
+			term++
+			continue
+		}
+		if step%300 == 299 {
+			if _, err := l.DeleteBefore(l.LastIndex() - 100); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Append([]protocol.Entry{derivedEntry(last+1, term), derivedEntry(last+2, term)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if l.SegmentCount() < 3 {
+		t.Fatalf("the workload should roll segments; have %d", l.SegmentCount())
+	}
+}

@@ -54,6 +54,7 @@ func Example() {
 	if _, err := client.CreateTopic(ctx, "example-orders", clients.WithPartitions(1)); err != nil {
 		log.Fatal(err)
 	}
+	defer client.DeleteTopic(ctx, "example-orders") // leave the cluster as it was
 
 	producer, err := client.NewProducer()
 	if err != nil {
@@ -102,6 +103,7 @@ func ExampleProducer_Produce() {
 	if _, err := client.CreateTopic(ctx, "example-events", clients.WithPartitions(3)); err != nil {
 		log.Fatal(err)
 	}
+	defer client.DeleteTopic(ctx, "example-events") // leave the cluster as it was
 
 	producer, err := client.NewProducer(
 		clients.WithLinger(10*time.Millisecond),
@@ -140,6 +142,7 @@ func ExampleConsumer_Seek() {
 	if _, err := client.CreateTopic(ctx, "example-seek"); err != nil {
 		log.Fatal(err)
 	}
+	defer client.DeleteTopic(ctx, "example-seek") // leave the cluster as it was
 	producer, err := client.NewProducer()
 	if err != nil {
 		log.Fatal(err)

@@ -28,7 +28,7 @@ func TestProduceThroughLeaderFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	const topic = "failover"
+	topic := fmt.Sprintf("failover-%d", time.Now().UnixNano())
 	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(2), clients.WithReplicas(3)); err != nil {
 		t.Fatal(err)
 	}

@@ -23,12 +23,15 @@ cluster of the same size, with its default lazy sync and with
 sync_interval: always. Prints a Markdown table; with --json the last line of
 output is one JSON object with the figures.
 
-examples:
+Examples:
   raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs jetstream --json
   raftmq bench produce --window 1 --count 20000             # unloaded latency
   raftmq bench e2e --rate 100000 --duration 20s             # fixed rate, CO-corrected
   raftmq bench produce --sizes 100,1024,10240 --out results # JSON, Markdown and charts
 `
+
+// ErrUsage marks a command-line mistake (unknown workload, bad flag).
+var ErrUsage = errors.New("bench: usage")
 
 // cliOptions are the command-line settings beyond the Workload.
 type cliOptions struct {
@@ -54,7 +57,7 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 	}
 	kind, err := ParseKind(args[0])
 	if err != nil {
-		return fmt.Errorf("%w\n%s", err, Usage)
+		return fmt.Errorf("%w: %w\n%s", ErrUsage, err, Usage)
 	}
 	var flagOutput io.Writer = io.Discard
 	if stderr != nil {
@@ -66,7 +69,7 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if opts.cpuProfile != "" {
 		f, err := os.Create(opts.cpuProfile)
@@ -94,7 +97,7 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 	for _, system := range opts.systems {
 		spec, err := targetSpec(system, w, opts)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 		cfg.Targets = append(cfg.Targets, spec)
 	}

@@ -52,7 +52,7 @@ func commands() []command {
 		{"produce", "publish records", runProduce},
 		{"consume", "read records", runConsume},
 		{"cluster", "show the cluster's brokers and partitions", runCluster},
-		{"bench", "benchmark (not implemented yet)", runBench},
+		{"bench", "throughput and latency benchmark, side by side with NATS JetStream", runBenchmark},
 	}
 }
 

@@ -263,7 +263,7 @@ func (b *Broker) run() {
 	defer close(b.loopDone)
 	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
 	defer tick.Stop()
-	var lastStatus, lastMetadata, lastRegister time.Time
+	var lastStatus, lastMetadata, lastRegister, lastBalance time.Time
 	var publishedVersion uint64
 	var lastLeadership string
 	for {
@@ -291,7 +291,59 @@ func (b *Broker) run() {
 				lastRegister = now
 				b.registerIfNeeded()
 			}
+			if now.Sub(lastBalance) >= balanceIntervals*b.cfg.StatusInterval {
+				lastBalance = now
+				b.balanceLeaders()
+			}
 		}
+	}
+}
+
+// balanceIntervals is how many status intervals pass between checks that
+// partitions are led by their preferred leaders.
+const balanceIntervals = 5
+
+// balanceLeaders hands each partition this broker leads but is not the
+// preferred leader of (its first replica) back to the preferred leader
+// when that broker is alive and runs the replica, so leadership spreads
+// the way the assignment intended after failovers.
+func (b *Broker) balanceLeaders() {
+	b.mu.RLock()
+	var moves []*partitionReplica
+	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	for _, r := range b.groups {
+		preferred := r.replicas[0]
+		if preferred == b.cfg.ID {
+			continue
+		}
+		report, ok := b.reports[preferred]
+		if !ok || report.seen.Before(deadline) || !report.status.Ready {
+			continue
+		}
+		if !slices.ContainsFunc(report.status.Partitions, func(p protocol.PartitionStatus) bool { return p.GroupID == r.groupID }) {
+			continue
+		}
+		moves = append(moves, r)
+	}
+	closing := b.closing
+	b.mu.RUnlock()
+	if closing {
+		return
+	}
+	for _, r := range moves {
+		if r.group.Status().Role != raft.RoleLeader || !b.track() {
+			continue
+		}
+		go func() {
+			defer b.requests.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*b.cfg.ElectionTimeout)
+			defer cancel()
+			if err := r.group.TransferLeadership(ctx, r.replicas[0]); err != nil {
+				b.logger.Debug("leadership rebalance failed", "topic", r.topic, "partition", r.partition, "to", r.replicas[0], "err", err)
+				return
+			}
+			b.logger.Info("leadership handed to preferred leader", "topic", r.topic, "partition", r.partition, "to", r.replicas[0])
+		}()
 	}
 }
 

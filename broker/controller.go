@@ -134,6 +134,10 @@ func raftError(err error, what string) *protocol.Error {
 		return protocol.Errorf(protocol.CodeTimeout, "%s: not committed in time; it may still be committed", what)
 	case errors.Is(err, context.Canceled):
 		return protocol.Errorf(protocol.CodeShuttingDown, "%s: request canceled", what)
+	case errors.Is(err, raft.ErrTransferring):
+		return protocol.Errorf(protocol.CodeNotReady, "%s: leadership transfer in progress", what)
+	case errors.Is(err, raft.ErrProposalDropped):
+		return protocol.Errorf(protocol.CodeNotLeader, "%s: proposal dropped (leadership changed)", what)
 	case errors.Is(err, raft.ErrClosed):
 		return protocol.Errorf(protocol.CodeNotLeader, "%s: replica stopped (leadership moved or the broker is stopping)", what)
 	}

@@ -1,0 +1,98 @@
+// Package broker is the raftmq daemon: it runs the controller and partition
+// Raft groups of one broker and serves the client API over NATS.
+//
+// # Usage
+//
+//	cfg := broker.DefaultConfig()        // broker 1, embedded NATS on 127.0.0.1:4222, ./raftmq-data
+//	cfg.ID, cfg.Bootstrap = 2, []uint64{1, 2, 3}
+//	cfg.Registerer = prometheus.NewRegistry()
+//	b, err := broker.Start(ctx, cfg)
+//	...
+//	err = b.Close(ctx)                   // on SIGTERM: hand off leadership, drain, close
+//
+// For trying raftmq out, StartDev runs N brokers in one process, each with
+// an embedded NATS server, the servers routed into one NATS cluster
+// (raftmq dev).
+//
+// # Structure
+//
+//   - One raft.Host per broker drives every group. Raft messages are encoded
+//     with protocol.AppendRaftMessage and carried by transport.Transport on
+//     <prefix>.peer.<broker>; inbound frames go to Host.Step.
+//   - The controller group (group id 1; the raft package reserves 0) runs on
+//     the bootstrap brokers. Its log holds controller commands (EntryControl,
+//     JSON): register broker, create topic, delete topic. Applying them
+//     yields the cluster metadata (brokers, topics, replica assignment).
+//     Assignment is computed at apply time, deterministically: each new
+//     partition's preferred leader (first replica) is the broker preferred
+//     for the fewest partitions, its followers the brokers holding the fewest
+//     replicas. Partition group ids come from a counter and are never
+//     reused. The controller state machine replays its (small) log on start.
+//   - The controller leader broadcasts the metadata on
+//     <prefix>.cluster.metadata at every change and every StatusInterval.
+//     Every broker adopts metadata with a higher version and starts the
+//     replicas assigned to it and removes (with their data) the replicas of
+//     deleted topics. Group ids at or above the metadata's NextGroupID are
+//     never removed, so replaying old metadata cannot delete new data.
+//   - Every broker publishes a status report (its partitions' roles, terms,
+//     leaders, commit indexes) on <prefix>.cluster.status every
+//     StatusInterval and whenever a leadership changes. The reports give
+//     liveness (alive = heard within 3 intervals) and the partition leaders
+//     that metadata replies, not-leader hints and the plain publish subject
+//     use.
+//   - Each partition replica is a raft group on a segmentlog.Log in
+//     <data>/topics/<topic>-<partition>. Its state machine only tracks the
+//     applied index and the high watermark (the offset after the last applied
+//     record batch) and wakes long-polling fetches when they advance. On
+//     restart the state is recovered from the saved commit index and the log
+//     (no replay).
+//   - One Pebble database per broker (<data>/state) holds every group's Raft
+//     hard state (raft.StableStorage, key 'h'+group id) and the replica
+//     records (key 'r'+group id -> directory).
+//   - <data>/raftmq.lock is held while the broker runs; a second broker on
+//     the same directory fails with ErrDataDirLocked.
+//
+// # Data path
+//
+// Produce (broker-addressed subject): the request is decoded, the partition
+// looked up, leadership checked (not leader -> CodeNotLeader with the
+// leader's id), the batch checked without decompression (size limit, CRC and
+// header via protocol.VerifyBatch; an uncompressed batch also has its records'
+// sizes checked), the append time stamped into the broker's own copy of the
+// bytes (the base offset is assigned by segmentlog on append, docs/adr/0001)
+// and proposed. Proposals are made on the subscription's goroutine, so
+// batches one connection sends enter the log in order. The reply goes out
+// when the entry commits (acks=quorum, the default) or is applied
+// (acks=applied), with the base offset read back by Log.OffsetOfIndex.
+// acks=leader is accepted and currently answered like acks=quorum.
+//
+// Fetch: raw batch bytes from Log.ReadBatches, never past the applied index
+// (applied <= committed, so nothing uncommitted is ever served), written
+// straight behind the reply header. With nothing new the request waits up to
+// its max wait for the state machine to advance (no polling). An offset
+// below the log start or beyond any assigned offset gets
+// CodeOffsetOutOfRange with the valid range.
+//
+// Plain publish (<prefix>.api.produce.<topic>, any broker): the payload is
+// wrapped into a one-record batch and produced at the partition leader
+// (locally or by forwarding to the leader's produce subject, following
+// not-leader answers); the JSON reply is {"partition":P,"offset":O}.
+//
+// Admin requests (<prefix>.api.admin.<op>) are answered by any broker;
+// create and delete are forwarded to the controller leader. Create waits
+// (up to 5 s) until every new partition has a leader, so the topic can be
+// used at once.
+//
+// # Concurrency
+//
+// Start and Close are called once. A background loop owns starting and
+// stopping replicas and the periodic publications; request handlers run on
+// NATS subscription goroutines and on one goroutine per fetch, admin and
+// plain publish request. The Broker's maps are guarded by one RWMutex.
+//
+// # Durability
+//
+// A produce acknowledged with acks=quorum is durable on a quorum of replicas
+// (Raft commits only fsynced entries). Raft hard state is saved with a
+// synced Pebble write before any message depending on it is sent.
+package broker

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,6 +58,14 @@ func runOK(t *testing.T, stdin string, args ...string) result {
 	return r
 }
 
+var topicCounter atomic.Int64
+
+// uniqueTopic names a topic not used before in this process (tests may run
+// more than once against one cluster with -count).
+func uniqueTopic(base string) string {
+	return fmt.Sprintf("%s-%d", base, topicCounter.Add(1))
+}
+
 func lines(s string) []string {
 	s = strings.TrimSuffix(s, "\n")
 	if s == "" {
@@ -66,9 +75,10 @@ func lines(s string) []string {
 }
 
 func TestProduceAndConsumeJSONLines(t *testing.T) {
-	runOK(t, "", "topic", "create", "cli-json", "--partitions", "1")
+	jsonTopic := uniqueTopic("cli-json")
+	runOK(t, "", "topic", "create", jsonTopic, "--partitions", "1")
 
-	produced := runOK(t, "", "produce", "cli-json", "--json", "a", "b <&>", `c "quoted"`)
+	produced := runOK(t, "", "produce", jsonTopic, "--json", "a", "b <&>", `c "quoted"`)
 	want := []string{
 		`{"partition":0,"offset":0,"value":"a"}`,
 		`{"partition":0,"offset":1,"value":"b <&>"}`,
@@ -78,13 +88,13 @@ func TestProduceAndConsumeJSONLines(t *testing.T) {
 		t.Errorf("produce --json printed\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
-	stdinProduced := runOK(t, "d\ne\n", "produce", "cli-json", "--key", "k1", "--json")
+	stdinProduced := runOK(t, "d\ne\n", "produce", jsonTopic, "--key", "k1", "--json")
 	want = []string{`{"partition":0,"offset":3,"value":"d"}`, `{"partition":0,"offset":4,"value":"e"}`}
 	if got := lines(stdinProduced.stdout); !slices.Equal(got, want) {
 		t.Errorf("produce from stdin printed %q, want %q", got, want)
 	}
 
-	consumed := runOK(t, "", "consume", "cli-json", "--from", "earliest", "--count", "5", "--json")
+	consumed := runOK(t, "", "consume", jsonTopic, "--from", "earliest", "--count", "5", "--json")
 	got := lines(consumed.stdout)
 	if len(got) != 5 {
 		t.Fatalf("consume printed %d lines: %q", len(got), consumed.stdout)
@@ -104,19 +114,20 @@ func TestProduceAndConsumeJSONLines(t *testing.T) {
 		}
 	}
 
-	plain := runOK(t, "", "consume", "cli-json", "--partition", "0", "--from", "3", "--count", "2")
+	plain := runOK(t, "", "consume", jsonTopic, "--partition", "0", "--from", "3", "--count", "2")
 	if !slices.Equal(lines(plain.stdout), []string{"d", "e"}) {
 		t.Errorf("consume --from 3 printed %q", plain.stdout)
 	}
 }
 
 func TestProduceGeneratedRecordsPrintsThroughput(t *testing.T) {
-	runOK(t, "", "topic", "create", "cli-gen", "--partitions", "2")
-	r := runOK(t, "", "produce", "cli-gen", "--count", "2000", "--size", "50")
+	genTopic := uniqueTopic("cli-gen")
+	runOK(t, "", "topic", "create", genTopic, "--partitions", "2")
+	r := runOK(t, "", "produce", genTopic, "--count", "2000", "--size", "50")
 	if !regexp.MustCompile(`^2000 records of 50 bytes \(0\.1 MB\) in .*: \d+ records/s, [\d.]+ MB/s\n$`).MatchString(r.stdout) {
 		t.Errorf("summary %q", r.stdout)
 	}
-	j := runOK(t, "", "produce", "cli-gen", "--count", "3", "--size", "10", "--json", "--partition", "1")
+	j := runOK(t, "", "produce", genTopic, "--count", "3", "--size", "10", "--json", "--partition", "1")
 	got := lines(j.stdout)
 	if len(got) != 3 {
 		t.Fatalf("--json --count 3 printed %q", j.stdout)
@@ -129,26 +140,28 @@ func TestProduceGeneratedRecordsPrintsThroughput(t *testing.T) {
 	if !strings.Contains(j.stderr, "records/s") {
 		t.Errorf("with --json the summary goes to stderr; stderr %q", j.stderr)
 	}
-	consumed := runOK(t, "", "consume", "cli-gen", "--count", "2003", "--timeout", "10s")
+	consumed := runOK(t, "", "consume", genTopic, "--count", "2003", "--timeout", "10s")
 	if n := len(lines(consumed.stdout)); n != 2003 {
 		t.Errorf("consumed %d records, want 2003", n)
 	}
 }
 
 func TestConsumeTimeout(t *testing.T) {
-	runOK(t, "", "topic", "create", "cli-idle")
-	r := runOK(t, "", "consume", "cli-idle", "--timeout", "300ms")
+	idleTopic := uniqueTopic("cli-idle")
+	runOK(t, "", "topic", "create", idleTopic)
+	r := runOK(t, "", "consume", idleTopic, "--timeout", "300ms")
 	if r.stdout != "" {
 		t.Errorf("empty topic printed %q", r.stdout)
 	}
-	r = runCLI(t, "", "consume", "cli-idle", "--count", "1", "--timeout", "300ms", "--server", serverURL)
+	r = runCLI(t, "", "consume", idleTopic, "--count", "1", "--timeout", "300ms", "--server", serverURL)
 	if r.status != exitError || !strings.Contains(r.stderr, "0 of 1 records") {
 		t.Errorf("unmet --count: status %d, stderr %q", r.status, r.stderr)
 	}
 }
 
 func TestTopicCommands(t *testing.T) {
-	created := runOK(t, "", "topic", "create", "cli-topic", "--partitions", "3", "--replicas", "2", "--json")
+	topicTopic := uniqueTopic("cli-topic")
+	created := runOK(t, "", "topic", "create", topicTopic, "--partitions", "3", "--replicas", "2", "--json")
 	var info struct {
 		Name       string `json:"name"`
 		Replicas   int    `json:"replicas"`
@@ -156,30 +169,31 @@ func TestTopicCommands(t *testing.T) {
 			Replicas []uint64 `json:"replicas"`
 		} `json:"partitions"`
 	}
-	if err := json.Unmarshal([]byte(created.stdout), &info); err != nil || info.Name != "cli-topic" || len(info.Partitions) != 3 {
+	if err := json.Unmarshal([]byte(created.stdout), &info); err != nil || info.Name != topicTopic || len(info.Partitions) != 3 {
 		t.Fatalf("create --json: %q %v", created.stdout, err)
 	}
-	again := runCLI(t, "", "topic", "create", "cli-topic", "--server", serverURL)
+	again := runCLI(t, "", "topic", "create", topicTopic, "--server", serverURL)
 	if again.status != exitError || !strings.Contains(again.stderr, "topic_exists") {
 		t.Errorf("second create: status %d stderr %q", again.status, again.stderr)
 	}
 	list := runOK(t, "", "topic", "list")
-	if !strings.Contains(list.stdout, "cli-topic") {
+	if !strings.Contains(list.stdout, topicTopic) {
 		t.Errorf("list: %q", list.stdout)
 	}
-	describe := runOK(t, "", "topic", "describe", "cli-topic")
+	describe := runOK(t, "", "topic", "describe", topicTopic)
 	if !strings.Contains(describe.stdout, "PARTITION") || len(lines(describe.stdout)) != 5 {
 		t.Errorf("describe: %q", describe.stdout)
 	}
-	runOK(t, "", "topic", "delete", "cli-topic")
-	gone := runCLI(t, "", "topic", "describe", "cli-topic", "--server", serverURL)
+	runOK(t, "", "topic", "delete", topicTopic)
+	gone := runCLI(t, "", "topic", "describe", topicTopic, "--server", serverURL)
 	if gone.status != exitError || !strings.Contains(gone.stderr, "unknown_topic") {
 		t.Errorf("describe after delete: status %d stderr %q", gone.status, gone.stderr)
 	}
 }
 
 func TestClusterStatusJSON(t *testing.T) {
-	runOK(t, "", "topic", "create", "cli-status", "--partitions", "2")
+	statusTopic := uniqueTopic("cli-status")
+	runOK(t, "", "topic", "create", statusTopic, "--partitions", "2")
 	r := runOK(t, "", "cluster", "status", "--json")
 	if len(lines(r.stdout)) != 1 {
 		t.Fatalf("want one line, got %q", r.stdout)
@@ -209,7 +223,7 @@ func TestClusterStatusJSON(t *testing.T) {
 		if keys := sortedKeys(p); !slices.Equal(keys, []string{"commit_index", "leader", "partition", "replicas", "topic"}) {
 			t.Errorf("partition keys %v", keys)
 		}
-		if string(p["topic"]) == `"cli-status"` {
+		if string(p["topic"]) == `"`+statusTopic+`"` {
 			found++
 		}
 	}
@@ -217,7 +231,7 @@ func TestClusterStatusJSON(t *testing.T) {
 		t.Errorf("status lists %d partitions of cli-status, want 2", found)
 	}
 	text := runOK(t, "", "cluster", "status")
-	if !strings.Contains(text.stdout, "controller leader:") || !strings.Contains(text.stdout, "cli-status") {
+	if !strings.Contains(text.stdout, "controller leader:") || !strings.Contains(text.stdout, statusTopic) {
 		t.Errorf("status text %q", text.stdout)
 	}
 }

@@ -172,20 +172,3 @@ func (f *clientFlags) connect(ctx context.Context) (*clients.Client, error) {
 	defer cancel()
 	return clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"))
 }
-
-func runBench(_ context.Context, c *cli, args []string) int {
-	fs := c.newFlagSet("bench", `
-Usage: raftmq bench [flags]
-
-Runs the throughput and latency benchmark against a cluster. Not implemented
-yet; for a quick throughput figure use produce --count.
-
-Example:
-  raftmq produce bench-topic --count 1000000 --size 100
-`)
-	if _, status, ok := c.parse(fs, args); !ok {
-		return status
-	}
-	fmt.Fprintln(c.stderr, "raftmq bench: not implemented yet; try 'raftmq produce TOPIC --count 1000000 --size 100'")
-	return exitError
-}

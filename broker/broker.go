@@ -48,6 +48,8 @@ type Broker struct {
 	groups     map[uint64]*partitionReplica
 	reports    map[uint64]brokerReport // latest status of every broker, this one included
 	closing    bool
+	// metadataKnown is closed when the first metadata is adopted.
+	metadataKnown chan struct{}
 
 	subs       []*nats.Subscription
 	requests   sync.WaitGroup // request goroutines
@@ -83,16 +85,17 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{
-		cfg:        cfg,
-		prefix:     cfg.prefix(),
-		logger:     logger.With("broker", cfg.ID),
-		metadata:   &clusterMetadata{},
-		partitions: map[topicPartition]*partitionReplica{},
-		groups:     map[uint64]*partitionReplica{},
-		reports:    map[uint64]brokerReport{},
-		reconcile:  make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		loopDone:   make(chan struct{}),
+		cfg:           cfg,
+		prefix:        cfg.prefix(),
+		logger:        logger.With("broker", cfg.ID),
+		metadata:      &clusterMetadata{},
+		partitions:    map[topicPartition]*partitionReplica{},
+		groups:        map[uint64]*partitionReplica{},
+		reports:       map[uint64]brokerReport{},
+		reconcile:     make(chan struct{}, 1),
+		metadataKnown: make(chan struct{}),
+		stop:          make(chan struct{}),
+		loopDone:      make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -241,6 +244,9 @@ func (b *Broker) adoptMetadata(m *clusterMetadata) {
 	if m.Version <= b.metadata.Version {
 		b.mu.Unlock()
 		return
+	}
+	if b.metadata.Version == 0 {
+		close(b.metadataKnown)
 	}
 	b.metadata = m
 	b.mu.Unlock()

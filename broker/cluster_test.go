@@ -276,6 +276,23 @@ func TestProduceAndFetchInOrderAcrossPartitions(t *testing.T) {
 	if len(leaders) != 3 {
 		t.Fatalf("preferred leaders not spread: %+v", topic.Partitions)
 	}
+	// Elections pick leaders at random; rebalancing hands each partition to
+	// its preferred leader, so leadership ends up spread over all brokers.
+	for attempt := 0; ; attempt++ {
+		var described protocol.TopicReply
+		client.admin(protocol.AdminDescribeTopic, protocol.TopicRequest{Name: "orders"}, &described)
+		actual := map[uint64]bool{}
+		for _, p := range described.Topic.Partitions {
+			actual[p.Leader] = true
+		}
+		if len(actual) == 3 && !actual[0] {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("leaders never spread: %+v", described.Topic.Partitions)
+		}
+		waitBriefly(ctx, attempt)
+	}
 	// acks=applied: the leader's high watermark covers a batch once it is
 	// acknowledged, so the reads below see everything at once.
 	producer := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksApplied}

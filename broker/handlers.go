@@ -405,10 +405,18 @@ func (b *Broker) handlePublish(msg *nats.Msg) {
 func (b *Broker) publish(msg *nats.Msg) protocol.PublishReply {
 	topic, _ := protocol.TopicFromProduceSubject(b.prefix, msg.Subject)
 	fail := func(e *protocol.Error) protocol.PublishReply { return protocol.PublishReply{Error: e} }
-	m := b.currentMetadata()
-	if m.Version == 0 {
+	// A broker that just started waits for the metadata rather than failing
+	// a client that cannot retry by itself.
+	wait := time.NewTimer(b.cfg.ProduceTimeout)
+	defer wait.Stop()
+	select {
+	case <-b.metadataKnown:
+	case <-wait.C:
 		return fail(protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID))
+	case <-b.stop:
+		return fail(protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID))
 	}
+	m := b.currentMetadata()
 	t := m.Topics[topic]
 	if t == nil {
 		return fail(protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist; create it with: raftmq topic create %s", topic, topic))

@@ -196,7 +196,10 @@ func (b *Broker) startController() error {
 	if err != nil {
 		return err
 	}
-	state := newControllerStateMachine(b.cfg.Bootstrap, b.adoptMetadata)
+	// The state machine's metadata is adopted only by the controller leader
+	// once it applied its whole log (run, createTopic): a replica replaying
+	// its log after a restart holds a past state, not the current one.
+	state := newControllerStateMachine(b.cfg.Bootstrap, nil)
 	group, err := b.host.AddGroup(b.groupConfig(controllerGroupID, b.cfg.Bootstrap, timedLog{log, b.metrics.fsyncLatency}, state, 0))
 	if err != nil {
 		log.Close()
@@ -285,7 +288,7 @@ func (b *Broker) run() {
 				b.publishStatus(&status)
 				lastStatus, lastLeadership = now, leadership
 			}
-			if b.isControllerLeader() {
+			if b.controllerCaughtUp() {
 				m := b.controller.state.current()
 				b.adoptMetadata(m)
 				if m.Version != publishedVersion || now.Sub(lastMetadata) >= b.cfg.StatusInterval {
@@ -359,6 +362,17 @@ func leadershipKey(s *protocol.BrokerStatus) string {
 		key += fmt.Sprintf(";%d:%d:%d", p.GroupID, p.Leader, p.Term)
 	}
 	return key
+}
+
+// controllerCaughtUp reports whether this broker leads the controller and
+// applied every entry of its log, so its metadata is the cluster's current
+// one (the leader's log holds every committed entry, §5.4).
+func (b *Broker) controllerCaughtUp() bool {
+	if b.controller == nil {
+		return false
+	}
+	st := b.controller.group.Status()
+	return st.Role == raft.RoleLeader && st.AppliedIndex == st.LastIndex && st.CommitIndex == st.LastIndex
 }
 
 func (b *Broker) isControllerLeader() bool {

@@ -180,10 +180,9 @@ func (r *Receiver) Receive(c Chunk) (Ack, error) {
 }
 
 // write appends data at r.next, checksums it and checks the header early.
+// The bookkeeping comes before the file write: a file may reuse data once
+// Write returns (pebble's MemFS scrambles it under the race detector).
 func (r *Receiver) write(data []byte) error {
-	if _, err := r.file.Write(data); err != nil {
-		return fmt.Errorf("snapshot: write %s: %w", r.tmpPath, err)
-	}
 	if crcEnd := r.total - trailerCRCSpan; r.next < crcEnd {
 		r.crc = protocol.UpdateCRC32C(r.crc, data[:min(uint64(len(data)), crcEnd-r.next)])
 	}
@@ -194,24 +193,37 @@ func (r *Receiver) write(data []byte) error {
 		}
 		copy(r.tail[r.next+skip-tailStart:], data[skip:])
 	}
+	if err := r.keepHead(data); err != nil {
+		return err
+	}
+	if _, err := r.file.Write(data); err != nil {
+		return fmt.Errorf("snapshot: write %s: %w", r.tmpPath, err)
+	}
 	r.next += uint64(len(data))
+	return nil
+}
+
+// keepHead keeps the fixed header and metadata bytes of data (which starts
+// at r.next) and checks the fixed header as soon as it is complete.
+func (r *Receiver) keepHead(data []byte) error {
 	for len(r.head) < r.headLen && len(data) > 0 {
 		n := min(len(data), r.headLen-len(r.head))
 		r.head = append(r.head, data[:n]...)
 		data = data[n:]
-		if len(r.head) == headerSize && r.headLen == headerSize {
-			h, err := decodeFixedHeader(r.head)
-			if errors.Is(err, ErrUnsupportedVersion) {
-				return fmt.Errorf("%w: %s", err, r.tmpPath)
-			}
-			if err != nil {
-				return corruptf(r.tmpPath, "%v", err)
-			}
-			if uint64(h.metaLen) > r.total-headerSize-trailerSize {
-				return corruptf(r.tmpPath, "metadata length %d exceeds the file", h.metaLen)
-			}
-			r.headLen = headerSize + int(h.metaLen)
+		if len(r.head) != headerSize || r.headLen != headerSize {
+			continue
 		}
+		h, err := decodeFixedHeader(r.head)
+		if errors.Is(err, ErrUnsupportedVersion) {
+			return fmt.Errorf("%w: %s", err, r.tmpPath)
+		}
+		if err != nil {
+			return corruptf(r.tmpPath, "%v", err)
+		}
+		if uint64(h.metaLen) > r.total-headerSize-trailerSize {
+			return corruptf(r.tmpPath, "metadata length %d exceeds the file", h.metaLen)
+		}
+		r.headLen = headerSize + int(h.metaLen)
 	}
 	return nil
 }

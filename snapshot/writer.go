@@ -197,7 +197,8 @@ func (w *Writer) abort() error {
 	return nil
 }
 
-// crcWriter counts and checksums what it passes to w.
+// crcWriter counts and checksums what it passes to w. After an error the
+// checksum is meaningless (the writer's error is sticky).
 type crcWriter struct {
 	w   io.Writer
 	crc uint32
@@ -205,8 +206,10 @@ type crcWriter struct {
 }
 
 func (c *crcWriter) Write(p []byte) (int, error) {
+	// Checksum first: a writer may reuse p once Write returns (pebble's
+	// MemFS even scrambles it under the race detector).
+	c.crc = protocol.UpdateCRC32C(c.crc, p)
 	n, err := c.w.Write(p)
-	c.crc = protocol.UpdateCRC32C(c.crc, p[:n])
 	c.n += uint64(n)
 	return n, err
 }

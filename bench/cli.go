@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Usage is the help text of the bench command.
@@ -44,6 +46,8 @@ type cliOptions struct {
 	dataDir       string
 	sizes         []int
 	cpuProfile    string
+	blockProfile  string
+	mutexProfile  string
 	versusSystems string
 }
 
@@ -82,17 +86,21 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 		}
 		defer pprof.StopCPUProfile()
 	}
+	stopProfiles, enableProfiles := waitProfiles(opts.blockProfile, opts.mutexProfile)
+	enableProfiles()
+	defer stopProfiles()
 	var log io.Writer = io.Discard
 	if stderr != nil {
 		log = stderr
 	}
 	cfg := Config{
-		Workload: w,
-		Sizes:    opts.sizes,
-		DataDir:  opts.dataDir,
-		Progress: NewProgress(stderr),
-		Log:      log,
-		Command:  "raftmq bench " + strings.Join(args, " "),
+		Workload:   w,
+		Sizes:      opts.sizes,
+		DataDir:    opts.dataDir,
+		Progress:   NewProgress(stderr),
+		Log:        log,
+		Command:    "raftmq bench " + strings.Join(args, " "),
+		AfterStart: enableProfiles,
 	}
 	for _, system := range opts.systems {
 		spec, err := targetSpec(system, w, opts)
@@ -168,6 +176,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.IntVar(&w.Window, "window", w.Window, "records in flight per producer (JetStream: async publish max pending); 1 = unloaded latency")
 	fs.DurationVar(&w.Linger, "linger", w.Linger, "raftmq producer linger")
 	fs.IntVar(&w.BatchBytes, "batch-bytes", w.BatchBytes, "raftmq producer max batch bytes")
+	fs.IntVar(&w.MaxInFlight, "max-in-flight", 0, "raftmq producer batches in flight per partition (0: SDK default)")
 	fs.StringVar(&w.Compression, "compression", w.Compression, "raftmq batch compression: none, s2, zstd")
 	fs.StringVar(&w.Acks, "acks", w.Acks, "raftmq acks: quorum, leader, applied")
 	fs.StringVar(&w.Fsync, "fsync", w.Fsync, "raftmq fsync policy: always, never")
@@ -181,6 +190,8 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.StringVar(&opts.chartFormat, "chart-format", "svg", "chart format: svg or png")
 	fs.StringVar(&opts.dataDir, "data-dir", "", "parent of the clusters' temporary data directories (must be a real disk; default the system temp dir)")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (clients and in-process servers) to this file")
+	fs.StringVar(&opts.blockProfile, "blockprofile", "", "write a goroutine blocking profile (where time is spent waiting) to this file")
+	fs.StringVar(&opts.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return w, opts, err
 	}
@@ -253,4 +264,36 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 		}}, nil
 	}
 	return TargetSpec{}, fmt.Errorf("bench: unknown system %q (want raftmq, jetstream, jetstream-lazy or jetstream-sync-always)", system)
+}
+
+// waitProfiles returns a function that writes the block and mutex
+// profiles asked for and one that (re-)enables their collection.
+func waitProfiles(blockPath, mutexPath string) (write func(), enable func()) {
+	enable = func() {
+		if blockPath != "" {
+			runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		}
+		if mutexPath != "" {
+			runtime.SetMutexProfileFraction(10)
+		}
+	}
+	writeOne := func(name, path string) {
+		if path == "" {
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "raftmq bench:", err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "raftmq bench:", err)
+		}
+	}
+	write = func() {
+		writeOne("block", blockPath)
+		writeOne("mutex", mutexPath)
+	}
+	return write, enable
 }

@@ -164,6 +164,9 @@ func (t *raftmqTarget) NewProducer(ctx context.Context, id int, onAck AckFunc) (
 	if w.BatchBytes > 0 {
 		opts = append(opts, clients.WithBatchMaxBytes(w.BatchBytes))
 	}
+	if w.MaxInFlight > 0 {
+		opts = append(opts, clients.WithMaxInFlight(w.MaxInFlight))
+	}
 	producer, err := client.NewProducer(opts...)
 	if err != nil {
 		client.Close()

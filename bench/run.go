@@ -33,6 +33,10 @@ type Config struct {
 	Log io.Writer
 	// Command is the command line, recorded in the report.
 	Command string
+	// AfterStart, when set, runs after each target started. (Starting a
+	// nats-server resets the process's block profile rate; the CLI turns it
+	// back on here.)
+	AfterStart func()
 }
 
 // Run starts each target, runs the workload for every record size (and, for
@@ -102,6 +106,9 @@ func runTarget(ctx context.Context, cfg Config, spec TargetSpec, sizes []int, pa
 		return fmt.Errorf("start: %w", err)
 	}
 	defer target.Close()
+	if cfg.AfterStart != nil {
+		cfg.AfterStart()
+	}
 	report.Targets = append(report.Targets, target.Info())
 	kinds := []string{""}
 	if cfg.Workload.Kind != KindProduce {

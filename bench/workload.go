@@ -74,8 +74,12 @@ type Workload struct {
 	// Linger is how long a raftmq producer waits to fill a batch. Default
 	// 1ms. (JetStream has no client batching.)
 	Linger time.Duration `json:"linger_ns"`
-	// BatchBytes caps a raftmq producer batch. Default 256 KiB.
+	// BatchBytes caps a raftmq producer batch (the SDK caps it further to
+	// fit one NATS message). Default 1 MiB.
 	BatchBytes int `json:"batch_bytes"`
+	// MaxInFlight bounds a raftmq producer's batches in flight per
+	// partition; 0 keeps the SDK default.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Compression of raftmq batches: "none", "s2" or "zstd". Default none.
 	Compression string `json:"compression"`
 	// Acks of raftmq produce requests: "quorum", "leader" or "applied".
@@ -102,7 +106,7 @@ func DefaultWorkload(kind Kind) Workload {
 		Count:        200_000,
 		Window:       4096,
 		Linger:       time.Millisecond,
-		BatchBytes:   256 << 10,
+		BatchBytes:   1 << 20,
 		Compression:  "none",
 		Acks:         "quorum",
 		Fsync:        "always",
@@ -146,6 +150,8 @@ func (w Workload) Validate() error {
 		return fmt.Errorf("bench: window %d, want at least 1", w.Window)
 	case w.Linger < 0:
 		return fmt.Errorf("bench: linger %v is negative", w.Linger)
+	case w.MaxInFlight < 0:
+		return fmt.Errorf("bench: max in flight %d is negative", w.MaxInFlight)
 	case w.BatchBytes < 0:
 		return fmt.Errorf("bench: batch bytes %d is negative", w.BatchBytes)
 	case w.DrainTimeout <= 0:

@@ -21,9 +21,10 @@ type partitionProducer struct {
 	wake     chan struct{} // capacity 1: something was added or sealed
 	replies  chan produceReply
 
-	mu     sync.Mutex
-	open   *pendingBatch   // accepting records
-	sealed []*pendingBatch // full or flushed, waiting to be sent
+	mu      sync.Mutex
+	open    *pendingBatch   // accepting records
+	sealed  []*pendingBatch // full or flushed, waiting to be sent
+	stopped bool            // run has exited; add fails records at once
 
 	// Owned by run.
 	window    []*pendingBatch // sent at least once, not completed; send order
@@ -90,6 +91,12 @@ func (pp *partitionProducer) add(rec *pendingRecord) {
 	}
 	maxBytes := pp.producer.batchMaxBytes
 	pp.mu.Lock()
+	if pp.stopped {
+		pp.mu.Unlock()
+		rec.done(rec.record, ErrClosed)
+		pp.producer.completed(1)
+		return
+	}
 	wake := false
 	if pp.open != nil && pp.open.builder.Len() > 0 &&
 		pp.open.builder.UncompressedSize()+protocol.EncodedRecordSize(&r, pp.open.records[0].record.Timestamp.UnixMilli()) > maxBytes {
@@ -363,6 +370,7 @@ func (pp *partitionProducer) abort() {
 	}
 	pp.window = nil
 	pp.mu.Lock()
+	pp.stopped = true
 	pending := pp.sealed
 	if pp.open != nil {
 		pending = append(pending, pp.open)

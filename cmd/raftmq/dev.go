@@ -153,7 +153,11 @@ func (d *devCluster) waitReady(ctx context.Context) error {
 }
 
 func (d *devCluster) printWelcome(out io.Writer) {
-	fmt.Fprintf(out, "raftmq dev: %d brokers running.\n", d.nodes)
+	plural := "s"
+	if d.nodes == 1 {
+		plural = ""
+	}
+	fmt.Fprintf(out, "raftmq dev: %d broker%s running.\n", d.nodes, plural)
 	for i, url := range d.cluster.ClientURLs() {
 		fmt.Fprintf(out, "  broker %d  %s\n", i+1, url)
 	}

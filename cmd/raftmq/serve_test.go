@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startCommand runs a long-running command until the returned stop is
+// called (as SIGINT would), then checks that it exited cleanly.
+func startCommand(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, strings.NewReader(""), stdout, stderr) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case status := <-done:
+			if status != exitOK {
+				t.Errorf("raftmq %q exited with %d; stderr:\n%s", args, status, stderr.String())
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("raftmq %q did not stop within 60s", args)
+		}
+	}
+	t.Cleanup(stop)
+	return stdout, stderr, stop
+}
+
+// waitFor polls a client command until it succeeds.
+func waitFor(t *testing.T, server string, args ...string) result {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := runCLI(t, "", append(args, "--server", server)...)
+		if r.status == exitOK || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(100 * time.Millisecond) // polling an external process-like server
+	}
+}
+
+func TestServeRunsASingleBrokerAndStopsOnSignal(t *testing.T) {
+	port := freePort(t)
+	server := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	_, stderr, stop := startCommand(t, "serve", "--data", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn")
+	if r := waitFor(t, server, "topic", "create", "serve-test"); r.status != exitOK {
+		t.Fatalf("topic create against serve: %d %s\nserve stderr: %s", r.status, r.stderr, stderr.String())
+	}
+	runCLIOK := func(stdin string, args ...string) result {
+		r := runCLI(t, stdin, append(args, "--server", server)...)
+		if r.status != exitOK {
+			t.Fatalf("raftmq %q: %d %s", args, r.status, r.stderr)
+		}
+		return r
+	}
+	runCLIOK("", "produce", "serve-test", "one", "two")
+	if got := runCLIOK("", "consume", "serve-test", "--count", "2").stdout; got != "one\ntwo\n" {
+		t.Errorf("consumed %q", got)
+	}
+	stop()
+	if !strings.Contains(stderr.String(), "broker 1 stopping") {
+		t.Errorf("serve stderr: %s", stderr.String())
+	}
+}
+
+func TestDevPrintsWhatToTypeNext(t *testing.T) {
+	port := freePort(t)
+	server := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	stdout, _, stop := startCommand(t, "dev", "--nodes", "1", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if r := waitFor(t, server, "cluster", "status"); r.status != exitOK {
+		t.Fatalf("cluster status against dev: %d %s", r.status, r.stderr)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "Press Ctrl-C to stop.") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // the welcome follows readiness
+	}
+	out := stdout.String()
+	for _, want := range []string{"1 broker running", "raftmq topic create orders --partitions 3 --server " + server, "raftmq consume orders"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev output lacks %q:\n%s", want, out)
+		}
+	}
+	stop()
+}

@@ -1,5 +1,3 @@
-// Command raftmq is the raftmq broker and its command-line client, in one
-// binary. Run `raftmq --help` for the commands.
 package main
 
 import (

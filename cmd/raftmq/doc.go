@@ -1,0 +1,35 @@
+// Command raftmq is the raftmq broker and its command-line client, in one
+// binary.
+//
+//	raftmq serve [--id N] [--data DIR] [--bootstrap 1,2,3] [--nats-listen HOST:PORT]
+//	             [--nats-cluster-listen HOST:PORT] [--nats-routes URL,...] [--nats-url URL]
+//	             [--metrics-addr HOST:PORT] [--config FILE]
+//	raftmq dev [--nodes 3] [--data DIR]
+//	raftmq topic create NAME [--partitions N] [--replicas R]
+//	raftmq topic list | describe NAME | delete NAME
+//	raftmq produce TOPIC [--key K] [--partition P] [VALUE ...]
+//	raftmq produce TOPIC --count N --size S
+//	raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME] [--count N] [--timeout D]
+//	raftmq cluster status
+//	raftmq bench produce|consume|e2e ...
+//
+// Client commands take --server URLS (default nats://127.0.0.1:4222, a
+// comma-separated list) and --json. `raftmq <command> --help` shows every
+// flag with an example.
+//
+// Output contracts (one JSON object per line):
+//
+//	produce --json          {"partition":P,"offset":O,"value":"..."}   (no value for generated records)
+//	consume --json          {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
+//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N}]}
+//
+// Exit status: 0 success, 1 the command failed (for produce: some record was
+// not acknowledged; for consume: --count records did not arrive before
+// --timeout), 2 a bad command line. SIGINT and SIGTERM stop serve and dev
+// cleanly (leadership handed over, logs flushed) and end produce and consume.
+//
+// The commands are thin: the broker package runs brokers (broker.Start,
+// broker.StartDev) and the clients package does the talking. main only
+// parses flags and prints; run(ctx, args, stdin, stdout, stderr) is main
+// without the process, which is what the tests call.
+package main

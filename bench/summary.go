@@ -8,9 +8,11 @@ type SummaryRow struct {
 	RecordSize    int     `json:"record_size"`
 	RecordsPerSec float64 `json:"records_per_s"`
 	MBPerSec      float64 `json:"mb_per_s"`
-	P50           float64 `json:"p50_ms"`
-	P99           float64 `json:"p99_ms"`
-	P999          float64 `json:"p999_ms"`
+	// P50, P99 and P999 are latency percentiles in milliseconds; null for
+	// a replay (consume), which measures no latency.
+	P50  *float64 `json:"p50_ms"`
+	P99  *float64 `json:"p99_ms"`
+	P999 *float64 `json:"p999_ms"`
 	// Durability holds the durability-relevant settings plus "guarantee",
 	// what an acknowledgement means in words.
 	Durability map[string]string `json:"durability"`
@@ -86,8 +88,11 @@ func (r *Report) summaryRow(res Result) SummaryRow {
 	row := SummaryRow{
 		System: res.System, Setting: res.Setting, Consumer: res.Consumer, RecordSize: res.RecordSize,
 		RecordsPerSec: res.RecordsPerSec, MBPerSec: res.MBPerSec,
-		P50: res.Latency.P50, P99: res.Latency.P99, P999: res.Latency.P999,
 		Durability: map[string]string{"guarantee": res.Durability},
+	}
+	if res.LatencyMeasures != "" && res.Latency.Count > 0 {
+		l := res.Latency
+		row.P50, row.P99, row.P999 = &l.P50, &l.P99, &l.P999
 	}
 	for _, t := range r.Targets {
 		if t.System == res.System && t.Setting == res.Setting {

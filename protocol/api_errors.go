@@ -53,6 +53,18 @@ const (
 	// CodeStorage: the broker's storage failed; the request had no effect
 	// unless stated otherwise.
 	CodeStorage ErrorCode = 16
+	// CodeStaleEpoch: an offset commit from a member whose assignment epoch
+	// of the partition is older than the partition's current one (the
+	// partition moved to another member). Not retriable: the member must
+	// rejoin or drop the partition.
+	CodeStaleEpoch ErrorCode = 17
+	// CodeUnknownMember: the group coordinator does not know the member (its
+	// session expired, or it left); the member rejoins.
+	CodeUnknownMember ErrorCode = 18
+	// CodeGroupNotEmpty: reset-offsets or delete of a group with active members.
+	CodeGroupNotEmpty ErrorCode = 19
+	// CodeUnknownGroup: the consumer group does not exist.
+	CodeUnknownGroup ErrorCode = 20
 )
 
 type errorCodeInfo struct {
@@ -79,6 +91,10 @@ var errorCodes = [...]errorCodeInfo{
 	CodeInvalidArgument:    {"invalid_argument", false},
 	CodeShuttingDown:       {"shutting_down", true},
 	CodeStorage:            {"storage_error", false},
+	CodeStaleEpoch:         {"stale_epoch", false},
+	CodeUnknownMember:      {"unknown_member", false},
+	CodeGroupNotEmpty:      {"group_not_empty", false},
+	CodeUnknownGroup:       {"unknown_group", false},
 }
 
 // String returns the code's stable snake_case name.

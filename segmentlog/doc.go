@@ -89,10 +89,21 @@
 //
 // # Recovery
 //
-// Open scans the active (last) segment. The first frame that is torn or
-// invalid (short, CRC mismatch, wrong index, term going down, base offset
-// not following) ends the log: the bytes from there on are zeroed and the
-// cut synced. Any invalid frame in a sealed segment (found while rebuilding
+// Open scans the active (last) segment. Its first invalid frame (short,
+// CRC mismatch, bad header, wrong index, term going down, base offset not
+// following) ends the log only if it is a torn write: only bytes written
+// after the last completed sync can be torn, and after a crash they are a
+// mix of what was written and zeros, in sector units, in any order. So the
+// frame is cut when the file ends inside it (and no one-bit change of its
+// length makes it valid), or when part of it lies in a 512-byte sector that
+// reads as zeros from there to its end; the bytes from there on are zeroed
+// and the cut synced. Later valid frames may survive a crash that lost an
+// earlier page; they were never synced, so cutting them drops nothing that
+// was reported durable. Any other invalid frame (a complete frame failing
+// its CRC with no zeroed sector, a length running over the following valid
+// frames, a valid frame out of sequence) means synced data is damaged: Open
+// fails with ErrCorrupt naming the file and position, and cuts nothing. Any
+// invalid frame in a sealed segment (found while rebuilding
 // its index, or later on a read), a segment that does not follow the
 // previous one, or a bad segment header is an error matching ErrCorrupt
 // (a *CorruptError naming file and byte position); data is never dropped

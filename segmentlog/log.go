@@ -334,7 +334,8 @@ func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep 
 		switch status {
 		case frameEnd:
 			return corruptf(seg.path, st.pos, "data ends before entry %d", st.nextIndex)
-		case frameInvalid:
+		}
+		if status.invalid() {
 			return corruptf(seg.path, st.pos, "%s", reason)
 		}
 		before := st

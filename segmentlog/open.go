@@ -146,6 +146,12 @@ func (l *Log) recoverSegments() error {
 	if err != nil {
 		return err
 	}
+	if res.stopReason != "" {
+		r := frameReader{file: active.file, path: active.path, limit: size, maxEntry: l.opts.MaxEntryBytes, readSize: 1 << 20}
+		if err := checkTornTail(&r, &res); err != nil {
+			return err
+		}
+	}
 	active.applyScan(&res)
 	writeFile, err := l.fs.OpenReadWrite(active.path, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -153,8 +159,8 @@ func (l *Log) recoverSegments() error {
 	}
 	l.writeFile = writeFile
 	if res.stopReason != "" {
-		// A torn or corrupt tail: zero it so nothing after the cut can come
-		// back, and sync the cut.
+		// A torn tail: zero it so nothing after the cut can come back, and
+		// sync the cut.
 		if err := l.zeroRange(active, active.end, size); err != nil {
 			return err
 		}

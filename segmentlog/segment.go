@@ -67,10 +67,19 @@ func (s *segment) summary() indexSummary {
 type frameStatus int
 
 const (
-	frameOK      frameStatus = iota
-	frameEnd                 // end of data: limit reached or an all-zero header
-	frameInvalid             // torn or corrupt; reason says why
+	frameOK          frameStatus = iota
+	frameEnd                     // end of data: limit reached or an all-zero header
+	frameShortHeader             // fewer than a header's bytes left, not all zero
+	frameBadHeader               // the header's fields are invalid
+	framePastEnd                 // a valid header whose frame runs past the end of data
+	frameBadBody                 // CRC mismatch or invalid batch header
+	// Only in scan results:
+	frameZeroHeader // an all-zero header followed by non-zero bytes
+	frameSequence   // a valid frame that does not follow its predecessor
 )
+
+// invalid reports whether the status is one of the torn-or-corrupt kinds.
+func (s frameStatus) invalid() bool { return s >= frameShortHeader }
 
 // frameReader reads consecutive frames of one file with large positional
 // reads. With keep set, a buffer is never reused, so returned frames stay
@@ -127,34 +136,34 @@ func (r *frameReader) next(pos int64) (frameStatus, frameHeader, []byte, string,
 	if rest := r.limit - pos; rest < frameHeaderSize {
 		b, err := r.window(pos, int(rest))
 		if err != nil {
-			return frameInvalid, h, nil, "", err
+			return frameBadBody, h, nil, "", err
 		}
 		if isZero(b) {
 			return frameEnd, h, nil, "", nil
 		}
-		return frameInvalid, h, nil, "truncated frame header", nil
+		return frameShortHeader, h, nil, "truncated frame header", nil
 	}
 	hb, err := r.window(pos, frameHeaderSize)
 	if err != nil {
-		return frameInvalid, h, nil, "", err
+		return frameBadBody, h, nil, "", err
 	}
 	if isZero(hb) {
 		return frameEnd, h, nil, "", nil
 	}
 	h = readFrameHeader(hb)
 	if reason := checkFrameHeader(&h, r.maxEntry); reason != "" {
-		return frameInvalid, h, nil, reason, nil
+		return frameBadHeader, h, nil, reason, nil
 	}
 	size := frameHeaderSize + int(h.length)
 	if int64(size) > r.limit-pos {
-		return frameInvalid, h, nil, fmt.Sprintf("frame of %d bytes runs past the end of data", size), nil
+		return framePastEnd, h, nil, fmt.Sprintf("frame of %d bytes runs past the end of data", size), nil
 	}
 	frame, err := r.window(pos, size)
 	if err != nil {
-		return frameInvalid, h, nil, "", err
+		return frameBadBody, h, nil, "", err
 	}
 	if reason := checkFrameBody(&h, frame); reason != "" {
-		return frameInvalid, h, nil, reason, nil
+		return frameBadBody, h, nil, reason, nil
 	}
 	return frameOK, h, frame, "", nil
 }
@@ -219,7 +228,11 @@ type scanResult struct {
 	state      scanState
 	points     []indexPoint
 	stopReason string // empty when the data ended cleanly
-	stopPos    int64
+	stopPos    int64  // where the problem was seen
+	// The first bad frame: where it starts (state.pos), what is wrong with
+	// it, and its header (valid for framePastEnd and frameBadBody).
+	badKind   frameStatus
+	badHeader frameHeader
 }
 
 // scanSegment reads every frame of a segment from its header on, building
@@ -244,16 +257,19 @@ func scanSegment(r *frameReader, h segmentHeader, interval int) (scanResult, err
 			}
 			if nz >= 0 {
 				res.stopReason, res.stopPos = "non-zero bytes after the end of data", nz
+				res.badKind = frameZeroHeader
 			}
 			break
 		}
-		if status == frameInvalid {
+		if status.invalid() {
 			res.stopReason, res.stopPos = reason, st.pos
+			res.badKind, res.badHeader = status, fh
 			break
 		}
 		pt := indexPoint{index: fh.index, pos: st.pos, offset: st.nextOffset}
 		if reason := st.advance(&fh, frame); reason != "" {
 			res.stopReason, res.stopPos = reason, st.pos
+			res.badKind, res.badHeader = frameSequence, fh
 			break
 		}
 		if lastPointPos < 0 || pt.pos-lastPointPos >= int64(interval) {

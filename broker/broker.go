@@ -472,12 +472,19 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
+	if state.consumers, err = loadConsumerState(b.store, p.GroupID); err == nil {
+		err = state.consumers.replay(log, applied)
+	}
+	if err != nil {
+		log.Close()
+		return err
+	}
 	group, err := b.host.AddGroup(b.groupConfig(p.GroupID, p.Replicas, timedLog{log, b.metrics.fsyncLatency}, state, applied))
 	if err != nil {
 		log.Close()
 		return fmt.Errorf("broker: start raft group %d: %w", p.GroupID, err)
 	}
-	r := &partitionReplica{topic: topic, partition: partition, groupID: p.GroupID, replicas: slices.Clone(p.Replicas), dir: dir, log: log, group: group, state: state}
+	r := &partitionReplica{topic: topic, partition: partition, groupID: p.GroupID, replicas: slices.Clone(p.Replicas), dir: dir, log: log, group: group, state: state, ops: &consumerOpBatcher{}}
 	b.mu.Lock()
 	b.groups[p.GroupID] = r
 	b.partitions[topicPartition{topic, partition}] = r

@@ -26,6 +26,8 @@ func (b *Broker) subscribe() error {
 		{protocol.SubjectBrokerFetch(b.prefix, id), "", b.goHandle(b.handleFetch)},
 		{protocol.SubjectBrokerOffsets(b.prefix, id), "", b.goHandle(b.handleListOffsets)},
 		{protocol.SubjectBrokerStatus(b.prefix, id), "", b.handleStatusRequest},
+		{protocol.SubjectBrokerCommit(b.prefix, id), "", b.goHandle(b.handleOffsetCommit)},
+		{protocol.SubjectBrokerCommitted(b.prefix, id), "", b.goHandle(b.handleOffsetFetch)},
 		{protocol.SubjectBrokerAdmin(b.prefix, id, ">"), "", b.goHandle(b.handleAdmin)},
 		{protocol.SubjectAdmin(b.prefix, ">"), protocol.APIQueue, b.goHandle(b.handleAdmin)},
 		{protocol.SubjectProduceAll(b.prefix), protocol.APIQueue, b.goHandle(b.handlePublish)},

@@ -20,6 +20,7 @@ type partitionReplica struct {
 	log       *segmentlog.Log
 	group     *raft.Group
 	state     *partitionStateMachine
+	ops       *consumerOpBatcher // consumer ops waiting to be proposed (leader)
 }
 
 // partitionStateMachine is the partition's Raft state machine. Applying an
@@ -27,11 +28,13 @@ type partitionReplica struct {
 // the last applied record batch, and fetches never read past the applied
 // index (applied <= committed, so nothing uncommitted is ever served).
 type partitionStateMachine struct {
-	log *segmentlog.Log
+	log       *segmentlog.Log
+	consumers *consumerState // offsets of consumer groups (consumer-op control entries)
 
 	mu            sync.Mutex
 	appliedIndex  uint64
 	highWatermark uint64
+	appliedTerm   uint64        // term of the entry at appliedIndex (0 after a restart until the next apply)
 	advanced      chan struct{} // closed and replaced whenever appliedIndex moves
 }
 
@@ -51,6 +54,11 @@ func newPartitionStateMachine(log *segmentlog.Log) *partitionStateMachine {
 func (s *partitionStateMachine) Apply(entries []protocol.Entry) error {
 	if len(entries) == 0 {
 		return nil
+	}
+	if s.consumers != nil {
+		if err := s.consumers.apply(entries); err != nil {
+			return err
+		}
 	}
 	var lastBatch *protocol.Entry
 	for i := range entries {
@@ -72,6 +80,7 @@ func (s *partitionStateMachine) Apply(entries []protocol.Entry) error {
 	}
 	s.mu.Lock()
 	s.appliedIndex = entries[len(entries)-1].Index
+	s.appliedTerm = entries[len(entries)-1].Term
 	if highWatermark > s.highWatermark {
 		s.highWatermark = highWatermark
 	}
@@ -87,6 +96,15 @@ func (s *partitionStateMachine) visible() (appliedIndex, highWatermark uint64, a
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appliedIndex, s.highWatermark, s.advanced
+}
+
+// appliedInTerm reports whether the replica applied an entry of term: a
+// leader that did has applied every entry committed before its term (its
+// own first entry commits after them, §5.4.2), so its state is current.
+func (s *partitionStateMachine) appliedInTerm(term uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appliedTerm == term
 }
 
 // recoverPartitionState builds a replica's state machine at restart without

@@ -88,6 +88,7 @@ func (s *stateStore) forgetGroup(groupID uint64) error {
 	b := s.db.NewBatch()
 	_ = b.Delete(groupKey(keyHardState, groupID), nil)
 	_ = b.Delete(groupKey(keyReplica, groupID), nil)
+	s.forgetConsumerState(b, groupID)
 	return b.Commit(pebble.Sync)
 }
 

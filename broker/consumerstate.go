@@ -1,0 +1,307 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/segmentlog"
+)
+
+// Keys of a partition's consumer state in the state database.
+const (
+	// 'o' + raft group id (8 bytes BE) + consumer group name -> consumerRecord
+	keyConsumerOffset = 'o'
+	// 'a' + raft group id -> the log index the consumer state is current as
+	// of (u64 LE): every control entry up to it is in the database.
+	keyConsumerApplied = 'a'
+)
+
+// consumerStateWriteEvery bounds how many applied entries without a
+// consumer op may pass before the applied index is written anyway, which
+// bounds the log a restart replays.
+const consumerStateWriteEvery = 4096
+
+// maxKeptOpResults bounds the op results kept for proposers.
+const maxKeptOpResults = 1024
+
+// consumerRecord is one consumer group's state on one partition.
+type consumerRecord struct {
+	Committed bool   `json:"committed"` // an offset was committed (else only an epoch was claimed)
+	Offset    uint64 `json:"offset"`
+	Epoch     uint64 `json:"epoch"`
+	Time      int64  `json:"time"` // commit time, unix ms (leader clock at proposal)
+	Member    string `json:"member"`
+	Metadata  string `json:"metadata"`
+}
+
+func (r *consumerRecord) encode() []byte {
+	out := make([]byte, 0, 1+24+4+len(r.Member)+len(r.Metadata))
+	flags := byte(0)
+	if r.Committed {
+		flags = 1
+	}
+	out = append(out, flags)
+	out = binary.LittleEndian.AppendUint64(out, r.Offset)
+	out = binary.LittleEndian.AppendUint64(out, r.Epoch)
+	out = binary.LittleEndian.AppendUint64(out, uint64(r.Time))
+	out = appendShortString(out, r.Member)
+	return appendShortString(out, r.Metadata)
+}
+
+func decodeConsumerRecord(b []byte) (consumerRecord, error) {
+	var r consumerRecord
+	if len(b) < 25 {
+		return r, fmt.Errorf("broker: consumer record of %d bytes (corrupt state database)", len(b))
+	}
+	r.Committed = b[0]&1 != 0
+	r.Offset = binary.LittleEndian.Uint64(b[1:])
+	r.Epoch = binary.LittleEndian.Uint64(b[9:])
+	r.Time = int64(binary.LittleEndian.Uint64(b[17:]))
+	rest := b[25:]
+	var ok bool
+	if r.Member, rest, ok = readShortString(rest); !ok {
+		return r, errors.New("broker: truncated consumer record (corrupt state database)")
+	}
+	if r.Metadata, _, ok = readShortString(rest); !ok {
+		return r, errors.New("broker: truncated consumer record (corrupt state database)")
+	}
+	return r, nil
+}
+
+func appendShortString(dst []byte, s string) []byte {
+	if len(s) > 0xffff {
+		s = s[:0xffff]
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(s)))
+	return append(dst, s...)
+}
+
+func readShortString(b []byte) (string, []byte, bool) {
+	if len(b) < 2 {
+		return "", nil, false
+	}
+	n := int(binary.LittleEndian.Uint16(b))
+	if len(b) < 2+n {
+		return "", nil, false
+	}
+	return string(b[2 : 2+n]), b[2+n:], true
+}
+
+func consumerKey(raftGroup uint64, group string) []byte {
+	k := groupKey(keyConsumerOffset, raftGroup)
+	return append(k, group...)
+}
+
+// consumerState is a partition replica's consumer state: each consumer
+// group's committed offset and assignment epoch. It is built only by
+// applying the partition log's consumer-op control entries, in log order,
+// so every replica holds the same state at the same applied index. The
+// state is in the broker's Pebble database (written without sync: Raft's
+// synced hard state writes, and the log itself, make it recoverable; a
+// restart replays the control entries after the stored applied index) and
+// mirrored in memory for reads.
+type consumerState struct {
+	store     *stateStore
+	raftGroup uint64
+
+	mu           sync.Mutex
+	applied      uint64 // consumer state is current as of this index
+	writtenIndex uint64 // the applied index last written to the database
+	groups       map[string]consumerRecord
+	results      map[uint64][]*protocol.Error // per entry index, one per op
+}
+
+// loadConsumerState reads a partition's consumer state from the database.
+func loadConsumerState(store *stateStore, raftGroup uint64) (*consumerState, error) {
+	c := &consumerState{store: store, raftGroup: raftGroup, groups: map[string]consumerRecord{}, results: map[uint64][]*protocol.Error{}}
+	v, err := store.get(groupKey(keyConsumerApplied, raftGroup))
+	if err != nil {
+		return nil, fmt.Errorf("broker: load consumer state of group %d: %w", raftGroup, err)
+	}
+	if len(v) == 8 {
+		c.applied = binary.LittleEndian.Uint64(v)
+		c.writtenIndex = c.applied
+	}
+	prefix := groupKey(keyConsumerOffset, raftGroup)
+	iter, err := store.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: groupKey(keyConsumerOffset, raftGroup+1)})
+	if err != nil {
+		return nil, err
+	}
+	for iter.First(); iter.Valid(); iter.Next() {
+		rec, err := decodeConsumerRecord(iter.Value())
+		if err != nil {
+			iter.Close()
+			return nil, err
+		}
+		c.groups[string(iter.Key()[len(prefix):])] = rec
+	}
+	if err := iter.Error(); err != nil {
+		iter.Close()
+		return nil, err
+	}
+	return c, iter.Close()
+}
+
+// replay applies the control entries of log in (applied, upTo], after a
+// restart. Entries the log no longer holds (deleted by retention, which
+// never deletes past the stored applied index) cannot be replayed.
+func (c *consumerState) replay(log *segmentlog.Log, upTo uint64) error {
+	c.mu.Lock()
+	from := c.applied + 1
+	c.mu.Unlock()
+	if from > upTo {
+		return nil
+	}
+	if from < log.FirstIndex() {
+		return fmt.Errorf("broker: consumer state of group %d is at index %d but the log starts at %d", c.raftGroup, from-1, log.FirstIndex())
+	}
+	for from <= upTo {
+		entries, err := log.Entries(from, upTo+1, 4<<20)
+		if err != nil {
+			return fmt.Errorf("broker: replay consumer state: %w", err)
+		}
+		if err := c.apply(entries); err != nil {
+			return err
+		}
+		from = entries[len(entries)-1].Index + 1
+	}
+	return nil
+}
+
+// apply applies the consumer ops in entries (skipping entries at or below
+// the state's applied index) and writes the changes in one database batch.
+func (c *consumerState) apply(entries []protocol.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch := c.store.db.NewBatch()
+	defer batch.Close()
+	changed := false
+	for i := range entries {
+		e := &entries[i]
+		if e.Index <= c.applied {
+			continue
+		}
+		if e.Type == protocol.EntryControl && len(e.Data) > 0 && e.Data[0] == protocol.ControlConsumerOps {
+			ops, err := protocol.DecodeConsumerOps(e.Data)
+			if err != nil {
+				// Same bytes on every replica, so the same outcome: skipped.
+				c.results[e.Index] = nil
+				continue
+			}
+			c.results[e.Index] = c.applyOps(batch, ops)
+			changed = true
+		}
+		c.applied = e.Index
+	}
+	if !changed && c.applied-c.writtenIndex < consumerStateWriteEvery {
+		return nil
+	}
+	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), binary.LittleEndian.AppendUint64(nil, c.applied), nil)
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("broker: write consumer state of group %d: %w", c.raftGroup, err)
+	}
+	c.writtenIndex = c.applied
+	if len(c.results) > maxKeptOpResults {
+		for index := range c.results {
+			if index+maxKeptOpResults < c.applied {
+				delete(c.results, index)
+			}
+		}
+	}
+	return nil
+}
+
+// applyOps applies one entry's ops; it is deterministic.
+func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp) []*protocol.Error {
+	results := make([]*protocol.Error, len(ops))
+	for i, op := range ops {
+		rec, exists := c.groups[op.Group]
+		switch op.Kind {
+		case protocol.ConsumerOpCommit, protocol.ConsumerOpClaim:
+			if op.Epoch < rec.Epoch {
+				results[i] = protocol.Errorf(protocol.CodeStaleEpoch, "group %q: assignment epoch %d is older than the partition's %d (owned by %q now)",
+					op.Group, op.Epoch, rec.Epoch, rec.Member)
+				continue
+			}
+			rec.Epoch = op.Epoch
+			rec.Member = op.Member
+			if op.Kind == protocol.ConsumerOpCommit {
+				rec.Committed, rec.Offset, rec.Time, rec.Metadata = true, op.Offset, op.Time, op.Metadata
+			}
+		case protocol.ConsumerOpReset:
+			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
+		case protocol.ConsumerOpDelete:
+			if exists {
+				delete(c.groups, op.Group)
+				_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
+			}
+			continue
+		}
+		c.groups[op.Group] = rec
+		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)
+	}
+	return results
+}
+
+// takeResults returns (and forgets) the results of the ops at index; ok is
+// false when the entry is unknown (not applied, or not a consumer-ops entry).
+func (c *consumerState) takeResults(index uint64) ([]*protocol.Error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	results, ok := c.results[index]
+	delete(c.results, index)
+	return results, ok
+}
+
+// get returns a group's record.
+func (c *consumerState) get(group string) (consumerRecord, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec, ok := c.groups[group]
+	return rec, ok
+}
+
+// all returns every group's record, and the index they are current as of.
+func (c *consumerState) all() (map[string]consumerRecord, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]consumerRecord, len(c.groups))
+	for name, rec := range c.groups {
+		out[name] = rec
+	}
+	return out, c.applied
+}
+
+// groupNames lists the groups with state, sorted.
+func (c *consumerState) groupNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.groups))
+	for name := range c.groups {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// appliedIndex is the index the consumer state is current as of.
+func (c *consumerState) appliedIndex() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.applied
+}
+
+// forgetConsumerState deletes a partition's consumer state (with its replica).
+func (s *stateStore) forgetConsumerState(b *pebble.Batch, raftGroup uint64) {
+	_ = b.DeleteRange(groupKey(keyConsumerOffset, raftGroup), groupKey(keyConsumerOffset, raftGroup+1), nil)
+	_ = b.Delete(groupKey(keyConsumerApplied, raftGroup), nil)
+}

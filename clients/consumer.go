@@ -156,7 +156,8 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
 // Assigning a partition that is assigned already moves it to start.
 func (c *Consumer) Assign(ctx context.Context, topic string, start Position, partitions ...uint32) error {
 	if len(partitions) == 0 {
-		info, err := c.client.metadata.refresh(ctx, topic)
+		c.client.metadata.forget(topic)
+		info, err := c.client.metadata.topicWithRetry(ctx, topic, c.client.config.requestTimeout)
 		if err != nil {
 			return fmt.Errorf("clients: assign %s: %w", topic, err)
 		}

@@ -332,7 +332,7 @@ func newTestClient(t *testing.T, f *fakeCluster, opts ...ClientOption) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	opts = append([]ClientOption{WithRetryBackoff(time.Millisecond, 10*time.Millisecond)}, opts...)
+	opts = append([]ClientOption{WithRetryBackoff(time.Millisecond, 10*time.Millisecond), WithUnknownTopicWait(100 * time.Millisecond)}, opts...)
 	client, err := Connect(ctx, f.url(), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package clients
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -114,9 +115,39 @@ func (c *Client) fetchTopicMetadata(ctx context.Context, name string) (protocol.
 	return protocol.TopicInfo{}, &protocol.Error{Code: protocol.CodeUnknownTopic, Message: fmt.Sprintf("topic %q", name)}
 }
 
-// partitionCount returns how many partitions topic has.
-func (m *metadataCache) partitionCount(ctx context.Context, topic string) (int, error) {
-	info, err := m.topic(ctx, topic)
+// topicWithRetry is topic retrying retriable errors with backoff: an
+// unknown topic for the client's unknown-topic wait (a new topic's metadata
+// takes a moment to reach every broker), other retriable errors (no broker
+// answering, metadata not loaded yet) until ctx ends or maxWait passes.
+func (m *metadataCache) topicWithRetry(ctx context.Context, name string, maxWait time.Duration) (protocol.TopicInfo, error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		info, err := m.topic(ctx, name)
+		if err == nil || !retriable(err) || ctx.Err() != nil {
+			return info, err
+		}
+		wait := maxWait
+		if errors.Is(err, protocol.CodeUnknownTopic) {
+			wait = min(wait, m.client.config.unknownTopicWait)
+		}
+		pause := m.client.config.backoff(attempt)
+		if time.Since(start)+pause > wait {
+			return info, err
+		}
+		timer := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return info, err
+		case <-timer.C:
+		}
+	}
+}
+
+// partitionCount returns how many partitions topic has, waiting at most
+// maxWait for retriable errors to clear.
+func (m *metadataCache) partitionCount(ctx context.Context, topic string, maxWait time.Duration) (int, error) {
+	info, err := m.topicWithRetry(ctx, topic, maxWait)
 	if err != nil {
 		return 0, err
 	}

@@ -15,25 +15,27 @@ import (
 type ClientOption func(*clientConfig) error
 
 type clientConfig struct {
-	prefix          string
-	requestTimeout  time.Duration
-	metadataMaxAge  time.Duration
-	retryBackoffMin time.Duration
-	retryBackoffMax time.Duration
-	name            string
-	logger          *slog.Logger
-	natsOptions     []nats.Option
+	prefix           string
+	requestTimeout   time.Duration
+	metadataMaxAge   time.Duration
+	unknownTopicWait time.Duration
+	retryBackoffMin  time.Duration
+	retryBackoffMax  time.Duration
+	name             string
+	logger           *slog.Logger
+	natsOptions      []nats.Option
 }
 
 func newClientConfig(opts []ClientOption) (clientConfig, error) {
 	config := clientConfig{
-		prefix:          protocol.DefaultSubjectPrefix,
-		requestTimeout:  10 * time.Second,
-		metadataMaxAge:  30 * time.Second,
-		retryBackoffMin: 20 * time.Millisecond,
-		retryBackoffMax: time.Second,
-		name:            "raftmq-client",
-		logger:          slog.New(slog.DiscardHandler),
+		prefix:           protocol.DefaultSubjectPrefix,
+		requestTimeout:   10 * time.Second,
+		metadataMaxAge:   30 * time.Second,
+		unknownTopicWait: 2 * time.Second,
+		retryBackoffMin:  20 * time.Millisecond,
+		retryBackoffMax:  time.Second,
+		name:             "raftmq-client",
+		logger:           slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
 		if err := opt(&config); err != nil {
@@ -77,6 +79,19 @@ func WithMetadataMaxAge(d time.Duration) ClientOption {
 			return fmt.Errorf("clients: metadata max age %v must be positive", d)
 		}
 		c.metadataMaxAge = d
+		return nil
+	}
+}
+
+// WithUnknownTopicWait is how long producing to or assigning a topic the
+// cluster does not know is retried before it fails: a topic just created
+// elsewhere takes a moment to reach every broker. Default 2s.
+func WithUnknownTopicWait(d time.Duration) ClientOption {
+	return func(c *clientConfig) error {
+		if d < 0 {
+			return fmt.Errorf("clients: unknown topic wait %v is negative", d)
+		}
+		c.unknownTopicWait = d
 		return nil
 	}
 }

@@ -98,7 +98,7 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 		}
 		rec.Topic = p.config.defaultTopic
 	}
-	partitions, err := p.client.metadata.partitionCount(ctx, rec.Topic)
+	partitions, err := p.client.metadata.partitionCount(ctx, rec.Topic, p.config.deliveryTimeout)
 	if err != nil {
 		return fmt.Errorf("clients: topic %q: %w", rec.Topic, err)
 	}

@@ -205,3 +205,61 @@ func flipByte(t testing.TB, fs vfs.FS, path string, pos int) {
 	b[pos] ^= 0x10
 	writeFile(t, fs, path, b)
 }
+
+// TestConcurrentUse: writers, readers and Prune on one store at once (run
+// under the race detector).
+func TestConcurrentUse(t *testing.T) {
+	s := mustOpenStore(t, vfs.NewMem())
+	writeSnapshot(t, s, testMeta(1), testBody(1, 1000))
+	errs := make(chan error, 16)
+	for writer := range uint64(3) {
+		go func() {
+			for i := range uint64(5) {
+				index := 2 + writer*10 + i
+				if _, err := tryWriteSnapshot(s, testMeta(index), testBody(index, 5000)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		for range 20 {
+			if latest, ok := s.Latest(); ok {
+				body, _, err := readSnapshot(s, latest.Meta.Index)
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					errs <- err
+					return
+				}
+				want := 5000
+				if latest.Meta.Index == 1 {
+					want = 1000
+				}
+				if err == nil && len(body) != want {
+					errs <- errors.New("body of the wrong length")
+					return
+				}
+			}
+			if _, err := s.Prune(3, 0); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Prune(3, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexesOf(s.List()); !slices.Equal(got, []uint64{24, 25, 26}) {
+		t.Fatalf("after concurrent writes and prune: %v", got)
+	}
+	if len(s.Damaged()) != 0 {
+		t.Fatal(s.Damaged())
+	}
+}

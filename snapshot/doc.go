@@ -28,12 +28,16 @@
 //	removed, err := store.Prune(2, log.FirstIndex()-1)
 //
 // Streaming to a replica (the owner carries the encoded chunks and acks in
-// its own messages and decides how many chunks are in flight):
+// its own messages; SendWindow, which does no I/O, decides what to send):
 //
 //	// Leader.
 //	sender, err := store.NewSender(index, maxPayload-ownFraming)
-//	msg, err := sender.AppendChunk(msg[:0], next) // next: 0, then ack.Next
-//	... on an Ack (DecodeAck): resume from ack.Next; ack.Done ends the transfer.
+//	window := snapshot.NewSendWindow(sender.Size(), sender.MaxChunkLen(), 8)
+//	for offset, ok := window.Next(); ok; offset, ok = window.Next() {
+//		msg, err = sender.AppendChunk(msg[:0], offset) // send msg
+//	}
+//	... on an Ack (DecodeAck): window.Ack(ack), then send again as above;
+//	... no ack for a while: window.Timeout(); window.Done() ends the transfer.
 //	sender.Close()
 //
 //	// Follower.

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -244,13 +245,15 @@ func TestSenderOutlivesPrune(t *testing.T) {
 	checkSnapshot(t, dst, testMeta(5), body)
 }
 
-// lossyNet is an in-memory channel that loses, duplicates, reorders and
-// garbles messages, driven by a seeded generator.
+// lossyNet is an in-memory channel that loses, duplicates, reorders (a
+// message may overtake up to 15 others) and garbles messages, driven by a
+// seeded generator.
 type lossyNet struct {
 	r                                 *rand.Rand
 	inFlight                          [][]byte
 	toReceiver                        []bool
 	lost, duplicated, reordered, bent int
+	restarts, chunksSent              int
 }
 
 func (n *lossyNet) send(toReceiver bool, msg []byte) {
@@ -262,8 +265,8 @@ func (n *lossyNet) send(toReceiver bool, msg []byte) {
 func (n *lossyNet) deliver() (msg []byte, toReceiver, ok bool) {
 	for len(n.inFlight) > 0 {
 		i := 0
-		if n.r.IntN(4) == 0 {
-			i = n.r.IntN(len(n.inFlight))
+		if n.r.IntN(4) == 0 { // overtakes up to 15 messages sent before it
+			i = n.r.IntN(min(len(n.inFlight), 16))
 			n.reordered += min(i, 1)
 		}
 		msg, toReceiver = n.inFlight[i], n.toReceiver[i]
@@ -287,10 +290,10 @@ func (n *lossyNet) deliver() (msg []byte, toReceiver, ok bool) {
 	return nil, false, false
 }
 
-// TestStreamOverLossyChannel: a sender with a window of chunks in flight
-// (go-back-N from the receiver's next offset on a timeout or on repeated
-// acks) converges, over a channel that loses, duplicates, reorders and
-// garbles, to a byte-identical install.
+// TestStreamOverLossyChannel: a Sender driven by a SendWindow converges,
+// over a channel that loses, duplicates, reorders and garbles messages and
+// with the receiver now and then abandoned and recreated (a follower
+// restart), to a byte-identical install.
 func TestStreamOverLossyChannel(t *testing.T) {
 	meta, body := testMeta(77), testBody(77, 150_000)
 	srcFS := vfs.NewMem()
@@ -303,7 +306,7 @@ func TestStreamOverLossyChannel(t *testing.T) {
 	}
 	var net lossyNet
 	for seed := range seeds {
-		net = lossyNet{r: rand.New(rand.NewPCG(seed, 3)), lost: net.lost, duplicated: net.duplicated, reordered: net.reordered, bent: net.bent}
+		net.r, net.inFlight, net.toReceiver = rand.New(rand.NewPCG(seed, 3)), nil, nil
 		dstFS := vfs.NewMem()
 		dst := mustOpenStore(t, dstFS)
 		runLossyTransfer(t, seed, src, dst, &net, meta.Index)
@@ -319,47 +322,51 @@ func TestStreamOverLossyChannel(t *testing.T) {
 			t.Fatalf("seed %d: left %v", seed, tmp)
 		}
 	}
-	if net.lost == 0 || net.duplicated == 0 || net.reordered == 0 || net.bent == 0 {
+	if net.lost == 0 || net.duplicated == 0 || net.reordered == 0 || net.bent == 0 || net.restarts == 0 {
 		t.Fatalf("the channel was not lossy enough: %+v", net)
 	}
-	t.Logf("lost %d, duplicated %d, reordered %d, garbled %d", net.lost, net.duplicated, net.reordered, net.bent)
+	t.Logf("lost %d, duplicated %d, reordered %d, garbled %d, receiver restarts %d; %d chunk messages sent for %d transfers",
+		net.lost, net.duplicated, net.reordered, net.bent, net.restarts, net.chunksSent, seeds)
 }
 
 func runLossyTransfer(t *testing.T, seed uint64, src, dst *Store, net *lossyNet, index uint64) {
-	const window = 8
 	sender, err := src.NewSender(index, 1500)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sender.Close()
-	var (
-		recv                       *Receiver
-		acked, sendNext, lastAckAt uint64
-		repeats                    int
-		senderDone                 bool
-	)
-	step := uint64(sender.MaxChunkLen())
-	for rounds := 0; !senderDone; rounds++ {
+	window := NewSendWindow(sender.Size(), sender.MaxChunkLen(), 8)
+	sentBefore, chunks := net.chunksSent, int(sender.Size())/sender.MaxChunkLen()+1
+	var recv *Receiver
+	for rounds := 0; !window.Done(); rounds++ {
 		if rounds > 200_000 {
-			t.Fatalf("seed %d: no convergence; acked %d of %d", seed, acked, sender.Size())
+			t.Fatalf("seed %d: no convergence; acked %d of %d", seed, window.Acked(), sender.Size())
 		}
-		for sendNext < sender.Size() && sendNext < acked+window*step {
-			msg, err := sender.AppendChunk(nil, sendNext)
+		for offset, ok := window.Next(); ok; offset, ok = window.Next() {
+			msg, err := sender.AppendChunk(nil, offset)
 			if err != nil {
 				t.Fatal(err)
 			}
 			net.send(true, msg)
-			sendNext = min(sendNext+step, sender.Size())
+			net.chunksSent++
 		}
 		msg, toReceiver, ok := net.deliver()
-		if !ok { // timeout: go back to what the receiver last asked for
-			sendNext = acked
+		if !ok {
+			window.Timeout()
 			continue
 		}
 		if toReceiver {
 			c, err := DecodeChunk(msg)
 			if err != nil {
 				continue // garbled in flight
+			}
+			if recv != nil && !recv.Done() && net.r.IntN(400) == 0 {
+				// The follower restarts: its receiver is gone.
+				if err := recv.Abandon(); err != nil {
+					t.Fatal(err)
+				}
+				recv = nil
+				net.restarts++
 			}
 			if recv == nil {
 				if recv, err = dst.NewReceiver(c.ID, c.Total); err != nil {
@@ -373,23 +380,54 @@ func runLossyTransfer(t *testing.T, seed uint64, src, dst *Store, net *lossyNet,
 			net.send(false, AppendAck(nil, ack))
 			continue
 		}
-		ack, err := DecodeAck(msg)
-		if err != nil {
-			continue
+		if ack, err := DecodeAck(msg); err == nil && ack.ID == sender.ID() {
+			window.Ack(ack)
 		}
-		switch {
-		case ack.Done:
-			senderDone = true
-		case ack.Next > acked:
-			acked, repeats = ack.Next, 0
-		case ack.Next == lastAckAt:
-			if repeats++; repeats == 3 { // the receiver keeps asking: resend
-				sendNext, repeats = acked, 0
-			}
-		}
-		lastAckAt = ack.Next
 	}
 	if recv == nil || !recv.Done() {
 		t.Fatalf("seed %d: sender done, receiver not", seed)
+	}
+	// Resends must not snowball: the channel loses about a third of the
+	// round trips, and a receiver restart costs one more pass.
+	if sent := net.chunksSent - sentBefore; sent > 12*chunks {
+		t.Fatalf("seed %d: %d chunk messages sent for a file of %d chunks", seed, sent, chunks)
+	}
+}
+
+func TestSendWindow(t *testing.T) {
+	id := ID{1, 1}
+	w := NewSendWindow(1000, 100, 3)
+	var sent []uint64
+	for offset, ok := w.Next(); ok; offset, ok = w.Next() {
+		sent = append(sent, offset)
+	}
+	if fmt.Sprint(sent) != "[0 100 200]" {
+		t.Fatalf("first window: %v", sent)
+	}
+	w.Ack(Ack{ID: id, Next: 100})
+	if offset, ok := w.Next(); !ok || offset != 300 {
+		t.Fatalf("after an ack: %d %t", offset, ok)
+	}
+	// Chunk 100 was lost: the receiver repeats 100 for 200 and 300.
+	w.Ack(Ack{ID: id, Next: 100})
+	w.Ack(Ack{ID: id, Next: 100})
+	w.Ack(Ack{ID: id, Next: 100})
+	if offset, ok := w.Next(); !ok || offset != 100 {
+		t.Fatalf("after repeated acks: %d %t", offset, ok)
+	}
+	w.Timeout()
+	if offset, _ := w.Next(); offset != 100 {
+		t.Fatalf("after a timeout: %d", offset)
+	}
+	// The receiver restarted from 0 (abandoned and recreated).
+	for range repeatsToResend + 1 {
+		w.Ack(Ack{ID: id, Next: 0})
+	}
+	if offset, _ := w.Next(); offset != 0 || w.Acked() != 0 {
+		t.Fatalf("after the receiver restarted: %d, acked %d", offset, w.Acked())
+	}
+	w.Ack(Ack{ID: id, Next: 1000, Done: true})
+	if _, ok := w.Next(); ok || !w.Done() {
+		t.Fatal("window open after done")
 	}
 }

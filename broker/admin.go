@@ -62,6 +62,18 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		default:
 			reply = b.registerBroker(ctx, msg.Data)
 		}
+	case protocol.AdminGroupJoin, protocol.AdminGroupHeartbeat, protocol.AdminGroupLeave, protocol.AdminGroupList,
+		protocol.AdminGroupDescribe, protocol.AdminGroupDelete, protocol.AdminGroupReset:
+		if !b.isControllerLeader() {
+			if forwarded {
+				reply = adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
+					Message: fmt.Sprintf("broker %d does not coordinate groups", b.cfg.ID)}}
+				break
+			}
+			b.forwardToController(ctx, msg, op)
+			return
+		}
+		reply = b.groupAdmin(ctx, op, msg.Data)
 	case protocol.AdminDescribeTopic:
 		var req protocol.TopicRequest
 		if err := json.Unmarshal(msg.Data, &req); err != nil {

@@ -46,6 +46,7 @@ type Broker struct {
 	metadata   *clusterMetadata
 	partitions map[topicPartition]*partitionReplica
 	groups     map[uint64]*partitionReplica
+	sessions   *groupSessions          // consumer group sessions, on the coordinator
 	reports    map[uint64]brokerReport // latest status of every broker, this one included
 	closing    bool
 	// metadataKnown is closed when the first metadata is adopted.
@@ -91,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 		metadata:      &clusterMetadata{},
 		partitions:    map[topicPartition]*partitionReplica{},
 		groups:        map[uint64]*partitionReplica{},
+		sessions:      newGroupSessions(),
 		reports:       map[uint64]brokerReport{},
 		reconcile:     make(chan struct{}, 1),
 		metadataKnown: make(chan struct{}),
@@ -295,6 +297,7 @@ func (b *Broker) run() {
 					b.publishMetadata(m)
 					publishedVersion, lastMetadata = m.Version, now
 				}
+				b.expireMembers(now)
 			}
 			if now.Sub(lastRegister) >= b.cfg.StatusInterval {
 				lastRegister = now

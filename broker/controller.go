@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -27,6 +29,7 @@ type controllerStateMachine struct {
 
 	mu       sync.Mutex
 	metadata *clusterMetadata
+	groups   map[string]*consumerGroup  // consumer groups (groups.go)
 	results  map[uint64]*protocol.Error // rejections by log index, for proposers
 }
 
@@ -36,6 +39,7 @@ func newControllerStateMachine(bootstrap []uint64, onChange func(*clusterMetadat
 	return &controllerStateMachine{
 		onChange: onChange,
 		metadata: newClusterMetadata(bootstrap),
+		groups:   map[string]*consumerGroup{},
 		results:  map[uint64]*protocol.Error{},
 	}
 }
@@ -58,6 +62,8 @@ func (s *controllerStateMachine) Apply(entries []protocol.Entry) error {
 		var rejected *protocol.Error
 		if err != nil {
 			rejected = protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)
+		} else if strings.HasPrefix(cmd.Op, "group_") {
+			rejected = applyGroupCommand(s.groups, metadata, e.Index, cmd)
 		} else {
 			var next *clusterMetadata
 			next, rejected = applyCommand(metadata, e.Index, cmd)
@@ -96,6 +102,29 @@ func (s *controllerStateMachine) current() *clusterMetadata {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.metadata
+}
+
+// group returns a copy of a consumer group's state.
+func (s *controllerStateMachine) group(name string) (*consumerGroup, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[name]
+	if g == nil {
+		return nil, false
+	}
+	return g.clone(), true
+}
+
+// groupList returns copies of every consumer group, sorted by name.
+func (s *controllerStateMachine) groupList() []*consumerGroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*consumerGroup, 0, len(s.groups))
+	for _, g := range s.groups {
+		out = append(out, g.clone())
+	}
+	slices.SortFunc(out, func(a, b *consumerGroup) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // takeResult returns (and forgets) the rejection of the command at index.

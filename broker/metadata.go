@@ -97,6 +97,8 @@ type controllerCommand struct {
 	Partitions int       `json:"partitions,omitempty"`
 	Replicas   int       `json:"replicas,omitempty"`
 	Time       time.Time `json:"time"`
+	// Group carries the consumer group commands (groups.go).
+	Group *groupCommand `json:"group,omitempty"`
 }
 
 func decodeControllerCommand(data []byte) (controllerCommand, error) {

@@ -1,0 +1,437 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+)
+
+// The group coordinator is the controller group's leader: group state is
+// part of the controller's replicated state (groups.go), so when the
+// controller leader fails, the next one holds every member and assignment.
+// Heartbeats are not replicated: the coordinator keeps each member's last
+// heartbeat in memory, and a new coordinator starts every member's session
+// afresh when it takes over (a member is never expired for the time no
+// coordinator was there to hear it).
+
+const (
+	defaultSessionTimeout = 10 * time.Second
+	minSessionTimeout     = 100 * time.Millisecond
+	maxSessionTimeout     = 10 * time.Minute
+)
+
+// groupSessions is the coordinator's in-memory liveness of members.
+type groupSessions struct {
+	mu       sync.Mutex
+	term     uint64                          // controller term the sessions belong to
+	lastSeen map[string]map[string]time.Time // group -> member -> last heartbeat
+	expiring map[string]bool                 // group+"\x00"+member: a leave is being proposed
+}
+
+func newGroupSessions() *groupSessions {
+	return &groupSessions{lastSeen: map[string]map[string]time.Time{}, expiring: map[string]bool{}}
+}
+
+// touch records a heartbeat. A new controller term starts all sessions over.
+func (s *groupSessions) touch(term uint64, group, member string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetIfNewTermLocked(term)
+	if s.lastSeen[group] == nil {
+		s.lastSeen[group] = map[string]time.Time{}
+	}
+	s.lastSeen[group][member] = now
+}
+
+func (s *groupSessions) forget(group, member string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.lastSeen[group], member)
+	delete(s.expiring, group+"\x00"+member)
+}
+
+func (s *groupSessions) resetIfNewTermLocked(term uint64) {
+	if term != s.term {
+		s.term = term
+		s.lastSeen = map[string]map[string]time.Time{}
+		s.expiring = map[string]bool{}
+	}
+}
+
+// expired returns the members of groups whose session ran out, marking
+// them as being expired; members never heard of in this term start now.
+func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.Time) [][2]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetIfNewTermLocked(term)
+	var out [][2]string
+	for _, g := range groups {
+		if s.lastSeen[g.Name] == nil {
+			s.lastSeen[g.Name] = map[string]time.Time{}
+		}
+		for id, m := range g.Members {
+			seen, ok := s.lastSeen[g.Name][id]
+			if !ok {
+				s.lastSeen[g.Name][id] = now
+				continue
+			}
+			key := g.Name + "\x00" + id
+			if now.Sub(seen) > time.Duration(m.SessionTimeoutMs)*time.Millisecond && !s.expiring[key] {
+				s.expiring[key] = true
+				out = append(out, [2]string{g.Name, id})
+			}
+		}
+	}
+	return out
+}
+
+// coordinatorCheck returns nil when this broker may coordinate groups: it
+// leads the controller and applied its whole log.
+func (b *Broker) coordinatorCheck() (uint64, *protocol.Error) {
+	if b.controller == nil || b.controller.group.Status().Role != raft.RoleLeader {
+		return 0, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
+			Message: fmt.Sprintf("broker %d does not coordinate groups (the controller leader does)", b.cfg.ID)}
+	}
+	if !b.controllerCaughtUp() {
+		return 0, protocol.Errorf(protocol.CodeNotReady, "the group coordinator is catching up")
+	}
+	return b.controller.group.Status().Term, nil
+}
+
+// heartbeatInterval tells members how often to heartbeat: a third of the
+// session timeout, at most 3 s.
+func heartbeatInterval(sessionTimeoutMs int64) int64 {
+	return max(min(sessionTimeoutMs/3, 3000), 10)
+}
+
+// groupAdmin serves the group admin operations on the coordinator.
+func (b *Broker) groupAdmin(ctx context.Context, op string, data []byte) any {
+	fail := func(e *protocol.Error) any { return adminError{protocol.APIVersion, e} }
+	term, apiErr := b.coordinatorCheck()
+	if apiErr != nil {
+		return fail(apiErr)
+	}
+	switch op {
+	case protocol.AdminGroupJoin:
+		var req protocol.JoinGroupRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+		}
+		return b.joinGroup(ctx, term, &req)
+	case protocol.AdminGroupHeartbeat:
+		var req protocol.HeartbeatRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+		}
+		return b.heartbeat(ctx, term, &req)
+	case protocol.AdminGroupLeave:
+		var req protocol.LeaveGroupRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+		}
+		_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Group: &groupCommand{Name: req.Group, Member: req.Member}, Time: time.Now()})
+		b.sessions.forget(req.Group, req.Member)
+		return adminError{protocol.APIVersion, apiErr}
+	case protocol.AdminGroupList:
+		reply := protocol.ListGroupsReply{Version: protocol.APIVersion, Groups: []protocol.GroupSummary{}}
+		for _, g := range b.controller.state.groupList() {
+			reply.Groups = append(reply.Groups, protocol.GroupSummary{Group: g.Name, Members: len(g.Members), Topics: nonNil(g.topics())})
+		}
+		return reply
+	case protocol.AdminGroupDescribe:
+		var req protocol.GroupRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+		}
+		return b.describeGroup(req.Group)
+	case protocol.AdminGroupDelete:
+		var req protocol.GroupRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+		}
+		return b.deleteGroup(ctx, req.Group)
+	case protocol.AdminGroupReset:
+		var req protocol.ResetOffsetsRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+		}
+		return b.resetOffsets(ctx, &req)
+	}
+	return fail(protocol.Errorf(protocol.CodeMalformedRequest, "unknown group operation %q", op))
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (b *Broker) assignmentReply(group, member string, sessionTimeoutMs int64) protocol.HeartbeatReply {
+	reply := protocol.HeartbeatReply{Version: protocol.APIVersion, HeartbeatIntervalMs: heartbeatInterval(sessionTimeoutMs)}
+	g, ok := b.controller.state.group(group)
+	if !ok || g.Members[member] == nil {
+		reply.Error = protocol.Errorf(protocol.CodeUnknownMember, "group %q has no member %q (session expired?); join again", group, member)
+		return reply
+	}
+	reply.Assigned, reply.Revoke = g.assignment(member)
+	return reply
+}
+
+func (b *Broker) joinGroup(ctx context.Context, term uint64, req *protocol.JoinGroupRequest) protocol.HeartbeatReply {
+	fail := func(e *protocol.Error) protocol.HeartbeatReply {
+		return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: e}
+	}
+	if err := protocol.ValidateGroupName(req.Group); err != nil {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "%v", err))
+	}
+	if err := protocol.ValidateGroupName(req.Member); err != nil {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "member id: %v", err))
+	}
+	if len(req.Topics) == 0 {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "join without topics"))
+	}
+	m := b.currentMetadata()
+	for _, topic := range req.Topics {
+		if m.Topics[topic] == nil {
+			return fail(protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", topic))
+		}
+	}
+	timeout := time.Duration(req.SessionTimeoutMs) * time.Millisecond
+	if timeout == 0 {
+		timeout = defaultSessionTimeout
+	}
+	if timeout < minSessionTimeout || timeout > maxSessionTimeout {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "session timeout %v: want %v to %v", timeout, minSessionTimeout, maxSessionTimeout))
+	}
+	b.sessions.touch(term, req.Group, req.Member, time.Now())
+	_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupJoin, Time: time.Now(), Group: &groupCommand{
+		Name: req.Group, Member: req.Member, Topics: req.Topics, SessionTimeoutMs: timeout.Milliseconds()}})
+	if apiErr != nil {
+		return fail(apiErr)
+	}
+	return b.assignmentReply(req.Group, req.Member, timeout.Milliseconds())
+}
+
+// heartbeat renews a member's session; when the member released partitions
+// it was asked to revoke, or the group's partitions changed (a topic grew
+// or went away), it proposes a sync so the assignment moves on.
+func (b *Broker) heartbeat(ctx context.Context, term uint64, req *protocol.HeartbeatRequest) protocol.HeartbeatReply {
+	g, ok := b.controller.state.group(req.Group)
+	if !ok || g.Members[req.Member] == nil {
+		return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeUnknownMember,
+			"group %q has no member %q (session expired?); join again", req.Group, req.Member)}
+	}
+	b.sessions.touch(term, req.Group, req.Member, time.Now())
+	sessionMs := g.Members[req.Member].SessionTimeoutMs
+	if needsSync(g, req, b.currentMetadata()) {
+		_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupSync, Time: time.Now(),
+			Group: &groupCommand{Name: req.Group, Member: req.Member, Owned: req.Owned}})
+		if apiErr != nil {
+			return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: apiErr}
+		}
+	}
+	return b.assignmentReply(req.Group, req.Member, sessionMs)
+}
+
+func needsSync(g *consumerGroup, req *protocol.HeartbeatRequest, m *clusterMetadata) bool {
+	owned := map[partitionKey]bool{}
+	for _, gp := range req.Owned {
+		owned[partitionKey{gp.Topic, gp.Partition}] = true
+	}
+	for k, o := range g.Owners {
+		if o.Member == req.Member && g.Targets[k] != req.Member && !owned[k] {
+			return true
+		}
+	}
+	targets := computeTargets(g, m)
+	if len(targets) != len(g.Targets) {
+		return true
+	}
+	for k, v := range targets {
+		if g.Targets[k] != v {
+			return true
+		}
+	}
+	return false
+}
+
+// expireMembers proposes a leave for every member whose session ran out.
+// Called from the broker loop on the caught-up controller leader.
+func (b *Broker) expireMembers(now time.Time) {
+	term := b.controller.group.Status().Term
+	for _, gm := range b.sessions.expired(term, b.controller.state.groupList(), now) {
+		if !b.track() {
+			return
+		}
+		go func() {
+			defer b.requests.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+			defer cancel()
+			_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Time: now,
+				Group: &groupCommand{Name: gm[0], Member: gm[1], Expired: true}})
+			b.sessions.forget(gm[0], gm[1])
+			if apiErr != nil && apiErr.Code != protocol.CodeUnknownMember {
+				b.logger.Warn("expire group member", "group", gm[0], "member", gm[1], "err", apiErr)
+				return
+			}
+			b.logger.Info("group member session expired", "group", gm[0], "member", gm[1])
+		}()
+	}
+}
+
+func (b *Broker) describeGroup(name string) protocol.DescribeGroupReply {
+	reply := protocol.DescribeGroupReply{Version: protocol.APIVersion, Group: name, Topics: []string{},
+		Members: []protocol.GroupMember{}, Partitions: []protocol.PartitionOwner{}}
+	g, ok := b.controller.state.group(name)
+	if !ok {
+		reply.Error = protocol.Errorf(protocol.CodeUnknownGroup, "group %q does not exist", name)
+		return reply
+	}
+	reply.Topics = nonNil(g.topics())
+	for _, id := range g.sortedMembers() {
+		m := g.Members[id]
+		owned := []protocol.GroupPartition{}
+		for k, o := range g.Owners {
+			if o.Member == id {
+				owned = append(owned, protocol.GroupPartition{Topic: k.Topic, Partition: k.Partition, Epoch: o.Epoch})
+			}
+		}
+		sortGroupPartitions(owned)
+		reply.Members = append(reply.Members, protocol.GroupMember{Member: id, Topics: m.Topics, SessionTimeoutMs: m.SessionTimeoutMs, Owned: owned})
+	}
+	metadata := b.currentMetadata()
+	for _, topic := range reply.Topics {
+		t := metadata.Topics[topic]
+		if t == nil {
+			continue
+		}
+		for p := range t.Partitions {
+			k := partitionKey{topic, uint32(p)}
+			po := protocol.PartitionOwner{Topic: topic, Partition: uint32(p), Owner: g.Owners[k].Member, Epoch: g.Owners[k].Epoch}
+			if target := g.Targets[k]; target != po.Owner {
+				po.Target = target
+			}
+			reply.Partitions = append(reply.Partitions, po)
+		}
+	}
+	return reply
+}
+
+// deleteGroup removes a group without members from the coordinator and its
+// offsets from every partition.
+func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGroupReply {
+	reply := protocol.DeleteGroupReply{Version: protocol.APIVersion}
+	if err := protocol.ValidateGroupName(name); err != nil {
+		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+		return reply
+	}
+	_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupDelete, Group: &groupCommand{Name: name}, Time: time.Now()})
+	if apiErr != nil && apiErr.Code != protocol.CodeUnknownGroup {
+		reply.Error = apiErr
+		return reply
+	}
+	req := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: name, Op: protocol.CommitOpDelete}
+	m := b.currentMetadata()
+	for _, topic := range m.sortedTopicNames() {
+		for p := range m.Topics[topic].Partitions {
+			req.Offsets = append(req.Offsets, protocol.PartitionOffset{Topic: topic, Partition: uint32(p)})
+		}
+	}
+	for _, res := range b.commitAtLeaders(ctx, &req) {
+		if res.Error != nil {
+			reply.Error = protocol.Errorf(res.Error.Code, "delete offsets of %s/%d: %s", res.Topic, res.Partition, res.Error.Message)
+			return reply
+		}
+	}
+	if apiErr != nil && len(req.Offsets) == 0 {
+		reply.Error = apiErr
+	}
+	return reply
+}
+
+// resetOffsets sets a group's offsets of a topic, refused while the group
+// has members.
+func (b *Broker) resetOffsets(ctx context.Context, req *protocol.ResetOffsetsRequest) protocol.ResetOffsetsReply {
+	reply := protocol.ResetOffsetsReply{Version: protocol.APIVersion}
+	if err := protocol.ValidateGroupName(req.Group); err != nil {
+		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+		return reply
+	}
+	if g, ok := b.controller.state.group(req.Group); ok && len(g.Members) > 0 {
+		reply.Error = protocol.Errorf(protocol.CodeGroupNotEmpty, "group %q has %d active members; stop them first", req.Group, len(g.Members))
+		return reply
+	}
+	t := b.currentMetadata().Topics[req.Topic]
+	if t == nil {
+		reply.Error = protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", req.Topic)
+		return reply
+	}
+	commit := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: req.Group, Op: protocol.CommitOpReset, ResetTo: req.To, ResetValue: req.Value}
+	for p := range t.Partitions {
+		commit.Offsets = append(commit.Offsets, protocol.PartitionOffset{Topic: req.Topic, Partition: uint32(p), Offset: uint64(max(req.Value, 0))})
+	}
+	reply.Results = b.commitAtLeaders(ctx, &commit)
+	return reply
+}
+
+// commitAtLeaders sends req's offsets to their partitions' leaders, one
+// request per leader, retrying retriable failures until ctx ends. Results
+// are in req.Offsets order.
+func (b *Broker) commitAtLeaders(ctx context.Context, req *protocol.OffsetCommitRequest) []protocol.PartitionResult {
+	results := make([]protocol.PartitionResult, len(req.Offsets))
+	pending := make([]int, len(req.Offsets))
+	for i := range pending {
+		pending[i] = i
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		byLeader := map[uint64][]int{}
+		for _, i := range pending {
+			po := req.Offsets[i]
+			byLeader[b.leaderOf(po.Topic, po.Partition)] = append(byLeader[b.leaderOf(po.Topic, po.Partition)], i)
+		}
+		var retry []int
+		for leader, indexes := range byLeader {
+			sub := *req
+			sub.Offsets = nil
+			for _, i := range indexes {
+				sub.Offsets = append(sub.Offsets, req.Offsets[i])
+			}
+			var reply protocol.OffsetCommitReply
+			if leader == 0 {
+				reply.Error = protocol.Errorf(protocol.CodeNotReady, "no leader known")
+			} else if data, err := json.Marshal(&sub); err == nil {
+				msg, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerCommit(b.prefix, leader), data)
+				if err != nil {
+					reply.Error = protocol.Errorf(protocol.CodeTimeout, "broker %d: %v", leader, err)
+				} else if err := json.Unmarshal(msg.Data, &reply); err != nil {
+					reply.Error = protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)
+				}
+			}
+			for j, i := range indexes {
+				res := protocol.PartitionResult{Topic: req.Offsets[i].Topic, Partition: req.Offsets[i].Partition, Error: reply.Error}
+				if reply.Error == nil && j < len(reply.Results) {
+					res = reply.Results[j]
+				}
+				results[i] = res
+				if res.Error != nil && res.Error.Retriable() {
+					retry = append(retry, i)
+				}
+			}
+		}
+		pending = retry
+		if len(pending) == 0 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(time.Duration(attempt+1)*50*time.Millisecond, 500*time.Millisecond)):
+		}
+	}
+	return results
+}

@@ -1,0 +1,550 @@
+package clients
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// GroupConsumerOption configures a GroupConsumer (Client.NewGroupConsumer).
+type GroupConsumerOption func(*groupConfig) error
+
+type groupConfig struct {
+	memberID           string
+	sessionTimeout     time.Duration
+	autoCommitInterval time.Duration
+	commitOnClose      bool
+	resetTo            Position
+	onAssigned         func(context.Context, []TopicPartition)
+	onRevoked          func(context.Context, []TopicPartition)
+	consumerOptions    []ConsumerOption
+}
+
+// WithSessionTimeout is how long the coordinator waits for a heartbeat
+// before it removes the member and moves its partitions. The member
+// heartbeats at a third of it (at most every 3 s). Default 10s.
+func WithSessionTimeout(d time.Duration) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		if d < 100*time.Millisecond || d > 10*time.Minute {
+			return fmt.Errorf("clients: session timeout %v: want 100ms to 10m", d)
+		}
+		c.sessionTimeout = d
+		return nil
+	}
+}
+
+// WithAutoCommitInterval commits the offsets of the records Poll returned
+// at this interval, and before a partition is given up. 0 turns automatic
+// commits off (use Commit, CommitOffsets or CommitAsync). Default 5s.
+func WithAutoCommitInterval(d time.Duration) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		if d < 0 {
+			return fmt.Errorf("clients: auto-commit interval %v is negative", d)
+		}
+		c.autoCommitInterval = d
+		return nil
+	}
+}
+
+// WithCommitOnClose says whether Close commits the offsets of the records
+// Poll returned before it leaves the group. Default true.
+func WithCommitOnClose(commit bool) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		c.commitOnClose = commit
+		return nil
+	}
+}
+
+// WithResetPolicy is where a partition starts when the group has no
+// committed offset for it (or the committed one was deleted by retention):
+// Earliest or Latest. Default Earliest.
+func WithResetPolicy(position Position) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		if position.kind != positionEarliest && position.kind != positionLatest {
+			return errors.New("clients: reset policy must be Earliest or Latest")
+		}
+		c.resetTo = position
+		return nil
+	}
+}
+
+// WithOnAssigned is called (from the group's background goroutine) with
+// the partitions newly assigned, after their start positions are set.
+// Default none.
+func WithOnAssigned(f func(ctx context.Context, partitions []TopicPartition)) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		c.onAssigned = f
+		return nil
+	}
+}
+
+// WithOnRevoked is called with partitions the member gives up, after it
+// stopped fetching them and before their offsets are auto-committed and
+// they are released; commit there with Commit when auto-commit is off.
+// Default none.
+func WithOnRevoked(f func(ctx context.Context, partitions []TopicPartition)) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		c.onRevoked = f
+		return nil
+	}
+}
+
+// WithMemberID sets the member id (unique in the group). Default random.
+func WithMemberID(id string) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		if err := protocol.ValidateGroupName(id); err != nil {
+			return fmt.Errorf("clients: member id: %w", err)
+		}
+		c.memberID = id
+		return nil
+	}
+}
+
+// WithGroupConsumerOptions passes options to the underlying Consumer (fetch
+// sizes, long-poll wait). Default none.
+func WithGroupConsumerOptions(opts ...ConsumerOption) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		c.consumerOptions = append(c.consumerOptions, opts...)
+		return nil
+	}
+}
+
+// GroupConsumer consumes topics as a member of a consumer group: the
+// brokers assign it partitions (incrementally: it keeps consuming the
+// partitions it keeps while others move), it resumes each at the group's
+// committed offset (or the reset policy), and it commits the offsets of the
+// records Poll returned. Delivery is at least once, in order per partition.
+//
+// Poll is called from one goroutine at a time; Commit, CommitOffsets,
+// CommitAsync, Assigned and Close from any.
+type GroupConsumer struct {
+	client   *Client
+	group    string
+	topics   []string
+	config   groupConfig
+	consumer *Consumer
+
+	mu        sync.Mutex
+	owned     map[TopicPartition]uint64 // partition -> assignment epoch
+	positions map[TopicPartition]uint64 // offset after the last record Poll returned
+	committed map[TopicPartition]uint64 // last offset committed
+	closed    bool
+
+	wake   chan struct{} // capacity 1: heartbeat now
+	stop   chan struct{}
+	done   chan struct{}
+	failed error // set by the loop when it gives up
+}
+
+// NewGroupConsumer joins group for topics and starts heartbeating. The
+// first assignment arrives in the background; Poll returns records as soon
+// as partitions are assigned.
+func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []string, opts ...GroupConsumerOption) (*GroupConsumer, error) {
+	if err := protocol.ValidateGroupName(group); err != nil {
+		return nil, err
+	}
+	if len(topics) == 0 {
+		return nil, errors.New("clients: group consumer without topics")
+	}
+	config := groupConfig{sessionTimeout: 10 * time.Second, autoCommitInterval: 5 * time.Second, commitOnClose: true, resetTo: Earliest()}
+	for _, opt := range opts {
+		if err := opt(&config); err != nil {
+			return nil, err
+		}
+	}
+	if config.memberID == "" {
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		config.memberID = "member-" + hex.EncodeToString(id[:])
+	}
+	consumer, err := c.NewConsumer(config.consumerOptions...)
+	if err != nil {
+		return nil, err
+	}
+	g := &GroupConsumer{
+		client: c, group: group, topics: slices.Clone(topics), config: config, consumer: consumer,
+		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, committed: map[TopicPartition]uint64{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	reply, err := g.join(ctx)
+	if err != nil {
+		consumer.Close()
+		return nil, err
+	}
+	go g.run(reply)
+	return g, nil
+}
+
+// MemberID is the member's id in the group.
+func (g *GroupConsumer) MemberID() string { return g.config.memberID }
+
+// Assigned returns the partitions the member consumes now, sorted.
+func (g *GroupConsumer) Assigned() []TopicPartition {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]TopicPartition, 0, len(g.owned))
+	for tp := range g.owned {
+		out = append(out, tp)
+	}
+	sortTopicPartitions(out)
+	return out
+}
+
+func sortTopicPartitions(s []TopicPartition) {
+	slices.SortFunc(s, func(a, b TopicPartition) int {
+		if a.Topic != b.Topic {
+			if a.Topic < b.Topic {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+}
+
+// Poll returns records of the assigned partitions (see Consumer.Poll).
+// Their offsets count as processed for Commit and auto-commit.
+func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
+	records, err := g.consumer.Poll(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	kept := records[:0]
+	for _, r := range records {
+		tp := TopicPartition{r.Topic, r.Partition}
+		if _, ok := g.owned[tp]; !ok {
+			continue // revoked meanwhile; its next owner reads it
+		}
+		g.positions[tp] = max(g.positions[tp], r.Offset+1)
+		kept = append(kept, r)
+	}
+	if err == nil && g.failed != nil {
+		err = g.failed
+	}
+	return kept, err
+}
+
+// Commit commits the offsets of every record Poll returned (of partitions
+// still owned) and waits for the acknowledgement.
+func (g *GroupConsumer) Commit(ctx context.Context) error {
+	return g.commitPositions(ctx, nil)
+}
+
+// CommitAsync commits like Commit in the background and calls done (if not
+// nil) with the outcome.
+func (g *GroupConsumer) CommitAsync(done func(error)) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), g.client.config.requestTimeout)
+		defer cancel()
+		err := g.Commit(ctx)
+		if done != nil {
+			done(err)
+		}
+	}()
+}
+
+// CommitOffsets commits explicit offsets (each the next offset to consume)
+// of owned partitions. A partition the member does not own fails with
+// protocol.CodeStaleEpoch.
+func (g *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]uint64) error {
+	g.mu.Lock()
+	var commits []protocol.PartitionOffset
+	var errs []error
+	for tp, offset := range offsets {
+		epoch, ok := g.owned[tp]
+		if !ok {
+			errs = append(errs, &PartitionError{Topic: tp.Topic, Partition: tp.Partition,
+				Err: protocol.Errorf(protocol.CodeStaleEpoch, "partition not owned by member %s", g.config.memberID)})
+			continue
+		}
+		commits = append(commits, protocol.PartitionOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: offset, Epoch: epoch})
+	}
+	g.mu.Unlock()
+	if len(commits) > 0 {
+		if err := g.client.CommitOffsets(ctx, g.group, g.config.memberID, commits); err != nil {
+			errs = append(errs, err)
+		} else {
+			g.mu.Lock()
+			for _, c := range commits {
+				g.committed[TopicPartition{c.Topic, c.Partition}] = c.Offset
+			}
+			g.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// commitPositions commits the processed positions of only (all owned when
+// nil) that moved since the last commit.
+func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartition) error {
+	g.mu.Lock()
+	offsets := map[TopicPartition]uint64{}
+	for tp, position := range g.positions {
+		if only != nil && !slices.Contains(only, tp) {
+			continue
+		}
+		if committed, ok := g.committed[tp]; !ok || committed != position {
+			offsets[tp] = position
+		}
+	}
+	g.mu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	return g.CommitOffsets(ctx, offsets)
+}
+
+// Close stops consuming, commits the processed offsets (WithCommitOnClose)
+// and leaves the group, so its partitions move at once. Close does not
+// close the Client.
+func (g *GroupConsumer) Close(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	g.mu.Unlock()
+	close(g.stop)
+	<-g.done
+	var errs []error
+	if g.config.commitOnClose {
+		errs = append(errs, g.Commit(ctx))
+	}
+	g.consumer.Close()
+	var reply protocol.DeleteGroupReply // any reply with an error field
+	errs = append(errs, g.client.groupAdmin(ctx, protocol.AdminGroupLeave,
+		protocol.LeaveGroupRequest{Version: protocol.APIVersion, Group: g.group, Member: g.config.memberID}, &reply,
+		func() *protocol.Error { return reply.Error }))
+	return errors.Join(errs...)
+}
+
+func (g *GroupConsumer) join(ctx context.Context) (protocol.HeartbeatReply, error) {
+	var reply protocol.HeartbeatReply
+	err := g.client.groupAdmin(ctx, protocol.AdminGroupJoin, protocol.JoinGroupRequest{
+		Version: protocol.APIVersion, Group: g.group, Member: g.config.memberID, Topics: g.topics,
+		SessionTimeoutMs: g.config.sessionTimeout.Milliseconds(),
+	}, &reply, func() *protocol.Error { return reply.Error })
+	if err != nil {
+		return reply, fmt.Errorf("clients: join group %s: %w", g.group, err)
+	}
+	return reply, nil
+}
+
+func (g *GroupConsumer) heartbeat(ctx context.Context) (protocol.HeartbeatReply, error) {
+	g.mu.Lock()
+	owned := make([]protocol.GroupPartition, 0, len(g.owned))
+	for tp, epoch := range g.owned {
+		owned = append(owned, protocol.GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Epoch: epoch})
+	}
+	g.mu.Unlock()
+	var reply protocol.HeartbeatReply
+	err := g.client.adminRequest(ctx, protocol.AdminGroupHeartbeat, protocol.HeartbeatRequest{
+		Version: protocol.APIVersion, Group: g.group, Member: g.config.memberID, Owned: owned}, &reply)
+	if err == nil && reply.Error != nil {
+		err = reply.Error
+	}
+	return reply, err
+}
+
+// run is the member's background loop: heartbeats, assignment changes and
+// auto-commits. It alone changes which partitions the member owns.
+func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
+	defer close(g.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-g.stop
+		cancel()
+	}()
+	interval := time.Duration(max(first.HeartbeatIntervalMs, 10)) * time.Millisecond
+	reply, haveReply := first, true
+	var autoCommit <-chan time.Time
+	if g.config.autoCommitInterval > 0 {
+		ticker := time.NewTicker(g.config.autoCommitInterval)
+		defer ticker.Stop()
+		autoCommit = ticker.C
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if haveReply {
+			if g.reconcile(ctx, reply) {
+				// Released partitions: tell the coordinator now.
+				select {
+				case g.wake <- struct{}{}:
+				default:
+				}
+			}
+			haveReply = false
+			timer.Reset(interval)
+		}
+		select {
+		case <-g.stop:
+			return
+		case <-autoCommit:
+			commitCtx, commitCancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
+			if err := g.Commit(commitCtx); err != nil && ctx.Err() == nil {
+				g.client.logger.Warn("raftmq: auto-commit failed", "group", g.group, "error", err)
+			}
+			commitCancel()
+			continue
+		case <-g.wake:
+		case <-timer.C:
+		}
+		hbCtx, hbCancel := context.WithTimeout(ctx, interval*3)
+		var err error
+		reply, err = g.heartbeat(hbCtx)
+		hbCancel()
+		switch {
+		case err == nil:
+			haveReply = true
+			interval = time.Duration(max(reply.HeartbeatIntervalMs, 10)) * time.Millisecond
+		case errors.Is(err, protocol.CodeUnknownMember):
+			// Expired: every partition is gone; join again.
+			g.dropAll(ctx)
+			if reply, err = g.join(ctx); err == nil {
+				haveReply = true
+			} else {
+				timer.Reset(interval)
+			}
+		default:
+			if ctx.Err() == nil {
+				g.client.logger.Debug("raftmq: heartbeat failed", "group", g.group, "error", err)
+			}
+			timer.Reset(interval)
+		}
+	}
+}
+
+// reconcile applies an assignment: it revokes (stop, callback, commit,
+// release) and starts newly assigned partitions at their committed offsets.
+// It reports whether partitions were released.
+func (g *GroupConsumer) reconcile(ctx context.Context, reply protocol.HeartbeatReply) bool {
+	keep := map[TopicPartition]uint64{}
+	for _, gp := range reply.Assigned {
+		keep[TopicPartition{gp.Topic, gp.Partition}] = gp.Epoch
+	}
+	g.mu.Lock()
+	var revoked []TopicPartition
+	for tp := range g.owned {
+		if _, ok := keep[tp]; !ok {
+			revoked = append(revoked, tp)
+		}
+	}
+	var added []protocol.GroupPartition
+	for tp, epoch := range keep {
+		if current, ok := g.owned[tp]; !ok {
+			added = append(added, protocol.GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Epoch: epoch})
+		} else if current != epoch {
+			g.owned[tp] = epoch
+		}
+	}
+	g.mu.Unlock()
+	if len(revoked) > 0 {
+		g.revoke(ctx, revoked)
+	}
+	if len(added) > 0 {
+		g.assign(ctx, added)
+	}
+	return len(revoked) > 0
+}
+
+func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition) {
+	sortTopicPartitions(partitions)
+	for _, tp := range partitions {
+		g.consumer.Unassign(tp.Topic, tp.Partition)
+	}
+	if g.config.onRevoked != nil {
+		g.config.onRevoked(ctx, partitions)
+	}
+	if g.config.autoCommitInterval > 0 {
+		commitCtx, cancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
+		if err := g.commitPositions(commitCtx, partitions); err != nil && ctx.Err() == nil {
+			g.client.logger.Warn("raftmq: commit before revoke failed", "group", g.group, "error", err)
+		}
+		cancel()
+	}
+	g.mu.Lock()
+	for _, tp := range partitions {
+		delete(g.owned, tp)
+		delete(g.positions, tp)
+		delete(g.committed, tp)
+	}
+	g.mu.Unlock()
+}
+
+// dropAll forgets every partition without committing (the member's
+// epochs are stale once it expired).
+func (g *GroupConsumer) dropAll(ctx context.Context) {
+	g.mu.Lock()
+	var lost []TopicPartition
+	for tp := range g.owned {
+		lost = append(lost, tp)
+	}
+	g.owned, g.positions, g.committed = map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}
+	g.mu.Unlock()
+	for _, tp := range lost {
+		g.consumer.Unassign(tp.Topic, tp.Partition)
+	}
+	if len(lost) > 0 && g.config.onRevoked != nil {
+		sortTopicPartitions(lost)
+		g.config.onRevoked(ctx, lost)
+	}
+}
+
+// assign claims new partitions at their leaders (fencing the previous
+// owner) and starts fetching at the committed offset or the reset policy.
+func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupPartition) {
+	sortGroupPartitions(partitions)
+	claimCtx, cancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
+	defer cancel()
+	committed, err := g.client.fetchCommitted(claimCtx, g.group, g.config.memberID, true, partitions)
+	var started []TopicPartition
+	for i, gp := range partitions {
+		tp := TopicPartition{gp.Topic, gp.Partition}
+		c := committed[i]
+		if c.Error != nil || (err != nil && c.Topic == "") {
+			// Not claimed (a stale epoch, or no leader in time): leave it;
+			// the next heartbeat still lists it and we try again.
+			continue
+		}
+		position := g.config.resetTo
+		if c.Committed && c.Offset >= c.LogStartOffset {
+			position = AtOffset(c.Offset)
+		}
+		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, position); err != nil {
+			g.client.logger.Warn("raftmq: start assigned partition", "partition", tp, "error", err)
+			continue
+		}
+		g.mu.Lock()
+		g.owned[tp] = gp.Epoch
+		if c.Committed {
+			g.committed[tp] = c.Offset
+			g.positions[tp] = c.Offset
+		}
+		g.mu.Unlock()
+		started = append(started, tp)
+	}
+	if len(started) > 0 && g.config.onAssigned != nil {
+		g.config.onAssigned(ctx, started)
+	}
+}
+
+func sortGroupPartitions(s []protocol.GroupPartition) {
+	slices.SortFunc(s, func(a, b protocol.GroupPartition) int {
+		if a.Topic != b.Topic {
+			if a.Topic < b.Topic {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+}

@@ -1,0 +1,405 @@
+package clients_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// groupHarness runs group members, each on its own Client, and checks the
+// group's invariants as they run.
+type groupHarness struct {
+	t      *testing.T
+	topic  string
+	group  string
+	mu     sync.Mutex
+	owner  map[uint32]string // partition -> member, from the callbacks
+	errs   []error
+	seen   map[uint32]map[uint64]bool // processed offsets
+	events chan struct{}
+}
+
+type harnessMember struct {
+	id       string
+	client   *clients.Client
+	consumer *clients.GroupConsumer
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func (h *groupHarness) fail(format string, args ...any) {
+	h.mu.Lock()
+	h.errs = append(h.errs, fmt.Errorf(format, args...))
+	h.mu.Unlock()
+}
+
+func (h *groupHarness) notify() {
+	select {
+	case h.events <- struct{}{}:
+	default:
+	}
+}
+
+func (h *groupHarness) start(ctx context.Context, id string, sessionTimeout time.Duration) *harnessMember {
+	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m := &harnessMember{id: id, client: client, stop: make(chan struct{}), done: make(chan struct{})}
+	m.consumer, err = client.NewGroupConsumer(ctx, h.group, []string{h.topic},
+		clients.WithMemberID(id), clients.WithSessionTimeout(sessionTimeout), clients.WithAutoCommitInterval(50*time.Millisecond),
+		clients.WithGroupConsumerOptions(clients.WithFetchMaxWait(100*time.Millisecond)),
+		clients.WithOnAssigned(func(_ context.Context, partitions []clients.TopicPartition) {
+			h.mu.Lock()
+			for _, tp := range partitions {
+				if other := h.owner[tp.Partition]; other != "" && other != id {
+					h.errs = append(h.errs, fmt.Errorf("partition %d assigned to %s while %s owns it", tp.Partition, id, other))
+				}
+				h.owner[tp.Partition] = id
+			}
+			h.mu.Unlock()
+			h.notify()
+		}),
+		clients.WithOnRevoked(func(_ context.Context, partitions []clients.TopicPartition) {
+			h.mu.Lock()
+			for _, tp := range partitions {
+				if h.owner[tp.Partition] == id {
+					delete(h.owner, tp.Partition)
+				}
+			}
+			h.mu.Unlock()
+			h.notify()
+		}))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	go func() {
+		defer close(m.done)
+		for {
+			select {
+			case <-m.stop:
+				return
+			default:
+			}
+			pollCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			records, err := m.consumer.Poll(pollCtx)
+			cancel()
+			select {
+			case <-m.stop:
+				return // killed: whatever it polled last is never processed
+			default:
+			}
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				h.fail("member %s poll: %v", id, err)
+				return
+			}
+			h.mu.Lock()
+			for _, r := range records {
+				if h.seen[r.Partition] == nil {
+					h.seen[r.Partition] = map[uint64]bool{}
+				}
+				h.seen[r.Partition][r.Offset] = true
+			}
+			h.mu.Unlock()
+			if len(records) > 0 {
+				h.notify()
+			}
+		}
+	}()
+	return m
+}
+
+// kill stops a member without leaving or committing: its connection goes.
+func (h *groupHarness) kill(m *harnessMember) {
+	close(m.stop)
+	<-m.done
+	h.mu.Lock()
+	for p, owner := range h.owner {
+		if owner == m.id {
+			delete(h.owner, p)
+		}
+	}
+	h.mu.Unlock()
+	m.client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = m.consumer.Close(ctx) // fails: the client is closed
+}
+
+func (h *groupHarness) waitFor(ctx context.Context, what string, cond func() bool) {
+	h.t.Helper()
+	for {
+		h.mu.Lock()
+		ok, errs := cond(), errors.Join(h.errs...)
+		h.mu.Unlock()
+		if errs != nil {
+			h.t.Fatal(errs)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.t.Fatalf("waiting for %s: %v (owners %v)", what, ctx.Err(), h.owner)
+		case <-h.events:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (h *groupHarness) owners() map[string]int {
+	out := map[string]int{}
+	for _, m := range h.owner {
+		out[m]++
+	}
+	return out
+}
+
+// TestGroupMembersSharePartitionsAndTakeOverFromADeadMember runs three
+// members on a six-partition topic while records are produced: each
+// partition has one owner at a time, a killed member's partitions move
+// within the session timeout, every record is processed, and committed
+// offsets never go backwards.
+func TestGroupMembersSharePartitionsAndTakeOverFromADeadMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	admin, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	topic := fmt.Sprintf("group-work-%d", time.Now().UnixNano())
+	if _, err := admin.CreateTopic(ctx, topic, clients.WithPartitions(6), clients.WithReplicas(3)); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := admin.NewProducer(clients.WithLinger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(ctx)
+	produce := func(n int) {
+		for i := range n {
+			producer.Produce(ctx, &clients.Record{Topic: topic, Partition: uint32(i % 6), Value: []byte("v")}, nil)
+		}
+		if err := producer.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(600)
+
+	h := &groupHarness{t: t, topic: topic, group: "workers-" + topic, owner: map[uint32]string{},
+		seen: map[uint32]map[uint64]bool{}, events: make(chan struct{}, 1)}
+	const session = time.Second
+	members := []*harnessMember{h.start(ctx, "a", session), h.start(ctx, "b", session), h.start(ctx, "c", session)}
+	defer func() {
+		for _, m := range members[1:] {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = m.consumer.Close(closeCtx)
+			cancel()
+			m.client.Close()
+		}
+	}()
+
+	// Committed offsets never go backwards.
+	monitorDone := make(chan struct{})
+	stopMonitor := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		last := map[uint32]uint64{}
+		partitions := make([]clients.TopicPartition, 6)
+		for i := range partitions {
+			partitions[i] = clients.TopicPartition{Topic: topic, Partition: uint32(i)}
+		}
+		for {
+			select {
+			case <-stopMonitor:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			committed, err := admin.FetchCommitted(ctx, h.group, partitions)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.fail("fetch committed: %v", err)
+				}
+				return
+			}
+			for _, c := range committed {
+				if c.Offset < last[c.Partition] {
+					h.fail("partition %d committed offset went back from %d to %d", c.Partition, last[c.Partition], c.Offset)
+				}
+				last[c.Partition] = c.Offset
+			}
+		}
+	}()
+
+	h.waitFor(ctx, "an even assignment", func() bool {
+		o := h.owners()
+		return len(h.owner) == 6 && o["a"] == 2 && o["b"] == 2 && o["c"] == 2
+	})
+	produce(300)
+	killed := time.Now()
+	h.kill(members[0])
+	h.waitFor(ctx, "the dead member's partitions to move", func() bool {
+		o := h.owners()
+		return len(h.owner) == 6 && o["b"] == 3 && o["c"] == 3
+	})
+	moved := time.Since(killed)
+	if moved > session+3*time.Second {
+		t.Fatalf("partitions moved %v after the member died; session timeout %v", moved, session)
+	}
+	produce(300)
+	hw := map[uint32]uint64{}
+	for p := range uint32(6) {
+		offsets, err := admin.ListOffsets(ctx, topic, p, clients.Latest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hw[p] = offsets.HighWatermark
+	}
+	h.waitFor(ctx, "every record processed", func() bool {
+		for p, end := range hw {
+			for o := range end {
+				if !h.seen[p][o] {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for _, m := range members[1:] {
+		if err := m.consumer.Commit(ctx); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+	}
+	close(stopMonitor)
+	<-monitorDone
+	desc, err := admin.DescribeGroup(ctx, h.group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(desc.Members) != 2 || len(desc.Partitions) != 6 {
+		t.Fatalf("describe: %+v", desc)
+	}
+	for _, p := range desc.Partitions {
+		if p.Offset != hw[p.Partition] || p.LagRecords != 0 || p.Owner == "" || p.Owner == "a" {
+			t.Fatalf("partition %d after processing everything: %+v (high watermark %d)", p.Partition, p, hw[p.Partition])
+		}
+	}
+	t.Logf("partitions moved %v after the kill", moved)
+
+	// Reset and delete are refused while members are active.
+	if _, err := admin.ResetGroupOffsets(ctx, h.group, topic, clients.Earliest()); !errors.Is(err, protocol.CodeGroupNotEmpty) {
+		t.Fatalf("reset with members: %v", err)
+	}
+	if err := admin.DeleteGroup(ctx, h.group); !errors.Is(err, protocol.CodeGroupNotEmpty) {
+		t.Fatalf("delete with members: %v", err)
+	}
+}
+
+// TestGroupResumesAfterCommittedOffsetAndResets checks that a new member
+// resumes exactly after the committed offset, that the reset policy applies
+// only without an offset, and reset-offsets and delete once the group is empty.
+func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	topic := fmt.Sprintf("group-resume-%d", time.Now().UnixNano())
+	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(1)); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(ctx)
+	for i := range 10 {
+		if err := producer.ProduceSync(ctx, &clients.Record{Topic: topic, Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := "resume-" + topic
+	consume := func(opts ...clients.GroupConsumerOption) (*clients.GroupConsumer, []*clients.Record) {
+		t.Helper()
+		opts = append(opts, clients.WithAutoCommitInterval(0), clients.WithSessionTimeout(time.Second))
+		g, err := client.NewGroupConsumer(ctx, group, []string{topic}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		records, err := g.Poll(pollCtx)
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal(err)
+		}
+		return g, records
+	}
+	// Latest without an offset: nothing old.
+	g, records := consume(clients.WithResetPolicy(clients.Latest()))
+	if len(records) != 0 {
+		t.Fatalf("reset policy latest delivered %d old records", len(records))
+	}
+	if err := g.CommitOffsets(ctx, map[clients.TopicPartition]uint64{{Topic: topic}: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The committed offset wins over the reset policy.
+	g, records = consume(clients.WithResetPolicy(clients.Latest()))
+	if len(records) == 0 || records[0].Offset != 4 {
+		t.Fatalf("resumed at %+v, want offset 4", records)
+	}
+	if err := g.CommitOffsets(ctx, map[clients.TopicPartition]uint64{{Topic: topic}: 11}); !errors.Is(err, protocol.CodeOffsetOutOfRange) {
+		t.Fatalf("commit beyond the high watermark: %v", err)
+	}
+	if err := g.Close(ctx); err != nil { // commits the records Poll returned
+		t.Fatal(err)
+	}
+	committed, err := client.FetchCommitted(ctx, group, []clients.TopicPartition{{Topic: topic}})
+	if err != nil || committed[0].Offset != records[len(records)-1].Offset+1 {
+		t.Fatalf("commit on close: %+v %v", committed, err)
+	}
+	results, err := client.ResetGroupOffsets(ctx, group, topic, clients.AtOffset(2))
+	if err != nil || len(results) != 1 || results[0].Offset != 2 {
+		t.Fatalf("reset to 2: %+v %v", results, err)
+	}
+	g, records = consume()
+	if len(records) == 0 || records[0].Offset != 2 {
+		t.Fatalf("after reset resumed at %+v", records)
+	}
+	_ = g.Close(ctx)
+	groups, err := client.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range groups {
+		found = found || s.Group == group && s.Members == 0
+	}
+	if !found {
+		t.Fatalf("group %s not listed empty: %+v", group, groups)
+	}
+	if err := client.DeleteGroup(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	committed, err = client.FetchCommitted(ctx, group, []clients.TopicPartition{{Topic: topic}})
+	if err != nil || committed[0].Committed {
+		t.Fatalf("offsets after delete: %+v %v", committed, err)
+	}
+	if _, err := client.DescribeGroup(ctx, group); !errors.Is(err, protocol.CodeUnknownGroup) {
+		t.Fatalf("describe deleted group: %v", err)
+	}
+}

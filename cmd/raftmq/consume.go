@@ -13,18 +13,24 @@ import (
 )
 
 const consumeUsage = `
-Usage: raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME] [--count N] [--timeout D] [flags]
+Usage: raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME] [--count N] [--timeout D] [--group G] [flags]
 
 Prints records' values, one per line; with --json one line per record:
   {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
 It exits after --count records, or when --timeout passes with nothing new
 (status 1 if --count records did not arrive by then), or on Ctrl-C.
 --from takes earliest, latest, an offset, or an RFC 3339 time.
+With --group G it consumes as a member of consumer group G: the group's
+partitions are shared with its other members, it starts after the group's
+committed offsets (--from earliest|latest applies only without one), and it
+commits as it goes and, before exiting, the offset after the last record
+it printed, so the next run of the group starts exactly there.
 
 Examples:
   raftmq consume orders --from earliest
   raftmq consume orders --partition 0 --from 42 --count 10 --json
   raftmq consume orders --from latest --timeout 5s
+  raftmq consume orders --group billing --count 100
 `
 
 type consumeFlags struct {
@@ -33,6 +39,7 @@ type consumeFlags struct {
 	from      string
 	count     int
 	idle      time.Duration
+	group     string
 }
 
 // consumedLine is one --json line of consume.
@@ -55,6 +62,7 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 	fs.StringVar(&flags.from, "from", "earliest", "start `position`: earliest, latest, an offset or an RFC 3339 time")
 	fs.IntVar(&flags.count, "count", 0, "exit after `N` records (0: no limit)")
 	fs.DurationVar(&flags.idle, "timeout", 0, "exit when this `duration` passes with no new record (0: wait forever)")
+	fs.StringVar(&flags.group, "group", "", "consume as a member of consumer `group` G, committing offsets")
 	positional, status, ok := c.parse(fs, args)
 	if !ok {
 		return status
@@ -76,6 +84,12 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 		return c.usageError(fs, "--timeout %v is negative", flags.idle)
 	}
 
+	if flags.group != "" {
+		if flags.partition >= 0 {
+			return c.usageError(fs, "--partition and --group exclude each other (the group assigns partitions)")
+		}
+		return groupConsume(ctx, c, topic, &flags)
+	}
 	client, err := flags.connect(ctx)
 	if err != nil {
 		return c.fail(fs.Name(), err)

@@ -49,6 +49,7 @@ func commands() []command {
 		{"topic", "create, list, describe and delete topics", runTopic},
 		{"produce", "publish records", runProduce},
 		{"consume", "read records", runConsume},
+		{"group", "list, describe, reset and delete consumer groups", runGroup},
 		{"cluster", "show the cluster's brokers and partitions", runCluster},
 		{"bench", "throughput and latency benchmark, side by side with NATS JetStream", runBenchmark},
 	}

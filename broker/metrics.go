@@ -63,7 +63,8 @@ func newBrokerMetrics(reg prometheus.Registerer, b *Broker) (*brokerMetrics, err
 		}),
 	}
 	m.collectors = []prometheus.Collector{m.produceRequests, m.produceRecords, m.produceBytes, m.produceLatency,
-		m.fetchRequests, m.fetchBytes, m.fetchLatency, m.fsyncLatency, newPartitionCollector(b, constLabels)}
+		m.fetchRequests, m.fetchBytes, m.fetchLatency, m.fsyncLatency, newPartitionCollector(b, constLabels),
+		newConsumerLagCollector(b, constLabels)}
 	if reg == nil {
 		return m, nil
 	}

@@ -112,6 +112,7 @@ func runProduce(ctx context.Context, c *cli, args []string) int {
 	}
 	run := &produceRun{cli: c, flags: &flags, topic: topic, producer: producer}
 	run.output = bufio.NewWriter(c.stdout)
+	run.flushEach = isTerminal(c.stdout) || isTerminal(c.stdin)
 	switch {
 	case flags.count > 0:
 		return run.generated(ctx)
@@ -147,13 +148,15 @@ type produceRun struct {
 	topic    string
 	producer *clients.Producer
 
-	mu       sync.Mutex
-	output   *bufio.Writer
-	sent     int
-	acked    int
-	failed   int
-	errors   []string
-	firstErr error
+	mu     sync.Mutex
+	output *bufio.Writer
+	// flushEach writes every --json line at once (someone is watching).
+	flushEach bool
+	sent      int
+	acked     int
+	failed    int
+	errors    []string
+	firstErr  error
 }
 
 // producedLine is one --json line of produce.
@@ -194,6 +197,9 @@ func (r *produceRun) send(ctx context.Context, value []byte, printValue bool) {
 		encoder := json.NewEncoder(r.output)
 		encoder.SetEscapeHTML(false)
 		_ = encoder.Encode(line)
+		if r.flushEach {
+			_ = r.output.Flush()
+		}
 	})
 }
 

@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	file, ok := w.(*os.File)
+// isTerminal reports whether a standard stream (an io.Reader or io.Writer)
+// is a character device (a terminal).
+func isTerminal(stream any) bool {
+	file, ok := stream.(*os.File)
 	if !ok {
 		return false
 	}

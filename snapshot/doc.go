@@ -42,6 +42,10 @@
 //
 //	// Follower.
 //	chunk, err := snapshot.DecodeChunk(msg)
+//	if have, err := store.Get(chunk.ID.Index); err == nil && have.Meta.Term == chunk.ID.Term {
+//		reply(snapshot.AppendAck(nil, snapshot.Ack{ID: chunk.ID, Next: chunk.Total, Done: true}))
+//		return // already installed (a late duplicate, or a restart after the install)
+//	}
 //	if receiver == nil || receiver.ID() != chunk.ID {
 //		receiver.Abandon() // if any
 //		receiver, err = store.NewReceiver(chunk.ID, chunk.Total)

@@ -175,6 +175,7 @@ func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicRep
 	}
 	m, apiErr := b.controller.propose(ctx, controllerCommand{
 		Op: opCreateTopic, Topic: req.Name, Partitions: req.Partitions, Replicas: req.Replicas, Time: time.Now(),
+		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
 	})
 	if apiErr != nil {
 		return fail(apiErr)
@@ -281,7 +282,7 @@ func (b *Broker) controllerLeader() uint64 {
 // brokers' status reports give.
 func (b *Broker) topicInfo(m *clusterMetadata, name string) protocol.TopicInfo {
 	t := m.Topics[name]
-	info := protocol.TopicInfo{Name: name, Replicas: t.Replicas, CreatedAt: t.CreatedAt}
+	info := protocol.TopicInfo{Name: name, Replicas: t.Replicas, CreatedAt: t.CreatedAt, RetentionMs: t.RetentionMs, RetentionBytes: t.RetentionBytes}
 	for i, p := range t.Partitions {
 		pi := protocol.PartitionInfo{Partition: uint32(i), Replicas: slices.Clone(p.Replicas), GroupID: p.GroupID}
 		pi.Leader = b.leaderOf(name, uint32(i))

@@ -39,8 +39,9 @@ type Broker struct {
 	host       *raft.Host
 	controller *controllerReplica // nil unless this is a bootstrap broker
 
-	maxBatchBytes int
-	roundRobin    atomic.Uint64
+	maxBatchBytes    int
+	roundRobin       atomic.Uint64
+	retentionRunning atomic.Bool
 
 	mu         sync.RWMutex
 	metadata   *clusterMetadata
@@ -274,7 +275,7 @@ func (b *Broker) run() {
 	defer close(b.loopDone)
 	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
 	defer tick.Stop()
-	var lastStatus, lastMetadata, lastRegister, lastBalance time.Time
+	var lastStatus, lastMetadata, lastRegister, lastBalance, lastRetention time.Time
 	var publishedVersion uint64
 	var lastLeadership string
 	for {
@@ -302,6 +303,18 @@ func (b *Broker) run() {
 			if now.Sub(lastRegister) >= b.cfg.StatusInterval {
 				lastRegister = now
 				b.registerIfNeeded()
+			}
+			if now.Sub(lastRetention) >= b.cfg.Retention.CheckInterval && b.retentionRunning.CompareAndSwap(false, true) {
+				lastRetention = now
+				if b.track() {
+					go func() {
+						defer b.requests.Done()
+						defer b.retentionRunning.Store(false)
+						b.runRetention(now)
+					}()
+				} else {
+					b.retentionRunning.Store(false)
+				}
 			}
 			if now.Sub(lastBalance) >= balanceIntervals*b.cfg.StatusInterval {
 				lastBalance = now
@@ -457,6 +470,9 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("broker: clear stale replica directory: %w", err)
 		}
+		if err := os.RemoveAll(snapshotDir(dir)); err != nil {
+			return fmt.Errorf("broker: clear stale snapshot directory: %w", err)
+		}
 		if err := b.store.setReplicaDir(p.GroupID, dir); err != nil {
 			return err
 		}
@@ -475,8 +491,15 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
+	snapshots, err := openSnapshotStore(dir)
+	if err != nil {
+		log.Close()
+		return err
+	}
 	if state.consumers, err = loadConsumerState(b.store, p.GroupID); err == nil {
-		err = state.consumers.replay(log, applied)
+		if err = state.consumers.restoreFromSnapshot(snapshots, log); err == nil {
+			err = state.consumers.replay(log, applied)
+		}
 	}
 	if err != nil {
 		log.Close()
@@ -487,7 +510,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return fmt.Errorf("broker: start raft group %d: %w", p.GroupID, err)
 	}
-	r := &partitionReplica{topic: topic, partition: partition, groupID: p.GroupID, replicas: slices.Clone(p.Replicas), dir: dir, log: log, group: group, state: state, ops: &consumerOpBatcher{}}
+	r := &partitionReplica{topic: topic, partition: partition, groupID: p.GroupID, replicas: slices.Clone(p.Replicas), dir: dir, log: log, group: group, state: state, ops: &consumerOpBatcher{}, snapshots: snapshots}
 	b.mu.Lock()
 	b.groups[p.GroupID] = r
 	b.partitions[topicPartition{topic, partition}] = r
@@ -516,6 +539,10 @@ func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
 
 func (b *Broker) removeReplicaData(groupID uint64, dir string) {
 	if dir != "" {
+		if err := os.RemoveAll(snapshotDir(dir)); err != nil {
+			b.logger.Error("remove snapshot directory", "dir", snapshotDir(dir), "err", err)
+			return
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			b.logger.Error("remove replica directory", "dir", dir, "err", err)
 			return

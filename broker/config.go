@@ -69,6 +69,10 @@ type Config struct {
 	// Default 10s.
 	ShutdownTimeout time.Duration
 
+	// Retention is the default retention of partition logs (topics may
+	// override it). Default DefaultRetentionConfig().
+	Retention RetentionConfig
+
 	// Log configures every partition's (and the controller's) segment log.
 	// Default segmentlog.DefaultOptions().
 	Log segmentlog.Options
@@ -115,6 +119,7 @@ func DefaultConfig() Config {
 		StatusInterval:    time.Second,
 		ShutdownTimeout:   10 * time.Second,
 		Log:               segmentlog.DefaultOptions(),
+		Retention:         DefaultRetentionConfig(),
 	}
 }
 
@@ -169,6 +174,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.NATS.Connect.Validate(); err != nil {
 		return fmt.Errorf("broker: NATS connection: %w", err)
+	}
+	if err := c.Retention.Validate(); err != nil {
+		return err
 	}
 	if err := c.Log.Validate(); err != nil {
 		return fmt.Errorf("broker: log options: %w", err)

@@ -35,6 +35,10 @@ type topicMeta struct {
 	Replicas   int             `json:"replicas"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Partitions []partitionMeta `json:"partitions"`
+	// RetentionMs and RetentionBytes override the brokers' retention
+	// defaults when non-zero; -1 means no limit.
+	RetentionMs    int64 `json:"retention_ms,omitempty"`
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 }
 
 type partitionMeta struct {
@@ -91,12 +95,14 @@ const (
 )
 
 type controllerCommand struct {
-	Op         string    `json:"op"`
-	Broker     uint64    `json:"broker,omitempty"`
-	Topic      string    `json:"topic,omitempty"`
-	Partitions int       `json:"partitions,omitempty"`
-	Replicas   int       `json:"replicas,omitempty"`
-	Time       time.Time `json:"time"`
+	Op             string    `json:"op"`
+	Broker         uint64    `json:"broker,omitempty"`
+	Topic          string    `json:"topic,omitempty"`
+	Partitions     int       `json:"partitions,omitempty"`
+	Replicas       int       `json:"replicas,omitempty"`
+	Time           time.Time `json:"time"`
+	RetentionMs    int64     `json:"retention_ms,omitempty"`
+	RetentionBytes int64     `json:"retention_bytes,omitempty"`
 	// Group carries the consumer group commands (groups.go).
 	Group *groupCommand `json:"group,omitempty"`
 }
@@ -185,7 +191,7 @@ func assignTopic(m *clusterMetadata, cmd controllerCommand) *topicMeta {
 		}
 		return best
 	}
-	topic := &topicMeta{Name: cmd.Topic, Replicas: cmd.Replicas, CreatedAt: cmd.Time.UTC()}
+	topic := &topicMeta{Name: cmd.Topic, Replicas: cmd.Replicas, CreatedAt: cmd.Time.UTC(), RetentionMs: cmd.RetentionMs, RetentionBytes: cmd.RetentionBytes}
 	for range cmd.Partitions {
 		leader := least(leaders, nil)
 		set := []uint64{leader}

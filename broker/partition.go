@@ -7,6 +7,7 @@ import (
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
 	"github.com/raftmq/raftmq/segmentlog"
+	"github.com/raftmq/raftmq/snapshot"
 )
 
 // partitionReplica is this broker's replica of one partition: a Raft group
@@ -21,6 +22,7 @@ type partitionReplica struct {
 	group     *raft.Group
 	state     *partitionStateMachine
 	ops       *consumerOpBatcher // consumer ops waiting to be proposed (leader)
+	snapshots *snapshot.Store    // consumer-state snapshots (retention.go)
 }
 
 // partitionStateMachine is the partition's Raft state machine. Applying an

@@ -665,6 +665,10 @@ type CreateTopicRequest struct {
 	Name       string `json:"name"`
 	Partitions int    `json:"partitions"` // 0 = broker default (1)
 	Replicas   int    `json:"replicas"`   // 0 = min(3, brokers)
+	// RetentionMs and RetentionBytes override the brokers' retention of the
+	// topic's partition logs (by age and by size) when non-zero; -1 = no limit.
+	RetentionMs    int64 `json:"retention_ms,omitempty"`
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 }
 
 // TopicRequest names a topic (admin ops AdminDescribeTopic, AdminDeleteTopic).
@@ -702,6 +706,10 @@ type TopicInfo struct {
 	Replicas   int             `json:"replicas"`
 	Partitions []PartitionInfo `json:"partitions"`
 	CreatedAt  time.Time       `json:"created_at"`
+	// RetentionMs and RetentionBytes are the topic's retention overrides
+	// (0 = the brokers' defaults, -1 = no limit).
+	RetentionMs    int64 `json:"retention_ms,omitempty"`
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 }
 
 // BrokerInfo describes one broker.

@@ -1,0 +1,272 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/raftmq/raftmq/segmentlog"
+	"github.com/raftmq/raftmq/snapshot"
+)
+
+// Retention deletes whole sealed segments of partition logs by age and
+// size (RetentionConfig, per-topic overrides). Before segments go, the
+// partition's consumer state is snapshotted (snapshot.Store, one per
+// replica, in <replica dir>.snapshots) as of an applied index at or past
+// their last entry, so the group offsets those entries built survive: a
+// restart whose state database lags the log start restores the snapshot,
+// then replays the log after it.
+//
+// Until Raft can install snapshots on replicas (issue 4), a replica that
+// needs deleted entries could not catch up. So retention on every replica
+// only deletes entries that every replica of the partition reports applied
+// (its status report, fresh within three status intervals): a replica that
+// is down holds back retention on its partitions until it returns.
+
+// RetentionConfig is the broker's default retention of partition logs; a
+// topic's own settings (protocol.CreateTopicRequest) override it.
+type RetentionConfig struct {
+	// MaxAge deletes sealed segments sealed longer ago than this. 0 keeps
+	// segments whatever their age. Default 7 days.
+	MaxAge time.Duration
+	// MaxBytes deletes the oldest sealed segments while a partition's log
+	// is larger. 0 = no size limit. Default 0.
+	MaxBytes int64
+	// CheckInterval is how often each replica applies retention. Default 1m.
+	CheckInterval time.Duration
+	// SnapshotsKept is how many consumer-state snapshots a replica keeps
+	// (the newest, and always the one covering the log start). Default 2.
+	SnapshotsKept int
+}
+
+// DefaultRetentionConfig returns the documented defaults.
+func DefaultRetentionConfig() RetentionConfig {
+	return RetentionConfig{MaxAge: 7 * 24 * time.Hour, CheckInterval: time.Minute, SnapshotsKept: 2}
+}
+
+// Validate reports the first invalid field.
+func (c RetentionConfig) Validate() error {
+	switch {
+	case c.MaxAge < 0:
+		return fmt.Errorf("broker: retention MaxAge %v is negative", c.MaxAge)
+	case c.MaxBytes < 0:
+		return fmt.Errorf("broker: retention MaxBytes %d is negative", c.MaxBytes)
+	case c.CheckInterval <= 0:
+		return fmt.Errorf("broker: retention CheckInterval %v must be positive", c.CheckInterval)
+	case c.SnapshotsKept < 1:
+		return fmt.Errorf("broker: retention SnapshotsKept %d must be at least 1", c.SnapshotsKept)
+	}
+	return nil
+}
+
+// consumerSnapshotExtra marks the body format of consumer-state snapshots.
+var consumerSnapshotExtra = []byte("raftmq-consumer-state-json-v1")
+
+// consumerSnapshotBody is the body of a consumer-state snapshot.
+type consumerSnapshotBody struct {
+	Groups        map[string]consumerRecord `json:"groups"`
+	HighWatermark uint64                    `json:"high_watermark"`
+}
+
+func snapshotDir(replicaDir string) string { return replicaDir + ".snapshots" }
+
+func openSnapshotStore(replicaDir string) (*snapshot.Store, error) {
+	store, err := snapshot.OpenStore(vfs.Default, snapshotDir(replicaDir))
+	if err != nil {
+		return nil, fmt.Errorf("broker: open snapshot store: %w", err)
+	}
+	return store, nil
+}
+
+// restoreFromSnapshot loads the consumer state from the newest snapshot
+// when the database's state is older than the log start (segments were
+// deleted after a snapshot, and the database lost unsynced writes).
+func (c *consumerState) restoreFromSnapshot(store *snapshot.Store, log *segmentlog.Log) error {
+	c.mu.Lock()
+	applied := c.applied
+	c.mu.Unlock()
+	if applied+1 >= log.FirstIndex() {
+		return nil
+	}
+	latest, ok := store.Latest()
+	if !ok || latest.Meta.Index+1 < log.FirstIndex() {
+		return fmt.Errorf("broker: consumer state of group %d is at index %d, the log starts at %d, and no snapshot covers the gap",
+			c.raftGroup, applied, log.FirstIndex())
+	}
+	reader, err := store.Open(latest.Meta.Index)
+	if err != nil {
+		return fmt.Errorf("broker: open consumer-state snapshot: %w", err)
+	}
+	defer reader.Close()
+	data, err := io.ReadAll(reader) // checks the file's CRC at the end
+	if err != nil {
+		return fmt.Errorf("broker: read consumer-state snapshot: %w", err)
+	}
+	var body consumerSnapshotBody
+	if err := json.Unmarshal(data, &body); err != nil {
+		return fmt.Errorf("broker: decode consumer-state snapshot %s: %w", latest.Path, err)
+	}
+	batch := c.store.db.NewBatch()
+	defer batch.Close()
+	c.store.forgetConsumerState(batch, c.raftGroup)
+	for name, rec := range body.Groups {
+		_ = batch.Set(consumerKey(c.raftGroup, name), rec.encode(), nil)
+	}
+	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), appendUint64(nil, latest.Meta.Index), nil)
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("broker: write restored consumer state: %w", err)
+	}
+	c.mu.Lock()
+	c.groups = body.Groups
+	if c.groups == nil {
+		c.groups = map[string]consumerRecord{}
+	}
+	c.applied, c.writtenIndex = latest.Meta.Index, latest.Meta.Index
+	c.mu.Unlock()
+	return nil
+}
+
+func appendUint64(dst []byte, v uint64) []byte {
+	return append(dst, byte(v), byte(v>>8), byte(v>>16), byte(v>>24), byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56))
+}
+
+// retentionPolicy is the policy of a topic: its own settings, else the
+// broker's defaults; -1 means "no limit" in a topic's settings.
+func (b *Broker) retentionPolicy(topic string) segmentlog.RetentionPolicy {
+	policy := segmentlog.RetentionPolicy{MaxAge: b.cfg.Retention.MaxAge, MaxBytes: b.cfg.Retention.MaxBytes}
+	if t := b.currentMetadata().Topics[topic]; t != nil {
+		switch {
+		case t.RetentionMs > 0:
+			policy.MaxAge = time.Duration(t.RetentionMs) * time.Millisecond
+		case t.RetentionMs < 0:
+			policy.MaxAge = 0
+		}
+		switch {
+		case t.RetentionBytes > 0:
+			policy.MaxBytes = t.RetentionBytes
+		case t.RetentionBytes < 0:
+			policy.MaxBytes = 0
+		}
+	}
+	return policy
+}
+
+// minReplicaApplied is the lowest applied index any replica of r reports,
+// 0 when a replica's report is missing or stale.
+func (b *Broker) minReplicaApplied(r *partitionReplica) uint64 {
+	lowest := r.group.Status().AppliedIndex
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	for _, id := range r.replicas {
+		if id == b.cfg.ID {
+			continue
+		}
+		report, ok := b.reports[id]
+		if !ok || report.seen.Before(deadline) {
+			return 0
+		}
+		found := false
+		for _, p := range report.status.Partitions {
+			if p.GroupID == r.groupID {
+				lowest, found = min(lowest, p.AppliedIndex), true
+			}
+		}
+		if !found {
+			return 0
+		}
+	}
+	return lowest
+}
+
+// runRetention applies retention to every local replica; called from the
+// broker loop every CheckInterval, on its own goroutine.
+func (b *Broker) runRetention(now time.Time) {
+	b.mu.RLock()
+	replicas := make([]*partitionReplica, 0, len(b.groups))
+	for _, r := range b.groups {
+		replicas = append(replicas, r)
+	}
+	b.mu.RUnlock()
+	for _, r := range replicas {
+		deleted, err := b.applyRetention(r, now)
+		switch {
+		case errors.Is(err, segmentlog.ErrClosed):
+		case err != nil:
+			b.logger.Warn("retention", "topic", r.topic, "partition", r.partition, "err", err)
+		case deleted > 0:
+			b.logger.Info("retention deleted segments", "topic", r.topic, "partition", r.partition, "segments", deleted,
+				"log_start_index", r.log.FirstIndex(), "log_start_offset", r.log.FirstOffset())
+		}
+	}
+}
+
+// applyRetention deletes the segments r's policy allows, every replica
+// applied, and a consumer-state snapshot covers (taking one first).
+func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error) {
+	policy := b.retentionPolicy(r.topic)
+	if policy.MaxAge == 0 && policy.MaxBytes == 0 {
+		return 0, nil
+	}
+	limit := min(r.log.RetentionIndex(policy, now), b.minReplicaApplied(r)+1)
+	if limit <= r.log.FirstIndex() {
+		return 0, nil
+	}
+	covered := uint64(0)
+	if latest, ok := r.snapshots.Latest(); ok {
+		covered = latest.Meta.Index
+	}
+	if covered+1 < limit {
+		info, err := b.snapshotConsumerState(r)
+		if err != nil {
+			return 0, err
+		}
+		covered = info.Meta.Index
+	}
+	deleted, err := r.log.DeleteBefore(min(limit, covered+1))
+	if err != nil {
+		return deleted, err
+	}
+	if _, err := r.snapshots.Prune(b.cfg.Retention.SnapshotsKept, r.log.FirstIndex()-1); err != nil {
+		return deleted, fmt.Errorf("prune snapshots: %w", err)
+	}
+	return deleted, nil
+}
+
+// snapshotConsumerState writes r's consumer state as of its applied index.
+// The consumer state and the high watermark are read at the same index
+// (retrying while an apply runs in between).
+func (b *Broker) snapshotConsumerState(r *partitionReplica) (snapshot.Info, error) {
+	for range 100 {
+		appliedIndex, highWatermark, _ := r.state.visible()
+		groups, consumerIndex := r.state.consumers.all()
+		if consumerIndex != appliedIndex || appliedIndex == 0 {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		term, err := r.log.Term(appliedIndex)
+		if err != nil {
+			return snapshot.Info{}, err
+		}
+		body, err := json.Marshal(consumerSnapshotBody{Groups: groups, HighWatermark: highWatermark})
+		if err != nil {
+			return snapshot.Info{}, err
+		}
+		w, err := r.snapshots.Create(snapshot.Meta{Index: appliedIndex, Term: term, NextOffset: highWatermark,
+			Configuration: snapshot.Configuration{Voters: r.replicas}, Extra: consumerSnapshotExtra})
+		if err != nil {
+			return snapshot.Info{}, err
+		}
+		if _, err := w.Write(body); err != nil {
+			_ = w.Abort()
+			return snapshot.Info{}, err
+		}
+		return w.Commit()
+	}
+	return snapshot.Info{}, errors.New("consumer state and applied index never matched (busy partition); retrying later")
+}

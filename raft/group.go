@@ -265,7 +265,7 @@ func (g *Group) process() {
 	}
 	g.mu.Unlock()
 	if prev.Role != st.Role || prev.Term != st.Term || prev.Leader != st.Leader {
-		g.host.cfg.Logger.Debug("raft: state change", "group", g.id, "node", st.ID, "role", st.Role, "term", st.Term, "leader", st.Leader)
+		g.host.cfg.Logger.Info("raft: state change", "group", g.id, "node", st.ID, "role", st.Role, "term", st.Term, "leader", st.Leader)
 	}
 }
 

@@ -23,6 +23,9 @@ type memLog struct {
 	syncLies bool
 	failSync error
 	syncs    int
+	// window, when set, bounds memory: older entries are dropped (the
+	// benchmarks' followers never lag that far).
+	window int
 }
 
 var _ LogStorage = (*memLog)(nil)
@@ -53,7 +56,7 @@ func (l *memLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if lo < l.first || hi > l.first+uint64(len(l.ents)) || lo > hi {
-		return nil, fmt.Errorf("memlog: entries [%d, %d) outside the log", lo, hi)
+		return nil, fmt.Errorf("memlog: entries [%d, %d) outside the log [%d, %d]", lo, hi, l.first, l.first+uint64(len(l.ents))-1)
 	}
 	ents := l.ents[lo-l.first : hi-l.first]
 	var size uint64
@@ -77,6 +80,13 @@ func (l *memLog) Append(ents []protocol.Entry) error {
 		}
 	}
 	l.ents = append(l.ents, ents...)
+	if l.window > 0 && len(l.ents) > 2*l.window {
+		drop := len(l.ents) - l.window
+		l.prevTerm = l.ents[drop-1].Term
+		l.first += uint64(drop)
+		l.durable = max(l.durable, l.first-1)
+		l.ents = slices.Clone(l.ents[drop:])
+	}
 	return nil
 }
 

@@ -1,0 +1,309 @@
+package raft
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/segmentlog"
+)
+
+// benchLogger reports state changes (an election during a benchmark run
+// means the machine starved the cluster for an election timeout).
+var benchLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+// countingSM counts applied entries.
+type countingSM struct{ n atomic.Int64 }
+
+func (c *countingSM) Apply(ents []protocol.Entry) error { c.n.Add(int64(len(ents))); return nil }
+
+// countingLog counts syncs of a LogStorage.
+type countingLog struct {
+	LogStorage
+	syncs atomic.Int64
+}
+
+func (l *countingLog) Sync() (uint64, error) { l.syncs.Add(1); return l.LogStorage.Sync() }
+
+type benchCluster struct {
+	hosts  map[uint64]*Host
+	groups map[uint64]*Group
+	logs   map[uint64]*countingLog
+}
+
+func newBenchCluster(b *testing.B, newLog func(id uint64) LogStorage) *benchCluster {
+	b.Helper()
+	ids := []uint64{1, 2, 3}
+	net := &memNetwork{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
+	bc := &benchCluster{hosts: map[uint64]*Host{}, groups: map[uint64]*Group{}, logs: map[uint64]*countingLog{}}
+	for _, id := range ids {
+		h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id, Logger: benchLogger})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = h.Close() })
+		net.hosts[id] = h
+		bc.hosts[id] = h
+	}
+	for _, id := range ids {
+		cfg := DefaultGroupConfig()
+		cfg.GroupID = 1
+		cfg.Voters = ids
+		// Long timeouts: a shared CI machine can starve the process for a
+		// few hundred milliseconds, and an election mid-run is not what
+		// this measures.
+		cfg.ElectionTimeout = 5 * time.Second
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+		bc.logs[id] = &countingLog{LogStorage: newLog(id)}
+		cfg.Log = bc.logs[id]
+		cfg.Stable = &memStable{}
+		cfg.StateMachine = &countingSM{}
+		g, err := bc.hosts[id].AddGroup(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bc.groups[id] = g
+	}
+	return bc
+}
+
+func (bc *benchCluster) leader(b *testing.B) *Group {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, g := range bc.groups {
+			if g.Status().Role == RoleLeader {
+				// Let the no-op commit so the first proposals do not wait
+				// on the election.
+				p := g.Propose(context.Background(), protocol.EntryControl, []byte("warmup"), AckCommitted)
+				if _, _, err := p.Wait(context.Background()); err == nil {
+					return g
+				}
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatal("no leader")
+	return nil
+}
+
+// proposeLoad runs b.N proposals of size bytes from many proposers, each
+// keeping a window of proposals in flight, and returns the elapsed time.
+func proposeLoad(b *testing.B, g *Group, size, proposers, window int) time.Duration {
+	data := make([]byte, size)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range proposers {
+		wg.Go(func() {
+			ring := make([]*Proposal, 0, window)
+			for next.Add(1) <= int64(b.N) {
+				if len(ring) == window {
+					if _, _, err := ring[0].Wait(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+					ring = append(ring[:0], ring[1:]...)
+				}
+				ring = append(ring, g.Propose(ctx, protocol.EntryControl, data, AckCommitted))
+			}
+			for _, p := range ring {
+				if _, _, err := p.Wait(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.Logf("leader group status %+v", g.Status())
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+	return elapsed
+}
+
+// BenchmarkClusterMemory: a 3-node cluster in one process over the
+// in-memory transport, no disk; committed entries/s and MB/s.
+func BenchmarkClusterMemory(b *testing.B) {
+	for _, size := range []int{100, 64 << 10} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			// Proposals share one data buffer, so the window costs only
+			// entry headers; it must exceed what followers lag by.
+			window := 1 << 16
+			bc := newBenchCluster(b, func(uint64) LogStorage { l := newMemLog(); l.window = window; return l })
+			g := bc.leader(b)
+			proposeLoad(b, g, size, 64, 256)
+		})
+	}
+}
+
+// BenchmarkClusterSegmentlog: the same cluster on segmentlog with real
+// files and fsync. fsync-only-entries/s is the baseline: the entries/s the
+// same number of fsyncs (of one small write each, run in parallel per
+// node as the cluster does) would allow with no Raft and no data at all.
+func BenchmarkClusterSegmentlog(b *testing.B) {
+	for _, size := range []int{100, 64 << 10} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			dir := b.TempDir()
+			bc := newBenchCluster(b, func(id uint64) LogStorage {
+				l, err := segmentlog.Open(vfs.Default, filepath.Join(dir, fmt.Sprint(id)), segmentlog.DefaultOptions())
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = l.Close() })
+				return l
+			})
+			g := bc.leader(b)
+			before := map[uint64]int64{}
+			for id, l := range bc.logs {
+				before[id] = l.syncs.Load()
+			}
+			elapsed := proposeLoad(b, g, size, 64, 256)
+			var syncs []int64
+			var total int64
+			for id, l := range bc.logs {
+				n := l.syncs.Load() - before[id]
+				syncs = append(syncs, n)
+				total += n
+			}
+			baseline := fsyncBaseline(b, dir, syncs)
+			b.ReportMetric(float64(total)/float64(b.N), "fsyncs/entry")
+			b.ReportMetric(float64(b.N)/baseline.Seconds(), "fsync-only-entries/s")
+			b.ReportMetric(baseline.Seconds()/elapsed.Seconds()*100, "fsync-%-of-time")
+		})
+	}
+}
+
+// fsyncBaseline does counts[i] write+fdatasync rounds on file i, the files
+// in parallel, and returns the time taken.
+func fsyncBaseline(b *testing.B, dir string, counts []int64) time.Duration {
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, n := range counts {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("baseline-%d", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			defer f.Close()
+			buf := make([]byte, 64)
+			for range n {
+				if _, err := f.Write(buf); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// BenchmarkIdleGroups: 1,000 idle 3-replica groups on three hosts (each
+// host runs 1,000 replicas, a third of them leaders sending heartbeats).
+// Reports CPU per idle group replica (as a fraction of one core) and heap
+// bytes per replica. Each iteration observes one second.
+func BenchmarkIdleGroups(b *testing.B) {
+	const groups = 1000
+	ids := []uint64{1, 2, 3}
+	net := &memNetwork{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
+	runtime.GC()
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	hosts := map[uint64]*Host{}
+	for _, id := range ids {
+		h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer h.Close()
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		hosts[id] = h
+	}
+	var all []*Group
+	for gid := uint64(1); gid <= groups; gid++ {
+		for _, id := range ids {
+			cfg := DefaultGroupConfig()
+			cfg.GroupID = gid
+			cfg.Voters = ids
+			cfg.Log = newMemLog()
+			cfg.Stable = &memStable{}
+			cfg.StateMachine = &countingSM{}
+			g, err := hosts[id].AddGroup(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			all = append(all, g)
+		}
+	}
+	// Wait until every group has a leader and is idle.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leaders := 0
+		for _, g := range all {
+			if g.Status().Role == RoleLeader {
+				leaders++
+			}
+		}
+		if leaders == groups {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d groups have a leader", leaders, groups)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // elections settle, no-ops commit
+	runtime.GC()
+	var m1 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	replicas := float64(len(all))
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	for range b.N {
+		time.Sleep(time.Second)
+	}
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(cpu)/float64(wall)/replicas*100, "cpu-%-of-core/replica")
+	b.ReportMetric(float64(cpu)/float64(wall)*100, "cpu-%-of-core/total")
+	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/replicas, "heap-bytes/replica")
+	b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func sizeName(size int) string {
+	if size >= 1<<10 {
+		return fmt.Sprintf("%dKiB", size>>10)
+	}
+	return fmt.Sprintf("%dB", size)
+}

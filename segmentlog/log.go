@@ -41,39 +41,37 @@ type Log struct {
 	flushedEnd int64      // bytes of the active segment written to writeFile
 	generation uint64
 
-	chunk        []byte // append buffer, also the tail cache's memory
-	chunkUsed    int    // chunk[:chunkUsed] holds frames
-	chunkFlushed int    // chunk[:chunkFlushed] is written to writeFile
-	chunkPos     int64  // file position of chunk[0]
+	chunk        *appendChunk   // current append buffer; nil until the next Append needs one
+	chunkUsed    int            // chunk.buf[:chunkUsed] holds published frames
+	chunkFlushed int            // chunk.buf[:chunkFlushed] is written to writeFile
+	chunkPos     int64          // file position of chunk.buf[0]
+	chunkSeq     uint64         // sequence number of chunk (writer goroutine only)
+	chunks       []*appendChunk // chunks cached entries may alias, oldest first (see cache.go)
+	chunkBase    uint64         // sequence number of chunks[0]
+	freeChunks   []*appendChunk
 
-	// pending holds entries Append prepared but has not yet published
+	// pending holds entries Append framed but has not yet published
 	// (writer goroutine only).
-	pending        []cachedEntry
+	pending        []pendingEntry
+	batches        []batchInfo // scratch for Append
 	pendingBytes   int
 	pendingRecords uint64
 
-	tail      []cachedEntry // tail[tailHead:] holds dense indexes up to lastIndex
-	tailHead  int
-	tailBytes int
+	cache tailCache // the most recent entries, up to lastIndex
 
 	lastIndex    uint64
+	flushedIndex uint64 // last index written to a file
 	nextOffset   uint64
 	durableIndex uint64
 	lastPointPos int64 // position of the active segment's last index point; -1 if none
 }
 
-// cachedEntry is an entry held in memory. Data aliases an append chunk,
-// whose bytes never change once written.
-type cachedEntry struct {
-	entry       protocol.Entry
-	baseOffset  uint64 // the log's next record offset before this entry
-	recordCount uint32
-	crc         uint32 // the frame's CRC
-	seg         *segment
-	pos         int64
+// pendingEntry is an entry framed by Append but not yet published.
+type pendingEntry struct {
+	cachedEntry
+	pos     int64 // file position of its frame
+	maxTime int64 // the batch's max timestamp; math.MinInt64 if none
 }
-
-func (c *cachedEntry) frameSize() int { return frameHeaderSize + len(c.entry.Data) }
 
 // Open opens or creates the log in dir, recovering it: the active segment's
 // torn tail is cut (and the cut synced), missing or stale indexes are
@@ -103,11 +101,14 @@ func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
 
 func (l *Log) firstIndexLocked() uint64 { return l.segments[0].header.firstIndex }
 
-func (l *Log) tailStartLocked() uint64 {
-	if l.tailHead == len(l.tail) {
-		return l.lastIndex + 1
-	}
-	return l.tail[l.tailHead].entry.Index
+// tailStartLocked is the index of the oldest cached entry (lastIndex+1
+// when the cache is empty).
+func (l *Log) tailStartLocked() uint64 { return l.lastIndex + 1 - uint64(l.cache.count) }
+
+// cachedLocked returns the cached entry at index, which must be at or
+// after tailStartLocked.
+func (l *Log) cachedLocked(index uint64) *cachedEntry {
+	return l.cache.at(int(index - l.tailStartLocked()))
 }
 
 // segmentFor returns the segment holding index (which the log holds).
@@ -201,7 +202,7 @@ func (l *Log) Term(index uint64) (uint64, error) {
 		l.mu.RUnlock()
 		return 0, fmt.Errorf("%w: term of index %d, log holds [%d, %d]", ErrOutOfRange, index, first, l.lastIndex)
 	case index >= l.tailStartLocked():
-		t := l.tail[l.tailHead+int(index-l.tailStartLocked())].entry.Term
+		t := l.cachedLocked(index).term
 		l.mu.RUnlock()
 		return t, nil
 	}
@@ -228,7 +229,7 @@ func (l *Log) Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error) 
 		return nil, err
 	}
 	if lo >= l.tailStartLocked() {
-		out, _, _ := l.entriesFromTailLocked(nil, lo, hi, maxBytes, 0)
+		out := l.entriesFromTailLocked(nil, lo, hi, maxBytes, 0)
 		l.mu.RUnlock()
 		return out, nil
 	}
@@ -246,20 +247,33 @@ func (l *Log) checkRange(lo, hi uint64) error {
 	return nil
 }
 
-// entriesFromTailLocked appends cached entries from lo on to out, with the
-// byte accounting of Entries. It returns the next index and byte total.
-func (l *Log) entriesFromTailLocked(out []protocol.Entry, lo, hi, maxBytes, size uint64) ([]protocol.Entry, uint64, uint64) {
+// entriesFromTailLocked appends copies of cached entries from lo on to
+// out, with the byte accounting of Entries, and returns out. The copies
+// share one new buffer: cached bytes live in reused chunks (see cache.go).
+func (l *Log) entriesFromTailLocked(out []protocol.Entry, lo, hi, maxBytes, size uint64) []protocol.Entry {
 	start := l.tailStartLocked()
-	next := lo
-	for ; next < hi; next++ {
-		e := l.tail[l.tailHead+int(next-start)].entry
-		if len(out) > 0 && size+uint64(len(e.Data)) > maxBytes {
+	n, total := 0, 0
+	for next := lo; next < hi; next++ {
+		c := l.cache.at(int(next - start))
+		if (len(out) > 0 || n > 0) && size+uint64(c.length) > maxBytes {
 			break
 		}
-		size += uint64(len(e.Data))
-		out = append(out, e)
+		size += uint64(c.length)
+		total += int(c.length)
+		n++
 	}
-	return out, next, size
+	if out == nil {
+		out = make([]protocol.Entry, 0, n)
+	}
+	buf := make([]byte, total)
+	for i := range n {
+		c := l.cache.at(int(lo - start + uint64(i)))
+		data := buf[:c.length:c.length]
+		copy(data, l.cachedData(c))
+		buf = buf[c.length:]
+		out = append(out, protocol.Entry{Index: lo + uint64(i), Term: c.term, Type: c.typ, Data: data})
+	}
+	return out
 }
 
 // entriesSlow serves a range that starts before the tail cache: it reads
@@ -277,7 +291,7 @@ func (l *Log) entriesSlow(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 			return nil, err
 		}
 		if next >= l.tailStartLocked() {
-			out, _, _ = l.entriesFromTailLocked(out, next, hi, maxBytes, size)
+			out = l.entriesFromTailLocked(out, next, hi, maxBytes, size)
 			l.mu.RUnlock()
 			return out, nil
 		}
@@ -300,10 +314,17 @@ func (l *Log) entriesSlow(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 }
 
 // readSegment reads entries [lo, hi) of seg from disk, starting the walk at
-// index point pt. Frames must end before limit.
+// index point pt. Frames must end before limit. It reads the span it
+// expects to need (the bytes from pt to lo, the byte budget, frame headers)
+// with one positional read into one buffer, which the returned entries'
+// Data alias; only an entry running past that span costs another read.
 func (l *Log) readSegment(seg *segment, pt indexPoint, limit int64, lo, hi, maxBytes, size uint64, out []protocol.Entry) ([]protocol.Entry, uint64, error) {
-	readSize := int(min(max(maxBytes, 4<<10)+uint64(l.opts.IndexIntervalBytes), defaultReadSize))
-	err := l.walk(seg, pt, limit, readSize, true, hi, func(h *frameHeader, frame []byte, _ *scanState) bool {
+	budget := min(maxBytes-min(size, maxBytes), 1<<30)
+	readSize := int(min(budget+budget/4+uint64(l.opts.IndexIntervalBytes)+8<<10, uint64(limit-pt.pos)))
+	if out == nil {
+		out = make([]protocol.Entry, 0, min(hi-lo, 1+budget/256))
+	}
+	err := l.walk(seg, pt, limit, readSize, true, hi, func(h frameHeader, frame []byte, _ scanState) bool {
 		if h.index < lo {
 			return false
 		}
@@ -323,7 +344,7 @@ func (l *Log) readSegment(seg *segment, pt indexPoint, limit int64, lo, hi, maxB
 // until fn returns true or the entry before stopIndex has been visited.
 // Data must be there: an end of data before stopIndex is corruption.
 func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep bool, stopIndex uint64,
-	fn func(h *frameHeader, frame []byte, before *scanState) bool) error {
+	fn func(h frameHeader, frame []byte, before scanState) bool) error {
 	r := frameReader{file: seg.file, path: seg.path, limit: limit, maxEntry: l.opts.MaxEntryBytes, keep: keep, readSize: readSize}
 	st := scanState{nextIndex: pt.index, nextOffset: pt.offset, maxTime: pt.maxTime, pos: pt.pos, lastFramePos: -1}
 	for st.nextIndex < stopIndex {
@@ -331,8 +352,7 @@ func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep 
 		if err != nil {
 			return fmt.Errorf("segmentlog: read %s: %w", seg.path, err)
 		}
-		switch status {
-		case frameEnd:
+		if status == frameEnd {
 			return corruptf(seg.path, st.pos, "data ends before entry %d", st.nextIndex)
 		}
 		if status.invalid() {
@@ -342,7 +362,7 @@ func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep 
 		if reason := st.advance(&h, frame); reason != "" {
 			return corruptf(seg.path, before.pos, "%s", reason)
 		}
-		if fn(&h, frame, &before) {
+		if fn(h, frame, before) {
 			return nil
 		}
 	}
@@ -356,9 +376,9 @@ func (l *Log) OffsetOfIndex(index uint64) (uint64, error) {
 		l.mu.RUnlock()
 		return 0, err
 	}
-	if start := l.tailStartLocked(); index >= start {
-		c := &l.tail[l.tailHead+int(index-start)]
-		typ, base := c.entry.Type, c.baseOffset
+	if index >= l.tailStartLocked() {
+		c := l.cachedLocked(index)
+		typ, base := c.typ, c.baseOffset
 		l.mu.RUnlock()
 		if typ != protocol.EntryRecordBatch {
 			return 0, fmt.Errorf("%w: index %d is %v", ErrNotRecordBatch, index, typ)
@@ -393,12 +413,12 @@ func (l *Log) IndexOfOffset(offset uint64) (uint64, error) {
 		l.mu.RUnlock()
 		return 0, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, offset, first, l.nextOffset)
 	}
-	cached := l.tail[l.tailHead:]
-	if len(cached) > 0 && offset >= cached[0].baseOffset {
-		i := sort.Search(len(cached), func(i int) bool {
-			return cached[i].baseOffset+uint64(cached[i].recordCount) > offset
+	if cache := &l.cache; cache.count > 0 && offset >= cache.at(0).baseOffset {
+		i := sort.Search(cache.count, func(i int) bool {
+			c := cache.at(i)
+			return c.baseOffset+uint64(c.recordCount) > offset
 		})
-		index := cached[i].entry.Index
+		index := l.tailStartLocked() + uint64(i)
 		l.mu.RUnlock()
 		return index, nil
 	}
@@ -409,7 +429,7 @@ func (l *Log) IndexOfOffset(offset uint64) (uint64, error) {
 	stop := seg.lastIndex + 1
 	l.mu.RUnlock()
 	found := uint64(0)
-	err := l.walk(seg, pt, limit, defaultReadSize/4, false, stop, func(h *frameHeader, frame []byte, before *scanState) bool {
+	err := l.walk(seg, pt, limit, defaultReadSize/4, false, stop, func(h frameHeader, frame []byte, before scanState) bool {
 		if h.typ != protocol.EntryRecordBatch {
 			return false
 		}
@@ -451,14 +471,39 @@ func (l *Log) ReadBatches(dst []byte, fromOffset uint64, maxIndex uint64, maxByt
 	}
 	nextOffset, added := fromOffset, 0
 	for index <= last && (added == 0 || added < maxBytes) {
+		l.mu.RLock()
+		if err := l.checkReadable(); err != nil {
+			l.mu.RUnlock()
+			return dst, fromOffset, err
+		}
+		tailStart := l.tailStartLocked()
+		if index >= tailStart {
+			// Copy straight out of the tail cache.
+			last = min(last, l.lastIndex)
+			for ; index <= last; index++ {
+				c := l.cachedLocked(index)
+				if c.typ != protocol.EntryRecordBatch {
+					continue
+				}
+				if added > 0 && added+int(c.length) > maxBytes {
+					break
+				}
+				dst = append(dst, l.cachedData(c)...)
+				added += int(c.length)
+				nextOffset = c.baseOffset + uint64(c.recordCount)
+			}
+			l.mu.RUnlock()
+			return dst, nextOffset, nil
+		}
+		l.mu.RUnlock()
 		budget := uint64(max(maxBytes-added, 1))
-		entries, err := l.Entries(index, last+1, budget)
+		entries, err := l.Entries(index, min(last+1, tailStart), budget)
 		if err != nil {
 			return dst, fromOffset, err
 		}
 		for _, e := range entries {
-			index = e.Index + 1
 			if e.Type != protocol.EntryRecordBatch {
+				index = e.Index + 1
 				continue
 			}
 			if added > 0 && added+len(e.Data) > maxBytes {
@@ -471,6 +516,7 @@ func (l *Log) ReadBatches(dst []byte, fromOffset uint64, maxIndex uint64, maxByt
 			dst = append(dst, e.Data...)
 			added += len(e.Data)
 			nextOffset = h.BaseOffset + uint64(h.RecordCount)
+			index = e.Index + 1
 		}
 	}
 	return dst, nextOffset, nil

@@ -61,8 +61,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("segmentlog: IndexIntervalBytes %d must be positive", o.IndexIntervalBytes)
 	case o.TailCacheBytes < 0:
 		return fmt.Errorf("segmentlog: TailCacheBytes %d is negative", o.TailCacheBytes)
-	case o.WriteBufferBytes <= 0:
-		return fmt.Errorf("segmentlog: WriteBufferBytes %d must be positive", o.WriteBufferBytes)
+	case o.WriteBufferBytes <= 0 || o.WriteBufferBytes > 1<<30:
+		return fmt.Errorf("segmentlog: WriteBufferBytes %d must be in (0, 1 GiB]", o.WriteBufferBytes)
 	case o.MaxEntryBytes <= 0 || o.MaxEntryBytes > 1<<30:
 		return fmt.Errorf("segmentlog: MaxEntryBytes %d must be in (0, 1 GiB]", o.MaxEntryBytes)
 	case o.Now == nil:

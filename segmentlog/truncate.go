@@ -70,9 +70,9 @@ func (l *Log) truncateLocked(index uint64) error {
 		nextOffset: target.header.firstOffset, pos: segmentHeaderSize, lastFramePos: -1}
 	if index >= target.header.firstIndex {
 		pt := target.pointFor(index)
-		err := l.walk(target, pt, target.end, defaultReadSize, false, index+1, func(h *frameHeader, frame []byte, before *scanState) bool {
-			st = *before
-			st.advance(h, frame)
+		err := l.walk(target, pt, target.end, defaultReadSize, false, index+1, func(h frameHeader, frame []byte, before scanState) bool {
+			st = before
+			st.advance(&h, frame)
 			return false
 		})
 		if err != nil {
@@ -96,18 +96,18 @@ func (l *Log) truncateLocked(index uint64) error {
 	if n > 0 {
 		l.lastPointPos = target.points[n-1].pos
 	}
-	l.lastIndex, l.nextOffset = index, st.nextOffset
 	l.durableIndex = min(l.durableIndex, index)
 	l.flushedEnd = st.pos
-	// Abandon the append buffer: cached entries keep aliasing its bytes.
-	l.chunk, l.chunkUsed, l.chunkFlushed = nil, 0, 0
-	keep := len(l.tail)
-	for keep > l.tailHead && l.tail[keep-1].entry.Index > index {
-		keep--
-		l.tailBytes -= l.tail[keep].frameSize()
+	l.flushedIndex = min(l.flushedIndex, index)
+	if start := l.tailStartLocked(); index+1 > start {
+		l.cache.keep(int(index + 1 - start))
+	} else {
+		l.cache.keep(0)
 	}
-	clear(l.tail[keep:])
-	l.tail = l.tail[:keep]
+	l.lastIndex, l.nextOffset = index, st.nextOffset
+	// Abandon the append chunk: kept entries may alias it. Chunks holding
+	// only dropped entries are recycled with the kept ones before them.
+	l.dropChunksLocked(index)
 	return nil
 }
 
@@ -221,10 +221,10 @@ func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
 	l.generation = h.generation
 	l.segments = []*segment{seg}
 	l.writeFile, l.flushedEnd = writeFile, segmentHeaderSize
-	l.chunk, l.chunkUsed, l.chunkFlushed = nil, 0, 0
-	clear(l.tail)
-	l.tail, l.tailHead, l.tailBytes = l.tail[:0], 0, 0
+	l.cache.keep(0)
 	l.lastIndex, l.nextOffset, l.durableIndex = nextIndex-1, nextOffset, nextIndex-1
+	l.flushedIndex = l.lastIndex
+	l.dropChunksLocked(0)
 	l.lastPointPos = -1
 	l.mu.Unlock()
 	removed := false

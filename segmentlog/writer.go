@@ -2,6 +2,7 @@ package segmentlog
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -35,14 +36,22 @@ func (l *Log) Append(entries []protocol.Entry) error {
 			return fmt.Errorf("segmentlog: append index %d: %d bytes exceeds MaxEntryBytes %d", e.Index, len(e.Data), l.opts.MaxEntryBytes)
 		}
 		if e.Type == protocol.EntryRecordBatch {
-			if _, err := protocol.ReadBatchHeader(e.Data); err != nil {
+			h, err := protocol.ReadBatchHeader(e.Data)
+			if err != nil {
 				return fmt.Errorf("segmentlog: append index %d: %w", e.Index, err)
 			}
+			l.batches = append(l.batches, batchInfo{recordCount: h.RecordCount, appendTime: h.AppendTime, maxTime: h.MaxTimestamp})
 		}
 	}
 	rollAge := l.opts.SegmentMaxAge > 0 && l.ageExpired(l.active(), l.opts.Now())
+	batches := l.batches
+	l.batches = l.batches[:0]
 	for i := range entries {
-		if err := l.appendOne(&entries[i], rollAge); err != nil {
+		var batch *batchInfo
+		if entries[i].Type == protocol.EntryRecordBatch {
+			batch, batches = &batches[0], batches[1:]
+		}
+		if err := l.appendOne(&entries[i], batch, rollAge); err != nil {
 			l.publish()
 			return err
 		}
@@ -52,11 +61,20 @@ func (l *Log) Append(entries []protocol.Entry) error {
 	return nil
 }
 
-// appendOne copies one validated entry into the append buffer; publish
+// batchInfo is what Append needs from a record batch header, decoded once
+// while validating.
+type batchInfo struct {
+	recordCount uint32
+	appendTime  int64
+	maxTime     int64
+}
+
+// appendOne frames one validated entry into the append chunk; publish
 // makes it visible. Only the writer goroutine runs it, so the writer-owned
 // fields it reads without mu (lastIndex, nextOffset, segments, chunk)
-// cannot change under it.
-func (l *Log) appendOne(e *protocol.Entry, rollAge bool) error {
+// cannot change under it, and it writes only past chunkUsed, where no
+// reader looks.
+func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollAge bool) error {
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
 	if rollAge || (!active.empty() || len(l.pending) > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
@@ -66,36 +84,36 @@ func (l *Log) appendOne(e *protocol.Entry, rollAge bool) error {
 		}
 		active = l.active()
 	}
-	if cap(l.chunk)-l.chunkUsed-l.pendingBytes < size {
+	if l.chunk == nil || len(l.chunk.buf)-l.chunkUsed-l.pendingBytes < size {
 		l.publish()
 		if err := l.newChunk(size); err != nil {
 			return err
 		}
 	}
 	at := l.chunkUsed + l.pendingBytes
-	frame := l.chunk[at : at+size : at+size]
+	frame := l.chunk.buf[at : at+size : at+size]
 	putFrameHeader(frame, len(e.Data), e.Index, e.Term, e.Type)
 	payload := frame[frameHeaderSize:]
 	copy(payload, e.Data)
-	baseOffset := l.nextOffset + l.pendingRecords
-	var recordCount uint32
-	if e.Type == protocol.EntryRecordBatch {
-		h, _ := protocol.ReadBatchHeader(payload) // validated by Append
-		protocol.StampBatch(payload, baseOffset, h.AppendTime)
-		recordCount = h.RecordCount
+	p := pendingEntry{
+		cachedEntry: cachedEntry{term: e.Term, typ: e.Type, baseOffset: l.nextOffset + l.pendingRecords,
+			chunkSeq: l.chunkSeq, off: uint32(at + frameHeaderSize), length: uint32(len(e.Data))},
+		pos:     active.end + int64(l.pendingBytes),
+		maxTime: math.MinInt64,
+	}
+	if batch != nil {
+		protocol.StampBatch(payload, p.baseOffset, batch.appendTime)
+		p.recordCount, p.maxTime = batch.recordCount, batch.maxTime
 	}
 	sealFrame(frame)
-	l.pending = append(l.pending, cachedEntry{
-		entry:      protocol.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: payload},
-		baseOffset: baseOffset, recordCount: recordCount, crc: le.Uint32(frame),
-		seg: active, pos: active.end + int64(l.pendingBytes),
-	})
+	p.crc = le.Uint32(frame)
+	l.pending = append(l.pending, p)
 	l.pendingBytes += size
-	l.pendingRecords += uint64(recordCount)
+	l.pendingRecords += uint64(p.recordCount)
 	return nil
 }
 
-// publish makes the entries appendOne prepared visible to readers, under
+// publish makes the entries appendOne framed visible to readers, under
 // one lock acquisition per Append call.
 func (l *Log) publish() {
 	if len(l.pending) == 0 {
@@ -103,30 +121,27 @@ func (l *Log) publish() {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	active := l.active()
+	index := l.lastIndex
 	for i := range l.pending {
-		c := &l.pending[i]
-		active := c.seg
-		if c.entry.Type == protocol.EntryRecordBatch {
-			h, _ := protocol.ReadBatchHeader(c.entry.Data)
-			active.maxTime = max(active.maxTime, h.MaxTimestamp)
+		p := &l.pending[i]
+		index++
+		active.maxTime = max(active.maxTime, p.maxTime)
+		if l.lastPointPos < 0 || p.pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
+			active.points = append(active.points, indexPoint{index: index, pos: p.pos, offset: p.baseOffset, maxTime: active.maxTime})
+			l.lastPointPos = p.pos
 		}
-		pos := c.pos
-		if l.lastPointPos < 0 || pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
-			active.points = append(active.points, indexPoint{index: c.entry.Index, pos: pos, offset: c.baseOffset, maxTime: active.maxTime})
-			l.lastPointPos = pos
-		}
-		size := c.frameSize()
-		active.end = pos + int64(size)
-		active.lastIndex, active.lastTerm = c.entry.Index, c.entry.Term
-		active.lastFramePos, active.lastFrameCRC = pos, c.crc
-		l.nextOffset = c.baseOffset + uint64(c.recordCount)
-		active.nextOffset = l.nextOffset
-		l.lastIndex = c.entry.Index
-		l.chunkUsed += size
-		l.tailBytes += size
+		l.cache.push(&p.cachedEntry)
 	}
-	l.tail = append(l.tail, l.pending...)
-	clear(l.pending)
+	last := &l.pending[len(l.pending)-1]
+	active.end = last.pos + int64(last.frameSize())
+	active.lastIndex, active.lastTerm = index, last.term
+	active.lastFramePos, active.lastFrameCRC = last.pos, last.crc
+	l.nextOffset = last.baseOffset + uint64(last.recordCount)
+	active.nextOffset = l.nextOffset
+	l.lastIndex = index
+	l.chunk.lastIndex = index
+	l.chunkUsed += l.pendingBytes
 	l.pending, l.pendingBytes, l.pendingRecords = l.pending[:0], 0, 0
 	l.evictLocked()
 }
@@ -135,39 +150,36 @@ func (l *Log) ageExpired(s *segment, now time.Time) bool {
 	return !s.empty() && now.UnixMilli()-s.header.createdMs >= l.opts.SegmentMaxAge.Milliseconds()
 }
 
-// newChunk flushes the append buffer and starts a new one that fits size.
+// newChunk flushes the append chunk and starts a new one that fits size,
+// reusing a free chunk when it can.
 func (l *Log) newChunk(size int) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	if _, err := l.flush(); err != nil {
 		return err
 	}
-	chunk := make([]byte, 0, max(l.opts.WriteBufferBytes, size))
 	l.mu.Lock()
-	l.chunk, l.chunkUsed, l.chunkFlushed = chunk[:cap(chunk)], 0, 0
+	defer l.mu.Unlock()
+	l.chunk = l.takeChunkLocked(size)
+	l.chunks = append(l.chunks, l.chunk)
+	l.chunkSeq = l.chunkBase + uint64(len(l.chunks)) - 1
+	l.chunkUsed, l.chunkFlushed = 0, 0
 	l.chunkPos = l.active().end
-	l.mu.Unlock()
+	l.recycleChunksLocked()
 	return nil
 }
 
-// evictLocked drops the oldest cached entries beyond the cache budget;
-// entries not yet written to the file always stay.
+// evictLocked drops the oldest cached entries beyond the cache budget
+// (entries not yet written to the file always stay) and recycles the
+// chunks no cached entry uses any more.
 func (l *Log) evictLocked() {
-	active := l.active()
-	for l.tailBytes > l.opts.TailCacheBytes && l.tailHead < len(l.tail) {
-		c := &l.tail[l.tailHead]
-		if c.seg == active && c.pos+int64(c.frameSize()) > l.flushedEnd {
-			break
-		}
-		l.tailBytes -= c.frameSize()
-		*c = cachedEntry{}
-		l.tailHead++
+	evicted := false
+	for l.cache.bytes > l.opts.TailCacheBytes && l.cache.count > 0 && l.tailStartLocked() <= l.flushedIndex {
+		l.cache.popOldest()
+		evicted = true
 	}
-	if l.tailHead > 1024 && l.tailHead > len(l.tail)/2 {
-		n := copy(l.tail, l.tail[l.tailHead:])
-		clear(l.tail[n:])
-		l.tail = l.tail[:n]
-		l.tailHead = 0
+	if evicted {
+		l.recycleChunksLocked()
 	}
 }
 
@@ -182,12 +194,13 @@ func (l *Log) flush() (uint64, error) {
 	if err != nil || used == flushed {
 		return lastIndex, err
 	}
-	if _, err := file.WriteAt(chunk[flushed:used], pos+int64(flushed)); err != nil {
+	if _, err := file.WriteAt(chunk.buf[flushed:used], pos+int64(flushed)); err != nil {
 		return 0, l.setSticky(fmt.Errorf("segmentlog: write %s: %w", path, err))
 	}
 	l.mu.Lock()
 	l.chunkFlushed = used
 	l.flushedEnd = pos + int64(used)
+	l.flushedIndex = lastIndex
 	l.evictLocked()
 	l.mu.Unlock()
 	return lastIndex, nil
@@ -278,6 +291,8 @@ func (l *Log) rollLocked() error {
 	l.writeFile, l.flushedEnd = writeFile, segmentHeaderSize
 	l.chunk, l.chunkUsed, l.chunkFlushed = nil, 0, 0
 	l.lastPointPos = -1
+	l.flushedIndex = l.lastIndex
+	l.evictLocked()
 	l.durableIndex = max(l.durableIndex, covered)
 	l.mu.Unlock()
 	if err := oldWriteFile.Close(); err != nil {

@@ -1,0 +1,146 @@
+package segmentlog
+
+import "github.com/raftmq/raftmq/protocol"
+
+// The tail cache and the append chunks.
+//
+// Append frames entries into an append chunk, a buffer of
+// Options.WriteBufferBytes that is written to the active segment file when
+// it is full and at every Sync. The tail cache is a ring of descriptors of
+// the most recent entries whose data aliases those chunks, so a recent
+// entry is held in memory once, as its frame. Chunks are reused: once every
+// entry framed in a chunk has been evicted from the cache (and the chunk
+// written to the file), the chunk goes to a small free list and the next
+// Append writes over it. Reused memory has no page faults and gives the
+// garbage collector nothing to do, which is what keeps Append+Sync near the
+// speed of plain file writes.
+//
+// Lifetime rule: bytes of a chunk are only read by readers while they hold
+// Log.mu (read-locked) and the entry is in the cache; readers copy them out
+// (Entries, ReadBatches) and never return them. Eviction, and so recycling,
+// takes Log.mu write-locked, so no reader can be copying from a chunk when
+// it goes back to the free list, and only the writer goroutine writes into
+// a chunk, past what it has published.
+
+// appendChunk is an append buffer; tail cache entries alias its bytes.
+type appendChunk struct {
+	buf       []byte
+	lastIndex uint64 // last index framed in buf; 0 when none
+}
+
+// cachedEntry describes a cached entry; its index is implied by its place
+// in the cache. Its payload is chunk.buf[off:off+length] of the chunk with
+// sequence number chunkSeq (see Log.cachedData). It holds no pointer, so
+// the cache ring costs the garbage collector nothing and filling it takes
+// no write barriers.
+type cachedEntry struct {
+	term        uint64
+	baseOffset  uint64 // the log's next record offset before this entry
+	chunkSeq    uint64
+	off         uint32
+	length      uint32
+	recordCount uint32
+	crc         uint32 // the frame's CRC
+	typ         protocol.EntryType
+}
+
+func (c *cachedEntry) frameSize() int { return frameHeaderSize + int(c.length) }
+
+// cachedData returns the payload of a cached entry. Log.mu must be held.
+func (l *Log) cachedData(c *cachedEntry) []byte {
+	chunk := l.chunks[c.chunkSeq-l.chunkBase]
+	end := c.off + c.length
+	return chunk.buf[c.off:end:end]
+}
+
+// tailCache is a ring of the most recent entries, oldest first. Log.mu
+// guards it.
+type tailCache struct {
+	ring  []cachedEntry // power-of-two length, or nil
+	head  int           // ring position of the oldest entry
+	count int
+	bytes int // frame bytes of the cached entries
+}
+
+// at returns the i-th cached entry, 0 being the oldest.
+func (c *tailCache) at(i int) *cachedEntry { return &c.ring[(c.head+i)&(len(c.ring)-1)] }
+
+func (c *tailCache) push(e *cachedEntry) {
+	if c.count == len(c.ring) {
+		ring := make([]cachedEntry, max(64, 2*len(c.ring)))
+		for i := range c.count {
+			ring[i] = *c.at(i)
+		}
+		c.ring, c.head = ring, 0
+	}
+	*c.at(c.count) = *e
+	c.count++
+	c.bytes += e.frameSize()
+}
+
+// popOldest drops the oldest entry.
+func (c *tailCache) popOldest() {
+	e := c.at(0)
+	c.bytes -= e.frameSize()
+	*e = cachedEntry{}
+	c.head = (c.head + 1) & (len(c.ring) - 1)
+	c.count--
+}
+
+// keep drops every entry but the n oldest.
+func (c *tailCache) keep(n int) {
+	for c.count > n {
+		e := c.at(c.count - 1)
+		c.bytes -= e.frameSize()
+		*e = cachedEntry{}
+		c.count--
+	}
+}
+
+// maxFreeChunks bounds the free list: enough to absorb the chunks one
+// eviction releases without holding memory the cache budget does not need.
+const maxFreeChunks = 4
+
+// takeChunkLocked returns an empty chunk of at least size bytes, reused when
+// one is free.
+func (l *Log) takeChunkLocked(size int) *appendChunk {
+	if n := len(l.freeChunks); n > 0 && len(l.freeChunks[n-1].buf) >= size {
+		c := l.freeChunks[n-1]
+		l.freeChunks[n-1] = nil
+		l.freeChunks = l.freeChunks[:n-1]
+		return c
+	}
+	return &appendChunk{buf: make([]byte, max(l.opts.WriteBufferBytes, size))}
+}
+
+// recycleChunksLocked moves chunks that no cached entry aliases any more to
+// the free list. Chunks are in append order, so it stops at the first one
+// still in use.
+func (l *Log) recycleChunksLocked() {
+	start := l.tailStartLocked()
+	n := 0
+	for n < len(l.chunks) && l.chunks[n] != l.chunk && l.chunks[n].lastIndex < start {
+		c := l.chunks[n]
+		c.lastIndex = 0
+		if len(c.buf) == l.opts.WriteBufferBytes && len(l.freeChunks) < maxFreeChunks {
+			l.freeChunks = append(l.freeChunks, c)
+		}
+		n++
+	}
+	if n > 0 {
+		k := copy(l.chunks, l.chunks[n:])
+		clear(l.chunks[k:])
+		l.chunks = l.chunks[:k]
+		l.chunkBase += uint64(n)
+	}
+}
+
+// dropChunksLocked forgets the current chunk and recycles every chunk the
+// cache no longer uses (after a truncation or reset).
+func (l *Log) dropChunksLocked(lastKept uint64) {
+	for _, c := range l.chunks {
+		c.lastIndex = min(c.lastIndex, lastKept)
+	}
+	l.chunk, l.chunkUsed, l.chunkFlushed = nil, 0, 0
+	l.recycleChunksLocked()
+}

@@ -11,6 +11,7 @@
 //	batches, next, err := log.ReadBatches(nil, offset, commitIndex, maxBytes)
 //	err = log.TruncateAfter(index)       // Raft conflict (§5.3), durable on return
 //	n, err := log.DeleteBefore(index)    // retention: whole sealed segments
+//	offset, err := log.OffsetForTimestamp(ts) // seek by time
 //	err = log.Close()
 //
 // # Record offsets
@@ -122,16 +123,42 @@
 // later Append, Sync and maintenance call, never reports those entries
 // durable, and must be reopened, which recovers what reached the disk.
 //
+// # Performance
+//
+// Append frames entries (copy, stamp, CRC32C) into reused append chunks,
+// Sync writes the chunk with one positional write per WriteBufferBytes
+// and one fdatasync, and the tail cache keeps the frames where they are
+// (see cache.go). The target, from the issue: Append+Sync of 1,000 entries
+// per Sync reaches at least 90% of the MB/s of writing the same bytes,
+// pre-framed, with plain os.File writes and one fdatasync per batch, for
+// 100 B, 1 KiB and 64 KiB entries, with at most one allocation per entry.
+// The fdatasync dominates both; what is left to the log is the framing
+// (about 70 ns of CPU per small entry, plus copy and CRC at memory speed)
+// and, every SegmentMaxBytes, a roll. Measure on a quiet machine with
+//
+//	go test ./segmentlog -run '^$' -bench 'AppendSync|Baseline' -benchtime 200x -count 5
+//
+// and on a shared one (other processes using the disk) with the
+// interleaved benchmark, which runs a log batch and a baseline batch
+// alternately and reports both and their ratio (ratio-%, median-ratio-%):
+//
+//	go test ./segmentlog -run '^$' -bench VsBaseline -benchtime 300x -count 5
+//
+// allocs/op there is per 1,000 entries. Reads: BenchmarkRead and
+// BenchmarkReadBatches (tail cache and disk), BenchmarkOpen1GiB (recovery
+// with intact and with deleted index files).
+//
 // # Concurrency
 //
 // One writer goroutine calls Append, TruncateAfter, Reset, ResetOffsets;
 // Sync, DeleteBefore and ApplyRetention may be called from any goroutine,
 // concurrently with the writer. Any number of goroutines may read
 // (Entries, Term, FirstIndex, LastIndex, ReadBatches, IndexOfOffset, ...)
-// at the same time. Recent entries are served from the tail cache without
-// I/O; older ones by positional reads that never block Append (a reader
-// only waits for a truncation, reset or segment deletion). Returned entry
-// Data is shared and must not be modified; it stays valid forever.
+// at the same time. Recent entries are copied out of the tail cache (its
+// memory is reused) without I/O; older ones are read with one positional
+// read of the span a call needs, which never blocks Append (a reader only
+// waits for a truncation, reset or segment deletion). Returned entry Data
+// must not be modified; it stays valid forever.
 //
 // The vfs.FS must allow a write to a file concurrent with an fdatasync of
 // it (vfs.Default and the in-memory FS do), and must not modify buffers

@@ -136,6 +136,7 @@ func (b *Broker) groupAdmin(ctx context.Context, op string, data []byte) any {
 		}
 		_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Group: &groupCommand{Name: req.Group, Member: req.Member}, Time: time.Now()})
 		b.sessions.forget(req.Group, req.Member)
+		b.groupChanged(req.Group)
 		return adminError{protocol.APIVersion, apiErr}
 	case protocol.AdminGroupList:
 		reply := protocol.ListGroupsReply{Version: protocol.APIVersion, Groups: []protocol.GroupSummary{}}
@@ -163,6 +164,11 @@ func (b *Broker) groupAdmin(ctx context.Context, op string, data []byte) any {
 		return b.resetOffsets(ctx, &req)
 	}
 	return fail(protocol.Errorf(protocol.CodeMalformedRequest, "unknown group operation %q", op))
+}
+
+// groupChanged tells a group's members to heartbeat now.
+func (b *Broker) groupChanged(group string) {
+	_ = b.nc.Publish(protocol.SubjectGroupChanged(b.prefix, group), nil)
 }
 
 func nonNil[T any](s []T) []T {
@@ -215,6 +221,7 @@ func (b *Broker) joinGroup(ctx context.Context, term uint64, req *protocol.JoinG
 	if apiErr != nil {
 		return fail(apiErr)
 	}
+	b.groupChanged(req.Group)
 	return b.assignmentReply(req.Group, req.Member, timeout.Milliseconds())
 }
 
@@ -235,6 +242,7 @@ func (b *Broker) heartbeat(ctx context.Context, term uint64, req *protocol.Heart
 		if apiErr != nil {
 			return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: apiErr}
 		}
+		b.groupChanged(req.Group)
 	}
 	return b.assignmentReply(req.Group, req.Member, sessionMs)
 }
@@ -276,6 +284,7 @@ func (b *Broker) expireMembers(now time.Time) {
 			_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Time: now,
 				Group: &groupCommand{Name: gm[0], Member: gm[1], Expired: true}})
 			b.sessions.forget(gm[0], gm[1])
+			b.groupChanged(gm[0])
 			if apiErr != nil && apiErr.Code != protocol.CodeUnknownMember {
 				b.logger.Warn("expire group member", "group", gm[0], "member", gm[1], "err", apiErr)
 				return

@@ -83,6 +83,50 @@
 // (up to 5 s) until every new partition has a leader, so the topic can be
 // used at once.
 //
+// # Consumer groups
+//
+// Offsets live in each partition's own Raft log (docs/adr/0002). An offset
+// commit, a claim, a reset or a delete is a consumer-op control entry
+// (protocol.AppendConsumerOps) proposed by the partition leader; concurrent
+// ops at one leader are coalesced into one entry per partition
+// (consumerOpBatcher: while one entry is being applied the next queues).
+// Applying the entry updates the partition's consumer state (consumerstate.go:
+// Pebble keys 'o'+group id+group name, 'a'+group id = applied index;
+// mirrored in memory), the same on every replica at the same applied index.
+// A commit past the leader's high watermark is refused before proposing
+// (the leader's high watermark is at most the one where the entry applies,
+// on every replica). A commit or claim whose assignment epoch is older than
+// the stored one is refused (CodeStaleEpoch). Committed offsets are read
+// only from a leader that applied an entry of its own term, so an
+// acknowledged commit is never missed after a failover. On restart the
+// control entries after the stored applied index are replayed from the log.
+//
+// The group coordinator is the controller leader (coordinator.go): join,
+// leave, sync (release of revoked partitions) and delete are controller
+// commands; the assignment is computed at apply time (groups.go: sticky,
+// balanced per topic, cooperative: a partition moves only after its owner
+// released it, left or expired, and is granted with the grant's controller
+// index as its epoch). Heartbeats stay in the coordinator's memory; a new
+// coordinator restarts every member's session. The coordinator publishes
+// <prefix>.group.changed.<group> when an assignment changes so members
+// heartbeat at once. A member claims each new partition at its leader (a
+// claim op raises the stored epoch, fencing the previous owner) and starts
+// at the committed offset read after the claim applied.
+//
+// Lag per group and partition (raftmq_group_lag_records, _lag_seconds,
+// _committed_offset) is exported by partition leaders at scrape time.
+//
+// # Retention
+//
+// retention.go: every CheckInterval each replica computes the first index
+// its topic's policy keeps (age, bytes; topic overrides, broker defaults),
+// caps it at what every replica of the partition reports applied (no
+// InstallSnapshot yet: issue 4), writes a consumer-state snapshot
+// (snapshot.Store in <replica dir>.snapshots) as of its applied index when
+// none covers the segments, deletes the covered sealed segments and prunes
+// old snapshots. A restart whose stored consumer state is older than the
+// log start restores the newest snapshot first.
+//
 // # Concurrency
 //
 // Start and Close are called once. A background loop owns starting and

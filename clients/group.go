@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/raftmq/raftmq/protocol"
 )
 
@@ -137,10 +139,11 @@ type GroupConsumer struct {
 	committed map[TopicPartition]uint64 // last offset committed
 	closed    bool
 
-	wake   chan struct{} // capacity 1: heartbeat now
-	stop   chan struct{}
-	done   chan struct{}
-	failed error // set by the loop when it gives up
+	wake    chan struct{} // capacity 1: heartbeat now
+	changes *nats.Subscription
+	stop    chan struct{}
+	done    chan struct{}
+	failed  error // set by the loop when it gives up
 }
 
 // NewGroupConsumer joins group for topics and starts heartbeating. The
@@ -173,8 +176,21 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, committed: map[TopicPartition]uint64{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	// The coordinator announces assignment changes; heartbeat at once then.
+	changed, err := c.conn.Subscribe(protocol.SubjectGroupChanged(c.config.prefix, group), func(*nats.Msg) {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		consumer.Close()
+		return nil, fmt.Errorf("clients: subscribe to group changes: %w", err)
+	}
+	g.changes = changed
 	reply, err := g.join(ctx)
 	if err != nil {
+		_ = changed.Unsubscribe()
 		consumer.Close()
 		return nil, err
 	}
@@ -313,6 +329,7 @@ func (g *GroupConsumer) Close(ctx context.Context) error {
 	g.mu.Unlock()
 	close(g.stop)
 	<-g.done
+	_ = g.changes.Unsubscribe()
 	var errs []error
 	if g.config.commitOnClose {
 		errs = append(errs, g.Commit(ctx))

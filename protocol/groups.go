@@ -10,6 +10,7 @@ package protocol
 //	<prefix>.api.broker.<id>.group.offsets  broker <id> (partition      OffsetFetchRequest -> OffsetFetchReply (JSON)
 //	                                        leader)
 //	<prefix>.api.admin.group.<op>           any broker (queue APIQueue) JSON; forwarded to the group coordinator
+//	<prefix>.group.changed.<group>          published by the coordinator  empty: the assignment changed, heartbeat now
 //
 // Offsets live in each partition's own Raft log: a commit (or a claim, a
 // reset, a delete) is a control entry (EntryControl, AppendConsumerOps) of
@@ -59,6 +60,11 @@ func SubjectBrokerCommit(prefix string, id uint64) string {
 func SubjectBrokerCommitted(prefix string, id uint64) string {
 	return brokerSubject(prefix, id, "group.offsets")
 }
+
+// SubjectGroupChanged is published (empty body) by the coordinator when a
+// group's membership or assignment changes; members subscribe and
+// heartbeat at once instead of at their next interval.
+func SubjectGroupChanged(prefix, group string) string { return prefix + ".group.changed." + group }
 
 // MaxGroupNameLength bounds group and member names.
 const MaxGroupNameLength = 200

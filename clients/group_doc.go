@@ -1,0 +1,31 @@
+package clients
+
+// Consumer groups
+//
+//	group, err := client.NewGroupConsumer(ctx, "billing", []string{"orders"},
+//		clients.WithAutoCommitInterval(5*time.Second),  // or 0 and Commit(ctx) / CommitAsync(cb)
+//		clients.WithResetPolicy(clients.Earliest()),     // where to start without a committed offset
+//		clients.WithOnAssigned(func(ctx context.Context, ps []clients.TopicPartition) { ... }),
+//		clients.WithOnRevoked(func(ctx context.Context, ps []clients.TopicPartition) { ... }))
+//	for {
+//		records, err := group.Poll(ctx)
+//		...
+//	}
+//	err = group.Close(ctx) // commits what Poll returned (WithCommitOnClose) and leaves
+//
+// A GroupConsumer joins a group at the coordinator (the controller leader;
+// any broker forwards), heartbeats at a third of its session timeout, and
+// heartbeats at once when the coordinator announces a change. Each reply
+// lists the partitions it owns and those it must revoke. Revoking: stop
+// fetching, OnRevoked, auto-commit (when on), then report the release in the
+// next heartbeat; only then does the partition move. A new partition is
+// claimed at its leader with its assignment epoch (fencing the previous
+// owner's commits) and starts at the committed offset read after the claim,
+// or the reset policy without one. A member that misses its session is
+// removed; its next heartbeat says so and it drops everything (OnRevoked)
+// and joins again. Delivery is at least once, in order within a partition.
+//
+// Offsets and groups without a GroupConsumer: Client.CommitOffsets,
+// FetchCommitted (committed offset, end offset, lag in records and
+// seconds), ListGroups, DescribeGroup, ResetGroupOffsets (refused while the
+// group has members), DeleteGroup.

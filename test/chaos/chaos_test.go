@@ -89,6 +89,7 @@ func TestKillLeaderWhileProducing(t *testing.T) {
 	}
 	run.waitAllAlive()
 	run.waitProgress("records after the last fault")
+	run.waitConsumerCaughtUp()
 	work.stop()
 	logf("workload stopped: %s", work.summary())
 
@@ -249,18 +250,23 @@ func (r *chaosRun) createTopic() {
 		_, err := r.admin.CreateTopic(ctx, topicName, clients.WithPartitions(r.partitions), clients.WithReplicas(clusterSize))
 		return false, fmt.Sprint("create: ", err)
 	})
+	var leaders []uint64
 	r.waitFor("a leader for every partition", func() (bool, string) {
 		status, err := r.status()
 		if err != nil {
 			return false, err.Error()
 		}
+		leaders = leaders[:0]
 		for partition := range uint32(r.partitions) {
-			if partitionLeader(status, partition) == 0 {
+			leader := partitionLeader(status, partition)
+			if leader == 0 {
 				return false, fmt.Sprintf("%+v", status.Partitions)
 			}
+			leaders = append(leaders, leader)
 		}
 		return true, ""
 	})
+	r.logf("partition leaders (by partition): %v", leaders)
 }
 
 // waitProgress waits until every partition has progressStep more
@@ -273,6 +279,22 @@ func (r *chaosRun) waitProgress(what string) {
 		for partition := range now {
 			if now[partition] < start[partition]+progressStep {
 				return false, fmt.Sprintf("acknowledged per partition: %v at start, %v now; %s", start, now, r.work.summary())
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitConsumerCaughtUp waits until the live consumer has been served every
+// partition up to the highest acknowledged offset: it survived the faults.
+func (r *chaosRun) waitConsumerCaughtUp() {
+	r.t.Helper()
+	target := r.work.highestAcked()
+	r.waitFor(fmt.Sprintf("the live consumer to reach offsets %v", target), func() (bool, string) {
+		consumed := r.work.consumedOffsets()
+		for partition := range target {
+			if consumed[partition] < target[partition] {
+				return false, fmt.Sprintf("consumed up to %v; %s", consumed, r.work.summary())
 			}
 		}
 		return true, ""
@@ -540,6 +562,7 @@ type workload struct {
 	lastFailure []error
 	observed    []map[uint64]string
 	violations  []string
+	consumed    []uint64 // per partition: the offset after the last record the live consumer got
 	pollErrors  int
 	lastPollErr error
 }
@@ -556,6 +579,7 @@ func startWorkload(t *testing.T, ctx context.Context, partitions int, producerCl
 		lastFailure: make([]error, partitions),
 		observed:    make([]map[uint64]string, partitions),
 		slow:        make([]map[uint64]time.Duration, partitions),
+		consumed:    make([]uint64, partitions),
 	}
 	for i := range w.observed {
 		w.observed[i] = map[uint64]string{}
@@ -627,7 +651,7 @@ func (w *workload) produce(ctx context.Context, partition uint32) {
 // consume polls every partition from offset 0 and remembers what it was
 // served; within a partition each record must follow the previous one.
 func (w *workload) consume(ctx context.Context, consumer *clients.Consumer, partitions int) {
-	next := make([]uint64, partitions)
+	next := w.consumed // guarded by mu, written only here
 	for ctx.Err() == nil {
 		records, err := consumer.Poll(ctx)
 		w.mu.Lock()
@@ -648,10 +672,13 @@ func (w *workload) consume(ctx context.Context, consumer *clients.Consumer, part
 		if err != nil && ctx.Err() == nil && errors.As(err, &partitionError) {
 			// A fetcher stopped for good: restart every partition where it
 			// left off (Seek drops nothing already returned).
+			w.mu.Lock()
+			restartAt := append([]uint64(nil), next...)
+			w.mu.Unlock()
 			for p := range uint32(partitions) {
-				if err := consumer.Seek(ctx, topicName, p, clients.AtOffset(next[p])); err != nil && ctx.Err() == nil {
+				if err := consumer.Seek(ctx, topicName, p, clients.AtOffset(restartAt[p])); err != nil && ctx.Err() == nil {
 					w.mu.Lock()
-					w.violations = append(w.violations, fmt.Sprintf("partition %d: seek to %d: %v", p, next[p], err))
+					w.violations = append(w.violations, fmt.Sprintf("partition %d: seek to %d: %v", p, restartAt[p], err))
 					w.mu.Unlock()
 				}
 			}
@@ -667,6 +694,12 @@ func (w *workload) ackCounts() []int {
 		counts[i] = len(acked)
 	}
 	return counts
+}
+
+func (w *workload) consumedOffsets() []uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]uint64(nil), w.consumed...)
 }
 
 // highestAcked returns, per partition, the offset after the last

@@ -37,7 +37,14 @@
 //     consumer was served is in the final log with the same bytes at the
 //     same offset, and the consumer saw each partition's offsets in order
 //     without gaps;
+//   - the cluster stays available: with one broker killed or stopped every
+//     partition keeps acknowledging records, and the concurrent consumer
+//     catches up to the last acknowledged offset after the faults;
 //   - after the faults every replica reaches the leader's high watermark.
+//
+// SIGKILL loses no page-cache data, so this test does not prove that the
+// log fsyncs before acknowledging; the crash tests of segmentlog and raft,
+// which drop unsynced writes, cover that.
 //
 // Duplicates are not failures: the SDK delivers at least once (a produce
 // that timed out or lost its leader may have been committed, and its retry
@@ -56,5 +63,8 @@
 //	go test ./test/chaos -count=10 -chaos.partitions=4
 //
 // -chaos.timeout bounds one run after the build (default 40s plus 12s per
-// round). On failure the last lines of every broker's log are printed.
+// round). On failure the last lines of every broker's log are printed;
+// -chaos.logs DIR keeps the full logs. The -v output is a timeline (which
+// broker was killed, stopped, restarted, and when) to reproduce a failure
+// from.
 package chaos

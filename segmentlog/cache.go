@@ -99,7 +99,7 @@ func (c *tailCache) keep(n int) {
 
 // maxFreeChunks bounds the free list: enough to absorb the chunks one
 // eviction releases without holding memory the cache budget does not need.
-const maxFreeChunks = 4
+const maxFreeChunks = 2
 
 // takeChunkLocked returns an empty chunk of at least size bytes, reused when
 // one is free.

@@ -145,7 +145,7 @@ func BenchmarkClusterMemory(b *testing.B) {
 		b.Run(sizeName(size), func(b *testing.B) {
 			// Proposals share one data buffer, so the window costs only
 			// entry headers; it must exceed what followers lag by.
-			window := 1 << 16
+			window := 1 << 20
 			bc := newBenchCluster(b, func(uint64) LogStorage { l := newMemLog(); l.window = window; return l })
 			g := bc.leader(b)
 			proposeLoad(b, g, size, 64, 256)

@@ -91,7 +91,7 @@ type Group struct {
 	syncing  bool
 
 	// Apply state (guarded by mu).
-	applyQueue   []protocol.Entry
+	applyQueue   [][]protocol.Entry // committed batches, in order
 	applyWaiters []*Proposal
 	applying     bool
 	applied      uint64
@@ -367,7 +367,7 @@ func (g *Group) resolveCommitted(committed []protocol.Entry) {
 	clear(g.pending[:n])
 	g.pending = g.pending[n:]
 	g.mu.Lock()
-	g.applyQueue = append(g.applyQueue, committed...)
+	g.applyQueue = append(g.applyQueue, committed)
 	g.applyWaiters = append(g.applyWaiters, toApply...)
 	startApply := !g.applying
 	g.applying = true
@@ -431,20 +431,23 @@ func (g *Group) syncLoop() {
 func (g *Group) applyLoop() {
 	for {
 		g.mu.Lock()
-		batch := g.applyQueue
+		batches := g.applyQueue
 		g.applyQueue = nil
-		if len(batch) == 0 || g.closed {
+		if len(batches) == 0 || g.closed {
 			g.applying = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		if err := g.cfg.StateMachine.Apply(batch); err != nil {
-			g.host.cfg.Logger.Error("raft: state machine failed; group stopped", "group", g.id, "err", err)
-			g.close(fmt.Errorf("raft: apply: %w", err))
-			return
+		for _, batch := range batches {
+			if err := g.cfg.StateMachine.Apply(batch); err != nil {
+				g.host.cfg.Logger.Error("raft: state machine failed; group stopped", "group", g.id, "err", err)
+				g.close(fmt.Errorf("raft: apply: %w", err))
+				return
+			}
 		}
-		applied := batch[len(batch)-1].Index
+		last := batches[len(batches)-1]
+		applied := last[len(last)-1].Index
 		g.mu.Lock()
 		g.applied = applied
 		n := 0

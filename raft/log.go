@@ -146,8 +146,10 @@ func (l *raftLog) truncateAndAppend(ents []protocol.Entry) {
 	default:
 		// Either the tail is already in storage (the driver truncates it
 		// when it sees the first entry at or below its last index) or the
-		// unstable tail is replaced entirely.
-		l.unstable = append([]protocol.Entry(nil), ents...)
+		// unstable tail is replaced entirely. ents belongs to a message
+		// nobody modifies; alias it, capacity-limited so that a later
+		// append copies instead of writing into the message.
+		l.unstable = ents[:len(ents):len(ents)]
 		l.unstableStart = first
 	}
 }

@@ -79,13 +79,18 @@ func (l *memLog) Append(ents []protocol.Entry) error {
 			return fmt.Errorf("memlog: append index %d, want %d", ents[i].Index, next+uint64(i))
 		}
 	}
+	if l.window > 0 && l.ents == nil {
+		l.ents = make([]protocol.Entry, 0, 2*l.window+1<<16)
+	}
 	l.ents = append(l.ents, ents...)
 	if l.window > 0 && len(l.ents) > 2*l.window {
 		drop := len(l.ents) - l.window
 		l.prevTerm = l.ents[drop-1].Term
 		l.first += uint64(drop)
 		l.durable = max(l.durable, l.first-1)
-		l.ents = slices.Clone(l.ents[drop:])
+		kept := make([]protocol.Entry, l.window, 2*l.window+1<<16)
+		copy(kept, l.ents[drop:])
+		l.ents = kept
 	}
 	return nil
 }

@@ -148,9 +148,19 @@ func BenchmarkClusterMemory(b *testing.B) {
 			window := 1 << 20
 			bc := newBenchCluster(b, func(uint64) LogStorage { l := newMemLog(); l.window = window; return l })
 			g := bc.leader(b)
-			proposeLoad(b, g, size, 64, 256)
+			proposers, window := loadShape(size)
+			proposeLoad(b, g, size, proposers, window)
 		})
 	}
+}
+
+// loadShape returns proposers and the proposals each keeps in flight: 16K
+// small entries or 256 large ones (16 MiB) outstanding in all.
+func loadShape(size int) (proposers, window int) {
+	if size > 1<<10 {
+		return 16, 16
+	}
+	return 64, 256
 }
 
 // BenchmarkClusterSegmentlog: the same cluster on segmentlog with real
@@ -174,7 +184,8 @@ func BenchmarkClusterSegmentlog(b *testing.B) {
 			for id, l := range bc.logs {
 				before[id] = l.syncs.Load()
 			}
-			elapsed := proposeLoad(b, g, size, 64, 256)
+			proposers, window := loadShape(size)
+			elapsed := proposeLoad(b, g, size, proposers, window)
 			var syncs []int64
 			var total int64
 			for id, l := range bc.logs {
@@ -232,7 +243,7 @@ func BenchmarkIdleGroups(b *testing.B) {
 	runtime.ReadMemStats(&m0)
 	hosts := map[uint64]*Host{}
 	for _, id := range ids {
-		h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id})
+		h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id, Logger: benchLogger})
 		if err != nil {
 			b.Fatal(err)
 		}

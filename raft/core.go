@@ -66,7 +66,9 @@ type ready struct {
 	saveHardState bool
 	messages      []protocol.RaftMessage
 	committed     []protocol.Entry
-	err           error
+	// reads are finished ReadIndex requests (readindex.go).
+	reads []readState
+	err   error
 }
 
 // core is the deterministic Raft state machine of one replica: no
@@ -103,6 +105,16 @@ type core struct {
 	transferee       uint64
 	transferDeadline time.Duration
 	matchScratch     []uint64
+
+	// ReadIndex state (readindex.go): reads waiting on the leader, the
+	// newest heartbeat round started and the newest a quorum confirmed,
+	// reads a follower forwarded, and finished reads for the driver.
+	reads         []pendingRead
+	readRound     uint64
+	readConfirmed uint64
+	readRounds    uint64 // rounds started, for benchmarks
+	forwarded     []forwardedRead
+	readStates    []readState
 
 	hardStateDirty bool
 	msgs           []protocol.RaftMessage
@@ -180,6 +192,7 @@ func (c *core) setTerm(term uint64) {
 
 func (c *core) becomeFollower(term, leader uint64) {
 	c.setTerm(term)
+	c.failReads()
 	c.role = RoleFollower
 	c.leader = leader
 	c.progress = nil
@@ -197,6 +210,7 @@ func (c *core) campaign(preVote, force bool) {
 		return
 	}
 	c.votes = map[uint64]bool{c.id: true}
+	c.failReads()
 	c.leader = 0 // a pre-candidate forgets the leader it knew
 	c.progress = nil
 	c.transferee = 0
@@ -349,6 +363,11 @@ func (c *core) stepFollower(m *protocol.RaftMessage) {
 	case protocol.MsgHeartbeat:
 		c.heardFromLeader(m.From)
 		c.handleHeartbeat(m)
+		c.refreshForwardedReads()
+	case protocol.MsgReadIndex:
+		c.send(protocol.RaftMessage{To: m.From, Type: protocol.MsgReadIndexResponse, Reject: true, Context: m.Context})
+	case protocol.MsgReadIndexResponse:
+		c.handleReadIndexResponse(m)
 	case protocol.MsgTimeoutNow:
 		// Leadership transfer: campaign at once, skipping pre-vote and
 		// overriding the others' leader lease (thesis §3.10).
@@ -368,6 +387,8 @@ func (c *core) stepCandidate(m *protocol.RaftMessage) {
 		// A leader of our own term exists: a candidate steps down (§5.2).
 		c.becomeFollower(m.Term, m.From)
 		c.stepFollower(m)
+	case protocol.MsgReadIndex:
+		c.send(protocol.RaftMessage{To: m.From, Type: protocol.MsgReadIndexResponse, Reject: true, Context: m.Context})
 	case protocol.MsgVoteResponse, protocol.MsgPreVoteResponse:
 		want := protocol.MsgVoteResponse
 		if c.role == RolePreCandidate {
@@ -514,7 +535,7 @@ func (c *core) durableNotice(term, index uint64, now time.Duration) {
 }
 
 func (c *core) hasReady() bool {
-	return len(c.log.unstable) > 0 || c.hardStateDirty || len(c.msgs) > 0 || c.commit > c.handedOut || c.log.err != nil
+	return len(c.log.unstable) > 0 || c.hardStateDirty || len(c.msgs) > 0 || c.commit > c.handedOut || c.log.err != nil || len(c.readStates) > 0
 }
 
 // takeReady returns the decisions made since the previous call.
@@ -525,8 +546,9 @@ func (c *core) takeReady() ready {
 	rd := ready{
 		entries:  c.log.takeUnstable(),
 		messages: c.msgs,
+		reads:    c.readStates,
 	}
-	c.msgs = nil
+	c.msgs, c.readStates = nil, nil
 	if c.hardStateDirty {
 		rd.hardState = HardState{Term: c.term, Vote: c.vote, Commit: c.commit}
 		rd.saveHardState = true
@@ -552,5 +574,6 @@ func (c *core) status() Status {
 		CommitIndex: c.commit,
 		LastIndex:   c.log.lastIndex(),
 		Transferee:  c.transferee,
+		ReadRounds:  c.readRounds,
 	}
 }

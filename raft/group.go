@@ -84,6 +84,8 @@ type Group struct {
 	proposals   []*Proposal
 	newTransfer []*transferRequest
 	notice      durableMark // latest durable notice not yet given to the core
+	newReads    []*readRequest
+	readSeq     uint64
 	status      Status
 
 	// Log sync state (guarded by mu).
@@ -93,6 +95,7 @@ type Group struct {
 	// Apply state (guarded by mu).
 	applyQueue   [][]protocol.Entry // committed batches, in order
 	applyWaiters []*Proposal
+	readWaiters  []*readRequest // confirmed reads waiting for apply, by index
 	applying     bool
 	applied      uint64
 
@@ -100,6 +103,7 @@ type Group struct {
 	core      *core
 	pending   []*Proposal // proposed, not yet committed, in index order
 	transfers []*transferRequest
+	reads     map[uint64]*readRequest // handed to the core, by id
 	inboxBuf  []protocol.RaftMessage
 	propBuf   []*Proposal
 	entryBuf  []protocol.Entry
@@ -191,7 +195,7 @@ func (g *Group) scheduleLocked() {
 }
 
 func (g *Group) hasWorkLocked() bool {
-	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0
+	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0
 }
 
 // process runs the core on everything that arrived, then carries out its
@@ -204,8 +208,8 @@ func (g *Group) process() {
 		g.failOwned(err)
 		return
 	}
-	msgs, props, transfers := g.inbox, g.proposals, g.newTransfer
-	g.inbox, g.proposals, g.newTransfer = g.inboxBuf[:0], g.propBuf[:0], nil
+	msgs, props, transfers, reads := g.inbox, g.proposals, g.newTransfer, g.newReads
+	g.inbox, g.proposals, g.newTransfer, g.newReads = g.inboxBuf[:0], g.propBuf[:0], nil, nil
 	notice, tickDue := g.notice, g.tickDue
 	g.notice, g.tickDue = durableMark{}, false
 	g.mu.Unlock()
@@ -219,6 +223,7 @@ func (g *Group) process() {
 	if len(props) > 0 {
 		g.propose(props, now)
 	}
+	g.requestReads(reads, now)
 	if notice.index != 0 {
 		c.durableNotice(notice.term, notice.index, now)
 	}
@@ -265,7 +270,7 @@ func (g *Group) process() {
 	}
 	g.mu.Unlock()
 	if prev.Role != st.Role || prev.Term != st.Term || prev.Leader != st.Leader {
-		g.host.cfg.Logger.Info("raft: state change", "group", g.id, "node", st.ID, "role", st.Role, "term", st.Term, "leader", st.Leader)
+		g.host.cfg.Logger.Debug("raft: state change", "group", g.id, "node", st.ID, "role", st.Role, "term", st.Term, "leader", st.Leader)
 	}
 }
 
@@ -316,6 +321,9 @@ func (g *Group) handleReady(rd ready) error {
 	}
 	if len(rd.committed) > 0 {
 		g.resolveCommitted(rd.committed)
+	}
+	if len(rd.reads) > 0 {
+		g.resolveReads(rd.reads)
 	}
 	return nil
 }
@@ -460,6 +468,7 @@ func (g *Group) applyLoop() {
 		}
 		clear(g.applyWaiters[:n])
 		g.applyWaiters = g.applyWaiters[n:]
+		g.releaseReadsLocked()
 		g.mu.Unlock()
 	}
 }
@@ -479,7 +488,12 @@ func (g *Group) close(err error) {
 	g.applyWaiters = nil
 	newTransfers := g.newTransfer
 	g.newTransfer = nil
+	reads := append(g.newReads, g.readWaiters...)
+	g.newReads, g.readWaiters = nil, nil
 	g.mu.Unlock()
+	for _, r := range reads {
+		r.resolve(0, err)
+	}
 	for _, p := range props {
 		p.resolve(err)
 	}
@@ -511,4 +525,8 @@ func (g *Group) failOwned(err error) {
 		t.done <- err
 	}
 	g.transfers = nil
+	for _, r := range g.reads {
+		r.resolve(0, err)
+	}
+	g.reads = nil
 }

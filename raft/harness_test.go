@@ -29,6 +29,7 @@ type testNode struct {
 	manualSync bool
 	appended   durableMark
 	sent       []protocol.RaftMessage // everything the node sent, for inspection
+	reads      []readState            // finished ReadIndex requests
 }
 
 const (
@@ -105,6 +106,7 @@ func (n *testNet) drive(id uint64) {
 			}
 		}
 		node.applied = append(node.applied, rd.committed...)
+		node.reads = append(node.reads, rd.reads...)
 	}
 }
 

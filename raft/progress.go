@@ -38,7 +38,9 @@ type progress struct {
 	// no progress over a whole heartbeat interval with entries outstanding
 	// means messages were lost, and the leader probes again.
 	matchAtHeartbeat uint64
-	inflights        inflights
+	// readAck is the newest ReadIndex round the follower acknowledged.
+	readAck   uint64
+	inflights inflights
 }
 
 func (p *progress) becomeProbe() {

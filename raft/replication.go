@@ -62,7 +62,7 @@ func (c *core) advanceFollowerCommit() {
 func (c *core) handleHeartbeat(m *protocol.RaftMessage) {
 	c.leaderCommit = max(c.leaderCommit, m.Commit)
 	c.advanceFollowerCommit()
-	c.send(protocol.RaftMessage{To: m.From, Type: protocol.MsgHeartbeatResponse})
+	c.send(protocol.RaftMessage{To: m.From, Type: protocol.MsgHeartbeatResponse, Context: m.Context})
 }
 
 func (c *core) stepLeader(m *protocol.RaftMessage) {
@@ -86,6 +86,9 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 		if p.match < c.log.lastIndex() {
 			c.sendAppend(m.From, p)
 		}
+		c.handleHeartbeatResponseRead(m, p)
+	case protocol.MsgReadIndex:
+		c.handleReadIndexRequest(m)
 	}
 }
 
@@ -133,6 +136,9 @@ func (c *core) maybeCommit() bool {
 		return false
 	}
 	c.commit = index
+	if len(c.reads) > 0 {
+		c.maybeStartReadRound()
+	}
 	return true
 }
 
@@ -187,6 +193,6 @@ func (c *core) broadcastHeartbeat() {
 			continue
 		}
 		p := c.progress[id]
-		c.send(protocol.RaftMessage{To: id, Type: protocol.MsgHeartbeat, Commit: min(p.match, c.commit)})
+		c.send(protocol.RaftMessage{To: id, Type: protocol.MsgHeartbeat, Commit: min(p.match, c.commit), Context: c.readRound})
 	}
 }

@@ -59,6 +59,13 @@ type simConfig struct {
 	// committed prefix, so a test can show the end-to-end checks catch a
 	// lying log on their own.
 	noRestartCheck bool
+
+	// readEvery issues a ReadIndex read on a random live node this often
+	// (0: no reads); the reads and writes are checked for linearizability
+	// (sim_read_test.go). staleReads serves reads from the node's applied
+	// state without ReadIndex: the broken read path the check must catch.
+	readEvery  time.Duration
+	staleReads bool
 }
 
 func defaultSimConfig(seed uint64, nodes int) simConfig {
@@ -118,6 +125,7 @@ const (
 	evHeal
 	evFault
 	evPropose
+	evRead
 )
 
 type simEvent struct {
@@ -179,6 +187,7 @@ type simNode struct {
 	syncing     bool
 	leaderTerm  uint64 // term this node was last seen leading
 	pending     map[uint64]simProposal
+	reader      simReader
 }
 
 type simProposal struct {
@@ -214,6 +223,7 @@ type sim struct {
 	acked       map[uint64]simEntry  // index -> acknowledged proposal
 	maxAcked    uint64
 	proposalSeq int
+	history     simHistory
 }
 
 func newSim(cfg simConfig) *sim {
@@ -245,6 +255,9 @@ func newSim(cfg simConfig) *sim {
 	}
 	s.schedule(&simEvent{at: cfg.faultEvery, kind: evFault})
 	s.schedule(&simEvent{at: cfg.proposeEvery, kind: evPropose})
+	if cfg.readEvery > 0 {
+		s.schedule(&simEvent{at: cfg.readEvery, kind: evRead})
+	}
 	return s
 }
 
@@ -292,6 +305,7 @@ func (s *sim) start(n *simNode) error {
 	n.pending = map[uint64]simProposal{}
 	n.lastApplied = 0
 	n.leaderTerm = 0
+	n.reader = simReader{}
 	cfg := coreConfig{
 		ID: n.id, Voters: s.voters, Log: n.log, HardState: hs,
 		ElectionTimeout: s.cfg.electionTimeout, HeartbeatInterval: s.cfg.heartbeat,
@@ -425,6 +439,11 @@ func (s *sim) handle(e *simEvent) {
 		if s.faults {
 			s.schedule(&simEvent{at: s.now + s.cfg.proposeEvery, kind: evPropose})
 		}
+	case evRead:
+		s.read()
+		if s.faults {
+			s.schedule(&simEvent{at: s.now + s.cfg.readEvery, kind: evRead})
+		}
 	}
 }
 
@@ -505,6 +524,7 @@ func (s *sim) propose() {
 	}
 	for i := range ents {
 		n.pending[first+uint64(i)] = simProposal{term: term, data: string(ents[i].Data)}
+		s.history.write(string(ents[i].Data))
 	}
 	s.drive(n)
 }
@@ -576,6 +596,7 @@ func (s *sim) drive(n *simNode) {
 		for i := range rd.committed {
 			s.checkApply(n, &rd.committed[i])
 		}
+		s.readsDone(n, rd.reads)
 	}
 	s.checkNode(n)
 }
@@ -625,6 +646,7 @@ func (s *sim) checkApply(n *simNode, e *protocol.Entry) {
 		return
 	}
 	s.committed[e.Index] = got
+	s.applied(n, e)
 	if p, ok := n.pending[e.Index]; ok {
 		delete(n.pending, e.Index)
 		if p.term == e.Term {
@@ -633,6 +655,7 @@ func (s *sim) checkApply(n *simNode, e *protocol.Entry) {
 			}
 			s.acked[e.Index] = got // AckCommitted: the client is told now
 			s.maxAcked = max(s.maxAcked, e.Index)
+			s.history.acked(got.data)
 		}
 	}
 }

@@ -12,4 +12,7 @@ type Status struct {
 	LastIndex    uint64
 	// Transferee is the node leadership is being handed to, 0 when none.
 	Transferee uint64
+	// ReadRounds counts the ReadIndex heartbeat rounds this replica started
+	// as leader since it started (concurrent reads share rounds).
+	ReadRounds uint64
 }

@@ -298,6 +298,8 @@ func (b *Broker) run() {
 					b.publishMetadata(m)
 					publishedVersion, lastMetadata = m.Version, now
 				}
+			}
+			if _, notCoordinator := b.coordinatorCheck(); notCoordinator == nil {
 				b.expireMembers(now)
 			}
 			if now.Sub(lastRegister) >= b.cfg.StatusInterval {
@@ -381,14 +383,16 @@ func leadershipKey(s *protocol.BrokerStatus) string {
 }
 
 // controllerCaughtUp reports whether this broker leads the controller and
-// applied every entry of its log, so its metadata is the cluster's current
-// one (the leader's log holds every committed entry, §5.4).
+// applied an entry of its own term: it then applied every entry committed
+// before its term (§5.4.2), so its metadata is the cluster's current one. (A
+// stricter "applied everything in the log" check would starve while
+// consumer group commands keep arriving.)
 func (b *Broker) controllerCaughtUp() bool {
 	if b.controller == nil {
 		return false
 	}
 	st := b.controller.group.Status()
-	return st.Role == raft.RoleLeader && st.AppliedIndex == st.LastIndex && st.CommitIndex == st.LastIndex
+	return st.Role == raft.RoleLeader && b.controller.state.appliedInTerm(st.Term)
 }
 
 func (b *Broker) isControllerLeader() bool {

@@ -29,8 +29,11 @@ type controllerStateMachine struct {
 
 	mu       sync.Mutex
 	metadata *clusterMetadata
-	groups   map[string]*consumerGroup  // consumer groups (groups.go)
-	results  map[uint64]*protocol.Error // rejections by log index, for proposers
+	groups   map[string]*consumerGroup // consumer groups (groups.go)
+	// appliedTerm is the term of the last applied entry: a leader that
+	// applied an entry of its own term holds every committed entry's effect.
+	appliedTerm uint64
+	results     map[uint64]*protocol.Error // rejections by log index, for proposers
 }
 
 var _ raft.StateMachine = (*controllerStateMachine)(nil)
@@ -91,6 +94,7 @@ func (s *controllerStateMachine) Apply(entries []protocol.Entry) error {
 		metadata.Version, changed = last, true
 	}
 	s.metadata = metadata
+	s.appliedTerm = entries[len(entries)-1].Term
 	s.mu.Unlock()
 	if changed && s.onChange != nil {
 		s.onChange(metadata)
@@ -102,6 +106,13 @@ func (s *controllerStateMachine) current() *clusterMetadata {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.metadata
+}
+
+// appliedInTerm reports whether the last applied entry has term.
+func (s *controllerStateMachine) appliedInTerm(term uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appliedTerm == term
 }
 
 // group returns a copy of a consumer group's state.

@@ -91,16 +91,23 @@ func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.T
 }
 
 // coordinatorCheck returns nil when this broker may coordinate groups: it
-// leads the controller and applied its whole log.
+// leads the controller and applied an entry of its own term, so its group
+// state includes every committed command (§5.4.2). Proposals in flight do
+// not make it wait (a busy group would otherwise never be served).
 func (b *Broker) coordinatorCheck() (uint64, *protocol.Error) {
-	if b.controller == nil || b.controller.group.Status().Role != raft.RoleLeader {
+	if b.controller == nil {
 		return 0, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
 			Message: fmt.Sprintf("broker %d does not coordinate groups (the controller leader does)", b.cfg.ID)}
 	}
-	if !b.controllerCaughtUp() {
+	st := b.controller.group.Status()
+	if st.Role != raft.RoleLeader {
+		return 0, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
+			Message: fmt.Sprintf("broker %d does not coordinate groups (the controller leader does)", b.cfg.ID)}
+	}
+	if !b.controller.state.appliedInTerm(st.Term) {
 		return 0, protocol.Errorf(protocol.CodeNotReady, "the group coordinator is catching up")
 	}
-	return b.controller.group.Status().Term, nil
+	return st.Term, nil
 }
 
 // heartbeatInterval tells members how often to heartbeat: a third of the

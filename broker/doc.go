@@ -96,9 +96,11 @@
 // A commit past the leader's high watermark is refused before proposing
 // (the leader's high watermark is at most the one where the entry applies,
 // on every replica). A commit or claim whose assignment epoch is older than
-// the stored one is refused (CodeStaleEpoch). Committed offsets are read
-// only from a leader that applied an entry of its own term, so an
-// acknowledged commit is never missed after a failover. On restart the
+// the stored one is refused (CodeStaleEpoch). A committed-offset read
+// goes through the log too (a claim, or an empty consumer-ops entry as a
+// read barrier, coalesced with other ops): once it applied, the leader's
+// state holds every commit acknowledged before the read, and a deposed
+// leader cannot serve a stale offset (it cannot commit the barrier). On restart the
 // control entries after the stored applied index are replayed from the log.
 //
 // The group coordinator is the controller leader (coordinator.go): join,

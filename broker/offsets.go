@@ -26,9 +26,12 @@ type consumerOpBatcher struct {
 }
 
 type consumerOpWaiter struct {
-	op   protocol.ConsumerOp
+	op   protocol.ConsumerOp  // Kind 0: a read barrier (no op; resolved when the entry applied)
 	done chan *protocol.Error // capacity 1
 }
+
+// readBarrier is the op of a waiter that only waits for an entry to apply.
+var readBarrier = protocol.ConsumerOp{}
 
 // submitConsumerOps queues ops on r and returns one waiter per op.
 func (b *Broker) submitConsumerOps(r *partitionReplica, ops []protocol.ConsumerOp) []*consumerOpWaiter {
@@ -62,17 +65,23 @@ func (b *Broker) proposeConsumerOps(r *partitionReplica) {
 		r.ops.pending = r.ops.pending[n:]
 		r.ops.mu.Unlock()
 
-		ops := make([]protocol.ConsumerOp, len(batch))
-		for i, w := range batch {
-			ops[i] = w.op
+		ops := make([]protocol.ConsumerOp, 0, len(batch))
+		for _, w := range batch {
+			if w.op.Kind != 0 {
+				ops = append(ops, w.op)
+			}
 		}
 		results, apiErr := b.proposeOps(r, ops)
-		for i, w := range batch {
+		next := 0
+		for _, w := range batch {
 			switch {
 			case apiErr != nil:
 				w.done <- apiErr
-			case i < len(results):
-				w.done <- results[i]
+			case w.op.Kind == 0:
+				w.done <- nil
+			case next < len(results):
+				w.done <- results[next]
+				next++
 			default:
 				w.done <- protocol.Errorf(protocol.CodeUnknown, "consumer op result missing")
 			}
@@ -107,19 +116,6 @@ func awaitOps(ctx context.Context, waiters []*consumerOpWaiter) []*protocol.Erro
 		}
 	}
 	return out
-}
-
-// readableLeader checks that this broker leads r and its state is current
-// (it applied an entry of its own term), so a read served now reflects
-// every acknowledged commit, including those of earlier leaders.
-func (b *Broker) readableLeader(r *partitionReplica) *protocol.Error {
-	if apiErr := b.leaderCheck(r); apiErr != nil {
-		return apiErr
-	}
-	if !r.state.appliedInTerm(r.group.Status().Term) {
-		return protocol.Errorf(protocol.CodeNotReady, "new leader of %s/%d is catching up", r.topic, r.partition)
-	}
-	return nil
 }
 
 func (b *Broker) handleOffsetCommit(msg *nats.Msg) {
@@ -257,21 +253,22 @@ func (b *Broker) fetchOffsets(ctx context.Context, req *protocol.OffsetFetchRequ
 			continue
 		}
 		replicas[i] = r
+		// A claim, or for a plain read a barrier entry, goes through the
+		// partition's log: once it applied here, this broker's state holds
+		// every commit acknowledged before the request, and a deposed leader
+		// that has not noticed yet cannot commit it (no stale read).
+		op := readBarrier
 		if req.Claim {
-			op := protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: req.Group, Member: req.Member, Epoch: gp.Epoch, Time: now}
-			claims[i] = b.submitConsumerOps(r, []protocol.ConsumerOp{op})[0]
+			op = protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: req.Group, Member: req.Member, Epoch: gp.Epoch, Time: now}
 		}
+		claims[i] = b.submitConsumerOps(r, []protocol.ConsumerOp{op})[0]
 	}
 	for i, r := range replicas {
 		if r == nil {
 			continue
 		}
 		out := &reply.Partitions[i]
-		if claims[i] != nil {
-			if out.Error = awaitOps(ctx, claims[i:i+1])[0]; out.Error != nil {
-				continue
-			}
-		} else if out.Error = b.readableLeader(r); out.Error != nil {
+		if out.Error = awaitOps(ctx, claims[i:i+1])[0]; out.Error != nil {
 			continue
 		}
 		rec, _ := r.state.consumers.get(req.Group)

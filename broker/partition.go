@@ -36,7 +36,6 @@ type partitionStateMachine struct {
 	mu            sync.Mutex
 	appliedIndex  uint64
 	highWatermark uint64
-	appliedTerm   uint64        // term of the entry at appliedIndex (0 after a restart until the next apply)
 	advanced      chan struct{} // closed and replaced whenever appliedIndex moves
 }
 
@@ -82,7 +81,6 @@ func (s *partitionStateMachine) Apply(entries []protocol.Entry) error {
 	}
 	s.mu.Lock()
 	s.appliedIndex = entries[len(entries)-1].Index
-	s.appliedTerm = entries[len(entries)-1].Term
 	if highWatermark > s.highWatermark {
 		s.highWatermark = highWatermark
 	}
@@ -98,15 +96,6 @@ func (s *partitionStateMachine) visible() (appliedIndex, highWatermark uint64, a
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appliedIndex, s.highWatermark, s.advanced
-}
-
-// appliedInTerm reports whether the replica applied an entry of term: a
-// leader that did has applied every entry committed before its term (its
-// own first entry commits after them, §5.4.2), so its state is current.
-func (s *partitionStateMachine) appliedInTerm(term uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.appliedTerm == term
 }
 
 // recoverPartitionState builds a replica's state machine at restart without

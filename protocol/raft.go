@@ -37,8 +37,16 @@ const (
 	// MsgTimeoutNow tells the recipient to campaign at once (leadership
 	// transfer, thesis §3.10).
 	MsgTimeoutNow RaftMessageType = 9
+	// MsgReadIndex asks the leader for a read index (thesis §6.4); a
+	// follower forwards its clients' linearizable reads with it. Context is
+	// the requester's read id.
+	MsgReadIndex RaftMessageType = 10
+	// MsgReadIndexResponse answers MsgReadIndex with the same Context: Index
+	// is the read index, confirmed by a heartbeat round after the request
+	// arrived. Reject means the recipient is not (or no longer) the leader.
+	MsgReadIndexResponse RaftMessageType = 11
 
-	maxRaftMessageType = MsgTimeoutNow
+	maxRaftMessageType = MsgReadIndexResponse
 )
 
 func (t RaftMessageType) String() string {
@@ -61,6 +69,10 @@ func (t RaftMessageType) String() string {
 		return "MsgHeartbeatResponse"
 	case MsgTimeoutNow:
 		return "MsgTimeoutNow"
+	case MsgReadIndex:
+		return "MsgReadIndex"
+	case MsgReadIndexResponse:
+		return "MsgReadIndexResponse"
 	}
 	return fmt.Sprintf("raft-message-type(%d)", uint8(t))
 }
@@ -90,7 +102,9 @@ type RaftMessage struct {
 	// Force marks a vote request sent because of MsgTimeoutNow: it
 	// overrides the recipients' leader lease (thesis §3.10, §4.2.3).
 	Force bool
-	// Context is opaque to the transport; ReadIndex rounds (issue 4) use it.
+	// Context is opaque to the transport: heartbeats and their responses
+	// carry the leader's ReadIndex round, MsgReadIndex and its response the
+	// requester's read id.
 	Context uint64
 	Entries []Entry
 }

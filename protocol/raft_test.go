@@ -11,6 +11,8 @@ func sampleRaftMessages() []RaftMessage {
 		{Type: MsgHeartbeat, GroupID: 7, From: 1, To: 2, Term: 3, Commit: 9},
 		{Type: MsgAppendResponse, GroupID: 1 << 40, From: 2, To: 1, Term: 5, Index: 12, LogTerm: 4, RejectHint: 10, Reject: true},
 		{Type: MsgVote, GroupID: 1, From: 3, To: 1, Term: 6, Index: 100, LogTerm: 5, Force: true, Context: 42},
+		{Type: MsgReadIndex, GroupID: 4, From: 2, To: 1, Term: 7, Context: 1 << 50},
+		{Type: MsgReadIndexResponse, GroupID: 4, From: 1, To: 2, Term: 7, Index: 99, Context: 1 << 50, Reject: true},
 		{Type: MsgAppend, GroupID: 2, From: 1, To: 3, Term: 6, Index: 10, LogTerm: 5, Commit: 10, Entries: []Entry{
 			{Index: 11, Term: 6, Type: EntryNoop},
 			{Index: 12, Term: 6, Type: EntryRecordBatch, Data: []byte("hello world")},
@@ -56,7 +58,7 @@ func TestRaftMessageRoundTrip(t *testing.T) {
 
 func TestDecodeRaftMessageRejectsCorruption(t *testing.T) {
 	ms := sampleRaftMessages()
-	good := AppendRaftMessage(nil, &ms[3])
+	good := AppendRaftMessage(nil, &ms[5])
 	cases := map[string][]byte{
 		"empty":      nil,
 		"version":    append([]byte{9}, good[1:]...),

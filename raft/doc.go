@@ -12,6 +12,7 @@
 //	// inbound frames from the transport: host.Step(msg)
 //	p := group.Propose(ctx, protocol.EntryRecordBatch, batch, raft.AckCommitted)
 //	index, term, err := p.Wait(ctx) // *NotLeaderError carries the leader
+//	readIndex, err := group.ReadIndex(ctx) // then read the local state machine
 //
 // # Contract
 //
@@ -51,6 +52,14 @@
 // TimeoutNow (abandoned after an election timeout, proposals refused
 // meanwhile). Replies from older terms are ignored.
 //
+// Linearizable reads use ReadIndex (thesis §6.4, readindex.go): the leader
+// takes its commit index once it has committed an entry of its term,
+// confirms leadership with a heartbeat round started after the read
+// arrived (heartbeats carry the round in Context), and the reader waits
+// until its state machine applied that index. One round is in flight at a
+// time; reads arriving meanwhile share the next one. Followers forward reads
+// to the leader (MsgReadIndex) and wait for their own apply.
+//
 // # Concurrency
 //
 // A Host owns a pool of workers that run group cores (a group runs on one
@@ -58,7 +67,7 @@
 // a pool of sync workers and a pool of apply workers. An idle group costs
 // memory only. Group and Host methods are safe from any goroutine.
 //
-// Membership changes, learners, snapshots and ReadIndex come with issue 4:
+// Membership changes, learners and snapshots come with issue 4:
 // the configuration will become a quorum.Majority pair (joint consensus) and
 // the progress gains a snapshot state.
 package raft

@@ -241,11 +241,12 @@ func TestMaxPayloadRespected(t *testing.T) {
 	// A spy on the receiver's server sees every peer message as delivered.
 	spy := connect(t, servers[1], "spy")
 	var spyMu sync.Mutex
-	largest, spied := 0, 0
+	largest, spied, spiedBytes := 0, 0, 0
 	if _, err := spy.Subscribe("raftmq.peer.>", func(m *nats.Msg) {
 		spyMu.Lock()
 		largest = max(largest, len(m.Data)+len(m.Header))
 		spied++
+		spiedBytes += len(m.Data)
 		spyMu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
@@ -260,6 +261,7 @@ func TestMaxPayloadRespected(t *testing.T) {
 	maxFrame := sender.MaxFrameSize()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var want [][]byte
+	wantBytes := 0
 	for i := range 300 {
 		var size int
 		switch i % 3 {
@@ -276,6 +278,7 @@ func TestMaxPayloadRespected(t *testing.T) {
 			frame[k] = byte(rng.Uint32())
 		}
 		want = append(want, frame)
+		wantBytes += size
 		if err := sender.Send(2, frame); err != nil {
 			t.Fatalf("frame %d (%d bytes, limit %d): %v", i, size, maxFrame, err)
 		}
@@ -285,6 +288,21 @@ func TestMaxPayloadRespected(t *testing.T) {
 		if !bytes.Equal(r.frame, want[i]) {
 			t.Fatalf("frame %d: %d bytes differ from the %d sent", i, len(r.frame), len(want[i]))
 		}
+	}
+	// The spy's subscription is delivered independently of the receiver's:
+	// wait until it has seen at least the frames' bytes before judging sizes.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		spyMu.Lock()
+		seen := spiedBytes
+		spyMu.Unlock()
+		if seen >= wantBytes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spy saw %d of at least %d bytes", seen, wantBytes)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	spyMu.Lock()
 	defer spyMu.Unlock()

@@ -160,3 +160,58 @@ func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 		t.Fatalf("the workload should roll segments; have %d", l.SegmentCount())
 	}
 }
+
+// TestDeleteBeforeConcurrentWithAppends runs retention (DeleteBefore) on
+// its own goroutine while the writer appends, rolls and syncs, as the
+// broker does. Run it with -race: the writer reads the active segment
+// without the lock while DeleteBefore replaces the segment list.
+func TestDeleteBeforeConcurrentWithAppends(t *testing.T) {
+	l := mustOpen(t, vfs.NewMem(), smallOptions())
+	defer l.Close()
+	var done atomic.Bool
+	var deleted atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !done.Load() {
+			n, err := l.DeleteBefore(l.DurableIndex() / 2)
+			if err != nil {
+				t.Errorf("DeleteBefore: %v", err)
+				return
+			}
+			deleted.Add(int64(n))
+		}
+	}()
+	for index := uint64(1); index <= 3000; index++ {
+		if err := l.Append([]protocol.Entry{derivedEntry(index, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if index%50 == 0 {
+			if _, err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	done.Store(true)
+	wg.Wait()
+	if deleted.Load() == 0 {
+		t.Fatal("the workload should have deleted segments")
+	}
+	first := l.FirstIndex()
+	if first <= 1 {
+		t.Fatalf("first index %d: nothing was deleted", first)
+	}
+	entries, err := l.Entries(first, l.LastIndex()+1, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := uint64(len(entries)); got != l.LastIndex()-first+1 {
+		t.Fatalf("read %d entries from %d to %d", got, first, l.LastIndex())
+	}
+	for _, e := range entries {
+		if err := checkDerived(e); err != nil {
+			t.Fatalf("entry %d: %v", e.Index, err)
+		}
+	}
+}

@@ -37,6 +37,7 @@ type Log struct {
 	err    error // sticky write error
 
 	segments   []*segment // ascending first index; the last one is active
+	activeSeg  *segment   // segments' last element (see active)
 	writeFile  vfs.File   // read-write handle of the active segment
 	flushedEnd int64      // bytes of the active segment written to writeFile
 	generation uint64
@@ -97,7 +98,21 @@ func (l *Log) syncDir() error {
 	return nil
 }
 
-func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
+// active is the segment appends go to. It is a field of its own, not
+// l.segments' last element, so the writer reads it without mu while
+// DeleteBefore, on another goroutine, replaces l.segments (it never removes
+// the active segment). Only the writer changes it, always under mu.
+func (l *Log) active() *segment { return l.activeSeg }
+
+// setSegmentsLocked replaces the segment list and the active segment; mu is
+// held or the log is not yet shared.
+func (l *Log) setSegmentsLocked(segments []*segment) {
+	l.segments = segments
+	l.activeSeg = nil
+	if len(segments) > 0 {
+		l.activeSeg = segments[len(segments)-1]
+	}
+}
 
 func (l *Log) firstIndexLocked() uint64 { return l.segments[0].header.firstIndex }
 

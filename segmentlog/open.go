@@ -69,7 +69,8 @@ func (l *Log) open() error {
 		if err != nil {
 			return err
 		}
-		l.segments, l.writeFile = []*segment{seg}, writeFile
+		l.setSegmentsLocked([]*segment{seg})
+		l.writeFile = writeFile
 	} else if err := l.recoverSegments(); err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func (l *Log) openSegments(firstIndexes []uint64) error {
 		removed = true
 	}
 	clear(l.segments[len(kept):])
-	l.segments = kept
+	l.setSegmentsLocked(kept)
 	if removed {
 		return l.syncDir()
 	}

@@ -121,7 +121,7 @@ func (l *Log) removeNewest() error {
 	}
 	l.mu.Lock()
 	l.writeFile = nil
-	l.segments = l.segments[:len(l.segments)-1]
+	l.setSegmentsLocked(l.segments[:len(l.segments)-1])
 	l.mu.Unlock()
 	if err := l.removeSegmentFiles(s); err != nil {
 		return err
@@ -219,7 +219,7 @@ func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
 	}
 	l.mu.Lock()
 	l.generation = h.generation
-	l.segments = []*segment{seg}
+	l.setSegmentsLocked([]*segment{seg})
 	l.writeFile, l.flushedEnd = writeFile, segmentHeaderSize
 	l.cache.keep(0)
 	l.lastIndex, l.nextOffset, l.durableIndex = nextIndex-1, nextOffset, nextIndex-1

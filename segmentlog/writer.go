@@ -287,7 +287,7 @@ func (l *Log) rollLocked() error {
 	}
 	oldWriteFile := l.writeFile
 	l.mu.Lock()
-	l.segments = append(l.segments, seg)
+	l.setSegmentsLocked(append(l.segments, seg))
 	l.writeFile, l.flushedEnd = writeFile, segmentHeaderSize
 	l.chunk, l.chunkUsed, l.chunkFlushed = nil, 0, 0
 	l.lastPointPos = -1

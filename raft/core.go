@@ -66,6 +66,9 @@ type ready struct {
 	saveHardState bool
 	messages      []protocol.RaftMessage
 	committed     []protocol.Entry
+	// snapshots asks the driver to stream snapshots to followers
+	// (snapshot.go).
+	snapshots []snapshotRequest
 	// reads are finished ReadIndex requests (readindex.go).
 	reads []readState
 	err   error
@@ -115,6 +118,9 @@ type core struct {
 	readRounds    uint64 // rounds started, for benchmarks
 	forwarded     []forwardedRead
 	readStates    []readState
+
+	snapshotRequests []snapshotRequest
+	snapshotIndex    uint64 // last snapshot installed into this replica
 
 	hardStateDirty bool
 	msgs           []protocol.RaftMessage
@@ -535,7 +541,7 @@ func (c *core) durableNotice(term, index uint64, now time.Duration) {
 }
 
 func (c *core) hasReady() bool {
-	return len(c.log.unstable) > 0 || c.hardStateDirty || len(c.msgs) > 0 || c.commit > c.handedOut || c.log.err != nil || len(c.readStates) > 0
+	return len(c.log.unstable) > 0 || c.hardStateDirty || len(c.msgs) > 0 || c.commit > c.handedOut || c.log.err != nil || len(c.readStates) > 0 || len(c.snapshotRequests) > 0
 }
 
 // takeReady returns the decisions made since the previous call.
@@ -544,11 +550,12 @@ func (c *core) takeReady() ready {
 		return ready{err: c.log.err}
 	}
 	rd := ready{
-		entries:  c.log.takeUnstable(),
-		messages: c.msgs,
-		reads:    c.readStates,
+		entries:   c.log.takeUnstable(),
+		messages:  c.msgs,
+		reads:     c.readStates,
+		snapshots: c.snapshotRequests,
 	}
-	c.msgs, c.readStates = nil, nil
+	c.msgs, c.readStates, c.snapshotRequests = nil, nil, nil
 	if c.hardStateDirty {
 		rd.hardState = HardState{Term: c.term, Vote: c.vote, Commit: c.commit}
 		rd.saveHardState = true

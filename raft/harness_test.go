@@ -30,6 +30,7 @@ type testNode struct {
 	appended   durableMark
 	sent       []protocol.RaftMessage // everything the node sent, for inspection
 	reads      []readState            // finished ReadIndex requests
+	snapshots  []snapshotRequest      // snapshots the core asked to stream
 }
 
 const (
@@ -107,6 +108,7 @@ func (n *testNet) drive(id uint64) {
 		}
 		node.applied = append(node.applied, rd.committed...)
 		node.reads = append(node.reads, rd.reads...)
+		node.snapshots = append(node.snapshots, rd.snapshots...)
 	}
 }
 

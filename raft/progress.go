@@ -1,5 +1,7 @@
 package raft
 
+import "time"
+
 // progressState is how the leader replicates to one follower (the flow
 // control of etcd raft's Progress, described in the package documentation).
 type progressState uint8
@@ -11,11 +13,17 @@ const (
 	// replicateState: the follower's log is known to match up to match; the
 	// leader streams AppendEntries optimistically, bounded by inflights.
 	replicateState
+	// snapshotState: the follower needs entries the leader compacted away;
+	// a snapshot is being streamed to it and AppendEntries wait.
+	snapshotState
 )
 
 func (s progressState) String() string {
-	if s == replicateState {
+	switch s {
+	case replicateState:
 		return "replicate"
+	case snapshotState:
+		return "snapshot"
 	}
 	return "probe"
 }
@@ -38,6 +46,8 @@ type progress struct {
 	// no progress over a whole heartbeat interval with entries outstanding
 	// means messages were lost, and the leader probes again.
 	matchAtHeartbeat uint64
+	// snapshotSince is when the current snapshot transfer started.
+	snapshotSince time.Duration
 	// readAck is the newest ReadIndex round the follower acknowledged.
 	readAck   uint64
 	inflights inflights
@@ -47,6 +57,14 @@ func (p *progress) becomeProbe() {
 	p.state = probeState
 	p.probeSent = false
 	p.next = max(p.next, p.match+1)
+	p.inflights.reset()
+}
+
+// becomeSnapshot pauses AppendEntries while a snapshot streams (since now).
+func (p *progress) becomeSnapshot(now time.Duration) {
+	p.state = snapshotState
+	p.probeSent = false
+	p.snapshotSince = now
 	p.inflights.reset()
 }
 
@@ -87,6 +105,9 @@ func (p *progress) maybeDecreaseTo(rejected, probeHint uint64) bool {
 
 // paused reports whether the leader must not send another AppendEntries now.
 func (p *progress) paused() bool {
+	if p.state == snapshotState {
+		return true
+	}
 	if p.state == probeState {
 		return p.probeSent
 	}

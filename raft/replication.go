@@ -81,6 +81,11 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 			p.becomeProbe()
 			p.next = p.match + 1
 		}
+		if p.state == snapshotState && c.now >= p.snapshotSince+2*c.cfg.ElectionTimeout {
+			// A transfer that made no progress for two election
+			// timeouts is abandoned; probing asks for it again.
+			p.becomeProbe()
+		}
 		p.matchAtHeartbeat = p.match
 		p.probeSent = false
 		if p.match < c.log.lastIndex() {
@@ -112,6 +117,10 @@ func (c *core) handleAppendResponse(m *protocol.RaftMessage, p *progress) {
 	}
 	if p.state == probeState {
 		p.becomeReplicate()
+	} else if p.state == snapshotState {
+		// The follower installed a snapshot (or caught up otherwise):
+		// probe from what it acknowledged.
+		p.becomeProbe()
 	}
 	if c.maybeCommit() {
 		c.broadcastAppend()
@@ -158,8 +167,8 @@ func (c *core) sendAppend(to uint64, p *progress) {
 	for !p.paused() {
 		prevIndex := p.next - 1
 		if prevIndex+1 < c.log.firstIndex() {
-			// The entries were compacted away; a snapshot is needed
-			// (issue 4). Nothing to send until then.
+			// The entries were compacted away: a snapshot is needed.
+			c.needSnapshot(to, p)
 			return
 		}
 		prevTerm := c.log.term(prevIndex)

@@ -67,7 +67,16 @@
 // a pool of sync workers and a pool of apply workers. An idle group costs
 // memory only. Group and Host methods are safe from any goroutine.
 //
-// Membership changes, learners and snapshots come with issue 4:
-// the configuration will become a quorum.Majority pair (joint consensus) and
-// the progress gains a snapshot state.
+// Snapshots (snapshot.go): a follower whose next entry the leader's log no
+// longer holds enters the snapshot state of its progress, and the core asks
+// its driver (ready.snapshots) to stream a snapshot; the follower's core
+// decides whether a received snapshot is skipped (index already committed),
+// keeps the log (the log holds its last entry with its term) or restores
+// (the whole log is discarded, conflicting suffix included) and then
+// acknowledges it with an ordinary MsgAppendResponse. A transfer that makes
+// no progress for two election timeouts is requested again. The Host does
+// not stream snapshots yet (state machine snapshot interfaces, chunk
+// messages and the install in the driver are still to come), and
+// membership changes and learners come with issue 4: the configuration will
+// become a quorum.Majority pair (joint consensus).
 package raft

@@ -64,6 +64,10 @@ type consumerGroup struct {
 	Members map[string]*groupMember
 	Owners  map[partitionKey]partitionOwner
 	Targets map[partitionKey]string
+	// KnownTopics are the topics any member ever subscribed to, kept after
+	// the members leave so describe and list still show the group's
+	// committed offsets.
+	KnownTopics []string
 }
 
 func newConsumerGroup(name string) *consumerGroup {
@@ -84,12 +88,14 @@ func (g *consumerGroup) clone() *consumerGroup {
 	for k, v := range g.Targets {
 		c.Targets[k] = v
 	}
+	c.KnownTopics = slices.Clone(g.KnownTopics)
 	return c
 }
 
-// topics lists the topics any member subscribes to, sorted.
+// topics lists the topics any member subscribes or ever subscribed to,
+// sorted.
 func (g *consumerGroup) topics() []string {
-	var out []string
+	out := slices.Clone(g.KnownTopics)
 	for _, m := range g.Members {
 		for _, t := range m.Topics {
 			if !slices.Contains(out, t) {
@@ -155,6 +161,9 @@ func computeTargets(g *consumerGroup, m *clusterMetadata) map[partitionKey]strin
 			if slices.Contains(g.Members[id].Topics, topic) {
 				eligible = append(eligible, id)
 			}
+		}
+		if len(eligible) == 0 { // a topic the group only remembers
+			continue
 		}
 		n := len(meta.Partitions)
 		base, extra := n/len(eligible), n%len(eligible)
@@ -247,6 +256,12 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 		topics := slices.Clone(gc.Topics)
 		sort.Strings(topics)
 		g.Members[gc.Member] = &groupMember{ID: gc.Member, Topics: slices.Compact(topics), SessionTimeoutMs: gc.SessionTimeoutMs}
+		for _, t := range topics {
+			if !slices.Contains(g.KnownTopics, t) {
+				g.KnownTopics = append(g.KnownTopics, t)
+			}
+		}
+		sort.Strings(g.KnownTopics)
 	case opGroupLeave:
 		if g.Members[gc.Member] == nil {
 			return protocol.Errorf(protocol.CodeUnknownMember, "group %q has no member %q", gc.Name, gc.Member)

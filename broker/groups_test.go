@@ -112,3 +112,26 @@ func TestAssignmentIsBalancedAndDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupRemembersTopicsAfterMembersLeave: describe and list show a group's
+// committed offsets after its last member left, as Kafka's describe does.
+func TestGroupRemembersTopicsAfterMembersLeave(t *testing.T) {
+	m := groupTestMetadata(3)
+	groups := map[string]*consumerGroup{}
+	if e := applyGroupCommand(groups, m, 1, controllerCommand{Op: opGroupJoin, Group: &groupCommand{Name: "g", Member: "a", Topics: []string{"t"}}}); e != nil {
+		t.Fatal(e)
+	}
+	if e := applyGroupCommand(groups, m, 2, controllerCommand{Op: opGroupLeave, Group: &groupCommand{Name: "g", Member: "a"}}); e != nil {
+		t.Fatal(e)
+	}
+	g := groups["g"]
+	if len(g.Members) != 0 {
+		t.Fatalf("members left behind: %v", g.Members)
+	}
+	if got := g.topics(); len(got) != 1 || got[0] != "t" {
+		t.Fatalf("topics after the last member left: %v", got)
+	}
+	if got := g.clone().topics(); len(got) != 1 || got[0] != "t" {
+		t.Fatalf("clone lost the known topics: %v", got)
+	}
+}

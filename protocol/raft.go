@@ -45,8 +45,15 @@ const (
 	// is the read index, confirmed by a heartbeat round after the request
 	// arrived. Reject means the recipient is not (or no longer) the leader.
 	MsgReadIndexResponse RaftMessageType = 11
+	// MsgSnapshot is one chunk of InstallSnapshot (§7): Snapshot holds the
+	// chunk in the encoding of package snapshot (snapshot.AppendChunk),
+	// opaque here. Term is the leader's term.
+	MsgSnapshot RaftMessageType = 12
+	// MsgSnapshotAck answers MsgSnapshot: Snapshot holds the receiver's
+	// progress (snapshot.AppendAck), the offset it wants next.
+	MsgSnapshotAck RaftMessageType = 13
 
-	maxRaftMessageType = MsgReadIndexResponse
+	maxRaftMessageType = MsgSnapshotAck
 )
 
 func (t RaftMessageType) String() string {
@@ -73,6 +80,10 @@ func (t RaftMessageType) String() string {
 		return "MsgReadIndex"
 	case MsgReadIndexResponse:
 		return "MsgReadIndexResponse"
+	case MsgSnapshot:
+		return "MsgSnapshot"
+	case MsgSnapshotAck:
+		return "MsgSnapshotAck"
 	}
 	return fmt.Sprintf("raft-message-type(%d)", uint8(t))
 }
@@ -107,10 +118,18 @@ type RaftMessage struct {
 	// requester's read id.
 	Context uint64
 	Entries []Entry
+	// Snapshot is the opaque payload of MsgSnapshot and MsgSnapshotAck (a
+	// snapshot chunk or ack, see package snapshot); empty otherwise.
+	Snapshot []byte
 }
 
-// RaftMessageVersion is the encoding version AppendRaftMessage writes.
-const RaftMessageVersion = 1
+// RaftMessageVersion is the newest encoding version: AppendRaftMessage
+// writes version 2 for a message with a Snapshot payload and version 1,
+// which every earlier reader decodes, for any other message.
+// DecodeRaftMessage reads both.
+const RaftMessageVersion = 2
+
+const raftMessageVersion1 = 1
 
 // ErrCorruptRaftMessage marks every Raft message that cannot be decoded.
 var ErrCorruptRaftMessage = errors.New("protocol: corrupt raft message")
@@ -125,12 +144,14 @@ const (
 //
 // Encoding, version 1 (integers are unsigned varints unless noted):
 //
-//	version  byte (1)
+//	version  byte (1; 2 when a Snapshot payload follows)
 //	type     byte
 //	flags    byte   bit 0 reject, bit 1 force; other bits must be zero
 //	groupID from to term logTerm index commit rejectHint context
 //	count    number of entries
 //	entries  count times: index term type(byte) length data
+//
+// Version 2 is version 1 followed by the Snapshot payload: length data.
 func AppendRaftMessage(dst []byte, m *RaftMessage) []byte {
 	var flags byte
 	if m.Reject {
@@ -139,7 +160,11 @@ func AppendRaftMessage(dst []byte, m *RaftMessage) []byte {
 	if m.Force {
 		flags |= raftFlagForce
 	}
-	dst = append(dst, RaftMessageVersion, byte(m.Type), flags)
+	version := byte(raftMessageVersion1)
+	if len(m.Snapshot) > 0 {
+		version = 2
+	}
+	dst = append(dst, version, byte(m.Type), flags)
 	dst = binary.AppendUvarint(dst, m.GroupID)
 	dst = binary.AppendUvarint(dst, m.From)
 	dst = binary.AppendUvarint(dst, m.To)
@@ -158,6 +183,10 @@ func AppendRaftMessage(dst []byte, m *RaftMessage) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
 		dst = append(dst, e.Data...)
 	}
+	if len(m.Snapshot) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(m.Snapshot)))
+		dst = append(dst, m.Snapshot...)
+	}
 	return dst
 }
 
@@ -170,6 +199,9 @@ func RaftMessageSize(m *RaftMessage) int {
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		n += uvarintLen(e.Index) + uvarintLen(e.Term) + 1 + uvarintLen(uint64(len(e.Data))) + len(e.Data)
+	}
+	if len(m.Snapshot) > 0 {
+		n += uvarintLen(uint64(len(m.Snapshot))) + len(m.Snapshot)
 	}
 	return n
 }
@@ -185,14 +217,15 @@ func uvarintLen(v uint64) int {
 
 // DecodeRaftMessage decodes one message that fills b exactly. Entry Data
 // slices alias b (no copy); the caller must not reuse b while the message is
-// in use. Errors wrap ErrCorruptRaftMessage.
+// in use; so does the Snapshot payload. Errors wrap ErrCorruptRaftMessage.
 func DecodeRaftMessage(b []byte) (RaftMessage, error) {
 	var m RaftMessage
 	if len(b) < 3 {
 		return m, fmt.Errorf("%w: %d bytes is shorter than the header", ErrCorruptRaftMessage, len(b))
 	}
-	if b[0] != RaftMessageVersion {
-		return m, fmt.Errorf("%w: unknown version %d (this version reads %d)", ErrCorruptRaftMessage, b[0], RaftMessageVersion)
+	version := b[0]
+	if version != raftMessageVersion1 && version != RaftMessageVersion {
+		return m, fmt.Errorf("%w: unknown version %d (this version reads 1 to %d)", ErrCorruptRaftMessage, b[0], RaftMessageVersion)
 	}
 	m.Type = RaftMessageType(b[1])
 	if !m.Type.Valid() {
@@ -241,6 +274,17 @@ func DecodeRaftMessage(b []byte) (RaftMessage, error) {
 			return RaftMessage{}, fmt.Errorf("%w: entry %d claims %d bytes, %d left", ErrCorruptRaftMessage, i, size, len(b)-d.pos)
 		}
 		e.Data = b[d.pos : d.pos+int(size) : d.pos+int(size)]
+		d.pos += int(size)
+	}
+	if version == 2 {
+		size := d.uvarint()
+		if d.err != nil {
+			return RaftMessage{}, d.err
+		}
+		if size == 0 || size > uint64(len(b)-d.pos) {
+			return RaftMessage{}, fmt.Errorf("%w: snapshot payload of %d bytes, %d left", ErrCorruptRaftMessage, size, len(b)-d.pos)
+		}
+		m.Snapshot = b[d.pos : d.pos+int(size) : d.pos+int(size)]
 		d.pos += int(size)
 	}
 	if d.pos != len(b) {

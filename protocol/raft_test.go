@@ -18,13 +18,16 @@ func sampleRaftMessages() []RaftMessage {
 			{Index: 12, Term: 6, Type: EntryRecordBatch, Data: []byte("hello world")},
 			{Index: 13, Term: 6, Type: EntryControl, Data: bytes.Repeat([]byte{0xab}, 300)},
 		}},
+		{Type: MsgSnapshot, GroupID: 9, From: 1, To: 3, Term: 8, Snapshot: bytes.Repeat([]byte{0xcd}, 200)},
+		{Type: MsgSnapshotAck, GroupID: 9, From: 3, To: 1, Term: 8, Snapshot: []byte("ack")},
 	}
 }
 
 func equalRaftMessages(a, b *RaftMessage) bool {
 	if a.GroupID != b.GroupID || a.From != b.From || a.To != b.To || a.Type != b.Type || a.Term != b.Term ||
 		a.LogTerm != b.LogTerm || a.Index != b.Index || a.Commit != b.Commit || a.RejectHint != b.RejectHint ||
-		a.Reject != b.Reject || a.Force != b.Force || a.Context != b.Context || len(a.Entries) != len(b.Entries) {
+		a.Reject != b.Reject || a.Force != b.Force || a.Context != b.Context || len(a.Entries) != len(b.Entries) ||
+		!bytes.Equal(a.Snapshot, b.Snapshot) {
 		return false
 	}
 	for i := range a.Entries {
@@ -74,6 +77,45 @@ func TestDecodeRaftMessageRejectsCorruption(t *testing.T) {
 	}
 	// Make "huge count" claim many entries.
 	cases["huge count"] = append(cases["huge count"][:12], 0xff, 0xff, 0x03)
+	for name, b := range cases {
+		if _, err := DecodeRaftMessage(b); !errors.Is(err, ErrCorruptRaftMessage) {
+			t.Errorf("%s: got %v, want ErrCorruptRaftMessage", name, err)
+		}
+	}
+}
+
+// A message without a snapshot payload is written in version 1, which
+// replicas that predate version 2 decode; version 1 bytes still decode.
+func TestRaftMessageWithoutPayloadKeepsVersion1(t *testing.T) {
+	for _, m := range sampleRaftMessages() {
+		b := AppendRaftMessage(nil, &m)
+		want := byte(1)
+		if len(m.Snapshot) > 0 {
+			want = 2
+		}
+		if b[0] != want {
+			t.Fatalf("%v: version %d, want %d", m.Type, b[0], want)
+		}
+	}
+	v1 := []byte{1, byte(MsgHeartbeat), 0, 7, 1, 2, 3, 0, 0, 9, 0, 0, 0}
+	m, err := DecodeRaftMessage(v1)
+	if err != nil || m.Type != MsgHeartbeat || m.GroupID != 7 || m.Commit != 9 || m.Snapshot != nil {
+		t.Fatalf("version 1 heartbeat: %+v, %v", m, err)
+	}
+}
+
+func TestDecodeRaftMessageRejectsCorruptSnapshotPayload(t *testing.T) {
+	m := RaftMessage{Type: MsgSnapshot, GroupID: 1, From: 1, To: 2, Term: 3, Snapshot: []byte("chunk")}
+	good := AppendRaftMessage(nil, &m)
+	noPayload := AppendRaftMessage(nil, &RaftMessage{Type: MsgSnapshot, Term: 3})
+	cases := map[string][]byte{
+		"truncated payload":    good[:len(good)-1],
+		"trailing":             append(append([]byte{}, good...), 0),
+		"version 2, no length": append([]byte{2}, noPayload[1:]...),
+		"zero-length payload":  append(append([]byte{2}, noPayload[1:]...), 0),
+		"payload too long":     append(append([]byte{2}, noPayload[1:]...), 0x7f, 1),
+		"version 3":            append([]byte{3}, good[1:]...),
+	}
 	for name, b := range cases {
 		if _, err := DecodeRaftMessage(b); !errors.Is(err, ErrCorruptRaftMessage) {
 			t.Errorf("%s: got %v, want ErrCorruptRaftMessage", name, err)

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/raftmq/raftmq/clients"
 )
 
 const clusterUsage = `
@@ -38,31 +41,16 @@ func runCluster(ctx context.Context, c *cli, args []string) int {
 
 func runClusterStatus(ctx context.Context, c *cli, args []string) int {
 	fs := c.newFlagSet("cluster status", clusterUsage)
-	var flags clientFlags
-	flags.register(fs)
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 0 {
-		return c.usageError(fs, "unexpected arguments %q", positional)
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	cluster, err := client.ClusterStatus(callCtx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), cluster)
-	}
-	fmt.Fprintf(c.stdout, "controller leader: %s\n\n", leaderText(cluster.ControllerLeader))
-	table := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	return c.runAdmin(ctx, args, adminCommand{fs: fs,
+		call: func(ctx context.Context, client *clients.Client, _ []string) (any, func(io.Writer), error) {
+			cluster, err := client.ClusterStatus(ctx)
+			return cluster, func(w io.Writer) { writeClusterStatus(w, cluster) }, err
+		}})
+}
+
+func writeClusterStatus(w io.Writer, cluster clients.ClusterStatus) {
+	fmt.Fprintf(w, "controller leader: %s\n\n", leaderText(cluster.ControllerLeader))
+	table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(table, "BROKER\tSTATUS")
 	for _, b := range cluster.Brokers {
 		state := "down"
@@ -73,15 +61,14 @@ func runClusterStatus(ctx context.Context, c *cli, args []string) int {
 	}
 	table.Flush()
 	if len(cluster.Partitions) == 0 {
-		fmt.Fprintln(c.stdout, "\nno topics")
-		return exitOK
+		fmt.Fprintln(w, "\nno topics")
+		return
 	}
-	fmt.Fprintln(c.stdout)
-	table = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w)
+	table = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(table, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tCOMMIT INDEX")
 	for _, p := range cluster.Partitions {
 		fmt.Fprintf(table, "%s\t%d\t%s\t%s\t%d\n", p.Topic, p.Partition, leaderText(p.Leader), idList(p.Replicas), p.CommitIndex)
 	}
 	table.Flush()
-	return exitOK
 }

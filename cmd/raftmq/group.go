@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/raftmq/raftmq/clients"
 )
 
 const groupUsage = `
@@ -54,36 +58,18 @@ Lists the consumer groups with their member counts and topics.
 Example:
   raftmq group list --json
 `)
-	var flags clientFlags
-	flags.register(fs)
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 0 {
-		return c.usageError(fs, "unexpected arguments %q", positional)
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	groups, err := client.ListGroups(callCtx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), groups)
-	}
-	table := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(table, "GROUP\tMEMBERS\tTOPICS")
-	for _, g := range groups {
-		fmt.Fprintf(table, "%s\t%d\t%s\n", g.Group, g.Members, strings.Join(g.Topics, ","))
-	}
-	table.Flush()
-	return exitOK
+	return c.runAdmin(ctx, args, adminCommand{fs: fs,
+		call: func(ctx context.Context, client *clients.Client, _ []string) (any, func(io.Writer), error) {
+			groups, err := client.ListGroups(ctx)
+			return groups, func(w io.Writer) {
+				table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(table, "GROUP\tMEMBERS\tTOPICS")
+				for _, g := range groups {
+					fmt.Fprintf(table, "%s\t%d\t%s\n", g.Group, g.Members, strings.Join(g.Topics, ","))
+				}
+				table.Flush()
+			}, err
+		}})
 }
 
 // topicList collects repeated --topic flags.
@@ -104,33 +90,18 @@ in seconds (age of the oldest unconsumed record) and the owning member.
 Example:
   raftmq group describe billing
 `)
-	var flags clientFlags
-	flags.register(fs)
 	var topics topicList
 	fs.Var(&topics, "topic", "also show this `topic` (repeatable)")
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 1 {
-		return c.usageError(fs, "want exactly one GROUP, got %d arguments", len(positional))
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	desc, err := client.DescribeGroup(callCtx, positional[0], topics...)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), desc)
-	}
-	fmt.Fprintf(c.stdout, "group %s: %d members, topics %s\n", desc.Group, len(desc.Members), strings.Join(desc.Topics, ","))
-	table := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "GROUP",
+		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			desc, err := client.DescribeGroup(ctx, positional[0], topics...)
+			return desc, func(w io.Writer) { writeGroupDescription(w, desc) }, err
+		}})
+}
+
+func writeGroupDescription(w io.Writer, desc clients.GroupDescription) {
+	fmt.Fprintf(w, "group %s: %d members, topics %s\n", desc.Group, len(desc.Members), strings.Join(desc.Topics, ","))
+	table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(table, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tLAG SECONDS\tOWNER")
 	for _, p := range desc.Partitions {
 		committed := "-"
@@ -148,7 +119,7 @@ Example:
 	}
 	table.Flush()
 	if len(desc.Members) > 0 {
-		members := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		members := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(members, "\nMEMBER\tPARTITIONS")
 		for _, m := range desc.Members {
 			var owned []string
@@ -159,7 +130,6 @@ Example:
 		}
 		members.Flush()
 	}
-	return exitOK
 }
 
 func runGroupReset(ctx context.Context, c *cli, args []string) int {
@@ -173,42 +143,28 @@ or after an RFC 3339 time. Refused while the group has active members.
 Example:
   raftmq group reset-offsets billing --topic orders --to earliest
 `)
-	var flags clientFlags
-	flags.register(fs)
 	topic := fs.String("topic", "", "the `topic` whose offsets to reset (required)")
 	to := fs.String("to", "", "target: earliest, latest, an offset or an RFC 3339 `time` (required)")
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 1 {
-		return c.usageError(fs, "want exactly one GROUP, got %d arguments", len(positional))
-	}
-	if *topic == "" || *to == "" {
-		return c.usageError(fs, "--topic and --to are required")
-	}
-	position, err := parsePosition(*to)
-	if err != nil {
-		return c.usageError(fs, "--to %q: %v", *to, err)
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	results, err := client.ResetGroupOffsets(callCtx, positional[0], *topic, position)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), results)
-	}
-	for _, r := range results {
-		fmt.Fprintf(c.stdout, "%s/%d -> %d\n", r.Topic, r.Partition, r.Offset)
-	}
-	return exitOK
+	var position clients.Position
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "GROUP",
+		validate: func([]string) error {
+			if *topic == "" || *to == "" {
+				return errors.New("--topic and --to are required")
+			}
+			var err error
+			if position, err = parsePosition(*to); err != nil {
+				return fmt.Errorf("--to %q: %v", *to, err)
+			}
+			return nil
+		},
+		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			results, err := client.ResetGroupOffsets(ctx, positional[0], *topic, position)
+			return results, func(w io.Writer) {
+				for _, r := range results {
+					fmt.Fprintf(w, "%s/%d -> %d\n", r.Topic, r.Partition, r.Offset)
+				}
+			}, err
+		}})
 }
 
 func runGroupDelete(ctx context.Context, c *cli, args []string) int {
@@ -220,28 +176,11 @@ Deletes a group without active members and its committed offsets.
 Example:
   raftmq group delete billing
 `)
-	var flags clientFlags
-	flags.register(fs)
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 1 {
-		return c.usageError(fs, "want exactly one GROUP, got %d arguments", len(positional))
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	if err := client.DeleteGroup(callCtx, positional[0]); err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), map[string]string{"deleted": positional[0]})
-	}
-	fmt.Fprintf(c.stdout, "deleted group %s\n", positional[0])
-	return exitOK
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "GROUP",
+		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			err := client.DeleteGroup(ctx, positional[0])
+			return map[string]string{"deleted": positional[0]}, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted group %s\n", positional[0])
+			}, err
+		}})
 }

@@ -61,43 +61,28 @@ Creates a topic with N partitions, each replicated on R brokers.
 Example:
   raftmq topic create orders --partitions 3 --replicas 3
 `)
-	var flags clientFlags
-	flags.register(fs)
 	partitions := fs.Int("partitions", 1, "number of `partitions`")
 	replicas := fs.Int("replicas", 0, "brokers holding each partition (0: min(3, brokers))")
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 1 {
-		return c.usageError(fs, "want exactly one topic NAME, got %d arguments", len(positional))
-	}
-	if *partitions < 1 {
-		return c.usageError(fs, "--partitions %d: need at least 1", *partitions)
-	}
-	if *replicas < 0 {
-		return c.usageError(fs, "--replicas %d: need at least 1 (or 0 for the default)", *replicas)
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	opts := []clients.TopicOption{clients.WithPartitions(*partitions)}
-	if *replicas > 0 {
-		opts = append(opts, clients.WithReplicas(*replicas))
-	}
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	info, err := client.CreateTopic(callCtx, positional[0], opts...)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), info)
-	}
-	fmt.Fprintf(c.stdout, "created topic %s with %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
-	return exitOK
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+		validate: func([]string) error {
+			if *partitions < 1 {
+				return fmt.Errorf("--partitions %d: need at least 1", *partitions)
+			}
+			if *replicas < 0 {
+				return fmt.Errorf("--replicas %d: need at least 1 (or 0 for the default)", *replicas)
+			}
+			return nil
+		},
+		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			opts := []clients.TopicOption{clients.WithPartitions(*partitions)}
+			if *replicas > 0 {
+				opts = append(opts, clients.WithReplicas(*replicas))
+			}
+			info, err := client.CreateTopic(ctx, positional[0], opts...)
+			return info, func(w io.Writer) {
+				fmt.Fprintf(w, "created topic %s with %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
+			}, err
+		}})
 }
 
 func runTopicList(ctx context.Context, c *cli, args []string) int {
@@ -109,40 +94,22 @@ Lists the cluster's topics.
 Example:
   raftmq topic list --json
 `)
-	var flags clientFlags
-	flags.register(fs)
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 0 {
-		return c.usageError(fs, "unexpected arguments %q", positional)
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	topics, err := client.ListTopics(callCtx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	slices.SortFunc(topics, func(a, b clients.TopicInfo) int { return strings.Compare(a.Name, b.Name) })
-	if flags.json {
-		if topics == nil {
-			topics = []clients.TopicInfo{}
-		}
-		return c.printJSON(fs.Name(), topics)
-	}
-	table := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(table, "TOPIC\tPARTITIONS\tREPLICAS")
-	for _, topic := range topics {
-		fmt.Fprintf(table, "%s\t%d\t%d\n", topic.Name, len(topic.Partitions), topic.Replicas)
-	}
-	table.Flush()
-	return exitOK
+	return c.runAdmin(ctx, args, adminCommand{fs: fs,
+		call: func(ctx context.Context, client *clients.Client, _ []string) (any, func(io.Writer), error) {
+			topics, err := client.ListTopics(ctx)
+			slices.SortFunc(topics, func(a, b clients.TopicInfo) int { return strings.Compare(a.Name, b.Name) })
+			if topics == nil {
+				topics = []clients.TopicInfo{}
+			}
+			return topics, func(w io.Writer) {
+				table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(table, "TOPIC\tPARTITIONS\tREPLICAS")
+				for _, topic := range topics {
+					fmt.Fprintf(table, "%s\t%d\t%d\n", topic.Name, len(topic.Partitions), topic.Replicas)
+				}
+				table.Flush()
+			}, err
+		}})
 }
 
 func runTopicDescribe(ctx context.Context, c *cli, args []string) int {
@@ -154,32 +121,14 @@ Shows a topic's partitions: leader, replicas, commit index, high watermark.
 Example:
   raftmq topic describe orders
 `)
-	var flags clientFlags
-	flags.register(fs)
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 1 {
-		return c.usageError(fs, "want exactly one topic NAME, got %d arguments", len(positional))
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	info, err := client.DescribeTopic(callCtx, positional[0])
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), info)
-	}
-	fmt.Fprintf(c.stdout, "topic %s: %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
-	writePartitionTable(c.stdout, info.Partitions)
-	return exitOK
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			info, err := client.DescribeTopic(ctx, positional[0])
+			return info, func(w io.Writer) {
+				fmt.Fprintf(w, "topic %s: %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
+				writePartitionTable(w, info.Partitions)
+			}, err
+		}})
 }
 
 func writePartitionTable(w io.Writer, partitions []clients.PartitionInfo) {
@@ -215,30 +164,13 @@ Deletes a topic and all its records.
 Example:
   raftmq topic delete orders
 `)
-	var flags clientFlags
-	flags.register(fs)
-	positional, status, ok := c.parse(fs, args)
-	if !ok {
-		return status
-	}
-	if len(positional) != 1 {
-		return c.usageError(fs, "want exactly one topic NAME, got %d arguments", len(positional))
-	}
-	client, err := flags.connect(ctx)
-	if err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	defer client.Close()
-	callCtx, cancel := adminContext(ctx)
-	defer cancel()
-	if err := client.DeleteTopic(callCtx, positional[0]); err != nil {
-		return c.fail(fs.Name(), err)
-	}
-	if flags.json {
-		return c.printJSON(fs.Name(), map[string]string{"deleted": positional[0]})
-	}
-	fmt.Fprintf(c.stdout, "deleted topic %s\n", positional[0])
-	return exitOK
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			err := client.DeleteTopic(ctx, positional[0])
+			return map[string]string{"deleted": positional[0]}, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted topic %s\n", positional[0])
+			}, err
+		}})
 }
 
 // printJSON writes v as one line of JSON.

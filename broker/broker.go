@@ -501,8 +501,10 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		return err
 	}
 	if state.consumers, err = loadConsumerState(b.store, p.GroupID); err == nil {
-		if err = state.consumers.restoreFromSnapshot(snapshots, log); err == nil {
-			err = state.consumers.replay(log, applied)
+		if state.consumers.producers, err = loadProducerState(b.store, p.GroupID, log); err == nil {
+			if err = state.consumers.restoreFromSnapshot(snapshots, log); err == nil {
+				err = state.consumers.replay(log, applied)
+			}
 		}
 	}
 	if err != nil {

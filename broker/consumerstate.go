@@ -115,6 +115,7 @@ type consumerState struct {
 	writtenIndex uint64 // the applied index last written to the database
 	groups       map[string]consumerRecord
 	results      map[uint64][]*protocol.Error // per entry index, one per op
+	producers    *producerState               // idempotent producers (dedup.go); nil in some tests
 }
 
 // loadConsumerState reads a partition's consumer state from the database.
@@ -189,6 +190,13 @@ func (c *consumerState) apply(entries []protocol.Entry) error {
 		e := &entries[i]
 		if e.Index <= c.applied {
 			continue
+		}
+		if c.producers != nil {
+			written, err := c.producers.apply(batch, e)
+			if err != nil {
+				return err
+			}
+			changed = changed || written
 		}
 		if e.Type == protocol.EntryControl && len(e.Data) > 0 && e.Data[0] == protocol.ControlConsumerOps {
 			ops, err := protocol.DecodeConsumerOps(e.Data)
@@ -304,4 +312,5 @@ func (c *consumerState) appliedIndex() uint64 {
 func (s *stateStore) forgetConsumerState(b *pebble.Batch, raftGroup uint64) {
 	_ = b.DeleteRange(groupKey(keyConsumerOffset, raftGroup), groupKey(keyConsumerOffset, raftGroup+1), nil)
 	_ = b.Delete(groupKey(keyConsumerApplied, raftGroup), nil)
+	s.forgetProducerState(b, raftGroup)
 }

@@ -178,7 +178,23 @@ func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func
 	if req.Acks == protocol.AcksApplied {
 		mode = raft.AckApplied
 	}
-	proposal := r.group.Propose(ctx, protocol.EntryRecordBatch, req.Batch, mode)
+	propose := func() *raft.Proposal { return r.group.Propose(ctx, protocol.EntryRecordBatch, req.Batch, mode) }
+	admitted, apiErr := b.admitBatch(r, header, appendTime, propose)
+	if apiErr != nil || admitted.proposal == nil {
+		cancel()
+		b.requests.Done()
+		if apiErr != nil {
+			fail(apiErr, 0)
+			return
+		}
+		b.metrics.observeProduce(nil, int(header.RecordCount), len(req.Batch), start)
+		done(protocol.ProduceReply{BaseOffset: admitted.baseOffset, AppendTime: admitted.appendTime})
+		return
+	}
+	if admitted.duplicate {
+		appendTime = admitted.appendTime
+	}
+	proposal := admitted.proposal
 	go func() {
 		defer b.requests.Done()
 		defer cancel()

@@ -71,6 +71,8 @@ var consumerSnapshotExtra = []byte("raftmq-consumer-state-json-v1")
 type consumerSnapshotBody struct {
 	Groups        map[string]consumerRecord `json:"groups"`
 	HighWatermark uint64                    `json:"high_watermark"`
+	// Producers is the idempotent-producer state (dedup.go), by producer id.
+	Producers map[int64]*producerRecord `json:"producers,omitempty"`
 }
 
 func snapshotDir(replicaDir string) string { return replicaDir + ".snapshots" }
@@ -116,6 +118,9 @@ func (c *consumerState) restoreFromSnapshot(store *snapshot.Store, log *segmentl
 	c.store.forgetConsumerState(batch, c.raftGroup)
 	for name, rec := range body.Groups {
 		_ = batch.Set(consumerKey(c.raftGroup, name), rec.encode(), nil)
+	}
+	if c.producers != nil {
+		c.producers.restore(batch, body.Producers)
 	}
 	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), appendUint64(nil, latest.Meta.Index), nil)
 	if err := batch.Commit(pebble.Sync); err != nil {
@@ -245,7 +250,8 @@ func (b *Broker) snapshotConsumerState(r *partitionReplica) (snapshot.Info, erro
 	for range 100 {
 		appliedIndex, highWatermark, _ := r.state.visible()
 		groups, consumerIndex := r.state.consumers.all()
-		if consumerIndex != appliedIndex || appliedIndex == 0 {
+		producers, producerIndex := r.state.consumers.producerRecords()
+		if consumerIndex != appliedIndex || producerIndex != appliedIndex || appliedIndex == 0 {
 			time.Sleep(time.Millisecond)
 			continue
 		}
@@ -253,7 +259,7 @@ func (b *Broker) snapshotConsumerState(r *partitionReplica) (snapshot.Info, erro
 		if err != nil {
 			return snapshot.Info{}, err
 		}
-		body, err := json.Marshal(consumerSnapshotBody{Groups: groups, HighWatermark: highWatermark})
+		body, err := json.Marshal(consumerSnapshotBody{Groups: groups, HighWatermark: highWatermark, Producers: producers})
 		if err != nil {
 			return snapshot.Info{}, err
 		}

@@ -26,6 +26,8 @@ type Producer struct {
 	batchMaxBytes int
 	// buffered holds one token per record produced and not completed.
 	buffered chan struct{}
+	// producerID is the idempotent producer id, 0 with idempotence off.
+	producerID int64
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
@@ -56,7 +58,12 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	}
 	idle := make(chan struct{})
 	close(idle)
+	producerID := int64(0)
+	if !config.idempotenceOff {
+		producerID = newProducerID()
+	}
 	return &Producer{
+		producerID:    producerID,
 		client:        c,
 		config:        config,
 		batchMaxBytes: batchMaxBytes,
@@ -122,7 +129,22 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 		return err
 	}
 	partitionProducer.add(&pendingRecord{record: rec, done: done})
+	if len(p.buffered) == cap(p.buffered) {
+		p.sealAll()
+	}
 	return nil
+}
+
+// sealAll makes every open batch ready to send. It runs when the buffer is
+// full: no record can join an open batch until one completes, so lingering
+// would only add latency (Kafka's accumulator treats an exhausted buffer
+// the same way).
+func (p *Producer) sealAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pp := range p.partitions {
+		pp.sealNow()
+	}
 }
 
 // partitionProducer returns the producer of one partition, starting it on

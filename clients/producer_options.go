@@ -19,6 +19,7 @@ type producerConfig struct {
 	maxBufferedRecords int
 	deliveryTimeout    time.Duration
 	defaultTopic       string
+	idempotenceOff     bool // WithIdempotence(false) (idempotence.go)
 }
 
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
@@ -38,6 +39,9 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 	}
 	if config.partitioner == nil {
 		config.partitioner = KeyHashPartitioner()
+	}
+	if err := config.validateIdempotence(); err != nil {
+		return producerConfig{}, err
 	}
 	return config, nil
 }
@@ -111,10 +115,12 @@ func WithAcks(acks Acks) ProducerOption {
 
 // WithMaxInFlight bounds the batches sent to one partition and not yet
 // acknowledged. Batches leave in order and the broker appends them in the
-// order they arrive; after a "not leader" error every unacknowledged batch
-// is resent in order. A batch that times out while later ones succeed is
-// retried after them (and may be duplicated, as its first attempt may have
-// been committed): use 1 where strict order under timeouts matters.
+// order they arrive; after a "not leader" error or a timeout every
+// unacknowledged batch is resent in order. With idempotence (the default,
+// WithIdempotence) retries neither duplicate nor reorder batches, and n may
+// be at most 5. Without it, a batch that times out while later ones succeed
+// is retried after them (and may be duplicated, as its first attempt may
+// have been committed): use 1 where strict order under timeouts matters.
 // Default 4.
 func WithMaxInFlight(n int) ProducerOption {
 	return func(c *producerConfig) error {

@@ -30,6 +30,8 @@ type partitionProducer struct {
 	window    []*pendingBatch // sent at least once, not completed; send order
 	retryAt   time.Time       // when batches waiting for a retry are resent
 	retryWait bool            // some batch in window waits for a retry
+
+	sequence producerSequence // idempotent identity (idempotence.go); owned by run
 }
 
 type pendingRecord struct {
@@ -59,6 +61,7 @@ type pendingBatch struct {
 	needsRefresh bool   // refresh metadata before the next attempt
 	err          error  // final error, or the last retriable one
 	baseOffset   uint64
+	sequenced    bool // carries a producer id and sequence (idempotence.go)
 }
 
 type produceReply struct {
@@ -73,6 +76,7 @@ func newPartitionProducer(p *Producer, tp topicPartition) *partitionProducer {
 		tp:       tp,
 		wake:     make(chan struct{}, 1),
 		replies:  make(chan produceReply, p.config.maxInFlight),
+		sequence: producerSequence{producerID: p.producerID},
 	}
 }
 
@@ -237,11 +241,13 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 			Acks:      pp.producer.config.acks,
 			Timeout:   brokerTimeout(client.config.requestTimeout),
 		})
+		pp.sequence.stamp(batch)
 		request, err := batch.builder.AppendBatch(request, pp.producer.config.codec)
 		if err != nil {
 			pp.fail(batch, fmt.Errorf("clients: encode batch: %w", err))
 			return true
 		}
+		pp.sequence.commit(batch, batch.builder.Len())
 		batch.request = request
 		batch.builder = protocol.BatchBuilder{} // release the copy of the records
 	}
@@ -305,6 +311,7 @@ func (pp *partitionProducer) retryLater(batch *pendingBatch, err error) bool {
 func (pp *partitionProducer) fail(batch *pendingBatch, err error) {
 	batch.state = batchDone
 	batch.err = err
+	pp.failedInSequence(batch)
 }
 
 // handleReply records the outcome of one attempt.

@@ -65,6 +65,20 @@ const (
 	CodeGroupNotEmpty ErrorCode = 19
 	// CodeUnknownGroup: the consumer group does not exist.
 	CodeUnknownGroup ErrorCode = 20
+	// CodeOutOfOrderSequence (retriable): an idempotent producer's batch
+	// starts past the next expected sequence number of its partition (an
+	// earlier batch has not arrived yet); the producer resends its
+	// unacknowledged batches in order.
+	CodeOutOfOrderSequence ErrorCode = 21
+	// CodeDuplicateSequence: an idempotent producer's batch repeats
+	// sequence numbers older than the window of recent batches the partition
+	// remembers per producer, or overlaps one without matching it, so its
+	// original offset is unknown. Not retriable.
+	CodeDuplicateSequence ErrorCode = 22
+	// CodeProducerFenced: an idempotent producer's batch carries an epoch
+	// older than the partition's current epoch for that producer id. Not
+	// retriable.
+	CodeProducerFenced ErrorCode = 23
 )
 
 type errorCodeInfo struct {
@@ -95,6 +109,9 @@ var errorCodes = [...]errorCodeInfo{
 	CodeUnknownMember:      {"unknown_member", false},
 	CodeGroupNotEmpty:      {"group_not_empty", false},
 	CodeUnknownGroup:       {"unknown_group", false},
+	CodeOutOfOrderSequence: {"out_of_order_sequence", true},
+	CodeDuplicateSequence:  {"duplicate_sequence", false},
+	CodeProducerFenced:     {"producer_fenced", false},
 }
 
 // String returns the code's stable snake_case name.

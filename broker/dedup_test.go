@@ -1,0 +1,304 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+)
+
+// fakeProposal is a proposal the test resolves.
+type fakeProposal struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+func newFakeProposal() *fakeProposal { return &fakeProposal{done: make(chan struct{})} }
+
+func (p *fakeProposal) Done() <-chan struct{} { return p.done }
+
+func (p *fakeProposal) Wait(ctx context.Context) (uint64, uint64, error) {
+	select {
+	case <-p.done:
+		return p.index, 0, p.err
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+}
+
+func (p *fakeProposal) resolve(index uint64, err error) {
+	p.index, p.err = index, err
+	close(p.done)
+}
+
+// dedupHarness drives a producerState like a partition does: admit at the
+// leader, then apply the admitted entries in log order.
+type dedupHarness struct {
+	t         *testing.T
+	db        *pebble.DB
+	state     *producerState
+	term      uint64
+	nextIndex uint64
+	proposed  []protocol.Entry // admitted, not yet applied
+	proposals []*fakeProposal
+}
+
+func newDedupHarness(t *testing.T) *dedupHarness {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h := &dedupHarness{t: t, db: db, state: newProducerState(&stateStore{db: db}, 7, nil), nextIndex: 1}
+	h.elect()
+	return h
+}
+
+// elect starts a new leader term and applies its no-op.
+func (h *dedupHarness) elect() {
+	h.term++
+	h.proposed = append(h.proposed, protocol.Entry{Index: h.nextIndex, Term: h.term, Type: protocol.EntryNoop})
+	h.proposals = append(h.proposals, nil)
+	h.nextIndex++
+	h.applyAll()
+}
+
+func idempotentHeader(producerID int64, epoch int16, baseSequence int32, records uint32) protocol.BatchHeader {
+	return protocol.BatchHeader{Magic: protocol.BatchMagic, Length: protocol.BatchHeaderSize, RecordCount: records,
+		ProducerID: producerID, ProducerEpoch: epoch, BaseSequence: baseSequence}
+}
+
+// produce admits a batch; the base offset of a new batch is its index*100.
+func (h *dedupHarness) produce(header protocol.BatchHeader) (admission, *protocol.Error) {
+	h.t.Helper()
+	var fake *fakeProposal
+	admitted, apiErr := h.state.admit(header, int64(h.nextIndex), raft.Status{Term: h.term, Role: raft.RoleLeader}, func() proposal {
+		fake = newFakeProposal()
+		return fake
+	})
+	if fake != nil {
+		header.BaseOffset = h.nextIndex * 100
+		header.AppendTime = int64(h.nextIndex)
+		data := make([]byte, protocol.BatchHeaderSize)
+		protocol.PutBatchHeader(data, &header)
+		h.proposed = append(h.proposed, protocol.Entry{Index: h.nextIndex, Term: h.term, Type: protocol.EntryRecordBatch, Data: data})
+		h.proposals = append(h.proposals, fake)
+		h.nextIndex++
+	}
+	return admitted, apiErr
+}
+
+// applyAll commits and applies everything proposed.
+func (h *dedupHarness) applyAll() {
+	h.t.Helper()
+	batch := h.db.NewBatch()
+	defer batch.Close()
+	for i := range h.proposed {
+		if _, err := h.state.apply(batch, &h.proposed[i]); err != nil {
+			h.t.Fatal(err)
+		}
+		if h.proposals[i] != nil {
+			h.proposals[i].resolve(h.proposed[i].Index, nil)
+		}
+	}
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		h.t.Fatal(err)
+	}
+	h.proposed, h.proposals = nil, nil
+}
+
+func wantCode(t *testing.T, apiErr *protocol.Error, code protocol.ErrorCode) {
+	t.Helper()
+	if apiErr == nil || apiErr.Code != code {
+		t.Fatalf("error = %v, want %v", apiErr, code)
+	}
+}
+
+// produceNew admits a batch that must be new.
+func (h *dedupHarness) produceNew(header protocol.BatchHeader) admission {
+	h.t.Helper()
+	admitted, apiErr := h.produce(header)
+	if apiErr != nil || admitted.duplicate || admitted.proposal == nil {
+		h.t.Fatalf("admission = %+v, %v; want a new proposal", admitted, apiErr)
+	}
+	return admitted
+}
+
+// refused returns the error of a batch that must be refused.
+func (h *dedupHarness) refused(header protocol.BatchHeader) *protocol.Error {
+	h.t.Helper()
+	admitted, apiErr := h.produce(header)
+	if apiErr == nil {
+		h.t.Fatalf("admission = %+v, want an error", admitted)
+	}
+	return apiErr
+}
+
+func TestDedupDuplicateOfAppliedBatchAnswersOriginalOffset(t *testing.T) {
+	h := newDedupHarness(t)
+	h.produceNew(idempotentHeader(42, 0, 0, 3))
+	h.produceNew(idempotentHeader(42, 0, 3, 2))
+	h.applyAll()
+	admitted, apiErr := h.produce(idempotentHeader(42, 0, 0, 3))
+	if apiErr != nil || !admitted.duplicate || admitted.proposal != nil || admitted.baseOffset != 200 || admitted.appendTime != 2 {
+		t.Fatalf("retry of the first batch: %+v, %v; want duplicate at offset 200, append time 2", admitted, apiErr)
+	}
+	if len(h.proposed) != 0 {
+		t.Fatalf("a duplicate was proposed: %v", h.proposed)
+	}
+	h.produceNew(idempotentHeader(42, 0, 5, 1))
+}
+
+func TestDedupDuplicateOfInflightBatchWaitsForOriginal(t *testing.T) {
+	h := newDedupHarness(t)
+	first := h.produceNew(idempotentHeader(42, 0, 0, 3))
+	again, apiErr := h.produce(idempotentHeader(42, 0, 0, 3))
+	if apiErr != nil || !again.duplicate || again.proposal != first.proposal {
+		t.Fatalf("retry while in flight: %+v, %v; want the original proposal", again, apiErr)
+	}
+	if len(h.proposed) != 1 {
+		t.Fatalf("proposed %d entries, want 1", len(h.proposed))
+	}
+	// In flight, the next expected sequence is 3.
+	h.produceNew(idempotentHeader(42, 0, 3, 1))
+}
+
+func TestDedupWindowKeepsLastFiveBatches(t *testing.T) {
+	h := newDedupHarness(t)
+	for i := range int32(7) {
+		h.produceNew(idempotentHeader(9, 0, i*2, 2))
+	}
+	h.applyAll()
+	for i := range int32(7) {
+		admitted, apiErr := h.produce(idempotentHeader(9, 0, i*2, 2))
+		if i < 7-producerWindow {
+			wantCode(t, apiErr, protocol.CodeDuplicateSequence)
+			if apiErr.Retriable() {
+				t.Fatal("duplicate_sequence is retriable")
+			}
+			continue
+		}
+		if apiErr != nil || !admitted.duplicate {
+			t.Fatalf("batch %d in the window: %+v, %v; want a duplicate", i, admitted, apiErr)
+		}
+	}
+	// A batch overlapping a remembered one without matching it.
+	wantCode(t, h.refused(idempotentHeader(9, 0, 11, 2)), protocol.CodeDuplicateSequence)
+}
+
+func TestDedupGapIsRetriableOutOfOrder(t *testing.T) {
+	h := newDedupHarness(t)
+	// An unknown producer starts at sequence 0.
+	apiErr := h.refused(idempotentHeader(5, 0, 4, 1))
+	wantCode(t, apiErr, protocol.CodeOutOfOrderSequence)
+	if !apiErr.Retriable() {
+		t.Fatal("out_of_order_sequence is not retriable")
+	}
+	h.produceNew(idempotentHeader(5, 0, 0, 4))
+	wantCode(t, h.refused(idempotentHeader(5, 0, 5, 1)), protocol.CodeOutOfOrderSequence)
+	h.applyAll()
+	wantCode(t, h.refused(idempotentHeader(5, 0, 5, 1)), protocol.CodeOutOfOrderSequence)
+	h.produceNew(idempotentHeader(5, 0, 4, 1))
+	h.produceNew(idempotentHeader(5, 0, 5, 1))
+}
+
+func TestDedupEpochBump(t *testing.T) {
+	h := newDedupHarness(t)
+	h.produceNew(idempotentHeader(5, 0, 0, 4))
+	h.applyAll()
+	// A new epoch must start at sequence 0.
+	wantCode(t, h.refused(idempotentHeader(5, 1, 4, 1)), protocol.CodeOutOfOrderSequence)
+	h.produceNew(idempotentHeader(5, 1, 0, 2))
+	// The old epoch is fenced, in flight and once applied.
+	wantCode(t, h.refused(idempotentHeader(5, 0, 4, 1)), protocol.CodeProducerFenced)
+	h.applyAll()
+	apiErr := h.refused(idempotentHeader(5, 0, 0, 4))
+	wantCode(t, apiErr, protocol.CodeProducerFenced)
+	if apiErr.Retriable() {
+		t.Fatal("producer_fenced is retriable")
+	}
+	if rec := h.state.applied[5]; rec.Epoch != 1 || rec.LastSequence != 1 || len(rec.Batches) != 1 {
+		t.Fatalf("state after the bump = %+v", rec)
+	}
+}
+
+func TestDedupNewLeaderWaitsForItsNoop(t *testing.T) {
+	h := newDedupHarness(t)
+	h.produceNew(idempotentHeader(5, 0, 0, 1))
+	// A new term whose no-op is not applied yet: the batch above may still
+	// commit, so nothing idempotent is admitted.
+	h.term++
+	wantCode(t, h.refused(idempotentHeader(5, 0, 0, 1)), protocol.CodeNotReady)
+	h.proposed = append(h.proposed, protocol.Entry{Index: h.nextIndex, Term: h.term, Type: protocol.EntryNoop})
+	h.proposals = append(h.proposals, nil)
+	h.nextIndex++
+	h.applyAll()
+	admitted, apiErr := h.produce(idempotentHeader(5, 0, 0, 1))
+	if apiErr != nil || !admitted.duplicate || admitted.baseOffset != 200 {
+		t.Fatalf("retry after failover: %+v, %v; want the duplicate at offset 200", admitted, apiErr)
+	}
+}
+
+func TestDedupFailedProposalIsForgotten(t *testing.T) {
+	h := newDedupHarness(t)
+	h.produceNew(idempotentHeader(5, 0, 0, 1))
+	h.proposals[0].resolve(0, errors.New("dropped"))
+	h.proposed, h.proposals = nil, nil
+	h.produceNew(idempotentHeader(5, 0, 0, 1))
+}
+
+func TestDedupStatePersistsAndSurvivesSnapshot(t *testing.T) {
+	h := newDedupHarness(t)
+	h.produceNew(idempotentHeader(5, 2, 0, 3))
+	h.produceNew(idempotentHeader(6, 0, 0, 1))
+	h.applyAll()
+	loaded, err := loadProducerState(h.state.store, 7, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded.applied) != 2 || loaded.applied[5].Epoch != 2 || loaded.applied[5].Batches[0].BaseOffset != 200 {
+		t.Fatalf("loaded state = %v", loaded.applied)
+	}
+	other, err := loadProducerState(h.state.store, 8, nil)
+	if err != nil || len(other.applied) != 0 {
+		t.Fatalf("another partition's state = %v, %v", other.applied, err)
+	}
+	// A snapshot's records restore into an empty replica.
+	restored := newProducerState(h.state.store, 9, nil)
+	batch := h.db.NewBatch()
+	restored.restore(batch, h.state.records())
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	reloaded, err := loadProducerState(h.state.store, 9, nil)
+	if err != nil || reloaded.applied[6] == nil || reloaded.applied[5].LastSequence != 2 {
+		t.Fatalf("restored state = %v, %v", reloaded.applied, err)
+	}
+}
+
+func TestDedupEvictsLeastRecentProducers(t *testing.T) {
+	state := newProducerState(nil, 1, nil)
+	for id := range int64(maxProducersPerPartition + 1) {
+		h := idempotentHeader(id+1, 0, 0, 1)
+		h.AppendTime = id
+		state.record(h, uint64(id))
+	}
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	batch := db.NewBatch()
+	defer batch.Close()
+	state.evict(batch)
+	if len(state.applied) != maxProducersPerPartition*9/10 || state.applied[1] != nil || state.applied[maxProducersPerPartition+1] == nil {
+		t.Fatalf("after eviction %d producers remain (oldest kept: %v)", len(state.applied), state.applied[1] != nil)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/snapshot"
 )
 
 // HostConfig configures a Host, the driver of every group on one node.
@@ -101,6 +102,12 @@ type GroupConfig struct {
 	// DisableCheckQuorum turns off CheckQuorum and the leader lease it
 	// enables. On by default.
 	DisableCheckQuorum bool
+	// Snapshots is the group's snapshot store (optional; nil disables
+	// InstallSnapshot). Its owner writes snapshots into it and reports
+	// each with Group.SnapshotTaken; a leader streams the newest to
+	// followers that need compacted entries, and a follower receives into
+	// it (see Restorer, LogResetter). The store must be the group's own.
+	Snapshots *snapshot.Store
 }
 
 // DefaultGroupConfig returns the documented defaults.

@@ -108,6 +108,9 @@ type Group struct {
 	propBuf   []*Proposal
 	entryBuf  []protocol.Entry
 
+	// InstallSnapshot streaming (snapshot_driver.go), guarded by mu.
+	snap snapshotDriver
+
 	// Timer heap state (guarded by host.timerMu).
 	deadline  time.Duration
 	heapIndex int
@@ -195,7 +198,7 @@ func (g *Group) scheduleLocked() {
 }
 
 func (g *Group) hasWorkLocked() bool {
-	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0
+	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0 || g.snap.hasWork()
 }
 
 // process runs the core on everything that arrived, then carries out its
@@ -216,6 +219,7 @@ func (g *Group) process() {
 
 	now := g.host.now()
 	c := g.core
+	snapshotErr := g.processSnapshots()
 	for i := range msgs {
 		c.step(&msgs[i], now)
 		msgs[i] = protocol.RaftMessage{}
@@ -238,7 +242,7 @@ func (g *Group) process() {
 		t.deadline = now + 2*g.cfg.ElectionTimeout
 		g.transfers = append(g.transfers, t)
 	}
-	var err error
+	err := snapshotErr
 	for err == nil && c.hasReady() {
 		err = g.handleReady(c.takeReady())
 	}
@@ -250,6 +254,7 @@ func (g *Group) process() {
 	}
 	st := c.status()
 	g.checkTransfers(st, now)
+	g.checkSnapshotLeadership(st)
 	g.host.setDeadline(g, c.deadline())
 
 	g.mu.Lock()
@@ -324,6 +329,9 @@ func (g *Group) handleReady(rd ready) error {
 	}
 	if len(rd.reads) > 0 {
 		g.resolveReads(rd.reads)
+	}
+	if len(rd.snapshots) > 0 {
+		g.startSnapshotTransfers(rd.snapshots)
 	}
 	return nil
 }
@@ -491,6 +499,7 @@ func (g *Group) close(err error) {
 	reads := append(g.newReads, g.readWaiters...)
 	g.newReads, g.readWaiters = nil, nil
 	g.mu.Unlock()
+	g.stopSnapshots()
 	for _, r := range reads {
 		r.resolve(0, err)
 	}

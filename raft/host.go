@@ -93,6 +93,11 @@ func (h *Host) Step(m protocol.RaftMessage) {
 		g.mu.Unlock()
 		return
 	}
+	if isSnapshotMessage(m.Type) {
+		g.stepSnapshotLocked(&m)
+		g.mu.Unlock()
+		return
+	}
 	g.inbox = append(g.inbox, m)
 	g.scheduleLocked()
 	g.mu.Unlock()

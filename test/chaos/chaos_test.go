@@ -104,7 +104,7 @@ func TestKillLeaderWhileProducing(t *testing.T) {
 			failed = true
 		}
 		for _, dup := range verdict.duplicates {
-			logf("FINDING (allowed by the SDK's at-least-once contract): partition %d: duplicate %v; its produce took %v",
+			t.Errorf("partition %d: duplicate %v despite the idempotent producer; its produce took %v",
 				partition, dup, work.produceTime(partition, dup.seq))
 		}
 	}
@@ -727,6 +727,7 @@ func (w *workload) history(partition uint32) partitionHistory {
 		partition: partition,
 		acked:     append([]ackedRecord(nil), w.acked[partition]...),
 		issued:    w.issued[partition],
+		failures:  w.failures[partition],
 		observed:  observed,
 	}
 }

@@ -58,6 +58,9 @@ type partitionHistory struct {
 	// issued is how many sequence numbers the producer handed out; a record
 	// in the log with seq >= issued was never produced.
 	issued uint64
+	// failures counts the produces that failed for good; only they may
+	// leave sequence numbers out of the log.
+	failures int
 	// observed holds what a consumer running during the faults was served:
 	// offset -> value.
 	observed map[uint64]string
@@ -74,9 +77,8 @@ type duplicate struct {
 type verdict struct {
 	// violations break a property the cluster guarantees.
 	violations []string
-	// duplicates are allowed by the SDK's at-least-once contract (a retry
-	// after a timeout or a lost leader may write a batch twice) and are
-	// reported as findings.
+	// duplicates are records written more than once. The SDK's idempotent
+	// producer (its default) rules them out, so the test fails on them.
 	duplicates []duplicate
 	// unackedPresent counts records in the log whose produce was never
 	// acknowledged (it failed or the run ended first): allowed.
@@ -100,8 +102,9 @@ func (v *verdict) violate(format string, args ...any) {
 //   - the log is dense: offsets logStart, logStart+1, ... up to the high
 //     watermark, one record each;
 //   - every record in it is one the producer of this partition produced;
-//   - sequence numbers never decrease along the log (no reordering); an
-//     equal neighbour is a duplicate (a retried batch), reported, not failed;
+//   - sequence numbers increase by exactly one along the log (the
+//     idempotent producer neither duplicates nor reorders records); they
+//     may skip only when some produce of the partition failed;
 //   - every acknowledged record is in the log at the offset its
 //     acknowledgement named, and acknowledgements came in offset order;
 //   - everything the concurrent consumer was served is in the final log,
@@ -132,8 +135,11 @@ func checkPartition(h partitionHistory) verdict {
 		case seq >= h.issued:
 			v.violate("partition %d offset %d: seq %d was never produced (%d issued)", h.partition, record.offset, seq, h.issued)
 		}
-		if previousValid && seq < previousSeq {
-			v.violate("partition %d offset %d: seq %d after seq %d (reordered)", h.partition, record.offset, seq, previousSeq)
+		switch {
+		case previousValid && seq <= previousSeq:
+			v.violate("partition %d offset %d: seq %d after seq %d (duplicated or reordered)", h.partition, record.offset, seq, previousSeq)
+		case previousValid && seq > previousSeq+1 && h.failures == 0:
+			v.violate("partition %d offset %d: seq %d follows seq %d, though no produce failed", h.partition, record.offset, seq, previousSeq)
 		}
 		previousSeq, previousValid = seq, true
 		seqAt[record.offset] = seq
@@ -163,6 +169,7 @@ func checkPartition(h partitionHistory) verdict {
 	for seq, offsets := range present {
 		if len(offsets) > 1 {
 			v.duplicates = append(v.duplicates, duplicate{seq: seq, offsets: offsets, acked: ackedSeqs[seq]})
+			v.violate("partition %d: seq %d written %d times, at offsets %v", h.partition, seq, len(offsets), offsets)
 		}
 		if !ackedSeqs[seq] {
 			v.unackedPresent++
@@ -209,19 +216,19 @@ func TestCheckPartition(t *testing.T) {
 	}
 	good := func() partitionHistory {
 		return partitionHistory{
-			log:           logOf(0, 1, 2, 2, 3, 4),
-			highWatermark: 6,
-			acked:         []ackedRecord{{seq: 0, offset: 0}, {seq: 1, offset: 1}, {seq: 2, offset: 3}, {seq: 4, offset: 5}},
+			log:           logOf(0, 1, 2, 3, 4),
+			highWatermark: 5,
+			acked:         []ackedRecord{{seq: 0, offset: 0}, {seq: 1, offset: 1}, {seq: 2, offset: 2}, {seq: 4, offset: 4}},
 			issued:        6,
-			observed:      map[uint64]string{0: string(recordValue(0, 0)), 4: string(recordValue(0, 3))},
+			observed:      map[uint64]string{0: string(recordValue(0, 0)), 3: string(recordValue(0, 3))},
 		}
 	}
 	v := checkPartition(good())
 	if len(v.violations) != 0 {
 		t.Fatalf("a good history has violations: %v", v.violations)
 	}
-	if len(v.duplicates) != 1 || v.duplicates[0].seq != 2 || !slices.Equal(v.duplicates[0].offsets, []uint64{2, 3}) {
-		t.Fatalf("duplicates = %v, want seq 2 at [2 3]", v.duplicates)
+	if len(v.duplicates) != 0 {
+		t.Fatalf("duplicates = %v, want none", v.duplicates)
 	}
 	if v.unackedPresent != 1 { // seq 3
 		t.Fatalf("unackedPresent = %d, want 1", v.unackedPresent)
@@ -233,36 +240,53 @@ func TestCheckPartition(t *testing.T) {
 		want    string
 	}{
 		{"lost acknowledged record", func(h *partitionHistory) {
-			h.log, h.highWatermark = logOf(0, 1, 2, 2, 3), 5
-		}, "seq 4 (offset 5) is lost"},
+			h.log, h.highWatermark = logOf(0, 1, 2, 3), 4
+		}, "seq 4 (offset 4) is lost"},
 		{"record at another offset than acknowledged", func(h *partitionHistory) {
-			h.acked[3].offset = 4
-		}, "offset 4 holds seq 3, but seq 4 was acknowledged there"},
+			h.acked[3].offset = 3
+		}, "offset 3 holds seq 3, but seq 4 was acknowledged there"},
 		{"gap in offsets", func(h *partitionHistory) {
-			h.log = slices.Delete(h.log, 4, 5)
+			h.log = slices.Delete(h.log, 3, 4)
 		}, "not dense"},
 		{"short read", func(h *partitionHistory) {
-			h.highWatermark = 7
-		}, "read 6 records between log start 0 and high watermark 7"},
+			h.highWatermark = 6
+		}, "read 5 records between log start 0 and high watermark 6"},
 		{"reordered", func(h *partitionHistory) {
-			h.log[4].value, h.log[5].value = h.log[5].value, h.log[4].value
+			h.log[3].value, h.log[4].value = h.log[4].value, h.log[3].value
 			h.acked = h.acked[:3]
 		}, "seq 3 after seq 4"},
+		{"duplicate", func(h *partitionHistory) {
+			h.log, h.highWatermark = logOf(0, 1, 2, 2, 3, 4), 6
+			h.acked[3].offset = 5
+		}, "seq 2 written 2 times, at offsets [2 3]"},
+		{"sequence gap without a failed produce", func(h *partitionHistory) {
+			h.log, h.highWatermark = logOf(0, 1, 2, 4), 4
+			h.acked[3].offset = 3
+			delete(h.observed, 3)
+		}, "seq 4 follows seq 2, though no produce failed"},
 		{"foreign record", func(h *partitionHistory) {
-			h.log[4].value = "hello"
+			h.log[3].value = "hello"
 		}, "was never produced"},
 		{"never issued", func(h *partitionHistory) {
 			h.issued = 4
 		}, "seq 4 was never produced"},
 		{"served then lost", func(h *partitionHistory) {
-			h.observed[6] = string(recordValue(0, 5))
-		}, "served offset 6"},
+			h.observed[5] = string(recordValue(0, 5))
+		}, "served offset 5"},
 		{"served then replaced", func(h *partitionHistory) {
-			h.observed[4] = string(recordValue(0, 9))
+			h.observed[3] = string(recordValue(0, 9))
 		}, "the final log holds"},
 		{"acknowledgements out of order", func(h *partitionHistory) {
 			h.acked[1], h.acked[2] = h.acked[2], h.acked[1]
 		}, "came after"},
+	}
+	// A failed produce may leave its sequence number out.
+	failed := good()
+	failed.log, failed.highWatermark, failed.failures = logOf(0, 1, 2, 4), 4, 1
+	failed.acked[3].offset = 3
+	delete(failed.observed, 3)
+	if v := checkPartition(failed); len(v.violations) != 0 {
+		t.Fatalf("a gap after a failed produce is a violation: %v", v.violations)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

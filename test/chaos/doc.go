@@ -46,11 +46,12 @@
 // log fsyncs before acknowledging; the crash tests of segmentlog and raft,
 // which drop unsynced writes, cover that.
 //
-// Duplicates are not failures: the SDK delivers at least once (a produce
-// that timed out or lost its leader may have been committed, and its retry
-// writes the record again), so a sequence number repeated at adjacent
-// offsets is logged as a FINDING line. Records present without an
-// acknowledgement (their produce failed or the run ended) are allowed too.
+// Duplicates are failures: the SDK's producer is idempotent by default (a
+// retry of a batch the partition already holds is answered with its
+// original offset), so each partition's sequence numbers must increase by
+// exactly one along the log, skipping only records whose produce failed.
+// Records present without an acknowledgement (their produce failed or the
+// run ended) are allowed.
 //
 // # Running it
 //

@@ -74,9 +74,38 @@
 // keeps the log (the log holds its last entry with its term) or restores
 // (the whole log is discarded, conflicting suffix included) and then
 // acknowledges it with an ordinary MsgAppendResponse. A transfer that makes
-// no progress for two election timeouts is requested again. The Host does
-// not stream snapshots yet (state machine snapshot interfaces, chunk
-// messages and the install in the driver are still to come), and
-// membership changes and learners come with issue 4: the configuration will
-// become a quorum.Majority pair (joint consensus).
+// no progress for two election timeouts is requested again.
+//
+// # Snapshots in the driver (snapshot_driver.go)
+//
+// The owner of a group keeps its snapshots in a snapshot.Store
+// (GroupConfig.Snapshots), writes them itself as of an applied index (at
+// segment boundaries, by policy), reports each with Group.SnapshotTaken,
+// and then compacts the log when it likes (segmentlog DeleteBefore; the
+// core only reads FirstIndex). For a follower that needs compacted entries
+// the leader streams the newest stored snapshot whose index+1 the log still
+// holds: MsgSnapshot messages carry snapshot chunks (snapshot.Sender,
+// encoded chunk at most MaxAppendBytes), MsgSnapshotAck the receiver's
+// acks; snapshot.SendWindow keeps 8 chunks in flight, resends from the
+// acknowledged offset on repeated acks or after half an election timeout
+// without one, and the transfer is given up after two election timeouts
+// without progress (the core probes and asks again). Transfers are
+// abandoned when the leader loses leadership or its term. A request no
+// stored snapshot can serve waits for SnapshotTaken. Each active transfer
+// runs on a goroutine of its own; an idle group has none.
+//
+// The follower receives into its own store (snapshot.Receiver: in order,
+// CRC-checked end to end, installed by rename after fsync, so a crash
+// mid-transfer leaves the old state). Once installed, the worker asks the
+// core (skip / keep log / restore). To restore, the state machine must be a
+// Restorer and the log a LogResetter (segmentlog.Log is): the driver waits
+// for Apply to be idle, calls Restore with the snapshot body, then
+// ResetOffsets(index+1, term, meta.NextOffset), then tells the core, which
+// acknowledges the leader; ordinary AppendEntries follow. A crash after
+// Restore but before the log reset leaves a store whose Latest() is newer
+// than the log's last index: on restart the owner restores from Latest()
+// and calls ResetOffsets itself before AddGroup (with Applied = its index).
+//
+// Membership changes and learners come with issue 4: the configuration
+// will become a quorum.Majority pair (joint consensus).
 package raft

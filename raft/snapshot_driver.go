@@ -56,7 +56,6 @@ type snapshotDriver struct {
 	// installs are snapshots received into the store for the core to
 	// decide about (snapshotAction).
 	installs []receivedSnapshot
-	latest   uint64 // newest snapshot index the owner reported
 }
 
 type receivedSnapshot struct {
@@ -90,10 +89,10 @@ func (d *snapshotDriver) hasWork() bool {
 // GroupConfig.Snapshots) as of meta.Index, so the owner may now delete log
 // entries up to it; the owner keeps deciding when (segmentlog.DeleteBefore).
 // A leader retries followers that waited for a snapshot the store lacked.
+// meta is informational for now: the driver streams the store's Latest().
 func (g *Group) SnapshotTaken(meta snapshot.Meta) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.snap.latest = max(g.snap.latest, meta.Index)
 	if len(g.snap.waiting) > 0 {
 		g.snap.retry = true
 		g.scheduleLocked()

@@ -14,10 +14,12 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/segmentlog"
 	"github.com/raftmq/raftmq/snapshot"
 )
 
 var (
+	_ LogResetter = (*segmentlog.Log)(nil)
 	_ LogResetter = (*memLog)(nil)
 	_ Restorer    = (*snapshotFSM)(nil)
 )

@@ -43,8 +43,11 @@
 // Durability: with AcksQuorum (the default) an acknowledged record is
 // committed: durable on a quorum of replicas. AcksLeaderUnsafe acknowledges
 // before that and can lose acknowledged records. A produce that failed with
-// a timeout may nevertheless have been committed, and its retry then writes
-// the records twice: delivery is at least once.
+// a timeout may nevertheless have been committed; the producer is
+// idempotent by default (WithIdempotence), so its retry is answered with the
+// original offsets instead of writing the records again, and retries never
+// reorder a partition's records. With WithIdempotence(false) delivery is at
+// least once.
 //
 // A Consumer runs one fetcher goroutine per assigned partition. It
 // long-polls the leader (WithFetchMaxWait) and, while Poll's caller works on

@@ -1,0 +1,169 @@
+package clients
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// produceSpy records the batches of every produce request to broker 1.
+type produceSpy struct {
+	mu      sync.Mutex
+	batches [][]byte
+}
+
+func spyOnProduce(t *testing.T, f *fakeCluster) *produceSpy {
+	t.Helper()
+	spy := &produceSpy{}
+	sub, err := f.conn.Subscribe(protocol.SubjectBrokerProduce(protocol.DefaultSubjectPrefix, 1), func(m *nats.Msg) {
+		request, err := protocol.DecodeProduceRequest(m.Data)
+		if err != nil {
+			t.Errorf("produce request: %v", err)
+			return
+		}
+		spy.mu.Lock()
+		spy.batches = append(spy.batches, bytes.Clone(request.Batch))
+		spy.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return spy
+}
+
+// headers returns the headers of the recorded batches once there are n.
+func (s *produceSpy) headers(t *testing.T, n int) ([]protocol.BatchHeader, [][]byte) {
+	t.Helper()
+	ctx := testContext(t)
+	for {
+		s.mu.Lock()
+		if len(s.batches) >= n {
+			batches := append([][]byte(nil), s.batches...)
+			s.mu.Unlock()
+			headers := make([]protocol.BatchHeader, len(batches))
+			for i, b := range batches {
+				h, err := protocol.VerifyBatch(b)
+				if err != nil {
+					t.Fatalf("batch %d: %v", i, err)
+				}
+				headers[i] = h
+			}
+			return headers, batches
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			t.Fatalf("saw fewer than %d produce requests", n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestIdempotentProducerNumbersRecordsPerPartition(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	spy := spyOnProduce(t, f)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	for _, count := range []int{2, 1, 3} {
+		var records []*Record
+		for _, v := range numbered("v", count) {
+			records = append(records, &Record{Topic: "orders", Value: []byte(v)})
+		}
+		if err := producer.ProduceSync(testContext(t), records...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	headers, _ := spy.headers(t, 3)
+	wantSequences := []int32{0, 2, 3}
+	for i, h := range headers {
+		if h.ProducerID <= 0 || h.ProducerID != headers[0].ProducerID || h.ProducerEpoch != 0 || h.BaseSequence != wantSequences[i] {
+			t.Errorf("batch %d: producer %d epoch %d sequence %d; want producer %d epoch 0 sequence %d",
+				i, h.ProducerID, h.ProducerEpoch, h.BaseSequence, headers[0].ProducerID, wantSequences[i])
+		}
+	}
+}
+
+func TestIdempotentRetryResendsIdenticalBytes(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	spy := spyOnProduce(t, f)
+	client := newTestClient(t, f, WithRequestTimeout(200*time.Millisecond))
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	f.mu.Lock()
+	f.dropProduce = 1
+	f.mu.Unlock()
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	_, batches := spy.headers(t, 2)
+	if len(batches) != 2 || !bytes.Equal(batches[0], batches[1]) {
+		t.Fatalf("the retry sent other bytes than the first attempt (%d attempts)", len(batches))
+	}
+}
+
+func TestIdempotentProducerStartsNewEpochAfterFailedBatch(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	spy := spyOnProduce(t, f)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	f.failProduce(protocol.Errorf(protocol.CodeDuplicateSequence, "forgotten"))
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("b")}).FirstErr(); !errors.Is(err, protocol.CodeDuplicateSequence) {
+		t.Fatalf("got %v, want duplicate_sequence", err)
+	}
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("c")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	headers, _ := spy.headers(t, 3)
+	if h := headers[2]; h.ProducerEpoch != 1 || h.BaseSequence != 0 || h.ProducerID != headers[0].ProducerID {
+		t.Fatalf("after a failed batch: producer %d epoch %d sequence %d; want producer %d epoch 1 sequence 0",
+			h.ProducerID, h.ProducerEpoch, h.BaseSequence, headers[0].ProducerID)
+	}
+}
+
+func TestWithIdempotenceOff(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	spy := spyOnProduce(t, f)
+	client := newTestClient(t, f)
+	if _, err := client.NewProducer(WithMaxInFlight(6)); err == nil {
+		t.Fatal("an idempotent producer accepted 6 batches in flight")
+	}
+	producer, err := client.NewProducer(WithIdempotence(false), WithMaxInFlight(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if headers, _ := spy.headers(t, 1); headers[0].ProducerID != -1 {
+		t.Fatalf("producer id %d without idempotence, want -1", headers[0].ProducerID)
+	}
+}

@@ -66,6 +66,15 @@
 // (acks=applied), with the base offset read back by Log.OffsetOfIndex.
 // acks=leader is accepted and currently answered like acks=quorum.
 //
+// Idempotent produce (dedup.go, docs/adr/0003): a batch with a producer id
+// > 0 is checked against the partition's replicated producer state (last
+// sequence and last 5 batches per producer id, updated on apply) plus the
+// batches this leader proposed in its term: a repeat is answered with the
+// original offset and not appended; a gap gets out_of_order_sequence
+// (retriable), a repeat older than the window duplicate_sequence, an older
+// epoch producer_fenced. A new leader answers not_ready until it applied its
+// election no-op.
+//
 // Fetch: raw batch bytes from Log.ReadBatches, never past the applied index
 // (applied <= committed, so nothing uncommitted is ever served), written
 // straight behind the reply header. With nothing new the request waits up to

@@ -78,10 +78,14 @@ func (f *snapshotFSM) state() (uint64, []string) {
 
 // snapshotNode is one replica's storage, kept across a stop and restart.
 type snapshotNode struct {
-	log    *memLog
-	stable *memStable
-	fsm    *snapshotFSM
-	store  *snapshot.Store
+	log interface {
+		LogStorage
+		LogResetter
+	}
+	compact func(before uint64) // deletes a log prefix (retention)
+	stable  *memStable
+	fsm     *snapshotFSM
+	store   *snapshot.Store
 }
 
 // snapshotCluster is a 3-node Host cluster whose transport can drop,
@@ -102,9 +106,37 @@ type snapshotCluster struct {
 	lost, twice atomic.Int64 // snapshot messages the lossy transport dropped or duplicated
 }
 
-func newSnapshotCluster(t *testing.T) *snapshotCluster {
+// newSnapshotCluster starts the cluster on memLogs, or on segmentlogs with
+// small segments when onSegmentlog is set.
+func newSnapshotCluster(t *testing.T, onSegmentlog bool) *snapshotCluster {
 	sc := &snapshotCluster{t: t, ids: []uint64{1, 2, 3}, hosts: map[uint64]*Host{}, nodes: map[uint64]*snapshotNode{},
 		rng: rand.New(rand.NewPCG(7, 7))}
+	for _, id := range sc.ids {
+		fs := vfs.NewMem()
+		store, err := snapshot.OpenStore(fs, "snapshots")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &snapshotNode{stable: &memStable{}, fsm: &snapshotFSM{}, store: store}
+		if onSegmentlog {
+			opts := segmentlog.DefaultOptions()
+			opts.SegmentMaxBytes = 2 << 10
+			log, err := segmentlog.Open(fs, "log", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = log.Close() }) // after the host's (LIFO)
+			n.log, n.compact = log, func(before uint64) {
+				if _, err := log.DeleteBefore(before); err != nil {
+					t.Error(err)
+				}
+			}
+		} else {
+			log := newMemLog()
+			n.log, n.compact = log, log.compact
+		}
+		sc.nodes[id] = n
+	}
 	for _, id := range sc.ids {
 		h, err := NewHost(HostConfig{NodeID: id, Send: sc.send, Seed: id})
 		if err != nil {
@@ -112,11 +144,6 @@ func newSnapshotCluster(t *testing.T) *snapshotCluster {
 		}
 		t.Cleanup(func() { _ = h.Close() })
 		sc.hosts[id] = h
-		store, err := snapshot.OpenStore(vfs.NewMem(), "snapshots")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc.nodes[id] = &snapshotNode{log: newMemLog(), stable: &memStable{}, fsm: &snapshotFSM{}, store: store}
 	}
 	for _, id := range sc.ids {
 		sc.start(id)
@@ -246,7 +273,7 @@ func (sc *snapshotCluster) snapshotAndCompact(id uint64) snapshot.Meta {
 		sc.t.Fatal(err)
 	}
 	sc.group(id).SnapshotTaken(meta)
-	n.log.compact(last)
+	n.compact(last)
 	return meta
 }
 
@@ -287,7 +314,12 @@ func (sc *snapshotCluster) otherFollower(leader, lagging uint64) uint64 {
 }
 
 func TestHostFollowerBehindCompactionCatchesUpBySnapshot(t *testing.T) { // §7
-	sc := newSnapshotCluster(t)
+	t.Run("memlog", func(t *testing.T) { testFollowerCatchesUpBySnapshot(t, false) })
+	t.Run("segmentlog", func(t *testing.T) { testFollowerCatchesUpBySnapshot(t, true) })
+}
+
+func testFollowerCatchesUpBySnapshot(t *testing.T, onSegmentlog bool) {
+	sc := newSnapshotCluster(t, onSegmentlog)
 	leader := sc.leader()
 	lagging := sc.otherFollower(leader, 0)
 	leader, meta := sc.lagBehindCompaction(lagging)
@@ -309,7 +341,7 @@ func TestHostFollowerBehindCompactionCatchesUpBySnapshot(t *testing.T) { // §7
 }
 
 func TestHostSnapshotSurvivesLostAndDuplicatedChunks(t *testing.T) {
-	sc := newSnapshotCluster(t)
+	sc := newSnapshotCluster(t, false)
 	lagging := sc.otherFollower(sc.leader(), 0)
 	sc.lagBehindCompaction(lagging)
 	sc.lossy.Store(true)
@@ -330,7 +362,7 @@ func TestHostSnapshotSurvivesLostAndDuplicatedChunks(t *testing.T) {
 // new leader, whose log still holds the entries, catches the follower up
 // with AppendEntries.
 func TestHostLeadershipChangeAbandonsSnapshotTransfer(t *testing.T) {
-	sc := newSnapshotCluster(t)
+	sc := newSnapshotCluster(t, false)
 	lagging := sc.otherFollower(sc.leader(), 0)
 	leader, _ := sc.lagBehindCompaction(lagging)
 	sc.blockChunks.Store(true) // the transfer never completes

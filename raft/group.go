@@ -18,6 +18,11 @@ const (
 	AckCommitted AckMode = iota
 	// AckApplied resolves once this replica's state machine applied it.
 	AckApplied
+	// AckAppendedUnsafe resolves once the leader has appended the entry to
+	// its own log, before it is durable anywhere or replicated: an entry
+	// acknowledged this way is lost if the leader fails before it
+	// commits. For users who choose speed over safety, knowingly.
+	AckAppendedUnsafe
 )
 
 // Proposal is the future of one proposed entry.
@@ -28,6 +33,7 @@ type Proposal struct {
 	mode        AckMode
 	entryType   protocol.EntryType
 	data        []byte
+	resolved    bool // set by resolve; an AckAppendedUnsafe proposal resolves before it commits
 }
 
 // Wait blocks until the proposal resolves or ctx ends, and returns the
@@ -48,6 +54,10 @@ func (p *Proposal) Wait(ctx context.Context) (index, term uint64, err error) {
 func (p *Proposal) Done() <-chan struct{} { return p.done }
 
 func (p *Proposal) resolve(err error) {
+	if p.resolved {
+		return
+	}
+	p.resolved = true
 	p.err = err
 	p.data = nil
 	close(p.done)
@@ -309,6 +319,7 @@ func (g *Group) handleReady(rd ready) error {
 	}
 	if n := len(rd.entries); n > 0 {
 		last := rd.entries[n-1]
+		g.resolveAppended(rd.entries)
 		g.mu.Lock()
 		g.appended = durableMark{term: last.Term, index: last.Index}
 		startSync := !g.syncing
@@ -357,6 +368,20 @@ func persistReady(log LogStorage, stable StableStorage, rd *ready) error {
 		}
 	}
 	return nil
+}
+
+// resolveAppended resolves the AckAppendedUnsafe proposals among entries,
+// which the leader has just appended to its log.
+func (g *Group) resolveAppended(entries []protocol.Entry) {
+	first, last := entries[0].Index, entries[len(entries)-1].Index
+	for _, p := range g.pending {
+		if p.index > last {
+			break
+		}
+		if p.mode == AckAppendedUnsafe && p.index >= first && entries[p.index-first].Term == p.term {
+			p.resolve(nil)
+		}
+	}
 }
 
 // resolveCommitted resolves AckCommitted proposals and queues the entries

@@ -207,3 +207,43 @@ func TestRemoveGroupFailsPendingProposals(t *testing.T) {
 		t.Fatalf("pending proposal after RemoveGroup: %v, want ErrClosed", err)
 	}
 }
+
+// TestAckAppendedUnsafeResolvesBeforeCommit: an AckAppendedUnsafe proposal
+// resolves once the leader appended it, even with no follower reachable, while
+// an AckCommitted one waits for a quorum.
+func TestAckAppendedUnsafeResolvesBeforeCommit(t *testing.T) {
+	tc := newTestCluster(t, []uint64{1, 2, 3}, func(cfg *GroupConfig) { cfg.DisableCheckQuorum = true })
+	leader := tc.leader(t)
+	tc.net.mu.Lock()
+	for id := range tc.hosts {
+		if id != leader {
+			tc.net.cut[id] = true
+		}
+	}
+	tc.net.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	committed := tc.groups[leader].Propose(ctx, protocol.EntryControl, []byte("safe"), AckCommitted)
+	unsafe := tc.groups[leader].Propose(ctx, protocol.EntryControl, []byte("unsafe"), AckAppendedUnsafe)
+	index, _, err := unsafe.Wait(ctx)
+	if err != nil {
+		t.Fatalf("unsafe proposal: %v", err)
+	}
+	if st := tc.groups[leader].Status(); st.CommitIndex >= index {
+		t.Fatalf("commit index %d reached %d with every follower cut off", st.CommitIndex, index)
+	}
+	select {
+	case <-committed.Done():
+		t.Fatal("an AckCommitted proposal resolved without a quorum")
+	default:
+	}
+	tc.net.mu.Lock()
+	clear(tc.net.cut)
+	tc.net.mu.Unlock()
+	if _, _, err := committed.Wait(ctx); err != nil {
+		t.Fatalf("after healing, the committed proposal: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the unsafe entry to commit after healing", func() bool {
+		return tc.groups[leader].Status().CommitIndex >= index
+	})
+}

@@ -64,7 +64,9 @@
 // batches one connection sends enter the log in order. The reply goes out
 // when the entry commits (acks=quorum, the default) or is applied
 // (acks=applied), with the base offset read back by Log.OffsetOfIndex.
-// acks=leader is accepted and currently answered like acks=quorum.
+// acks=leader (unsafe, opt-in) is answered once the leader appended the
+// batch to its own log (raft.AckAppendedUnsafe), before it is durable or
+// replicated.
 //
 // Idempotent produce (dedup.go, docs/adr/0003): a batch with a producer id
 // > 0 is checked against the partition's replicated producer state (last

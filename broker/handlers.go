@@ -175,8 +175,11 @@ func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	mode := raft.AckCommitted
-	if req.Acks == protocol.AcksApplied {
+	switch req.Acks {
+	case protocol.AcksApplied:
 		mode = raft.AckApplied
+	case protocol.AcksLeader: // unsafe, chosen by the producer
+		mode = raft.AckAppendedUnsafe
 	}
 	propose := func() *raft.Proposal { return r.group.Propose(ctx, protocol.EntryRecordBatch, req.Batch, mode) }
 	admitted, apiErr := b.admitBatch(r, header, appendTime, propose)

@@ -70,8 +70,9 @@ func (c HostConfig) withDefaults() HostConfig {
 // DefaultGroupConfig and set GroupID, Voters, Log, Stable and StateMachine.
 type GroupConfig struct {
 	GroupID uint64
-	// Voters is the bootstrap configuration; it is used when the replica
-	// starts from empty storage. (Membership changes come with issue 4.)
+	// Voters is the bootstrap configuration, used until the log holds a
+	// configuration entry (membership.go). A replica joining an existing
+	// group (a new learner) starts with none and learns it from the log.
 	Voters       []uint64
 	Log          LogStorage
 	Stable       StableStorage
@@ -97,6 +98,9 @@ type GroupConfig struct {
 	// MaxApplyBytes bounds one batch handed to StateMachine.Apply.
 	// Default 4 MiB (a batch holds at least one entry).
 	MaxApplyBytes uint64
+	// PromoteMaxLag is how many entries a learner may be behind the
+	// leader's last index for PromoteLearner to accept it. Default 1000.
+	PromoteMaxLag uint64
 	// DisablePreVote turns off PreVote (thesis §9.6). On by default.
 	DisablePreVote bool
 	// DisableCheckQuorum turns off CheckQuorum and the leader lease it
@@ -119,6 +123,7 @@ func DefaultGroupConfig() GroupConfig {
 		MaxInflightMessages: 256,
 		MaxInflightBytes:    64 << 20,
 		MaxApplyBytes:       4 << 20,
+		PromoteMaxLag:       1000,
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -37,8 +36,12 @@ func (r Role) String() string {
 
 // coreConfig configures the deterministic core of one replica.
 type coreConfig struct {
-	ID                  uint64
-	Voters              []uint64
+	ID     uint64
+	Voters []uint64
+	// Configuration, when it has voters, replaces Voters: the configuration
+	// as of the log's FirstIndex-1 (from a snapshot's metadata). Config
+	// entries in the log override it.
+	Configuration       protocol.RaftConfiguration
 	Log                 LogReader
 	HardState           HardState
 	Applied             uint64 // last index the state machine already holds
@@ -78,11 +81,10 @@ type ready struct {
 // goroutines, no I/O besides reading the log, no clock (time comes in as an
 // argument) and randomness from a seeded generator.
 type core struct {
-	cfg    coreConfig
-	id     uint64
-	voters quorum.Majority
-	log    raftLog
-	rand   *rand.Rand
+	cfg  coreConfig
+	id   uint64
+	log  raftLog
+	rand *rand.Rand
 
 	term, vote uint64
 	role       Role
@@ -122,6 +124,9 @@ type core struct {
 	snapshotRequests []snapshotRequest
 	snapshotIndex    uint64 // last snapshot installed into this replica
 
+	// Membership (membership.go).
+	membership
+
 	hardStateDirty bool
 	msgs           []protocol.RaftMessage
 }
@@ -152,14 +157,13 @@ func (e *NotLeaderError) Error() string {
 
 func newCore(cfg coreConfig, now time.Duration) *core {
 	c := &core{
-		cfg:    cfg,
-		id:     cfg.ID,
-		voters: quorum.Majority(slices.Clone(cfg.Voters)),
-		log:    raftLog{storage: cfg.Log},
-		rand:   rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
-		term:   cfg.HardState.Term,
-		vote:   cfg.HardState.Vote,
-		now:    now,
+		cfg:  cfg,
+		id:   cfg.ID,
+		log:  raftLog{storage: cfg.Log},
+		rand: rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
+		term: cfg.HardState.Term,
+		vote: cfg.HardState.Vote,
+		now:  now,
 	}
 	last := c.log.lastIndex()
 	// What the log holds when the replica starts is what survived, so it
@@ -168,11 +172,10 @@ func newCore(cfg coreConfig, now time.Duration) *core {
 	c.durable = last
 	c.commit = min(max(cfg.HardState.Commit, cfg.Applied), last)
 	c.handedOut = min(cfg.Applied, last)
+	c.loadConfiguration()
 	c.becomeFollower(c.term, 0)
 	return c
 }
-
-func (c *core) quorumSize() int { return c.voters.Size() }
 
 func (c *core) randomizedElectionTimeout() time.Duration {
 	et := c.cfg.ElectionTimeout
@@ -236,7 +239,7 @@ func (c *core) campaign(preVote, force bool) {
 		return
 	}
 	lastIndex, lastTerm := c.log.lastIndex(), c.log.lastTerm()
-	for _, id := range c.voters {
+	for _, id := range c.voterIDs {
 		if id != c.id {
 			c.send(protocol.RaftMessage{To: id, Type: voteType, Term: campaignTerm, Index: lastIndex, LogTerm: lastTerm, Force: force})
 		}
@@ -257,23 +260,20 @@ func (c *core) becomeLeader() {
 	c.votes = nil
 	c.transferee = 0
 	last := c.log.lastIndex()
-	c.progress = make(map[uint64]*progress, len(c.voters))
-	c.matchScratch = make([]uint64, 0, len(c.voters))
-	for _, id := range c.voters {
-		p := &progress{next: last + 1, inflights: inflights{maxCount: c.cfg.MaxInflightMessages, maxBytes: c.cfg.MaxInflightBytes}}
-		if id == c.id {
-			p.match = c.durable
-			p.state = replicateState
-		}
-		c.progress[id] = p
-	}
+	c.progress = make(map[uint64]*progress, len(c.members)+1)
+	c.matchScratch = make([]uint64, 0, len(c.members))
+	self := &progress{match: c.durable, next: last + 1, state: replicateState}
+	c.progress[c.id] = self
+	c.updateProgress()
 	c.heartbeatDeadline = c.now + c.cfg.HeartbeatInterval
 	c.checkQuorumAt = c.now + c.cfg.ElectionTimeout
 	// A new leader appends a no-op so that it can commit entries of
 	// earlier terms by committing one of its own (§5.4.2, §8).
 	c.log.append(protocol.Entry{Index: last + 1, Term: c.term, Type: protocol.EntryNoop})
 	c.maybeCommit()
-	c.broadcastAppend()
+	if c.role == RoleLeader {
+		c.broadcastAppend()
+	}
 }
 
 // inLease reports whether this replica heard from a live leader within an
@@ -425,6 +425,12 @@ func (c *core) tick(now time.Duration) {
 	}
 	if c.role != RoleLeader {
 		if c.now >= c.electionDeadline {
+			if !c.voters.Contains(c.id) {
+				// A learner, or a node outside the configuration, never
+				// campaigns; it just waits for the next deadline.
+				c.electionDeadline = c.now + c.randomizedElectionTimeout()
+				return
+			}
 			c.campaign(!c.cfg.DisablePreVote, false)
 		}
 		return
@@ -448,14 +454,15 @@ func (c *core) tick(now time.Duration) {
 // quorumActive reports whether a majority (this leader included) was heard
 // from since the previous check, and starts a new round (CheckQuorum).
 func (c *core) quorumActive() bool {
-	active := 0
+	active := make(map[uint64]bool, len(c.progress))
 	for id, p := range c.progress {
 		if id == c.id || p.recentActive {
-			active++
+			active[id] = true
 		}
 		p.recentActive = false
 	}
-	return active >= c.quorumSize()
+	// Under a joint configuration both halves must be active.
+	return c.voters.Tally(active) == quorum.VoteWon
 }
 
 // deadline is the time the core wants tick to be called next.
@@ -483,6 +490,11 @@ func (c *core) propose(ents []protocol.Entry, now time.Duration) (first, term ui
 	if c.transferee != 0 {
 		return 0, 0, ErrTransferring
 	}
+	for i := range ents {
+		if ents[i].Type == protocol.EntryConfig {
+			return 0, 0, ErrConfigEntry
+		}
+	}
 	first = c.log.lastIndex() + 1
 	for i := range ents {
 		ents[i].Index = first + uint64(i)
@@ -502,7 +514,7 @@ func (c *core) transferLeadership(to uint64, now time.Duration) error {
 	if to == c.id {
 		return nil
 	}
-	if !c.voters.Contains(to) {
+	if !c.voters.Incoming.Contains(to) {
 		return fmt.Errorf("%w: %d", ErrNotVoter, to)
 	}
 	if c.transferee == to {
@@ -582,5 +594,8 @@ func (c *core) status() Status {
 		LastIndex:   c.log.lastIndex(),
 		Transferee:  c.transferee,
 		ReadRounds:  c.readRounds,
+
+		Configuration:      c.conf,
+		ConfigurationIndex: c.confIndex(),
 	}
 }

@@ -95,8 +95,10 @@ type Group struct {
 	newTransfer []*transferRequest
 	notice      durableMark // latest durable notice not yet given to the core
 	newReads    []*readRequest
-	readSeq     uint64
-	status      Status
+	// newMembership holds membership changes not yet given to the core.
+	newMembership []*membershipRequest
+	readSeq       uint64
+	status        Status
 
 	// Log sync state (guarded by mu).
 	appended durableMark // last entry appended to the log
@@ -113,10 +115,12 @@ type Group struct {
 	core      *core
 	pending   []*Proposal // proposed, not yet committed, in index order
 	transfers []*transferRequest
-	reads     map[uint64]*readRequest // handed to the core, by id
-	inboxBuf  []protocol.RaftMessage
-	propBuf   []*Proposal
-	entryBuf  []protocol.Entry
+	// membership holds changes the core accepted, until they finish.
+	membership []*membershipRequest
+	reads      map[uint64]*readRequest // handed to the core, by id
+	inboxBuf   []protocol.RaftMessage
+	propBuf    []*Proposal
+	entryBuf   []protocol.Entry
 
 	// InstallSnapshot streaming (snapshot_driver.go), guarded by mu.
 	snap snapshotDriver
@@ -208,7 +212,7 @@ func (g *Group) scheduleLocked() {
 }
 
 func (g *Group) hasWorkLocked() bool {
-	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0 || g.snap.hasWork()
+	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0 || len(g.newMembership) > 0 || g.snap.hasWork()
 }
 
 // process runs the core on everything that arrived, then carries out its
@@ -223,6 +227,8 @@ func (g *Group) process() {
 	}
 	msgs, props, transfers, reads := g.inbox, g.proposals, g.newTransfer, g.newReads
 	g.inbox, g.proposals, g.newTransfer, g.newReads = g.inboxBuf[:0], g.propBuf[:0], nil, nil
+	membership := g.newMembership
+	g.newMembership = nil
 	notice, tickDue := g.notice, g.tickDue
 	g.notice, g.tickDue = durableMark{}, false
 	g.mu.Unlock()
@@ -252,6 +258,7 @@ func (g *Group) process() {
 		t.deadline = now + 2*g.cfg.ElectionTimeout
 		g.transfers = append(g.transfers, t)
 	}
+	g.startMembershipChanges(membership, now)
 	err := snapshotErr
 	for err == nil && c.hasReady() {
 		err = g.handleReady(c.takeReady())
@@ -264,6 +271,7 @@ func (g *Group) process() {
 	}
 	st := c.status()
 	g.checkTransfers(st, now)
+	g.checkMembershipChanges(st)
 	g.checkSnapshotLeadership(st)
 	g.host.setDeadline(g, c.deadline())
 
@@ -521,6 +529,8 @@ func (g *Group) close(err error) {
 	g.applyWaiters = nil
 	newTransfers := g.newTransfer
 	g.newTransfer = nil
+	newMembership := g.newMembership
+	g.newMembership = nil
 	reads := append(g.newReads, g.readWaiters...)
 	g.newReads, g.readWaiters = nil, nil
 	g.mu.Unlock()
@@ -536,6 +546,9 @@ func (g *Group) close(err error) {
 	}
 	for _, t := range newTransfers {
 		t.done <- err
+	}
+	for _, r := range newMembership {
+		r.done <- err
 	}
 	// pending and transfers belong to the worker; a worker in process()
 	// sees closed on its next run. Resolve them here only when no worker
@@ -559,6 +572,10 @@ func (g *Group) failOwned(err error) {
 		t.done <- err
 	}
 	g.transfers = nil
+	for _, r := range g.membership {
+		r.done <- err
+	}
+	g.membership = nil
 	for _, r := range g.reads {
 		r.resolve(0, err)
 	}

@@ -38,6 +38,7 @@ func (c *core) handleAppend(m *protocol.RaftMessage) {
 		// Only a conflicting entry truncates; entries after the message's
 		// last entry stay when everything matched.
 		c.log.truncateAndAppend(m.Entries[conflict-m.Index-1:])
+		c.configurationsAppended(conflict, m.Entries[conflict-m.Index-1:])
 		c.durable = min(c.durable, conflict-1)
 		c.leaderMatch = min(c.leaderMatch, conflict-1)
 	}
@@ -123,6 +124,9 @@ func (c *core) handleAppendResponse(m *protocol.RaftMessage, p *progress) {
 		p.becomeProbe()
 	}
 	if c.maybeCommit() {
+		if c.role != RoleLeader {
+			return // removed by the configuration it just committed
+		}
 		c.broadcastAppend()
 	} else {
 		c.sendAppend(m.From, p)
@@ -148,11 +152,12 @@ func (c *core) maybeCommit() bool {
 	if len(c.reads) > 0 {
 		c.maybeStartReadRound()
 	}
+	c.configurationCommitted()
 	return true
 }
 
 func (c *core) broadcastAppend() {
-	for _, id := range c.voters {
+	for _, id := range c.members {
 		if id != c.id {
 			c.sendAppend(id, c.progress[id])
 		}
@@ -197,7 +202,7 @@ func (c *core) sendAppend(to uint64, p *progress) {
 }
 
 func (c *core) broadcastHeartbeat() {
-	for _, id := range c.voters {
+	for _, id := range c.members {
 		if id == c.id {
 			continue
 		}

@@ -76,6 +76,11 @@ func (c *core) snapshotInstalled(from, index, term uint64, action snapshotAction
 		c.leaderMatch = index
 		c.leaderCommit = max(c.leaderCommit, index)
 		c.snapshotIndex = index
+		// Configurations of the discarded log are gone (the driver set the
+		// snapshot's own with restoreConfiguration first).
+		if c.revertConfigurations(index + 1) {
+			c.setConfiguration()
+		}
 	}
 	ack := max(c.commit, min(c.durable, c.leaderMatch))
 	c.ackSent = max(c.ackSent, ack)

@@ -428,6 +428,7 @@ func (g *Group) installSnapshot(rs receivedSnapshot) error {
 			return fmt.Errorf("raft: reset log after snapshot %v: %w", meta.ID(), err)
 		}
 		g.releaseApply(meta.Index)
+		g.core.restoreConfiguration(meta.Index, snapshotConfiguration(meta.Configuration))
 		g.host.cfg.Logger.Info("raft: snapshot restored", "group", g.id, "snapshot", meta.ID())
 	}
 	g.core.snapshotInstalled(rs.from, meta.Index, meta.Term, action)

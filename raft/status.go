@@ -1,5 +1,7 @@
 package raft
 
+import "github.com/raftmq/raftmq/protocol"
+
 // Status is a snapshot of one replica of a group.
 type Status struct {
 	ID           uint64 // this node
@@ -15,4 +17,10 @@ type Status struct {
 	// ReadRounds counts the ReadIndex heartbeat rounds this replica started
 	// as leader since it started (concurrent reads share rounds).
 	ReadRounds uint64
+	// Configuration is the configuration in effect (the newest appended
+	// one; §6 takes effect when appended). Its slices must not be modified.
+	Configuration protocol.RaftConfiguration
+	// ConfigurationIndex is the index of the entry that set it (0 when it
+	// comes from the bootstrap configuration or a snapshot).
+	ConfigurationIndex uint64
 }

@@ -151,6 +151,7 @@ func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreC
 	return coreConfig{
 		ID:                  nodeID,
 		Voters:              c.Voters,
+		Configuration:       c.snapshotBaseConfiguration(),
 		Log:                 c.Log,
 		HardState:           hs,
 		Applied:             c.Applied,
@@ -164,4 +165,19 @@ func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreC
 		DisableCheckQuorum:  c.DisableCheckQuorum,
 		Seed:                seed,
 	}
+}
+
+// snapshotBaseConfiguration is the configuration of the newest stored
+// snapshot that covers the log's compacted prefix (index at least
+// FirstIndex-1), the base under the log's own config entries on restart;
+// the zero configuration when there is none.
+func (c *GroupConfig) snapshotBaseConfiguration() protocol.RaftConfiguration {
+	if c.Snapshots == nil {
+		return protocol.RaftConfiguration{}
+	}
+	info, ok := c.Snapshots.Latest()
+	if !ok || info.Meta.Index+1 < c.Log.FirstIndex() {
+		return protocol.RaftConfiguration{}
+	}
+	return snapshotConfiguration(info.Meta.Configuration)
 }

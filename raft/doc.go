@@ -106,6 +106,32 @@
 // than the log's last index: on restart the owner restores from Latest()
 // and calls ResetOffsets itself before AddGroup (with Applied = its index).
 //
-// Membership changes and learners come with issue 4: the configuration
-// will become a quorum.Majority pair (joint consensus).
+// # Membership (membership.go, membership_driver.go, bootstrap.go)
+//
+// The configuration (protocol.RaftConfiguration: voters, outgoing voters,
+// learners) is data in the log, one whole configuration per EntryConfig
+// entry. It takes effect when appended and is reverted when a truncation
+// removes it (§6). Voter changes go through joint consensus
+// (quorum.Joint): Group.ChangeMembership appends C_old,new, the leader
+// appends C_new once that commits, and ChangeMembership returns when C_new
+// is committed; commit, elections, CheckQuorum and ReadIndex confirmation
+// need majorities of both halves meanwhile. Group.AddLearner adds a
+// non-voter that receives the log and snapshots but never counts toward a
+// quorum and never campaigns (neither does a node outside the
+// configuration); Group.PromoteLearner promotes one within
+// GroupConfig.PromoteMaxLag entries of the leader. One change at a time, and
+// a new leader makes none before it commits an entry of its own term. A
+// leader not in C_new steps down once C_new commits. Propose refuses
+// EntryConfig entries (ErrConfigEntry). EntryConfig entries reach the
+// state machine like any other committed entry; it may ignore them.
+//
+// Formation: Bootstrap writes the first configuration into empty storage
+// on one or all initial servers (ErrAlreadyBootstrapped otherwise);
+// GroupConfig.Voters remains a bootstrap without a log entry, used until a
+// config entry exists. On start a replica takes the newest config entry in
+// its log (scanning back from the end to the newest committed one), else
+// the Configuration of the newest stored snapshot that covers the log's
+// compacted prefix, else Voters. A snapshot's owner should record the
+// configuration as of its index in snapshot.Meta.Configuration; a follower
+// that restores a snapshot takes its configuration from there.
 package raft

@@ -1,7 +1,7 @@
 // Package quorum computes majority decisions for a Raft configuration: the
 // highest index a majority has durably (commit, §5.3/§5.4.2) and the outcome
-// of an election (§5.2). The functions are pure and allocation-light; joint
-// configurations (issue 4) will combine two Majority values.
+// of an election (§5.2). The functions are pure and allocation-light; a
+// joint configuration (C_old,new, §6) combines two Majority values (Joint).
 package quorum
 
 import "slices"

@@ -1,0 +1,81 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// Through the Group API: a new server joins as a learner (started with no
+// configuration), is promoted once caught up, and the leader removes
+// itself; it steps down once C_new commits and the others carry on.
+func TestHostLearnerJoinsIsPromotedAndLeaderRemovesItself(t *testing.T) {
+	calls := 0
+	tc := newTestCluster(t, []uint64{1, 2, 3, 4}, func(cfg *GroupConfig) {
+		calls++
+		cfg.Voters = []uint64{1, 2, 3}
+		if calls == 4 {
+			cfg.Voters = nil // node 4 joins later and learns the configuration
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader := tc.leader(t)
+	g := tc.groups[leader]
+	for i := range 20 {
+		if _, _, err := g.Propose(ctx, protocol.EntryControl, []byte{byte(i)}, AckCommitted).Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.PromoteLearner(ctx, 4); !errors.Is(err, ErrInvalidMembership) {
+		t.Fatalf("promote a non-member: %v, want ErrInvalidMembership", err)
+	}
+	if err := g.AddLearner(ctx, 4); err != nil {
+		t.Fatalf("AddLearner: %v", err)
+	}
+	waitFor(t, 10*time.Second, "learner 4 to catch up", func() bool {
+		st := tc.groups[4].Status()
+		return st.AppliedIndex >= g.Status().CommitIndex && slices.Equal(st.Configuration.Learners, []uint64{4})
+	})
+	if st := tc.groups[4].Status(); st.Role != RoleFollower {
+		t.Fatalf("learner role %v", st.Role)
+	}
+	if err := g.PromoteLearner(ctx, 4); err != nil {
+		t.Fatalf("PromoteLearner: %v", err)
+	}
+	if st := g.Status(); !slices.Equal(st.Configuration.Voters, []uint64{1, 2, 3, 4}) || st.Configuration.Joint() {
+		t.Fatalf("after promotion: %+v", st.Configuration)
+	}
+	if err := g.ChangeMembership(ctx, MembershipChange{Remove: []uint64{leader}}); err != nil {
+		t.Fatalf("remove the leader: %v", err)
+	}
+	if st := g.Status(); st.Role == RoleLeader || slices.Contains(st.Configuration.Voters, leader) {
+		t.Fatalf("removed leader: role %v conf %+v", st.Role, st.Configuration)
+	}
+	var next uint64
+	waitFor(t, 10*time.Second, "a new leader", func() bool {
+		for id, other := range tc.groups {
+			if id != leader && other.Status().Role == RoleLeader {
+				next = id
+				return true
+			}
+		}
+		return false
+	})
+	var index uint64
+	waitFor(t, 10*time.Second, "a proposal at the new leader", func() bool {
+		var err error
+		index, _, err = tc.groups[next].Propose(ctx, protocol.EntryControl, []byte("after"), AckCommitted).Wait(ctx)
+		return err == nil
+	})
+	for id, other := range tc.groups {
+		if id == leader {
+			continue
+		}
+		waitFor(t, 10*time.Second, "the remaining members to commit", func() bool { return other.Status().CommitIndex >= index })
+	}
+}

@@ -66,6 +66,10 @@ type simConfig struct {
 	// state without ReadIndex: the broken read path the check must catch.
 	readEvery  time.Duration
 	staleReads bool
+
+	// membershipEvery makes the leader start a random membership change
+	// this often (0: none; sim_membership_test.go).
+	membershipEvery time.Duration
 }
 
 func defaultSimConfig(seed uint64, nodes int) simConfig {
@@ -92,6 +96,7 @@ func defaultSimConfig(seed uint64, nodes int) simConfig {
 
 type simStats struct {
 	steps, crashes, partitions, elections, committed int
+	membershipChanges                                int
 	virtual                                          time.Duration
 }
 
@@ -101,6 +106,7 @@ func (s *simStats) add(o simStats) {
 	s.partitions += o.partitions
 	s.elections += o.elections
 	s.committed += o.committed
+	s.membershipChanges += o.membershipChanges
 	s.virtual += o.virtual
 }
 
@@ -126,6 +132,7 @@ const (
 	evFault
 	evPropose
 	evRead
+	evMembership
 )
 
 type simEvent struct {
@@ -257,6 +264,9 @@ func newSim(cfg simConfig) *sim {
 	s.schedule(&simEvent{at: cfg.proposeEvery, kind: evPropose})
 	if cfg.readEvery > 0 {
 		s.schedule(&simEvent{at: cfg.readEvery, kind: evRead})
+	}
+	if cfg.membershipEvery > 0 {
+		s.schedule(&simEvent{at: cfg.membershipEvery, kind: evMembership})
 	}
 	return s
 }
@@ -443,6 +453,11 @@ func (s *sim) handle(e *simEvent) {
 		s.read()
 		if s.faults {
 			s.schedule(&simEvent{at: s.now + s.cfg.readEvery, kind: evRead})
+		}
+	case evMembership:
+		s.changeMembership()
+		if s.faults {
+			s.schedule(&simEvent{at: s.now + s.cfg.membershipEvery, kind: evMembership})
 		}
 	}
 }
@@ -755,6 +770,9 @@ func (s *sim) checkLiveness() {
 		} else {
 			done := true
 			for _, n := range s.nodes {
+				if !s.isMember(proposer, n) {
+					continue // removed: it no longer receives the log
+				}
 				if n.lastApplied < max(target, s.maxAcked) {
 					done = false
 				}
@@ -770,6 +788,9 @@ func (s *sim) checkLiveness() {
 	}
 	// Every acknowledged proposal is in every log, at its index.
 	for _, n := range s.nodes {
+		if !s.isMember(proposer, n) {
+			continue
+		}
 		for index := uint64(1); index <= uint64(len(s.committed)); index++ {
 			if a, ok := s.acked[index]; ok && n.core.log.term(index) != a.term {
 				s.violate("lost acknowledged proposal", "node %d lacks acknowledged entry %d after healing (target %d)%s", n.id, index, target, s.describe())

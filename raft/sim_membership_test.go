@@ -1,0 +1,102 @@
+package raft
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// Random membership changes in the simulation (issue 4): the leader adds
+// learners, promotes them, removes voters (itself included) and swaps
+// several servers at once, never going below 3 voters, while the network
+// is faulty and nodes crash. Election safety, log matching, state machine
+// safety and leader completeness are checked as in every run; liveness at
+// the end requires every member of the final configuration to apply.
+
+const simMinVoters = 3
+
+// isMember reports whether n is a voter or learner in leader's configuration.
+func (s *sim) isMember(leader, n *simNode) bool {
+	return leader == nil || slices.Contains(leader.core.members, n.id)
+}
+
+func (s *sim) changeMembership() {
+	var leader *simNode
+	for _, n := range s.nodes {
+		if n.alive && n.core.role == RoleLeader && n.core.inLease() {
+			leader = n
+		}
+	}
+	if leader == nil {
+		return
+	}
+	c := leader.core
+	voters, learners := c.conf.Voters, c.conf.Learners
+	var outside []uint64
+	for _, id := range s.voters {
+		if !slices.Contains(c.members, id) {
+			outside = append(outside, id)
+		}
+	}
+	pick := func(ids []uint64) uint64 { return ids[s.rand.IntN(len(ids))] }
+	var change confChange
+	switch op := s.rand.IntN(5); {
+	case op == 0 && len(outside) > 0:
+		change = confChange{kind: addLearners, add: []uint64{pick(outside)}}
+	case op == 1 && len(learners) > 0:
+		change = confChange{kind: promoteLearner, add: []uint64{pick(learners)}, maxLag: 64}
+	case op == 2 && len(voters) > simMinVoters:
+		change = confChange{kind: changeVoters, remove: []uint64{pick(voters)}}
+	case op == 3 && len(voters) > simMinVoters-1 && len(voters) > 1:
+		// Remove the leader itself when that leaves enough voters, else
+		// swap it for another server.
+		change = confChange{kind: changeVoters, remove: []uint64{c.id}}
+		if len(voters) == simMinVoters {
+			candidates := append(slices.Clone(learners), outside...)
+			if len(candidates) == 0 {
+				return
+			}
+			change.add = []uint64{pick(candidates)}
+		}
+	case op == 4:
+		// Several at once: swap up to two voters for two other servers.
+		candidates := append(slices.Clone(learners), outside...)
+		s.rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+		gone := slices.Clone(voters)
+		s.rand.Shuffle(len(gone), func(i, j int) { gone[i], gone[j] = gone[j], gone[i] })
+		k := min(2, len(candidates))
+		if k == 0 {
+			return
+		}
+		change = confChange{kind: changeVoters, add: candidates[:k], remove: gone[:min(k, len(gone)+k-simMinVoters)]}
+	default:
+		return
+	}
+	if _, _, err := c.changeMembership(change, s.now); err == nil {
+		s.stats.membershipChanges++
+	}
+	s.drive(leader)
+	if len(c.voters.Incoming) < simMinVoters {
+		s.violate("membership", "node %d changed to %d voters: %+v", c.id, len(c.voters.Incoming), c.conf)
+	}
+}
+
+func TestSimulationWithMembershipChanges(t *testing.T) {
+	var total simStats
+	start := time.Now()
+	for i, seed := range simCorpus {
+		if i%(2*simCorpusScale) != 0 {
+			continue
+		}
+		cfg := defaultSimConfig(seed, 5)
+		cfg.membershipEvery = 30 * time.Millisecond
+		total.add(runSimSeed(t, cfg))
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	if total.membershipChanges == 0 {
+		t.Fatal("no membership change was made")
+	}
+	t.Logf("membership simulation: changes=%d elections=%d committed=%d wall=%v", total.membershipChanges, total.elections, total.committed, time.Since(start).Round(time.Millisecond))
+}

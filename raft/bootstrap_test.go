@@ -88,4 +88,22 @@ func TestRestartRecoversConfigurationFromSnapshotPlusLog(t *testing.T) {
 	if !slices.Equal(c.conf.Voters, promoted.Voters) || c.confIndex() != 11 {
 		t.Fatalf("configuration from snapshot plus log: %+v at %d", c.conf, c.confIndex())
 	}
+	// The scan stops at the snapshot's index: a log that still holds the
+	// entries the snapshot covers is not read below it (an undecodable
+	// config entry there is never seen).
+	full := newMemLog()
+	for i := uint64(1); i <= 10; i++ {
+		e := protocol.Entry{Index: i, Term: 1, Type: protocol.EntryNoop}
+		if i == 5 {
+			e.Type, e.Data = protocol.EntryConfig, []byte("not a configuration")
+		}
+		if err := full.Append([]protocol.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Log = full
+	c = newCore(cfg.coreConfig(1, HardState{Term: 1, Commit: 10}, 1), 0)
+	if c.log.err != nil || !slices.Equal(c.conf.Voters, []uint64{1, 2, 3}) || c.confIndex() != 10 {
+		t.Fatalf("scan went below the snapshot: err %v conf %+v at %d", c.log.err, c.conf, c.confIndex())
+	}
 }

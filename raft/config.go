@@ -148,10 +148,12 @@ func (c *GroupConfig) Validate() error {
 }
 
 func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreConfig {
+	base, baseIndex := c.snapshotBaseConfiguration()
 	return coreConfig{
 		ID:                  nodeID,
+		Configuration:       base,
+		ConfigurationIndex:  baseIndex,
 		Voters:              c.Voters,
-		Configuration:       c.snapshotBaseConfiguration(),
 		Log:                 c.Log,
 		HardState:           hs,
 		Applied:             c.Applied,
@@ -171,13 +173,17 @@ func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreC
 // snapshot that covers the log's compacted prefix (index at least
 // FirstIndex-1), the base under the log's own config entries on restart;
 // the zero configuration when there is none.
-func (c *GroupConfig) snapshotBaseConfiguration() protocol.RaftConfiguration {
+func (c *GroupConfig) snapshotBaseConfiguration() (protocol.RaftConfiguration, uint64) {
 	if c.Snapshots == nil {
-		return protocol.RaftConfiguration{}
+		return protocol.RaftConfiguration{}, 0
 	}
 	info, ok := c.Snapshots.Latest()
 	if !ok || info.Meta.Index+1 < c.Log.FirstIndex() {
-		return protocol.RaftConfiguration{}
+		return protocol.RaftConfiguration{}, 0
 	}
-	return snapshotConfiguration(info.Meta.Configuration)
+	conf := snapshotConfiguration(info.Meta.Configuration)
+	if len(conf.Voters) == 0 {
+		return conf, 0
+	}
+	return conf, info.Meta.Index
 }

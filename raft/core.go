@@ -41,7 +41,10 @@ type coreConfig struct {
 	// Configuration, when it has voters, replaces Voters: the configuration
 	// as of the log's FirstIndex-1 (from a snapshot's metadata). Config
 	// entries in the log override it.
-	Configuration       protocol.RaftConfiguration
+	Configuration protocol.RaftConfiguration
+	// ConfigurationIndex is the index Configuration is as of (a
+	// snapshot's); the start-up scan of the log stops there.
+	ConfigurationIndex  uint64
 	Log                 LogReader
 	HardState           HardState
 	Applied             uint64 // last index the state machine already holds

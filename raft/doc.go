@@ -132,6 +132,10 @@
 // its log (scanning back from the end to the newest committed one), else
 // the Configuration of the newest stored snapshot that covers the log's
 // compacted prefix, else Voters. A snapshot's owner should record the
-// configuration as of its index in snapshot.Meta.Configuration; a follower
-// that restores a snapshot takes its configuration from there.
+// configuration as of its index in snapshot.Meta.Configuration (the newest
+// EntryConfig entry its state machine applied, decoded with
+// protocol.DecodeRaftConfiguration); a follower that restores a snapshot
+// takes its configuration from there. The start-up scan reads the log back
+// to its newest config entry, stopping at the covering snapshot's index (at
+// the log's first index without one).
 package raft

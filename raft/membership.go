@@ -79,15 +79,17 @@ func (c *core) confIndex() uint64 { return c.history[len(c.history)-1].index }
 // loadConfiguration sets the configuration at start: the newest config
 // entry of the log, or the configured one (snapshot or bootstrap). It scans
 // the log backwards until it passes a config entry at or below the commit
-// index (entries above it may still be truncated and reverted).
+// index (entries above it may still be truncated and reverted), or reaches
+// the base's index (a snapshot's configuration covers what precedes it).
 func (c *core) loadConfiguration() {
-	base := c.cfg.Configuration
+	base, baseIndex := c.cfg.Configuration, c.cfg.ConfigurationIndex
 	if len(base.Voters) == 0 {
-		base = protocol.RaftConfiguration{Voters: sortedIDs(c.cfg.Voters)}
+		base, baseIndex = protocol.RaftConfiguration{Voters: sortedIDs(c.cfg.Voters)}, 0
 	}
-	c.history = []configurationAt{{conf: base}}
+	c.history = []configurationAt{{index: baseIndex, conf: base}}
 	var found []configurationAt
-	first := c.log.firstIndex()
+	// Entries up to baseIndex are covered by the base (a snapshot's).
+	first := max(c.log.firstIndex(), baseIndex+1)
 	const chunk = 64
 	for hi := c.log.lastIndex() + 1; hi > first && c.log.err == nil; {
 		lo := max(first, hi-min(hi, chunk))

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/raftmq/raftmq/raft/quorum"
 )
 
 // Random membership changes in the simulation (issue 4): the leader adds
@@ -99,4 +101,26 @@ func TestSimulationWithMembershipChanges(t *testing.T) {
 		t.Fatal("no membership change was made")
 	}
 	t.Logf("membership simulation: changes=%d elections=%d committed=%d wall=%v", total.membershipChanges, total.elections, total.committed, time.Since(start).Round(time.Millisecond))
+}
+
+// checkCommitQuorum checks, when a leader's commit index advances, that
+// the voters holding the committed entry durably (by the simulation's own
+// view of every node's log) form a quorum of the leader's configuration —
+// both majorities under a joint configuration; learners are never counted.
+func (s *sim) checkCommitQuorum(leader *simNode) {
+	c := leader.core
+	index := c.commit
+	if uint64(len(leader.chain)) <= index || c.log.term(index) != c.term {
+		return
+	}
+	want := leader.chain[index]
+	holders := map[uint64]bool{}
+	for _, m := range s.nodes {
+		if m.core.durable >= index && uint64(len(m.chain)) > index && m.chain[index] == want {
+			holders[m.id] = true
+		}
+	}
+	if c.voters.Tally(holders) != quorum.VoteWon {
+		s.violate("commit quorum", "node %d committed %d in term %d held durably only by %v; configuration %+v", leader.id, index, c.term, holders, c.conf)
+	}
 }

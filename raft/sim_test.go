@@ -681,6 +681,9 @@ func (s *sim) checkNode(n *simNode) {
 		return
 	}
 	c := n.core
+	if c.role == RoleLeader && c.commit > n.lastCommit {
+		s.checkCommitQuorum(n)
+	}
 	if c.commit < n.lastCommit {
 		s.violate("monotonic commit", "node %d commit went from %d to %d", n.id, n.lastCommit, c.commit)
 		return

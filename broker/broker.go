@@ -490,12 +490,16 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
-	state, applied, err := recoverPartitionState(log, hs.Commit)
+	snapshots, err := openSnapshotStore(dir)
 	if err != nil {
 		log.Close()
 		return err
 	}
-	snapshots, err := openSnapshotStore(dir)
+	if err := resumeInterruptedRestore(snapshots, log); err != nil {
+		log.Close()
+		return err
+	}
+	state, applied, err := recoverPartitionState(log, hs.Commit)
 	if err != nil {
 		log.Close()
 		return err
@@ -511,7 +515,9 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
-	group, err := b.host.AddGroup(b.groupConfig(p.GroupID, p.Replicas, timedLog{log, b.metrics.fsyncLatency}, state, applied))
+	groupConfig := b.groupConfig(p.GroupID, p.Replicas, timedLog{log, b.metrics.fsyncLatency}, state, applied)
+	groupConfig.Snapshots = snapshots
+	group, err := b.host.AddGroup(groupConfig)
 	if err != nil {
 		log.Close()
 		return fmt.Errorf("broker: start raft group %d: %w", p.GroupID, err)

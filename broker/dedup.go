@@ -271,11 +271,15 @@ func (p *producerState) records() map[int64]*producerRecord {
 	return out
 }
 
-// restore replaces the applied state with a snapshot's, writing it into
-// batch (the caller deleted the old keys in it).
-func (p *producerState) restore(batch *pebble.Batch, records map[int64]*producerRecord) {
+// restore replaces the applied state with a snapshot's, as of an entry of
+// term, writing it into batch (the caller deleted the old keys in it).
+// Batches in flight belong to a leader term this replica no longer leads
+// in (only a follower restores), so they are forgotten.
+func (p *producerState) restore(batch *pebble.Batch, records map[int64]*producerRecord, term uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.appliedTerm = max(p.appliedTerm, term)
+	clear(p.inflight)
 	p.applied = make(map[int64]*producerRecord, len(records))
 	for id, rec := range records {
 		if rec == nil {

@@ -273,7 +273,7 @@ func TestDedupStatePersistsAndSurvivesSnapshot(t *testing.T) {
 	// A snapshot's records restore into an empty replica.
 	restored := newProducerState(h.state.store, 9, nil)
 	batch := h.db.NewBatch()
-	restored.restore(batch, h.state.records())
+	restored.restore(batch, h.state.records(), 1)
 	if err := batch.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}

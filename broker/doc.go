@@ -133,12 +133,33 @@
 //
 // retention.go: every CheckInterval each replica computes the first index
 // its topic's policy keeps (age, bytes; topic overrides, broker defaults),
-// caps it at what every replica of the partition reports applied (no
-// InstallSnapshot yet: issue 4), writes a consumer-state snapshot
-// (snapshot.Store in <replica dir>.snapshots) as of its applied index when
-// none covers the segments, deletes the covered sealed segments and prunes
-// old snapshots. A restart whose stored consumer state is older than the
-// log start restores the newest snapshot first.
+// writes a consumer-state snapshot (snapshot.Store in <replica
+// dir>.snapshots, also the raft group's GroupConfig.Snapshots) as of its
+// applied index when none covers the segments, reports it to the group
+// (Group.SnapshotTaken), deletes the covered sealed segments and prunes old
+// snapshots, keeping the newest that covers the log start. A restart whose
+// stored consumer state is older than the log start restores the newest
+// snapshot first.
+//
+// Retention does not wait for the other replicas (it used to stop at what
+// every replica reported applied, so one broker that was down held back
+// every partition it replicates and filled the disks). That is safe
+// because a replica that needs deleted entries catches up by
+// InstallSnapshot: the leader streams its newest snapshot, which covers its
+// log start and sits at a committed index; the replica restores its state
+// machine from it (partitionStateMachine.Restore: group offsets and
+// producer state, applied index, high watermark = Meta.NextOffset), the
+// raft driver resets its log (segmentlog ResetOffsets) so the next record
+// gets the leader's offset, and ordinary AppendEntries follow: the same
+// group offsets, and the same records at the same offsets from the
+// snapshot's index on. The cost is a snapshot transfer (small: consumer
+// state only, not records) for a replica that lags by more than the
+// retained log. Known gap: the snapshot is taken at the applied index, not
+// at the deleted segment's last index, so the leader's retained entries
+// between its log start and that index are not sent; the caught-up
+// replica's log starts later than the leader's until retention catches up.
+// A crash between the install and the log reset is finished at start-up
+// (resumeInterruptedRestore).
 //
 // # Concurrency
 //

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
@@ -33,13 +35,20 @@ type partitionStateMachine struct {
 	log       *segmentlog.Log
 	consumers *consumerState // offsets of consumer groups (consumer-op control entries)
 
+	// restores counts snapshots installed by Restore (InstallSnapshot).
+	restores atomic.Uint64
+
 	mu            sync.Mutex
 	appliedIndex  uint64
 	highWatermark uint64
 	advanced      chan struct{} // closed and replaced whenever appliedIndex moves
 }
 
-var _ raft.StateMachine = (*partitionStateMachine)(nil)
+var (
+	_ raft.StateMachine = (*partitionStateMachine)(nil)
+	_ raft.Restorer     = (*partitionStateMachine)(nil)
+	_ raft.LogResetter  = timedLog{}
+)
 
 func newPartitionStateMachine(log *segmentlog.Log) *partitionStateMachine {
 	return &partitionStateMachine{
@@ -87,6 +96,30 @@ func (s *partitionStateMachine) Apply(entries []protocol.Entry) error {
 	close(s.advanced)
 	s.advanced = make(chan struct{})
 	s.mu.Unlock()
+	return nil
+}
+
+// Restore replaces the state with a consumer-state snapshot's (raft's
+// InstallSnapshot, §7): the group offsets and producer state, durably in
+// the state database, and the applied index and high watermark as of
+// meta.Index. The raft driver calls it with no Apply running and then
+// resets the log to continue at meta.Index+1 with offsets from
+// meta.NextOffset (the high watermark at the snapshot). Waiting fetches
+// are woken to see the new high watermark.
+func (s *partitionStateMachine) Restore(meta snapshot.Meta, body io.Reader) error {
+	if s.consumers == nil {
+		return fmt.Errorf("broker: restore snapshot %v: partition has no consumer state", meta.ID())
+	}
+	if _, err := s.consumers.restore(meta, body); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.appliedIndex = meta.Index
+	s.highWatermark = meta.NextOffset
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+	s.mu.Unlock()
+	s.restores.Add(1)
 	return nil
 }
 

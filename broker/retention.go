@@ -22,11 +22,17 @@ import (
 // restart whose state database lags the log start restores the snapshot,
 // then replays the log after it.
 //
-// Until Raft can install snapshots on replicas (issue 4), a replica that
-// needs deleted entries could not catch up. So retention on every replica
-// only deletes entries that every replica of the partition reports applied
-// (its status report, fresh within three status intervals): a replica that
-// is down holds back retention on its partitions until it returns.
+// Each replica applies retention to its own log, never waiting for the
+// other replicas: a follower that is down or lagging and needs entries the
+// leader deleted catches up by Raft's InstallSnapshot (raft/doc.go). The
+// leader streams its newest snapshot, which always covers its log start
+// (Prune keeps it; snapshots are taken at applied, hence committed,
+// indexes); the follower restores the consumer state from it
+// (partitionStateMachine.Restore), its log is reset to continue after the
+// snapshot's index and record offset, and ordinary replication follows.
+// A replica whose start-up finds a received snapshot past its log's end (a
+// crash between the install and the log reset) resets the log itself
+// (resumeInterruptedRestore) and restores the consumer state from it.
 
 // RetentionConfig is the broker's default retention of partition logs; a
 // topic's own settings (protocol.CreateTopicRequest) override it.
@@ -87,7 +93,8 @@ func openSnapshotStore(replicaDir string) (*snapshot.Store, error) {
 
 // restoreFromSnapshot loads the consumer state from the newest snapshot
 // when the database's state is older than the log start (segments were
-// deleted after a snapshot, and the database lost unsynced writes).
+// deleted after a snapshot, the database lost unsynced writes, or a crash
+// came between a snapshot install and the state's write).
 func (c *consumerState) restoreFromSnapshot(store *snapshot.Store, log *segmentlog.Log) error {
 	c.mu.Lock()
 	applied := c.applied
@@ -105,34 +112,64 @@ func (c *consumerState) restoreFromSnapshot(store *snapshot.Store, log *segmentl
 		return fmt.Errorf("broker: open consumer-state snapshot: %w", err)
 	}
 	defer reader.Close()
-	data, err := io.ReadAll(reader) // checks the file's CRC at the end
+	if _, err := c.restore(latest.Meta, reader); err != nil {
+		return fmt.Errorf("broker: consumer-state snapshot %s: %w", latest.Path, err)
+	}
+	return nil
+}
+
+// restore replaces the consumer state (group offsets and producer state)
+// with a snapshot's body, as of meta.Index, durably, and returns the
+// body's high watermark. It reads body to io.EOF, where the snapshot's
+// CRC is checked, before it changes anything.
+func (c *consumerState) restore(meta snapshot.Meta, body io.Reader) (uint64, error) {
+	data, err := io.ReadAll(body)
 	if err != nil {
-		return fmt.Errorf("broker: read consumer-state snapshot: %w", err)
+		return 0, fmt.Errorf("broker: read consumer-state snapshot: %w", err)
 	}
-	var body consumerSnapshotBody
-	if err := json.Unmarshal(data, &body); err != nil {
-		return fmt.Errorf("broker: decode consumer-state snapshot %s: %w", latest.Path, err)
+	var decoded consumerSnapshotBody
+	if err := json.Unmarshal(data, &decoded); err != nil {
+		return 0, fmt.Errorf("broker: decode consumer-state snapshot %v: %w", meta.ID(), err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	batch := c.store.db.NewBatch()
 	defer batch.Close()
 	c.store.forgetConsumerState(batch, c.raftGroup)
-	for name, rec := range body.Groups {
+	for name, rec := range decoded.Groups {
 		_ = batch.Set(consumerKey(c.raftGroup, name), rec.encode(), nil)
 	}
 	if c.producers != nil {
-		c.producers.restore(batch, body.Producers)
+		c.producers.restore(batch, decoded.Producers, meta.Term)
 	}
-	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), appendUint64(nil, latest.Meta.Index), nil)
+	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), appendUint64(nil, meta.Index), nil)
 	if err := batch.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("broker: write restored consumer state: %w", err)
+		return 0, fmt.Errorf("broker: write restored consumer state: %w", err)
 	}
-	c.mu.Lock()
-	c.groups = body.Groups
+	c.groups = decoded.Groups
 	if c.groups == nil {
 		c.groups = map[string]consumerRecord{}
 	}
-	c.applied, c.writtenIndex = latest.Meta.Index, latest.Meta.Index
-	c.mu.Unlock()
+	clear(c.results)
+	c.applied, c.writtenIndex = meta.Index, meta.Index
+	return decoded.HighWatermark, nil
+}
+
+// resumeInterruptedRestore finishes a snapshot install that a crash
+// interrupted after the snapshot was received (and perhaps restored) but
+// before the log was reset: the store's newest snapshot is past the log's
+// last index, so the log is reset to continue after it, and the consumer
+// state, now behind the log start, is restored from it afterwards
+// (restoreFromSnapshot). Only an install puts a snapshot past the log's
+// end: this replica's own snapshots are taken at applied indexes.
+func resumeInterruptedRestore(store *snapshot.Store, log *segmentlog.Log) error {
+	latest, ok := store.Latest()
+	if !ok || latest.Meta.Index <= log.LastIndex() {
+		return nil
+	}
+	if err := log.ResetOffsets(latest.Meta.Index+1, latest.Meta.Term, latest.Meta.NextOffset); err != nil {
+		return fmt.Errorf("broker: reset log after snapshot %v: %w", latest.Meta.ID(), err)
+	}
 	return nil
 }
 
@@ -161,34 +198,6 @@ func (b *Broker) retentionPolicy(topic string) segmentlog.RetentionPolicy {
 	return policy
 }
 
-// minReplicaApplied is the lowest applied index any replica of r reports,
-// 0 when a replica's report is missing or stale.
-func (b *Broker) minReplicaApplied(r *partitionReplica) uint64 {
-	lowest := r.group.Status().AppliedIndex
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
-	for _, id := range r.replicas {
-		if id == b.cfg.ID {
-			continue
-		}
-		report, ok := b.reports[id]
-		if !ok || report.seen.Before(deadline) {
-			return 0
-		}
-		found := false
-		for _, p := range report.status.Partitions {
-			if p.GroupID == r.groupID {
-				lowest, found = min(lowest, p.AppliedIndex), true
-			}
-		}
-		if !found {
-			return 0
-		}
-	}
-	return lowest
-}
-
 // runRetention applies retention to every local replica; called from the
 // broker loop every CheckInterval, on its own goroutine.
 func (b *Broker) runRetention(now time.Time) {
@@ -211,14 +220,18 @@ func (b *Broker) runRetention(now time.Time) {
 	}
 }
 
-// applyRetention deletes the segments r's policy allows, every replica
-// applied, and a consumer-state snapshot covers (taking one first).
+// applyRetention deletes the segments r's policy allows, this replica's
+// Raft group applied, and a consumer-state snapshot covers (taking one
+// first). The applied cap matters after a restart, when the group applies
+// again from its saved commit index while older snapshots already cover
+// more. Other replicas are not waited for: one that needs deleted entries
+// gets the snapshot (see the comment at the top of this file).
 func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error) {
 	policy := b.retentionPolicy(r.topic)
 	if policy.MaxAge == 0 && policy.MaxBytes == 0 {
 		return 0, nil
 	}
-	limit := min(r.log.RetentionIndex(policy, now), b.minReplicaApplied(r)+1)
+	limit := min(r.log.RetentionIndex(policy, now), r.group.Status().AppliedIndex+1)
 	if limit <= r.log.FirstIndex() {
 		return 0, nil
 	}
@@ -272,7 +285,14 @@ func (b *Broker) snapshotConsumerState(r *partitionReplica) (snapshot.Info, erro
 			_ = w.Abort()
 			return snapshot.Info{}, err
 		}
-		return w.Commit()
+		info, err := w.Commit()
+		if err != nil {
+			return snapshot.Info{}, err
+		}
+		// Before any entry it covers is deleted: a leader can now stream it
+		// to followers that wait for one.
+		r.group.SnapshotTaken(info.Meta)
+		return info, nil
 	}
 	return snapshot.Info{}, errors.New("consumer state and applied index never matched (busy partition); retrying later")
 }

@@ -43,6 +43,17 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		op = strings.TrimPrefix(msg.Subject, b.prefix+".api.admin.")
 	}
 	var reply any
+	if b.currentMetadata().Version == 0 && (op == protocol.AdminDescribeTopic || op == protocol.AdminListTopics) {
+		// A broker that has not adopted the cluster metadata yet (it just
+		// started) must not answer "unknown topic" or "no topics": it asks
+		// the controller leader, or says it is not ready.
+		if !forwarded {
+			b.forwardToController(ctx, msg, op)
+			return
+		}
+		b.respondJSON(msg, adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID)})
+		return
+	}
 	switch op {
 	case protocol.AdminCreateTopic, protocol.AdminDeleteTopic, protocol.AdminRegisterBroker:
 		if !b.isControllerLeader() {

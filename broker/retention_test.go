@@ -24,9 +24,7 @@ func TestRetentionSnapshotsConsumerStateBeforeDeletingSegments(t *testing.T) {
 
 // retentionScenario runs the retention test. With concurrent, the brokers'
 // own retention loop runs while records are produced; without, retention
-// is triggered by the test once producing stopped (segmentlog's
-// DeleteBefore races with a concurrent Append under the race detector; see
-// retention_concurrent_test.go).
+// is triggered by the test once producing stopped.
 func retentionScenario(t *testing.T, concurrent bool) {
 	checkInterval := time.Hour
 	if concurrent {

@@ -447,8 +447,8 @@ func (g *Group) checkTransfers(st Status, now time.Duration) {
 }
 
 // syncLoop runs on a sync worker: it syncs the log, tells the core what is
-// durable as (term, index), and repeats while more was appended meanwhile
-// (group commit).
+// durable as (term, index), and, while more was appended meanwhile (group
+// commit), syncs again: here, or after the groups already queued.
 func (g *Group) syncLoop() {
 	for {
 		g.mu.Lock()
@@ -472,6 +472,14 @@ func (g *Group) syncLoop() {
 			return
 		}
 		g.mu.Unlock()
+		// More was appended meanwhile: go to the back of the queue, so a
+		// busy group does not keep this worker from the other groups. When
+		// the queue is full, keep syncing here rather than block.
+		select {
+		case g.host.syncq <- g:
+			return
+		default:
+		}
 	}
 }
 
@@ -510,7 +518,17 @@ func (g *Group) applyLoop() {
 		clear(g.applyWaiters[:n])
 		g.applyWaiters = g.applyWaiters[n:]
 		g.releaseReadsLocked()
+		more := len(g.applyQueue) > 0 && !g.closed
 		g.mu.Unlock()
+		if more {
+			// As in syncLoop: yield the worker to other groups when the
+			// queue has room; otherwise go on here.
+			select {
+			case g.host.applyq <- g:
+				return
+			default:
+			}
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
+	"github.com/raftmq/raftmq/segmentlog"
 )
 
 // subscribe starts serving the client API and the broker-internal subjects.
@@ -320,6 +321,13 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 			// then write the header in front: no copy of the batch bytes.
 			buf := make([]byte, fetchReplyHeaderSize, fetchReplyHeaderSize+maxBytes+64<<10)
 			out, next, err := r.log.ReadBatches(buf, req.Offset, appliedIndex, maxBytes)
+			if errors.Is(err, segmentlog.ErrOutOfRange) {
+				// Retention deleted the offset since the range check above:
+				// the consumer must reset, which out-of-range tells it.
+				reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: r.log.FirstOffset(), High: highWatermark,
+					Message: fmt.Sprintf("offset %d of %s/%d: %v", req.Offset, req.Topic, req.Partition, err)}
+				return protocol.AppendFetchReply(nil, &reply)
+			}
 			if err != nil {
 				return failed(protocol.Errorf(protocol.CodeStorage, "read %s/%d at offset %d: %v", req.Topic, req.Partition, req.Offset, err))
 			}

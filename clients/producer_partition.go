@@ -256,12 +256,12 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	if batch.needsRefresh {
 		batch.needsRefresh = false
 		if _, err := client.metadata.refresh(ctx, pp.tp.topic); err != nil {
-			return pp.retryLater(batch, err)
+			return pp.retryLater(batch, attemptError(err))
 		}
 	}
 	leader, err := client.metadata.leader(ctx, pp.tp.topic, pp.tp.partition)
 	if err != nil {
-		return pp.retryLater(batch, err)
+		return pp.retryLater(batch, attemptError(err))
 	}
 	if leader == 0 {
 		batch.needsRefresh = true
@@ -278,6 +278,16 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 		pp.fail(batch, err)
 	}
 	return true
+}
+
+// attemptError turns the end of an attempt's own deadline (the context
+// above derives from no caller's) into a request timeout, which is
+// retriable: the batch is retried until its delivery deadline.
+func attemptError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("clients: metadata: %w", errRequestTimeout)
+	}
+	return err
 }
 
 // brokerTimeout is the wait the broker is asked to honour, a little under

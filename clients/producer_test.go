@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -301,5 +302,21 @@ func TestProducerOptionsRejectBadValues(t *testing.T) {
 		if _, err := newProducerConfig([]ProducerOption{opt}); err == nil {
 			t.Errorf("%s: bad value accepted", name)
 		}
+	}
+}
+
+// TestAttemptDeadlineIsRetriable: when an attempt's own deadline ends while
+// it waits for metadata (a leader just stopped), the batch is retried until
+// its delivery deadline, not failed at once.
+func TestAttemptDeadlineIsRetriable(t *testing.T) {
+	if retriable(context.DeadlineExceeded) {
+		t.Fatal("a bare context deadline must not count as retriable everywhere")
+	}
+	if err := attemptError(context.DeadlineExceeded); !retriable(err) || !errors.Is(err, protocol.CodeTimeout) {
+		t.Fatalf("attemptError(DeadlineExceeded) = %v, want a retriable timeout", err)
+	}
+	other := errors.New("boom")
+	if attemptError(other) != other {
+		t.Fatal("attemptError changed an unrelated error")
 	}
 }

@@ -125,20 +125,22 @@ func newTransport(t *testing.T, nc *nats.Conn, cfg Config) (*Transport, *inbox) 
 // warmUp sends probe frames from → to until one arrives, so that
 // subscription interest has spread over the routes before a test counts
 // frames. Probes start with 0xFF; tests' frames never do.
-func warmUp(t *testing.T, from *Transport, to uint64, in *inbox) {
+// warmUp sends probes until one arrives, and returns how many it sent.
+func warmUp(t *testing.T, from *Transport, to uint64, in *inbox) (probes int) {
 	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for {
 		if err := from.Send(to, []byte{0xFF, 'p', 'r', 'o', 'b', 'e'}); err != nil {
 			t.Fatal(err)
 		}
+		probes++
 		select {
 		case <-in.signal:
 		case <-time.After(20 * time.Millisecond):
 		}
 		for _, r := range in.snapshot() {
 			if r.from == from.NodeID() {
-				return
+				return probes
 			}
 		}
 		if time.Now().After(deadline) {
@@ -210,7 +212,9 @@ func TestSendCoalescesFramesPerDestination(t *testing.T) {
 	sender, _ := newTransport(t, nc, Config{NodeID: 1, FlushInterval: 50 * time.Millisecond})
 	receiver, in := newTransport(t, nc, Config{NodeID: 2})
 	_ = receiver
-	warmUp(t, sender, 2, in)
+	probes := warmUp(t, sender, 2, in)
+	// Probes still queued when warmUp returned would be counted below.
+	in.waitFor(t, "every probe", func(r []received) bool { return len(r) == probes })
 	before := sender.Stats()
 	const frames = 1000
 	for seq := range frames {

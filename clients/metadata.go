@@ -46,6 +46,20 @@ func (m *metadataCache) topic(ctx context.Context, name string) (protocol.TopicI
 	return m.refresh(ctx, name)
 }
 
+// cachedPartitionCount is the producer's per-record fast path: the
+// partition count of name when its cached metadata is fresh as of now,
+// without loading anything (ok false: use partitionCount).
+func (m *metadataCache) cachedPartitionCount(name string, now time.Time) (count int, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entry := m.topics[name]
+	if entry == nil || entry.fetchedAt.IsZero() || now.Sub(entry.fetchedAt) >= m.client.config.metadataMaxAge ||
+		len(entry.info.Partitions) == 0 {
+		return 0, false
+	}
+	return len(entry.info.Partitions), true
+}
+
 // refresh loads the metadata of name from the cluster, joining a load
 // already under way.
 func (m *metadataCache) refresh(ctx context.Context, name string) (protocol.TopicInfo, error) {
@@ -65,6 +79,11 @@ func (m *metadataCache) refresh(ctx context.Context, name string) (protocol.Topi
 
 	select {
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The caller's deadline, not a broker's answer: a request
+			// timeout, which is retriable (the load goes on for others).
+			return protocol.TopicInfo{}, fmt.Errorf("clients: metadata of topic %q: %w (%w)", name, errRequestTimeout, ctx.Err())
+		}
 		return protocol.TopicInfo{}, ctx.Err()
 	case <-loading:
 	}

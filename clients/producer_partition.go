@@ -32,6 +32,10 @@ type partitionProducer struct {
 	retryWait bool            // some batch in window waits for a retry
 
 	sequence producerSequence // idempotent identity (idempotence.go); owned by run
+
+	// recordsHint is the record count of the last sealed batch (guarded by
+	// mu): the next batch's record slice starts at that capacity.
+	recordsHint int
 }
 
 type pendingRecord struct {
@@ -49,10 +53,13 @@ const (
 )
 
 type pendingBatch struct {
-	records  []*pendingRecord
+	records  []pendingRecord // by value: no allocation per record
 	builder  protocol.BatchBuilder
 	openedAt time.Time
 	deadline time.Time
+	// firstTimestamp is the first record's timestamp (unix ms), the base
+	// of the others' timestamp deltas.
+	firstTimestamp int64
 
 	request      []byte // encoded produce request, built on first send
 	state        batchState
@@ -88,10 +95,13 @@ func (pp *partitionProducer) signal() {
 }
 
 // add appends a record to the open batch, sealing it when full.
-func (pp *partitionProducer) add(rec *pendingRecord) {
+func (pp *partitionProducer) add(rec pendingRecord) {
 	r := protocol.Record{Timestamp: rec.record.Timestamp.UnixMilli(), Key: rec.record.Key, Value: rec.record.Value}
-	for _, h := range rec.record.Headers {
-		r.Headers = append(r.Headers, protocol.RecordHeader{Key: h.Key, Value: h.Value})
+	if len(rec.record.Headers) > 0 {
+		r.Headers = make([]protocol.RecordHeader, 0, len(rec.record.Headers))
+		for _, h := range rec.record.Headers {
+			r.Headers = append(r.Headers, protocol.RecordHeader{Key: h.Key, Value: h.Value})
+		}
 	}
 	maxBytes := pp.producer.batchMaxBytes
 	pp.mu.Lock()
@@ -103,13 +113,14 @@ func (pp *partitionProducer) add(rec *pendingRecord) {
 	}
 	wake := false
 	if pp.open != nil && pp.open.builder.Len() > 0 &&
-		pp.open.builder.UncompressedSize()+protocol.EncodedRecordSize(&r, pp.open.records[0].record.Timestamp.UnixMilli()) > maxBytes {
+		pp.open.builder.UncompressedSize()+protocol.EncodedRecordSize(&r, pp.open.firstTimestamp) > maxBytes {
 		pp.sealLocked()
 		wake = true
 	}
 	if pp.open == nil {
 		now := time.Now()
-		pp.open = &pendingBatch{openedAt: now, deadline: now.Add(pp.producer.config.deliveryTimeout)}
+		pp.open = &pendingBatch{openedAt: now, deadline: now.Add(pp.producer.config.deliveryTimeout),
+			firstTimestamp: r.Timestamp, records: make([]pendingRecord, 0, pp.recordsHint)}
 		wake = true
 	}
 	if err := pp.open.builder.Add(r); err != nil {
@@ -131,6 +142,7 @@ func (pp *partitionProducer) add(rec *pendingRecord) {
 
 func (pp *partitionProducer) sealLocked() {
 	if pp.open != nil {
+		pp.recordsHint = len(pp.open.records)
 		pp.sealed = append(pp.sealed, pp.open)
 		pp.open = nil
 	}
@@ -168,6 +180,7 @@ func (pp *partitionProducer) takeReady(now time.Time) (*pendingBatch, time.Time)
 	}
 	batch := pp.open
 	pp.open = nil
+	pp.recordsHint = len(batch.records)
 	return batch, time.Time{}
 }
 
@@ -371,7 +384,8 @@ func (pp *partitionProducer) complete(batch *pendingBatch, err error) {
 	if err != nil {
 		err = fmt.Errorf("clients: produce to %s/%d: %w", pp.tp.topic, pp.tp.partition, err)
 	}
-	for i, rec := range batch.records {
+	for i := range batch.records {
+		rec := &batch.records[i]
 		if err == nil {
 			rec.record.Offset = batch.baseOffset + uint64(i)
 		}

@@ -320,3 +320,25 @@ func TestAttemptDeadlineIsRetriable(t *testing.T) {
 		t.Fatal("attemptError changed an unrelated error")
 	}
 }
+
+// TestMetadataRefreshDeadlineIsRetriable: a metadata refresh whose
+// caller's deadline ends while the load is under way reports a retriable
+// request timeout (a producer or consumer retries it), while a cancelled
+// context stays a plain, final cancellation.
+func TestMetadataRefreshDeadlineIsRetriable(t *testing.T) {
+	m := newMetadataCache(&Client{})
+	m.topics["orders"] = &topicEntry{loading: make(chan struct{})} // a load that does not end
+
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err := m.refresh(expired, "orders")
+	if !retriable(err) || !errors.Is(err, protocol.CodeTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("refresh past its deadline = %v, want a retriable timeout that still matches context.DeadlineExceeded", err)
+	}
+
+	cancelled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	if _, err := m.refresh(cancelled, "orders"); retriable(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("refresh with a cancelled context = %v, want context.Canceled, not retriable", err)
+	}
+}

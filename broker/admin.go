@@ -55,7 +55,9 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		return
 	}
 	switch op {
-	case protocol.AdminCreateTopic, protocol.AdminDeleteTopic, protocol.AdminRegisterBroker:
+	case protocol.AdminCreateTopic, protocol.AdminDeleteTopic, protocol.AdminRegisterBroker,
+		protocol.AdminReassignPartition, protocol.AdminReplaceBroker, protocol.AdminReassignDone,
+		protocol.AdminAddController, protocol.AdminRemoveController:
 		if !b.isControllerLeader() {
 			if forwarded {
 				reply = adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
@@ -70,8 +72,10 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 			reply = b.createTopic(ctx, msg.Data)
 		case protocol.AdminDeleteTopic:
 			reply = b.deleteTopic(ctx, msg.Data)
-		default:
+		case protocol.AdminRegisterBroker:
 			reply = b.registerBroker(ctx, msg.Data)
+		default:
+			reply = b.membershipAdmin(ctx, op, msg.Data)
 		}
 	case protocol.AdminGroupJoin, protocol.AdminGroupHeartbeat, protocol.AdminGroupLeave, protocol.AdminGroupList,
 		protocol.AdminGroupDescribe, protocol.AdminGroupDelete, protocol.AdminGroupReset:
@@ -273,10 +277,8 @@ func (b *Broker) registerIfNeeded() {
 
 // controllerLeader is the controller leader as this broker knows it.
 func (b *Broker) controllerLeader() uint64 {
-	if b.controller != nil {
-		if leader := b.controller.group.Status().Leader; leader != 0 {
-			return leader
-		}
+	if leader := b.controllerGroupLeader(); leader != 0 {
+		return leader
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -297,9 +299,11 @@ func (b *Broker) topicInfo(m *clusterMetadata, name string) protocol.TopicInfo {
 	for i, p := range t.Partitions {
 		pi := protocol.PartitionInfo{Partition: uint32(i), Replicas: slices.Clone(p.Replicas), GroupID: p.GroupID}
 		pi.Leader = b.leaderOf(name, uint32(i))
-		if st, ok := b.partitionStatusFrom(pi.Leader, p.GroupID); ok {
+		st, ok := b.partitionStatusFrom(pi.Leader, p.GroupID)
+		if ok {
 			pi.CommitIndex, pi.HighWatermark = st.CommitIndex, st.HighWatermark
 		}
+		b.addMembership(&pi, p, st, ok)
 		info.Partitions = append(info.Partitions, pi)
 	}
 	return info
@@ -331,6 +335,9 @@ func (b *Broker) metadataReply(topics []string) protocol.MetadataReply {
 	if m.Version == 0 {
 		reply.Error = protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID)
 		return reply
+	}
+	if b.controllerGroupLeader() != 0 {
+		reply.Controller = groupMembership(b.controller.group.Status().Configuration)
 	}
 	alive := b.aliveBrokers()
 	for _, id := range m.Brokers {
@@ -371,6 +378,8 @@ func (b *Broker) partitionStatus(r *partitionReplica) protocol.PartitionStatus {
 	return protocol.PartitionStatus{
 		Topic: r.topic, Partition: r.partition, GroupID: r.groupID, Role: st.Role.String(), Term: st.Term,
 		Leader: st.Leader, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, HighWatermark: highWatermark,
+		LastIndex: st.LastIndex, Voters: st.Configuration.Voters, OutgoingVoters: st.Configuration.OutgoingVoters,
+		Learners: st.Configuration.Learners,
 	}
 }
 
@@ -385,9 +394,7 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
 	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(),
 		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
-	if b.controller != nil {
-		status.ControllerLeader = b.controller.group.Status().Leader
-	}
+	status.ControllerLeader = b.controllerGroupLeader()
 	for _, r := range replicas {
 		status.Partitions = append(status.Partitions, b.partitionStatus(r))
 	}

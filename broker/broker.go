@@ -49,6 +49,7 @@ type Broker struct {
 	groups     map[uint64]*partitionReplica
 	sessions   *groupSessions          // consumer group sessions, on the coordinator
 	reports    map[uint64]brokerReport // latest status of every broker, this one included
+	membership membershipDriver        // reassignment steps running (membership.go)
 	closing    bool
 	// metadataKnown is closed when the first metadata is adopted.
 	metadataKnown chan struct{}
@@ -132,10 +133,11 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 		return nil, fmt.Errorf("broker: raft host: %w", err)
 	}
 	b.peers.SetHandler(b.receiveRaft)
-	if cfg.isBootstrap() {
-		if err = b.startController(); err != nil {
-			return nil, err
-		}
+	// Every broker runs a controller replica: a bootstrap broker as a voter
+	// of the bootstrap configuration, any other outside the configuration
+	// until AdminAddController adds it (membership.go).
+	if err = b.startController(); err != nil {
+		return nil, err
 	}
 	if err = b.subscribe(); err != nil {
 		return nil, err
@@ -203,7 +205,11 @@ func (b *Broker) startController() error {
 	// once it applied its whole log (run, createTopic): a replica replaying
 	// its log after a restart holds a past state, not the current one.
 	state := newControllerStateMachine(b.cfg.Bootstrap, nil)
-	group, err := b.host.AddGroup(b.groupConfig(controllerGroupID, b.cfg.Bootstrap, timedLog{log, b.metrics.fsyncLatency}, state, 0))
+	var voters []uint64
+	if b.cfg.isBootstrap() {
+		voters = b.cfg.Bootstrap
+	}
+	group, err := b.host.AddGroup(b.groupConfig(controllerGroupID, voters, timedLog{log, b.metrics.fsyncLatency}, state, 0))
 	if err != nil {
 		log.Close()
 		return fmt.Errorf("broker: start controller: %w", err)
@@ -306,6 +312,7 @@ func (b *Broker) run() {
 				lastRegister = now
 				b.registerIfNeeded()
 			}
+			b.driveReassignments()
 			if now.Sub(lastRetention) >= b.cfg.Retention.CheckInterval && b.retentionRunning.CompareAndSwap(false, true) {
 				lastRetention = now
 				if b.track() {
@@ -410,7 +417,7 @@ func (b *Broker) reconcileReplicas() {
 	for _, name := range m.sortedTopicNames() {
 		topic := m.Topics[name]
 		for i, p := range topic.Partitions {
-			if !slices.Contains(p.Replicas, b.cfg.ID) {
+			if !p.hasReplica(b.cfg.ID) {
 				continue
 			}
 			want[p.GroupID] = true
@@ -515,7 +522,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
-	groupConfig := b.groupConfig(p.GroupID, p.Replicas, timedLog{log, b.metrics.fsyncLatency}, state, applied)
+	groupConfig := b.groupConfig(p.GroupID, p.bootstrapVoters(), timedLog{log, b.metrics.fsyncLatency}, state, applied)
 	groupConfig.Snapshots = snapshots
 	group, err := b.host.AddGroup(groupConfig)
 	if err != nil {
@@ -587,7 +594,7 @@ func (b *Broker) replicaFor(topic string, partition uint32) (*partitionReplica, 
 	r := b.partitions[topicPartition{topic, partition}]
 	if r == nil {
 		p := t.Partitions[partition]
-		if slices.Contains(p.Replicas, b.cfg.ID) {
+		if p.hasReplica(b.cfg.ID) {
 			return nil, protocol.Errorf(protocol.CodeNotReady, "replica of %s/%d on broker %d is starting", topic, partition, b.cfg.ID)
 		}
 		return nil, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.knownLeaderLocked(p.GroupID),
@@ -705,7 +712,7 @@ func (b *Broker) transferLeadership(ctx context.Context) {
 	}
 	b.mu.RUnlock()
 	if b.controller != nil {
-		groups = append(groups, led{b.controller.group, b.cfg.Bootstrap, "controller"})
+		groups = append(groups, led{b.controller.group, b.controllerVoters(), "controller"})
 	}
 	var wg sync.WaitGroup
 	for _, g := range groups {

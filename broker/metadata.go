@@ -46,6 +46,29 @@ type partitionMeta struct {
 	// Replicas lists the brokers holding the partition; the first is the
 	// preferred leader.
 	Replicas []uint64 `json:"replicas"`
+	// Target is the replica set a reassignment in progress moves the
+	// partition to (membership.go); nil when none is. Brokers in Target
+	// run a replica (as learners until promoted) while it is set.
+	Target []uint64 `json:"target,omitempty"`
+	// Bootstrap is the Raft configuration the group was created with, kept
+	// once a reassignment changes Replicas (nil: Replicas still is it).
+	// Every replica of the group starts with it as raft.GroupConfig.Voters,
+	// the configuration as of index 0, whatever the log says later.
+	Bootstrap []uint64 `json:"bootstrap,omitempty"`
+}
+
+// hasReplica reports whether broker id runs a replica of the partition: it
+// is in Replicas or in a reassignment's Target.
+func (p partitionMeta) hasReplica(id uint64) bool {
+	return slices.Contains(p.Replicas, id) || slices.Contains(p.Target, id)
+}
+
+// bootstrapVoters is the group's configuration as of index 0.
+func (p partitionMeta) bootstrapVoters() []uint64 {
+	if p.Bootstrap != nil {
+		return p.Bootstrap
+	}
+	return p.Replicas
 }
 
 func newClusterMetadata(bootstrap []uint64) *clusterMetadata {
@@ -92,6 +115,10 @@ const (
 	opRegisterBroker = "register_broker"
 	opCreateTopic    = "create_topic"
 	opDeleteTopic    = "delete_topic"
+	// Membership (membership.go).
+	opReassignPartition = "reassign_partition"
+	opReplaceBroker     = "replace_broker"
+	opReassignDone      = "reassign_done"
 )
 
 type controllerCommand struct {
@@ -105,6 +132,12 @@ type controllerCommand struct {
 	RetentionBytes int64     `json:"retention_bytes,omitempty"`
 	// Group carries the consumer group commands (groups.go).
 	Group *groupCommand `json:"group,omitempty"`
+	// Partition, ReplicaSet, GroupID and NewBroker carry the membership
+	// commands (membership.go).
+	Partition  uint32   `json:"partition,omitempty"`
+	ReplicaSet []uint64 `json:"replica_set,omitempty"`
+	GroupID    uint64   `json:"group_id,omitempty"`
+	NewBroker  uint64   `json:"new_broker,omitempty"`
 }
 
 func decodeControllerCommand(data []byte) (controllerCommand, error) {
@@ -157,6 +190,8 @@ func applyCommand(m *clusterMetadata, index uint64, cmd controllerCommand) (*clu
 		delete(next.Topics, cmd.Topic)
 		next.Version = index
 		return next, nil
+	case opReassignPartition, opReplaceBroker, opReassignDone:
+		return applyMembershipCommand(m, index, cmd)
 	}
 	return m, protocol.Errorf(protocol.CodeInvalidArgument, "unknown controller operation %q", cmd.Op)
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/segmentlog"
 	"github.com/raftmq/raftmq/snapshot"
 )
@@ -17,10 +19,12 @@ import (
 // Retention deletes whole sealed segments of partition logs by age and
 // size (RetentionConfig, per-topic overrides). Before segments go, the
 // partition's consumer state is snapshotted (snapshot.Store, one per
-// replica, in <replica dir>.snapshots) as of an applied index at or past
-// their last entry, so the group offsets those entries built survive: a
-// restart whose state database lags the log start restores the snapshot,
-// then replays the log after it.
+// replica, in <replica dir>.snapshots) as of exactly the last index of the
+// newest segment deleted, so the group offsets those entries built survive
+// and the newest snapshot ends where the log starts: a restart whose state
+// database lags the log start restores the snapshot, then replays the log
+// after it, and a replica catching up gets the snapshot plus every
+// retained segment.
 //
 // Each replica applies retention to its own log, never waiting for the
 // other replicas: a follower that is down or lagging and needs entries the
@@ -220,19 +224,24 @@ func (b *Broker) runRetention(now time.Time) {
 	}
 }
 
-// applyRetention deletes the segments r's policy allows, this replica's
-// Raft group applied, and a consumer-state snapshot covers (taking one
-// first). The applied cap matters after a restart, when the group applies
-// again from its saved commit index while older snapshots already cover
-// more. Other replicas are not waited for: one that needs deleted entries
-// gets the snapshot (see the comment at the top of this file).
+// applyRetention deletes the sealed segments r's policy allows, once this
+// replica applied them and a consumer-state snapshot covers them. The
+// snapshot is taken as of exactly the last index of the newest segment to
+// delete (snapshotAtIndex), so after the deletion the newest snapshot ends
+// where the log starts: a replica that catches up by InstallSnapshot gets
+// that snapshot and then every retained segment, the same records at the
+// same offsets as the leader. When the policy's boundary lies past what
+// this replica applied (it restarted, or its apply lags), nothing is
+// deleted until it applied that far. Other replicas are not waited for:
+// one that needs deleted entries gets the snapshot (see the comment at the
+// top of this file).
 func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error) {
 	policy := b.retentionPolicy(r.topic)
 	if policy.MaxAge == 0 && policy.MaxBytes == 0 {
 		return 0, nil
 	}
-	limit := min(r.log.RetentionIndex(policy, now), r.group.Status().AppliedIndex+1)
-	if limit <= r.log.FirstIndex() {
+	limit := r.log.RetentionIndex(policy, now) // the first index of a segment
+	if limit <= r.log.FirstIndex() || limit > r.group.Status().AppliedIndex+1 {
 		return 0, nil
 	}
 	covered := uint64(0)
@@ -240,7 +249,7 @@ func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error)
 		covered = latest.Meta.Index
 	}
 	if covered+1 < limit {
-		info, err := b.snapshotConsumerState(r)
+		info, err := b.snapshotAtIndex(r, limit-1)
 		if err != nil {
 			return 0, err
 		}
@@ -256,43 +265,124 @@ func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error)
 	return deleted, nil
 }
 
-// snapshotConsumerState writes r's consumer state as of its applied index.
-// The consumer state and the high watermark are read at the same index
-// (retrying while an apply runs in between).
-func (b *Broker) snapshotConsumerState(r *partitionReplica) (snapshot.Info, error) {
-	for range 100 {
-		appliedIndex, highWatermark, _ := r.state.visible()
-		groups, consumerIndex := r.state.consumers.all()
-		producers, producerIndex := r.state.consumers.producerRecords()
-		if consumerIndex != appliedIndex || producerIndex != appliedIndex || appliedIndex == 0 {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		term, err := r.log.Term(appliedIndex)
-		if err != nil {
-			return snapshot.Info{}, err
-		}
-		body, err := json.Marshal(consumerSnapshotBody{Groups: groups, HighWatermark: highWatermark, Producers: producers})
-		if err != nil {
-			return snapshot.Info{}, err
-		}
-		w, err := r.snapshots.Create(snapshot.Meta{Index: appliedIndex, Term: term, NextOffset: highWatermark,
-			Configuration: snapshot.Configuration{Voters: r.replicas}, Extra: consumerSnapshotExtra})
-		if err != nil {
-			return snapshot.Info{}, err
-		}
-		if _, err := w.Write(body); err != nil {
-			_ = w.Abort()
-			return snapshot.Info{}, err
-		}
-		info, err := w.Commit()
-		if err != nil {
-			return snapshot.Info{}, err
-		}
-		// Before any entry it covers is deleted: a leader can now stream it
-		// to followers that wait for one.
-		r.group.SnapshotTaken(info.Meta)
-		return info, nil
+// snapshotBase is the consumer state a boundary snapshot starts from.
+type snapshotBase struct {
+	index         uint64
+	body          consumerSnapshotBody
+	configuration snapshot.Configuration
+}
+
+// snapshotAtIndex writes r's consumer state as of index (applied, and held
+// by the log), without stopping the partition: it starts from the newest
+// snapshot at or below index (or from the empty state of a log that still
+// starts at index 1), replays the log's entries up to index into a scratch
+// in-memory state (the same deterministic apply as the replica's, so the
+// result is what every replica holds at index), and records the Raft
+// configuration as of index (the newest EntryConfig entry at or below it).
+func (b *Broker) snapshotAtIndex(r *partitionReplica, index uint64) (snapshot.Info, error) {
+	base, err := b.snapshotBaseFor(r, index)
+	if err != nil {
+		return snapshot.Info{}, err
 	}
-	return snapshot.Info{}, errors.New("consumer state and applied index never matched (busy partition); retrying later")
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		return snapshot.Info{}, fmt.Errorf("scratch state: %w", err)
+	}
+	defer db.Close()
+	scratch := &stateStore{db: db}
+	state := &consumerState{store: scratch, raftGroup: r.groupID, groups: base.body.Groups, results: map[uint64][]*protocol.Error{},
+		applied: base.index, writtenIndex: base.index}
+	if state.groups == nil {
+		state.groups = map[string]consumerRecord{}
+	}
+	state.producers = newProducerState(scratch, r.groupID, r.log)
+	for id, rec := range base.body.Producers {
+		if rec != nil {
+			state.producers.applied[id] = rec
+		}
+	}
+	configuration, nextOffset := base.configuration, base.body.HighWatermark
+	for from := base.index + 1; from <= index; {
+		entries, err := r.log.Entries(from, index+1, 4<<20)
+		if err != nil {
+			return snapshot.Info{}, fmt.Errorf("replay to index %d: %w", index, err)
+		}
+		if err := state.apply(entries); err != nil {
+			return snapshot.Info{}, err
+		}
+		for i := range entries {
+			e := &entries[i]
+			switch e.Type {
+			case protocol.EntryConfig:
+				conf, err := protocol.DecodeRaftConfiguration(e.Data)
+				if err != nil {
+					return snapshot.Info{}, fmt.Errorf("configuration entry %d: %w", e.Index, err)
+				}
+				configuration = snapshot.Configuration{Voters: conf.Voters, OutgoingVoters: conf.OutgoingVoters, Learners: conf.Learners}
+			case protocol.EntryRecordBatch:
+				h, err := protocol.ReadBatchHeader(e.Data)
+				if err != nil {
+					return snapshot.Info{}, fmt.Errorf("record batch entry %d: %w", e.Index, err)
+				}
+				nextOffset = h.BaseOffset + uint64(h.RecordCount)
+			}
+		}
+		from = entries[len(entries)-1].Index + 1
+	}
+	term, err := r.log.Term(index)
+	if err != nil {
+		return snapshot.Info{}, err
+	}
+	groups, _ := state.all()
+	body, err := json.Marshal(consumerSnapshotBody{Groups: groups, HighWatermark: nextOffset, Producers: state.producers.records()})
+	if err != nil {
+		return snapshot.Info{}, err
+	}
+	w, err := r.snapshots.Create(snapshot.Meta{Index: index, Term: term, NextOffset: nextOffset,
+		Configuration: configuration, Extra: consumerSnapshotExtra})
+	if err != nil {
+		return snapshot.Info{}, err
+	}
+	if _, err := w.Write(body); err != nil {
+		_ = w.Abort()
+		return snapshot.Info{}, err
+	}
+	info, err := w.Commit()
+	if err != nil {
+		return snapshot.Info{}, err
+	}
+	// Before any entry it covers is deleted: a leader can now stream it
+	// to followers that wait for one.
+	r.group.SnapshotTaken(info.Meta)
+	return info, nil
+}
+
+// snapshotBaseFor finds the state a snapshot as of index starts from.
+func (b *Broker) snapshotBaseFor(r *partitionReplica, index uint64) (snapshotBase, error) {
+	if latest, ok := r.snapshots.Latest(); ok && latest.Meta.Index <= index && latest.Meta.Index+1 >= r.log.FirstIndex() {
+		reader, err := r.snapshots.Open(latest.Meta.Index)
+		if err != nil {
+			return snapshotBase{}, fmt.Errorf("open consumer-state snapshot: %w", err)
+		}
+		defer reader.Close()
+		data, err := io.ReadAll(reader)
+		if err != nil {
+			return snapshotBase{}, fmt.Errorf("read consumer-state snapshot %s: %w", latest.Path, err)
+		}
+		base := snapshotBase{index: latest.Meta.Index, configuration: latest.Meta.Configuration}
+		if err := json.Unmarshal(data, &base.body); err != nil {
+			return snapshotBase{}, fmt.Errorf("decode consumer-state snapshot %s: %w", latest.Path, err)
+		}
+		base.body.HighWatermark = latest.Meta.NextOffset
+		return base, nil
+	}
+	if r.log.FirstIndex() != 1 {
+		return snapshotBase{}, fmt.Errorf("no snapshot covers the log start %d (snapshot wanted as of %d)", r.log.FirstIndex(), index)
+	}
+	// The group's configuration as of index 0 is its bootstrap one.
+	var voters []uint64
+	if t := b.currentMetadata().Topics[r.topic]; t != nil && int(r.partition) < len(t.Partitions) && t.Partitions[r.partition].GroupID == r.groupID {
+		voters = t.Partitions[r.partition].bootstrapVoters()
+	}
+	return snapshotBase{configuration: snapshot.Configuration{Voters: slices.Clone(voters)}, body: consumerSnapshotBody{HighWatermark: r.log.FirstOffset()}}, nil
 }

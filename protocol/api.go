@@ -23,8 +23,11 @@ package protocol
 // Admin operations (<op>): AdminCreateTopic "topic.create", AdminListTopics
 // "topic.list", AdminDescribeTopic "topic.describe", AdminDeleteTopic
 // "topic.delete", AdminMetadata "metadata", AdminClusterStatus
-// "cluster.status". Brokers also use AdminRegisterBroker ("broker.register")
-// among themselves.
+// "cluster.status", AdminReassignPartition "partition.reassign",
+// AdminReplaceBroker "broker.replace", AdminAddController "controller.add",
+// AdminRemoveController "controller.remove". Brokers also use
+// AdminRegisterBroker ("broker.register") and AdminReassignDone
+// ("partition.reassign_done") among themselves.
 //
 // The SDK sends produce, fetch and list-offsets requests to the broker
 // subject of the partition's leader (learned from Metadata). A broker that is
@@ -698,6 +701,15 @@ type PartitionInfo struct {
 	HighWatermark uint64 `json:"high_watermark"`
 	// GroupID is the partition's Raft group id.
 	GroupID uint64 `json:"group_id"`
+	// Voters and Learners are the partition group's Raft configuration as
+	// its leader reports it (empty when unknown); OutgoingVoters is set only
+	// while a joint configuration is in effect.
+	Voters         []uint64 `json:"voters,omitempty"`
+	OutgoingVoters []uint64 `json:"outgoing_voters,omitempty"`
+	Learners       []uint64 `json:"learners,omitempty"`
+	// Target is the replica set a reassignment in progress moves the
+	// partition to (AdminReassignPartition); empty when none is.
+	Target []uint64 `json:"target,omitempty"`
 }
 
 // TopicInfo describes one topic.
@@ -745,6 +757,9 @@ type MetadataReply struct {
 	ControllerLeader uint64       `json:"controller_leader"`
 	Brokers          []BrokerInfo `json:"brokers"`
 	Topics           []TopicInfo  `json:"topics"`
+	// Controller is the controller group's membership (AdminMetadata and
+	// AdminClusterStatus fill it in when the answering broker knows it).
+	Controller *GroupMembership `json:"controller,omitempty"`
 }
 
 // PartitionStatus is one replica's view of a partition, part of BrokerStatus.
@@ -758,6 +773,12 @@ type PartitionStatus struct {
 	CommitIndex   uint64 `json:"commit_index"`
 	AppliedIndex  uint64 `json:"applied_index"`
 	HighWatermark uint64 `json:"high_watermark"`
+	// LastIndex is the replica's last log index; Voters, OutgoingVoters and
+	// Learners its Raft configuration in effect.
+	LastIndex      uint64   `json:"last_index,omitempty"`
+	Voters         []uint64 `json:"voters,omitempty"`
+	OutgoingVoters []uint64 `json:"outgoing_voters,omitempty"`
+	Learners       []uint64 `json:"learners,omitempty"`
 }
 
 // BrokerStatus is one broker's report (SubjectBrokerStatus, SubjectStatusAll).
@@ -788,4 +809,89 @@ func (r PublishReply) MarshalJSON() ([]byte, error) {
 	}
 	type plain PublishReply
 	return json.Marshal(plain(r))
+}
+
+// ---- Membership admin (JSON) ----
+
+// Membership admin operations, the last tokens of <prefix>.api.admin.<op>.
+// All are served by the controller leader (any broker forwards them).
+const (
+	// AdminReassignPartition moves a partition's replicas to a new set of
+	// brokers (ReassignPartitionRequest -> ReassignReply).
+	AdminReassignPartition = "partition.reassign"
+	// AdminReplaceBroker moves every replica from one broker to another
+	// (ReplaceBrokerRequest -> ReassignReply).
+	AdminReplaceBroker = "broker.replace"
+	// AdminAddController adds a broker to the controller group's voters
+	// (ControllerMemberRequest -> ControllerMemberReply).
+	AdminAddController = "controller.add"
+	// AdminRemoveController removes a broker from the controller group
+	// (ControllerMemberRequest -> ControllerMemberReply).
+	AdminRemoveController = "controller.remove"
+	// AdminReassignDone is broker-internal: a partition leader reports that
+	// its group's voters are the reassignment's target.
+	AdminReassignDone = "partition.reassign_done"
+)
+
+// ReassignPartitionRequest asks to move one partition's replicas to
+// Replicas (the first is the preferred leader). The controller records the
+// target and replies at once; the partition's leader then adds the new
+// brokers as learners, promotes them once caught up, and removes the
+// brokers not in Replicas with a joint-consensus change. Watch progress
+// with AdminClusterStatus (PartitionInfo.Target is empty when done).
+type ReassignPartitionRequest struct {
+	Version   int      `json:"v"`
+	Topic     string   `json:"topic"`
+	Partition uint32   `json:"partition"`
+	Replicas  []uint64 `json:"replicas"`
+}
+
+// ReplaceBrokerRequest asks to move every replica held by Old to New
+// (New keeps Old's place in each replica list). Old may be down.
+type ReplaceBrokerRequest struct {
+	Version int    `json:"v"`
+	Old     uint64 `json:"old"`
+	New     uint64 `json:"new"`
+}
+
+// Reassignment is one partition move recorded by the controller.
+type Reassignment struct {
+	Topic     string   `json:"topic"`
+	Partition uint32   `json:"partition"`
+	From      []uint64 `json:"from"`
+	To        []uint64 `json:"to"`
+}
+
+// ReassignReply answers AdminReassignPartition and AdminReplaceBroker with
+// the moves the controller recorded (none when the replicas were already
+// the requested ones).
+type ReassignReply struct {
+	Version       int            `json:"v"`
+	Error         *Error         `json:"error,omitempty"`
+	Reassignments []Reassignment `json:"reassignments"`
+}
+
+// ControllerMemberRequest names a broker to add to or remove from the
+// controller group.
+type ControllerMemberRequest struct {
+	Version int    `json:"v"`
+	Broker  uint64 `json:"broker"`
+}
+
+// GroupMembership is a Raft group's configuration: its voters, the
+// outgoing voters while a joint configuration is in effect, and its
+// learners.
+type GroupMembership struct {
+	Voters         []uint64 `json:"voters"`
+	OutgoingVoters []uint64 `json:"outgoing_voters,omitempty"`
+	Learners       []uint64 `json:"learners,omitempty"`
+}
+
+// ControllerMemberReply answers AdminAddController and
+// AdminRemoveController with the controller group's membership after the
+// change.
+type ControllerMemberReply struct {
+	Version    int              `json:"v"`
+	Error      *Error           `json:"error,omitempty"`
+	Controller *GroupMembership `json:"controller,omitempty"`
 }

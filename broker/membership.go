@@ -1,0 +1,538 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+)
+
+// Membership: partition reassignment and controller membership.
+//
+// A reassignment moves a partition's replicas from Replicas to a target set
+// (AdminReassignPartition, or AdminReplaceBroker for every partition of one
+// broker). The controller only records the target (partitionMeta.Target);
+// the partition's Raft leader carries the move out, one step per status
+// tick (driveReassignments):
+//
+//  1. every target broker outside the configuration is added as a learner
+//     (it starts its replica as soon as it sees the target in the metadata,
+//     and catches up by InstallSnapshot and AppendEntries);
+//  2. every learner in the target is promoted once it is within
+//     raft.GroupConfig.PromoteMaxLag entries of the leader (PromoteLearner
+//     refuses it before; the next tick tries again);
+//  3. the members outside the target are removed with one joint-consensus
+//     change (a leader removing itself steps down once C_new commits, and
+//     the next leader finishes);
+//  4. once the voters are exactly the target, the leader reports it to the
+//     controller (AdminReassignDone), which makes the target the replica
+//     set. Brokers no longer named then stop their replica and delete its
+//     data (reconcileReplicas).
+//
+// Every step is idempotent and starts from the group's configuration in
+// effect, so a leader change or a restart in the middle resumes where the
+// configuration stands. Producers keep publishing throughout: the group
+// keeps a quorum of its old voters and, once joint, of both halves.
+
+// reassignStepTimeout bounds one membership step of a partition leader.
+const reassignStepTimeout = 10 * time.Second
+
+// membershipDriver remembers which groups have a step running on this
+// broker, so one tick never starts a second one.
+type membershipDriver struct {
+	mu      sync.Mutex
+	running map[uint64]bool
+}
+
+func (d *membershipDriver) start(groupID uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running[groupID] {
+		return false
+	}
+	if d.running == nil {
+		d.running = map[uint64]bool{}
+	}
+	d.running[groupID] = true
+	return true
+}
+
+func (d *membershipDriver) done(groupID uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.running, groupID)
+}
+
+// reassignDoneRequest is the body of AdminReassignDone.
+type reassignDoneRequest struct {
+	Version int      `json:"v"`
+	GroupID uint64   `json:"group_id"`
+	Voters  []uint64 `json:"voters"`
+}
+
+// applyMembershipCommand applies the membership commands to the metadata;
+// deterministic, like applyCommand.
+func applyMembershipCommand(m *clusterMetadata, index uint64, cmd controllerCommand) (*clusterMetadata, *protocol.Error) {
+	switch cmd.Op {
+	case opReassignPartition:
+		t := m.Topics[cmd.Topic]
+		if t == nil {
+			return m, protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", cmd.Topic)
+		}
+		if int(cmd.Partition) >= len(t.Partitions) {
+			return m, protocol.Errorf(protocol.CodeBadPartition, "topic %q has partitions 0..%d, not %d", cmd.Topic, len(t.Partitions)-1, cmd.Partition)
+		}
+		if err := validateReplicaSet(m, cmd.ReplicaSet); err != nil {
+			return m, err
+		}
+		p := t.Partitions[cmd.Partition]
+		if p.Target != nil {
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "a reassignment of %s/%d from %v to %v is in progress", cmd.Topic, cmd.Partition, p.Replicas, p.Target)
+		}
+		if slices.Equal(p.Replicas, cmd.ReplicaSet) {
+			return m, nil
+		}
+		next := m.clone()
+		next.Topics[cmd.Topic] = withPartition(t, cmd.Partition, reassigned(p, cmd.ReplicaSet))
+		next.Version = index
+		return next, nil
+	case opReplaceBroker:
+		return applyReplaceBroker(m, index, cmd.Broker, cmd.NewBroker)
+	case opReassignDone:
+		name, partition, p, ok := m.partitionByGroup(cmd.GroupID)
+		if !ok || p.Target == nil {
+			return m, nil // the topic went, or another leader reported it first
+		}
+		if !slices.Equal(sortedCopy(p.Target), sortedCopy(cmd.ReplicaSet)) {
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "group %d voters %v are not the target %v", cmd.GroupID, cmd.ReplicaSet, p.Target)
+		}
+		p.Replicas, p.Target = p.Target, nil
+		next := m.clone()
+		next.Topics[name] = withPartition(m.Topics[name], partition, p)
+		next.Version = index
+		return next, nil
+	}
+	return m, protocol.Errorf(protocol.CodeInvalidArgument, "unknown controller operation %q", cmd.Op)
+}
+
+// reassigned is p with a reassignment to target in progress. Same brokers in
+// another order only changes the preferred leader, with no Raft change.
+func reassigned(p partitionMeta, target []uint64) partitionMeta {
+	if slices.Equal(sortedCopy(p.Replicas), sortedCopy(target)) {
+		p.Replicas = slices.Clone(target)
+		return p
+	}
+	if p.Bootstrap == nil {
+		p.Bootstrap = slices.Clone(p.Replicas)
+	}
+	p.Target = slices.Clone(target)
+	return p
+}
+
+func applyReplaceBroker(m *clusterMetadata, index uint64, old, replacement uint64) (*clusterMetadata, *protocol.Error) {
+	switch {
+	case old == 0 || replacement == 0:
+		return m, protocol.Errorf(protocol.CodeInvalidArgument, "broker id 0")
+	case old == replacement:
+		return m, protocol.Errorf(protocol.CodeInvalidArgument, "broker %d cannot replace itself", old)
+	case !slices.Contains(m.Brokers, replacement):
+		return m, protocol.Errorf(protocol.CodeInvalidArgument, "unknown broker %d (registered brokers: %v)", replacement, m.Brokers)
+	}
+	next := m.clone()
+	moved := 0
+	for _, name := range m.sortedTopicNames() {
+		t := next.Topics[name]
+		for i, p := range t.Partitions {
+			if !slices.Contains(p.Replicas, old) && !slices.Contains(p.Target, old) {
+				continue
+			}
+			if p.Target != nil {
+				return m, protocol.Errorf(protocol.CodeInvalidArgument, "a reassignment of %s/%d from %v to %v is in progress", name, i, p.Replicas, p.Target)
+			}
+			if slices.Contains(p.Replicas, replacement) {
+				return m, protocol.Errorf(protocol.CodeInvalidArgument, "broker %d already holds a replica of %s/%d (replicas %v)", replacement, name, i, p.Replicas)
+			}
+			target := slices.Clone(p.Replicas)
+			target[slices.Index(target, old)] = replacement
+			t = withPartition(t, uint32(i), reassigned(p, target))
+			moved++
+		}
+		next.Topics[name] = t
+	}
+	if moved == 0 {
+		return m, protocol.Errorf(protocol.CodeInvalidArgument, "broker %d holds no replica", old)
+	}
+	next.Version = index
+	return next, nil
+}
+
+// validateReplicaSet checks a requested replica set against the metadata.
+func validateReplicaSet(m *clusterMetadata, set []uint64) *protocol.Error {
+	if len(set) == 0 {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "empty replica set")
+	}
+	for i, id := range set {
+		if id == 0 || slices.Contains(set[:i], id) {
+			return protocol.Errorf(protocol.CodeInvalidArgument, "replica set %v has a zero or repeated broker id", set)
+		}
+		if !slices.Contains(m.Brokers, id) {
+			return protocol.Errorf(protocol.CodeInvalidArgument, "unknown broker %d (registered brokers: %v)", id, m.Brokers)
+		}
+	}
+	return nil
+}
+
+// withPartition returns a copy of t with partition i replaced.
+func withPartition(t *topicMeta, i uint32, p partitionMeta) *topicMeta {
+	c := *t
+	c.Partitions = slices.Clone(t.Partitions)
+	c.Partitions[i] = p
+	return &c
+}
+
+func sortedCopy(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
+}
+
+// ---- admin requests (on the controller leader) ----
+
+// membershipAdmin serves the membership admin operations.
+func (b *Broker) membershipAdmin(ctx context.Context, op string, data []byte) any {
+	switch op {
+	case protocol.AdminReassignPartition:
+		var req protocol.ReassignPartitionRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return protocol.ReassignReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+		}
+		var receivers []uint64
+		if t := b.controller.state.current().Topics[req.Topic]; t != nil && int(req.Partition) < len(t.Partitions) {
+			for _, id := range req.Replicas {
+				if !slices.Contains(t.Partitions[req.Partition].Replicas, id) {
+					receivers = append(receivers, id)
+				}
+			}
+		}
+		return b.reassign(ctx, controllerCommand{Op: opReassignPartition, Topic: req.Topic, Partition: req.Partition, ReplicaSet: req.Replicas}, receivers)
+	case protocol.AdminReplaceBroker:
+		var req protocol.ReplaceBrokerRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return protocol.ReassignReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+		}
+		return b.reassign(ctx, controllerCommand{Op: opReplaceBroker, Broker: req.Old, NewBroker: req.New}, []uint64{req.New})
+	case protocol.AdminReassignDone:
+		var req reassignDoneRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
+		}
+		m, apiErr := b.controller.propose(ctx, controllerCommand{Op: opReassignDone, GroupID: req.GroupID, ReplicaSet: req.Voters, Time: time.Now()})
+		if apiErr == nil {
+			b.adoptMetadata(m)
+			b.publishMetadata(m)
+		}
+		return adminError{protocol.APIVersion, apiErr}
+	case protocol.AdminAddController:
+		return b.changeController(ctx, data, true)
+	case protocol.AdminRemoveController:
+		return b.changeController(ctx, data, false)
+	}
+	return adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "unknown admin operation %q", op)}
+}
+
+// reassign records a reassignment (or a broker replacement) after checking
+// that the brokers that must receive replicas are alive.
+func (b *Broker) reassign(ctx context.Context, cmd controllerCommand, receivers []uint64) protocol.ReassignReply {
+	fail := func(e *protocol.Error) protocol.ReassignReply {
+		return protocol.ReassignReply{Version: protocol.APIVersion, Error: e}
+	}
+	before := b.controller.state.current()
+	alive := b.aliveBrokers()
+	for _, id := range receivers {
+		if id != 0 && slices.Contains(before.Brokers, id) && !alive[id] {
+			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is down: start it before moving replicas to it", id))
+		}
+	}
+	cmd.Time = time.Now()
+	after, apiErr := b.controller.propose(ctx, cmd)
+	if apiErr != nil {
+		return fail(apiErr)
+	}
+	b.adoptMetadata(after)
+	b.publishMetadata(after)
+	reply := protocol.ReassignReply{Version: protocol.APIVersion, Reassignments: []protocol.Reassignment{}}
+	for _, name := range after.sortedTopicNames() {
+		old := before.Topics[name]
+		for i, p := range after.Topics[name].Partitions {
+			if old == nil || i >= len(old.Partitions) || p.GroupID != old.Partitions[i].GroupID {
+				continue
+			}
+			was := old.Partitions[i]
+			if p.Target != nil && was.Target == nil || !slices.Equal(p.Replicas, was.Replicas) {
+				to := p.Target
+				if to == nil {
+					to = p.Replicas
+				}
+				reply.Reassignments = append(reply.Reassignments, protocol.Reassignment{Topic: name, Partition: uint32(i), From: was.Replicas, To: to})
+			}
+		}
+	}
+	return reply
+}
+
+// ---- the partition leader's side ----
+
+// driveReassignments starts a membership step for every partition this
+// broker leads that has a reassignment in progress; called every status
+// tick from the broker loop.
+func (b *Broker) driveReassignments() {
+	m := b.currentMetadata()
+	b.mu.RLock()
+	var work []*partitionReplica
+	for _, r := range b.groups {
+		t := m.Topics[r.topic]
+		if t == nil || int(r.partition) >= len(t.Partitions) {
+			continue
+		}
+		if p := t.Partitions[r.partition]; p.GroupID == r.groupID && p.Target != nil {
+			work = append(work, r)
+		}
+	}
+	closing := b.closing
+	b.mu.RUnlock()
+	if closing {
+		return
+	}
+	for _, r := range work {
+		if r.group.Status().Role != raft.RoleLeader || !b.membership.start(r.groupID) {
+			continue
+		}
+		if !b.track() {
+			b.membership.done(r.groupID)
+			return
+		}
+		go func() {
+			defer b.requests.Done()
+			defer b.membership.done(r.groupID)
+			ctx, cancel := context.WithTimeout(context.Background(), reassignStepTimeout)
+			defer cancel()
+			target := b.reassignTarget(r)
+			if target == nil {
+				return
+			}
+			if err := b.reassignStep(ctx, r, target); err != nil {
+				b.logger.Debug("reassignment step", "topic", r.topic, "partition", r.partition, "target", target, "err", err)
+			}
+		}()
+	}
+}
+
+// reassignTarget is the target of r's reassignment in the current metadata.
+func (b *Broker) reassignTarget(r *partitionReplica) []uint64 {
+	t := b.currentMetadata().Topics[r.topic]
+	if t == nil || int(r.partition) >= len(t.Partitions) || t.Partitions[r.partition].GroupID != r.groupID {
+		return nil
+	}
+	return t.Partitions[r.partition].Target
+}
+
+// reassignStep takes the next step of moving r's group to target (see the
+// comment at the top of this file).
+func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target []uint64) error {
+	st := r.group.Status()
+	if st.Role != raft.RoleLeader {
+		return nil
+	}
+	conf := st.Configuration
+	if conf.Joint() || st.ConfigurationIndex > st.CommitIndex {
+		return nil // raft finishes the change in progress
+	}
+	members := append(slices.Clone(conf.Voters), conf.Learners...)
+	for _, id := range target {
+		if !slices.Contains(members, id) {
+			b.logger.Info("reassignment: adding learner", "topic", r.topic, "partition", r.partition, "broker", id)
+			return r.group.AddLearner(ctx, id)
+		}
+	}
+	for _, id := range target {
+		if slices.Contains(conf.Learners, id) {
+			err := r.group.PromoteLearner(ctx, id)
+			if err == nil {
+				b.logger.Info("reassignment: learner promoted", "topic", r.topic, "partition", r.partition, "broker", id)
+			}
+			return err
+		}
+	}
+	var remove []uint64
+	for _, id := range members {
+		if !slices.Contains(target, id) {
+			remove = append(remove, id)
+		}
+	}
+	if len(remove) > 0 {
+		b.logger.Info("reassignment: removing replicas", "topic", r.topic, "partition", r.partition, "brokers", remove)
+		return r.group.ChangeMembership(ctx, raft.MembershipChange{Remove: remove})
+	}
+	// The voters are the target: the controller makes it the replica set.
+	data, _ := json.Marshal(reassignDoneRequest{Version: protocol.APIVersion, GroupID: r.groupID, Voters: conf.Voters})
+	response, err := b.nc.RequestWithContext(ctx, protocol.SubjectAdmin(b.prefix, protocol.AdminReassignDone), data)
+	if err != nil {
+		return err
+	}
+	var reply adminError
+	if err := json.Unmarshal(response.Data, &reply); err != nil {
+		return err
+	}
+	if reply.Error != nil {
+		return reply.Error
+	}
+	b.logger.Info("reassignment done", "topic", r.topic, "partition", r.partition, "replicas", target)
+	return nil
+}
+
+// ---- controller membership ----
+
+// changeController adds a broker to the controller group's voters (as a
+// learner first, promoted once caught up) or removes it.
+func (b *Broker) changeController(ctx context.Context, data []byte, add bool) protocol.ControllerMemberReply {
+	fail := func(e *protocol.Error) protocol.ControllerMemberReply {
+		return protocol.ControllerMemberReply{Version: protocol.APIVersion, Error: e}
+	}
+	var req protocol.ControllerMemberRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
+	}
+	m := b.controller.state.current()
+	conf := b.controller.group.Status().Configuration
+	id := req.Broker
+	switch {
+	case id == 0:
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker id 0"))
+	case !slices.Contains(m.Brokers, id) && !slices.Contains(conf.Voters, id) && !slices.Contains(conf.Learners, id):
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "unknown broker %d (registered brokers: %v)", id, m.Brokers))
+	case conf.Joint():
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "a controller membership change is in progress (voters %v, outgoing %v)", conf.Voters, conf.OutgoingVoters))
+	}
+	var err error
+	if add {
+		switch {
+		case slices.Contains(conf.Voters, id):
+			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is already a controller voter (voters %v)", id, conf.Voters))
+		case !b.aliveBrokers()[id]:
+			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is down: start it before adding it to the controller", id))
+		}
+		err = b.addControllerVoter(ctx, id, slices.Contains(conf.Learners, id))
+	} else {
+		switch {
+		case !slices.Contains(conf.Voters, id) && !slices.Contains(conf.Learners, id):
+			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is not a controller member (voters %v)", id, conf.Voters))
+		case slices.Equal(conf.Voters, []uint64{id}):
+			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is the last controller voter; add another first", id))
+		}
+		err = b.controller.group.ChangeMembership(ctx, raft.MembershipChange{Remove: []uint64{id}})
+	}
+	if err != nil {
+		return fail(membershipError(err, "controller membership"))
+	}
+	after := b.controller.group.Status().Configuration
+	return protocol.ControllerMemberReply{Version: protocol.APIVersion, Controller: groupMembership(after)}
+}
+
+// addControllerVoter adds id as a learner (unless it is one) and promotes
+// it as soon as it caught up, retrying while it is behind.
+func (b *Broker) addControllerVoter(ctx context.Context, id uint64, isLearner bool) error {
+	if !isLearner {
+		if err := b.controller.group.AddLearner(ctx, id); err != nil {
+			return err
+		}
+		b.logger.Info("controller: learner added", "broker", id)
+	}
+	for attempt := 0; ; attempt++ {
+		err := b.controller.group.PromoteLearner(ctx, id)
+		if !errors.Is(err, raft.ErrLearnerBehind) && !errors.Is(err, raft.ErrConfigChangeInProgress) {
+			if err == nil {
+				b.logger.Info("controller: learner promoted", "broker", id)
+			}
+			return err
+		}
+		waitBackoff(ctx, attempt)
+		if ctx.Err() != nil {
+			return fmt.Errorf("broker %d did not catch up with the controller log in time: %w", id, err)
+		}
+	}
+}
+
+func waitBackoff(ctx context.Context, attempt int) {
+	timer := time.NewTimer(time.Duration(min(attempt+1, 10)) * 20 * time.Millisecond)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+}
+
+// membershipError maps a membership change failure to a client error.
+func membershipError(err error, what string) *protocol.Error {
+	var apiErr *protocol.Error
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr
+	case errors.Is(err, raft.ErrConfigChangeInProgress):
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%s: a membership change is in progress; retry when it finished", what)
+	case errors.Is(err, raft.ErrInvalidMembership):
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%s: %v", what, err)
+	case errors.Is(err, raft.ErrLeaderNotReady):
+		return protocol.Errorf(protocol.CodeNotReady, "%s: the leader is new; retry shortly", what)
+	case errors.Is(err, raft.ErrLearnerBehind):
+		return protocol.Errorf(protocol.CodeTimeout, "%s: %v", what, err)
+	}
+	return raftError(err, what)
+}
+
+func groupMembership(conf protocol.RaftConfiguration) *protocol.GroupMembership {
+	return &protocol.GroupMembership{Voters: slices.Clone(conf.Voters), OutgoingVoters: slices.Clone(conf.OutgoingVoters), Learners: slices.Clone(conf.Learners)}
+}
+
+// isMember reports whether id is a voter, outgoing voter or learner.
+func isMember(conf protocol.RaftConfiguration, id uint64) bool {
+	return slices.Contains(conf.Voters, id) || slices.Contains(conf.OutgoingVoters, id) || slices.Contains(conf.Learners, id)
+}
+
+// controllerGroupLeader is the controller leader this broker's own replica
+// knows, 0 when it knows none or is not a member of the controller group
+// (a broker outside it, or removed from it, hears no heartbeats and would
+// name a stale leader).
+func (b *Broker) controllerGroupLeader() uint64 {
+	if b.controller == nil {
+		return 0
+	}
+	st := b.controller.group.Status()
+	if !isMember(st.Configuration, b.cfg.ID) {
+		return 0
+	}
+	return st.Leader
+}
+
+// controllerVoters is the controller group's voters as this broker's
+// replica sees them.
+func (b *Broker) controllerVoters() []uint64 {
+	if b.controller == nil {
+		return nil
+	}
+	return b.controller.group.Status().Configuration.Voters
+}
+
+// addMembership fills in a partition's configuration (from its leader's
+// report) and its reassignment target.
+func (b *Broker) addMembership(info *protocol.PartitionInfo, p partitionMeta, leaderStatus protocol.PartitionStatus, known bool) {
+	info.Target = slices.Clone(p.Target)
+	if known {
+		info.Voters, info.OutgoingVoters, info.Learners = leaderStatus.Voters, leaderStatus.OutgoingVoters, leaderStatus.Learners
+	}
+}

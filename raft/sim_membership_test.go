@@ -42,7 +42,16 @@ func (s *sim) changeMembership() {
 	}
 	pick := func(ids []uint64) uint64 { return ids[s.rand.IntN(len(ids))] }
 	var change confChange
-	switch op := s.rand.IntN(5); {
+	ops := 5
+	if s.cfg.replaceNodes {
+		ops = 6
+	}
+	switch op := s.rand.IntN(ops); {
+	case op == 5:
+		if s.replaceNode(leader) {
+			s.stats.membershipChanges++
+		}
+		return
 	case op == 0 && len(outside) > 0:
 		change = confChange{kind: addLearners, add: []uint64{pick(outside)}}
 	case op == 1 && len(learners) > 0:

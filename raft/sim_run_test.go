@@ -12,13 +12,19 @@ var simCorpus = []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 
 
 func runSimSeed(t *testing.T, cfg simConfig) simStats {
 	t.Helper()
+	return runSimSeedNamed(t, cfg, "TestSimulation")
+}
+
+// runSimSeedNamed runs one seed; a failure names the test that reproduces it.
+func runSimSeedNamed(t *testing.T, cfg simConfig, test string) simStats {
+	t.Helper()
 	if *flagSimSteps > 0 {
 		cfg.steps = *flagSimSteps
 	}
 	stats, v := newSim(cfg).run()
 	if v != nil {
-		t.Errorf("simulation seed=%d nodes=%d: %v\n\treproduce: go test ./raft -run 'TestSimulation$' -sim.seed=%d -sim.nodes=%d -sim.steps=%d",
-			cfg.seed, cfg.nodes, v, cfg.seed, cfg.nodes, cfg.steps)
+		t.Errorf("simulation seed=%d nodes=%d: %v\n\treproduce: go test ./raft -run '%s$' -sim.seed=%d -sim.nodes=%d -sim.steps=%d",
+			cfg.seed, cfg.nodes, v, test, cfg.seed, cfg.nodes, cfg.steps)
 	}
 	return stats
 }

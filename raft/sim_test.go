@@ -68,8 +68,22 @@ type simConfig struct {
 	staleReads bool
 
 	// membershipEvery makes the leader start a random membership change
-	// this often (0: none; sim_membership_test.go).
+	// this often (0: none; sim_membership_test.go). replaceNodes adds the
+	// operation that replaces a server outside the configuration with an
+	// empty-disk server under a new id.
 	membershipEvery time.Duration
+	replaceNodes    bool
+
+	// snapshotEvery makes nodes take snapshots of their applied state and
+	// compact their logs this often, and leaders stream snapshots to
+	// followers that need compacted entries (0: none;
+	// sim_snapshot_test.go). chunkDropProb and chunkDuplicateProb add
+	// losses and duplicates of snapshot chunks and acks; installCrashProb
+	// crashes a receiving node in the middle of an install.
+	snapshotEvery      time.Duration
+	chunkDropProb      float64
+	chunkDuplicateProb float64
+	installCrashProb   float64
 }
 
 func defaultSimConfig(seed uint64, nodes int) simConfig {
@@ -97,6 +111,8 @@ func defaultSimConfig(seed uint64, nodes int) simConfig {
 type simStats struct {
 	steps, crashes, partitions, elections, committed int
 	membershipChanges                                int
+	snapshots, compactions, restores, installCrashes int
+	transfers, replacements                          int
 	virtual                                          time.Duration
 }
 
@@ -107,6 +123,12 @@ func (s *simStats) add(o simStats) {
 	s.elections += o.elections
 	s.committed += o.committed
 	s.membershipChanges += o.membershipChanges
+	s.snapshots += o.snapshots
+	s.compactions += o.compactions
+	s.restores += o.restores
+	s.installCrashes += o.installCrashes
+	s.transfers += o.transfers
+	s.replacements += o.replacements
 	s.virtual += o.virtual
 }
 
@@ -133,6 +155,8 @@ const (
 	evPropose
 	evRead
 	evMembership
+	evSnapshot
+	evSnapshotTimer
 )
 
 type simEvent struct {
@@ -143,6 +167,7 @@ type simEvent struct {
 	incarnation int
 	mark        durableMark
 	msg         protocol.RaftMessage
+	transfer    uint64 // evSnapshotTimer: the transfer's generation
 }
 
 type simEventHeap []*simEvent
@@ -195,6 +220,17 @@ type simNode struct {
 	leaderTerm  uint64 // term this node was last seen leading
 	pending     map[uint64]simProposal
 	reader      simReader
+	// The state machine: a digest of the applied entries (the prefix hash
+	// of the log at lastApplied), the term of the last one and the newest
+	// configuration applied; snapshots hold these.
+	appliedHash uint64
+	appliedTerm uint64
+	appliedConf protocol.RaftConfiguration
+	// fresh marks a server that started with an empty disk under a new id:
+	// it has no bootstrap configuration.
+	fresh bool
+	// Snapshot state (sim_snapshot_test.go).
+	snap simNodeSnapshots
 }
 
 type simProposal struct {
@@ -214,10 +250,15 @@ type sim struct {
 	events simEventHeap
 	seq    uint64
 	nodes  []*simNode
-	voters []uint64
-	step   int
-	stats  simStats
-	err    *simViolation
+	voters []uint64 // ids of the nodes now (a replaced node gets a new id)
+	// bootstrap is the initial configuration; nodes that started empty
+	// under a new id have none.
+	bootstrap []uint64
+	byID      map[uint64]*simNode // every id a node ever had
+	lastID    uint64
+	step      int
+	stats     simStats
+	err       *simViolation
 
 	blocked     map[[2]uint64]bool
 	partitioned bool
@@ -247,8 +288,12 @@ func newSim(cfg simConfig) *sim {
 	for i := range cfg.nodes {
 		s.voters = append(s.voters, uint64(i+1))
 	}
+	s.bootstrap = slices.Clone(s.voters)
+	s.lastID = uint64(cfg.nodes)
+	s.byID = map[uint64]*simNode{}
 	for _, id := range s.voters {
 		n := &simNode{id: id, stable: &memStable{forgetVote: cfg.forgetVote}, chain: []uint64{0}}
+		s.byID[id] = n
 		if cfg.memLogOnly {
 			n.memLog = newMemLog()
 			n.memLog.syncLies = cfg.lyingLog
@@ -268,10 +313,14 @@ func newSim(cfg simConfig) *sim {
 	if cfg.membershipEvery > 0 {
 		s.schedule(&simEvent{at: cfg.membershipEvery, kind: evMembership})
 	}
+	if cfg.snapshotEvery > 0 {
+		s.schedule(&simEvent{at: cfg.snapshotEvery, kind: evSnapshot})
+	}
 	return s
 }
 
-func (s *sim) node(id uint64) *simNode { return s.nodes[id-1] }
+// node returns the node that has or had id (nil for an unknown id).
+func (s *sim) node(id uint64) *simNode { return s.byID[id] }
 
 func (s *sim) schedule(e *simEvent) {
 	s.seq++
@@ -297,10 +346,15 @@ func (s *sim) start(n *simNode) error {
 	if n.memLog != nil {
 		n.log = n.memLog
 	} else {
-		l, err := segmentlog.Open(n.fs, "log", segmentlog.DefaultOptions())
+		opts := segmentlog.DefaultOptions()
+		if s.cfg.snapshotEvery > 0 {
+			opts.SegmentMaxBytes = 1 << 10 // small segments, so compaction deletes some
+		}
+		l, err := segmentlog.Open(n.fs, "log", opts)
 		if err != nil {
 			return err
 		}
+		n.snap.seg = l
 		if s.cfg.lyingLog {
 			n.log = &lyingLog{Log: l}
 		} else {
@@ -316,11 +370,21 @@ func (s *sim) start(n *simNode) error {
 	n.lastApplied = 0
 	n.leaderTerm = 0
 	n.reader = simReader{}
+	n.appliedHash = 0
+	voters := s.bootstrap
+	if n.fresh {
+		voters = nil // an empty-disk server joins through the leader
+	}
 	cfg := coreConfig{
-		ID: n.id, Voters: s.voters, Log: n.log, HardState: hs,
+		ID: n.id, Voters: voters, Log: n.log, HardState: hs,
 		ElectionTimeout: s.cfg.electionTimeout, HeartbeatInterval: s.cfg.heartbeat,
 		MaxAppendBytes: 4 << 10, MaxInflightMessages: 8, MaxInflightBytes: 32 << 10, MaxApplyBytes: 8 << 10,
 		DisablePreVote: s.cfg.disablePreVote, Seed: s.rand.Uint64(),
+	}
+	if s.cfg.snapshotEvery > 0 {
+		if err := s.startSnapshots(n, &cfg); err != nil {
+			return err
+		}
 	}
 	n.core = newCore(cfg, s.now)
 	n.lastCommit = n.core.commit
@@ -408,7 +472,11 @@ func (s *sim) handle(e *simEvent) {
 	switch e.kind {
 	case evDeliver:
 		n := s.node(e.msg.To)
-		if !n.alive {
+		if n == nil || !n.alive {
+			return
+		}
+		if isSnapshotMessage(e.msg.Type) {
+			s.stepSnapshot(n, &e.msg)
 			return
 		}
 		n.core.step(&e.msg, s.now)
@@ -459,6 +527,13 @@ func (s *sim) handle(e *simEvent) {
 		if s.faults {
 			s.schedule(&simEvent{at: s.now + s.cfg.membershipEvery, kind: evMembership})
 		}
+	case evSnapshot:
+		s.takeSnapshots()
+		if s.faults {
+			s.schedule(&simEvent{at: s.now + s.cfg.snapshotEvery, kind: evSnapshot})
+		}
+	case evSnapshotTimer:
+		s.snapshotTimer(e)
 	}
 }
 
@@ -556,6 +631,14 @@ func (s *sim) send(m protocol.RaftMessage) {
 	if s.rand.Float64() < s.cfg.duplicateProb {
 		copies = 2
 	}
+	if isSnapshotMessage(m.Type) {
+		if s.rand.Float64() < s.cfg.chunkDropProb {
+			return
+		}
+		if s.rand.Float64() < s.cfg.chunkDuplicateProb {
+			copies++
+		}
+	}
 	for range copies {
 		delay := s.between(s.cfg.minDelay, s.cfg.maxDelay)
 		if s.rand.IntN(50) == 0 {
@@ -612,8 +695,12 @@ func (s *sim) drive(n *simNode) {
 			s.checkApply(n, &rd.committed[i])
 		}
 		s.readsDone(n, rd.reads)
+		if len(rd.snapshots) > 0 {
+			s.startSnapshotTransfers(n, rd.snapshots)
+		}
 	}
 	s.checkNode(n)
+	s.checkSnapshotLeadership(n)
 }
 
 // checkAppend maintains the node's prefix hashes and checks log matching:
@@ -651,6 +738,13 @@ func (s *sim) checkApply(n *simNode, e *protocol.Entry) {
 		return
 	}
 	n.lastApplied = e.Index
+	n.appliedHash = chainHash(n.appliedHash, e)
+	n.appliedTerm = e.Term
+	if e.Type == protocol.EntryConfig {
+		if conf, err := protocol.DecodeRaftConfiguration(e.Data); err == nil {
+			n.appliedConf = conf
+		}
+	}
 	got := simEntry{term: e.Term, data: string(e.Data)}
 	if a, ok := s.acked[e.Index]; ok && a != got {
 		s.violate("lost acknowledged proposal", "node %d applied %+v at index %d where %+v was acknowledged", n.id, got, e.Index, a)
@@ -719,7 +813,7 @@ func (s *sim) checkNode(n *simNode) {
 	var missing uint64
 	for index := uint64(1); index <= top; index++ {
 		e := s.committed[index]
-		if index < uint64(len(n.chain)) && c.log.term(index) == e.term {
+		if index < uint64(len(n.chain)) && n.chain[index] == s.chainAt[[2]uint64{index, e.term}] {
 			continue
 		}
 		if a, ok := s.acked[index]; ok {
@@ -795,7 +889,7 @@ func (s *sim) checkLiveness() {
 			continue
 		}
 		for index := uint64(1); index <= uint64(len(s.committed)); index++ {
-			if a, ok := s.acked[index]; ok && n.core.log.term(index) != a.term {
+			if a, ok := s.acked[index]; ok && (index >= uint64(len(n.chain)) || n.chain[index] != s.chainAt[[2]uint64{index, a.term}]) {
 				s.violate("lost acknowledged proposal", "node %d lacks acknowledged entry %d after healing (target %d)%s", n.id, index, target, s.describe())
 				return
 			}

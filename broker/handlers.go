@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
@@ -47,14 +49,69 @@ func (b *Broker) subscribe() error {
 		if err != nil {
 			return fmt.Errorf("broker: subscribe %s: %w", s.subject, err)
 		}
-		_ = sub.SetPendingLimits(-1, 256<<20)
+		if err := sub.SetPendingLimits(subscriptionPendingMessages, subscriptionPendingBytes); err != nil {
+			return fmt.Errorf("broker: pending limits of %s: %w", s.subject, err)
+		}
 		b.subs = append(b.subs, sub)
+	}
+	if err := b.registerDropMetrics(); err != nil {
+		return err
 	}
 	// Make sure the server has the interest before the broker reports ready.
 	if err := b.nc.Flush(); err != nil {
 		return fmt.Errorf("broker: NATS flush: %w", err)
 	}
 	return nil
+}
+
+// Pending limits of every client API subscription. NATS queues a
+// subscription's messages in the client until its handler takes them; past
+// either limit it drops new ones (a slow consumer) and reports that as an
+// asynchronous error, which the connection's error handler logs
+// (transport.Connect) and raftmq_subscription_dropped_messages_total counts.
+// A dropped produce request times out at the producer, which retries it
+// (idempotently), so a drop costs latency, never data. The limits are far
+// above what the producers' in-flight windows queue (a few batches of at
+// most the max payload per producer and partition) and bound the memory a
+// flood of requests can take.
+const (
+	subscriptionPendingMessages = 1 << 20
+	subscriptionPendingBytes    = 256 << 20
+)
+
+// registerDropMetrics exports the messages NATS dropped per subscription.
+func (b *Broker) registerDropMetrics() error {
+	c := &dropCollector{
+		subs: b.subs,
+		desc: prometheus.NewDesc("raftmq_subscription_dropped_messages_total",
+			"Client API messages dropped before the broker read them because a subscription exceeded its pending limits (slow consumer).",
+			[]string{"subject"}, prometheus.Labels{"broker": strconv.FormatUint(b.cfg.ID, 10)}),
+	}
+	if reg := b.metrics.registerer; reg != nil {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("broker: register subscription metrics: %w", err)
+		}
+	}
+	b.metrics.collectors = append(b.metrics.collectors, c) // unregistered with the others
+	return nil
+}
+
+// dropCollector reads nats.Subscription.Dropped at scrape time.
+type dropCollector struct {
+	subs []*nats.Subscription
+	desc *prometheus.Desc
+}
+
+func (c *dropCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *dropCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, sub := range c.subs {
+		dropped, err := sub.Dropped()
+		if err != nil {
+			continue // unsubscribed (the broker is stopping)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(dropped), sub.Subject)
+	}
 }
 
 // goHandle runs a handler on its own goroutine, so a slow request (a long
@@ -221,7 +278,8 @@ func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func
 }
 
 // validateBatch checks a batch's size, structure and CRC without
-// decompressing it; uncompressed batches also get their records' sizes checked.
+// decompressing it; uncompressed batches also get their record count and
+// records' sizes checked (consumers check each record's fields on decode).
 func (b *Broker) validateBatch(batch []byte) (protocol.BatchHeader, *protocol.Error) {
 	if len(batch) > b.maxBatchBytes {
 		return protocol.BatchHeader{}, &protocol.Error{Code: protocol.CodeBatchTooLarge, Limit: uint64(b.maxBatchBytes),
@@ -234,8 +292,21 @@ func (b *Broker) validateBatch(batch []byte) (protocol.BatchHeader, *protocol.Er
 	if header.Codec != protocol.CodecNone {
 		return header, nil
 	}
+	// The fast check reads only the records' length prefixes: the count
+	// must match the header, and a record no longer than the limit when
+	// encoded cannot hold more than the limit. Only a batch with a longer
+	// record is decoded, to measure it exactly.
+	count, longest, err := protocol.RecordFraming(batch)
+	switch {
+	case err != nil:
+		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+	case count != int(header.RecordCount):
+		return header, protocol.Errorf(protocol.CodeCorruptBatch, "header says %d records, batch holds %d", header.RecordCount, count)
+	case longest <= b.cfg.MaxRecordBytes:
+		return header, nil
+	}
 	var tooLarge *protocol.Error
-	count := 0
+	count = 0
 	err = protocol.DecodeRecords(batch, func(rec protocol.Record) error {
 		count++
 		size := len(rec.Key) + len(rec.Value)
@@ -270,7 +341,30 @@ func (b *Broker) handleFetch(msg *nats.Msg) {
 		reply = b.fetch(req)
 	}
 	b.metrics.observeFetch(reply, start)
-	_ = msg.Respond(reply)
+	_ = msg.Respond(reply) // copies reply into the connection's buffer
+	putFetchBuffer(reply)
+}
+
+// fetchBuffers recycles fetch reply buffers: a reply is up to the max
+// payload (1 MiB by default), and a fresh one per fetch costs more to
+// allocate and zero than to fill.
+var fetchBuffers sync.Pool // of *[]byte
+
+// getFetchBuffer returns an empty buffer with at least capacity bytes.
+func getFetchBuffer(capacity int) []byte {
+	if p, ok := fetchBuffers.Get().(*[]byte); ok && cap(*p) >= capacity {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, capacity)
+}
+
+// putFetchBuffer hands a reply buffer back once it was sent; small ones
+// (error replies) and outsized ones are left to the collector.
+func putFetchBuffer(b []byte) {
+	if cap(b) < 64<<10 || cap(b) > 8<<20 {
+		return
+	}
+	fetchBuffers.Put(&b)
 }
 
 // fetchReplyHeaderSize is the size of an encoded FetchReply without error
@@ -319,7 +413,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 		if req.Offset < highWatermark {
 			// Read the batches straight after the space the header takes,
 			// then write the header in front: no copy of the batch bytes.
-			buf := make([]byte, fetchReplyHeaderSize, fetchReplyHeaderSize+maxBytes+64<<10)
+			buf := getFetchBuffer(fetchReplyHeaderSize + maxBytes + 64<<10)[:fetchReplyHeaderSize]
 			out, next, err := r.log.ReadBatches(buf, req.Offset, appliedIndex, maxBytes)
 			if errors.Is(err, segmentlog.ErrOutOfRange) {
 				// Retention deleted the offset since the range check above:
@@ -336,6 +430,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 				protocol.AppendFetchReplyHeader(out[:0], &reply)
 				return out
 			}
+			putFetchBuffer(out)
 		}
 		if expired == nil {
 			return protocol.AppendFetchReply(nil, &reply)
@@ -523,8 +618,16 @@ func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceRe
 			next = last.Err.Leader
 		}
 		if next == leader || next == 0 {
-			// No better idea where the leader is: wait for an election.
-			time.Sleep(min(time.Duration(attempt+1)*50*time.Millisecond, 500*time.Millisecond))
+			// No better idea where the leader is: wait for an election,
+			// but not past the deadline or the broker's shutdown.
+			pause := min(time.Duration(attempt+1)*50*time.Millisecond, 500*time.Millisecond, time.Until(deadline))
+			timer := time.NewTimer(max(pause, 0))
+			select {
+			case <-timer.C:
+			case <-b.stop:
+				timer.Stop()
+				return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID)}
+			}
 		}
 		leader = next
 	}

@@ -398,14 +398,38 @@ func (c *Consumer) fetch(ctx context.Context, tp topicPartition, offset uint64) 
 // offset. Records of uncompressed batches alias data, which the caller
 // never reuses; others are copied out of the decompression buffer.
 func decodeBatches(tp topicPartition, data []byte, offset uint64) ([]*Record, error) {
-	var records []*Record
-	var iterator protocol.RecordIterator
-	err := protocol.SplitBatches(data, func(batch []byte, h protocol.BatchHeader) error {
-		if h.RecordCount > 0 && h.LastOffset() < offset {
-			return nil
+	records, err := decodeBatchRecords(tp, data, offset)
+	if err != nil {
+		return nil, fmt.Errorf("clients: decode fetched records: %w", err)
+	}
+	return records, nil
+}
+
+func decodeBatchRecords(tp topicPartition, data []byte, offset uint64) ([]*Record, error) {
+	// The records live in one slice sized from the batch headers, so a
+	// fetch allocates per batch, not per record.
+	total := 0
+	for rest := data; len(rest) > 0; {
+		batch, h, err := nextBatch(rest)
+		if err != nil {
+			return nil, err
 		}
-		if err := iterator.Reset(batch); err != nil {
-			return err
+		rest = rest[len(batch):]
+		if h.LastOffset() >= offset {
+			total += int(h.RecordCount)
+		}
+	}
+	slab := make([]Record, 0, total)
+	records := make([]*Record, 0, total)
+	var iterator protocol.RecordIterator
+	for rest := data; len(rest) > 0; {
+		batch, h, _ := nextBatch(rest) // checked above
+		rest = rest[len(batch):]
+		if h.LastOffset() < offset {
+			continue
+		}
+		if err := iterator.Reset(batch); err != nil { // the batch's CRC check
+			return nil, err
 		}
 		copyBytes := h.Codec != protocol.CodecNone
 		for iterator.Next() {
@@ -413,10 +437,14 @@ func decodeBatches(tp topicPartition, data []byte, offset uint64) ([]*Record, er
 			if r.Offset < offset {
 				continue
 			}
-			rec := &Record{
+			if len(slab) == cap(slab) { // the iterator fails such a batch; keep earlier pointers valid
+				slab = make([]Record, 0, 16)
+			}
+			slab = append(slab, Record{
 				Topic: tp.topic, Partition: tp.partition, Offset: r.Offset,
 				Key: r.Key, Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp),
-			}
+			})
+			rec := &slab[len(slab)-1]
 			if copyBytes {
 				rec.Key, rec.Value = cloneBytes(r.Key), cloneBytes(r.Value)
 			}
@@ -429,12 +457,24 @@ func decodeBatches(tp topicPartition, data []byte, offset uint64) ([]*Record, er
 			}
 			records = append(records, rec)
 		}
-		return iterator.Err()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("clients: decode fetched records: %w", err)
+		if err := iterator.Err(); err != nil {
+			return nil, err
+		}
 	}
 	return records, nil
+}
+
+// nextBatch splits the first batch off concatenated batches by its header
+// (its CRC is checked when its records are decoded).
+func nextBatch(b []byte) ([]byte, protocol.BatchHeader, error) {
+	h, err := protocol.ReadBatchHeader(b)
+	if err != nil {
+		return nil, h, err
+	}
+	if uint64(h.Length) > uint64(len(b)) {
+		return nil, h, fmt.Errorf("%w: batch of %d bytes, only %d left", protocol.ErrCorruptBatch, h.Length, len(b))
+	}
+	return b[:h.Length], h, nil
 }
 
 // cloneBytes copies b, keeping nil distinct from empty.

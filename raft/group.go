@@ -492,6 +492,7 @@ func (g *Group) applyLoop() {
 		g.applyQueue = nil
 		if len(batches) == 0 || g.closed {
 			g.applying = false
+			g.applyStoppedLocked()
 			g.mu.Unlock()
 			return
 		}

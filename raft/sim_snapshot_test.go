@@ -85,25 +85,29 @@ func (s *sim) startSnapshots(n *simNode, cfg *coreConfig) error {
 		return err
 	}
 	n.snap.store = store
-	latest, ok := store.Latest()
-	if !ok {
+	if _, ok := store.Latest(); !ok {
 		if n.log.FirstIndex() > 1 {
 			s.violate("snapshot", "node %d: log starts at %d without a snapshot", n.id, n.log.FirstIndex())
 		}
 		return nil
 	}
-	meta := latest.Meta
 	seg := n.snap.seg
-	if needsLogReset(seg, meta) {
-		if err := seg.ResetOffsets(meta.Index+1, meta.Term, meta.NextOffset); err != nil {
-			return err
-		}
-		n.chain = s.committedChain(n, meta.Index)
+	latest, ok, err := ResumeSnapshotInstall(store, seg)
+	if err != nil {
+		return err
 	}
-	if meta.Index+1 < seg.FirstIndex() {
-		s.violate("snapshot", "node %d: newest snapshot %v does not reach the log's first index %d", n.id, meta.ID(), seg.FirstIndex())
+	if !ok {
+		s.violate("snapshot", "node %d: no snapshot reaches the log's first index %d", n.id, seg.FirstIndex())
 		return nil
 	}
+	meta := latest.Meta
+	// The prefix the snapshot covers is the committed one; what the log
+	// holds after it (none when it was reset) keeps its hashes.
+	chain := s.committedChain(n, meta.Index)
+	if uint64(len(n.chain)) > meta.Index+1 && seg.LastIndex() > meta.Index {
+		chain = append(chain, n.chain[meta.Index+1:]...)
+	}
+	n.chain = chain
 	if !s.restoreState(n, meta) {
 		return nil
 	}
@@ -111,21 +115,6 @@ func (s *sim) startSnapshots(n *simNode, cfg *coreConfig) error {
 	cfg.Configuration = snapshotConfiguration(meta.Configuration)
 	cfg.ConfigurationIndex = meta.Index
 	return nil
-}
-
-// needsLogReset reports whether a restarting owner must reset its log to
-// continue after the snapshot meta: the snapshot is past the log's end (a
-// crash interrupted an install before the reset), or the log holds its
-// index with another term (the install replaced a conflicting suffix).
-func needsLogReset(log LogStorage, meta snapshot.Meta) bool {
-	if meta.Index > log.LastIndex() {
-		return true
-	}
-	if meta.Index+1 < log.FirstIndex() {
-		return false
-	}
-	term, err := log.Term(meta.Index)
-	return err != nil || term != meta.Term
 }
 
 // committedChain returns the prefix hashes of the committed log up to index.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -31,6 +32,45 @@ type LogResetter interface {
 	ResetOffsets(nextIndex, prevTerm, nextOffset uint64) error
 }
 
+// ResumeSnapshotInstall is what the owner of a group runs on start, before
+// it restores its state machine and calls AddGroup. It finishes an install
+// that a crash interrupted after the snapshot reached the store but before
+// the log was reset: when the store's newest snapshot is past the log's
+// last index, or the log holds the snapshot's index with another term (the
+// install was replacing a conflicting suffix, §7), it resets the log to
+// continue after the snapshot (ResetOffsets). It returns the newest
+// snapshot when one covers the log's compacted prefix (index at least
+// FirstIndex-1): the owner restores from it unless its state machine is
+// already at or past its index, and passes the applied index as
+// GroupConfig.Applied. ok is false when the store holds no such snapshot.
+func ResumeSnapshotInstall(store *snapshot.Store, log interface {
+	LogStorage
+	LogResetter
+}) (latest snapshot.Info, ok bool, err error) {
+	latest, ok = store.Latest()
+	if !ok {
+		return snapshot.Info{}, false, nil
+	}
+	meta := latest.Meta
+	reset := meta.Index > log.LastIndex()
+	if !reset && meta.Index+1 >= log.FirstIndex() {
+		term, err := log.Term(meta.Index)
+		if err != nil {
+			return snapshot.Info{}, false, fmt.Errorf("raft: term of snapshot index %d: %w", meta.Index, err)
+		}
+		reset = term != meta.Term
+	}
+	if reset {
+		if err := log.ResetOffsets(meta.Index+1, meta.Term, meta.NextOffset); err != nil {
+			return snapshot.Info{}, false, fmt.Errorf("raft: reset log after snapshot %v: %w", meta.ID(), err)
+		}
+	}
+	if meta.Index+1 < log.FirstIndex() {
+		return snapshot.Info{}, false, nil
+	}
+	return latest, true, nil
+}
+
 const (
 	// snapshotInflightChunks bounds the chunks of one transfer in flight.
 	snapshotInflightChunks = 8
@@ -56,6 +96,9 @@ type snapshotDriver struct {
 	// installs are snapshots received into the store for the core to
 	// decide about (snapshotAction).
 	installs []receivedSnapshot
+	// applyStopped is signalled when the apply loop stops or the group
+	// closes; an install waits on it (claimApply). Created on first use.
+	applyStopped *sync.Cond
 }
 
 type receivedSnapshot struct {
@@ -239,6 +282,7 @@ func (g *Group) abandonOutboundLocked() {
 func (g *Group) stopSnapshots() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.applyStoppedLocked()
 	g.abandonOutboundLocked()
 	if in := g.snap.inbound; in != nil {
 		close(in.stop)
@@ -418,7 +462,10 @@ func (g *Group) installSnapshot(rs receivedSnapshot) error {
 			g.host.cfg.Logger.Error("raft: open received snapshot", "group", g.id, "snapshot", meta.ID(), "err", err)
 			return nil
 		}
-		g.claimApply()
+		if !g.claimApply() {
+			body.Close()
+			return nil // closed meanwhile
+		}
 		err = restorer.Restore(meta, body)
 		body.Close()
 		if err != nil {
@@ -436,17 +483,31 @@ func (g *Group) installSnapshot(rs receivedSnapshot) error {
 }
 
 // claimApply waits until no Apply runs and keeps the apply loop from
-// starting (only this worker queues batches, and it is here).
-func (g *Group) claimApply() {
-	for {
-		g.mu.Lock()
-		if !g.applying {
-			g.applying = true
-			g.mu.Unlock()
-			return
-		}
-		g.mu.Unlock()
-		time.Sleep(100 * time.Microsecond)
+// starting (only this worker queues batches, and it is here). It waits on
+// a condition the apply loop signals when it stops (applyStoppedLocked),
+// and reports false when the group closed meanwhile.
+func (g *Group) claimApply() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.snap.applyStopped == nil {
+		g.snap.applyStopped = sync.NewCond(&g.mu)
+	}
+	for g.applying && !g.closed {
+		g.snap.applyStopped.Wait()
+	}
+	if g.closed {
+		return false
+	}
+	g.applying = true
+	return true
+}
+
+// applyStoppedLocked wakes an install waiting in claimApply; the apply
+// loop calls it when it stops, and stopSnapshots when the group closes
+// (g.mu held).
+func (g *Group) applyStoppedLocked() {
+	if g.snap.applyStopped != nil {
+		g.snap.applyStopped.Broadcast()
 	}
 }
 

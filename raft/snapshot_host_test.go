@@ -86,6 +86,9 @@ type snapshotNode struct {
 	stable  *memStable
 	fsm     *snapshotFSM
 	store   *snapshot.Store
+	fs      *vfs.MemFS // crashable
+	// sm, when set, is the group's state machine instead of fsm (a wrapper).
+	sm StateMachine
 }
 
 // snapshotCluster is a 3-node Host cluster whose transport can drop,
@@ -100,8 +103,11 @@ type snapshotCluster struct {
 	rngMu  sync.Mutex
 	// lossy drops or duplicates one snapshot message in four.
 	lossy atomic.Bool
-	// blockChunks drops every MsgSnapshot.
+	// blockChunks drops every MsgSnapshot; with limitChunks set, the
+	// chunks after the first chunkBudget are dropped.
 	blockChunks atomic.Bool
+	limitChunks atomic.Bool
+	chunkBudget atomic.Int64
 	chunksSent  atomic.Int64
 	lost, twice atomic.Int64 // snapshot messages the lossy transport dropped or duplicated
 }
@@ -112,25 +118,14 @@ func newSnapshotCluster(t *testing.T, onSegmentlog bool) *snapshotCluster {
 	sc := &snapshotCluster{t: t, ids: []uint64{1, 2, 3}, hosts: map[uint64]*Host{}, nodes: map[uint64]*snapshotNode{},
 		rng: rand.New(rand.NewPCG(7, 7))}
 	for _, id := range sc.ids {
-		fs := vfs.NewMem()
+		fs := vfs.NewCrashableMem()
 		store, err := snapshot.OpenStore(fs, "snapshots")
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := &snapshotNode{stable: &memStable{}, fsm: &snapshotFSM{}, store: store}
+		n := &snapshotNode{stable: &memStable{}, fsm: &snapshotFSM{}, store: store, fs: fs}
 		if onSegmentlog {
-			opts := segmentlog.DefaultOptions()
-			opts.SegmentMaxBytes = 2 << 10
-			log, err := segmentlog.Open(fs, "log", opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = log.Close() }) // after the host's (LIFO)
-			n.log, n.compact = log, func(before uint64) {
-				if _, err := log.DeleteBefore(before); err != nil {
-					t.Error(err)
-				}
-			}
+			n.openSegmentlog(t)
 		} else {
 			log := newMemLog()
 			n.log, n.compact = log, log.compact
@@ -151,6 +146,23 @@ func newSnapshotCluster(t *testing.T, onSegmentlog bool) *snapshotCluster {
 	return sc
 }
 
+// openSegmentlog opens the node's log on its file system, with small
+// segments so that compaction deletes some.
+func (n *snapshotNode) openSegmentlog(t *testing.T) {
+	opts := segmentlog.DefaultOptions()
+	opts.SegmentMaxBytes = 2 << 10
+	log, err := segmentlog.Open(n.fs, "log", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = log.Close() }) // after the host's (LIFO)
+	n.log, n.compact = log, func(before uint64) {
+		if _, err := log.DeleteBefore(before); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func (sc *snapshotCluster) send(msgs []protocol.RaftMessage) {
 	for _, m := range msgs {
 		h := sc.hosts[m.To]
@@ -162,7 +174,7 @@ func (sc *snapshotCluster) send(msgs []protocol.RaftMessage) {
 		if isSnapshotMessage(m.Type) {
 			if m.Type == protocol.MsgSnapshot {
 				sc.chunksSent.Add(1)
-				if sc.blockChunks.Load() {
+				if sc.blockChunks.Load() || (sc.limitChunks.Load() && sc.chunkBudget.Add(-1) < 0) {
 					continue
 				}
 			}
@@ -198,6 +210,9 @@ func (sc *snapshotCluster) start(id uint64) {
 	cfg.ElectionTimeout, cfg.HeartbeatInterval = 100*time.Millisecond, 10*time.Millisecond
 	cfg.MaxAppendBytes = 512 // many chunks per snapshot
 	cfg.Log, cfg.Stable, cfg.StateMachine, cfg.Snapshots = n.log, n.stable, n.fsm, n.store
+	if n.sm != nil {
+		cfg.StateMachine = n.sm
+	}
 	cfg.Applied, _ = n.fsm.state()
 	g, err := sc.hosts[id].AddGroup(cfg)
 	if err != nil {

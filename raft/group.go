@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -25,16 +26,32 @@ const (
 	AckAppendedUnsafe
 )
 
-// Proposal is the future of one proposed entry.
+// Proposal is the future of one proposed entry. It costs one allocation:
+// the channel behind Done and a blocking Wait is made only when someone
+// waits before the proposal resolves (a proposer with many proposals in
+// flight mostly finds the later ones resolved already).
 type Proposal struct {
-	done        chan struct{}
+	// state is proposalPending until resolve publishes index, term and
+	// err, then proposalResolved; read without mu on the fast path.
+	state atomic.Uint32
+	mu    sync.Mutex // guards done and the state change
+	done  chan struct{}
+
 	index, term uint64
 	err         error
 	mode        AckMode
 	entryType   protocol.EntryType
 	data        []byte
-	resolved    bool // set by resolve; an AckAppendedUnsafe proposal resolves before it commits
 }
+
+const (
+	proposalPending uint32 = iota
+	proposalResolved
+)
+
+// closedChan is the Done channel of proposals that resolved before anyone
+// asked for it.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Wait blocks until the proposal resolves or ctx ends, and returns the
 // entry's index and term. A proposal that fails returns an error: a
@@ -42,8 +59,11 @@ type Proposal struct {
 // ErrClosed, or the storage error that stopped the group. A ctx error does
 // not cancel the proposal; it may still commit.
 func (p *Proposal) Wait(ctx context.Context) (index, term uint64, err error) {
+	if p.state.Load() == proposalResolved {
+		return p.index, p.term, p.err
+	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		return p.index, p.term, p.err
 	case <-ctx.Done():
 		return 0, 0, ctx.Err()
@@ -51,21 +71,41 @@ func (p *Proposal) Wait(ctx context.Context) (index, term uint64, err error) {
 }
 
 // Done is closed when the proposal resolves.
-func (p *Proposal) Done() <-chan struct{} { return p.done }
+func (p *Proposal) Done() <-chan struct{} {
+	if p.state.Load() == proposalResolved {
+		return closedChan
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		if p.state.Load() == proposalResolved {
+			return closedChan
+		}
+		p.done = make(chan struct{})
+	}
+	return p.done
+}
 
+// resolve publishes the outcome; later calls do nothing (an
+// AckAppendedUnsafe proposal resolves before it commits). index and term
+// are set before, by the one goroutine that owns the proposal then.
 func (p *Proposal) resolve(err error) {
-	if p.resolved {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state.Load() == proposalResolved {
 		return
 	}
-	p.resolved = true
 	p.err = err
 	p.data = nil
-	close(p.done)
+	p.state.Store(proposalResolved)
+	if p.done != nil {
+		close(p.done)
+	}
 }
 
 func failedProposal(err error) *Proposal {
-	p := &Proposal{done: make(chan struct{})}
-	p.resolve(err)
+	p := &Proposal{err: err}
+	p.state.Store(proposalResolved)
 	return p
 }
 
@@ -175,7 +215,7 @@ func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte
 		g.mu.Unlock()
 		return failedProposal(ErrTransferring)
 	}
-	p := &Proposal{done: make(chan struct{}), mode: mode, entryType: typ, data: data}
+	p := &Proposal{mode: mode, entryType: typ, data: data}
 	g.proposals = append(g.proposals, p)
 	g.scheduleLocked()
 	g.mu.Unlock()
@@ -472,13 +512,11 @@ func (g *Group) syncLoop() {
 			return
 		}
 		g.mu.Unlock()
-		// More was appended meanwhile: go to the back of the queue, so a
-		// busy group does not keep this worker from the other groups. When
-		// the queue is full, keep syncing here rather than block.
-		select {
-		case g.host.syncq <- g:
+		// More was appended meanwhile: go to the back of the queue when
+		// other groups wait, so a busy group does not keep this worker
+		// from them; otherwise sync again here.
+		if g.host.syncq.yield(g) {
 			return
-		default:
 		}
 	}
 }
@@ -521,14 +559,9 @@ func (g *Group) applyLoop() {
 		g.releaseReadsLocked()
 		more := len(g.applyQueue) > 0 && !g.closed
 		g.mu.Unlock()
-		if more {
-			// As in syncLoop: yield the worker to other groups when the
-			// queue has room; otherwise go on here.
-			select {
-			case g.host.applyq <- g:
-				return
-			default:
-			}
+		if more && g.host.applyq.yield(g) {
+			// As in syncLoop: other groups wait; go behind them.
+			return
 		}
 	}
 }

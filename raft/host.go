@@ -27,17 +27,19 @@ type Host struct {
 	groups map[uint64]*Group
 	closed bool
 
-	runMu   sync.Mutex
-	runCond *sync.Cond
-	runq    []*Group
-	stop    bool
-
-	syncq  chan *Group
-	applyq chan *Group
+	// Groups with work for the run, sync and apply workers. Pushing never
+	// blocks, so a worker hands a group on without ever waiting for
+	// another pool.
+	runq   *workQueue
+	syncq  *workQueue
+	applyq *workQueue
 	done   chan struct{}
 
 	timerMu   sync.Mutex
 	timerHeap deadlineHeap
+	// timerAt is the deadline timerLoop sleeps until (guarded by timerMu);
+	// it is woken only for an earlier one.
+	timerAt   time.Duration
 	timerWake chan struct{}
 
 	wg sync.WaitGroup
@@ -58,12 +60,12 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		start:     time.Now(),
 		seeds:     rand.New(rand.NewPCG(seed, cfg.NodeID)),
 		groups:    make(map[uint64]*Group),
-		syncq:     make(chan *Group, 1024),
-		applyq:    make(chan *Group, 1024),
+		runq:      newWorkQueue(),
+		syncq:     newWorkQueue(),
+		applyq:    newWorkQueue(),
 		timerWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
-	h.runCond = sync.NewCond(&h.runMu)
 	for range cfg.Workers {
 		h.wg.Go(h.runWorker)
 	}
@@ -155,75 +157,38 @@ func (h *Host) Close() error {
 	for _, g := range groups {
 		g.close(ErrClosed)
 	}
-	h.runMu.Lock()
-	h.stop = true
-	h.runCond.Broadcast()
-	h.runMu.Unlock()
+	h.runq.stop()
+	h.syncq.stop()
+	h.applyq.stop()
 	close(h.done)
 	h.wg.Wait()
 	return nil
 }
 
-func (h *Host) enqueue(g *Group) {
-	h.runMu.Lock()
-	h.runq = append(h.runq, g)
-	h.runMu.Unlock()
-	h.runCond.Signal()
-}
+func (h *Host) enqueue(g *Group) { h.runq.push(g) }
 
 func (h *Host) runWorker() {
-	for {
-		h.runMu.Lock()
-		for len(h.runq) == 0 && !h.stop {
-			h.runCond.Wait()
-		}
-		if h.stop {
-			h.runMu.Unlock()
-			return
-		}
-		g := h.runq[0]
-		h.runq[0] = nil
-		h.runq = h.runq[1:]
-		h.runMu.Unlock()
+	for g := h.runq.pop(); g != nil; g = h.runq.pop() {
 		g.process()
 	}
 }
 
 func (h *Host) syncWorker() {
-	for {
-		select {
-		case g := <-h.syncq:
-			g.syncLoop()
-		case <-h.done:
-			return
-		}
+	for g := h.syncq.pop(); g != nil; g = h.syncq.pop() {
+		g.syncLoop()
 	}
 }
 
 func (h *Host) applyWorker() {
-	for {
-		select {
-		case g := <-h.applyq:
-			g.applyLoop()
-		case <-h.done:
-			return
-		}
+	for g := h.applyq.pop(); g != nil; g = h.applyq.pop() {
+		g.applyLoop()
 	}
 }
 
-func (h *Host) submitSync(g *Group) {
-	select {
-	case h.syncq <- g:
-	case <-h.done:
-	}
-}
-
-func (h *Host) submitApply(g *Group) {
-	select {
-	case h.applyq <- g:
-	case <-h.done:
-	}
-}
+// submitSync and submitApply hand a group to the sync or apply workers;
+// they never block (see workQueue), so a run worker never waits on them.
+func (h *Host) submitSync(g *Group)  { h.syncq.push(g) }
+func (h *Host) submitApply(g *Group) { h.applyq.push(g) }
 
 // setDeadline records when g must be ticked next.
 func (h *Host) setDeadline(g *Group, d time.Duration) {
@@ -239,7 +204,12 @@ func (h *Host) setDeadline(g *Group, d time.Duration) {
 		g.deadline = d
 		heap.Push(&h.timerHeap, g)
 	}
-	if g.heapIndex == 0 {
+	if g.heapIndex == 0 && d < h.timerAt {
+		// Earlier than the scheduler sleeps: wake it. A deadline that
+		// moved later (the common case: a heartbeat or election timer
+		// pushed back) waits for the sleep already set, which then
+		// finds nothing due and sleeps again.
+		h.timerAt = d
 		select {
 		case h.timerWake <- struct{}{}:
 		default:
@@ -271,6 +241,7 @@ func (h *Host) timerLoop() {
 		if len(h.timerHeap) > 0 {
 			wait = h.timerHeap[0].deadline - now
 		}
+		h.timerAt = now + wait
 		h.timerMu.Unlock()
 		for _, g := range due {
 			g.mu.Lock()

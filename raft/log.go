@@ -141,6 +141,13 @@ func (l *raftLog) append(ents ...protocol.Entry) {
 func (l *raftLog) truncateAndAppend(ents []protocol.Entry) {
 	first := ents[0].Index
 	switch {
+	case len(l.unstable) > 0 && first == l.lastIndex()+1:
+		// A plain append: the array only grows past what was handed out
+		// (entries() returns capacity-limited slices; an unstable tail
+		// that aliases a message has no spare capacity, so this copies),
+		// so no earlier reader sees a change. Amortized: a follower that
+		// handles many AppendEntries in one round copies each entry once.
+		l.unstable = append(l.unstable, ents...)
 	case len(l.unstable) > 0 && first >= l.unstableStart && first <= l.lastIndex()+1:
 		l.unstable = append(l.unstable[:first-l.unstableStart:first-l.unstableStart], ents...)
 	default:

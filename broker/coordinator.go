@@ -37,7 +37,10 @@ func newGroupSessions() *groupSessions {
 	return &groupSessions{lastSeen: map[string]map[string]time.Time{}, expiring: map[string]bool{}}
 }
 
-// touch records a heartbeat. A new controller term starts all sessions over.
+// touch records a heartbeat served as coordinator in term. A newer
+// controller term starts all sessions over; a heartbeat served in an older
+// term (this broker lost and regained leadership while serving it) still
+// proves the member alive, and must not wind the sessions back to that term.
 func (s *groupSessions) touch(term uint64, group, member string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,8 +58,17 @@ func (s *groupSessions) forget(group, member string) {
 	delete(s.expiring, group+"\x00"+member)
 }
 
+// markFailed clears the expiring mark of a member whose leave could not be
+// committed, keeping its last heartbeat, so the next check proposes the
+// leave again (rather than starting a whole new session for it).
+func (s *groupSessions) markFailed(group, member string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.expiring, group+"\x00"+member)
+}
+
 func (s *groupSessions) resetIfNewTermLocked(term uint64) {
-	if term != s.term {
+	if term > s.term {
 		s.term = term
 		s.lastSeen = map[string]map[string]time.Time{}
 		s.expiring = map[string]bool{}
@@ -277,7 +289,8 @@ func needsSync(g *consumerGroup, req *protocol.HeartbeatRequest, m *clusterMetad
 }
 
 // expireMembers proposes a leave for every member whose session ran out.
-// Called from the broker loop on the caught-up controller leader.
+// Called from the broker loop on the caught-up controller leader, at every
+// tick; a leave that fails is proposed again at a later tick.
 func (b *Broker) expireMembers(now time.Time) {
 	term := b.controller.group.Status().Term
 	for _, gm := range b.sessions.expired(term, b.controller.state.groupList(), now) {
@@ -290,12 +303,15 @@ func (b *Broker) expireMembers(now time.Time) {
 			defer cancel()
 			_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Time: now,
 				Group: &groupCommand{Name: gm[0], Member: gm[1], Expired: true}})
-			b.sessions.forget(gm[0], gm[1])
-			b.groupChanged(gm[0])
 			if apiErr != nil && apiErr.Code != protocol.CodeUnknownMember {
+				// Retried at the next check (a timed-out leave that did
+				// commit then reads as unknown member).
+				b.sessions.markFailed(gm[0], gm[1])
 				b.logger.Warn("expire group member", "group", gm[0], "member", gm[1], "err", apiErr)
 				return
 			}
+			b.sessions.forget(gm[0], gm[1])
+			b.groupChanged(gm[0])
 			b.logger.Info("group member session expired", "group", gm[0], "member", gm[1])
 		}()
 	}

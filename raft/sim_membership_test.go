@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft/quorum"
 )
 
@@ -131,5 +132,31 @@ func (s *sim) checkCommitQuorum(leader *simNode) {
 	}
 	if c.voters.Tally(holders) != quorum.VoteWon {
 		s.violate("commit quorum", "node %d committed %d in term %d held durably only by %v; configuration %+v", leader.id, index, c.term, holders, c.conf)
+	}
+}
+
+// checkConfigurationPerPrefix checks that at most one configuration is in
+// effect per log prefix: nodes whose logs end in the same prefix (same
+// prefix hash) use the same configuration, whether they hold the whole log
+// or restored a snapshot and hold only its suffix. A node with no voters
+// in its configuration (an empty-disk server not yet told the base) is
+// left out: it neither votes nor campaigns.
+func (s *sim) checkConfigurationPerPrefix(n *simNode) {
+	c := n.core
+	last := c.log.lastIndex()
+	if last == 0 || uint64(len(n.chain)) != last+1 || len(c.conf.Voters) == 0 {
+		return
+	}
+	conf := string(protocol.AppendRaftConfiguration(nil, &c.conf))
+	key := n.chain[last]
+	if s.confByPrefix == nil {
+		s.confByPrefix = map[uint64]string{}
+	}
+	if other, ok := s.confByPrefix[key]; !ok {
+		s.confByPrefix[key] = conf
+	} else if other != conf {
+		got, _ := protocol.DecodeRaftConfiguration([]byte(conf))
+		want, _ := protocol.DecodeRaftConfiguration([]byte(other))
+		s.violate("configuration per prefix", "node %d with log ending at %d (term %d) uses %+v, another node with the same log used %+v", n.id, last, c.log.term(last), got, want)
 	}
 }

@@ -182,7 +182,7 @@ func (s *sim) takeSnapshots() {
 			continue
 		}
 		conf := n.appliedConf
-		if len(conf.Voters) == 0 {
+		if len(conf.Voters) == 0 || s.cfg.staleSnapshotConf {
 			conf = protocol.RaftConfiguration{Voters: s.bootstrap}
 		}
 		w, err := n.snap.store.Create(snapshot.Meta{
@@ -530,4 +530,20 @@ func simSnapshotConfig(seed uint64) simConfig {
 	cfg.installCrashProb = 0.1
 	cfg.readEvery = 5 * time.Millisecond
 	return cfg
+}
+
+// TestSimulationCatchesSnapshotsWithAStaleConfiguration shows the
+// configuration check bites: snapshots that record the bootstrap
+// configuration instead of the one in effect at their index give a
+// restored node another configuration than the nodes holding the log.
+func TestSimulationCatchesSnapshotsWithAStaleConfiguration(t *testing.T) {
+	cfg := simSnapshotConfig(0)
+	cfg.steps = 6000
+	cfg.readEvery = 0
+	cfg.staleSnapshotConf = true
+	seed, v := findViolation(cfg, 20, "configuration per prefix")
+	if v == nil {
+		t.Fatalf("stale snapshot configurations: no violation within 20 seeds")
+	}
+	t.Logf("seed %d: %v", seed, v)
 }

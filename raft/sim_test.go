@@ -84,6 +84,9 @@ type simConfig struct {
 	chunkDropProb      float64
 	chunkDuplicateProb float64
 	installCrashProb   float64
+	// staleSnapshotConf makes snapshots record the bootstrap configuration
+	// instead of the one applied: the broken owner the checks must catch.
+	staleSnapshotConf bool
 }
 
 func defaultSimConfig(seed uint64, nodes int) simConfig {
@@ -272,6 +275,9 @@ type sim struct {
 	maxAcked    uint64
 	proposalSeq int
 	history     simHistory
+	// confByPrefix: prefix hash of a log -> the configuration (encoded)
+	// a node whose log ends there uses.
+	confByPrefix map[uint64]string
 }
 
 func newSim(cfg simConfig) *sim {
@@ -700,6 +706,7 @@ func (s *sim) drive(n *simNode) {
 		}
 	}
 	s.checkNode(n)
+	s.checkConfigurationPerPrefix(n)
 	s.checkSnapshotLeadership(n)
 }
 

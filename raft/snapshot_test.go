@@ -4,7 +4,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/snapshot"
 )
 
 // reset drops everything and continues at next with Term(next-1)=prevTerm
@@ -171,5 +173,47 @@ func TestStalledSnapshotIsRequestedAgain(t *testing.T) {
 	leader.core.snapshotFailed(3)
 	if p := leader.core.progress[3]; p.state != snapshotState {
 		t.Fatalf("after a failure the leader should ask again at once: state %v", p.state)
+	}
+}
+
+// An owner restarting after a crash in the middle of an install (the
+// snapshot in the store, the log not reset yet) resets the log when the
+// snapshot is past its end or disagrees with its term at the snapshot's
+// index (the install was replacing a conflicting suffix, which must not
+// come back as committed), and keeps a log that agrees.
+func TestResumeSnapshotInstallResetsALogThatDoesNotContinueTheSnapshot(t *testing.T) { // §7
+	store, err := snapshot.OpenStore(vfs.NewMem(), "snapshots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := ResumeSnapshotInstall(store, logWith(1, 1)); ok || err != nil {
+		t.Fatalf("empty store: ok %v err %v", ok, err)
+	}
+	w, err := store.Create(snapshot.Meta{Index: 4, Term: 3, Configuration: snapshot.Configuration{Voters: []uint64{1, 2, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		log         *memLog
+		first, last uint64
+	}{
+		{"snapshot past the log's end", logWith(1, 1), 5, 4},
+		{"another term at the snapshot's index", logWith(1, 1, 2, 2, 2, 2), 5, 4},
+		{"the log continues the snapshot", logWith(1, 1, 3, 3, 3), 1, 5},
+	} {
+		latest, ok, err := ResumeSnapshotInstall(store, tc.log)
+		if err != nil || !ok || latest.Meta.Index != 4 {
+			t.Fatalf("%s: latest %v ok %v err %v", tc.name, latest.Meta.ID(), ok, err)
+		}
+		if first, last := tc.log.FirstIndex(), tc.log.LastIndex(); first != tc.first || last != tc.last {
+			t.Fatalf("%s: log [%d, %d], want [%d, %d]", tc.name, first, last, tc.first, tc.last)
+		}
+		if term, _ := tc.log.Term(4); term != 3 {
+			t.Fatalf("%s: term of index 4 is %d, want 3", tc.name, term)
+		}
 	}
 }

@@ -110,7 +110,7 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(fs.Name(), err)
 	}
-	return consumeLoop(ctx, c, consumer, &flags)
+	return consumeLoop(ctx, c, consumer.Poll, &flags, nil, nil)
 }
 
 func parsePosition(text string) (clients.Position, error) {
@@ -129,18 +129,23 @@ func parsePosition(text string) (clients.Position, error) {
 	return clients.Position{}, errors.New("want earliest, latest, an offset or an RFC 3339 time")
 }
 
-func consumeLoop(ctx context.Context, c *cli, consumer *clients.Consumer, flags *consumeFlags) int {
+// consumeLoop prints the records poll returns (values, or --json lines)
+// until --count records, --timeout without a new record, or ctx ends. With
+// a group, printed is called for each record written and afterBatch (to
+// commit) after each batch is flushed; both may be nil.
+func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*clients.Record, error), flags *consumeFlags,
+	printed func(*clients.Record), afterBatch func(context.Context) error) int {
 	out := bufio.NewWriter(c.stdout)
 	defer out.Flush()
 	encoder := json.NewEncoder(out)
 	encoder.SetEscapeHTML(false)
-	printed := 0
-	for flags.count == 0 || printed < flags.count {
+	count := 0
+	for flags.count == 0 || count < flags.count {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if flags.idle > 0 {
 			pollCtx, cancel = context.WithTimeout(ctx, flags.idle)
 		}
-		records, err := consumer.Poll(pollCtx)
+		records, err := poll(pollCtx)
 		cancel()
 		if err != nil {
 			switch {
@@ -149,7 +154,7 @@ func consumeLoop(ctx context.Context, c *cli, consumer *clients.Consumer, flags 
 			case errors.Is(err, context.DeadlineExceeded):
 				out.Flush()
 				if flags.count > 0 {
-					fmt.Fprintf(c.stderr, "raftmq consume: %d of %d records before nothing new came for %v\n", printed, flags.count, flags.idle)
+					fmt.Fprintf(c.stderr, "raftmq consume: %d of %d records before nothing new came for %v\n", count, flags.count, flags.idle)
 					return exitError
 				}
 				return exitOK
@@ -158,22 +163,34 @@ func consumeLoop(ctx context.Context, c *cli, consumer *clients.Consumer, flags 
 			return c.fail("consume", err)
 		}
 		for _, r := range records {
-			if flags.count > 0 && printed == flags.count {
+			if flags.count > 0 && count == flags.count {
 				break
 			}
-			printed++
+			count++
 			if flags.json {
 				_ = encoder.Encode(consumedLine{
 					Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: string(r.Value),
 					Timestamp: r.Timestamp.UTC().Format(timestampLayout),
 				})
-				continue
+			} else {
+				out.Write(r.Value)
+				out.WriteByte('\n')
 			}
-			out.Write(r.Value)
-			out.WriteByte('\n')
+			if printed != nil {
+				printed(r)
+			}
 		}
 		if err := out.Flush(); err != nil {
 			return c.fail("consume", err)
+		}
+		if afterBatch == nil {
+			continue
+		}
+		commitCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err = afterBatch(commitCtx)
+		cancel()
+		if err != nil {
+			return c.fail("consume", fmt.Errorf("commit: %w", err))
 		}
 	}
 	return exitOK

@@ -229,12 +229,16 @@ func openLog(dir string, opts segmentlog.Options) (*segmentlog.Log, error) {
 	return log, nil
 }
 
-// sendRaft is the raft host's outbound path: encode and hand to the transport.
+// sendRaft is the raft host's outbound path: each message is encoded
+// straight into the transport's outgoing NATS message (no copy of the
+// entries in between).
 func (b *Broker) sendRaft(msgs []protocol.RaftMessage) {
-	var buf []byte
 	for i := range msgs {
-		buf = protocol.AppendRaftMessage(buf[:0], &msgs[i])
-		if err := b.peers.Send(msgs[i].To, buf); err != nil {
+		m := &msgs[i]
+		err := b.peers.SendAppend(m.To, protocol.RaftMessageSize(m), func(dst []byte) []byte {
+			return protocol.AppendRaftMessage(dst, m)
+		})
+		if err != nil {
 			b.logger.Debug("raft send failed", "to", msgs[i].To, "group", msgs[i].GroupID, "err", err)
 		}
 	}

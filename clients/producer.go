@@ -24,15 +24,14 @@ type Producer struct {
 	config producerConfig
 	// batchMaxBytes is config.batchMaxBytes capped by the max payload.
 	batchMaxBytes int
-	// buffered holds one token per record produced and not completed.
-	buffered chan struct{}
 	// producerID is the idempotent producer id, 0 with idempotence off.
 	producerID int64
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
-	pending    int           // records produced and not completed
+	pending    int           // records produced and not completed; at most config.maxBufferedRecords
 	idle       chan struct{} // closed when pending drops to 0; replaced when it rises
+	roomFreed  chan struct{} // non-nil while Produce waits for pending to drop; closed when it does
 	closed     bool
 	workers    sync.WaitGroup
 	stop       chan struct{} // closed by Close after the final flush
@@ -67,7 +66,6 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 		client:        c,
 		config:        config,
 		batchMaxBytes: batchMaxBytes,
-		buffered:      make(chan struct{}, config.maxBufferedRecords),
 		partitions:    make(map[topicPartition]*partitionProducer),
 		idle:          idle,
 		stop:          make(chan struct{}),
@@ -125,18 +123,12 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 			Message: fmt.Sprintf("topic %q has %d partitions, no partition %d", rec.Topic, partitions, partition)}
 	}
 	rec.Partition = uint32(partition)
-	select {
-	case p.buffered <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	partitionProducer, err := p.partitionProducer(topicPartition{rec.Topic, rec.Partition})
+	partitionProducer, full, err := p.partitionProducer(ctx, topicPartition{rec.Topic, rec.Partition})
 	if err != nil {
-		<-p.buffered
 		return err
 	}
 	partitionProducer.add(pendingRecord{record: rec, done: done})
-	if len(p.buffered) == cap(p.buffered) {
+	if full {
 		p.sealAll()
 	}
 	return nil
@@ -155,12 +147,28 @@ func (p *Producer) sealAll() {
 }
 
 // partitionProducer returns the producer of one partition, starting it on
-// first use; it counts the record about to be added as pending.
-func (p *Producer) partitionProducer(tp topicPartition) (*partitionProducer, error) {
+// first use; it counts the record about to be added as pending, waiting
+// while WithMaxBufferedRecords records are (or until ctx ends). full
+// reports that the buffer is full with this record.
+func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition) (_ *partitionProducer, full bool, _ error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for p.pending >= p.config.maxBufferedRecords && !p.closed {
+		if p.roomFreed == nil {
+			p.roomFreed = make(chan struct{})
+		}
+		roomFreed := p.roomFreed
+		p.mu.Unlock()
+		select {
+		case <-roomFreed:
+		case <-ctx.Done():
+			p.mu.Lock()
+			return nil, false, ctx.Err()
+		}
+		p.mu.Lock()
+	}
 	if p.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	if p.pending == 0 {
 		p.idle = make(chan struct{})
@@ -176,16 +184,17 @@ func (p *Producer) partitionProducer(tp topicPartition) (*partitionProducer, err
 			pp.run()
 		}()
 	}
-	return pp, nil
+	return pp, p.pending >= p.config.maxBufferedRecords, nil
 }
 
 // completed is called once per record after its callback ran.
 func (p *Producer) completed(records int) {
-	for range records {
-		<-p.buffered
-	}
 	p.mu.Lock()
 	p.pending -= records
+	if p.roomFreed != nil {
+		close(p.roomFreed)
+		p.roomFreed = nil
+	}
 	if p.pending == 0 {
 		close(p.idle)
 	}

@@ -248,7 +248,10 @@ func (pp *partitionProducer) sendReady(now time.Time) time.Time {
 func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	client := pp.producer.client
 	if batch.request == nil {
-		request := protocol.AppendProduceRequest(nil, &protocol.ProduceRequest{
+		// Sized for the whole request, so encoding the batch does not
+		// reallocate (compression only makes it smaller).
+		request := make([]byte, 0, requestHeaderRoom+batch.builder.UncompressedSize())
+		request = protocol.AppendProduceRequest(request, &protocol.ProduceRequest{
 			Topic:     pp.tp.topic,
 			Partition: pp.tp.partition,
 			Acks:      pp.producer.config.acks,

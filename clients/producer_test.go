@@ -342,3 +342,49 @@ func TestMetadataRefreshDeadlineIsRetriable(t *testing.T) {
 		t.Fatalf("refresh with a cancelled context = %v, want context.Canceled, not retriable", err)
 	}
 }
+
+// TestProduceWaitsForBufferRoom: with WithMaxBufferedRecords(n), the
+// record after n unacknowledged ones waits until one completes, or fails
+// with its context's error.
+func TestProduceWaitsForBufferRoom(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	f.mu.Lock()
+	f.dropProduce = 1 << 20 // nothing is acknowledged until released below
+	f.mu.Unlock()
+	client := newTestClient(t, f, WithRequestTimeout(100*time.Millisecond))
+	producer, err := client.NewProducer(WithMaxBufferedRecords(2), WithLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	acked := make(chan error, 3)
+	done := func(_ *Record, err error) { acked <- err }
+	for _, v := range []string{"a", "b"} {
+		producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte(v)}, done)
+	}
+	full, cancel := context.WithTimeout(testContext(t), 50*time.Millisecond)
+	defer cancel()
+	producer.Produce(full, &Record{Topic: "orders", Value: []byte("c")}, done)
+	if err := <-acked; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third record with a full buffer: %v, want its context's deadline", err)
+	}
+
+	third := make(chan struct{})
+	go func() {
+		defer close(third)
+		producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte("c")}, done)
+	}()
+	f.mu.Lock()
+	f.dropProduce = 0 // the retries of a and b get answered
+	f.mu.Unlock()
+	<-third // room was freed, so Produce returned
+	for range 3 {
+		if err := <-acked; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("partition holds %q, want a b c", got)
+	}
+}

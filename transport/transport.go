@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -257,11 +258,26 @@ func (t *Transport) SetHandler(h Handler) {
 // full queue drops the frame (ErrQueueFull), and NATS itself may lose
 // messages while a connection is down.
 func (t *Transport) Send(to uint64, frame []byte) error {
-	if len(frame) > t.maxFrame {
+	return t.send(to, len(frame), frame, nil)
+}
+
+// SendAppend is Send for a frame that encode writes straight into the
+// outgoing NATS message, saving the copy of an encoded frame: encode must
+// append exactly size bytes to dst and return the extended slice. encode
+// runs with the transport's lock held, so it must be quick and must not
+// call the Transport. A frame of another size than announced is dropped
+// with an error (the message being filled is left as it was).
+func (t *Transport) SendAppend(to uint64, size int, encode func(dst []byte) []byte) error {
+	return t.send(to, size, nil, encode)
+}
+
+// send queues frame, or the size bytes encode writes, for node to.
+func (t *Transport) send(to uint64, size int, frame []byte, encode func(dst []byte) []byte) error {
+	if size > t.maxFrame {
 		return fmt.Errorf("%w: %d bytes exceeds the %d-byte limit (NATS max payload %d minus envelope)",
-			ErrFrameTooLarge, len(frame), t.maxFrame, t.maxPayload)
+			ErrFrameTooLarge, size, t.maxFrame, t.maxPayload)
 	}
-	need := uvarintLen(uint64(len(frame))) + len(frame)
+	need := uvarintLen(uint64(size)) + size
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -282,9 +298,21 @@ func (t *Transport) Send(to uint64, frame []byte) error {
 		q.current = nil
 	}
 	if q.current == nil {
-		q.current = appendEnvelopeHeader(t.newBufferLocked(), t.nodeID)
+		q.current = appendEnvelopeHeader(t.newBufferLocked(need+maxEnvelopeHeader), t.nodeID)
 	}
-	q.current = appendFrame(q.current, frame)
+	if encode == nil {
+		q.current = appendFrame(q.current, frame)
+	} else {
+		before := len(q.current)
+		encoded := encode(binary.AppendUvarint(q.current, uint64(size)))
+		if len(encoded) != before+need {
+			q.current = encoded[:before]
+			t.mu.Unlock()
+			t.stats.framesDropped.Add(1)
+			return fmt.Errorf("transport: SendAppend to node %d: encoder wrote %d bytes, announced %d", to, len(encoded)-before-(need-size), size)
+		}
+		q.current = encoded
+	}
 	q.queuedBytes += need
 	if !q.dirty {
 		q.dirty = true
@@ -298,13 +326,19 @@ func (t *Transport) Send(to uint64, frame []byte) error {
 	return nil
 }
 
-func (t *Transport) newBufferLocked() []byte {
-	if n := len(t.free); n > 0 {
-		b := t.free[n-1]
-		t.free = t.free[:n-1]
-		return b[:0]
+// newBufferLocked returns an empty envelope buffer with room for at least
+// need bytes (and at least the coalesce size), reusing a free one.
+func (t *Transport) newBufferLocked(need int) []byte {
+	for i := len(t.free) - 1; i >= 0; i-- {
+		if b := t.free[i]; cap(b) >= need {
+			last := len(t.free) - 1
+			t.free[i] = t.free[last]
+			t.free[last] = nil
+			t.free = t.free[:last]
+			return b[:0]
+		}
 	}
-	return make([]byte, 0, t.coalesceBytes)
+	return make([]byte, 0, max(need, t.coalesceBytes))
 }
 
 // flushLoop is the only goroutine that publishes.

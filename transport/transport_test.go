@@ -552,3 +552,40 @@ func TestCoalesceBytesCapsMessagesButNotFrames(t *testing.T) {
 		t.Fatalf("message sizes %v: want ~5 coalesced messages of at most 1000 bytes and one large", sizes)
 	}
 }
+
+// TestSendAppendEncodesInPlace: frames written by SendAppend arrive like
+// Send's, in order with them, and an encoder that writes another size than
+// announced gets an error without disturbing the frames around it.
+func TestSendAppendEncodesInPlace(t *testing.T) {
+	srv := startServer(t, EmbeddedConfig{})
+	nc := connect(t, srv, "send-append")
+	sender, _ := newTransport(t, nc, Config{NodeID: 1, FlushInterval: 20 * time.Millisecond})
+	_, in := newTransport(t, nc, Config{NodeID: 2})
+	warmUp(t, sender, 2, in)
+	big := bytes.Repeat([]byte("x"), 200<<10) // larger than the coalesce size
+	want := [][]byte{[]byte("plain"), []byte("appended"), big, []byte("after")}
+	if err := sender.Send(2, want[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, frame := range want[1:3] {
+		if err := sender.SendAppend(2, len(frame), func(dst []byte) []byte { return append(dst, frame...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sender.SendAppend(2, 3, func(dst []byte) []byte { return append(dst, "four"...) }); err == nil {
+		t.Fatal("SendAppend accepted an encoder that wrote 4 bytes for 3")
+	}
+	if err := sender.Send(2, want[3]); err != nil {
+		t.Fatal(err)
+	}
+	got := in.waitFor(t, "4 frames", func(r []received) bool { return len(withoutProbes(r)) >= 4 })
+	got = withoutProbes(got)
+	if len(got) != 4 {
+		t.Fatalf("got %d frames, want 4", len(got))
+	}
+	for i, r := range got {
+		if r.from != 1 || !bytes.Equal(r.frame, want[i]) {
+			t.Fatalf("frame %d: from %d, %d bytes %.20q; want %d bytes %.20q", i, r.from, len(r.frame), r.frame, len(want[i]), want[i])
+		}
+	}
+}

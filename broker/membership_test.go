@@ -312,3 +312,243 @@ func readReplica(t *testing.T, r *partitionReplica, from, end uint64) []fetchedR
 	}
 	return out
 }
+
+// TestReplaceStoppedBroker is issue 4's "replace a dead machine": broker 3
+// is stopped, every replica it held moves to broker 4 (replace-broker)
+// while the partitions keep a quorum, broker 4 ends with the same records,
+// and broker 3, started again, deletes the data of the replicas it lost.
+func TestReplaceStoppedBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 0)
+	client.createTopic("swap", 2, 3) // on brokers 1, 2 and 3
+	addBroker(t, ctx, cluster, 4)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
+	for i := range 20 {
+		if _, err := c.produce(ctx, "swap", uint32(i%2), buildBatch(t, fmt.Sprintf("before-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b3 := cluster.Broker(3)
+	var oldDirs []string
+	for p := range uint32(2) {
+		b3.mu.RLock()
+		r := b3.partitions[topicPartition{"swap", p}]
+		b3.mu.RUnlock()
+		if r == nil {
+			t.Fatalf("broker 3 holds no replica of swap/%d", p)
+		}
+		oldDirs = append(oldDirs, r.dir)
+	}
+	if err := cluster.StopBroker(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "broker 3 to be seen down", func() bool { return !cluster.Broker(1).aliveBrokers()[3] })
+
+	var reply protocol.ReassignReply
+	client.admin(protocol.AdminReplaceBroker, protocol.ReplaceBrokerRequest{Version: 1, Old: 3, New: 4}, &reply)
+	if reply.Error != nil || len(reply.Reassignments) != 2 {
+		t.Fatalf("replace-broker: %+v", reply)
+	}
+	for _, move := range reply.Reassignments {
+		if slices.Contains(move.To, 3) || !slices.Contains(move.To, 4) || !slices.Contains(move.From, 3) {
+			t.Fatalf("move %+v", move)
+		}
+	}
+	for i := range 20 {
+		if _, err := c.produce(ctx, "swap", uint32(i%2), buildBatch(t, fmt.Sprintf("during-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(ctx, t, "both partitions to move to broker 4", func() bool {
+		t := cluster.Broker(1).currentMetadata().Topics["swap"]
+		for _, p := range t.Partitions {
+			if p.Target != nil || slices.Contains(p.Replicas, 3) || !slices.Contains(p.Replicas, 4) {
+				return false
+			}
+		}
+		return true
+	})
+	b4 := cluster.Broker(4)
+	for p := range uint32(2) {
+		var leader, moved *partitionReplica
+		waitFor(ctx, t, "broker 4 to catch up", func() bool {
+			for _, b := range cluster.running() {
+				b.mu.RLock()
+				r := b.partitions[topicPartition{"swap", p}]
+				b.mu.RUnlock()
+				if r != nil && r.group.Status().Role.String() == "leader" {
+					leader = r
+				}
+			}
+			b4.mu.RLock()
+			moved = b4.partitions[topicPartition{"swap", p}]
+			b4.mu.RUnlock()
+			return leader != nil && moved != nil && moved.group.Status().AppliedIndex == leader.group.Status().AppliedIndex
+		})
+		_, end, _ := leader.state.visible()
+		if end != 20 {
+			t.Fatalf("partition %d high watermark %d, want 20", p, end)
+		}
+		assertSameRecords(t, leader, moved, end)
+	}
+
+	// Broker 3 comes back, learns it holds no replica, and deletes them.
+	if err := cluster.StartBroker(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "broker 3 to delete its old replicas", func() bool {
+		for _, dir := range oldDirs {
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				return false
+			}
+		}
+		return cluster.Broker(3).currentMetadata().Version > 0
+	})
+	recorded, err := cluster.Broker(3).store.replicaGroups()
+	if err != nil || len(recorded) != 0 {
+		t.Fatalf("broker 3 still records replicas %v (%v)", recorded, err)
+	}
+}
+
+// TestControllerAddAndRemove grows the controller group with a broker that
+// is not in Bootstrap (it joins as a learner and is promoted), shrinks it by
+// removing a bootstrap broker, and checks that the controller still serves
+// metadata changes through the new membership.
+func TestControllerAddAndRemove(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 1)
+	client.createTopic("before", 1, 3)
+
+	var reply protocol.ControllerMemberReply
+	client.admin(protocol.AdminAddController, protocol.ControllerMemberRequest{Version: 1, Broker: 4}, &reply)
+	if reply.Error != nil || reply.Controller == nil || !slices.Equal(reply.Controller.Voters, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("add-controller 4: %+v", reply)
+	}
+	b4 := cluster.Broker(4)
+	waitFor(ctx, t, "broker 4's controller replica to apply the topic", func() bool {
+		return b4.controller.state.current().Topics["before"] != nil
+	})
+
+	client.admin(protocol.AdminRemoveController, protocol.ControllerMemberRequest{Version: 1, Broker: 1}, &reply)
+	if reply.Error != nil || reply.Controller == nil || !slices.Equal(reply.Controller.Voters, []uint64{2, 3, 4}) {
+		t.Fatalf("remove-controller 1: %+v", reply)
+	}
+	// The controller keeps working without broker 1: a new topic is created
+	// and every broker, broker 1 included, learns it.
+	client.createTopic("after", 1, 3)
+	waitFor(ctx, t, "every broker to see the new topic", func() bool {
+		for _, b := range cluster.running() {
+			if b.currentMetadata().Topics["after"] == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if cluster.Broker(1).isControllerLeader() {
+		t.Fatal("broker 1 leads the controller after its removal")
+	}
+	var status protocol.MetadataReply
+	client.admin(protocol.AdminClusterStatus, protocol.MetadataRequest{Version: 1}, &status)
+	if status.Controller == nil || !slices.Equal(status.Controller.Voters, []uint64{2, 3, 4}) || status.ControllerLeader == 1 || status.ControllerLeader == 0 {
+		t.Fatalf("cluster status: controller %+v, leader %d", status.Controller, status.ControllerLeader)
+	}
+}
+
+// TestMembershipRefusesBadInput checks the clear errors of the membership
+// admin operations.
+func TestMembershipRefusesBadInput(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 1)
+	client.createTopic("bad", 1, 3)
+	reassign := func(topic string, partition uint32, replicas ...uint64) *protocol.Error {
+		var reply protocol.ReassignReply
+		client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: topic, Partition: partition, Replicas: replicas}, &reply)
+		return reply.Error
+	}
+	controller := func(op string, id uint64) *protocol.Error {
+		var reply protocol.ControllerMemberReply
+		client.admin(op, protocol.ControllerMemberRequest{Version: 1, Broker: id}, &reply)
+		return reply.Error
+	}
+	replace := func(old, replacement uint64) *protocol.Error {
+		var reply protocol.ReassignReply
+		client.admin(protocol.AdminReplaceBroker, protocol.ReplaceBrokerRequest{Version: 1, Old: old, New: replacement}, &reply)
+		return reply.Error
+	}
+	expect := func(what string, e *protocol.Error, code protocol.ErrorCode, text string) {
+		t.Helper()
+		if e == nil || e.Code != code || !strings.Contains(e.Message, text) {
+			t.Errorf("%s: got %v, want %v containing %q", what, e, code, text)
+		}
+	}
+	expect("unknown topic", reassign("nope", 0, 1, 2, 3), protocol.CodeUnknownTopic, "nope")
+	expect("bad partition", reassign("bad", 5, 1, 2, 3), protocol.CodeBadPartition, "not 5")
+	expect("unknown broker", reassign("bad", 0, 1, 2, 9), protocol.CodeInvalidArgument, "unknown broker 9")
+	expect("repeated broker", reassign("bad", 0, 1, 1, 2), protocol.CodeInvalidArgument, "repeated")
+	expect("empty set", reassign("bad", 0), protocol.CodeInvalidArgument, "empty replica set")
+	expect("replace itself", replace(2, 2), protocol.CodeInvalidArgument, "cannot replace itself")
+	expect("replace with a replica holder", replace(2, 3), protocol.CodeInvalidArgument, "already holds a replica")
+	expect("replace a broker without replicas", replace(4, 1), protocol.CodeInvalidArgument, "holds no replica")
+	expect("add unknown controller", controller(protocol.AdminAddController, 9), protocol.CodeInvalidArgument, "unknown broker 9")
+	expect("add a voter again", controller(protocol.AdminAddController, 2), protocol.CodeInvalidArgument, "already a controller voter")
+	expect("remove a non-member", controller(protocol.AdminRemoveController, 4), protocol.CodeInvalidArgument, "not a controller member")
+	if e := controller(protocol.AdminRemoveController, 3); e != nil {
+		t.Fatalf("remove-controller 3: %v", e)
+	}
+	if e := controller(protocol.AdminRemoveController, 2); e != nil {
+		t.Fatalf("remove-controller 2: %v", e)
+	}
+	expect("remove the last voter", controller(protocol.AdminRemoveController, 1), protocol.CodeInvalidArgument, "last controller voter")
+
+	// A broker that is down receives nothing.
+	if err := cluster.StopBroker(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "broker 4 to be seen down", func() bool { return !cluster.Broker(1).aliveBrokers()[4] })
+	expect("move to a down broker", reassign("bad", 0, 1, 2, 4), protocol.CodeInvalidArgument, "broker 4 is down")
+	expect("add a down controller", controller(protocol.AdminAddController, 4), protocol.CodeInvalidArgument, "broker 4 is down")
+}
+
+// TestReassignmentInProgressIsRefused checks the controller's deterministic
+// rules for a second change while one is in progress and for its end.
+func TestReassignmentInProgressIsRefused(t *testing.T) {
+	m := newClusterMetadata([]uint64{1, 2, 3, 4})
+	m, e := applyCommand(m, 1, controllerCommand{Op: opCreateTopic, Topic: "t", Partitions: 1, Replicas: 3})
+	if e != nil {
+		t.Fatal(e)
+	}
+	m, e = applyCommand(m, 2, controllerCommand{Op: opReassignPartition, Topic: "t", ReplicaSet: []uint64{1, 2, 4}})
+	if e != nil {
+		t.Fatal(e)
+	}
+	p := m.Topics["t"].Partitions[0]
+	if !slices.Equal(p.Target, []uint64{1, 2, 4}) || !slices.Equal(p.Replicas, []uint64{1, 2, 3}) || !slices.Equal(p.bootstrapVoters(), []uint64{1, 2, 3}) {
+		t.Fatalf("partition after the request: %+v", p)
+	}
+	if !p.hasReplica(4) || !p.hasReplica(3) {
+		t.Fatal("brokers 3 and 4 must both run replicas during the move")
+	}
+	if _, e := applyCommand(m, 3, controllerCommand{Op: opReassignPartition, Topic: "t", ReplicaSet: []uint64{1, 2, 3}}); e == nil || !strings.Contains(e.Message, "in progress") {
+		t.Fatalf("second reassignment: %v", e)
+	}
+	if _, e := applyCommand(m, 3, controllerCommand{Op: opReplaceBroker, Broker: 1, NewBroker: 3}); e == nil || !strings.Contains(e.Message, "in progress") {
+		t.Fatalf("replace-broker during a reassignment: %v", e)
+	}
+	if _, e := applyCommand(m, 3, controllerCommand{Op: opReassignDone, GroupID: p.GroupID, ReplicaSet: []uint64{1, 2, 3}}); e == nil {
+		t.Fatal("a report of other voters finished the reassignment")
+	}
+	done, e := applyCommand(m, 4, controllerCommand{Op: opReassignDone, GroupID: p.GroupID, ReplicaSet: []uint64{4, 2, 1}})
+	if e != nil {
+		t.Fatal(e)
+	}
+	p = done.Topics["t"].Partitions[0]
+	if p.Target != nil || !slices.Equal(p.Replicas, []uint64{1, 2, 4}) || !slices.Equal(p.bootstrapVoters(), []uint64{1, 2, 3}) || p.hasReplica(3) {
+		t.Fatalf("partition after the move: %+v", p)
+	}
+	if m.Topics["t"].Partitions[0].Target == nil {
+		t.Fatal("apply changed the previous metadata value")
+	}
+}

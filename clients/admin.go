@@ -2,7 +2,10 @@ package clients
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -125,6 +128,9 @@ type ClusterStatus struct {
 	Brokers []BrokerInfo `json:"brokers"`
 	// Partitions lists every partition of every topic.
 	Partitions []PartitionStatus `json:"partitions"`
+	// Controller is the controller group's membership (voters and
+	// learners), nil when the answering broker does not know it.
+	Controller *GroupMembership `json:"controller,omitempty"`
 }
 
 // PartitionStatus is one partition in a ClusterStatus.
@@ -134,6 +140,15 @@ type PartitionStatus struct {
 	Leader      uint64   `json:"leader"` // 0 = no leader known
 	Replicas    []uint64 `json:"replicas"`
 	CommitIndex uint64   `json:"commit_index"`
+	// Voters, OutgoingVoters and Learners are the partition's Raft
+	// configuration as its leader reports it (empty when unknown;
+	// OutgoingVoters only during a joint-consensus change).
+	Voters         []uint64 `json:"voters,omitempty"`
+	OutgoingVoters []uint64 `json:"outgoing_voters,omitempty"`
+	Learners       []uint64 `json:"learners,omitempty"`
+	// Target is the replica set a reassignment in progress moves the
+	// partition to; empty when none is.
+	Target []uint64 `json:"target,omitempty"`
 }
 
 // ClusterStatus reports the brokers, the controller leader and every
@@ -151,6 +166,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		ControllerLeader: reply.ControllerLeader,
 		Brokers:          reply.Brokers,
 		Partitions:       []PartitionStatus{},
+		Controller:       reply.Controller,
 	}
 	if status.Brokers == nil {
 		status.Brokers = []BrokerInfo{}
@@ -164,8 +180,132 @@ func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 			status.Partitions = append(status.Partitions, PartitionStatus{
 				Topic: topic.Name, Partition: p.Partition, Leader: p.Leader,
 				Replicas: replicas, CommitIndex: p.CommitIndex,
+				Voters: p.Voters, OutgoingVoters: p.OutgoingVoters, Learners: p.Learners, Target: p.Target,
 			})
 		}
 	}
 	return status, nil
+}
+
+// Reassignment is one partition move the controller recorded: its replicas
+// go From one broker list To another.
+type Reassignment = protocol.Reassignment
+
+// GroupMembership is a Raft group's voters and learners.
+type GroupMembership = protocol.GroupMembership
+
+// ReassignPartition moves one partition's replicas to replicas (the first
+// is the preferred leader), for example from brokers 1,2,3 to 1,2,4. It
+// returns once the controller recorded the move; the partition's leader
+// then adds the new brokers as learners, promotes them once they caught up,
+// and removes the others, while producers keep publishing. Follow it with
+// WaitReassignments. It returns no move when the replicas already are the
+// requested ones. Errors (protocol.CodeInvalidArgument unless said): an
+// unknown or down broker, a repeated id, a reassignment of the partition
+// already in progress, protocol.CodeUnknownTopic, protocol.CodeBadPartition.
+func (c *Client) ReassignPartition(ctx context.Context, topic string, partition uint32, replicas []uint64) ([]Reassignment, error) {
+	if len(replicas) == 0 {
+		return nil, errors.New("clients: reassign: no replicas given")
+	}
+	request := protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Replicas: replicas}
+	var reply protocol.ReassignReply
+	if err := c.adminRequest(ctx, protocol.AdminReassignPartition, request, &reply); err != nil {
+		return nil, err
+	}
+	if reply.Error != nil {
+		return nil, reply.Error
+	}
+	c.metadata.forget(topic)
+	return reply.Reassignments, nil
+}
+
+// ReplaceBroker moves every replica that broker old holds to broker
+// replacement (which takes old's place in each replica list), for example
+// to replace a dead machine; old may be down. It returns the moves once the
+// controller recorded them; follow them with WaitReassignments.
+func (c *Client) ReplaceBroker(ctx context.Context, old, replacement uint64) ([]Reassignment, error) {
+	request := protocol.ReplaceBrokerRequest{Version: protocol.APIVersion, Old: old, New: replacement}
+	var reply protocol.ReassignReply
+	if err := c.adminRequest(ctx, protocol.AdminReplaceBroker, request, &reply); err != nil {
+		return nil, err
+	}
+	if reply.Error != nil {
+		return nil, reply.Error
+	}
+	for _, move := range reply.Reassignments {
+		c.metadata.forget(move.Topic)
+	}
+	return reply.Reassignments, nil
+}
+
+// WaitReassignments waits until every move is done (the partition's
+// replicas are its To list and no reassignment is in progress), polling
+// the cluster status. progress, when not nil, is called after each poll
+// with the status of the moved partitions that are not done yet.
+func (c *Client) WaitReassignments(ctx context.Context, moves []Reassignment, progress func(pending []PartitionStatus)) error {
+	for {
+		status, err := c.ClusterStatus(ctx)
+		if err != nil && !retriable(err) {
+			return err
+		}
+		var pending []PartitionStatus
+		if err == nil {
+			for _, move := range moves {
+				i := slices.IndexFunc(status.Partitions, func(p PartitionStatus) bool {
+					return p.Topic == move.Topic && p.Partition == move.Partition
+				})
+				if i < 0 {
+					continue // the topic was deleted
+				}
+				if p := status.Partitions[i]; len(p.Target) > 0 || !slices.Equal(p.Replicas, move.To) {
+					pending = append(pending, p)
+				}
+			}
+			if progress != nil {
+				progress(pending)
+			}
+			if len(pending) == 0 {
+				return nil
+			}
+		}
+		timer := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("clients: %d reassignments still in progress: %w", len(pending), ctx.Err())
+		case <-timer.C:
+		}
+	}
+}
+
+// AddController makes broker id a voter of the controller group: it joins
+// as a learner, catches up with the controller log and is promoted. The
+// broker must be running and registered; it need not be in the brokers'
+// Bootstrap list. It returns the controller group's membership after the
+// change.
+func (c *Client) AddController(ctx context.Context, id uint64) (GroupMembership, error) {
+	return c.changeController(ctx, protocol.AdminAddController, id)
+}
+
+// RemoveController removes broker id from the controller group (a leader
+// removing itself steps down). Removing the last voter is refused.
+func (c *Client) RemoveController(ctx context.Context, id uint64) (GroupMembership, error) {
+	return c.changeController(ctx, protocol.AdminRemoveController, id)
+}
+
+func (c *Client) changeController(ctx context.Context, op string, id uint64) (GroupMembership, error) {
+	if id == 0 {
+		return GroupMembership{}, errors.New("clients: broker id 0")
+	}
+	var reply protocol.ControllerMemberReply
+	if err := c.adminRequest(ctx, op, protocol.ControllerMemberRequest{Version: protocol.APIVersion, Broker: id}, &reply); err != nil {
+		return GroupMembership{}, err
+	}
+	if reply.Error != nil {
+		return GroupMembership{}, reply.Error
+	}
+	if reply.Controller == nil {
+		return GroupMembership{}, nil
+	}
+	return *reply.Controller, nil
 }

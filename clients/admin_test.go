@@ -2,9 +2,14 @@ package clients
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -71,5 +76,106 @@ func TestConnectHonoursContext(t *testing.T) {
 	// Port 1 on loopback refuses connections.
 	if _, err := Connect(ctx, "nats://127.0.0.1:1"); err == nil {
 		t.Error("connect to a closed port succeeded")
+	}
+}
+
+// TestAdminMembership checks the membership methods against a stand-in
+// controller (on its own subject prefix): requests carry what the caller
+// gave, replies and errors come back, and WaitReassignments reports
+// progress until the partition's replicas are the target.
+func TestAdminMembership(t *testing.T) {
+	f := startFakeCluster(t, 1)
+	client := newTestClient(t, f, WithSubjectPrefix("member"))
+	ctx := testContext(t)
+	var mu sync.Mutex
+	moved := false
+	var got []string
+	serve := func(op string, handle func(data []byte) any) {
+		_, err := f.conn.Subscribe(protocol.SubjectAdmin("member", op), func(m *nats.Msg) {
+			mu.Lock()
+			got = append(got, op+" "+string(m.Data))
+			reply := handle(m.Data)
+			mu.Unlock()
+			data, _ := json.Marshal(reply)
+			_ = m.Respond(data)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve(protocol.AdminReassignPartition, func(data []byte) any {
+		var req protocol.ReassignPartitionRequest
+		_ = json.Unmarshal(data, &req)
+		if slices.Contains(req.Replicas, 9) {
+			return protocol.ReassignReply{Error: protocol.Errorf(protocol.CodeInvalidArgument, "unknown broker 9")}
+		}
+		return protocol.ReassignReply{Reassignments: []protocol.Reassignment{{Topic: req.Topic, Partition: req.Partition, From: []uint64{1, 2, 3}, To: req.Replicas}}}
+	})
+	polls := 0
+	serve(protocol.AdminClusterStatus, func([]byte) any {
+		polls++
+		p := protocol.PartitionInfo{Partition: 0, Leader: 1, Replicas: []uint64{1, 2, 3}, Target: []uint64{1, 2, 4}, Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}
+		if polls >= 3 {
+			moved = true
+			p = protocol.PartitionInfo{Partition: 0, Leader: 1, Replicas: []uint64{1, 2, 4}, Voters: []uint64{1, 2, 4}}
+		}
+		return protocol.MetadataReply{ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
+			Topics: []protocol.TopicInfo{{Name: "orders", Partitions: []protocol.PartitionInfo{p}}}, Controller: &protocol.GroupMembership{Voters: []uint64{1, 2, 3}}}
+	})
+	serve(protocol.AdminReplaceBroker, func(data []byte) any {
+		return protocol.ReassignReply{Error: protocol.Errorf(protocol.CodeInvalidArgument, "broker 5 holds no replica")}
+	})
+	serve(protocol.AdminAddController, func(data []byte) any {
+		return protocol.ControllerMemberReply{Controller: &protocol.GroupMembership{Voters: []uint64{1, 2, 3, 4}}}
+	})
+	serve(protocol.AdminRemoveController, func(data []byte) any {
+		return protocol.ControllerMemberReply{Error: protocol.Errorf(protocol.CodeInvalidArgument, "broker 1 is the last controller voter; add another first")}
+	})
+	if err := f.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := client.ReassignPartition(ctx, "orders", 0, nil); err == nil {
+		t.Error("empty replica list accepted")
+	}
+	if _, err := client.ReassignPartition(ctx, "orders", 0, []uint64{1, 2, 9}); !errors.Is(err, protocol.CodeInvalidArgument) {
+		t.Errorf("unknown broker: %v", err)
+	}
+	moves, err := client.ReassignPartition(ctx, "orders", 0, []uint64{1, 2, 4})
+	if err != nil || len(moves) != 1 || !slices.Equal(moves[0].To, []uint64{1, 2, 4}) {
+		t.Fatalf("reassign: %+v %v", moves, err)
+	}
+	var seen [][]PartitionStatus
+	if err := client.WaitReassignments(ctx, moves, func(pending []PartitionStatus) { seen = append(seen, pending) }); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	done := moved
+	mu.Unlock()
+	if !done || len(seen) != 3 || len(seen[0]) != 1 || !slices.Equal(seen[0][0].Learners, []uint64{4}) || len(seen[2]) != 0 {
+		t.Fatalf("progress %+v (moved %v)", seen, done)
+	}
+	status, err := client.ClusterStatus(ctx)
+	if err != nil || status.Controller == nil || !slices.Equal(status.Controller.Voters, []uint64{1, 2, 3}) || !slices.Equal(status.Partitions[0].Voters, []uint64{1, 2, 4}) {
+		t.Fatalf("status %+v %v", status, err)
+	}
+	if _, err := client.ReplaceBroker(ctx, 5, 6); !errors.Is(err, protocol.CodeInvalidArgument) {
+		t.Errorf("replace-broker: %v", err)
+	}
+	membership, err := client.AddController(ctx, 4)
+	if err != nil || !slices.Equal(membership.Voters, []uint64{1, 2, 3, 4}) {
+		t.Errorf("add-controller: %+v %v", membership, err)
+	}
+	if _, err := client.RemoveController(ctx, 1); !errors.Is(err, protocol.CodeInvalidArgument) {
+		t.Errorf("remove-controller: %v", err)
+	}
+	if _, err := client.AddController(ctx, 0); err == nil {
+		t.Error("broker 0 accepted")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := `partition.reassign {"v":1,"topic":"orders","partition":0,"replicas":[1,2,4]}`
+	if !slices.Contains(got, want) || !slices.Contains(got, `broker.replace {"v":1,"old":5,"new":6}`) || !slices.Contains(got, `controller.add {"v":1,"broker":4}`) {
+		t.Errorf("requests %q", got)
 	}
 }

@@ -129,4 +129,25 @@ func BenchmarkReadIndex(b *testing.B) {
 			b.ReportMetric(float64(rounds)/float64(b.N), "rounds/read")
 		})
 	}
+	// The baseline, in the same run: the same cluster and concurrency
+	// writing a small entry through the log (AckCommitted), which is what
+	// a read would cost if it went through the log instead of ReadIndex.
+	b.Run("baseline-propose", func(b *testing.B) {
+		bc := newBenchCluster(b, func(uint64) LogStorage { return newMemLog() })
+		leader := bc.leader(b)
+		b.ReportAllocs()
+		b.SetParallelism(64)
+		b.ResetTimer()
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				if _, _, err := leader.Propose(ctx, protocol.EntryControl, []byte("read"), AckCommitted).Wait(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+	})
 }

@@ -65,24 +65,27 @@ type tailCache struct {
 // at returns the i-th cached entry, 0 being the oldest.
 func (c *tailCache) at(i int) *cachedEntry { return &c.ring[(c.head+i)&(len(c.ring)-1)] }
 
-func (c *tailCache) push(e *cachedEntry) {
-	if c.count == len(c.ring) {
-		ring := make([]cachedEntry, max(64, 2*len(c.ring)))
-		for i := range c.count {
-			ring[i] = *c.at(i)
-		}
-		c.ring, c.head = ring, 0
+// grow makes the ring hold at least n entries. Log.mu must be held for
+// writing.
+func (c *tailCache) grow(n int) {
+	if n <= len(c.ring) {
+		return
 	}
-	*c.at(c.count) = *e
-	c.count++
-	c.bytes += e.frameSize()
+	size := max(64, len(c.ring))
+	for size < n {
+		size *= 2
+	}
+	ring := make([]cachedEntry, size)
+	for i := range c.count {
+		ring[i] = *c.at(i)
+	}
+	c.ring, c.head = ring, 0
 }
 
-// popOldest drops the oldest entry.
+// popOldest drops the oldest entry. Its slot keeps stale bytes: the ring
+// holds no pointers, and slots past count are never read.
 func (c *tailCache) popOldest() {
-	e := c.at(0)
-	c.bytes -= e.frameSize()
-	*e = cachedEntry{}
+	c.bytes -= c.at(0).frameSize()
 	c.head = (c.head + 1) & (len(c.ring) - 1)
 	c.count--
 }

@@ -51,12 +51,15 @@ type Log struct {
 	chunkBase    uint64         // sequence number of chunks[0]
 	freeChunks   []*appendChunk
 
-	// pending holds entries Append framed but has not yet published
-	// (writer goroutine only).
-	pending        []pendingEntry
-	batches        []batchInfo // scratch for Append
-	pendingBytes   int
+	// Entries Append framed but has not yet published (writer goroutine
+	// only): they are described in the tail cache ring's npending slots
+	// after its count, and add these to the active segment.
+	npending       int
+	pendingBytes   int // their frame bytes
 	pendingRecords uint64
+	pendingMaxTime int64        // the active segment's max timestamp with them
+	pendingPoints  []indexPoint // their index points
+	batches        []batchInfo  // scratch for Append
 
 	cache tailCache // the most recent entries, up to lastIndex
 
@@ -65,13 +68,6 @@ type Log struct {
 	nextOffset   uint64
 	durableIndex uint64
 	lastPointPos int64 // position of the active segment's last index point; -1 if none
-}
-
-// pendingEntry is an entry framed by Append but not yet published.
-type pendingEntry struct {
-	cachedEntry
-	pos     int64 // file position of its frame
-	maxTime int64 // the batch's max timestamp; math.MinInt64 if none
 }
 
 // Open opens or creates the log in dir, recovering it: the active segment's

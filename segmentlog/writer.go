@@ -2,7 +2,6 @@ package segmentlog
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -43,6 +42,7 @@ func (l *Log) Append(entries []protocol.Entry) error {
 			l.batches = append(l.batches, batchInfo{recordCount: h.RecordCount, appendTime: h.AppendTime, maxTime: h.MaxTimestamp})
 		}
 	}
+	l.reserveCacheSlots(len(entries))
 	rollAge := l.opts.SegmentMaxAge > 0 && l.ageExpired(l.active(), l.opts.Now())
 	batches := l.batches
 	l.batches = l.batches[:0]
@@ -69,15 +69,27 @@ type batchInfo struct {
 	maxTime     int64
 }
 
-// appendOne frames one validated entry into the append chunk; publish
-// makes it visible. Only the writer goroutine runs it, so the writer-owned
-// fields it reads without mu (lastIndex, nextOffset, segments, chunk)
-// cannot change under it, and it writes only past chunkUsed, where no
-// reader looks.
+// reserveCacheSlots makes room in the tail cache ring for n more entries,
+// so appendOne can fill slots past the cached ones without a lock.
+func (l *Log) reserveCacheSlots(n int) {
+	if l.cache.count+n <= len(l.cache.ring) {
+		return
+	}
+	l.mu.Lock()
+	l.cache.grow(l.cache.count + n)
+	l.mu.Unlock()
+}
+
+// appendOne frames one validated entry into the append chunk and describes
+// it in the next free slot of the tail cache ring (past the published
+// entries, so no reader looks at it); publish makes it visible. Only the
+// writer goroutine runs it, so the writer-owned fields it reads without mu
+// (lastIndex, nextOffset, segments, chunk, cache.count) cannot change
+// under it, and it writes only past chunkUsed and past the cache's count.
 func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollAge bool) error {
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
-	if rollAge || (!active.empty() || len(l.pending) > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
+	if rollAge || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
 		l.publish()
 		if err := l.roll(); err != nil {
 			return err
@@ -90,59 +102,59 @@ func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollAge bool) error
 			return err
 		}
 	}
+	if l.npending == 0 {
+		l.pendingMaxTime = active.maxTime
+	}
 	at := l.chunkUsed + l.pendingBytes
 	frame := l.chunk.buf[at : at+size : at+size]
 	putFrameHeader(frame, len(e.Data), e.Index, e.Term, e.Type)
 	payload := frame[frameHeaderSize:]
 	copy(payload, e.Data)
-	p := pendingEntry{
-		cachedEntry: cachedEntry{term: e.Term, typ: e.Type, baseOffset: l.nextOffset + l.pendingRecords,
-			chunkSeq: l.chunkSeq, off: uint32(at + frameHeaderSize), length: uint32(len(e.Data))},
-		pos:     active.end + int64(l.pendingBytes),
-		maxTime: math.MinInt64,
-	}
+	c := l.cache.at(l.cache.count + l.npending)
+	*c = cachedEntry{term: e.Term, typ: e.Type, baseOffset: l.nextOffset + l.pendingRecords,
+		chunkSeq: l.chunkSeq, off: uint32(at + frameHeaderSize), length: uint32(len(e.Data))}
 	if batch != nil {
-		protocol.StampBatch(payload, p.baseOffset, batch.appendTime)
-		p.recordCount, p.maxTime = batch.recordCount, batch.maxTime
+		protocol.StampBatch(payload, c.baseOffset, batch.appendTime)
+		c.recordCount = batch.recordCount
+		l.pendingMaxTime = max(l.pendingMaxTime, batch.maxTime)
 	}
 	sealFrame(frame)
-	p.crc = le.Uint32(frame)
-	l.pending = append(l.pending, p)
+	c.crc = le.Uint32(frame)
+	if pos := active.end + int64(l.pendingBytes); l.lastPointPos < 0 || pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
+		l.pendingPoints = append(l.pendingPoints, indexPoint{index: e.Index, pos: pos, offset: c.baseOffset, maxTime: l.pendingMaxTime})
+		l.lastPointPos = pos
+	}
+	l.npending++
 	l.pendingBytes += size
-	l.pendingRecords += uint64(p.recordCount)
+	l.pendingRecords += uint64(c.recordCount)
 	return nil
 }
 
 // publish makes the entries appendOne framed visible to readers, under
 // one lock acquisition per Append call.
 func (l *Log) publish() {
-	if len(l.pending) == 0 {
+	if l.npending == 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	active := l.active()
-	index := l.lastIndex
-	for i := range l.pending {
-		p := &l.pending[i]
-		index++
-		active.maxTime = max(active.maxTime, p.maxTime)
-		if l.lastPointPos < 0 || p.pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
-			active.points = append(active.points, indexPoint{index: index, pos: p.pos, offset: p.baseOffset, maxTime: active.maxTime})
-			l.lastPointPos = p.pos
-		}
-		l.cache.push(&p.cachedEntry)
-	}
-	last := &l.pending[len(l.pending)-1]
-	active.end = last.pos + int64(last.frameSize())
+	last := l.cache.at(l.cache.count + l.npending - 1)
+	l.cache.count += l.npending
+	l.cache.bytes += l.pendingBytes
+	active.points = append(active.points, l.pendingPoints...)
+	active.maxTime = l.pendingMaxTime
+	index := l.lastIndex + uint64(l.npending)
+	active.end += int64(l.pendingBytes)
 	active.lastIndex, active.lastTerm = index, last.term
-	active.lastFramePos, active.lastFrameCRC = last.pos, last.crc
-	l.nextOffset = last.baseOffset + uint64(last.recordCount)
+	active.lastFramePos, active.lastFrameCRC = active.end-int64(last.frameSize()), last.crc
+	l.nextOffset += l.pendingRecords
 	active.nextOffset = l.nextOffset
 	l.lastIndex = index
 	l.chunk.lastIndex = index
 	l.chunkUsed += l.pendingBytes
-	l.pending, l.pendingBytes, l.pendingRecords = l.pending[:0], 0, 0
+	l.npending, l.pendingBytes, l.pendingRecords = 0, 0, 0
+	l.pendingPoints = l.pendingPoints[:0]
 	l.evictLocked()
 }
 
@@ -285,6 +297,9 @@ func (l *Log) rollLocked() error {
 	if err != nil {
 		return err
 	}
+	// A segment usually gets about as many index points as the one before:
+	// sizing its point list once spares the appends regrowing it.
+	seg.points = make([]indexPoint, 0, len(old.points))
 	oldWriteFile := l.writeFile
 	l.mu.Lock()
 	l.setSegmentsLocked(append(l.segments, seg))

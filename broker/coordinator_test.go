@@ -83,9 +83,13 @@ func TestGroupAssignmentSurvivesCoordinatorFailover(t *testing.T) {
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
+				// Like the SDK, give up on an answer after a while and send
+				// again: a coordinator that stops drops what it had not read.
+				heartbeatCtx, cancelHeartbeat := context.WithTimeout(memberCtx, 400*time.Millisecond)
 				var reply protocol.HeartbeatReply
-				e := client.groupAdmin(memberCtx, protocol.AdminGroupHeartbeat, protocol.HeartbeatRequest{Group: "g", Member: member, Owned: owned},
+				e := client.groupAdmin(heartbeatCtx, protocol.AdminGroupHeartbeat, protocol.HeartbeatRequest{Group: "g", Member: member, Owned: owned},
 					&reply, func() *protocol.Error { return reply.Error })
+				cancelHeartbeat()
 				if e == nil {
 					owned = reply.Assigned
 				}

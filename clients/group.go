@@ -415,7 +415,11 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		case <-g.wake:
 		case <-timer.C:
 		}
-		hbCtx, hbCancel := context.WithTimeout(ctx, interval*3)
+		// A heartbeat waits one interval for its answer and a failed one is
+		// sent again after a quarter interval, so one lost in a coordinator
+		// failover (the old coordinator drops what it had not read) costs
+		// well under the session timeout (three intervals).
+		hbCtx, hbCancel := context.WithTimeout(ctx, interval)
 		var err error
 		reply, err = g.heartbeat(hbCtx)
 		hbCancel()
@@ -435,7 +439,7 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 			if ctx.Err() == nil {
 				g.client.logger.Debug("raftmq: heartbeat failed", "group", g.group, "error", err)
 			}
-			timer.Reset(interval)
+			timer.Reset(max(interval/4, 10*time.Millisecond))
 		}
 	}
 }

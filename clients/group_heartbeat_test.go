@@ -1,0 +1,81 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// TestGroupHeartbeatLostInFailoverIsResentWithinTheSession: a coordinator
+// that stops drops the requests it had not read yet, so a heartbeat can go
+// unanswered. The member must send the next one soon enough that the new
+// coordinator hears from it within the session timeout (three heartbeat
+// intervals), not after waiting three intervals for the lost answer and
+// then one more.
+func TestGroupHeartbeatLostInFailoverIsResentWithinTheSession(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	const prefix = "hbtest"
+	fake := startFakeCluster(t)
+	arrivals := make(chan time.Time, 64)
+	heartbeats := 0
+	respond := func(m *nats.Msg, v any) {
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = m.Respond(data)
+	}
+	assignment := protocol.HeartbeatReply{Version: protocol.APIVersion, Assigned: []protocol.GroupPartition{},
+		Revoke: []protocol.GroupPartition{}, HeartbeatIntervalMs: interval.Milliseconds()}
+	subscribe := func(op string, handler nats.MsgHandler) {
+		if _, err := fake.conn.Subscribe(protocol.SubjectAdmin(prefix, op), handler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribe(protocol.AdminGroupJoin, func(m *nats.Msg) { respond(m, assignment) })
+	subscribe(protocol.AdminGroupHeartbeat, func(m *nats.Msg) {
+		heartbeats++ // one subscription: handlers run one at a time
+		arrivals <- time.Now()
+		if heartbeats == 2 {
+			return // lost with the old coordinator
+		}
+		respond(m, assignment)
+	})
+	subscribe(protocol.AdminGroupLeave, func(m *nats.Msg) { respond(m, protocol.DeleteGroupReply{Version: protocol.APIVersion}) })
+	if err := fake.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithSessionTimeout(3*interval), WithAutoCommitInterval(0), WithCommitOnClose(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var times []time.Time
+	for len(times) < 3 {
+		select {
+		case at := <-arrivals:
+			times = append(times, at)
+		case <-ctx.Done():
+			t.Fatalf("%d heartbeats arrived", len(times))
+		}
+	}
+	if err := member.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if gap := times[2].Sub(times[1]); gap >= 3*interval {
+		t.Fatalf("the heartbeat after the lost one came %v later; the session timeout is %v", gap, 3*interval)
+	}
+}

@@ -99,12 +99,32 @@
 // mid-transfer leaves the old state). Once installed, the worker asks the
 // core (skip / keep log / restore). To restore, the state machine must be a
 // Restorer and the log a LogResetter (segmentlog.Log is): the driver waits
-// for Apply to be idle, calls Restore with the snapshot body, then
+// for a running Apply to return (on a condition the apply loop signals),
+// calls Restore with the snapshot body, then
 // ResetOffsets(index+1, term, meta.NextOffset), then tells the core, which
-// acknowledges the leader; ordinary AppendEntries follow. A crash after
-// Restore but before the log reset leaves a store whose Latest() is newer
-// than the log's last index: on restart the owner restores from Latest()
-// and calls ResetOffsets itself before AddGroup (with Applied = its index).
+// acknowledges the leader; ordinary AppendEntries follow. A crash after the
+// snapshot reached the store but before the log reset leaves a store whose
+// Latest() is past the log's last index, or disagrees with the log's term
+// at its index (the install was replacing a conflicting suffix): on start
+// the owner calls ResumeSnapshotInstall, which resets the log in both
+// cases, restores its state machine from the snapshot it returns when the
+// state machine is behind it, and passes its applied index as
+// GroupConfig.Applied to AddGroup.
+//
+// # Commit index and high watermark
+//
+// The commit index is not durable: HardState.Commit is a hint saved with
+// term and vote changes. A replica starts at max(hint, GroupConfig.Applied)
+// (never past its log) and learns the rest from the leader within a
+// heartbeat. A new leader knows the commit index it heard as a follower,
+// which can trail what the old leader committed; it advances it only by
+// committing an entry of its own term (the no-op it appends on election,
+// §5.4.2), one round trip later. A reader of Status().CommitIndex (the
+// broker's high watermark) therefore sees it monotonic per replica, but
+// after a leader change the new leader's value can briefly be lower than
+// the old leader's: offsets between the two are appended and will commit,
+// so a fetch there should wait, not fail (TestNewLeaderCommitIndexTrails-
+// TheOldOneUntilItsNoopCommits).
 //
 // # Membership (membership.go, membership_driver.go, bootstrap.go)
 //

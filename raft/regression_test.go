@@ -159,3 +159,51 @@ func TestCandidateStepsDownOnAppendEntriesFromALeaderOfItsTerm(t *testing.T) { /
 		t.Fatalf("candidate: role %v leader %d term %d, want follower of 1 in term 1", c.role, c.leader, c.term)
 	}
 }
+
+// The commit index is not durable and a new leader may know less of it than
+// the old one did: it learns it from AppendEntries and heartbeats, and can
+// advance it only by committing an entry of its own term (§5.4.2). So right
+// after an election its commit index (the broker's high watermark) can
+// trail what the old leader had committed, for one round trip; once its
+// no-op commits it is past it. It never goes below what this replica had.
+func TestNewLeaderCommitIndexTrailsTheOldOneUntilItsNoopCommits(t *testing.T) { // §5.4.2, §8
+	net := newTestNet(t, 1, 2, 3)
+	net.elect(1)
+	net.propose(1, "a", "b")
+	old := net.nodes[1].core
+	// More entries reach the followers, but the old leader's next commit
+	// index never does: it is cut off as soon as it commits them.
+	first, _, err := old.propose([]protocol.Entry{{Type: protocol.EntryControl, Data: []byte("c")}, {Type: protocol.EntryControl, Data: []byte("d")}}, net.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.drive(1)
+	appends := net.queue
+	net.queue = nil
+	for _, m := range appends {
+		net.nodes[m.To].core.step(&m, net.now)
+		net.drive(m.To)
+	}
+	net.cut[[2]uint64{1, 2}], net.cut[[2]uint64{1, 3}] = true, true
+	net.deliver() // the acknowledgements reach node 1, which commits
+	oldCommit := old.commit
+	if oldCommit < first+1 {
+		t.Fatalf("old leader commit %d, want %d", oldCommit, first+1)
+	}
+	c2 := net.nodes[2].core
+	before := c2.commit
+	if before >= oldCommit {
+		t.Fatalf("node 2 already knows commit %d", before)
+	}
+	// Node 3 syncs only when told, so node 2's no-op waits for it.
+	net.nodes[3].manualSync = true
+	net.elect(2)
+	if c2.commit != before {
+		t.Fatalf("new leader commit %d before its no-op committed, want %d (what it knew)", c2.commit, before)
+	}
+	net.syncNode(3)
+	net.deliver()
+	if c2.commit <= oldCommit {
+		t.Fatalf("new leader commit %d after its no-op committed, want past the old leader's %d", c2.commit, oldCommit)
+	}
+}

@@ -8,25 +8,30 @@ import (
 )
 
 // benchLog is the in-memory LogStorage of the throughput benchmarks: no
-// disk and little garbage. Entries live in fixed-size chunks; only the
-// newest keep chunks are held (followers in the benchmarks never lag
-// that far; a read below that fails the group loudly). Sync is instant.
+// disk and little garbage. Entries live in fixed-size chunks; the oldest
+// chunks are dropped once the log holds more than keepEntries entries or
+// keepBytes of data (a follower that lags further fails the group
+// loudly: the benchmarks have no snapshots). Sync is instant.
 type benchLog struct {
 	mu       sync.Mutex
 	first    uint64 // index of chunks[0][0]
 	last     uint64
 	prevTerm uint64
 	chunks   [][]protocol.Entry
-	keep     int // chunks held at most
+	sizes    []uint64 // data bytes per chunk
+	bytes    uint64   // data bytes held
+	keep     int      // chunks held at most
+	maxBytes uint64
 }
 
 const benchChunk = 1 << 14
 
 var _ LogStorage = (*benchLog)(nil)
 
-// newBenchLog holds at least keepEntries entries.
-func newBenchLog(keepEntries int) *benchLog {
-	return &benchLog{first: 1, keep: keepEntries/benchChunk + 2}
+// newBenchLog holds at least keepEntries entries, unless they hold more
+// than keepBytes of data.
+func newBenchLog(keepEntries int, keepBytes uint64) *benchLog {
+	return &benchLog{first: 1, keep: keepEntries/benchChunk + 2, maxBytes: keepBytes}
 }
 
 func (l *benchLog) FirstIndex() uint64 { l.mu.Lock(); defer l.mu.Unlock(); return l.first }
@@ -90,18 +95,29 @@ func (l *benchLog) Append(ents []protocol.Entry) error {
 			l.chunks = append(l.chunks, make([]protocol.Entry, 0, benchChunk))
 			n++
 		}
+		if len(l.sizes) < n {
+			l.sizes = append(l.sizes, 0)
+		}
 		c := l.chunks[n-1]
 		k := min(len(ents), benchChunk-len(c))
 		l.chunks[n-1] = append(c, ents[:k]...)
+		size := dataSize(ents[:k])
+		l.sizes[n-1] += size
+		l.bytes += size
 		ents = ents[k:]
 		l.last += uint64(k)
 	}
-	if len(l.chunks) > l.keep {
-		drop := len(l.chunks) - l.keep
+	drop := 0
+	for len(l.chunks)-drop > l.keep || (len(l.chunks)-drop > 2 && l.bytes > l.maxBytes) {
+		l.bytes -= l.sizes[drop]
+		drop++
+	}
+	if drop > 0 {
 		l.first += uint64(drop * benchChunk)
 		l.prevTerm = l.chunks[drop-1][benchChunk-1].Term
 		clear(l.chunks[:drop])
 		l.chunks = append(l.chunks[:0], l.chunks[drop:]...)
+		l.sizes = append(l.sizes[:0], l.sizes[drop:]...)
 	}
 	return nil
 }
@@ -118,12 +134,19 @@ func (l *benchLog) TruncateAfter(index uint64) error {
 	off := index + 1 - l.first // entries kept
 	n := int(off / benchChunk)
 	k := int(off % benchChunk)
+	for i := n + 1; i < len(l.chunks); i++ {
+		l.bytes -= l.sizes[i]
+	}
 	clear(l.chunks[n+1:])
 	l.chunks = l.chunks[:n+1]
+	l.sizes = l.sizes[:n+1]
 	// A fresh array for the cut chunk: entries returned earlier stay valid.
 	fresh := make([]protocol.Entry, k, benchChunk)
 	copy(fresh, l.chunks[n][:k])
 	l.chunks[n] = fresh
+	cut := l.sizes[n] - dataSize(fresh)
+	l.sizes[n] -= cut
+	l.bytes -= cut
 	l.last = index
 	return nil
 }

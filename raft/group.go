@@ -26,10 +26,10 @@ const (
 	AckAppendedUnsafe
 )
 
-// Proposal is the future of one proposed entry. It costs one allocation:
-// the channel behind Done and a blocking Wait is made only when someone
-// waits before the proposal resolves (a proposer with many proposals in
-// flight mostly finds the later ones resolved already).
+// Proposal is the future of one proposed entry. Proposals are allocated
+// in slabs, and the channel behind Done and a blocking Wait is made only
+// when someone waits before the proposal resolves (a proposer with many
+// proposals in flight mostly finds the later ones resolved already).
 type Proposal struct {
 	// state is proposalPending until resolve publishes index, term and
 	// err, then proposalResolved; read without mu on the fast path.
@@ -109,6 +109,11 @@ func failedProposal(err error) *Proposal {
 	return p
 }
 
+// proposalSlab is how many Proposals one allocation holds: the allocation
+// per proposal becomes 1/proposalSlab, and a Proposal a caller keeps
+// holds at most proposalSlab-1 others' memory (about 3 KiB).
+const proposalSlab = 32
+
 type transferRequest struct {
 	to       uint64
 	done     chan error
@@ -125,13 +130,15 @@ type Group struct {
 
 	// mu guards the inbox and everything the sync and apply goroutines share
 	// with the worker running the core.
-	mu          sync.Mutex
-	closed      bool
-	closeErr    error
-	scheduled   bool
-	tickDue     bool
-	inbox       []protocol.RaftMessage
-	proposals   []*Proposal
+	mu        sync.Mutex
+	closed    bool
+	closeErr  error
+	scheduled bool
+	tickDue   bool
+	inbox     []protocol.RaftMessage
+	proposals []*Proposal
+	// propSlab holds unused Proposals, allocated proposalSlab at a time.
+	propSlab    []Proposal
 	newTransfer []*transferRequest
 	notice      durableMark // latest durable notice not yet given to the core
 	newReads    []*readRequest
@@ -215,7 +222,12 @@ func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte
 		g.mu.Unlock()
 		return failedProposal(ErrTransferring)
 	}
-	p := &Proposal{mode: mode, entryType: typ, data: data}
+	if len(g.propSlab) == 0 {
+		g.propSlab = make([]Proposal, proposalSlab)
+	}
+	p := &g.propSlab[0]
+	g.propSlab = g.propSlab[1:]
+	p.mode, p.entryType, p.data = mode, typ, data
 	g.proposals = append(g.proposals, p)
 	g.scheduleLocked()
 	g.mu.Unlock()

@@ -18,6 +18,16 @@ var ErrClosed = errors.New("raft: closed")
 // and no timer of their own: a fixed pool of workers runs whichever group
 // has work, one scheduler goroutine keeps every group's next deadline in a
 // heap, and separate pools sync logs and apply committed entries.
+//
+// Work moves between the pools a group at a time, never an entry at a
+// time: Propose and Step only queue under the group's lock and schedule
+// the group once; a run worker takes everything queued (all proposals
+// become one append and one AppendEntries per follower), and hands the
+// group to a sync worker (which syncs whatever was appended by then, again
+// and again while more arrives, yielding to other groups between rounds)
+// and to an apply worker (which applies every committed batch queued).
+// Handing over never blocks a worker: the queues are unbounded, and hold
+// at most one slot per group each.
 type Host struct {
 	cfg   HostConfig
 	start time.Time

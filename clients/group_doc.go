@@ -15,7 +15,9 @@ package clients
 //
 // A GroupConsumer joins a group at the coordinator (the controller leader;
 // any broker forwards), heartbeats at a third of its session timeout, and
-// heartbeats at once when the coordinator announces a change. Each reply
+// heartbeats at once when the coordinator announces a change. A heartbeat
+// unanswered within one interval (one lost when the coordinator fails over)
+// is sent again after a quarter interval. Each reply
 // lists the partitions it owns and those it must revoke. Revoking: stop
 // fetching, OnRevoked, auto-commit (when on), then report the release in the
 // next heartbeat; only then does the partition move. A new partition is

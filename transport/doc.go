@@ -16,7 +16,7 @@
 //	tr, _ := transport.New(nc, transport.Config{NodeID: 1, Registerer: registry})
 //	defer tr.Close()
 //	tr.SetHandler(func(from uint64, frame []byte) { host.Step(decode(frame)) })
-//	err := tr.Send(2, frame) // queued; never blocks on the network
+//	err := tr.Send(2, frame) // queued or handed to the NATS client; never waits for the network
 //
 // Instead of StartEmbedded, Connect takes the URLs, credentials file,
 // user/password, token and TLS files of an existing NATS system.
@@ -42,11 +42,15 @@
 // # Contract and concurrency
 //
 // Send may be called from any goroutine. It copies the frame into the
-// destination's queue and returns; one flusher goroutine per Transport
-// publishes the queues, coalescing the frames queued for a destination into
-// messages of up to Config.CoalesceBytes (default 64 KiB; a larger frame
-// travels alone, up to the max payload), optionally lingering
-// Config.FlushInterval first. Frames to one destination arrive in the order
+// destination's queue; one goroutine at a time publishes the queues,
+// coalescing the frames queued for a destination into messages of up to
+// Config.CoalesceBytes (default 64 KiB; a larger frame travels alone, up to
+// the max payload). Without a linger (Config.FlushInterval, default 0) a
+// Send that finds nobody publishing publishes itself (into the NATS
+// client's buffer: no goroutine hand-off on the Raft round trip), and
+// frames sent meanwhile go out with its next round; with a linger a
+// flusher goroutine publishes after it. SendAppend encodes a frame straight
+// into the outgoing message. Frames to one destination arrive in the order
 // they were sent. Memory is bounded per destination (Config.MaxQueueBytes);
 // beyond it Send drops the frame and returns ErrQueueFull. Delivery is best
 // effort, as Raft expects: frames are lost when a queue overflows, while the

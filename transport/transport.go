@@ -136,14 +136,18 @@ type Transport struct {
 	handler atomic.Pointer[Handler]
 	sub     *nats.Subscription
 
-	mu      sync.Mutex // guards the fields below
-	peers   map[uint64]*peerQueue
-	dirty   []*peerQueue // peers with queued data, each once
-	free    [][]byte     // envelope buffers for reuse
-	closed  bool
-	wake    chan struct{} // capacity 1: there is something to flush
-	closing chan struct{} // closed by Close: cut the linger short
-	stopped chan struct{} // closed when the flusher exits
+	mu     sync.Mutex // guards the fields below
+	peers  map[uint64]*peerQueue
+	dirty  []*peerQueue // peers with queued data, each once
+	free   [][]byte     // envelope buffers for reuse
+	closed bool
+	// publishing is set while one goroutine (the flusher or a sender,
+	// see send) publishes queued envelopes; only one does at a time.
+	publishing    bool
+	directSenders sync.WaitGroup // senders publishing themselves; Close waits for them
+	wake          chan struct{}  // capacity 1: there is something to flush
+	closing       chan struct{}  // closed by Close: cut the linger short
+	stopped       chan struct{}  // closed when the flusher exits
 }
 
 // peerQueue holds what is queued for one destination. Guarded by Transport.mu.
@@ -251,8 +255,10 @@ func (t *Transport) SetHandler(h Handler) {
 	t.handler.Store(&h)
 }
 
-// Send queues frame for node to and returns at once; it never blocks on the
-// network. The frame is copied, so the caller may reuse it on return.
+// Send queues frame for node to and returns at once; it never waits for
+// the network (without a linger it may publish the queue into the NATS
+// client's buffer itself, see the package documentation). The frame is
+// copied, so the caller may reuse it on return.
 // Frames to the same destination are delivered in order, coalesced into as
 // few NATS messages as Config.CoalesceBytes allows. Delivery is best effort: a
 // full queue drops the frame (ErrQueueFull), and NATS itself may lose
@@ -318,7 +324,21 @@ func (t *Transport) send(to uint64, size int, frame []byte, encode func(dst []by
 		q.dirty = true
 		t.dirty = append(t.dirty, q)
 	}
+	// Without a linger, a sender that finds nobody publishing publishes
+	// itself, saving the hand-off to the flusher goroutine on the path of
+	// every Raft round trip; frames sent meanwhile by others queue up and
+	// go out with the next round (claimPublisher).
+	direct := t.linger == 0 && !t.publishing
+	if direct {
+		t.publishing = true
+		t.directSenders.Add(1)
+	}
 	t.mu.Unlock()
+	if direct {
+		t.publishQueued()
+		t.directSenders.Done()
+		return nil
+	}
 	select {
 	case t.wake <- struct{}{}:
 	default:
@@ -341,11 +361,10 @@ func (t *Transport) newBufferLocked(need int) []byte {
 	return make([]byte, 0, max(need, t.coalesceBytes))
 }
 
-// flushLoop is the only goroutine that publishes.
+// flushLoop publishes what Send queued while another goroutine was
+// publishing (or everything, with a linger), and drains the queues at Close.
 func (t *Transport) flushLoop() {
 	defer close(t.stopped)
-	var batch [][]byte
-	var subjects []string
 	var linger *time.Timer
 	for {
 		<-t.wake
@@ -361,21 +380,55 @@ func (t *Transport) flushLoop() {
 				linger.Stop()
 			}
 		}
-		batch, subjects = t.takeQueued(batch[:0], subjects[:0])
+		if t.claimPublisher() {
+			t.publishQueued()
+		}
+		if t.isClosed() {
+			// Send refuses frames once closed is set; once the senders
+			// that publish themselves are done, one more round publishes
+			// everything queued before Close.
+			t.directSenders.Wait()
+			if t.claimPublisher() {
+				t.publishQueued()
+			}
+			return
+		}
+	}
+}
+
+// claimPublisher makes the caller the publisher unless another goroutine
+// is: only one publishes at a time, which keeps each destination's frames
+// in order. A publisher that finds the queues non-empty keeps publishing,
+// so frames queued while it runs are never left behind.
+func (t *Transport) claimPublisher() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.publishing {
+		return false
+	}
+	t.publishing = true
+	return true
+}
+
+// publishQueued publishes until the queues are empty, then gives up the
+// publisher role (claimPublisher).
+func (t *Transport) publishQueued() {
+	var batch [][]byte
+	var subjects []string
+	for {
+		t.mu.Lock()
+		if len(t.dirty) == 0 {
+			t.publishing = false
+			t.mu.Unlock()
+			return
+		}
+		batch, subjects = t.takeQueuedLocked(batch[:0], subjects[:0])
+		t.mu.Unlock()
 		for i, msg := range batch {
 			t.publish(subjects[i], msg)
 		}
 		t.recycle(batch)
 		clear(subjects)
-		if t.isClosed() {
-			// Send refuses frames once closed is set, so one more take
-			// publishes everything queued before Close.
-			batch, subjects = t.takeQueued(batch[:0], subjects[:0])
-			for i, msg := range batch {
-				t.publish(subjects[i], msg)
-			}
-			return
-		}
 	}
 }
 
@@ -385,10 +438,8 @@ func (t *Transport) isClosed() bool {
 	return t.closed
 }
 
-// takeQueued moves every queued envelope out of the peer queues.
-func (t *Transport) takeQueued(batch [][]byte, subjects []string) ([][]byte, []string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// takeQueuedLocked moves every queued envelope out of the peer queues.
+func (t *Transport) takeQueuedLocked(batch [][]byte, subjects []string) ([][]byte, []string) {
 	for _, q := range t.dirty {
 		if q.current != nil {
 			q.ready = append(q.ready, q.current)

@@ -298,16 +298,23 @@ func (c *Consumer) acceptLocked(result fetchResult, errs *[]error) {
 	if fetcher == nil || fetcher.generation != result.generation {
 		return // from before a Seek or Unassign
 	}
-	c.leftover = append(c.leftover, result.records...)
+	if len(c.leftover) == 0 {
+		c.leftover = result.records // no copy: the fetch's slice is Poll's from now on
+	} else {
+		c.leftover = append(c.leftover, result.records...)
+	}
 	if result.err != nil {
 		*errs = append(*errs, &PartitionError{Topic: result.tp.topic, Partition: result.tp.partition, Err: result.err})
 	}
 }
 
+// takeLeftoverLocked hands out up to max poll records of leftover without
+// copying: the returned slice's capacity ends where the rest begins, so
+// neither side's appends reach the other's records.
 func (c *Consumer) takeLeftoverLocked() []*Record {
 	n := min(len(c.leftover), c.config.maxPollRecords)
-	records := slices.Clone(c.leftover[:n])
-	c.leftover = slices.Delete(c.leftover, 0, n)
+	records := c.leftover[:n:n]
+	c.leftover = c.leftover[n:]
 	if len(c.leftover) == 0 {
 		c.leftover = nil
 	}

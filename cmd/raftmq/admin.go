@@ -16,6 +16,9 @@ type adminCommand struct {
 	// argName names the one positional argument ("topic NAME", "GROUP");
 	// empty for a command that takes none.
 	argName string
+	// argCount is how many positional arguments argName names, when more
+	// than one ("OLD NEW"); 0 means one.
+	argCount int
 	// validate checks the parsed command line; its error is a usage error.
 	validate func(positional []string) error
 	// call asks the cluster; it returns what --json prints and a function
@@ -35,8 +38,10 @@ func (c *cli) runAdmin(ctx context.Context, args []string, cmd adminCommand) int
 	switch {
 	case cmd.argName == "" && len(positional) != 0:
 		return c.usageError(cmd.fs, "unexpected arguments %q", positional)
-	case cmd.argName != "" && len(positional) != 1:
+	case cmd.argName != "" && cmd.argCount <= 1 && len(positional) != 1:
 		return c.usageError(cmd.fs, "want exactly one %s, got %d arguments", cmd.argName, len(positional))
+	case cmd.argCount > 1 && len(positional) != cmd.argCount:
+		return c.usageError(cmd.fs, "want %s, got %d arguments", cmd.argName, len(positional))
 	}
 	if cmd.validate != nil {
 		if err := cmd.validate(positional); err != nil {

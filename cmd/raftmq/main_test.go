@@ -202,7 +202,7 @@ func TestClusterStatusJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil {
 		t.Fatal(err)
 	}
-	if keys := sortedKeys(status); !slices.Equal(keys, []string{"brokers", "controller_leader", "partitions"}) {
+	if keys := sortedKeys(status); !hasKeys(keys, "brokers", "controller_leader", "partitions") {
 		t.Errorf("keys %v", keys)
 	}
 	var brokers []map[string]json.RawMessage
@@ -220,7 +220,7 @@ func TestClusterStatusJSON(t *testing.T) {
 	}
 	found := 0
 	for _, p := range partitions {
-		if keys := sortedKeys(p); !slices.Equal(keys, []string{"commit_index", "leader", "partition", "replicas", "topic"}) {
+		if keys := sortedKeys(p); !hasKeys(keys, "commit_index", "leader", "partition", "replicas", "topic") {
 			t.Errorf("partition keys %v", keys)
 		}
 		if string(p["topic"]) == `"`+statusTopic+`"` {
@@ -234,6 +234,17 @@ func TestClusterStatusJSON(t *testing.T) {
 	if !strings.Contains(text.stdout, "controller leader:") || !strings.Contains(text.stdout, statusTopic) {
 		t.Errorf("status text %q", text.stdout)
 	}
+}
+
+// hasKeys reports whether keys holds every one of want (the membership
+// fields come on top when the cluster knows them).
+func hasKeys(keys []string, want ...string) bool {
+	for _, key := range want {
+		if !slices.Contains(keys, key) {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

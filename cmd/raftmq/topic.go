@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -14,12 +15,13 @@ import (
 )
 
 const topicUsage = `
-Usage: raftmq topic <create|list|describe|delete> [arguments]
+Usage: raftmq topic <create|list|describe|delete|reassign> [arguments]
 
   raftmq topic create NAME [--partitions N] [--replicas R]
   raftmq topic list
   raftmq topic describe NAME
   raftmq topic delete NAME
+  raftmq topic reassign NAME --partition P --replicas IDS
 
 Example:
   raftmq topic create orders --partitions 3 --replicas 3
@@ -39,11 +41,13 @@ func runTopic(ctx context.Context, c *cli, args []string) int {
 		return runTopicDescribe(ctx, c, args[1:])
 	case "delete":
 		return runTopicDelete(ctx, c, args[1:])
+	case "reassign":
+		return runTopicReassign(ctx, c, args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(c.stdout, strings.TrimLeft(topicUsage, "\n"))
 		return exitOK
 	}
-	fmt.Fprintf(c.stderr, "raftmq topic: unknown subcommand %q (want create, list, describe or delete)\nRun 'raftmq topic --help' for usage.\n", args[0])
+	fmt.Fprintf(c.stderr, "raftmq topic: unknown subcommand %q (want create, list, describe, delete or reassign)\nRun 'raftmq topic --help' for usage.\n", args[0])
 	return exitUsage
 }
 
@@ -181,4 +185,54 @@ func (c *cli) printJSON(name string, v any) int {
 		return c.fail(name, err)
 	}
 	return exitOK
+}
+
+func runTopicReassign(ctx context.Context, c *cli, args []string) int {
+	fs := c.newFlagSet("topic reassign", `
+Usage: raftmq topic reassign NAME --partition P --replicas IDS [--no-wait] [--wait-timeout D] [--server URLS] [--json]
+
+Moves partition P of topic NAME to the brokers IDS (comma-separated, the
+first is the preferred leader). New brokers join as learners, catch up
+(from a snapshot and the retained log when retention deleted the start)
+and are promoted; brokers not in IDS are then removed and delete their copy.
+Producers keep publishing meanwhile. Waits until the move is done, showing
+progress, unless --no-wait. --json prints the move:
+
+  {"reassignments":[{"topic":T,"partition":P,"from":[IDs],"to":[IDs]}],"done":BOOL}
+
+Example:
+  raftmq topic reassign orders --partition 0 --replicas 1,2,4
+`)
+	partition := fs.Int("partition", -1, "the `partition` to move")
+	replicaList := fs.String("replicas", "", "the new replica set: broker `IDS`, comma-separated")
+	wait := newWaitFlags(fs)
+	var replicas []uint64
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+		validate: func([]string) error {
+			if *partition < 0 {
+				return errors.New("--partition is required")
+			}
+			if *replicaList == "" {
+				return errors.New("--replicas is required")
+			}
+			replicas = nil
+			for _, field := range strings.Split(*replicaList, ",") {
+				id, err := parseBrokerID(strings.TrimSpace(field))
+				if err != nil {
+					return fmt.Errorf("--replicas: %v", err)
+				}
+				if slices.Contains(replicas, id) {
+					return fmt.Errorf("--replicas: broker %d named twice", id)
+				}
+				replicas = append(replicas, id)
+			}
+			return nil
+		},
+		call: func(callCtx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
+			moves, err := client.ReassignPartition(callCtx, positional[0], uint32(*partition), replicas)
+			if err != nil {
+				return nil, nil, err
+			}
+			return wait.finish(ctx, c, client, moves)
+		}})
 }

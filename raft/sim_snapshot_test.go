@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/segmentlog"
@@ -528,8 +529,44 @@ func simSnapshotConfig(seed uint64) simConfig {
 	cfg.chunkDropProb = 0.05
 	cfg.chunkDuplicateProb = 0.05
 	cfg.installCrashProb = 0.1
-	cfg.readEvery = 5 * time.Millisecond
 	return cfg
+}
+
+// TestSimulationReadIndexIsLinearizableWithSnapshots checks ReadIndex reads
+// with porcupine while nodes compact, restore snapshots (their read state
+// included), crash mid-install and change membership: shorter runs, so that
+// the histories stay checkable in seconds.
+func TestSimulationReadIndexIsLinearizableWithSnapshots(t *testing.T) {
+	checked, reads, restores := 0, 0, 0
+	for seed := uint64(1); seed <= uint64(max(1, 3/simCorpusScale)); seed++ {
+		cfg := simSnapshotConfig(200 + seed)
+		cfg.steps = 4000
+		cfg.snapshotEvery = 10 * time.Millisecond
+		cfg.readEvery = 2 * time.Millisecond
+		cfg.proposeEvery = 3 * time.Millisecond
+		s := newSim(cfg)
+		stats, v := s.run()
+		if v != nil {
+			t.Fatalf("seed %d: %v", cfg.seed, v)
+		}
+		restores += stats.restores
+		start := time.Now()
+		res, n := s.linearizable(10 * time.Second)
+		t.Logf("seed %d: %d reads, check %v in %v", cfg.seed, n, res, time.Since(start).Round(time.Millisecond))
+		switch res {
+		case porcupine.Illegal:
+			t.Fatalf("seed %d: reads are not linearizable (%d reads)", cfg.seed, n)
+		case porcupine.Ok:
+			checked++
+			reads += n
+		default:
+			t.Logf("seed %d: linearizability check timed out", cfg.seed)
+		}
+	}
+	if checked == 0 || restores == 0 {
+		t.Fatalf("%d histories checked, %d snapshot restores: the test needs both", checked, restores)
+	}
+	t.Logf("%d histories, %d reads linearizable; %d snapshot restores", checked, reads, restores)
 }
 
 // TestSimulationCatchesSnapshotsWithAStaleConfiguration shows the

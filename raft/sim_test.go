@@ -650,6 +650,11 @@ func (s *sim) send(m protocol.RaftMessage) {
 		if s.rand.IntN(50) == 0 {
 			delay *= 10 // a straggler, delivered long after its successors
 		}
+		if m.Snapshot != nil {
+			// Each delivery has its own bytes, as off the wire: a file
+			// may scramble what was written (MemFS under -race).
+			m.Snapshot = slices.Clone(m.Snapshot)
+		}
 		s.schedule(&simEvent{at: s.now + delay, kind: evDeliver, msg: m})
 	}
 }

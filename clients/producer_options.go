@@ -28,7 +28,7 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 		batchMaxBytes:      512 << 10,
 		codec:              CompressionNone,
 		acks:               AcksQuorum,
-		maxInFlight:        4,
+		maxInFlight:        maxIdempotentInFlight, // 5, as Kafka's producer
 		maxBufferedRecords: 100_000,
 		deliveryTimeout:    time.Minute,
 	}
@@ -121,7 +121,7 @@ func WithAcks(acks Acks) ProducerOption {
 // be at most 5. Without it, a batch that times out while later ones succeed
 // is retried after them (and may be duplicated, as its first attempt may
 // have been committed): use 1 where strict order under timeouts matters.
-// Default 4.
+// Default 5 (as Kafka's max.in.flight.requests.per.connection).
 func WithMaxInFlight(n int) ProducerOption {
 	return func(c *producerConfig) error {
 		if n < 1 {

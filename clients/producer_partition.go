@@ -53,8 +53,8 @@ const (
 )
 
 type pendingBatch struct {
-	records  []pendingRecord // by value: no allocation per record
-	builder  protocol.BatchBuilder
+	records  []pendingRecord        // by value: no allocation per record
+	builder  *protocol.BatchBuilder // from builderPool; nil once encoded
 	openedAt time.Time
 	deadline time.Time
 	// firstTimestamp is the first record's timestamp (unix ms), the base
@@ -120,7 +120,8 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if pp.open == nil {
 		now := time.Now()
 		pp.open = &pendingBatch{openedAt: now, deadline: now.Add(pp.producer.config.deliveryTimeout),
-			firstTimestamp: r.Timestamp, records: make([]pendingRecord, 0, pp.recordsHint)}
+			firstTimestamp: r.Timestamp, records: make([]pendingRecord, 0, pp.recordsHint),
+			builder: builderPool.Get().(*protocol.BatchBuilder)}
 		wake = true
 	}
 	if err := pp.open.builder.Add(r); err != nil {
@@ -250,7 +251,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	if batch.request == nil {
 		// Sized for the whole request, so encoding the batch does not
 		// reallocate (compression only makes it smaller).
-		request := make([]byte, 0, requestHeaderRoom+batch.builder.UncompressedSize())
+		request := getRequestBuffer(requestHeaderRoom + batch.builder.UncompressedSize())
 		request = protocol.AppendProduceRequest(request, &protocol.ProduceRequest{
 			Topic:     pp.tp.topic,
 			Partition: pp.tp.partition,
@@ -265,7 +266,8 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 		}
 		pp.sequence.commit(batch, batch.builder.Len())
 		batch.request = request
-		batch.builder = protocol.BatchBuilder{} // release the copy of the records
+		putBuilder(batch.builder) // the records' copy is in the request now
+		batch.builder = nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), client.config.requestTimeout)
 	defer cancel()
@@ -383,7 +385,44 @@ func (pp *partitionProducer) completeInOrder() {
 	}
 }
 
+// Buffers of batches: a builder's records section and an encoded request
+// are each up to the batch size, and reusing them spares allocating and
+// zeroing that much per batch.
+var (
+	builderPool = sync.Pool{New: func() any { return new(protocol.BatchBuilder) }}
+	requestPool sync.Pool // of *[]byte
+)
+
+// maxPooledBuffer keeps outsized buffers out of the pools.
+const maxPooledBuffer = 4 << 20
+
+func putBuilder(builder *protocol.BatchBuilder) {
+	if builder.UncompressedSize() > maxPooledBuffer {
+		return
+	}
+	builder.Reset()
+	builderPool.Put(builder)
+}
+
+func getRequestBuffer(capacity int) []byte {
+	if p, ok := requestPool.Get().(*[]byte); ok && cap(*p) >= capacity {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, capacity)
+}
+
+// putRequestBuffer recycles a completed batch's request: every attempt's
+// bytes were copied by the NATS client when published.
+func putRequestBuffer(request []byte) {
+	if request == nil || cap(request) > maxPooledBuffer {
+		return
+	}
+	requestPool.Put(&request)
+}
+
 func (pp *partitionProducer) complete(batch *pendingBatch, err error) {
+	putRequestBuffer(batch.request)
+	batch.request = nil
 	if err != nil {
 		err = fmt.Errorf("clients: produce to %s/%d: %w", pp.tp.topic, pp.tp.partition, err)
 	}

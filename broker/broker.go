@@ -347,10 +347,14 @@ const balanceIntervals = 5
 // the way the assignment intended after failovers.
 func (b *Broker) balanceLeaders() {
 	b.mu.RLock()
-	var moves []*partitionReplica
+	type move struct {
+		r         *partitionReplica
+		preferred uint64
+	}
+	var moves []move
 	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
 	for _, r := range b.groups {
-		preferred := r.replicas[0]
+		preferred := b.replicasLocked(r)[0]
 		if preferred == b.cfg.ID {
 			continue
 		}
@@ -361,14 +365,15 @@ func (b *Broker) balanceLeaders() {
 		if !slices.ContainsFunc(report.status.Partitions, func(p protocol.PartitionStatus) bool { return p.GroupID == r.groupID }) {
 			continue
 		}
-		moves = append(moves, r)
+		moves = append(moves, move{r, preferred})
 	}
 	closing := b.closing
 	b.mu.RUnlock()
 	if closing {
 		return
 	}
-	for _, r := range moves {
+	for _, m := range moves {
+		r, preferred := m.r, m.preferred
 		if r.group.Status().Role != raft.RoleLeader || !b.track() {
 			continue
 		}
@@ -376,11 +381,11 @@ func (b *Broker) balanceLeaders() {
 			defer b.requests.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*b.cfg.ElectionTimeout)
 			defer cancel()
-			if err := r.group.TransferLeadership(ctx, r.replicas[0]); err != nil {
-				b.logger.Debug("leadership rebalance failed", "topic", r.topic, "partition", r.partition, "to", r.replicas[0], "err", err)
+			if err := r.group.TransferLeadership(ctx, preferred); err != nil {
+				b.logger.Debug("leadership rebalance failed", "topic", r.topic, "partition", r.partition, "to", preferred, "err", err)
 				return
 			}
-			b.logger.Info("leadership handed to preferred leader", "topic", r.topic, "partition", r.partition, "to", r.replicas[0])
+			b.logger.Info("leadership handed to preferred leader", "topic", r.topic, "partition", r.partition, "to", preferred)
 		}()
 	}
 }
@@ -712,7 +717,7 @@ func (b *Broker) transferLeadership(ctx context.Context) {
 	var groups []led
 	b.mu.RLock()
 	for _, r := range b.groups {
-		groups = append(groups, led{r.group, r.replicas, fmt.Sprintf("%s/%d", r.topic, r.partition)})
+		groups = append(groups, led{r.group, r.group.Status().Configuration.Voters, fmt.Sprintf("%s/%d", r.topic, r.partition)})
 	}
 	b.mu.RUnlock()
 	if b.controller != nil {

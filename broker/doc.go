@@ -132,34 +132,63 @@
 // # Retention
 //
 // retention.go: every CheckInterval each replica computes the first index
-// its topic's policy keeps (age, bytes; topic overrides, broker defaults),
-// writes a consumer-state snapshot (snapshot.Store in <replica
-// dir>.snapshots, also the raft group's GroupConfig.Snapshots) as of its
-// applied index when none covers the segments, reports it to the group
-// (Group.SnapshotTaken), deletes the covered sealed segments and prunes old
-// snapshots, keeping the newest that covers the log start. A restart whose
-// stored consumer state is older than the log start restores the newest
-// snapshot first.
+// its topic's policy keeps (age, bytes; topic overrides, broker defaults) —
+// always the first index of a segment — and, once it applied everything
+// before it, writes a consumer-state snapshot (snapshot.Store in <replica
+// dir>.snapshots, also the raft group's GroupConfig.Snapshots) as of exactly
+// the last index of the newest segment to delete, when none covers them. The
+// snapshot is built without pausing the partition: from the previous
+// snapshot (or the empty state of a log that starts at index 1) the log's
+// entries up to that index are replayed into a scratch in-memory state with
+// the replica's own deterministic apply; its Meta records the Raft
+// configuration as of the index (the newest EntryConfig entry at or below
+// it, else the previous snapshot's, else the group's bootstrap voters). It
+// is reported to the group (Group.SnapshotTaken), the covered sealed
+// segments are deleted and old snapshots pruned, keeping the newest that
+// covers the log start. So the newest snapshot always ends where the log
+// starts. A restart whose stored consumer state is older than the log start
+// restores the newest snapshot first.
 //
-// Retention does not wait for the other replicas (it used to stop at what
-// every replica reported applied, so one broker that was down held back
-// every partition it replicates and filled the disks). That is safe
-// because a replica that needs deleted entries catches up by
-// InstallSnapshot: the leader streams its newest snapshot, which covers its
-// log start and sits at a committed index; the replica restores its state
+// Retention does not wait for the other replicas. That is safe because a
+// replica that needs deleted entries catches up by InstallSnapshot: the
+// leader streams its newest snapshot; the replica restores its state
 // machine from it (partitionStateMachine.Restore: group offsets and
 // producer state, applied index, high watermark = Meta.NextOffset), the
-// raft driver resets its log (segmentlog ResetOffsets) so the next record
-// gets the leader's offset, and ordinary AppendEntries follow: the same
-// group offsets, and the same records at the same offsets from the
-// snapshot's index on. The cost is a snapshot transfer (small: consumer
-// state only, not records) for a replica that lags by more than the
-// retained log. Known gap: the snapshot is taken at the applied index, not
-// at the deleted segment's last index, so the leader's retained entries
-// between its log start and that index are not sent; the caught-up
-// replica's log starts later than the leader's until retention catches up.
-// A crash between the install and the log reset is finished at start-up
+// raft driver resets its log (segmentlog ResetOffsets) to continue at the
+// leader's log start, and ordinary AppendEntries send every retained
+// segment: the same group offsets, and the same records at the same offsets
+// as the leader, from the leader's log start on. A crash between the
+// install and the log reset is finished at start-up
 // (resumeInterruptedRestore).
+//
+// # Membership
+//
+// membership.go. Every broker runs a replica of the controller group: the
+// Bootstrap brokers as its first voters, any other broker outside the
+// configuration (it neither campaigns nor receives anything) until
+// AdminAddController adds it as a learner, which the controller leader
+// promotes once it caught up; AdminRemoveController removes a member with a
+// joint-consensus change (never the last voter). A broker outside the
+// controller configuration ignores its own replica's idea of the leader.
+//
+// A partition reassignment (AdminReassignPartition, or AdminReplaceBroker
+// for every partition of one broker) is recorded by the controller as the
+// partition's Target; the brokers in Target start their replica at once
+// (with the group's bootstrap voters as GroupConfig.Voters, the
+// configuration as of index 0, so a replica outside the configuration stays
+// passive). The partition's leader then drives the group one step per
+// status tick, each step starting from the configuration in effect, so a
+// leader change or a restart resumes where it stands: add the target
+// brokers as learners (they catch up by snapshot plus retained segments),
+// promote each learner once within PromoteMaxLag entries, remove the
+// members outside the target with one joint-consensus change (a removed
+// leader steps down and the next one finishes), then report to the
+// controller (AdminReassignDone), which makes Target the replica set. The
+// brokers no longer named stop their replica and delete its log, snapshots
+// and state (reconcileReplicas; a broker that was down does it when it
+// starts and sees the metadata). The controller refuses a reassignment of
+// a partition that has one in progress, unknown or down brokers, repeated
+// ids; the partition keeps serving producers and consumers throughout.
 //
 // # Concurrency
 //

@@ -536,3 +536,15 @@ func (b *Broker) addMembership(info *protocol.PartitionInfo, p partitionMeta, le
 		info.Voters, info.OutgoingVoters, info.Learners = leaderStatus.Voters, leaderStatus.OutgoingVoters, leaderStatus.Learners
 	}
 }
+
+// replicasLocked is r's replica list in the metadata this broker holds (it
+// changes when a reassignment finishes; r.replicas is the list r started
+// with). The caller holds b.mu.
+func (b *Broker) replicasLocked(r *partitionReplica) []uint64 {
+	if t := b.metadata.Topics[r.topic]; t != nil && int(r.partition) < len(t.Partitions) {
+		if p := t.Partitions[r.partition]; p.GroupID == r.groupID && len(p.Replicas) > 0 {
+			return p.Replicas
+		}
+	}
+	return r.replicas
+}

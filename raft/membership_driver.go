@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -54,6 +55,49 @@ func (g *Group) AddLearner(ctx context.Context, id uint64) error {
 // leader's.
 func (g *Group) PromoteLearner(ctx context.Context, id uint64) error {
 	return g.changeMembership(ctx, confChange{kind: promoteLearner, add: []uint64{id}, maxLag: g.cfg.PromoteMaxLag})
+}
+
+// AddVoter adds a server as a voter the safe way, with automatic
+// promotion: the server joins as a learner (unless it is one already),
+// receives the log and snapshots without counting toward any quorum, and
+// is promoted once its log is within GroupConfig.PromoteMaxLag entries of
+// the leader's. AddVoter returns once the configuration that makes it a
+// voter is committed, or when ctx ends. While the learner is behind, or
+// another change or the leader's first commit is pending, it tries again
+// every heartbeat interval; other errors (*NotLeaderError,
+// ErrInvalidMembership, a closed group) end it. Start the new server's
+// replica with an empty Voters list, as for AddLearner.
+func (g *Group) AddVoter(ctx context.Context, id uint64) error {
+	conf := g.Status().Configuration
+	if slices.Contains(conf.Voters, id) && !conf.Joint() {
+		return nil
+	}
+	retry := time.NewTicker(g.cfg.HeartbeatInterval)
+	defer retry.Stop()
+	for step := 0; ; {
+		var err error
+		if step == 0 && !slices.Contains(conf.Learners, id) {
+			err = g.AddLearner(ctx, id)
+		} else {
+			step, err = 1, g.PromoteLearner(ctx, id)
+			if err == nil {
+				return nil
+			}
+		}
+		switch {
+		case err == nil:
+			step = 1
+			continue
+		case errors.Is(err, ErrLearnerBehind), errors.Is(err, ErrConfigChangeInProgress), errors.Is(err, ErrLeaderNotReady):
+		default:
+			return err
+		}
+		select {
+		case <-retry.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (g *Group) changeMembership(ctx context.Context, change confChange) error {

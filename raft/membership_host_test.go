@@ -79,3 +79,44 @@ func TestHostLearnerJoinsIsPromotedAndLeaderRemovesItself(t *testing.T) {
 		waitFor(t, 10*time.Second, "the remaining members to commit", func() bool { return other.Status().CommitIndex >= index })
 	}
 }
+
+// AddVoter promotes automatically: the new server joins as a learner and
+// becomes a voter only once it is within PromoteMaxLag entries of the
+// leader, which with a long log it is not at first.
+func TestHostAddVoterPromotesTheLearnerOnceCaughtUp(t *testing.T) {
+	calls := 0
+	tc := newTestCluster(t, []uint64{1, 2, 3, 4}, func(cfg *GroupConfig) {
+		calls++
+		cfg.Voters = []uint64{1, 2, 3}
+		cfg.PromoteMaxLag = 8
+		cfg.MaxAppendBytes = 64 // the learner catches up in many small appends
+		if calls == 4 {
+			cfg.Voters = nil
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader := tc.leader(t)
+	g := tc.groups[leader]
+	data := make([]byte, 64)
+	for range 300 {
+		if _, _, err := g.Propose(ctx, protocol.EntryControl, data, AckCommitted).Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.AddVoter(ctx, 4); err != nil {
+		t.Fatalf("AddVoter: %v", err)
+	}
+	st := g.Status()
+	if !slices.Equal(st.Configuration.Voters, []uint64{1, 2, 3, 4}) || len(st.Configuration.Learners) != 0 || st.Configuration.Joint() {
+		t.Fatalf("configuration after AddVoter: %+v", st.Configuration)
+	}
+	// The promotion's joint entry came after the learner was within 8
+	// entries of the leader's log, so it holds everything up to there.
+	if last := tc.groups[4].Status().LastIndex; last+8 < st.ConfigurationIndex-2 {
+		t.Fatalf("new voter's log ends at %d, the promotion is at %d", last, st.ConfigurationIndex)
+	}
+	if err := g.AddVoter(ctx, 4); err != nil {
+		t.Fatalf("AddVoter of a voter: %v", err)
+	}
+}

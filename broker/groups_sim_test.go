@@ -87,7 +87,7 @@ func TestGroupStateSimulation(t *testing.T) {
 
 type simStats struct {
 	ackedCommits, rejectedOps, batches, crashes, restarts, elections, snapshots,
-	snapshotCrashes, segmentsDeleted, installs, interruptedInstalls, linkCuts int
+	snapshotCrashes, segmentsDeleted, installs, installsOverConflict, interruptedInstalls, linkCuts int
 }
 
 func (s *simStats) add(o simStats) {
@@ -101,15 +101,16 @@ func (s *simStats) add(o simStats) {
 	s.snapshotCrashes += o.snapshotCrashes
 	s.segmentsDeleted += o.segmentsDeleted
 	s.installs += o.installs
+	s.installsOverConflict += o.installsOverConflict
 	s.interruptedInstalls += o.interruptedInstalls
 	s.linkCuts += o.linkCuts
 }
 
 func (s simStats) String() string {
 	return fmt.Sprintf("%d commits acknowledged, %d ops rejected, %d record batches, %d crashes (%d during a snapshot write, %d during an install), "+
-		"%d restarts, %d elections, %d link cuts, %d snapshots, %d segments deleted, %d snapshot installs",
+		"%d restarts, %d elections, %d link cuts, %d snapshots, %d segments deleted, %d snapshot installs (%d over a conflicting suffix)",
 		s.ackedCommits, s.rejectedOps, s.batches, s.crashes, s.snapshotCrashes, s.interruptedInstalls,
-		s.restarts, s.elections, s.linkCuts, s.snapshots, s.segmentsDeleted, s.installs)
+		s.restarts, s.elections, s.linkCuts, s.snapshots, s.segmentsDeleted, s.installs, s.installsOverConflict)
 }
 
 const (
@@ -567,6 +568,9 @@ func (s *groupSim) restoreInstalled(follower *simReplica, meta snapshot.Meta) bo
 	_ = reader.Close()
 	s.must(err, "restore snapshot")
 	s.stats.installs++
+	if follower.log.LastIndex() >= meta.Index {
+		s.stats.installsOverConflict++ // its log holds the snapshot's index with another term
+	}
 	s.logf("replica %d installed snapshot %d", follower.id, meta.Index)
 	if !s.settling && s.rng.IntN(6) == 0 { // crash before the log reset: start-up finishes it
 		s.stats.interruptedInstalls++

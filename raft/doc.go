@@ -139,7 +139,8 @@
 // non-voter that receives the log and snapshots but never counts toward a
 // quorum and never campaigns (neither does a node outside the
 // configuration); Group.PromoteLearner promotes one within
-// GroupConfig.PromoteMaxLag entries of the leader. One change at a time, and
+// GroupConfig.PromoteMaxLag entries of the leader; Group.AddVoter does both,
+// promoting automatically once the learner caught up. One change at a time, and
 // a new leader makes none before it commits an entry of its own term. A
 // leader not in C_new steps down once C_new commits. Propose refuses
 // EntryConfig entries (ErrConfigEntry). EntryConfig entries reach the

@@ -87,6 +87,13 @@ func newBenchClusterOver(b *testing.B, newLog func(id uint64) LogStorage, encode
 		}
 		bc.groups[id] = g
 	}
+	// Cleanups run last-registered first: stop the hosts before the logs
+	// a newLog registered are closed under running groups.
+	b.Cleanup(func() {
+		for _, h := range bc.hosts {
+			_ = h.Close()
+		}
+	})
 	return bc
 }
 

@@ -2,44 +2,54 @@ package raft
 
 import (
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/raftmq/raftmq/protocol"
 )
 
 // benchLog is the in-memory LogStorage of the throughput benchmarks: no
-// disk and little garbage. Entries live in fixed-size chunks; the oldest
-// chunks are dropped once the log holds more than keepEntries entries or
+// disk, no copies. Append keeps the caller's slice instead of copying it:
+// the driver hands over the core's unstable array, which nothing writes
+// after (the LogStorage contract does not promise that; this log is for
+// measuring Raft alone, a real store copies or serializes). The oldest
+// batches are dropped once the log holds more than keepEntries entries or
 // keepBytes of data (a follower that lags further fails the group
 // loudly: the benchmarks have no snapshots). Sync is instant.
 type benchLog struct {
-	mu       sync.Mutex
-	first    uint64 // index of chunks[0][0]
-	last     uint64
-	prevTerm uint64
-	chunks   [][]protocol.Entry
-	sizes    []uint64 // data bytes per chunk
-	bytes    uint64   // data bytes held
-	keep     int      // chunks held at most
-	maxBytes uint64
+	mu          sync.Mutex
+	first       uint64 // index of batches[0].ents[0]
+	last        uint64
+	prevTerm    uint64
+	batches     []benchBatch // dense: each starts where the previous ends
+	bytes       uint64       // data bytes held
+	keepEntries uint64
+	keepBytes   uint64
 }
 
-const benchChunk = 1 << 14
+type benchBatch struct {
+	first uint64
+	ents  []protocol.Entry
+	bytes uint64
+}
 
 var _ LogStorage = (*benchLog)(nil)
 
 // newBenchLog holds at least keepEntries entries, unless they hold more
 // than keepBytes of data.
 func newBenchLog(keepEntries int, keepBytes uint64) *benchLog {
-	return &benchLog{first: 1, keep: keepEntries/benchChunk + 2, maxBytes: keepBytes}
+	return &benchLog{first: 1, keepEntries: uint64(keepEntries), keepBytes: keepBytes}
 }
 
 func (l *benchLog) FirstIndex() uint64 { l.mu.Lock(); defer l.mu.Unlock(); return l.first }
 func (l *benchLog) LastIndex() uint64  { l.mu.Lock(); defer l.mu.Unlock(); return l.last }
 
-func (l *benchLog) at(index uint64) *protocol.Entry {
-	off := index - l.first
-	return &l.chunks[off/benchChunk][off%benchChunk]
+// find returns the batch holding index (first <= index <= last).
+func (l *benchLog) find(index uint64) int {
+	return sort.Search(len(l.batches), func(i int) bool {
+		b := &l.batches[i]
+		return b.first+uint64(len(b.ents)) > index
+	})
 }
 
 func (l *benchLog) Term(index uint64) (uint64, error) {
@@ -51,11 +61,13 @@ func (l *benchLog) Term(index uint64) (uint64, error) {
 	if index < l.first || index > l.last {
 		return 0, fmt.Errorf("benchlog: term of %d outside [%d, %d]", index, l.first-1, l.last)
 	}
-	return l.at(index).Term, nil
+	b := &l.batches[l.find(index)]
+	return b.ents[index-b.first].Term, nil
 }
 
-// Entries returns at most the rest of one chunk; the core asks again for
-// the rest (it handles a short read as it handles the maxBytes cut).
+// Entries returns at most the rest of one appended batch; the core asks
+// again for the rest (it handles a short read as it handles the maxBytes
+// cut).
 func (l *benchLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -65,11 +77,10 @@ func (l *benchLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 	if lo == hi {
 		return nil, nil
 	}
-	off := lo - l.first
-	c := l.chunks[off/benchChunk]
-	start := int(off % benchChunk)
-	end := min(len(c), start+int(hi-lo))
-	ents := c[start:end]
+	b := &l.batches[l.find(lo)]
+	start := lo - b.first
+	end := min(uint64(len(b.ents)), hi-b.first)
+	ents := b.ents[start:end]
 	var size uint64
 	for i := range ents {
 		size += uint64(len(ents[i].Data))
@@ -82,6 +93,9 @@ func (l *benchLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 }
 
 func (l *benchLog) Append(ents []protocol.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := range ents {
@@ -89,35 +103,26 @@ func (l *benchLog) Append(ents []protocol.Entry) error {
 			return fmt.Errorf("benchlog: append index %d, want %d", ents[i].Index, l.last+1+uint64(i))
 		}
 	}
-	for len(ents) > 0 {
-		n := len(l.chunks)
-		if n == 0 || len(l.chunks[n-1]) == benchChunk {
-			l.chunks = append(l.chunks, make([]protocol.Entry, 0, benchChunk))
-			n++
-		}
-		if len(l.sizes) < n {
-			l.sizes = append(l.sizes, 0)
-		}
-		c := l.chunks[n-1]
-		k := min(len(ents), benchChunk-len(c))
-		l.chunks[n-1] = append(c, ents[:k]...)
-		size := dataSize(ents[:k])
-		l.sizes[n-1] += size
-		l.bytes += size
-		ents = ents[k:]
-		l.last += uint64(k)
-	}
+	size := dataSize(ents)
+	l.batches = append(l.batches, benchBatch{first: l.last + 1, ents: ents[:len(ents):len(ents)], bytes: size})
+	l.bytes += size
+	l.last += uint64(len(ents))
 	drop := 0
-	for len(l.chunks)-drop > l.keep || (len(l.chunks)-drop > 2 && l.bytes > l.maxBytes) {
-		l.bytes -= l.sizes[drop]
+	for drop < len(l.batches)-1 {
+		b := &l.batches[drop]
+		held := l.last + 1 - b.first
+		if held-uint64(len(b.ents)) < l.keepEntries && l.bytes <= l.keepBytes {
+			break
+		}
+		l.bytes -= b.bytes
+		l.prevTerm = b.ents[len(b.ents)-1].Term
 		drop++
 	}
 	if drop > 0 {
-		l.first += uint64(drop * benchChunk)
-		l.prevTerm = l.chunks[drop-1][benchChunk-1].Term
-		clear(l.chunks[:drop])
-		l.chunks = append(l.chunks[:0], l.chunks[drop:]...)
-		l.sizes = append(l.sizes[:0], l.sizes[drop:]...)
+		l.first = l.batches[drop].first
+		n := copy(l.batches, l.batches[drop:])
+		clear(l.batches[n:])
+		l.batches = l.batches[:n]
 	}
 	return nil
 }
@@ -131,22 +136,21 @@ func (l *benchLog) TruncateAfter(index uint64) error {
 	if index >= l.last {
 		return nil
 	}
-	off := index + 1 - l.first // entries kept
-	n := int(off / benchChunk)
-	k := int(off % benchChunk)
-	for i := n + 1; i < len(l.chunks); i++ {
-		l.bytes -= l.sizes[i]
+	i := l.find(index + 1)
+	for j := i; j < len(l.batches); j++ {
+		l.bytes -= l.batches[j].bytes
 	}
-	clear(l.chunks[n+1:])
-	l.chunks = l.chunks[:n+1]
-	l.sizes = l.sizes[:n+1]
-	// A fresh array for the cut chunk: entries returned earlier stay valid.
-	fresh := make([]protocol.Entry, k, benchChunk)
-	copy(fresh, l.chunks[n][:k])
-	l.chunks[n] = fresh
-	cut := l.sizes[n] - dataSize(fresh)
-	l.sizes[n] -= cut
-	l.bytes -= cut
+	b := &l.batches[i]
+	if k := index + 1 - b.first; k > 0 {
+		// Keep the batch's head; capacity-limited, and nothing is ever
+		// appended into a kept batch anyway.
+		b.ents = b.ents[:k:k]
+		b.bytes = dataSize(b.ents)
+		l.bytes += b.bytes
+		i++
+	}
+	clear(l.batches[i:])
+	l.batches = l.batches[:i]
 	l.last = index
 	return nil
 }

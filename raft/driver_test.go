@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftmq/raftmq/protocol"
 )
 
 func TestProposalFutureResolvesWaitersAndLateDone(t *testing.T) {
@@ -97,5 +99,50 @@ func TestWorkQueuePushNeverBlocks(t *testing.T) {
 	q.stop()
 	if g := <-popped; g != nil {
 		t.Fatal("pop after stop returned a group")
+	}
+}
+
+func TestBenchLogKeepsBatchesAndTruncates(t *testing.T) {
+	l := newBenchLog(10, 1<<30)
+	mk := func(first, n, term uint64) []protocol.Entry {
+		ents := make([]protocol.Entry, n)
+		for i := range ents {
+			ents[i] = protocol.Entry{Index: first + uint64(i), Term: term, Data: []byte("x")}
+		}
+		return ents
+	}
+	for _, b := range [][3]uint64{{1, 4, 1}, {5, 4, 1}, {9, 4, 2}} {
+		if err := l.Append(mk(b[0], b[1], b[2])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.FirstIndex() != 1 || l.LastIndex() != 12 {
+		t.Fatalf("log [%d, %d], want [1, 12]", l.FirstIndex(), l.LastIndex())
+	}
+	if err := l.Append(mk(14, 1, 2)); err == nil {
+		t.Fatal("append with a gap accepted")
+	}
+	ents, err := l.Entries(3, 11, 1<<20)
+	if err != nil || len(ents) != 2 || ents[0].Index != 3 {
+		t.Fatalf("entries [3, 11): %v %v (want the rest of the first batch)", ents, err)
+	}
+	if err := l.TruncateAfter(6); err != nil {
+		t.Fatal(err)
+	}
+	if term, err := l.Term(6); err != nil || term != 1 || l.LastIndex() != 6 {
+		t.Fatalf("after truncate: term(6)=%d %v last %d", term, err, l.LastIndex())
+	}
+	if err := l.Append(mk(7, 8, 3)); err != nil {
+		t.Fatal(err)
+	}
+	// 14 entries held, keep 10: the first batch (4 entries) goes.
+	if l.FirstIndex() != 5 {
+		t.Fatalf("first %d after dropping, want 5", l.FirstIndex())
+	}
+	if term, err := l.Term(4); err != nil || term != 1 {
+		t.Fatalf("prev term %d %v, want 1", term, err)
+	}
+	if term, _ := l.Term(14); term != 3 {
+		t.Fatalf("term(14) = %d, want 3", term)
 	}
 }

@@ -434,11 +434,14 @@ func persistReady(log LogStorage, stable StableStorage, rd *ready) error {
 // which the leader has just appended to its log.
 func (g *Group) resolveAppended(entries []protocol.Entry) {
 	first, last := entries[0].Index, entries[len(entries)-1].Index
-	for _, p := range g.pending {
-		if p.index > last {
+	// pending is in index order and entries are the newest: walk back
+	// from the end over just those (not every proposal in flight).
+	for i := len(g.pending) - 1; i >= 0; i-- {
+		p := g.pending[i]
+		if p.index < first {
 			break
 		}
-		if p.mode == AckAppendedUnsafe && p.index >= first && entries[p.index-first].Term == p.term {
+		if p.index <= last && p.mode == AckAppendedUnsafe && entries[p.index-first].Term == p.term {
 			p.resolve(nil)
 		}
 	}

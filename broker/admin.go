@@ -336,9 +336,7 @@ func (b *Broker) metadataReply(topics []string) protocol.MetadataReply {
 		reply.Error = protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID)
 		return reply
 	}
-	if b.controllerGroupLeader() != 0 {
-		reply.Controller = groupMembership(b.controller.group.Status().Configuration)
-	}
+	reply.Controller = b.controllerMembership()
 	alive := b.aliveBrokers()
 	for _, id := range m.Brokers {
 		reply.Brokers = append(reply.Brokers, protocol.BrokerInfo{ID: id, Alive: alive[id]})
@@ -395,6 +393,9 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(),
 		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
 	status.ControllerLeader = b.controllerGroupLeader()
+	if b.isControllerLeader() {
+		status.Controller = groupMembership(b.controller.group.Status().Configuration)
+	}
 	for _, r := range replicas {
 		status.Partitions = append(status.Partitions, b.partitionStatus(r))
 	}

@@ -88,10 +88,13 @@ func applyMembershipCommand(m *clusterMetadata, index uint64, cmd controllerComm
 		if int(cmd.Partition) >= len(t.Partitions) {
 			return m, protocol.Errorf(protocol.CodeBadPartition, "topic %q has partitions 0..%d, not %d", cmd.Topic, len(t.Partitions)-1, cmd.Partition)
 		}
+		p := t.Partitions[cmd.Partition]
+		if cmd.Cancel {
+			return cancelReassignment(m, index, cmd.Topic, cmd.Partition)
+		}
 		if err := validateReplicaSet(m, cmd.ReplicaSet); err != nil {
 			return m, err
 		}
-		p := t.Partitions[cmd.Partition]
 		if p.Target != nil {
 			return m, protocol.Errorf(protocol.CodeInvalidArgument, "a reassignment of %s/%d from %v to %v is in progress", cmd.Topic, cmd.Partition, p.Replicas, p.Target)
 		}
@@ -112,13 +115,34 @@ func applyMembershipCommand(m *clusterMetadata, index uint64, cmd controllerComm
 		if !slices.Equal(sortedCopy(p.Target), sortedCopy(cmd.ReplicaSet)) {
 			return m, protocol.Errorf(protocol.CodeInvalidArgument, "group %d voters %v are not the target %v", cmd.GroupID, cmd.ReplicaSet, p.Target)
 		}
-		p.Replicas, p.Target = p.Target, nil
+		p.Replicas, p.Target, p.Leaving = p.Target, nil, nil
 		next := m.clone()
 		next.Topics[name] = withPartition(m.Topics[name], partition, p)
 		next.Version = index
 		return next, nil
 	}
 	return m, protocol.Errorf(protocol.CodeInvalidArgument, "unknown controller operation %q", cmd.Op)
+}
+
+// cancelReassignment turns a reassignment in progress back toward the
+// partition's replicas: the target becomes Replicas again, and the brokers
+// only the old target named keep their replica (Leaving) until the leader
+// removed them from the group and reported the move back done.
+func cancelReassignment(m *clusterMetadata, index uint64, topic string, partition uint32) (*clusterMetadata, *protocol.Error) {
+	p := m.Topics[topic].Partitions[partition]
+	if p.Target == nil {
+		return m, protocol.Errorf(protocol.CodeInvalidArgument, "no reassignment of %s/%d is in progress", topic, partition)
+	}
+	for _, id := range p.Target {
+		if !slices.Contains(p.Replicas, id) && !slices.Contains(p.Leaving, id) {
+			p.Leaving = append(slices.Clone(p.Leaving), id)
+		}
+	}
+	p.Target = slices.Clone(p.Replicas)
+	next := m.clone()
+	next.Topics[topic] = withPartition(m.Topics[topic], partition, p)
+	next.Version = index
+	return next, nil
 }
 
 // reassigned is p with a reassignment to target in progress. Same brokers in
@@ -220,7 +244,7 @@ func (b *Broker) membershipAdmin(ctx context.Context, op string, data []byte) an
 				}
 			}
 		}
-		return b.reassign(ctx, controllerCommand{Op: opReassignPartition, Topic: req.Topic, Partition: req.Partition, ReplicaSet: req.Replicas}, receivers)
+		return b.reassign(ctx, controllerCommand{Op: opReassignPartition, Topic: req.Topic, Partition: req.Partition, ReplicaSet: req.Replicas, Cancel: req.Cancel}, receivers)
 	case protocol.AdminReplaceBroker:
 		var req protocol.ReplaceBrokerRequest
 		if err := json.Unmarshal(data, &req); err != nil {
@@ -274,12 +298,13 @@ func (b *Broker) reassign(ctx context.Context, cmd controllerCommand, receivers 
 				continue
 			}
 			was := old.Partitions[i]
-			if p.Target != nil && was.Target == nil || !slices.Equal(p.Replicas, was.Replicas) {
-				to := p.Target
-				if to == nil {
-					to = p.Replicas
-				}
-				reply.Reassignments = append(reply.Reassignments, protocol.Reassignment{Topic: name, Partition: uint32(i), From: was.Replicas, To: to})
+			switch {
+			case was.Target != nil && !slices.Equal(p.Target, was.Target): // cancelled
+				reply.Reassignments = append(reply.Reassignments, protocol.Reassignment{Topic: name, Partition: uint32(i), From: was.Target, To: p.Target})
+			case p.Target != nil && was.Target == nil:
+				reply.Reassignments = append(reply.Reassignments, protocol.Reassignment{Topic: name, Partition: uint32(i), From: was.Replicas, To: p.Target})
+			case !slices.Equal(p.Replicas, was.Replicas): // another order of the same brokers
+				reply.Reassignments = append(reply.Reassignments, protocol.Reassignment{Topic: name, Partition: uint32(i), From: was.Replicas, To: p.Replicas})
 			}
 		}
 	}
@@ -547,4 +572,20 @@ func (b *Broker) replicasLocked(r *partitionReplica) []uint64 {
 		}
 	}
 	return r.replicas
+}
+
+// controllerMembership is the controller group's configuration: this
+// broker's own view when it is a member, else the controller leader's
+// latest status report; nil when neither is known.
+func (b *Broker) controllerMembership() *protocol.GroupMembership {
+	if b.controllerGroupLeader() != 0 {
+		return groupMembership(b.controller.group.Status().Configuration)
+	}
+	leader := b.controllerLeader()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if report, ok := b.reports[leader]; ok && report.status.Controller != nil {
+		return report.status.Controller
+	}
+	return nil
 }

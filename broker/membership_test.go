@@ -552,3 +552,148 @@ func TestReassignmentInProgressIsRefused(t *testing.T) {
 		t.Fatal("apply changed the previous metadata value")
 	}
 }
+
+// TestReassignAwayFromLeader moves a partition off the broker leading it
+// while a producer publishes: the leader removes itself with the joint
+// change, steps down once C_new commits, and the next leader reports the
+// move done; no acknowledged record is lost.
+func TestReassignAwayFromLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 0)
+	client.createTopic("away", 1, 3)
+	addBroker(t, ctx, cluster, 4)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
+	if _, err := c.produce(ctx, "away", 0, buildBatch(t, "first")); err != nil {
+		t.Fatal(err)
+	}
+	var oldLeader uint64
+	waitFor(ctx, t, "a leader", func() bool {
+		if r := leaderReplica(cluster, "away"); r != nil {
+			oldLeader = r.group.Status().ID
+		}
+		return oldLeader != 0
+	})
+	target := []uint64{4}
+	for id := uint64(1); id <= 3; id++ {
+		if id != oldLeader {
+			target = append(target, id)
+		}
+	}
+	stop := make(chan struct{})
+	acked := produceContinuously(ctx, t, &leaderClient{testClient: client, leader: oldLeader, nodes: 3, acks: protocol.AcksQuorum}, "away", stop)
+	var reply protocol.ReassignReply
+	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "away", Replicas: target}, &reply)
+	if reply.Error != nil {
+		close(stop)
+		t.Fatalf("reassign: %v", reply.Error)
+	}
+	waitFor(ctx, t, "the move off the leader", func() bool {
+		p, ok := partitionMetaOn(cluster.Broker(1), "away")
+		return ok && p.Target == nil && slices.Equal(p.Replicas, target) && localReplica(cluster.Broker(oldLeader), "away") == nil
+	})
+	close(stop)
+	records := acked()
+	var leader *partitionReplica
+	waitFor(ctx, t, "a new leader with every record applied on broker 4", func() bool {
+		leader = leaderReplica(cluster, "away")
+		moved := localReplica(cluster.Broker(4), "away")
+		return leader != nil && moved != nil && moved.group.Status().AppliedIndex == leader.group.Status().AppliedIndex
+	})
+	if id := leader.group.Status().ID; id == oldLeader || !slices.Contains(target, id) {
+		t.Fatalf("leader %d after moving off broker %d to %v", id, oldLeader, target)
+	}
+	end := uint64(1)
+	if len(records) > 0 {
+		end = records[len(records)-1].offset + 1
+	}
+	got := map[uint64]string{}
+	for _, rec := range readReplica(t, localReplica(cluster.Broker(4), "away"), 0, end) {
+		got[rec.offset] = rec.value
+	}
+	for _, rec := range records {
+		if got[rec.offset] != rec.value {
+			t.Fatalf("acknowledged record at offset %d missing or different on broker 4", rec.offset)
+		}
+	}
+	t.Logf("moved off leader %d to %v; %d records acknowledged meanwhile", oldLeader, target, len(records))
+}
+
+// TestCancelReassignmentRules checks the controller's rules for a cancel:
+// the target goes back to the replicas and the brokers only the cancelled
+// target named keep their replica until the move back is done.
+func TestCancelReassignmentRules(t *testing.T) {
+	m := newClusterMetadata([]uint64{1, 2, 3, 4})
+	m, e := applyCommand(m, 1, controllerCommand{Op: opCreateTopic, Topic: "t", Partitions: 1, Replicas: 3})
+	if e != nil {
+		t.Fatal(e)
+	}
+	if _, e := applyCommand(m, 2, controllerCommand{Op: opReassignPartition, Topic: "t", Cancel: true}); e == nil || !strings.Contains(e.Message, "no reassignment") {
+		t.Fatalf("cancel without a move: %v", e)
+	}
+	m, _ = applyCommand(m, 2, controllerCommand{Op: opReassignPartition, Topic: "t", ReplicaSet: []uint64{1, 2, 4}})
+	m, e = applyCommand(m, 3, controllerCommand{Op: opReassignPartition, Topic: "t", Cancel: true})
+	if e != nil {
+		t.Fatal(e)
+	}
+	p := m.Topics["t"].Partitions[0]
+	if !slices.Equal(p.Target, []uint64{1, 2, 3}) || !slices.Equal(p.Leaving, []uint64{4}) || !p.hasReplica(4) {
+		t.Fatalf("after cancel: %+v", p)
+	}
+	m, e = applyCommand(m, 4, controllerCommand{Op: opReassignDone, GroupID: p.GroupID, ReplicaSet: []uint64{1, 2, 3}})
+	if e != nil {
+		t.Fatal(e)
+	}
+	p = m.Topics["t"].Partitions[0]
+	if p.Target != nil || p.Leaving != nil || p.hasReplica(4) || !slices.Equal(p.Replicas, []uint64{1, 2, 3}) {
+		t.Fatalf("after the move back: %+v", p)
+	}
+}
+
+// TestCancelReassignmentToStoppedBroker starts a move to broker 4 and
+// stops broker 4 at once, so the move cannot finish; a cancel turns it
+// back: the group returns to {1,2,3} without broker 4 (it is removed from
+// the Raft configuration while down) and producers keep publishing.
+func TestCancelReassignmentToStoppedBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 0)
+	client.createTopic("back", 1, 3)
+	addBroker(t, ctx, cluster, 4)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
+	var reply protocol.ReassignReply
+	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "back", Replicas: []uint64{1, 2, 4}}, &reply)
+	if reply.Error != nil {
+		t.Fatal(reply.Error)
+	}
+	if err := cluster.StopBroker(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "back", Cancel: true}, &reply)
+	if reply.Error != nil {
+		if strings.Contains(reply.Error.Message, "no reassignment") {
+			t.Skip("the move finished before broker 4 stopped; nothing to cancel")
+		}
+		t.Fatal(reply.Error)
+	}
+	if len(reply.Reassignments) != 1 || !slices.Equal(reply.Reassignments[0].To, []uint64{1, 2, 3}) {
+		t.Fatalf("cancel reply %+v", reply)
+	}
+	for i := range 10 {
+		if _, err := c.produce(ctx, "back", 0, buildBatch(t, fmt.Sprint("during-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(ctx, t, "the move back", func() bool {
+		p, ok := partitionMetaOn(cluster.Broker(1), "back")
+		if !ok || p.Target != nil || p.Leaving != nil || !slices.Equal(p.Replicas, []uint64{1, 2, 3}) {
+			return false
+		}
+		r := leaderReplica(cluster, "back")
+		if r == nil {
+			return false
+		}
+		conf := r.group.Status().Configuration
+		return slices.Equal(conf.Voters, []uint64{1, 2, 3}) && len(conf.Learners) == 0 && !conf.Joint()
+	})
+}

@@ -50,6 +50,10 @@ type partitionMeta struct {
 	// partition to (membership.go); nil when none is. Brokers in Target
 	// run a replica (as learners until promoted) while it is set.
 	Target []uint64 `json:"target,omitempty"`
+	// Leaving lists the brokers of a cancelled reassignment's target that
+	// are not in Replicas: they keep their replica (they may be Raft
+	// members) until the move back is done, then delete it.
+	Leaving []uint64 `json:"leaving,omitempty"`
 	// Bootstrap is the Raft configuration the group was created with, kept
 	// once a reassignment changes Replicas (nil: Replicas still is it).
 	// Every replica of the group starts with it as raft.GroupConfig.Voters,
@@ -60,7 +64,7 @@ type partitionMeta struct {
 // hasReplica reports whether broker id runs a replica of the partition: it
 // is in Replicas or in a reassignment's Target.
 func (p partitionMeta) hasReplica(id uint64) bool {
-	return slices.Contains(p.Replicas, id) || slices.Contains(p.Target, id)
+	return slices.Contains(p.Replicas, id) || slices.Contains(p.Target, id) || slices.Contains(p.Leaving, id)
 }
 
 // bootstrapVoters is the group's configuration as of index 0.
@@ -138,6 +142,7 @@ type controllerCommand struct {
 	ReplicaSet []uint64 `json:"replica_set,omitempty"`
 	GroupID    uint64   `json:"group_id,omitempty"`
 	NewBroker  uint64   `json:"new_broker,omitempty"`
+	Cancel     bool     `json:"cancel,omitempty"`
 }
 
 func decodeControllerCommand(data []byte) (controllerCommand, error) {

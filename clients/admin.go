@@ -219,6 +219,26 @@ func (c *Client) ReassignPartition(ctx context.Context, topic string, partition 
 	return reply.Reassignments, nil
 }
 
+// CancelReassignment turns a partition's reassignment in progress back
+// toward its current replicas, for example when a target broker died during
+// the move: brokers only the cancelled target named are removed from the
+// partition's group and delete their copy. It returns the move back
+// (From the cancelled target, To the replicas); follow it with
+// WaitReassignments. A partition with no move in progress gives an error
+// matching protocol.CodeInvalidArgument.
+func (c *Client) CancelReassignment(ctx context.Context, topic string, partition uint32) ([]Reassignment, error) {
+	request := protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Cancel: true}
+	var reply protocol.ReassignReply
+	if err := c.adminRequest(ctx, protocol.AdminReassignPartition, request, &reply); err != nil {
+		return nil, err
+	}
+	if reply.Error != nil {
+		return nil, reply.Error
+	}
+	c.metadata.forget(topic)
+	return reply.Reassignments, nil
+}
+
 // ReplaceBroker moves every replica that broker old holds to broker
 // replacement (which takes old's place in each replica list), for example
 // to replace a dead machine; old may be down. It returns the moves once the

@@ -106,6 +106,9 @@ func TestAdminMembership(t *testing.T) {
 	serve(protocol.AdminReassignPartition, func(data []byte) any {
 		var req protocol.ReassignPartitionRequest
 		_ = json.Unmarshal(data, &req)
+		if req.Cancel {
+			return protocol.ReassignReply{Reassignments: []protocol.Reassignment{{Topic: req.Topic, Partition: req.Partition, From: []uint64{1, 2, 4}, To: []uint64{1, 2, 3}}}}
+		}
 		if slices.Contains(req.Replicas, 9) {
 			return protocol.ReassignReply{Error: protocol.Errorf(protocol.CodeInvalidArgument, "unknown broker 9")}
 		}
@@ -159,6 +162,10 @@ func TestAdminMembership(t *testing.T) {
 	if err != nil || status.Controller == nil || !slices.Equal(status.Controller.Voters, []uint64{1, 2, 3}) || !slices.Equal(status.Partitions[0].Voters, []uint64{1, 2, 4}) {
 		t.Fatalf("status %+v %v", status, err)
 	}
+	back, err := client.CancelReassignment(ctx, "orders", 0)
+	if err != nil || len(back) != 1 || !slices.Equal(back[0].To, []uint64{1, 2, 3}) {
+		t.Errorf("cancel: %+v %v", back, err)
+	}
 	if _, err := client.ReplaceBroker(ctx, 5, 6); !errors.Is(err, protocol.CodeInvalidArgument) {
 		t.Errorf("replace-broker: %v", err)
 	}
@@ -175,7 +182,8 @@ func TestAdminMembership(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := `partition.reassign {"v":1,"topic":"orders","partition":0,"replicas":[1,2,4]}`
-	if !slices.Contains(got, want) || !slices.Contains(got, `broker.replace {"v":1,"old":5,"new":6}`) || !slices.Contains(got, `controller.add {"v":1,"broker":4}`) {
+	if !slices.Contains(got, want) || !slices.Contains(got, `broker.replace {"v":1,"old":5,"new":6}`) || !slices.Contains(got, `controller.add {"v":1,"broker":4}`) ||
+		!slices.Contains(got, `partition.reassign {"v":1,"topic":"orders","partition":0,"replicas":null,"cancel":true}`) {
 		t.Errorf("requests %q", got)
 	}
 }

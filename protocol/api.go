@@ -789,6 +789,9 @@ type BrokerStatus struct {
 	ControllerLeader uint64            `json:"controller_leader"`
 	MetadataVersion  uint64            `json:"metadata_version"`
 	Partitions       []PartitionStatus `json:"partitions"`
+	// Controller is the controller group's membership, reported by the
+	// controller leader only.
+	Controller *GroupMembership `json:"controller,omitempty"`
 }
 
 // PublishReply is the JSON reply of the plain publish subject: partition and
@@ -844,6 +847,11 @@ type ReassignPartitionRequest struct {
 	Topic     string   `json:"topic"`
 	Partition uint32   `json:"partition"`
 	Replicas  []uint64 `json:"replicas"`
+	// Cancel turns the partition's reassignment in progress back toward
+	// its current replicas (Replicas is then ignored): brokers only the
+	// cancelled target named are removed from the group and delete their
+	// copy.
+	Cancel bool `json:"cancel,omitempty"`
 }
 
 // ReplaceBrokerRequest asks to move every replica held by Old to New

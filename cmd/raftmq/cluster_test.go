@@ -64,6 +64,7 @@ func TestMembershipCommandsRefuseBadInput(t *testing.T) {
 		{[]string{"topic", "reassign", topic, "--partition", "0"}, "--replicas is required"},
 		{[]string{"topic", "reassign", topic, "--partition", "0", "--replicas", "1,x"}, `broker id "x"`},
 		{[]string{"topic", "reassign", topic, "--partition", "0", "--replicas", "1,1"}, "named twice"},
+		{[]string{"topic", "reassign", topic, "--partition", "0", "--replicas", "1", "--cancel"}, "--cancel takes no --replicas"},
 		{[]string{"cluster", "replace-broker", "3"}, "want OLD NEW broker ids"},
 		{[]string{"cluster", "replace-broker", "3", "3"}, "OLD and NEW are both 3"},
 		{[]string{"cluster", "add-controller", "0"}, "positive integer"},
@@ -83,6 +84,7 @@ func TestMembershipCommandsRefuseBadInput(t *testing.T) {
 		{[]string{"topic", "reassign", topic, "--partition", "0", "--replicas", "1,9"}, "unknown broker 9"},
 		{[]string{"topic", "reassign", topic, "--partition", "4", "--replicas", "1"}, "not 4"},
 		{[]string{"cluster", "replace-broker", "2", "9"}, "unknown broker 9"},
+		{[]string{"topic", "reassign", topic, "--partition", "0", "--cancel"}, "no reassignment of " + topic + "/0 is in progress"},
 		{[]string{"cluster", "add-controller", "9"}, "unknown broker 9"},
 		{[]string{"cluster", "add-controller", "1"}, "already a controller voter"},
 	}

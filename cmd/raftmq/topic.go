@@ -190,27 +190,38 @@ func (c *cli) printJSON(name string, v any) int {
 func runTopicReassign(ctx context.Context, c *cli, args []string) int {
 	fs := c.newFlagSet("topic reassign", `
 Usage: raftmq topic reassign NAME --partition P --replicas IDS [--no-wait] [--wait-timeout D] [--server URLS] [--json]
+       raftmq topic reassign NAME --partition P --cancel
 
 Moves partition P of topic NAME to the brokers IDS (comma-separated, the
 first is the preferred leader). New brokers join as learners, catch up
 (from a snapshot and the retained log when retention deleted the start)
 and are promoted; brokers not in IDS are then removed and delete their copy.
 Producers keep publishing meanwhile. Waits until the move is done, showing
-progress, unless --no-wait. --json prints the move:
+progress, unless --no-wait. --cancel turns a move in progress back to the
+partition's replicas (say, when a target broker died); brokers only the
+cancelled target named drop their copy. --json prints the move:
 
   {"reassignments":[{"topic":T,"partition":P,"from":[IDs],"to":[IDs]}],"done":BOOL}
 
-Example:
+Examples:
   raftmq topic reassign orders --partition 0 --replicas 1,2,4
+  raftmq topic reassign orders --partition 0 --cancel
 `)
 	partition := fs.Int("partition", -1, "the `partition` to move")
 	replicaList := fs.String("replicas", "", "the new replica set: broker `IDS`, comma-separated")
+	cancel := fs.Bool("cancel", false, "turn the move in progress back to the current replicas")
 	wait := newWaitFlags(fs)
 	var replicas []uint64
 	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
 		validate: func([]string) error {
 			if *partition < 0 {
 				return errors.New("--partition is required")
+			}
+			if *cancel {
+				if *replicaList != "" {
+					return errors.New("--cancel takes no --replicas")
+				}
+				return nil
 			}
 			if *replicaList == "" {
 				return errors.New("--replicas is required")
@@ -229,7 +240,13 @@ Example:
 			return nil
 		},
 		call: func(callCtx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
-			moves, err := client.ReassignPartition(callCtx, positional[0], uint32(*partition), replicas)
+			var moves []clients.Reassignment
+			var err error
+			if *cancel {
+				moves, err = client.CancelReassignment(callCtx, positional[0], uint32(*partition))
+			} else {
+				moves, err = client.ReassignPartition(callCtx, positional[0], uint32(*partition), replicas)
+			}
 			if err != nil {
 				return nil, nil, err
 			}

@@ -77,7 +77,10 @@
 //     then restores its state machine from it and resets its log (segmentlog
 //     Reset/ResetOffsets with Meta.Index+1, Meta.Term, Meta.NextOffset). If
 //     it crashes in between, on restart Latest() is newer than its applied
-//     state and it restores again.
+//     state and it restores again; it resets the log again too unless the
+//     log holds Meta.Index with Meta.Term (raft.ResumeSnapshotInstall does
+//     this: a log past the index with another term there is a conflicting
+//     suffix the install was replacing).
 //
 // # File format
 //

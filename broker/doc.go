@@ -188,7 +188,11 @@
 // and state (reconcileReplicas; a broker that was down does it when it
 // starts and sees the metadata). The controller refuses a reassignment of
 // a partition that has one in progress, unknown or down brokers, repeated
-// ids; the partition keeps serving producers and consumers throughout.
+// ids; the partition keeps serving producers and consumers throughout. A
+// cancel (ReassignPartitionRequest.Cancel) makes Replicas the target again;
+// the brokers only the cancelled target named are Leaving: they keep their
+// replica (they may be Raft members) until the leader removed them and
+// reported the move back done, then delete it.
 //
 // # Concurrency
 //

@@ -17,8 +17,9 @@ import (
 // BenchmarkGroupOffsetCommits measures offset commits per second for a
 // group of 100 members over 100 partitions: each member commits its own
 // partition's offset in a loop (one synchronous commit in flight per
-// member); the leaders coalesce concurrent commits into one Raft entry per
-// partition. Baseline in the same run: one member committing alone.
+// member). Baseline in the same run: one member committing alone. A third
+// case puts the 100 members on 10 partitions, ten committing to each at
+// once, which the leaders coalesce into one Raft entry per partition.
 //
 //	go test ./clients -run '^$' -bench GroupOffsetCommits -benchtime 20000x
 func BenchmarkGroupOffsetCommits(b *testing.B) {
@@ -35,8 +36,16 @@ func BenchmarkGroupOffsetCommits(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer client.DeleteTopic(context.Background(), topic)
-	for _, members := range []int{1, 100} {
-		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+	// spread: how many of the partitions the members commit to; with 10,
+	// ten members commit to each partition at once and its leader
+	// coalesces their commits.
+	for _, c := range []struct{ members, spread int }{{1, partitions}, {100, partitions}, {100, 10}} {
+		members := c.members
+		name := fmt.Sprintf("members=%d", members)
+		if c.spread != partitions {
+			name += fmt.Sprintf(",partitions=%d", c.spread)
+		}
+		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -44,7 +53,7 @@ func BenchmarkGroupOffsetCommits(b *testing.B) {
 			start := time.Now()
 			for m := range members {
 				wg.Go(func() {
-					offset := []protocol.PartitionOffset{{Topic: topic, Partition: uint32(m % partitions)}}
+					offset := []protocol.PartitionOffset{{Topic: topic, Partition: uint32(m % c.spread)}}
 					for next.Add(1) <= int64(b.N) {
 						if err := client.CommitOffsets(ctx, "bench", fmt.Sprint("m", m), offset); err != nil {
 							errs <- err

@@ -99,6 +99,34 @@ func TestAppendRejectsGapsOverlapsAndBadBatches(t *testing.T) {
 	}
 }
 
+// TestRejectedAppendLeavesNoBatchState checks that a call rejected after
+// some of its batches were validated leaves nothing behind: the next call's
+// batches get their own record counts and offsets.
+func TestRejectedAppendLeavesNoBatchState(t *testing.T) {
+	l := mustOpen(t, vfs.NewMem(), smallOptions())
+	defer l.Close()
+	m := newModel()
+	bad := []protocol.Entry{
+		{Index: 1, Term: 1, Type: protocol.EntryRecordBatch, Data: testBatch(7, 40, 1)},
+		{Index: 2, Term: 1, Type: protocol.EntryRecordBatch, Data: []byte("short")},
+	}
+	if err := l.Append(bad); err == nil {
+		t.Fatal("invalid batch header accepted")
+	}
+	good := []protocol.Entry{
+		{Index: 1, Term: 1, Type: protocol.EntryRecordBatch, Data: testBatch(2, 40, 2)},
+		{Index: 2, Term: 1, Type: protocol.EntryRecordBatch, Data: testBatch(3, 40, 3)},
+	}
+	if err := l.Append(good); err != nil {
+		t.Fatal(err)
+	}
+	m.append(good...)
+	checkAgainst(t, l, m)
+	if got := l.NextOffset(); got != 5 {
+		t.Fatalf("NextOffset %d after batches of 2 and 3 records, want 5", got)
+	}
+}
+
 // TestRandomWorkloadMatchesModel runs appends, syncs, rolls, truncations,
 // reopens and prefix deletions against a model.
 func TestRandomWorkloadMatchesModel(t *testing.T) {

@@ -22,7 +22,9 @@ func (l *Log) Append(entries []protocol.Entry) error {
 	if err != nil {
 		return err
 	}
-	// Validate everything first, so a bad entry appends nothing.
+	// Validate everything first, so a bad entry appends nothing (and
+	// leaves nothing in the batches scratch).
+	l.batches = l.batches[:0]
 	for i := range entries {
 		e := &entries[i]
 		if e.Index != l.lastIndex+1+uint64(i) {

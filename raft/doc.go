@@ -158,5 +158,9 @@
 // protocol.DecodeRaftConfiguration); a follower that restores a snapshot
 // takes its configuration from there. The start-up scan reads the log back
 // to its newest config entry, stopping at the covering snapshot's index (at
-// the log's first index without one).
+// the log's first index without one) — all of the log when the
+// configuration did not change since the snapshot. An owner that keeps the
+// configuration its state machine applied passes it as
+// GroupConfig.AppliedConfiguration, and the scan reads only the log after
+// Applied.
 package raft

@@ -365,3 +365,72 @@ func TestPromoteLearnerRefusesALaggingLearner(t *testing.T) {
 		t.Fatalf("after promotion: %+v", c.conf)
 	}
 }
+
+// lowestReadLog records the lowest index the core read entries from.
+type lowestReadLog struct {
+	*memLog
+	lowest uint64
+}
+
+func (l *lowestReadLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
+	if l.lowest == 0 || lo < l.lowest {
+		l.lowest = lo
+	}
+	return l.memLog.Entries(lo, hi, maxBytes)
+}
+
+// A replica whose owner tells it the configuration as of its applied index
+// (GroupConfig.AppliedConfiguration) looks for newer config entries only in
+// the log after that index, instead of reading the log back to its newest
+// config entry; config entries after Applied still win.
+func TestStartUpWithAppliedConfigurationReadsOnlyTheUnappliedLog(t *testing.T) {
+	four := protocol.RaftConfiguration{Voters: []uint64{1, 2, 3, 4}}
+	five := protocol.RaftConfiguration{Voters: []uint64{1, 2, 3, 4, 5}}
+	newLog := func(configAt map[uint64]protocol.RaftConfiguration) *lowestReadLog {
+		l := newMemLog()
+		for index := uint64(1); index <= 200; index++ {
+			e := protocol.Entry{Index: index, Term: 1, Type: protocol.EntryControl, Data: []byte("x")}
+			if conf, ok := configAt[index]; ok {
+				e = configEntry(index, 1, conf)
+			}
+			if err := l.Append([]protocol.Entry{e}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _ = l.Sync()
+		return &lowestReadLog{memLog: l}
+	}
+	start := func(log *lowestReadLog, applied uint64, appliedConf protocol.RaftConfiguration) *core {
+		cfg := DefaultGroupConfig()
+		cfg.GroupID, cfg.Voters, cfg.Log, cfg.Stable, cfg.StateMachine = 1, []uint64{1, 2, 3}, log, &memStable{}, &memStateMachine{}
+		cfg.Applied, cfg.AppliedConfiguration = applied, appliedConf
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return newCore(cfg.coreConfig(1, HardState{Term: 1, Commit: applied}, 1), 0)
+	}
+	for _, tc := range []struct {
+		name        string
+		configAt    map[uint64]protocol.RaftConfiguration
+		appliedConf protocol.RaftConfiguration
+		want        protocol.RaftConfiguration
+		lowestAbove uint64 // every read starts past this index
+		readsBelow  uint64 // some read starts at or below this index
+	}{
+		{"without the hint the whole log is read", map[uint64]protocol.RaftConfiguration{5: four}, protocol.RaftConfiguration{}, four, 0, 5},
+		{"with the hint only the log after Applied", map[uint64]protocol.RaftConfiguration{5: four}, four, four, 150, 0},
+		{"a config entry after Applied wins", map[uint64]protocol.RaftConfiguration{5: four, 180: five}, four, five, 150, 0},
+	} {
+		log := newLog(tc.configAt)
+		c := start(log, 150, tc.appliedConf)
+		if !slices.Equal(c.conf.Voters, tc.want.Voters) {
+			t.Errorf("%s: configuration %+v, want %+v", tc.name, c.conf, tc.want)
+		}
+		if tc.lowestAbove > 0 && log.lowest <= tc.lowestAbove {
+			t.Errorf("%s: read the log from %d, want only after %d", tc.name, log.lowest, tc.lowestAbove)
+		}
+		if tc.readsBelow > 0 && (log.lowest == 0 || log.lowest > tc.readsBelow) {
+			t.Errorf("%s: lowest read %d, want at or below %d", tc.name, log.lowest, tc.readsBelow)
+		}
+	}
+}

@@ -232,7 +232,8 @@ func TestReassignPartitionToNewBrokerWhileProducing(t *testing.T) {
 				return false
 			}
 		}
-		return localReplica(cluster.Broker(3), "moved") == nil
+		_, statErr := os.Stat(oldDir)
+		return localReplica(cluster.Broker(3), "moved") == nil && errors.Is(statErr, os.ErrNotExist)
 	})
 	if e := c.commitOne(ctx, "g", protocol.PartitionOffset{Topic: "moved", Offset: 7}); e != nil {
 		t.Fatal(e)
@@ -287,6 +288,48 @@ func TestReassignPartitionToNewBrokerWhileProducing(t *testing.T) {
 	conf := leader.group.Status().Configuration
 	if !slices.Equal(conf.Voters, []uint64{1, 2, 4}) || len(conf.Learners) != 0 || conf.Joint() {
 		t.Fatalf("configuration after the move: %+v", conf)
+	}
+
+	// Broker 4 serves them: once it leads, fetches and the committed
+	// offset come from it. (Leadership may go back to the preferred leader,
+	// broker 1, meanwhile: broker 4 is then made leader again.)
+	leadOn4 := func() {
+		waitFor(ctx, t, "broker 4 to lead", func() bool {
+			if r := leaderReplica(cluster, "moved"); r != nil && r != newReplica {
+				transferCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_ = r.group.TransferLeadership(transferCtx, 4)
+				cancel()
+			}
+			return newReplica.group.Status().Role.String() == "leader"
+		})
+	}
+	leadOn4()
+	served := map[uint64]string{}
+	for offset := newReplica.log.FirstOffset(); offset < end; {
+		reply, err := client.fetchFrom(4, &protocol.FetchRequest{Topic: "moved", Offset: offset, MaxBytes: 64 << 10})
+		if err == nil && reply.Err != nil && reply.Err.Code == protocol.CodeNotLeader {
+			leadOn4()
+			continue
+		}
+		if err != nil || reply.Err != nil {
+			t.Fatalf("fetch from broker 4 at %d: %v %v", offset, err, reply.Err)
+		}
+		for _, rec := range decodeFetched(t, reply.Batches) {
+			served[rec.offset] = rec.value
+		}
+		if reply.NextOffset <= offset {
+			t.Fatalf("fetch from broker 4 at %d made no progress", offset)
+		}
+		offset = reply.NextOffset
+	}
+	for _, rec := range records {
+		if rec.offset >= newReplica.log.FirstOffset() && served[rec.offset] != rec.value {
+			t.Fatalf("broker 4 serves %.20q at offset %d, want %.20q", served[rec.offset], rec.offset, rec.value)
+		}
+	}
+	c4 := &leaderClient{testClient: client, leader: 4, nodes: 3}
+	if got, e := c4.committed(ctx, "g", protocol.GroupPartition{Topic: "moved"}, false); e != nil || got.Offset != 7 {
+		t.Fatalf("committed offset served by broker 4: %+v %v", got, e)
 	}
 	t.Logf("%d records acknowledged during the move; broker 4's log starts at offset %d", len(records), newReplica.log.FirstOffset())
 }

@@ -160,13 +160,11 @@ func (c *GroupConfig) Validate() error {
 
 func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreConfig {
 	base, baseIndex := c.snapshotBaseConfiguration()
-	if len(c.AppliedConfiguration.Voters) > 0 {
-		// The state machine's configuration as of Applied (at most the
-		// log's last index: applied entries a crash took from the log are
-		// committed elsewhere) covers everything up to it.
-		if index := min(c.Applied, c.Log.LastIndex()); index >= baseIndex {
-			base, baseIndex = c.AppliedConfiguration, index
-		}
+	// The state machine's configuration as of Applied covers the log up to
+	// Applied. Not when the log lost applied entries in a crash: the
+	// configuration of what it holds may be an older one.
+	if len(c.AppliedConfiguration.Voters) > 0 && c.Applied >= baseIndex && c.Applied <= c.Log.LastIndex() {
+		base, baseIndex = c.AppliedConfiguration, c.Applied
 	}
 	return coreConfig{
 		ID:                  nodeID,

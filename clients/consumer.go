@@ -413,8 +413,10 @@ func decodeBatches(tp topicPartition, data []byte, offset uint64) ([]*Record, er
 }
 
 func decodeBatchRecords(tp topicPartition, data []byte, offset uint64) ([]*Record, error) {
-	// The records live in one slice sized from the batch headers, so a
-	// fetch allocates per batch, not per record.
+	// The records live in chunks of recordChunk (sized from the batch
+	// headers), so a fetch allocates per chunk, not per record; chunks
+	// rather than one slice keep each allocation small (one huge block of
+	// pointers costs the collector more than it saves).
 	total := 0
 	for rest := data; len(rest) > 0; {
 		batch, h, err := nextBatch(rest)
@@ -426,7 +428,7 @@ func decodeBatchRecords(tp topicPartition, data []byte, offset uint64) ([]*Recor
 			total += int(h.RecordCount)
 		}
 	}
-	slab := make([]Record, 0, total)
+	var slab []Record
 	records := make([]*Record, 0, total)
 	var iterator protocol.RecordIterator
 	for rest := data; len(rest) > 0; {
@@ -444,8 +446,8 @@ func decodeBatchRecords(tp topicPartition, data []byte, offset uint64) ([]*Recor
 			if r.Offset < offset {
 				continue
 			}
-			if len(slab) == cap(slab) { // the iterator fails such a batch; keep earlier pointers valid
-				slab = make([]Record, 0, 16)
+			if len(slab) == cap(slab) { // a new chunk; earlier records keep theirs
+				slab = make([]Record, 0, max(min(total-len(records), recordChunk), 1))
 			}
 			slab = append(slab, Record{
 				Topic: tp.topic, Partition: tp.partition, Offset: r.Offset,
@@ -470,6 +472,9 @@ func decodeBatchRecords(tp topicPartition, data []byte, offset uint64) ([]*Recor
 	}
 	return records, nil
 }
+
+// recordChunk is how many Records decodeBatchRecords allocates at once.
+const recordChunk = 128
 
 // nextBatch splits the first batch off concatenated batches by its header
 // (its CRC is checked when its records are decoded).

@@ -531,7 +531,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
-	groupConfig := b.groupConfig(p.GroupID, p.bootstrapVoters(), timedLog{log, b.metrics.fsyncLatency}, state, applied)
+	groupConfig := b.groupConfig(p.GroupID, startVoters(p, hs, log), timedLog{log, b.metrics.fsyncLatency}, state, applied)
 	groupConfig.Snapshots = snapshots
 	group, err := b.host.AddGroup(groupConfig)
 	if err != nil {

@@ -173,10 +173,13 @@
 //
 // A partition reassignment (AdminReassignPartition, or AdminReplaceBroker
 // for every partition of one broker) is recorded by the controller as the
-// partition's Target; the brokers in Target start their replica at once
-// (with the group's bootstrap voters as GroupConfig.Voters, the
-// configuration as of index 0, so a replica outside the configuration stays
-// passive). The partition's leader then drives the group one step per
+// partition's Target; the brokers in Target start their replica at once,
+// empty and with no GroupConfig.Voters, so it stays passive until the
+// leader sends it the configuration (startVoters: only a group never
+// reassigned, or a replica holding Raft state, starts with the group's
+// bootstrap voters, the configuration as of index 0; brokers that left and
+// come back empty must not be able to elect a leader of their own). The
+// partition's leader then drives the group one step per
 // status tick, each step starting from the configuration in effect, so a
 // leader change or a restart resumes where it stands: add the target
 // brokers as learners (they catch up by snapshot plus retained segments),

@@ -589,3 +589,18 @@ func (b *Broker) controllerMembership() *protocol.GroupMembership {
 	}
 	return nil
 }
+
+// startVoters is the raft.GroupConfig.Voters a replica of p starts with:
+// the group's configuration as of index 0 while the group was never
+// reassigned (every replica is one of its first ones) or when this replica
+// already holds Raft state (its log and snapshots say the rest), and none
+// for a new, empty replica of a reassigned group: it learns the
+// configuration from the leader. Giving such a replica the bootstrap
+// voters would be unsafe: if those brokers all joined again with empty
+// logs, they could elect a leader of their own.
+func startVoters(p partitionMeta, hs raft.HardState, log interface{ LastIndex() uint64 }) []uint64 {
+	if p.Bootstrap != nil && hs.IsZero() && log.LastIndex() == 0 {
+		return nil
+	}
+	return p.bootstrapVoters()
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
 	"github.com/raftmq/raftmq/transport"
 )
 
@@ -739,4 +740,29 @@ func TestCancelReassignmentToStoppedBroker(t *testing.T) {
 		conf := r.group.Status().Configuration
 		return slices.Equal(conf.Voters, []uint64{1, 2, 3}) && len(conf.Learners) == 0 && !conf.Joint()
 	})
+}
+
+type lastIndexOnly uint64
+
+func (l lastIndexOnly) LastIndex() uint64 { return uint64(l) }
+
+// TestStartVotersOfAJoiningReplica: an empty replica of a reassigned group
+// starts with no voters (brokers of the original set that come back empty
+// must not elect a leader among themselves); a replica of a group never
+// reassigned, or one holding Raft state, starts with the bootstrap voters.
+func TestStartVotersOfAJoiningReplica(t *testing.T) {
+	original := partitionMeta{GroupID: 2, Replicas: []uint64{1, 2, 3}}
+	if got := startVoters(original, raft.HardState{}, lastIndexOnly(0)); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("new group: %v", got)
+	}
+	moved := partitionMeta{GroupID: 2, Replicas: []uint64{4, 5, 6}, Target: []uint64{1, 2, 3}, Bootstrap: []uint64{1, 2, 3}}
+	if got := startVoters(moved, raft.HardState{}, lastIndexOnly(0)); got != nil {
+		t.Errorf("empty replica joining a reassigned group: %v", got)
+	}
+	if got := startVoters(moved, raft.HardState{Term: 3}, lastIndexOnly(0)); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("replica with a hard state: %v", got)
+	}
+	if got := startVoters(moved, raft.HardState{}, lastIndexOnly(7)); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("replica with a log: %v", got)
+	}
 }

@@ -117,7 +117,12 @@ func applyMembershipCommand(m *clusterMetadata, index uint64, cmd controllerComm
 		}
 		p.Replicas, p.Target, p.Leaving = p.Target, nil, nil
 		next := m.clone()
-		next.Topics[name] = withPartition(m.Topics[name], partition, p)
+		t := withPartition(m.Topics[name], partition, p)
+		// The topic's replication factor follows when every partition agrees.
+		if !slices.ContainsFunc(t.Partitions, func(q partitionMeta) bool { return len(q.Replicas) != len(p.Replicas) }) {
+			t.Replicas = len(p.Replicas)
+		}
+		next.Topics[name] = t
 		next.Version = index
 		return next, nil
 	}

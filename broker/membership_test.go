@@ -595,6 +595,12 @@ func TestReassignmentInProgressIsRefused(t *testing.T) {
 	if m.Topics["t"].Partitions[0].Target == nil {
 		t.Fatal("apply changed the previous metadata value")
 	}
+	// A smaller replica set changes the topic's replication factor.
+	m, _ = applyCommand(done, 5, controllerCommand{Op: opReassignPartition, Topic: "t", ReplicaSet: []uint64{2, 4}})
+	m, _ = applyCommand(m, 6, controllerCommand{Op: opReassignDone, GroupID: p.GroupID, ReplicaSet: []uint64{2, 4}})
+	if got := m.Topics["t"]; got.Replicas != 2 || !slices.Equal(got.Partitions[0].Replicas, []uint64{2, 4}) || done.Topics["t"].Replicas != 3 {
+		t.Fatalf("after shrinking: %+v", got)
+	}
 }
 
 // TestReassignAwayFromLeader moves a partition off the broker leading it

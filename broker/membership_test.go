@@ -772,3 +772,58 @@ func TestStartVotersOfAJoiningReplica(t *testing.T) {
 		t.Errorf("replica with a log: %v", got)
 	}
 }
+
+// TestShrinkThenGrowPartition shrinks a partition from three replicas to
+// two (the dropped broker deletes its copy) and grows it back: the broker
+// rejoins empty, as a learner that learns the configuration from the
+// leader, and ends with every record.
+func TestShrinkThenGrowPartition(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 0)
+	info := client.createTopic("elastic", 1, 3)
+	full := info.Partitions[0].Replicas
+	small := full[:2]
+	dropped := full[2]
+	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
+	produce := func(prefix string) {
+		for i := range 10 {
+			if _, err := c.produce(ctx, "elastic", 0, buildBatch(t, fmt.Sprint(prefix, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	move := func(to []uint64) {
+		t.Helper()
+		var reply protocol.ReassignReply
+		client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "elastic", Replicas: to}, &reply)
+		if reply.Error != nil {
+			t.Fatal(reply.Error)
+		}
+		waitFor(ctx, t, fmt.Sprintf("the move to %v", to), func() bool {
+			p, ok := partitionMetaOn(cluster.Broker(1), "elastic")
+			r := leaderReplica(cluster, "elastic")
+			return ok && p.Target == nil && slices.Equal(p.Replicas, to) && r != nil &&
+				slices.Equal(r.group.Status().Configuration.Voters, sortedCopy(to))
+		})
+	}
+	produce("three-")
+	oldDir := localReplica(cluster.Broker(dropped), "elastic").dir
+	move(small)
+	waitFor(ctx, t, "the dropped broker to delete its copy", func() bool {
+		_, err := os.Stat(oldDir)
+		return localReplica(cluster.Broker(dropped), "elastic") == nil && errors.Is(err, os.ErrNotExist)
+	})
+	if got := cluster.Broker(1).currentMetadata().Topics["elastic"].Replicas; got != 2 {
+		t.Errorf("replication factor after shrinking: %d", got)
+	}
+	produce("two-")
+	move(full)
+	produce("three-again-")
+	var leader, back *partitionReplica
+	waitFor(ctx, t, "the returning broker to catch up", func() bool {
+		leader, back = leaderReplica(cluster, "elastic"), localReplica(cluster.Broker(dropped), "elastic")
+		return leader != nil && back != nil && back.group.Status().AppliedIndex == leader.group.Status().AppliedIndex
+	})
+	assertSameRecords(t, leader, back, 30)
+}

@@ -7,10 +7,13 @@
 //	raftmq dev [--nodes 3] [--data DIR]
 //	raftmq topic create NAME [--partitions N] [--replicas R]
 //	raftmq topic list | describe NAME | delete NAME
+//	raftmq topic reassign NAME --partition P --replicas 1,2,4 | --cancel
 //	raftmq produce TOPIC [--key K] [--partition P] [VALUE ...]
 //	raftmq produce TOPIC --count N --size S
 //	raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME] [--count N] [--timeout D]
 //	raftmq cluster status
+//	raftmq cluster replace-broker OLD NEW
+//	raftmq cluster add-controller ID | remove-controller ID
 //	raftmq bench produce|consume|e2e ...
 //
 // Client commands take --server URLS (default nats://127.0.0.1:4222, a
@@ -21,7 +24,9 @@
 //
 //	produce --json          {"partition":P,"offset":O,"value":"..."}   (no value for generated records)
 //	consume --json          {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
-//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N}]}
+//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
+//	topic reassign --json, cluster replace-broker --json
+//	                        {"reassignments":[{"topic":T,"partition":P,"from":[IDs],"to":[IDs]}],"done":BOOL}
 //
 // Exit status: 0 success, 1 the command failed (for produce: some record was
 // not acknowledged; for consume: --count records did not arrive before

@@ -46,11 +46,11 @@ func commands() []command {
 	return []command{
 		{"serve", "run a broker", runServe},
 		{"dev", "run a throwaway cluster of N brokers in this process", runDev},
-		{"topic", "create, list, describe and delete topics", runTopic},
+		{"topic", "create, list, describe, delete and reassign topics", runTopic},
 		{"produce", "publish records", runProduce},
 		{"consume", "read records", runConsume},
 		{"group", "list, describe, reset and delete consumer groups", runGroup},
-		{"cluster", "show the cluster's brokers and partitions", runCluster},
+		{"cluster", "show the cluster's brokers and partitions; replace brokers, change the controller's members", runCluster},
 		{"bench", "throughput and latency benchmark, side by side with NATS JetStream", runBenchmark},
 	}
 }

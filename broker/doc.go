@@ -183,9 +183,9 @@
 // status tick, each step starting from the configuration in effect, so a
 // leader change or a restart resumes where it stands: add the target
 // brokers as learners (they catch up by snapshot plus retained segments),
-// promote each learner once within PromoteMaxLag entries, remove the
-// members outside the target with one joint-consensus change (a removed
-// leader steps down and the next one finishes), then report to the
+// promote each learner once within PromoteMaxLag entries, hand leadership
+// to a target voter when the leader itself leaves, remove the members
+// outside the target with one joint-consensus change, then report to the
 // controller (AdminReassignDone), which makes Target the replica set. The
 // brokers no longer named stop their replica and delete its log, snapshots
 // and state (reconcileReplicas; a broker that was down does it when it

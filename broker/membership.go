@@ -27,9 +27,10 @@ import (
 //  2. every learner in the target is promoted once it is within
 //     raft.GroupConfig.PromoteMaxLag entries of the leader (PromoteLearner
 //     refuses it before; the next tick tries again);
-//  3. the members outside the target are removed with one joint-consensus
-//     change (a leader removing itself steps down once C_new commits, and
-//     the next leader finishes);
+//  3. a leader outside the target first hands leadership to a target voter
+//     (the next leader goes on); then the members outside the target are
+//     removed with one joint-consensus change (were the transfer to fail,
+//     the leader removes itself too and steps down once C_new commits);
 //  4. once the voters are exactly the target, the leader reports it to the
 //     controller (AdminReassignDone), which makes the target the replica
 //     set. Brokers no longer named then stop their replica and delete its
@@ -405,6 +406,18 @@ func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target [
 			remove = append(remove, id)
 		}
 	}
+	if len(remove) > 0 && slices.Contains(remove, b.cfg.ID) {
+		// Hand leadership to the target first (its preferred leader when
+		// it is a voter), so producers see a transfer, not an election;
+		// the new leader removes this broker. Should the transfer fail,
+		// the leader removes itself and steps down once C_new commits.
+		if to := firstVoter(target, conf.Voters); to != 0 {
+			if err := r.group.TransferLeadership(ctx, to); err == nil {
+				b.logger.Info("reassignment: leadership handed over before leaving", "topic", r.topic, "partition", r.partition, "to", to)
+				return nil
+			}
+		}
+	}
 	if len(remove) > 0 {
 		b.logger.Info("reassignment: removing replicas", "topic", r.topic, "partition", r.partition, "brokers", remove)
 		return r.group.ChangeMembership(ctx, raft.MembershipChange{Remove: remove})
@@ -608,4 +621,14 @@ func startVoters(p partitionMeta, hs raft.HardState, log interface{ LastIndex() 
 		return nil
 	}
 	return p.bootstrapVoters()
+}
+
+// firstVoter is the first of ids that is in voters, 0 when none is.
+func firstVoter(ids, voters []uint64) uint64 {
+	for _, id := range ids {
+		if slices.Contains(voters, id) {
+			return id
+		}
+	}
+	return 0
 }

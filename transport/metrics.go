@@ -18,6 +18,10 @@ type Stats struct {
 	FramesDropped    uint64 // frames dropped: queue full, publish failed, no handler
 	PublishErrors    uint64 // failed publishes (their frames are in FramesDropped)
 	DecodeErrors     uint64 // inbound messages that failed to decode
+	// SlowConsumerDrops counts inbound NATS messages the client dropped
+	// before the handler saw them: the handler fell behind the peer
+	// subscription's pending limits (a slow consumer). Raft resends.
+	SlowConsumerDrops uint64
 }
 
 type stats struct {
@@ -33,7 +37,21 @@ func (t *Transport) Stats() Stats {
 		MessagesSent: s.messagesSent.Load(), FramesSent: s.framesSent.Load(), BytesSent: s.bytesSent.Load(),
 		MessagesReceived: s.messagesReceived.Load(), FramesReceived: s.framesReceived.Load(), BytesReceived: s.bytesReceived.Load(),
 		FramesDropped: s.framesDropped.Load(), PublishErrors: s.publishErrors.Load(), DecodeErrors: s.decodeErrors.Load(),
+		SlowConsumerDrops: t.slowConsumerDrops(),
 	}
+}
+
+// slowConsumerDrops reads the peer subscription's dropped-message count.
+func (t *Transport) slowConsumerDrops() uint64 {
+	sub := t.subscription.Load()
+	if sub == nil {
+		return 0
+	}
+	dropped, err := sub.Dropped()
+	if err != nil { // unsubscribed (closed)
+		return 0
+	}
+	return uint64(dropped)
 }
 
 func (t *Transport) registerMetrics(reg prometheus.Registerer) error {
@@ -54,6 +72,11 @@ func (t *Transport) registerMetrics(reg prometheus.Registerer) error {
 		counter("frames_dropped_total", "Frames dropped: send queue full, publish failed, or no handler.", &s.framesDropped),
 		counter("publish_errors_total", "Failed NATS publishes.", &s.publishErrors),
 		counter("decode_errors_total", "Inbound peer messages that failed to decode.", &s.decodeErrors),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "raftmq", Subsystem: "transport", Name: "slow_consumer_dropped_messages_total",
+			Help:        "Inbound peer messages dropped by the NATS client because the handler fell behind the subscription's pending limits.",
+			ConstLabels: labels,
+		}, func() float64 { return float64(t.slowConsumerDrops()) }),
 	}
 	for i, c := range collectors {
 		if err := reg.Register(c); err != nil {

@@ -133,8 +133,9 @@ type Transport struct {
 	collectors    []prometheus.Collector
 	registerer    prometheus.Registerer
 
-	handler atomic.Pointer[Handler]
-	sub     *nats.Subscription
+	handler      atomic.Pointer[Handler]
+	sub          *nats.Subscription
+	subscription atomic.Pointer[nats.Subscription] // sub, for metrics read on other goroutines
 
 	mu     sync.Mutex // guards the fields below
 	peers  map[uint64]*peerQueue
@@ -220,9 +221,16 @@ func New(nc *nats.Conn, cfg Config) (*Transport, error) {
 		t.unregisterMetrics()
 		return nil, fmt.Errorf("transport: subscribe: %w", err)
 	}
-	// Raft tolerates loss, but a burst of AppendEntries should not trip the
-	// client's slow-consumer limit early.
-	_ = sub.SetPendingLimits(-1, 256<<20)
+	// Raft tolerates loss (it resends), but a burst of AppendEntries should
+	// not trip the client's slow-consumer limit early. Drops are counted
+	// (Stats.SlowConsumerDrops) and logged by the connection's error
+	// handler (Connect).
+	if err := sub.SetPendingLimits(peerPendingMessages, peerPendingBytes); err != nil {
+		_ = sub.Unsubscribe()
+		t.unregisterMetrics()
+		return nil, fmt.Errorf("transport: pending limits: %w", err)
+	}
+	t.subscription.Store(sub)
 	// Have the server register the subscription before returning, so peers
 	// on the same server reach us at once; an error (a reconnect in
 	// progress) only delays that.
@@ -231,6 +239,13 @@ func New(nc *nats.Conn, cfg Config) (*Transport, error) {
 	go t.flushLoop()
 	return t, nil
 }
+
+// Pending limits of the peer subscription: messages are bounded by bytes
+// only (heartbeats are tiny, AppendEntries up to the max payload).
+const (
+	peerPendingMessages = -1
+	peerPendingBytes    = 256 << 20
+)
 
 // MaxFrameSize is the largest frame that fits in one NATS message of
 // maxPayload bytes sent by node from.

@@ -640,3 +640,62 @@ func TestConcurrentSendersKeepOrderAndCloseDrains(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowConsumerDropsAreCounted: peer messages the NATS client drops
+// because the handler fell behind show up in Stats.SlowConsumerDrops.
+func TestSlowConsumerDropsAreCounted(t *testing.T) {
+	srv := startServer(t, EmbeddedConfig{})
+	nc := connect(t, srv, "slow-consumer")
+	receiver, err := New(nc, Config{NodeID: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer receiver.Close()
+	handling, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	receiver.SetHandler(func(uint64, []byte) {
+		select {
+		case handling <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	if err := receiver.sub.SetPendingLimits(2, -1); err != nil { // far below the real limits
+		t.Fatal(err)
+	}
+	publisher := connect(t, srv, "slow-consumer-publisher")
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			envelope := appendFrame(appendEnvelopeHeader(nil, 1), []byte("frame"))
+			if err := publisher.Publish(PeerSubject("", 2), envelope); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := publisher.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1)
+	select {
+	case <-handling:
+	case <-time.After(testTimeout):
+		t.Fatal("the handler never got the first message")
+	}
+	publish(9)
+	deadline := time.Now().Add(testTimeout)
+	for {
+		pending, _, err := receiver.sub.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// NATS counts the message in the handler as pending.
+		want := uint64(10 - pending)
+		if got := receiver.Stats().SlowConsumerDrops; pending > 0 && got == want {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("SlowConsumerDrops %d, want %d (%d pending)", got, want, pending)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

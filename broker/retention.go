@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
 	"github.com/raftmq/raftmq/segmentlog"
 	"github.com/raftmq/raftmq/snapshot"
 )
@@ -161,18 +162,16 @@ func (c *consumerState) restore(meta snapshot.Meta, body io.Reader) (uint64, err
 
 // resumeInterruptedRestore finishes a snapshot install that a crash
 // interrupted after the snapshot was received (and perhaps restored) but
-// before the log was reset: the store's newest snapshot is past the log's
-// last index, so the log is reset to continue after it, and the consumer
-// state, now behind the log start, is restored from it afterwards
-// (restoreFromSnapshot). Only an install puts a snapshot past the log's
-// end: this replica's own snapshots are taken at applied indexes.
+// before the log was reset (raft.ResumeSnapshotInstall): when the store's
+// newest snapshot is past the log's last index, or the log holds its index
+// with another term (the install replaced a conflicting suffix), the log
+// is reset to continue after it, and the consumer state, now behind the
+// log start, is restored from it afterwards (restoreFromSnapshot). Only an
+// install does that: this replica's own snapshots are taken at applied
+// indexes.
 func resumeInterruptedRestore(store *snapshot.Store, log *segmentlog.Log) error {
-	latest, ok := store.Latest()
-	if !ok || latest.Meta.Index <= log.LastIndex() {
-		return nil
-	}
-	if err := log.ResetOffsets(latest.Meta.Index+1, latest.Meta.Term, latest.Meta.NextOffset); err != nil {
-		return fmt.Errorf("broker: reset log after snapshot %v: %w", latest.Meta.ID(), err)
+	if _, _, err := raft.ResumeSnapshotInstall(store, log); err != nil {
+		return fmt.Errorf("broker: resume an interrupted snapshot install: %w", err)
 	}
 	return nil
 }

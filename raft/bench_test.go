@@ -203,11 +203,11 @@ func benchClusterMemory(b *testing.B, encode bool) {
 			// other makes the quorum, and the benchmark has no snapshots.
 			// It holds the whole run (up to 4M entries, 48 B each besides
 			// the data, which all proposals share), or when encoded, where
-			// a follower's entries hold their frames, 1 GiB of data (16K
-			// entries of 64 KiB).
+			// a follower's entries hold their frames, 512 MiB of data
+			// (8K entries of 64 KiB, 32 times what is in flight).
 			keep, keepBytes := max(1<<18, min(b.N+1<<16, 1<<22)), uint64(math.MaxUint64)
 			if encode {
-				keepBytes = 1 << 30
+				keepBytes = 512 << 20
 			}
 			bc := newBenchClusterOver(b, func(uint64) LogStorage { return newBenchLog(keep, keepBytes) }, encode)
 			g := bc.leader(b)

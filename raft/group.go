@@ -159,9 +159,15 @@ type Group struct {
 	applied      uint64
 
 	// Owned by whichever worker runs process (one at a time).
-	core      *core
-	pending   []*Proposal // proposed, not yet committed, in index order
-	transfers []*transferRequest
+	core *core
+	// pending[pendingHead:] are proposed, not yet committed, in index
+	// order; resolved ones are cut from the front by moving pendingHead,
+	// and the array is compacted when half of it is dead (a sliding
+	// slice would reallocate and copy every proposal in flight each time
+	// it runs out of capacity).
+	pending     []*Proposal
+	pendingHead int
+	transfers   []*transferRequest
 	// membership holds changes the core accepted, until they finish.
 	membership []*membershipRequest
 	reads      map[uint64]*readRequest // handed to the core, by id
@@ -363,6 +369,11 @@ func (g *Group) propose(props []*Proposal, now time.Duration) {
 		}
 		p.index, p.term = first+uint64(i), term
 		p.data = nil
+		if len(g.pending) == cap(g.pending) && g.pendingHead >= len(g.pending)/2 {
+			n := copy(g.pending, g.pending[g.pendingHead:])
+			clear(g.pending[n:])
+			g.pending, g.pendingHead = g.pending[:n], 0
+		}
 		g.pending = append(g.pending, p)
 	}
 	clear(props)
@@ -436,7 +447,7 @@ func (g *Group) resolveAppended(entries []protocol.Entry) {
 	first, last := entries[0].Index, entries[len(entries)-1].Index
 	// pending is in index order and entries are the newest: walk back
 	// from the end over just those (not every proposal in flight).
-	for i := len(g.pending) - 1; i >= 0; i-- {
+	for i := len(g.pending) - 1; i >= g.pendingHead; i-- {
 		p := g.pending[i]
 		if p.index < first {
 			break
@@ -453,7 +464,7 @@ func (g *Group) resolveCommitted(committed []protocol.Entry) {
 	first, last := committed[0].Index, committed[len(committed)-1].Index
 	n := 0
 	var toApply []*Proposal
-	for _, p := range g.pending {
+	for _, p := range g.pending[g.pendingHead:] {
 		if p.index > last {
 			break
 		}
@@ -468,8 +479,11 @@ func (g *Group) resolveCommitted(committed []protocol.Entry) {
 		}
 		p.resolve(nil)
 	}
-	clear(g.pending[:n])
-	g.pending = g.pending[n:]
+	clear(g.pending[g.pendingHead : g.pendingHead+n])
+	g.pendingHead += n
+	if g.pendingHead == len(g.pending) {
+		g.pending, g.pendingHead = g.pending[:0], 0
+	}
 	g.mu.Lock()
 	g.applyQueue = append(g.applyQueue, committed)
 	g.applyWaiters = append(g.applyWaiters, toApply...)
@@ -631,10 +645,10 @@ func (g *Group) close(err error) {
 
 // failOwned fails the proposals and transfers owned by the worker side.
 func (g *Group) failOwned(err error) {
-	for _, p := range g.pending {
+	for _, p := range g.pending[g.pendingHead:] {
 		p.resolve(err)
 	}
-	g.pending = nil
+	g.pending, g.pendingHead = nil, 0
 	for _, t := range g.transfers {
 		t.done <- err
 	}

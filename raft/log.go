@@ -145,8 +145,15 @@ func (l *raftLog) truncateAndAppend(ents []protocol.Entry) {
 		// A plain append: the array only grows past what was handed out
 		// (entries() returns capacity-limited slices; an unstable tail
 		// that aliases a message has no spare capacity, so this copies),
-		// so no earlier reader sees a change. Amortized: a follower that
-		// handles many AppendEntries in one round copies each entry once.
+		// so no earlier reader sees a change. Growing by doubling, a
+		// follower that handles many AppendEntries in one round copies
+		// each entry about twice (append's own growth, 1.25x for large
+		// slices, copies it four or five times).
+		if need := len(l.unstable) + len(ents); need > cap(l.unstable) {
+			grown := make([]protocol.Entry, len(l.unstable), 2*need)
+			copy(grown, l.unstable)
+			l.unstable = grown
+		}
 		l.unstable = append(l.unstable, ents...)
 	case len(l.unstable) > 0 && first >= l.unstableStart && first <= l.lastIndex()+1:
 		l.unstable = append(l.unstable[:first-l.unstableStart:first-l.unstableStart], ents...)

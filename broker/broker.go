@@ -474,6 +474,7 @@ func (b *Broker) replicaDir(topic string, partition uint32) string {
 }
 
 func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) error {
+	startedAt := time.Now()
 	dir := b.replicaDir(topic, partition)
 	recorded, err := b.store.replicaGroups()
 	if err != nil {
@@ -515,24 +516,37 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		log.Close()
 		return err
 	}
-	state, applied, err := recoverPartitionState(log, hs.Commit)
-	if err != nil {
-		log.Close()
-		return err
-	}
-	if state.consumers, err = loadConsumerState(b.store, p.GroupID); err == nil {
-		if state.consumers.producers, err = loadProducerState(b.store, p.GroupID, log); err == nil {
-			if err = state.consumers.restoreFromSnapshot(snapshots, log); err == nil {
-				err = state.consumers.replay(log, applied)
-			}
+	consumers, err := loadConsumerState(b.store, p.GroupID)
+	if err == nil {
+		if consumers.producers, err = loadProducerState(b.store, p.GroupID, log); err == nil {
+			err = consumers.restoreFromSnapshot(snapshots, log)
 		}
 	}
 	if err != nil {
 		log.Close()
 		return err
 	}
-	groupConfig := b.groupConfig(p.GroupID, startVoters(p, hs, log), timedLog{log, b.metrics.fsyncLatency}, state, applied)
+	// The consumer state's applied index is a lower bound of the commit
+	// index too (only committed entries are applied), often above the
+	// saved one; starting there lets the configuration saved with it
+	// (startConfiguration) be used.
+	state, applied, err := recoverPartitionState(log, max(hs.Commit, consumers.appliedIndex()))
+	if err != nil {
+		log.Close()
+		return err
+	}
+	state.consumers = consumers
+	if err := consumers.replay(log, applied); err != nil {
+		log.Close()
+		return err
+	}
+	voters := startVoters(p, hs, log)
+	groupConfig := b.groupConfig(p.GroupID, voters, timedLog{log, b.metrics.fsyncLatency}, state, applied)
 	groupConfig.Snapshots = snapshots
+	// The configuration as of applied, which the consumer state keeps with
+	// its applied index: raft then reads only the log after applied for
+	// newer config entries instead of all of it.
+	groupConfig.AppliedConfiguration = state.consumers.startConfiguration(applied, voters, snapshots, log.FirstIndex())
 	group, err := b.host.AddGroup(groupConfig)
 	if err != nil {
 		log.Close()
@@ -543,7 +557,8 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 	b.groups[p.GroupID] = r
 	b.partitions[topicPartition{topic, partition}] = r
 	b.mu.Unlock()
-	b.logger.Info("partition replica started", "topic", topic, "partition", partition, "group", p.GroupID, "replicas", p.Replicas, "applied", applied)
+	b.logger.Info("partition replica started", "topic", topic, "partition", partition, "group", p.GroupID, "replicas", p.Replicas, "applied", applied,
+		"applied_configuration", len(groupConfig.AppliedConfiguration.Voters) > 0, "took", time.Since(startedAt).Round(time.Millisecond))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/segmentlog"
+	"github.com/raftmq/raftmq/snapshot"
 )
 
 // Keys of a partition's consumer state in the state database.
@@ -20,6 +22,9 @@ const (
 	// 'a' + raft group id -> the log index the consumer state is current as
 	// of (u64 LE): every control entry up to it is in the database.
 	keyConsumerApplied = 'a'
+	// 'c' + raft group id -> the Raft configuration as of the index under
+	// 'a' (encodeAppliedConf), written in the same batch as it.
+	keyConsumerConf = 'c'
 )
 
 // consumerStateWriteEvery bounds how many applied entries without a
@@ -116,6 +121,42 @@ type consumerState struct {
 	groups       map[string]consumerRecord
 	results      map[uint64][]*protocol.Error // per entry index, one per op
 	producers    *producerState               // idempotent producers (dedup.go); nil in some tests
+
+	// The Raft configuration as of applied (raft.GroupConfig.
+	// AppliedConfiguration): conf is that of the newest config entry
+	// applied or snapshot restored when confSet, else no config entry was
+	// applied (the group's bootstrap voters are in effect). confKnown is
+	// false when the state predates this record (an older database) until
+	// a config entry or a snapshot sets it; confDirty when it changed since
+	// it was last written.
+	conf      protocol.RaftConfiguration
+	confSet   bool
+	confKnown bool
+	confDirty bool
+}
+
+// encodeAppliedConf encodes the configuration record: version 1, then 0
+// (no config entry applied: the bootstrap voters) or 1 and the
+// configuration (protocol.AppendRaftConfiguration).
+func encodeAppliedConf(set bool, conf *protocol.RaftConfiguration) []byte {
+	if !set {
+		return []byte{1, 0}
+	}
+	return protocol.AppendRaftConfiguration([]byte{1, 1}, conf)
+}
+
+func decodeAppliedConf(b []byte) (set bool, conf protocol.RaftConfiguration, err error) {
+	if len(b) < 2 || b[0] != 1 || b[1] > 1 {
+		return false, conf, fmt.Errorf("broker: configuration record %x (corrupt state database)", b)
+	}
+	if b[1] == 0 {
+		return false, conf, nil
+	}
+	conf, err = protocol.DecodeRaftConfiguration(b[2:])
+	if err != nil {
+		return false, conf, fmt.Errorf("broker: configuration record: %w (corrupt state database)", err)
+	}
+	return true, conf, nil
 }
 
 // loadConsumerState reads a partition's consumer state from the database.
@@ -128,6 +169,20 @@ func loadConsumerState(store *stateStore, raftGroup uint64) (*consumerState, err
 	if len(v) == 8 {
 		c.applied = binary.LittleEndian.Uint64(v)
 		c.writtenIndex = c.applied
+	}
+	confRecord, err := store.get(groupKey(keyConsumerConf, raftGroup))
+	if err != nil {
+		return nil, fmt.Errorf("broker: load consumer state of group %d: %w", raftGroup, err)
+	}
+	switch {
+	case confRecord != nil:
+		if c.confSet, c.conf, err = decodeAppliedConf(confRecord); err != nil {
+			return nil, fmt.Errorf("broker: load consumer state of group %d: %w", raftGroup, err)
+		}
+		c.confKnown = true
+	case v == nil:
+		// A new replica: every config entry will be applied here.
+		c.confKnown, c.confDirty = true, true
 	}
 	prefix := groupKey(keyConsumerOffset, raftGroup)
 	iter, err := store.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: groupKey(keyConsumerOffset, raftGroup+1)})
@@ -208,16 +263,28 @@ func (c *consumerState) apply(entries []protocol.Entry) error {
 			c.results[e.Index] = c.applyOps(batch, ops)
 			changed = true
 		}
+		if e.Type == protocol.EntryConfig {
+			conf, err := protocol.DecodeRaftConfiguration(e.Data)
+			if err != nil {
+				return fmt.Errorf("broker: applied config entry %d of group %d: %w", e.Index, c.raftGroup, err)
+			}
+			c.conf, c.confSet, c.confKnown, c.confDirty = conf, true, true, true
+			changed = true
+		}
 		c.applied = e.Index
 	}
 	if !changed && c.applied-c.writtenIndex < consumerStateWriteEvery {
 		return nil
 	}
 	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), binary.LittleEndian.AppendUint64(nil, c.applied), nil)
+	if c.confKnown && c.confDirty {
+		_ = batch.Set(groupKey(keyConsumerConf, c.raftGroup), encodeAppliedConf(c.confSet, &c.conf), nil)
+	}
 	if err := batch.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("broker: write consumer state of group %d: %w", c.raftGroup, err)
 	}
 	c.writtenIndex = c.applied
+	c.confDirty = false
 	if len(c.results) > maxKeptOpResults {
 		for index := range c.results {
 			if index+maxKeptOpResults < c.applied {
@@ -312,5 +379,59 @@ func (c *consumerState) appliedIndex() uint64 {
 func (s *stateStore) forgetConsumerState(b *pebble.Batch, raftGroup uint64) {
 	_ = b.DeleteRange(groupKey(keyConsumerOffset, raftGroup), groupKey(keyConsumerOffset, raftGroup+1), nil)
 	_ = b.Delete(groupKey(keyConsumerApplied, raftGroup), nil)
+	_ = b.Delete(groupKey(keyConsumerConf, raftGroup), nil)
 	s.forgetProducerState(b, raftGroup)
+}
+
+// startConfiguration returns the configuration to start the group with as
+// raft.GroupConfig.AppliedConfiguration for GroupConfig.Applied = applied:
+// the configuration in effect at applied. It is the zero configuration
+// (raft then searches its log) when that is not known exactly: the state
+// is not as of applied (it is ahead of the commit index the hard state
+// saved), it predates the configuration record, or no config entry was
+// applied and raft's own base would not be the bootstrap voters (a stored
+// snapshot covering the log start with another configuration).
+func (c *consumerState) startConfiguration(applied uint64, bootstrap []uint64, snapshots *snapshot.Store, logFirstIndex uint64) protocol.RaftConfiguration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.confKnown || c.applied != applied {
+		return protocol.RaftConfiguration{}
+	}
+	if c.confSet {
+		return protocol.RaftConfiguration{
+			Voters:         slices.Clone(c.conf.Voters),
+			OutgoingVoters: slices.Clone(c.conf.OutgoingVoters),
+			Learners:       slices.Clone(c.conf.Learners),
+		}
+	}
+	conf := protocol.RaftConfiguration{Voters: slices.Sorted(slices.Values(bootstrap))}
+	if len(conf.Voters) == 0 || conf.Validate() != nil {
+		return protocol.RaftConfiguration{}
+	}
+	if snapshots != nil {
+		if info, ok := snapshots.Latest(); ok && info.Meta.Index+1 >= logFirstIndex {
+			sc := raftConfigurationOf(info.Meta.Configuration)
+			if !slices.Equal(sc.Voters, conf.Voters) || sc.Joint() || len(sc.Learners) > 0 {
+				return protocol.RaftConfiguration{}
+			}
+		}
+	}
+	return conf
+}
+
+// raftConfigurationOf converts a snapshot's configuration (sorted, empty
+// lists as nil); the zero configuration when it has no voters or breaks
+// protocol.RaftConfiguration's rules.
+func raftConfigurationOf(c snapshot.Configuration) protocol.RaftConfiguration {
+	sorted := func(ids []uint64) []uint64 {
+		if len(ids) == 0 {
+			return nil
+		}
+		return slices.Sorted(slices.Values(ids))
+	}
+	conf := protocol.RaftConfiguration{Voters: sorted(c.Voters), OutgoingVoters: sorted(c.OutgoingVoters), Learners: sorted(c.Learners)}
+	if len(conf.Voters) == 0 || conf.Validate() != nil {
+		return protocol.RaftConfiguration{}
+	}
+	return conf
 }

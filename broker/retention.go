@@ -148,9 +148,17 @@ func (c *consumerState) restore(meta snapshot.Meta, body io.Reader) (uint64, err
 		c.producers.restore(batch, decoded.Producers, meta.Term)
 	}
 	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), appendUint64(nil, meta.Index), nil)
+	// The snapshot's configuration is the one as of meta.Index; a snapshot
+	// without one leaves it unknown (raft then searches its log).
+	conf := raftConfigurationOf(meta.Configuration)
+	confKnown := len(conf.Voters) > 0
+	if confKnown {
+		_ = batch.Set(groupKey(keyConsumerConf, c.raftGroup), encodeAppliedConf(true, &conf), nil)
+	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("broker: write restored consumer state: %w", err)
 	}
+	c.conf, c.confSet, c.confKnown, c.confDirty = conf, confKnown, confKnown, false
 	c.groups = decoded.Groups
 	if c.groups == nil {
 		c.groups = map[string]consumerRecord{}

@@ -133,6 +133,12 @@ type GroupConsumer struct {
 	config   groupConfig
 	consumer *Consumer
 
+	// commitMu serializes commits (auto-commit, Commit, CommitOffsets and
+	// the commit before a revoke): one member's commits of a partition
+	// reach its leader one after the other, so an older offset can never
+	// land after a newer one and wind the group's offset back.
+	commitMu sync.Mutex
+
 	mu        sync.Mutex
 	owned     map[TopicPartition]uint64 // partition -> assignment epoch
 	positions map[TopicPartition]uint64 // offset after the last record Poll returned
@@ -142,8 +148,8 @@ type GroupConsumer struct {
 	wake    chan struct{} // capacity 1: heartbeat now
 	changes *nats.Subscription
 	stop    chan struct{}
-	done    chan struct{}
-	failed  error // set by the loop when it gives up
+	done    chan struct{} // closed when run and autoCommitLoop returned
+	failed  error         // set by the loop when it gives up
 }
 
 // NewGroupConsumer joins group for topics and starts heartbeating. The
@@ -194,7 +200,15 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		consumer.Close()
 		return nil, err
 	}
-	go g.run(reply)
+	var loops sync.WaitGroup
+	loops.Go(func() { g.run(reply) })
+	if config.autoCommitInterval > 0 {
+		loops.Go(g.autoCommitLoop)
+	}
+	go func() {
+		loops.Wait()
+		close(g.done)
+	}()
 	return g, nil
 }
 
@@ -269,6 +283,13 @@ func (g *GroupConsumer) CommitAsync(done func(error)) {
 // of owned partitions. A partition the member does not own fails with
 // protocol.CodeStaleEpoch.
 func (g *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]uint64) error {
+	g.commitMu.Lock()
+	defer g.commitMu.Unlock()
+	return g.commitOffsetsLocked(ctx, offsets)
+}
+
+// commitOffsetsLocked is CommitOffsets; g.commitMu is held.
+func (g *GroupConsumer) commitOffsetsLocked(ctx context.Context, offsets map[TopicPartition]uint64) error {
 	g.mu.Lock()
 	var commits []protocol.PartitionOffset
 	var errs []error
@@ -299,6 +320,11 @@ func (g *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPart
 // commitPositions commits the processed positions of only (all owned when
 // nil) that moved since the last commit.
 func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartition) error {
+	// The positions are read under commitMu, after any commit in flight
+	// finished, so g.committed is current and the offsets sent are the
+	// newest.
+	g.commitMu.Lock()
+	defer g.commitMu.Unlock()
 	g.mu.Lock()
 	offsets := map[TopicPartition]uint64{}
 	for tp, position := range g.positions {
@@ -313,7 +339,7 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 	if len(offsets) == 0 {
 		return nil
 	}
-	return g.CommitOffsets(ctx, offsets)
+	return g.commitOffsetsLocked(ctx, offsets)
 }
 
 // Close stops consuming, commits the processed offsets (WithCommitOnClose)
@@ -370,10 +396,37 @@ func (g *GroupConsumer) heartbeat(ctx context.Context) (protocol.HeartbeatReply,
 	return reply, err
 }
 
-// run is the member's background loop: heartbeats, assignment changes and
-// auto-commits. It alone changes which partitions the member owns.
+// autoCommitLoop commits the processed positions every auto-commit
+// interval. It runs apart from run so a slow commit never delays a
+// heartbeat: a member busy committing must not miss its session and lose
+// partitions it is still consuming.
+func (g *GroupConsumer) autoCommitLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-g.stop
+		cancel()
+	}()
+	ticker := time.NewTicker(g.config.autoCommitInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-ticker.C:
+		}
+		commitCtx, commitCancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
+		if err := g.Commit(commitCtx); err != nil && ctx.Err() == nil {
+			g.client.logger.Warn("raftmq: auto-commit failed", "group", g.group, "error", err)
+		}
+		commitCancel()
+	}
+}
+
+// run is the member's background loop: heartbeats and assignment changes
+// (auto-commits run in autoCommitLoop). It alone changes which partitions
+// the member owns.
 func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
-	defer close(g.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -382,12 +435,6 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 	}()
 	interval := time.Duration(max(first.HeartbeatIntervalMs, 10)) * time.Millisecond
 	reply, haveReply := first, true
-	var autoCommit <-chan time.Time
-	if g.config.autoCommitInterval > 0 {
-		ticker := time.NewTicker(g.config.autoCommitInterval)
-		defer ticker.Stop()
-		autoCommit = ticker.C
-	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -405,13 +452,6 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		select {
 		case <-g.stop:
 			return
-		case <-autoCommit:
-			commitCtx, commitCancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
-			if err := g.Commit(commitCtx); err != nil && ctx.Err() == nil {
-				g.client.logger.Warn("raftmq: auto-commit failed", "group", g.group, "error", err)
-			}
-			commitCancel()
-			continue
 		case <-g.wake:
 		case <-timer.C:
 		}

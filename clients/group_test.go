@@ -24,6 +24,8 @@ type groupHarness struct {
 	errs   []error
 	seen   map[uint32]map[uint64]bool // processed offsets
 	events chan struct{}
+	start0 time.Time
+	trace  []string // what the members saw, in the order the harness saw it
 }
 
 type harnessMember struct {
@@ -38,6 +40,14 @@ func (h *groupHarness) fail(format string, args ...any) {
 	h.mu.Lock()
 	h.errs = append(h.errs, fmt.Errorf(format, args...))
 	h.mu.Unlock()
+}
+
+// tracef records an event; h.mu is held.
+func (h *groupHarness) tracef(format string, args ...any) {
+	if h.start0.IsZero() {
+		h.start0 = time.Now()
+	}
+	h.trace = append(h.trace, fmt.Sprintf("%8.3fs ", time.Since(h.start0).Seconds())+fmt.Sprintf(format, args...))
 }
 
 func (h *groupHarness) notify() {
@@ -58,6 +68,7 @@ func (h *groupHarness) start(ctx context.Context, id string, sessionTimeout time
 		clients.WithGroupConsumerOptions(clients.WithFetchMaxWait(100*time.Millisecond)),
 		clients.WithOnAssigned(func(_ context.Context, partitions []clients.TopicPartition) {
 			h.mu.Lock()
+			h.tracef("%s assigned %v", id, partitions)
 			for _, tp := range partitions {
 				if other := h.owner[tp.Partition]; other != "" && other != id {
 					h.errs = append(h.errs, fmt.Errorf("partition %d assigned to %s while %s owns it", tp.Partition, id, other))
@@ -69,6 +80,7 @@ func (h *groupHarness) start(ctx context.Context, id string, sessionTimeout time
 		}),
 		clients.WithOnRevoked(func(_ context.Context, partitions []clients.TopicPartition) {
 			h.mu.Lock()
+			h.tracef("%s revoked %v", id, partitions)
 			for _, tp := range partitions {
 				if h.owner[tp.Partition] == id {
 					delete(h.owner, tp.Partition)
@@ -121,6 +133,7 @@ func (h *groupHarness) kill(m *harnessMember) {
 	close(m.stop)
 	<-m.done
 	h.mu.Lock()
+	h.tracef("%s killed", m.id)
 	for p, owner := range h.owner {
 		if owner == m.id {
 			delete(h.owner, p)
@@ -140,6 +153,9 @@ func (h *groupHarness) waitFor(ctx context.Context, what string, cond func() boo
 		ok, errs := cond(), errors.Join(h.errs...)
 		h.mu.Unlock()
 		if errs != nil {
+			h.mu.Lock()
+			h.t.Logf("events:\n%s", strings.Join(h.trace, "\n"))
+			h.mu.Unlock()
 			h.t.Fatal(errs)
 		}
 		if ok {
@@ -149,6 +165,7 @@ func (h *groupHarness) waitFor(ctx context.Context, what string, cond func() boo
 		case <-ctx.Done():
 			h.mu.Lock()
 			defer h.mu.Unlock()
+			h.t.Logf("events:\n%s", strings.Join(h.trace, "\n"))
 			h.t.Fatalf("waiting for %s: %v (owners %v)", what, ctx.Err(), h.owner)
 		case <-h.events:
 		case <-time.After(50 * time.Millisecond):
@@ -186,9 +203,19 @@ func TestGroupMembersSharePartitionsAndTakeOverFromADeadMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer producer.Close(ctx)
+	// acked[p] is the offset after the last record of p the cluster
+	// acknowledged (acks=quorum: committed, durable on a quorum).
+	var ackedMu sync.Mutex
+	acked := map[uint32]uint64{}
 	produce := func(n int) {
 		for i := range n {
-			producer.Produce(ctx, &clients.Record{Topic: topic, Partition: uint32(i % 6), Value: []byte("v")}, nil)
+			producer.Produce(ctx, &clients.Record{Topic: topic, Partition: uint32(i % 6), Value: []byte("v")}, func(r *clients.Record, err error) {
+				if err == nil {
+					ackedMu.Lock()
+					acked[r.Partition] = max(acked[r.Partition], r.Offset+1)
+					ackedMu.Unlock()
+				}
+			})
 		}
 		if err := producer.Flush(ctx); err != nil {
 			t.Fatal(err)
@@ -257,13 +284,39 @@ func TestGroupMembersSharePartitionsAndTakeOverFromADeadMember(t *testing.T) {
 		t.Fatalf("partitions moved %v after the member died; session timeout %v", moved, session)
 	}
 	produce(300)
+	// An acks=quorum acknowledgement means committed, not yet applied: the
+	// high watermark a client sees (ListOffsets, fetch) moves when the
+	// leader applies, so right after Flush it may still be below the
+	// acknowledged end (WithAcks documents AcksApplied as the mode that
+	// waits for visibility). Expect the acknowledged end, and wait until
+	// the high watermark shows exactly it.
 	hw := map[uint32]uint64{}
+	ackedMu.Lock()
 	for p := range uint32(6) {
-		offsets, err := admin.ListOffsets(ctx, topic, p, clients.Latest())
-		if err != nil {
-			t.Fatal(err)
+		hw[p] = acked[p]
+		if hw[p] != 200 {
+			t.Fatalf("partition %d: acknowledged end %d, want 200 (1200 records over 6 partitions)", p, hw[p])
 		}
-		hw[p] = offsets.HighWatermark
+	}
+	ackedMu.Unlock()
+	for p := range uint32(6) {
+		for {
+			offsets, err := admin.ListOffsets(ctx, topic, p, clients.Latest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if offsets.HighWatermark > hw[p] {
+				t.Fatalf("partition %d: high watermark %d beyond the acknowledged end %d", p, offsets.HighWatermark, hw[p])
+			}
+			if offsets.HighWatermark == hw[p] {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("partition %d: high watermark %d never reached the acknowledged end %d", p, offsets.HighWatermark, hw[p])
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	}
 	h.waitFor(ctx, "every record processed", func() bool {
 		for p, end := range hw {

@@ -705,9 +705,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	b.closing = true
 	b.mu.Unlock()
 	b.transferLeadership(ctx)
-	for _, sub := range b.subs {
-		_ = sub.Unsubscribe()
-	}
+	b.drainSubscriptions(ctx)
 	drained := make(chan struct{})
 	go func() { b.requests.Wait(); close(drained) }()
 	select {
@@ -719,6 +717,46 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	<-b.loopDone
 	b.logger.Info("broker stopped")
 	return b.release()
+}
+
+// minDrainTime is how long shutdown lets the API subscriptions drain even
+// when its context ran out during the leadership transfers.
+const minDrainTime = time.Second
+
+// drainSubscriptions stops the API subscriptions without dropping what
+// NATS already delivered to this client: Drain removes the interest at the
+// server and keeps calling the handlers until the messages received before
+// are handled (Unsubscribe would discard them, and their requesters would
+// wait for a timeout). The broker is closing, so the handlers answer them
+// with a retriable shutting-down error, or finish a request already
+// tracked. It waits until every subscription is closed, at most until ctx
+// is done (but minDrainTime), and then unsubscribes what is left.
+func (b *Broker) drainSubscriptions(ctx context.Context) {
+	wait := minDrainTime
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = max(wait, time.Until(deadline))
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	closed := make([]<-chan nats.SubStatus, len(b.subs))
+	for i, sub := range b.subs {
+		closed[i] = sub.StatusChanged(nats.SubscriptionClosed)
+		if err := sub.Drain(); err != nil {
+			b.logger.Warn("shutdown: drain subscription", "subject", sub.Subject, "err", err)
+			_ = sub.Unsubscribe()
+		}
+	}
+	for i, ch := range closed {
+		select {
+		case <-ch: // closed: everything it received was handled
+		case <-timer.C:
+			b.logger.Warn("shutdown: subscriptions still draining; unsubscribing", "subject", b.subs[i].Subject)
+			for _, sub := range b.subs[i:] {
+				_ = sub.Unsubscribe()
+			}
+			return
+		}
+	}
 }
 
 // transferLeadership hands every group this broker leads to the most

@@ -32,6 +32,10 @@ const (
 // bounds the log a restart replays.
 const consumerStateWriteEvery = 4096
 
+// consumerStateWriteBytes bounds, likewise, the entry bytes applied between
+// two writes: a restart reads that much log back (replay) at most.
+const consumerStateWriteBytes = 16 << 20
+
 // maxKeptOpResults bounds the op results kept for proposers.
 const maxKeptOpResults = 1024
 
@@ -118,6 +122,7 @@ type consumerState struct {
 	mu           sync.Mutex
 	applied      uint64 // consumer state is current as of this index
 	writtenIndex uint64 // the applied index last written to the database
+	unwritten    int    // entry bytes applied since writtenIndex
 	groups       map[string]consumerRecord
 	results      map[uint64][]*protocol.Error // per entry index, one per op
 	producers    *producerState               // idempotent producers (dedup.go); nil in some tests
@@ -272,8 +277,9 @@ func (c *consumerState) apply(entries []protocol.Entry) error {
 			changed = true
 		}
 		c.applied = e.Index
+		c.unwritten += len(e.Data)
 	}
-	if !changed && c.applied-c.writtenIndex < consumerStateWriteEvery {
+	if !changed && c.applied-c.writtenIndex < consumerStateWriteEvery && c.unwritten < consumerStateWriteBytes {
 		return nil
 	}
 	_ = batch.Set(groupKey(keyConsumerApplied, c.raftGroup), binary.LittleEndian.AppendUint64(nil, c.applied), nil)
@@ -284,6 +290,7 @@ func (c *consumerState) apply(entries []protocol.Entry) error {
 		return fmt.Errorf("broker: write consumer state of group %d: %w", c.raftGroup, err)
 	}
 	c.writtenIndex = c.applied
+	c.unwritten = 0
 	c.confDirty = false
 	if len(c.results) > maxKeptOpResults {
 		for index := range c.results {

@@ -164,7 +164,7 @@ func (c *consumerState) restore(meta snapshot.Meta, body io.Reader) (uint64, err
 		c.groups = map[string]consumerRecord{}
 	}
 	clear(c.results)
-	c.applied, c.writtenIndex = meta.Index, meta.Index
+	c.applied, c.writtenIndex, c.unwritten = meta.Index, meta.Index, 0
 	return decoded.HighWatermark, nil
 }
 

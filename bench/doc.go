@@ -37,6 +37,17 @@
 // their data in a temporary directory on the real disk, never tmpfs if the
 // caller can help it (see Config.DataDir).
 //
+// The in-process raftmq cluster waits, after creating a run's topic, until
+// every partition is led by its preferred leader (first replica): the
+// brokers move a leadership the first election placed elsewhere a few
+// seconds later, and that transfer in the middle of a run stalls produce
+// requests for up to an election timeout. When the cluster stops, a line on
+// stderr sums every broker's peer transport counters (frames sent and
+// dropped, messages the NATS client dropped for a slow handler), produce
+// requests by result and the produce and log sync latency percentiles
+// (bucket bounds); RAFTMQ_BENCH_BROKER_LOG=file writes the brokers' logs
+// (debug level) to file.
+//
 // # Concurrency
 //
 // Run and runOne are called from one goroutine; each producer and each

@@ -270,40 +270,12 @@ func TestRestartAfterReassignmentUsesAppliedConfiguration(t *testing.T) {
 	}
 
 	// What start-up will give raft, against what the log says.
-	func() {
-		store, err := openStateStore(filepath.Join(dataDir, "state"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer store.Close()
-		log, err := openLog(dir, DefaultConfig().Log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer log.Close()
-		hs, err := (&hardStateStorage{store: store, groupID: groupID}).Load()
-		if err != nil {
-			t.Fatal(err)
-		}
-		state, err := loadConsumerState(store, groupID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, applied, err := recoverPartitionState(log, max(hs.Commit, state.appliedIndex()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := state.replay(log, applied); err != nil {
-			t.Fatal(err)
-		}
-		p, _ := partitionMetaOn(cluster.Broker(1), "restarted")
-		got := state.startConfiguration(applied, startVoters(p, hs, log), nil, log.FirstIndex())
-		inLog, ok := logConfigurationAt(t, log, applied)
-		if !ok || confString(got) != confString(inLog) || !slices.Equal(got.Voters, want) || len(got.Learners) != 0 {
-			t.Fatalf("broker %d at applied index %d: start configuration %s, the log says %s (found %v), want voters %v",
-				restarted, applied, confString(got), confString(inLog), ok, want)
-		}
-	}()
+	p, _ := partitionMetaOn(cluster.Broker(1), "restarted")
+	got, inLog, ok, applied := startConfigurationOnDisk(t, dataDir, dir, groupID, p)
+	if !ok || confString(got) != confString(inLog) || !slices.Equal(got.Voters, want) || len(got.Learners) != 0 {
+		t.Fatalf("broker %d at applied index %d: start configuration %s, the log says %s (found %v), want voters %v",
+			restarted, applied, confString(got), confString(inLog), ok, want)
+	}
 
 	if err := cluster.StartBroker(ctx, restarted); err != nil {
 		t.Fatal(err)
@@ -322,5 +294,129 @@ func TestRestartAfterReassignmentUsesAppliedConfiguration(t *testing.T) {
 		st := back.group.Status()
 		return st.AppliedIndex == leader.group.Status().AppliedIndex &&
 			slices.Equal(st.Configuration.Voters, want) && len(st.Configuration.Learners) == 0 && !st.Configuration.Joint()
+	})
+}
+
+// startConfigurationOnDisk prepares a stopped broker's replica the way
+// startReplica does and returns the configuration it would give raft, the
+// newest config entry of the log at the applied index (ok false when the
+// log holds none), and the applied index.
+func startConfigurationOnDisk(t *testing.T, dataDir, dir string, groupID uint64, p partitionMeta) (got, inLog protocol.RaftConfiguration, ok bool, applied uint64) {
+	t.Helper()
+	store, err := openStateStore(filepath.Join(dataDir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	log, err := openLog(dir, DefaultConfig().Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	snapshots, err := openSnapshotStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := (&hardStateStorage{store: store, groupID: groupID}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := loadConsumerState(store, groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.restoreFromSnapshot(snapshots, log); err != nil {
+		t.Fatal(err)
+	}
+	if _, applied, err = recoverPartitionState(log, max(hs.Commit, state.appliedIndex())); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.replay(log, applied); err != nil {
+		t.Fatal(err)
+	}
+	got = state.startConfiguration(applied, startVoters(p, hs, log), snapshots, log.FirstIndex())
+	inLog, ok = logConfigurationAt(t, log, applied)
+	return got, inLog, ok, applied
+}
+
+// TestRestartAfterSnapshotRestoreUsesAppliedConfiguration: a follower
+// caught up by a snapshot install (its log starts after the snapshot and
+// holds no config entry) restarts with the snapshot's configuration as
+// its applied configuration and keeps replicating.
+func TestRestartAfterSnapshotRestoreUsesAppliedConfiguration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startMembershipCluster(t, ctx, 0)
+	var created protocol.TopicReply
+	client.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Version: 1, Name: "restored", Partitions: 1, Replicas: 3, RetentionBytes: 24 << 10}, &created)
+	if created.Error != nil {
+		t.Fatalf("create topic: %v", created.Error)
+	}
+	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksApplied}
+	value := strings.Repeat("s", 500)
+	if _, err := c.produce(ctx, "restored", 0, buildBatch(t, value)); err != nil {
+		t.Fatal(err)
+	}
+	follower := currentLeader(t, client, "restored")%3 + 1
+	followerLastIndex := replicaOf(t, cluster, follower, "restored").log.LastIndex()
+	groupID, dir := replicaOf(t, cluster, follower, "restored").groupID, replicaOf(t, cluster, follower, "restored").dir
+	cluster.mu.Lock()
+	dataDir := cluster.configs[follower].DataDir
+	cluster.mu.Unlock()
+	if err := cluster.StopBroker(ctx, follower); err != nil {
+		t.Fatal(err)
+	}
+	var others []*partitionReplica
+	for id := uint64(1); id <= 3; id++ {
+		if id != follower {
+			others = append(others, replicaOf(t, cluster, id, "restored"))
+		}
+	}
+	for attempt := 0; min(others[0].log.FirstIndex(), others[1].log.FirstIndex()) <= followerLastIndex+1; attempt++ {
+		for range 10 {
+			if _, err := c.produce(ctx, "restored", 0, buildBatch(t, value, value)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for id := uint64(1); id <= 3; id++ {
+			if id != follower {
+				cluster.Broker(id).runRetention(time.Now())
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatal("retention never passed the follower's last index")
+		}
+	}
+	if err := cluster.StartBroker(ctx, follower); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the follower to catch up by a snapshot", func() bool {
+		r := localReplica(cluster.Broker(follower), "restored")
+		l := leaderReplica(cluster, "restored")
+		return r != nil && l != nil && r.state.restores.Load() > 0 && r.group.Status().AppliedIndex == l.group.Status().AppliedIndex
+	})
+	if err := cluster.StopBroker(ctx, follower); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := partitionMetaOn(cluster.Broker(others[0].group.Status().ID), "restored")
+	got, inLog, ok, applied := startConfigurationOnDisk(t, dataDir, dir, groupID, p)
+	if ok || !slices.Equal(got.Voters, []uint64{1, 2, 3}) || got.Joint() || len(got.Learners) != 0 {
+		t.Fatalf("restored follower at applied index %d: start configuration %s (log holds a config entry: %v, %s), want voters [1 2 3]",
+			applied, confString(got), ok, confString(inLog))
+	}
+	if err := cluster.StartBroker(ctx, follower); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.produce(ctx, "restored", 0, buildBatch(t, "after")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the restarted follower to apply as far as the leader", func() bool {
+		r := localReplica(cluster.Broker(follower), "restored")
+		l := leaderReplica(cluster, "restored")
+		if r == nil || l == nil {
+			return false
+		}
+		st := r.group.Status()
+		return st.AppliedIndex == l.group.Status().AppliedIndex && slices.Equal(st.Configuration.Voters, []uint64{1, 2, 3})
 	})
 }

@@ -384,6 +384,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 	if apiErr := b.leaderCheck(r); apiErr != nil {
 		return failed(apiErr)
 	}
+	b.awaitCommitted(r)
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = b.cfg.DefaultFetchBytes
@@ -445,6 +446,34 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 	}
 }
 
+// awaitCommitted waits, briefly, until the leader has applied every entry
+// that was committed when the request arrived. A produce is acknowledged at
+// commit (acks=quorum) and the high watermark moves at apply, so without this
+// a fetch or offsets request sent right after an acknowledgement could miss
+// the acknowledged records. Apply trails commit by one hand-off, so the wait
+// is short; it is bounded so a stuck apply cannot hold a request forever.
+func (b *Broker) awaitCommitted(r *partitionReplica) {
+	commit := r.group.Status().CommitIndex
+	var timer *time.Timer
+	for {
+		applied, _, advanced := r.state.visible()
+		if applied >= commit {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Second)
+			defer timer.Stop()
+		}
+		select {
+		case <-advanced:
+		case <-timer.C:
+			return
+		case <-b.stop:
+			return
+		}
+	}
+}
+
 func (b *Broker) handleListOffsets(msg *nats.Msg) {
 	req, err := protocol.DecodeListOffsetsRequest(msg.Data)
 	var reply protocol.ListOffsetsReply
@@ -464,6 +493,7 @@ func (b *Broker) listOffsets(req protocol.ListOffsetsRequest) protocol.ListOffse
 	if apiErr := b.leaderCheck(r); apiErr != nil {
 		return protocol.ListOffsetsReply{Err: apiErr}
 	}
+	b.awaitCommitted(r)
 	appliedIndex, highWatermark, _ := r.state.visible()
 	reply := protocol.ListOffsetsReply{HighWatermark: highWatermark, LogStartOffset: r.log.FirstOffset()}
 	switch {

@@ -407,6 +407,13 @@ func (g *Group) handleReady(rd ready) error {
 		g.host.cfg.Send(rd.messages)
 	}
 	if len(rd.committed) > 0 {
+		// Status shows the commit before any proposal learns it, so whoever
+		// is told "committed" and then asks Status sees at least that index
+		// (the broker waits for apply up to it: read your acknowledged writes).
+		last := rd.committed[len(rd.committed)-1].Index
+		g.mu.Lock()
+		g.status.CommitIndex = max(g.status.CommitIndex, last)
+		g.mu.Unlock()
 		g.resolveCommitted(rd.committed)
 	}
 	if len(rd.reads) > 0 {

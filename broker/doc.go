@@ -102,8 +102,10 @@
 // ops at one leader are coalesced into one entry per partition
 // (consumerOpBatcher: while one entry is being applied the next queues).
 // Applying the entry updates the partition's consumer state (consumerstate.go:
-// Pebble keys 'o'+group id+group name, 'a'+group id = applied index;
-// mirrored in memory), the same on every replica at the same applied index.
+// Pebble keys 'o'+group id+group name, 'a'+group id = applied index,
+// 'c'+group id = the Raft configuration as of that applied index, written in
+// the same batch, which start-up passes as raft.GroupConfig.AppliedConfiguration
+// so it does not scan the retained log; mirrored in memory), the same on every replica at the same applied index.
 // A commit past the leader's high watermark is refused before proposing
 // (the leader's high watermark is at most the one where the entry applies,
 // on every replica). A commit or claim whose assignment epoch is older than
@@ -203,6 +205,16 @@
 // stopping replicas and the periodic publications; request handlers run on
 // NATS subscription goroutines and on one goroutine per fetch, admin and
 // plain publish request. The Broker's maps are guarded by one RWMutex.
+// Close drains the API subscriptions (bounded by its context): requests
+// already received are answered, with a retriable shutting-down error if
+// they cannot be served, instead of being dropped.
+//
+// # Consistency of reads
+//
+// A produce is acknowledged at commit; the high watermark moves when the
+// leader applies. A fetch or list-offsets request first waits (briefly) for
+// the leader to apply everything committed when it arrived, so records
+// acknowledged before a read is sent are visible to it.
 //
 // # Durability
 //

@@ -26,6 +26,7 @@ type groupConfig struct {
 	resetTo            Position
 	onAssigned         func(context.Context, []TopicPartition)
 	onRevoked          func(context.Context, []TopicPartition)
+	onLost             func(context.Context, []TopicPartition)
 	consumerOptions    []ConsumerOption
 }
 
@@ -94,6 +95,20 @@ func WithOnAssigned(f func(ctx context.Context, partitions []TopicPartition)) Gr
 func WithOnRevoked(f func(ctx context.Context, partitions []TopicPartition)) GroupConsumerOption {
 	return func(c *groupConfig) error {
 		c.onRevoked = f
+		return nil
+	}
+}
+
+// WithOnLost is called with partitions the member lost without revoking
+// them: the coordinator expired its session (the member did not heartbeat
+// within the session timeout), or the member could not hear from the
+// coordinator for a whole session timeout and so must assume it. The
+// partitions may already belong to another member, and their offsets can
+// no longer be committed (the partition leaders refuse the stale epoch).
+// Default: the WithOnRevoked callback.
+func WithOnLost(f func(ctx context.Context, partitions []TopicPartition)) GroupConsumerOption {
+	return func(c *groupConfig) error {
+		c.onLost = f
 		return nil
 	}
 }
@@ -435,6 +450,10 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 	}()
 	interval := time.Duration(max(first.HeartbeatIntervalMs, 10)) * time.Millisecond
 	reply, haveReply := first, true
+	// lastHeard is when the last heartbeat the coordinator answered was
+	// sent: the coordinator heard the member at or after it, so its
+	// session runs at least until lastHeard plus the session timeout.
+	lastHeard := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -461,10 +480,12 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		// well under the session timeout (three intervals).
 		hbCtx, hbCancel := context.WithTimeout(ctx, interval)
 		var err error
+		sent := time.Now()
 		reply, err = g.heartbeat(hbCtx)
 		hbCancel()
 		switch {
 		case err == nil:
+			lastHeard = sent
 			haveReply = true
 			interval = time.Duration(max(reply.HeartbeatIntervalMs, 10)) * time.Millisecond
 		case errors.Is(err, protocol.CodeUnknownMember):
@@ -478,6 +499,13 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		default:
 			if ctx.Err() == nil {
 				g.client.logger.Debug("raftmq: heartbeat failed", "group", g.group, "error", err)
+				if time.Since(lastHeard) >= g.config.sessionTimeout {
+					// The coordinator may have expired the session and
+					// moved the partitions: stop consuming them now
+					// rather than when it answers again. A later answer
+					// that still lists them claims them again.
+					g.dropAll(ctx)
+				}
 			}
 			timer.Reset(max(interval/4, 10*time.Millisecond))
 		}
@@ -542,7 +570,7 @@ func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition)
 }
 
 // dropAll forgets every partition without committing (the member's
-// epochs are stale once it expired).
+// epochs are stale once it expired) and reports them lost.
 func (g *GroupConsumer) dropAll(ctx context.Context) {
 	g.mu.Lock()
 	var lost []TopicPartition
@@ -554,8 +582,14 @@ func (g *GroupConsumer) dropAll(ctx context.Context) {
 	for _, tp := range lost {
 		g.consumer.Unassign(tp.Topic, tp.Partition)
 	}
-	if len(lost) > 0 && g.config.onRevoked != nil {
-		sortTopicPartitions(lost)
+	if len(lost) == 0 {
+		return
+	}
+	sortTopicPartitions(lost)
+	switch {
+	case g.config.onLost != nil:
+		g.config.onLost(ctx, lost)
+	case g.config.onRevoked != nil:
 		g.config.onRevoked(ctx, lost)
 	}
 }

@@ -24,8 +24,15 @@ package clients
 // claimed at its leader with its assignment epoch (fencing the previous
 // owner's commits) and starts at the committed offset read after the claim,
 // or the reset policy without one. A member that misses its session is
-// removed; its next heartbeat says so and it drops everything (OnRevoked)
-// and joins again. Delivery is at least once, in order within a partition.
+// removed, and its partitions move without a revoke; its next heartbeat
+// says so and it drops everything (OnLost, or OnRevoked without it) and
+// joins again. It also drops everything itself when no heartbeat was
+// answered for a whole session timeout, as the coordinator may have
+// removed it. Commits (auto-commit, Commit, the commit before a revoke)
+// run one at a time, so a partition's offsets reach its leader in order,
+// and auto-commit runs apart from the heartbeats, so a slow commit never
+// makes the member miss its session. Delivery is at least once, in order
+// within a partition.
 //
 // Offsets and groups without a GroupConsumer: Client.CommitOffsets,
 // FetchCommitted (committed offset, end offset, lag in records and

@@ -1,0 +1,170 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder: on a
+// loaded cluster an offset commit can take longer than the session
+// timeout. The member must keep heartbeating meanwhile (a commit on the
+// heartbeat loop let the coordinator expire a live member and give its
+// partitions to another while it still consumed them), and a commit made
+// while another is in flight must reach the leader after it, with the
+// newer offset (two commits in flight could land newest first and wind
+// the group's offset back).
+func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	const prefix = "committest"
+	fake := startFakeCluster(t)
+	respond := func(m *nats.Msg, v any) {
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = m.Respond(data)
+	}
+	subscribe := func(subject string, handler nats.MsgHandler) {
+		if _, err := fake.conn.Subscribe(subject, handler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The member owns t/0 (epoch 1) from the start; its committed offset
+	// is 10; fetches go unanswered (the test plays Poll itself).
+	assignment := protocol.HeartbeatReply{Version: protocol.APIVersion, Assigned: []protocol.GroupPartition{{Topic: "t", Partition: 0, Epoch: 1}},
+		Revoke: []protocol.GroupPartition{}, HeartbeatIntervalMs: interval.Milliseconds()}
+	var mu sync.Mutex
+	var heartbeats []time.Time
+	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupJoin), func(m *nats.Msg) { respond(m, assignment) })
+	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupHeartbeat), func(m *nats.Msg) {
+		mu.Lock()
+		heartbeats = append(heartbeats, time.Now())
+		mu.Unlock()
+		respond(m, assignment)
+	})
+	subscribe(protocol.SubjectBrokerCommitted(prefix, 1), func(m *nats.Msg) {
+		respond(m, protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: []protocol.CommittedOffset{{Topic: "t", Partition: 0, Committed: true, Offset: 10, HighWatermark: 30}}})
+	})
+	subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
+		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 10, HighWatermark: 30}))
+	})
+	subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
+	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupLeave), func(m *nats.Msg) { respond(m, protocol.DeleteGroupReply{Version: protocol.APIVersion}) })
+	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
+		respond(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
+			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
+	})
+	// The leader holds the first commit until released; every commit's
+	// offset is recorded in arrival order.
+	release := make(chan struct{})
+	var offsets []uint64
+	subscribe(protocol.SubjectBrokerCommit(prefix, 1), func(m *nats.Msg) {
+		var req protocol.OffsetCommitRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil || len(req.Offsets) != 1 {
+			t.Errorf("commit request %s: %v", m.Data, err)
+			return
+		}
+		mu.Lock()
+		offsets = append(offsets, req.Offsets[0].Offset)
+		first := len(offsets) == 1
+		mu.Unlock()
+		go func() {
+			if first {
+				<-release
+			}
+			respond(m, protocol.OffsetCommitReply{Version: protocol.APIVersion, Results: []protocol.PartitionResult{{Topic: "t", Partition: 0}}})
+		}()
+	})
+	if err := fake.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithSessionTimeout(3*interval),
+		WithAutoCommitInterval(20*time.Millisecond), WithCommitOnClose(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close(ctx)
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("waiting for %s", what)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	tp := TopicPartition{"t", 0}
+	waitUntil("t/0 assigned", func() bool { return len(member.Assigned()) == 1 })
+	// As if Poll had returned records up to offset 15: the auto-commit of
+	// 15 is then held by the leader.
+	member.mu.Lock()
+	member.positions[tp] = 15
+	member.mu.Unlock()
+	waitUntil("the first commit", func() bool { mu.Lock(); defer mu.Unlock(); return len(offsets) == 1 })
+	held := time.Now()
+	// Heartbeats go on for more than a session timeout while it is held
+	// (five intervals; allow ten for a loaded machine).
+	for {
+		mu.Lock()
+		n := 0
+		for _, at := range heartbeats {
+			if at.After(held) {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n >= 5 {
+			break
+		}
+		if time.Since(held) > 10*interval {
+			t.Fatalf("%d heartbeats in the %v a commit was in flight; session timeout %v", n, time.Since(held), 3*interval)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not waiting for time to pass
+	}
+	// A newer position and an explicit Commit while the first is held: it
+	// must wait for the first and then send the newer offset.
+	member.mu.Lock()
+	member.positions[tp] = 20
+	member.mu.Unlock()
+	committed := make(chan error, 1)
+	go func() { committed <- member.Commit(ctx) }()
+	select {
+	case err := <-committed:
+		t.Fatalf("Commit returned (%v) while an older commit was still in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(offsets); i++ {
+		if offsets[i] < offsets[i-1] {
+			t.Fatalf("commits reached the leader out of order: %v", offsets)
+		}
+	}
+	if len(offsets) < 2 || offsets[len(offsets)-1] != 20 {
+		t.Fatalf("commits %v: want 15 then 20", offsets)
+	}
+}

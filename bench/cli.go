@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ type cliOptions struct {
 	cpuProfile    string
 	blockProfile  string
 	mutexProfile  string
+	traceFile     string
 	versusSystems string
 }
 
@@ -85,6 +87,17 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if opts.traceFile != "" {
+		f, err := os.Create(opts.traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	stopProfiles, enableProfiles := waitProfiles(opts.blockProfile, opts.mutexProfile)
 	enableProfiles()
@@ -190,6 +203,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.StringVar(&opts.chartFormat, "chart-format", "svg", "chart format: svg or png")
 	fs.StringVar(&opts.dataDir, "data-dir", "", "parent of the clusters' temporary data directories (must be a real disk; default the system temp dir)")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (clients and in-process servers) to this file")
+	fs.StringVar(&opts.traceFile, "trace", "", "write an execution trace of the whole run to this file (go tool trace; -pprof=sched shows time spent waiting for a CPU)")
 	fs.StringVar(&opts.blockProfile, "blockprofile", "", "write a goroutine blocking profile (where time is spent waiting) to this file")
 	fs.StringVar(&opts.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file")
 	if err := fs.Parse(args); err != nil {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"io"
 	"strings"
 	"testing"
 
@@ -51,5 +52,15 @@ func TestTransportSummarySumsBrokers(t *testing.T) {
 	}
 	if s := brokerSummary(reg); strings.Contains(s, "produce_records") {
 		t.Fatalf("brokerSummary reports an unrelated counter: %q", s)
+	}
+}
+
+func TestTraceFlag(t *testing.T) {
+	_, opts, err := parseFlags(KindProduce, []string{"--trace", "run.trace"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.traceFile != "run.trace" {
+		t.Fatalf("traceFile = %q, want run.trace", opts.traceFile)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -43,8 +44,9 @@ func WithSessionTimeout(d time.Duration) GroupConsumerOption {
 	}
 }
 
-// WithAutoCommitInterval commits the offsets of the records Poll returned
-// at this interval, and before a partition is given up. 0 turns automatic
+// WithAutoCommitInterval commits at this interval, and before a partition
+// is given up, the offsets of the records returned by Poll calls before the
+// latest one (the application is done with them; see Poll). 0 turns automatic
 // commits off (use Commit, CommitOffsets or CommitAsync). Default 5s.
 func WithAutoCommitInterval(d time.Duration) GroupConsumerOption {
 	return func(c *groupConfig) error {
@@ -157,6 +159,11 @@ type GroupConsumer struct {
 	mu        sync.Mutex
 	owned     map[TopicPartition]uint64 // partition -> assignment epoch
 	positions map[TopicPartition]uint64 // offset after the last record Poll returned
+	// processed is positions as of the start of the latest Poll call: the
+	// application called Poll again, so it is done with every record an
+	// earlier call returned. Auto-commit and the commit before a revoke
+	// commit only these, never records it may still be processing.
+	processed map[TopicPartition]uint64
 	committed map[TopicPartition]uint64 // last offset committed
 	closed    bool
 
@@ -194,8 +201,9 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 	}
 	g := &GroupConsumer{
 		client: c, group: group, topics: slices.Clone(topics), config: config, consumer: consumer,
-		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, committed: map[TopicPartition]uint64{},
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, processed: map[TopicPartition]uint64{},
+		committed: map[TopicPartition]uint64{},
+		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	// The coordinator announces assignment changes; heartbeat at once then.
 	changed, err := c.conn.Subscribe(protocol.SubjectGroupChanged(c.config.prefix, group), func(*nats.Msg) {
@@ -255,8 +263,15 @@ func sortTopicPartitions(s []TopicPartition) {
 }
 
 // Poll returns records of the assigned partitions (see Consumer.Poll).
-// Their offsets count as processed for Commit and auto-commit.
+// Commit and Close commit the offsets of every record Poll returned;
+// auto-commit (and the commit before a revoke) only those returned by
+// earlier Poll calls, as calling Poll again says the application is done
+// with them: a member that fails while processing a batch never has that
+// batch committed, and its next owner delivers it again.
 func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
+	g.mu.Lock()
+	maps.Copy(g.processed, g.positions)
+	g.mu.Unlock()
 	records, err := g.consumer.Poll(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -278,7 +293,7 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 // Commit commits the offsets of every record Poll returned (of partitions
 // still owned) and waits for the acknowledgement.
 func (g *GroupConsumer) Commit(ctx context.Context) error {
-	return g.commitPositions(ctx, nil)
+	return g.commitPositions(ctx, nil, true)
 }
 
 // CommitAsync commits like Commit in the background and calls done (if not
@@ -332,9 +347,10 @@ func (g *GroupConsumer) commitOffsetsLocked(ctx context.Context, offsets map[Top
 	return errors.Join(errs...)
 }
 
-// commitPositions commits the processed positions of only (all owned when
-// nil) that moved since the last commit.
-func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartition) error {
+// commitPositions commits the positions of only (all owned when nil) that
+// moved since the last commit: of every record Poll returned with
+// returned, else of the records the application is done with.
+func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartition, returned bool) error {
 	// The positions are read under commitMu, after any commit in flight
 	// finished, so g.committed is current and the offsets sent are the
 	// newest.
@@ -342,11 +358,18 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 	defer g.commitMu.Unlock()
 	g.mu.Lock()
 	offsets := map[TopicPartition]uint64{}
-	for tp, position := range g.positions {
+	positions := g.processed
+	if returned {
+		positions = g.positions
+	}
+	for tp, position := range positions {
 		if only != nil && !slices.Contains(only, tp) {
 			continue
 		}
-		if committed, ok := g.committed[tp]; !ok || committed != position {
+		committed, ok := g.committed[tp]
+		// The processed positions trail the returned ones: never commit
+		// one below what a Commit of the returned ones already did.
+		if !ok || committed != position && (returned || position > committed) {
 			offsets[tp] = position
 		}
 	}
@@ -431,7 +454,7 @@ func (g *GroupConsumer) autoCommitLoop() {
 		case <-ticker.C:
 		}
 		commitCtx, commitCancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
-		if err := g.Commit(commitCtx); err != nil && ctx.Err() == nil {
+		if err := g.commitPositions(commitCtx, nil, false); err != nil && ctx.Err() == nil {
 			g.client.logger.Warn("raftmq: auto-commit failed", "group", g.group, "error", err)
 		}
 		commitCancel()
@@ -555,7 +578,7 @@ func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition)
 	}
 	if g.config.autoCommitInterval > 0 {
 		commitCtx, cancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
-		if err := g.commitPositions(commitCtx, partitions); err != nil && ctx.Err() == nil {
+		if err := g.commitPositions(commitCtx, partitions, false); err != nil && ctx.Err() == nil {
 			g.client.logger.Warn("raftmq: commit before revoke failed", "group", g.group, "error", err)
 		}
 		cancel()
@@ -564,6 +587,7 @@ func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition)
 	for _, tp := range partitions {
 		delete(g.owned, tp)
 		delete(g.positions, tp)
+		delete(g.processed, tp)
 		delete(g.committed, tp)
 	}
 	g.mu.Unlock()
@@ -577,7 +601,7 @@ func (g *GroupConsumer) dropAll(ctx context.Context) {
 	for tp := range g.owned {
 		lost = append(lost, tp)
 	}
-	g.owned, g.positions, g.committed = map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}
+	g.owned, g.positions, g.processed, g.committed = map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}
 	g.mu.Unlock()
 	for _, tp := range lost {
 		g.consumer.Unassign(tp.Topic, tp.Partition)
@@ -623,6 +647,7 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		if c.Committed {
 			g.committed[tp] = c.Offset
 			g.positions[tp] = c.Offset
+			g.processed[tp] = c.Offset
 		}
 		g.mu.Unlock()
 		started = append(started, tp)

@@ -3,6 +3,7 @@ package clients
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,8 @@ import (
 // partitions to another while it still consumed them), and a commit made
 // while another is in flight must reach the leader after it, with the
 // newer offset (two commits in flight could land newest first and wind
-// the group's offset back).
+// the group's offset back). Auto-commit commits only records returned by
+// Poll calls before the latest one.
 func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	const prefix = "committest"
@@ -112,10 +114,10 @@ func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testi
 	}
 	tp := TopicPartition{"t", 0}
 	waitUntil("t/0 assigned", func() bool { return len(member.Assigned()) == 1 })
-	// As if Poll had returned records up to offset 15: the auto-commit of
-	// 15 is then held by the leader.
+	// As if Poll had returned records up to offset 15 and been called
+	// again: the auto-commit of 15 is then held by the leader.
 	member.mu.Lock()
-	member.positions[tp] = 15
+	member.positions[tp], member.processed[tp] = 15, 15
 	member.mu.Unlock()
 	waitUntil("the first commit", func() bool { mu.Lock(); defer mu.Unlock(); return len(offsets) == 1 })
 	held := time.Now()
@@ -154,17 +156,33 @@ func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testi
 	if err := <-committed; err != nil {
 		t.Fatal(err)
 	}
+
+	// The latest Poll returned records up to 30: auto-commit leaves them
+	// alone (the application may still be processing them) until Poll is
+	// called again.
+	member.mu.Lock()
+	member.positions[tp] = 30
+	member.mu.Unlock()
+	observe := time.Now()
+	for time.Since(observe) < 10*20*time.Millisecond { // ten auto-commit intervals
+		time.Sleep(5 * time.Millisecond) // observing that nothing happens
+		mu.Lock()
+		n := len(offsets)
+		mu.Unlock()
+		if n != 2 {
+			t.Fatalf("auto-commit committed records of the latest Poll: commits %v", offsets)
+		}
+	}
+	pollCtx, pollCancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	_, _ = member.Poll(pollCtx) // nothing to fetch; says the application is done
+	pollCancel()
+	waitUntil("the auto-commit of 30", func() bool { mu.Lock(); defer mu.Unlock(); return len(offsets) == 3 })
 	if err := member.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for i := 1; i < len(offsets); i++ {
-		if offsets[i] < offsets[i-1] {
-			t.Fatalf("commits reached the leader out of order: %v", offsets)
-		}
-	}
-	if len(offsets) < 2 || offsets[len(offsets)-1] != 20 {
-		t.Fatalf("commits %v: want 15 then 20", offsets)
+	if !slices.Equal(offsets, []uint64{15, 20, 30}) {
+		t.Fatalf("commits %v: want 15, then 20 (after the held 15), then 30 (after the next Poll)", offsets)
 	}
 }

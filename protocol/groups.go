@@ -226,6 +226,13 @@ type HeartbeatRequest struct {
 	// coordinator asked it to revoke and that is missing here is released
 	// to its next owner.
 	Owned []GroupPartition `json:"owned"`
+	// Seq numbers the member's heartbeats: it increases with every
+	// heartbeat the member sends. The coordinator ignores the Owned list of
+	// a heartbeat whose Seq is not above the highest it has seen from the
+	// member (a late copy of one the member gave up on), answers it with
+	// the current assignment and does not renew the session on it.
+	// 0 (a client without sequence numbers) is always acted on.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // HeartbeatReply answers join and heartbeat: the member's assignment.

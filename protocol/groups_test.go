@@ -1,8 +1,10 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +61,27 @@ func FuzzDecodeConsumerOps(f *testing.F) {
 			t.Fatalf("re-encode of %+v: %+v %v", ops, again, err)
 		}
 	})
+}
+
+// Seq is omitted when 0 (a request from a client without sequence
+// numbers reads the same as before) and round-trips otherwise.
+func TestHeartbeatRequestSeq(t *testing.T) {
+	old, err := json.Marshal(HeartbeatRequest{Version: 1, Group: "g", Member: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(old), "seq") {
+		t.Fatalf("Seq 0 encoded: %s", old)
+	}
+	data, err := json.Marshal(HeartbeatRequest{Version: 1, Group: "g", Member: "m", Seq: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back HeartbeatRequest
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Seq != 1<<62 || !strings.Contains(string(data), `"seq":`) {
+		t.Fatalf("decoded seq %d from %s", back.Seq, data)
+	}
 }

@@ -18,6 +18,26 @@ import (
 // heartbeat in memory, and a new coordinator starts every member's session
 // afresh when it takes over (a member is never expired for the time no
 // coordinator was there to hear it).
+//
+// Stale heartbeats: a heartbeat the member gave up on (it timed out) can
+// still arrive after a newer one, e.g. held by a forwarding broker. Its
+// Owned list may omit a partition the member claimed since, and acting on
+// it would release a partition the member still consumes. A member numbers
+// its heartbeats (HeartbeatRequest.Seq, increasing); the coordinator keeps
+// the highest Seq it served per member (groupSessions.seq) and answers a
+// heartbeat with a Seq not above it with the current assignment only: it
+// neither acts on its Owned list nor renews the session (a late copy of an
+// old heartbeat proves nothing about the member now, and renewing on it
+// would keep a dead member alive longer). A sync command carries the Seq
+// too, and the replicated group state keeps the highest Seq a sync applied
+// per member (groupMember.SyncSeq); a sync whose Seq is not above it
+// releases nothing. So two syncs proposed concurrently cannot apply out of
+// order, and a new coordinator rejects a heartbeat older than the last
+// sync. What remains after a failover: the new coordinator's in-memory Seq
+// starts empty, so it accepts a stale heartbeat newer than the last
+// replicated sync of that member (a heartbeat served by the old coordinator
+// without a sync is not remembered). Seq 0 (a client from before Seq)
+// keeps the old behaviour: always acted on.
 
 const (
 	defaultSessionTimeout = 10 * time.Second
@@ -31,10 +51,35 @@ type groupSessions struct {
 	term     uint64                          // controller term the sessions belong to
 	lastSeen map[string]map[string]time.Time // group -> member -> last heartbeat
 	expiring map[string]bool                 // group+"\x00"+member: a leave is being proposed
+	seq      map[string]uint64               // group+"\x00"+member: highest heartbeat Seq served
 }
 
 func newGroupSessions() *groupSessions {
-	return &groupSessions{lastSeen: map[string]map[string]time.Time{}, expiring: map[string]bool{}}
+	return &groupSessions{lastSeen: map[string]map[string]time.Time{}, expiring: map[string]bool{}, seq: map[string]uint64{}}
+}
+
+// heartbeatSeen records a heartbeat with sequence number seq served as
+// coordinator in term, as touch does, unless it is stale: seq is not above
+// the highest seq served for the member in this term, nor above
+// replicatedSeq (the highest seq a committed sync of the member carried).
+// A stale heartbeat changes nothing and heartbeatSeen returns false. Seq 0
+// (an old client) is never stale.
+func (s *groupSessions) heartbeatSeen(term uint64, group, member string, seq, replicatedSeq uint64, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetIfNewTermLocked(term)
+	if seq != 0 {
+		key := group + "\x00" + member
+		if seq <= s.seq[key] || seq <= replicatedSeq {
+			return false
+		}
+		s.seq[key] = seq
+	}
+	if s.lastSeen[group] == nil {
+		s.lastSeen[group] = map[string]time.Time{}
+	}
+	s.lastSeen[group][member] = now
+	return true
 }
 
 // touch records a heartbeat served as coordinator in term. A newer
@@ -56,6 +101,7 @@ func (s *groupSessions) forget(group, member string) {
 	defer s.mu.Unlock()
 	delete(s.lastSeen[group], member)
 	delete(s.expiring, group+"\x00"+member)
+	delete(s.seq, group+"\x00"+member)
 }
 
 // markFailed clears the expiring mark of a member whose leave could not be
@@ -72,6 +118,7 @@ func (s *groupSessions) resetIfNewTermLocked(term uint64) {
 		s.term = term
 		s.lastSeen = map[string]map[string]time.Time{}
 		s.expiring = map[string]bool{}
+		s.seq = map[string]uint64{}
 	}
 }
 
@@ -246,18 +293,22 @@ func (b *Broker) joinGroup(ctx context.Context, term uint64, req *protocol.JoinG
 
 // heartbeat renews a member's session; when the member released partitions
 // it was asked to revoke, or the group's partitions changed (a topic grew
-// or went away), it proposes a sync so the assignment moves on.
+// or went away), it proposes a sync so the assignment moves on. A stale
+// heartbeat (see heartbeatSeen) only gets the current assignment.
 func (b *Broker) heartbeat(ctx context.Context, term uint64, req *protocol.HeartbeatRequest) protocol.HeartbeatReply {
 	g, ok := b.controller.state.group(req.Group)
 	if !ok || g.Members[req.Member] == nil {
 		return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeUnknownMember,
 			"group %q has no member %q (session expired?); join again", req.Group, req.Member)}
 	}
-	b.sessions.touch(term, req.Group, req.Member, time.Now())
-	sessionMs := g.Members[req.Member].SessionTimeoutMs
+	member := g.Members[req.Member]
+	sessionMs := member.SessionTimeoutMs
+	if !b.sessions.heartbeatSeen(term, req.Group, req.Member, req.Seq, member.SyncSeq, time.Now()) {
+		return b.assignmentReply(req.Group, req.Member, sessionMs)
+	}
 	if needsSync(g, req, b.currentMetadata()) {
 		_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupSync, Time: time.Now(),
-			Group: &groupCommand{Name: req.Group, Member: req.Member, Owned: req.Owned}})
+			Group: &groupCommand{Name: req.Group, Member: req.Member, Owned: req.Owned, Seq: req.Seq}})
 		if apiErr != nil {
 			return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: apiErr}
 		}

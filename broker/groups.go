@@ -40,6 +40,9 @@ type groupCommand struct {
 	SessionTimeoutMs int64                     `json:"session_timeout_ms,omitempty"`
 	Owned            []protocol.GroupPartition `json:"owned,omitempty"`
 	Expired          bool                      `json:"expired,omitempty"`
+	// Seq is the heartbeat sequence number a sync comes from (0: an old
+	// client, always applied); see groupMember.SyncSeq.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 type partitionKey struct {
@@ -56,6 +59,10 @@ type groupMember struct {
 	ID               string
 	Topics           []string
 	SessionTimeoutMs int64
+	// SyncSeq is the highest heartbeat Seq a sync of this member applied.
+	// A sync with a Seq not above it comes from a stale heartbeat and
+	// releases nothing. Kept when the member joins again.
+	SyncSeq uint64 `json:",omitempty"`
 }
 
 // consumerGroup is one group's replicated state.
@@ -255,7 +262,11 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 		}
 		topics := slices.Clone(gc.Topics)
 		sort.Strings(topics)
-		g.Members[gc.Member] = &groupMember{ID: gc.Member, Topics: slices.Compact(topics), SessionTimeoutMs: gc.SessionTimeoutMs}
+		var syncSeq uint64
+		if old := g.Members[gc.Member]; old != nil {
+			syncSeq = old.SyncSeq
+		}
+		g.Members[gc.Member] = &groupMember{ID: gc.Member, Topics: slices.Compact(topics), SessionTimeoutMs: gc.SessionTimeoutMs, SyncSeq: syncSeq}
 		for _, t := range topics {
 			if !slices.Contains(g.KnownTopics, t) {
 				g.KnownTopics = append(g.KnownTopics, t)
@@ -268,8 +279,15 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 		}
 		delete(g.Members, gc.Member)
 	case opGroupSync:
-		if g.Members[gc.Member] == nil {
+		member := g.Members[gc.Member]
+		if member == nil {
 			return protocol.Errorf(protocol.CodeUnknownMember, "group %q has no member %q", gc.Name, gc.Member)
+		}
+		if gc.Seq != 0 {
+			if gc.Seq <= member.SyncSeq {
+				break // a stale heartbeat's Owned list: release nothing
+			}
+			member.SyncSeq = gc.Seq
 		}
 		owned := map[partitionKey]bool{}
 		for _, gp := range gc.Owned {

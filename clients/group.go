@@ -165,7 +165,12 @@ type GroupConsumer struct {
 	// commit only these, never records it may still be processing.
 	processed map[TopicPartition]uint64
 	committed map[TopicPartition]uint64 // last offset committed
-	closed    bool
+	// heartbeatSeq numbers heartbeats (HeartbeatRequest.Seq). It is taken
+	// with the snapshot of owned under mu, so a heartbeat with a higher
+	// Seq never reports an older Owned list, and the coordinator can tell
+	// a late copy of a heartbeat this member gave up on from a newer one.
+	heartbeatSeq uint64
+	closed       bool
 
 	wake    chan struct{} // capacity 1: heartbeat now
 	changes *nats.Subscription
@@ -204,6 +209,11 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, processed: map[TopicPartition]uint64{},
 		committed: map[TopicPartition]uint64{},
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		// Heartbeat numbers start at the wall clock in nanoseconds, so a
+		// process that comes back with the same member id (WithMemberID)
+		// numbers above every heartbeat of the one before it, whose
+		// session the coordinator may still hold.
+		heartbeatSeq: uint64(max(time.Now().UnixNano(), 0)),
 	}
 	// The coordinator announces assignment changes; heartbeat at once then.
 	changed, err := c.conn.Subscribe(protocol.SubjectGroupChanged(c.config.prefix, group), func(*nats.Msg) {
@@ -424,10 +434,12 @@ func (g *GroupConsumer) heartbeat(ctx context.Context) (protocol.HeartbeatReply,
 	for tp, epoch := range g.owned {
 		owned = append(owned, protocol.GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Epoch: epoch})
 	}
+	g.heartbeatSeq++
+	seq := g.heartbeatSeq
 	g.mu.Unlock()
 	var reply protocol.HeartbeatReply
 	err := g.client.adminRequest(ctx, protocol.AdminGroupHeartbeat, protocol.HeartbeatRequest{
-		Version: protocol.APIVersion, Group: g.group, Member: g.config.memberID, Owned: owned}, &reply)
+		Version: protocol.APIVersion, Group: g.group, Member: g.config.memberID, Owned: owned, Seq: seq}, &reply)
 	if err == nil && reply.Error != nil {
 		err = reply.Error
 	}

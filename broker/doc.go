@@ -122,7 +122,10 @@
 // balanced per topic, cooperative: a partition moves only after its owner
 // released it, left or expired, and is granted with the grant's controller
 // index as its epoch). Heartbeats stay in the coordinator's memory; a new
-// coordinator restarts every member's session. The coordinator publishes
+// coordinator restarts every member's session. Heartbeats carry a per-member
+// sequence number (Seq): one not above the highest seen, or above the
+// replicated SyncSeq of the member's last sync, is stale and neither
+// releases partitions nor renews the session (coordinator.go). The coordinator publishes
 // <prefix>.group.changed.<group> when an assignment changes so members
 // heartbeat at once. A member claims each new partition at its leader (a
 // claim op raises the stored epoch, fencing the previous owner) and starts

@@ -246,16 +246,23 @@ func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte
 // ErrTransferring meanwhile.
 func (g *Group) TransferLeadership(ctx context.Context, to uint64) error {
 	req := &transferRequest{to: to, done: make(chan error, 1)}
+	return g.request(ctx, req.done, func() { g.newTransfer = append(g.newTransfer, req) })
+}
+
+// request queues a request for the group's worker with enqueue (called
+// under g.mu), unless the group is closed, and waits for the worker's
+// answer on done or for ctx.
+func (g *Group) request(ctx context.Context, done <-chan error, enqueue func()) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		return g.closeErr
 	}
-	g.newTransfer = append(g.newTransfer, req)
+	enqueue()
 	g.scheduleLocked()
 	g.mu.Unlock()
 	select {
-	case err := <-req.done:
+	case err := <-done:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()

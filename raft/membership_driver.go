@@ -105,20 +105,7 @@ func (g *Group) changeMembership(ctx context.Context, change confChange) error {
 		return err
 	}
 	req := &membershipRequest{change: change, done: make(chan error, 1)}
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
-		return g.closeErr
-	}
-	g.newMembership = append(g.newMembership, req)
-	g.scheduleLocked()
-	g.mu.Unlock()
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return g.request(ctx, req.done, func() { g.newMembership = append(g.newMembership, req) })
 }
 
 // startMembershipChanges hands new requests to the core (on the worker).

@@ -207,16 +207,7 @@ func (c *Client) ReassignPartition(ctx context.Context, topic string, partition 
 	if len(replicas) == 0 {
 		return nil, errors.New("clients: reassign: no replicas given")
 	}
-	request := protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Replicas: replicas}
-	var reply protocol.ReassignReply
-	if err := c.adminRequest(ctx, protocol.AdminReassignPartition, request, &reply); err != nil {
-		return nil, err
-	}
-	if reply.Error != nil {
-		return nil, reply.Error
-	}
-	c.metadata.forget(topic)
-	return reply.Reassignments, nil
+	return c.reassignPartition(ctx, protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Replicas: replicas})
 }
 
 // CancelReassignment turns a partition's reassignment in progress back
@@ -227,7 +218,12 @@ func (c *Client) ReassignPartition(ctx context.Context, topic string, partition 
 // WaitReassignments. A partition with no move in progress gives an error
 // matching protocol.CodeInvalidArgument.
 func (c *Client) CancelReassignment(ctx context.Context, topic string, partition uint32) ([]Reassignment, error) {
-	request := protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Cancel: true}
+	return c.reassignPartition(ctx, protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Cancel: true})
+}
+
+// reassignPartition sends a partition reassignment request (a move or its
+// cancellation) and forgets the topic's cached metadata once it is recorded.
+func (c *Client) reassignPartition(ctx context.Context, request protocol.ReassignPartitionRequest) ([]Reassignment, error) {
 	var reply protocol.ReassignReply
 	if err := c.adminRequest(ctx, protocol.AdminReassignPartition, request, &reply); err != nil {
 		return nil, err
@@ -235,7 +231,7 @@ func (c *Client) CancelReassignment(ctx context.Context, topic string, partition
 	if reply.Error != nil {
 		return nil, reply.Error
 	}
-	c.metadata.forget(topic)
+	c.metadata.forget(request.Topic)
 	return reply.Reassignments, nil
 }
 

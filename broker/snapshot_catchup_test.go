@@ -165,26 +165,7 @@ func assertSameRecords(t *testing.T, other, follower *partitionReplica, end uint
 	if from < other.log.FirstOffset() || from >= end {
 		t.Fatalf("follower's log starts at offset %d; the other's at %d, end %d", from, other.log.FirstOffset(), end)
 	}
-	read := func(r *partitionReplica) []fetchedRecord {
-		var out []fetchedRecord
-		for offset := from; offset < end; {
-			batches, next, err := r.log.ReadBatches(nil, offset, r.group.Status().AppliedIndex, 64<<10)
-			if err != nil {
-				t.Fatalf("read at offset %d: %v", offset, err)
-			}
-			if next <= offset {
-				t.Fatalf("read at offset %d made no progress", offset)
-			}
-			for _, rec := range decodeFetched(t, batches) {
-				if rec.offset >= from && rec.offset < end {
-					out = append(out, rec)
-				}
-			}
-			offset = next
-		}
-		return out
-	}
-	want, got := read(other), read(follower)
+	want, got := readReplica(t, other, from, end), readReplica(t, follower, from, end)
 	if uint64(len(want)) != end-from || !reflect.DeepEqual(got, want) {
 		t.Fatalf("follower holds %d records from offset %d, the other replica %d (want %d), or they differ",
 			len(got), from, len(want), end-from)

@@ -64,16 +64,11 @@ func startFakeCluster(t *testing.T, brokers ...uint64) *fakeCluster {
 	f := &fakeCluster{t: t, server: srv, conn: conn, brokers: brokers,
 		changed: make(chan struct{}), topics: make(map[string]*fakeTopic)}
 	prefix := protocol.DefaultSubjectPrefix
-	subscribe := func(subject string, handler nats.MsgHandler) {
-		if _, err := conn.Subscribe(subject, handler); err != nil {
-			t.Fatal(err)
-		}
-	}
-	subscribe(protocol.SubjectAdmin(prefix, ">"), f.handleAdmin)
+	f.subscribe(protocol.SubjectAdmin(prefix, ">"), f.handleAdmin)
 	for _, id := range brokers {
-		subscribe(protocol.SubjectBrokerProduce(prefix, id), func(m *nats.Msg) { f.handleProduce(id, m) })
-		subscribe(protocol.SubjectBrokerFetch(prefix, id), func(m *nats.Msg) { go f.handleFetch(id, m) })
-		subscribe(protocol.SubjectBrokerOffsets(prefix, id), func(m *nats.Msg) { f.handleOffsets(id, m) })
+		f.subscribe(protocol.SubjectBrokerProduce(prefix, id), func(m *nats.Msg) { f.handleProduce(id, m) })
+		f.subscribe(protocol.SubjectBrokerFetch(prefix, id), func(m *nats.Msg) { go f.handleFetch(id, m) })
+		f.subscribe(protocol.SubjectBrokerOffsets(prefix, id), func(m *nats.Msg) { f.handleOffsets(id, m) })
 	}
 	if err := conn.Flush(); err != nil {
 		t.Fatal(err)
@@ -135,6 +130,34 @@ func (f *fakeCluster) topicInfoLocked(name string) protocol.TopicInfo {
 		})
 	}
 	return info
+}
+
+// subscribe handles subject on the fake's connection.
+func (f *fakeCluster) subscribe(subject string, handler nats.MsgHandler) {
+	if _, err := f.conn.Subscribe(subject, handler); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// serveGroupMember plays a group coordinator on prefix's admin subjects:
+// join, leave and every heartbeat are answered with reply, except a
+// heartbeat for which onHeartbeat returns false (left unanswered).
+// Heartbeats are handled one at a time.
+func (f *fakeCluster) serveGroupMember(prefix string, reply protocol.HeartbeatReply, onHeartbeat func(protocol.HeartbeatRequest) bool) {
+	f.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupJoin), func(m *nats.Msg) { f.respondJSON(m, reply) })
+	f.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupHeartbeat), func(m *nats.Msg) {
+		var req protocol.HeartbeatRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			f.t.Error(err)
+			return
+		}
+		if onHeartbeat(req) {
+			f.respondJSON(m, reply)
+		}
+	})
+	f.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupLeave), func(m *nats.Msg) {
+		f.respondJSON(m, protocol.DeleteGroupReply{Version: protocol.APIVersion})
+	})
 }
 
 func (f *fakeCluster) respondJSON(m *nats.Msg, v any) {

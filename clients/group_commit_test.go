@@ -26,49 +26,34 @@ func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testi
 	const interval = 100 * time.Millisecond
 	const prefix = "committest"
 	fake := startFakeCluster(t)
-	respond := func(m *nats.Msg, v any) {
-		data, err := json.Marshal(v)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		_ = m.Respond(data)
-	}
-	subscribe := func(subject string, handler nats.MsgHandler) {
-		if _, err := fake.conn.Subscribe(subject, handler); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The member owns t/0 (epoch 1) from the start; its committed offset
 	// is 10; fetches go unanswered (the test plays Poll itself).
 	assignment := protocol.HeartbeatReply{Version: protocol.APIVersion, Assigned: []protocol.GroupPartition{{Topic: "t", Partition: 0, Epoch: 1}},
 		Revoke: []protocol.GroupPartition{}, HeartbeatIntervalMs: interval.Milliseconds()}
 	var mu sync.Mutex
 	var heartbeats []time.Time
-	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupJoin), func(m *nats.Msg) { respond(m, assignment) })
-	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupHeartbeat), func(m *nats.Msg) {
+	fake.serveGroupMember(prefix, assignment, func(protocol.HeartbeatRequest) bool {
 		mu.Lock()
 		heartbeats = append(heartbeats, time.Now())
 		mu.Unlock()
-		respond(m, assignment)
+		return true
 	})
-	subscribe(protocol.SubjectBrokerCommitted(prefix, 1), func(m *nats.Msg) {
-		respond(m, protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: []protocol.CommittedOffset{{Topic: "t", Partition: 0, Committed: true, Offset: 10, HighWatermark: 30}}})
+	fake.subscribe(protocol.SubjectBrokerCommitted(prefix, 1), func(m *nats.Msg) {
+		fake.respondJSON(m, protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: []protocol.CommittedOffset{{Topic: "t", Partition: 0, Committed: true, Offset: 10, HighWatermark: 30}}})
 	})
-	subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
+	fake.subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
 		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 10, HighWatermark: 30}))
 	})
-	subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
-	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupLeave), func(m *nats.Msg) { respond(m, protocol.DeleteGroupReply{Version: protocol.APIVersion}) })
-	subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
-		respond(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
+	fake.subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
+	fake.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
+		fake.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
 			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
 	})
 	// The leader holds the first commit until released; every commit's
 	// offset is recorded in arrival order.
 	release := make(chan struct{})
 	var offsets []uint64
-	subscribe(protocol.SubjectBrokerCommit(prefix, 1), func(m *nats.Msg) {
+	fake.subscribe(protocol.SubjectBrokerCommit(prefix, 1), func(m *nats.Msg) {
 		var req protocol.OffsetCommitRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil || len(req.Offsets) != 1 {
 			t.Errorf("commit request %s: %v", m.Data, err)
@@ -82,7 +67,7 @@ func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testi
 			if first {
 				<-release
 			}
-			respond(m, protocol.OffsetCommitReply{Version: protocol.APIVersion, Results: []protocol.PartitionResult{{Topic: "t", Partition: 0}}})
+			fake.respondJSON(m, protocol.OffsetCommitReply{Version: protocol.APIVersion, Results: []protocol.PartitionResult{{Topic: "t", Partition: 0}}})
 		}()
 	})
 	if err := fake.conn.Flush(); err != nil {

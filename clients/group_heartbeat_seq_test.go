@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/raftmq/raftmq/protocol"
 )
 
@@ -21,39 +19,16 @@ func TestGroupHeartbeatSeqIncreases(t *testing.T) {
 	fake := startFakeCluster(t)
 	seqs := make(chan uint64, 256)
 	heartbeats := 0
-	respond := func(m *nats.Msg, v any) {
-		data, err := json.Marshal(v)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		_ = m.Respond(data)
-	}
 	assignment := protocol.HeartbeatReply{Version: protocol.APIVersion, Assigned: []protocol.GroupPartition{},
 		Revoke: []protocol.GroupPartition{}, HeartbeatIntervalMs: interval.Milliseconds()}
-	subscribe := func(op string, handler nats.MsgHandler) {
-		if _, err := fake.conn.Subscribe(protocol.SubjectAdmin(prefix, op), handler); err != nil {
-			t.Fatal(err)
-		}
-	}
-	subscribe(protocol.AdminGroupJoin, func(m *nats.Msg) { respond(m, assignment) })
-	subscribe(protocol.AdminGroupHeartbeat, func(m *nats.Msg) {
-		var req protocol.HeartbeatRequest
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			t.Error(err)
-			return
-		}
+	fake.serveGroupMember(prefix, assignment, func(req protocol.HeartbeatRequest) bool {
 		heartbeats++ // one subscription: handlers run one at a time
 		select {
 		case seqs <- req.Seq:
 		default:
 		}
-		if heartbeats == 2 {
-			return // unanswered: the member gives up on it
-		}
-		respond(m, assignment)
+		return heartbeats != 2 // unanswered: the member gives up on it
 	})
-	subscribe(protocol.AdminGroupLeave, func(m *nats.Msg) { respond(m, protocol.DeleteGroupReply{Version: protocol.APIVersion}) })
 	if err := fake.conn.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,8 @@ package clients
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -23,31 +20,13 @@ func TestGroupHeartbeatLostInFailoverIsResentWithinTheSession(t *testing.T) {
 	fake := startFakeCluster(t)
 	arrivals := make(chan time.Time, 64)
 	heartbeats := 0
-	respond := func(m *nats.Msg, v any) {
-		data, err := json.Marshal(v)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		_ = m.Respond(data)
-	}
 	assignment := protocol.HeartbeatReply{Version: protocol.APIVersion, Assigned: []protocol.GroupPartition{},
 		Revoke: []protocol.GroupPartition{}, HeartbeatIntervalMs: interval.Milliseconds()}
-	subscribe := func(op string, handler nats.MsgHandler) {
-		if _, err := fake.conn.Subscribe(protocol.SubjectAdmin(prefix, op), handler); err != nil {
-			t.Fatal(err)
-		}
-	}
-	subscribe(protocol.AdminGroupJoin, func(m *nats.Msg) { respond(m, assignment) })
-	subscribe(protocol.AdminGroupHeartbeat, func(m *nats.Msg) {
+	fake.serveGroupMember(prefix, assignment, func(protocol.HeartbeatRequest) bool {
 		heartbeats++ // one subscription: handlers run one at a time
 		arrivals <- time.Now()
-		if heartbeats == 2 {
-			return // lost with the old coordinator
-		}
-		respond(m, assignment)
+		return heartbeats != 2 // the second is lost with the old coordinator
 	})
-	subscribe(protocol.AdminGroupLeave, func(m *nats.Msg) { respond(m, protocol.DeleteGroupReply{Version: protocol.APIVersion}) })
 	if err := fake.conn.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -220,7 +220,7 @@ func TestRestoredConfigurationIsTheSnapshots(t *testing.T) {
 func TestRestartAfterReassignmentUsesAppliedConfiguration(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 1)
+	cluster, client := startManualRetentionCluster(t, ctx, 1)
 	info := client.createTopic("restarted", 1, 3)
 	c := &leaderClient{testClient: client, leader: 1, nodes: 4, acks: protocol.AcksQuorum}
 	for i := range 5 {
@@ -346,7 +346,7 @@ func startConfigurationOnDisk(t *testing.T, dataDir, dir string, groupID uint64,
 func TestRestartAfterSnapshotRestoreUsesAppliedConfiguration(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 0)
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	var created protocol.TopicReply
 	client.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Version: 1, Name: "restored", Partitions: 1, Replicas: 3, RetentionBytes: 24 << 10}, &created)
 	if created.Error != nil {

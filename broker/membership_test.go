@@ -19,10 +19,10 @@ import (
 	"github.com/raftmq/raftmq/transport"
 )
 
-// startMembershipCluster starts three bootstrap brokers with small segments
+// startManualRetentionCluster starts three bootstrap brokers with small segments
 // and retention run by the test (runRetention), plus, when extra > 0,
 // brokers 4.. that are not in Bootstrap, added to the dev cluster.
-func startMembershipCluster(t *testing.T, ctx context.Context, extra int) (*DevCluster, *testClient) {
+func startManualRetentionCluster(t *testing.T, ctx context.Context, extra int) (*DevCluster, *testClient) {
 	t.Helper()
 	cluster, err := StartDev(ctx, DevConfig{
 		Nodes: 3, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0", Registerer: prometheus.NewRegistry(),
@@ -183,7 +183,7 @@ func leaderReplica(cluster *DevCluster, topic string) *partitionReplica {
 func TestReassignPartitionToNewBrokerWhileProducing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 0)
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	var created protocol.TopicReply
 	client.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Version: 1, Name: "moved", Partitions: 1, Replicas: 3, RetentionBytes: 24 << 10}, &created)
 	if created.Error != nil {
@@ -364,7 +364,7 @@ func readReplica(t *testing.T, r *partitionReplica, from, end uint64) []fetchedR
 func TestReplaceStoppedBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 0)
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	client.createTopic("swap", 2, 3) // on brokers 1, 2 and 3
 	addBroker(t, ctx, cluster, 4)
 	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
@@ -465,7 +465,7 @@ func TestReplaceStoppedBroker(t *testing.T) {
 func TestControllerAddAndRemove(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 1)
+	cluster, client := startManualRetentionCluster(t, ctx, 1)
 	client.createTopic("before", 1, 3)
 
 	var reply protocol.ControllerMemberReply
@@ -508,7 +508,7 @@ func TestControllerAddAndRemove(t *testing.T) {
 func TestMembershipRefusesBadInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 1)
+	cluster, client := startManualRetentionCluster(t, ctx, 1)
 	client.createTopic("bad", 1, 3)
 	reassign := func(topic string, partition uint32, replicas ...uint64) *protocol.Error {
 		var reply protocol.ReassignReply
@@ -613,7 +613,7 @@ func TestReassignmentInProgressIsRefused(t *testing.T) {
 func TestReassignAwayFromLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 0)
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	client.createTopic("away", 1, 3)
 	addBroker(t, ctx, cluster, 4)
 	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
@@ -710,7 +710,7 @@ func TestCancelReassignmentRules(t *testing.T) {
 func TestCancelReassignmentToStoppedBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 0)
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	client.createTopic("back", 1, 3)
 	addBroker(t, ctx, cluster, 4)
 	c := &leaderClient{testClient: client, leader: 1, nodes: 3, acks: protocol.AcksQuorum}
@@ -783,7 +783,7 @@ func TestStartVotersOfAJoiningReplica(t *testing.T) {
 func TestShrinkThenGrowPartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startMembershipCluster(t, ctx, 0)
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	info := client.createTopic("elastic", 1, 3)
 	full := info.Partitions[0].Replicas
 	small := full[:2]

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
 )
@@ -23,20 +21,8 @@ import (
 func TestFollowerBehindRetentionCatchesUpBySnapshot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, err := StartDev(ctx, DevConfig{
-		Nodes: 3, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0", Registerer: prometheus.NewRegistry(),
-		Configure: func(c *Config) {
-			fastTimings(c)
-			c.Log.SegmentMaxBytes = 8 << 10
-			// The test runs retention itself; the topic's settings apply.
-			c.Retention = RetentionConfig{MaxAge: 0, MaxBytes: 0, CheckInterval: time.Hour, SnapshotsKept: 2}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close(context.Background())
-	_, client := startTestClient(t, cluster)
+	// The test runs retention itself; the topic's settings apply.
+	cluster, client := startManualRetentionCluster(t, ctx, 0)
 	var created protocol.TopicReply
 	client.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Version: 1, Name: "caught", Partitions: 1, Replicas: 3, RetentionBytes: 24 << 10}, &created)
 	if created.Error != nil {

@@ -81,15 +81,7 @@ func (l *benchLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 	start := lo - b.first
 	end := min(uint64(len(b.ents)), hi-b.first)
 	ents := b.ents[start:end]
-	var size uint64
-	for i := range ents {
-		size += uint64(len(ents[i].Data))
-		if size > maxBytes && i > 0 {
-			ents = ents[:i]
-			break
-		}
-	}
-	return ents[:len(ents):len(ents)], nil
+	return limitBytes(ents, maxBytes), nil
 }
 
 func (l *benchLog) Append(ents []protocol.Entry) error {

@@ -59,15 +59,7 @@ func (l *memLog) Entries(lo, hi, maxBytes uint64) ([]protocol.Entry, error) {
 		return nil, fmt.Errorf("memlog: entries [%d, %d) outside the log [%d, %d]", lo, hi, l.first, l.first+uint64(len(l.ents))-1)
 	}
 	ents := l.ents[lo-l.first : hi-l.first]
-	var size uint64
-	for i := range ents {
-		size += uint64(len(ents[i].Data))
-		if size > maxBytes && i > 0 {
-			ents = ents[:i]
-			break
-		}
-	}
-	return ents[:len(ents):len(ents)], nil
+	return limitBytes(ents, maxBytes), nil
 }
 
 func (l *memLog) Append(ents []protocol.Entry) error {
@@ -183,4 +175,19 @@ func (m *memStateMachine) Apply(ents []protocol.Entry) error {
 		m.applied = append(m.applied, ents...)
 	}
 	return nil
+}
+
+// limitBytes cuts ents to at most maxBytes of Data, but keeps at least one
+// entry, as LogStorage.Entries does; the result cannot be appended to in
+// place.
+func limitBytes(ents []protocol.Entry, maxBytes uint64) []protocol.Entry {
+	var size uint64
+	for i := range ents {
+		size += uint64(len(ents[i].Data))
+		if size > maxBytes && i > 0 {
+			ents = ents[:i]
+			break
+		}
+	}
+	return ents[:len(ents):len(ents)]
 }

@@ -59,16 +59,7 @@ func BenchmarkAppendSync(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				next := l.LastIndex() + 1
-				for i := range entries {
-					entries[i].Index = next + uint64(i)
-				}
-				if err := l.Append(entries); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := l.Sync(); err != nil {
-					b.Fatal(err)
-				}
+				appendSync(b, l, entries)
 			}
 		})
 	}
@@ -111,6 +102,26 @@ func writeBaseline(b *testing.B, f *os.File, batch []byte) {
 // its append chunks are being reused, the steady state of a running log
 // (filling the cache allocates its chunks once), and writes as many bytes
 // to the baseline file f, if any, so both files have the same size.
+// appendNext numbers entries to follow the log's last index and appends
+// them.
+func appendNext(b *testing.B, l *Log, entries []protocol.Entry) {
+	next := l.LastIndex() + 1
+	for i := range entries {
+		entries[i].Index = next + uint64(i)
+	}
+	if err := l.Append(entries); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// appendSync is appendNext followed by a Sync.
+func appendSync(b *testing.B, l *Log, entries []protocol.Entry) {
+	appendNext(b, l, entries)
+	if _, err := l.Sync(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func warmUp(b *testing.B, l *Log, entries []protocol.Entry, f *os.File) {
 	opts := DefaultOptions()
 	batchBytes := 0
@@ -119,16 +130,7 @@ func warmUp(b *testing.B, l *Log, entries []protocol.Entry, f *os.File) {
 	}
 	batch := encodeFrames(entries)
 	for written := 0; written < opts.TailCacheBytes+4*opts.WriteBufferBytes; written += batchBytes {
-		next := l.LastIndex() + 1
-		for i := range entries {
-			entries[i].Index = next + uint64(i)
-		}
-		if err := l.Append(entries); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := l.Sync(); err != nil {
-			b.Fatal(err)
-		}
+		appendSync(b, l, entries)
 		if f != nil {
 			if _, err := f.Write(batch); err != nil {
 				b.Fatal(err)
@@ -177,16 +179,7 @@ func BenchmarkAppendSyncVsBaseline(b *testing.B) {
 				cpu := processCPU()
 				defer func() { logCPU += processCPU() - cpu }()
 				start := time.Now()
-				next := l.LastIndex() + 1
-				for i := range entries {
-					entries[i].Index = next + uint64(i)
-				}
-				if err := l.Append(entries); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := l.Sync(); err != nil {
-					b.Fatal(err)
-				}
+				appendSync(b, l, entries)
 				return time.Since(start)
 			}
 			baselineBatch := func() time.Duration {
@@ -230,13 +223,7 @@ func BenchmarkAppendSyncVsBaseline(b *testing.B) {
 func fillLog(b *testing.B, l *Log, entrySize int, totalBytes int64) {
 	entries := benchEntries(entrySize)
 	for written := int64(0); written < totalBytes; written += int64(entrySize * len(entries)) {
-		next := l.LastIndex() + 1
-		for i := range entries {
-			entries[i].Index = next + uint64(i)
-		}
-		if err := l.Append(entries); err != nil {
-			b.Fatal(err)
-		}
+		appendNext(b, l, entries)
 	}
 	if _, err := l.Sync(); err != nil {
 		b.Fatal(err)
@@ -376,16 +363,7 @@ func BenchmarkAppendCPU(b *testing.B) {
 			b.ResetTimer()
 			cpu := processCPU()
 			for b.Loop() {
-				next := l.LastIndex() + 1
-				for i := range entries {
-					entries[i].Index = next + uint64(i)
-				}
-				if err := l.Append(entries); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := l.Sync(); err != nil {
-					b.Fatal(err)
-				}
+				appendSync(b, l, entries)
 			}
 			cpu = processCPU() - cpu
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*entriesPerSync), "cpu-ns/entry")

@@ -160,7 +160,7 @@ func (c *leaderClient) produce(ctx context.Context, topic string, partition uint
 			c.leader = reply.Err.Leader
 		default:
 			c.leader = c.leader%uint64(c.nodes) + 1
-			waitBriefly(ctx, attempt)
+			waitBackoff(ctx, attempt)
 		}
 	}
 }
@@ -182,19 +182,8 @@ func (c *leaderClient) fetch(ctx context.Context, req protocol.FetchRequest) (pr
 			c.leader = reply.Err.Leader
 		default:
 			c.leader = c.leader%uint64(c.nodes) + 1
-			waitBriefly(ctx, attempt)
+			waitBackoff(ctx, attempt)
 		}
-	}
-}
-
-// waitBriefly backs off between retries while an election runs; it waits
-// on ctx, so a finished test never hangs here.
-func waitBriefly(ctx context.Context, attempt int) {
-	timer := time.NewTimer(time.Duration(min(attempt+1, 10)) * 20 * time.Millisecond)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-timer.C:
 	}
 }
 
@@ -291,7 +280,7 @@ func TestProduceAndFetchInOrderAcrossPartitions(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("leaders never spread: %+v", described.Topic.Partitions)
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 	// acks=applied: the leader's high watermark covers a batch once it is
 	// acknowledged, so the reads below see everything at once.
@@ -660,7 +649,7 @@ func TestLeaderFailoverLosesNoAcknowledgedRecord(t *testing.T) {
 		if len(final) > 0 && final[len(final)-1].offset >= last {
 			break
 		}
-		waitBriefly(ctx, 3)
+		waitBackoff(ctx, 3)
 	}
 	for i, r := range final {
 		if r.offset != uint64(i) {

@@ -29,7 +29,7 @@ func (c *testClient) groupAdmin(ctx context.Context, op string, req any, reply a
 		if e == nil || !e.Retriable() || ctx.Err() != nil {
 			return e
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 }
 
@@ -111,7 +111,7 @@ func TestGroupAssignmentSurvivesCoordinatorFailover(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("never balanced: %+v", before)
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 
 	var status protocol.MetadataReply
@@ -135,7 +135,7 @@ func TestGroupAssignmentSurvivesCoordinatorFailover(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("member a never expired: %+v", d)
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 }
 

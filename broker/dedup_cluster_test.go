@@ -78,7 +78,7 @@ func TestIdempotentRetryAfterLeaderStopWritesOnce(t *testing.T) {
 	want := []string{"a0", "a1", "b2", "c3", "d4", "d5", "d6", "d7", "d8"}
 	var got []fetchedRecord
 	for got = producer.readAll(ctx, t, "once", 0); len(got) < len(want) && ctx.Err() == nil; got = producer.readAll(ctx, t, "once", 0) {
-		waitBriefly(ctx, 3)
+		waitBackoff(ctx, 3)
 	}
 	if len(got) != len(want) {
 		t.Fatalf("log holds %d records, want %d: %v", len(got), len(want), got)

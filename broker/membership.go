@@ -511,6 +511,8 @@ func (b *Broker) addControllerVoter(ctx context.Context, id uint64, isLearner bo
 	}
 }
 
+// waitBackoff pauses between retries while an election or a change runs:
+// 20 ms more per attempt, at most 200 ms, and no longer than ctx.
 func waitBackoff(ctx context.Context, attempt int) {
 	timer := time.NewTimer(time.Duration(min(attempt+1, 10)) * 20 * time.Millisecond)
 	defer timer.Stop()

@@ -74,7 +74,7 @@ func addBroker(t *testing.T, ctx context.Context, cluster *DevCluster, id uint64
 		if ctx.Err() != nil {
 			t.Fatalf("broker %d never registered", id)
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 }
 
@@ -138,7 +138,7 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 		if ctx.Err() != nil {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 }
 

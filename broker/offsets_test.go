@@ -50,7 +50,7 @@ func (c *leaderClient) commitOne(ctx context.Context, group string, po protocol.
 			c.leader = e.Leader
 		} else {
 			c.leader = c.leader%uint64(c.nodes) + 1
-			waitBriefly(ctx, attempt)
+			waitBackoff(ctx, attempt)
 		}
 	}
 }
@@ -81,7 +81,7 @@ func (c *leaderClient) committed(ctx context.Context, group string, gp protocol.
 			c.leader = e.Leader
 		} else {
 			c.leader = c.leader%uint64(c.nodes) + 1
-			waitBriefly(ctx, attempt)
+			waitBackoff(ctx, attempt)
 		}
 	}
 }
@@ -234,7 +234,7 @@ func waitReplicasAgree(ctx context.Context, t *testing.T, cluster *DevCluster, t
 		if ctx.Err() != nil {
 			t.Fatalf("replicas never reached the same applied index: %v", indexes)
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 }
 
@@ -326,7 +326,7 @@ func TestOffsetCommitsSurviveLeaderFailover(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Fatalf("waiting for commit %d", n)
 			}
-			waitBriefly(ctx, 0)
+			waitBackoff(ctx, 0)
 		}
 	}
 	for round := range 2 {

@@ -82,7 +82,7 @@ func retentionScenario(t *testing.T, concurrent bool) {
 		if ctx.Err() != nil {
 			t.Fatal("retention never deleted segments on every replica")
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 	reply, err := c.fetch(ctx, protocol.FetchRequest{Topic: "retained", Offset: 0})
 	if err == nil || reply.Err == nil || reply.Err.Code != protocol.CodeOffsetOutOfRange || reply.Err.Low == 0 {
@@ -115,7 +115,7 @@ func retentionScenario(t *testing.T, concurrent bool) {
 		if ctx.Err() != nil {
 			t.Fatal("restarted replica never held the group offset")
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 	if e := c.commitOne(ctx, "g", protocol.PartitionOffset{Topic: "retained", Offset: committed + 2}); e != nil {
 		t.Fatal(e)

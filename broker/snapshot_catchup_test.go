@@ -75,7 +75,7 @@ func TestFollowerBehindRetentionCatchesUpBySnapshot(t *testing.T) {
 			t.Fatalf("retention never passed the follower's last index %d (logs start at %d and %d)",
 				followerLastIndex, others[0].log.FirstIndex(), others[1].log.FirstIndex())
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 	leaderReplica := others[0]
 	if others[1].group.Status().Role == raft.RoleLeader {
@@ -103,7 +103,7 @@ func TestFollowerBehindRetentionCatchesUpBySnapshot(t *testing.T) {
 			}
 			t.Fatal("the restarted follower never caught up by snapshot")
 		}
-		waitBriefly(ctx, attempt)
+		waitBackoff(ctx, attempt)
 	}
 	if first := caughtUp.log.FirstIndex(); first <= followerLastIndex+1 {
 		t.Fatalf("follower log starts at %d, but it had entries up to %d before the snapshot", first, followerLastIndex)

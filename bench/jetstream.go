@@ -260,6 +260,40 @@ func (t *jetStreamTarget) Prepare(ctx context.Context, w Workload) error {
 		}
 		t.streams = append(t.streams, name)
 	}
+	return t.awaitStreamInterest(ctx, w.Partitions)
+}
+
+// awaitStreamInterest waits until every server a producer may connect to
+// routes the streams' subjects to a stream. Interest spreads through the
+// cluster after CreateStream returns; a publish sent before it arrives gets
+// "no responders" and counts as failed. The probe expects an impossible last
+// sequence, so the stream answers with an error and stores nothing.
+func (t *jetStreamTarget) awaitStreamInterest(ctx context.Context, partitions int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, url := range t.urls {
+		conn, err := nats.Connect(url, nats.Name("raftmq-bench-probe"))
+		if err != nil {
+			return err
+		}
+		for q := range partitions {
+			for {
+				probe := nats.NewMsg(t.subject(q))
+				probe.Header.Set(jetstream.ExpectedLastSeqHeader, "18446744073709551615")
+				_, err := conn.RequestMsgWithContext(ctx, probe)
+				if !errors.Is(err, nats.ErrNoResponders) {
+					break
+				}
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-ctx.Done():
+					conn.Close()
+					return fmt.Errorf("stream subject %s has no stream behind it at %s: %w", t.subject(q), url, ctx.Err())
+				}
+			}
+		}
+		conn.Close()
+	}
 	return nil
 }
 

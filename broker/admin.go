@@ -43,16 +43,29 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		op = strings.TrimPrefix(msg.Subject, b.prefix+".api.admin.")
 	}
 	var reply any
-	if b.currentMetadata().Version == 0 && (op == protocol.AdminDescribeTopic || op == protocol.AdminListTopics) {
-		// A broker that has not adopted the cluster metadata yet (it just
-		// started) must not answer "unknown topic" or "no topics": it asks
-		// the controller leader, or says it is not ready.
-		if !forwarded {
+	if op == protocol.AdminDescribeTopic || op == protocol.AdminListTopics {
+		// Topics are described by the controller leader once it applied
+		// every committed command, so a describe or list that follows an
+		// acknowledged create or delete sees it, whichever broker the
+		// request reached. (The other brokers learn metadata from a
+		// broadcast that may still be in flight.)
+		if !b.isControllerLeader() {
+			if forwarded {
+				b.respondJSON(msg, adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
+					Message: fmt.Sprintf("broker %d does not lead the controller", b.cfg.ID)}})
+				return
+			}
 			b.forwardToController(ctx, msg, op)
 			return
 		}
-		b.respondJSON(msg, adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeNotReady, "broker %d has no cluster metadata yet", b.cfg.ID)})
-		return
+		for attempt := 0; !b.controllerCaughtUp(); attempt++ {
+			if ctx.Err() != nil || !b.isControllerLeader() {
+				b.respondJSON(msg, adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeNotReady, "broker %d has not applied the controller log yet", b.cfg.ID)})
+				return
+			}
+			waitBackoff(ctx, attempt)
+		}
+		b.adoptMetadata(b.controller.state.current())
 	}
 	switch op {
 	case protocol.AdminCreateTopic, protocol.AdminDeleteTopic, protocol.AdminRegisterBroker,

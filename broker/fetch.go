@@ -1,0 +1,159 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/segmentlog"
+)
+
+// The fetch path: long-poll reads of committed record batches, served as
+// the log's raw bytes.
+
+func (b *Broker) handleFetch(msg *nats.Msg) {
+	start := time.Now()
+	req, err := protocol.DecodeFetchRequest(msg.Data)
+	var reply []byte
+	if err != nil {
+		reply = protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: asAPIError(err)})
+	} else {
+		reply = b.fetch(req)
+	}
+	b.metrics.observeFetch(reply, start)
+	_ = msg.Respond(reply) // copies reply into the connection's buffer
+	putFetchBuffer(reply)
+}
+
+// fetchBuffers recycles fetch reply buffers: a reply is up to the max
+// payload (1 MiB by default), and a fresh one per fetch costs more to
+// allocate and zero than to fill.
+var fetchBuffers sync.Pool // of *[]byte
+
+// getFetchBuffer returns an empty buffer with at least capacity bytes.
+func getFetchBuffer(capacity int) []byte {
+	if p, ok := fetchBuffers.Get().(*[]byte); ok && cap(*p) >= capacity {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, capacity)
+}
+
+// putFetchBuffer hands a reply buffer back once it was sent; small ones
+// (error replies) and outsized ones are left to the collector.
+func putFetchBuffer(b []byte) {
+	if cap(b) < 64<<10 || cap(b) > 8<<20 {
+		return
+	}
+	fetchBuffers.Put(&b)
+}
+
+// fetchReplyHeaderSize is the size of an encoded FetchReply without error
+// and batches: version, error code, three uint64.
+const fetchReplyHeaderSize = 1 + 2 + 3*8
+
+// fetch serves a fetch request and returns the encoded reply. It waits up to
+// the request's max wait for data to be committed at the requested offset.
+func (b *Broker) fetch(req protocol.FetchRequest) []byte {
+	failed := func(e *protocol.Error) []byte {
+		return protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: e})
+	}
+	r, apiErr := b.replicaFor(req.Topic, req.Partition)
+	if apiErr != nil {
+		return failed(apiErr)
+	}
+	if apiErr := b.leaderCheck(r); apiErr != nil {
+		return failed(apiErr)
+	}
+	b.awaitCommitted(r)
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = b.cfg.DefaultFetchBytes
+	}
+	// The reply must fit in one NATS message; a single batch always does.
+	maxBytes = min(maxBytes, int(b.nc.MaxPayload())-1024)
+	maxWait := min(req.MaxWait, b.cfg.MaxFetchWait)
+	var timer *time.Timer
+	var expired <-chan time.Time
+	if maxWait > 0 {
+		timer = time.NewTimer(maxWait)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	for {
+		appliedIndex, highWatermark, advanced := r.state.visible()
+		logStart := r.log.FirstOffset()
+		reply := protocol.FetchReply{HighWatermark: highWatermark, LogStartOffset: logStart, NextOffset: req.Offset}
+		// An offset past the high watermark but already assigned (appended,
+		// committed or about to be, not yet applied here) waits like one at
+		// the high watermark; only offsets never assigned are out of range.
+		if req.Offset < logStart || req.Offset > max(highWatermark, r.log.NextOffset()) {
+			reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: logStart, High: highWatermark,
+				Message: fmt.Sprintf("offset %d of %s/%d", req.Offset, req.Topic, req.Partition)}
+			return protocol.AppendFetchReply(nil, &reply)
+		}
+		if req.Offset < highWatermark {
+			// Read the batches straight after the space the header takes,
+			// then write the header in front: no copy of the batch bytes.
+			buf := getFetchBuffer(fetchReplyHeaderSize + maxBytes + 64<<10)[:fetchReplyHeaderSize]
+			out, next, err := r.log.ReadBatches(buf, req.Offset, appliedIndex, maxBytes)
+			if errors.Is(err, segmentlog.ErrOutOfRange) {
+				// Retention deleted the offset since the range check above:
+				// the consumer must reset, which out-of-range tells it.
+				reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: r.log.FirstOffset(), High: highWatermark,
+					Message: fmt.Sprintf("offset %d of %s/%d: %v", req.Offset, req.Topic, req.Partition, err)}
+				return protocol.AppendFetchReply(nil, &reply)
+			}
+			if err != nil {
+				return failed(protocol.Errorf(protocol.CodeStorage, "read %s/%d at offset %d: %v", req.Topic, req.Partition, req.Offset, err))
+			}
+			if len(out) > fetchReplyHeaderSize {
+				reply.NextOffset = next
+				protocol.AppendFetchReplyHeader(out[:0], &reply)
+				return out
+			}
+			putFetchBuffer(out)
+		}
+		if expired == nil {
+			return protocol.AppendFetchReply(nil, &reply)
+		}
+		select {
+		case <-advanced:
+		case <-expired:
+			return protocol.AppendFetchReply(nil, &reply)
+		case <-b.stop:
+			return protocol.AppendFetchReply(nil, &reply)
+		}
+	}
+}
+
+// awaitCommitted waits, briefly, until the leader has applied every entry
+// that was committed when the request arrived. A produce is acknowledged at
+// commit (acks=quorum) and the high watermark moves at apply, so without this
+// a fetch or offsets request sent right after an acknowledgement could miss
+// the acknowledged records. Apply trails commit by one hand-off, so the wait
+// is short; it is bounded so a stuck apply cannot hold a request forever.
+func (b *Broker) awaitCommitted(r *partitionReplica) {
+	commit := r.group.Status().CommitIndex
+	var timer *time.Timer
+	for {
+		applied, _, advanced := r.state.visible()
+		if applied >= commit {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Second)
+			defer timer.Stop()
+		}
+		select {
+		case <-advanced:
+		case <-timer.C:
+			return
+		case <-b.stop:
+			return
+		}
+	}
+}

@@ -96,17 +96,14 @@ func TestHostAddVoterPromotesTheLearnerOnceCaughtUp(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	leader := tc.leader(t)
-	g := tc.groups[leader]
 	data := make([]byte, 64)
 	for range 300 {
-		if _, _, err := g.Propose(ctx, protocol.EntryControl, data, AckCommitted).Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
+		tc.atLeader(ctx, t, func(g *Group) error {
+			_, _, err := g.Propose(ctx, protocol.EntryControl, data, AckCommitted).Wait(ctx)
+			return err
+		})
 	}
-	if err := g.AddVoter(ctx, 4); err != nil {
-		t.Fatalf("AddVoter: %v", err)
-	}
+	g := tc.atLeader(ctx, t, func(g *Group) error { return g.AddVoter(ctx, 4) })
 	st := g.Status()
 	if !slices.Equal(st.Configuration.Voters, []uint64{1, 2, 3, 4}) || len(st.Configuration.Learners) != 0 || st.Configuration.Joint() {
 		t.Fatalf("configuration after AddVoter: %+v", st.Configuration)
@@ -116,7 +113,27 @@ func TestHostAddVoterPromotesTheLearnerOnceCaughtUp(t *testing.T) {
 	if last := tc.groups[4].Status().LastIndex; last+8 < st.ConfigurationIndex-2 {
 		t.Fatalf("new voter's log ends at %d, the promotion is at %d", last, st.ConfigurationIndex)
 	}
-	if err := g.AddVoter(ctx, 4); err != nil {
-		t.Fatalf("AddVoter of a voter: %v", err)
+	tc.atLeader(ctx, t, func(g *Group) error { return g.AddVoter(ctx, 4) })
+}
+
+// atLeader runs op on the current leader and runs it again on the next one
+// when leadership moves under it: with a 50 ms election timeout, a loaded
+// machine (or the race detector) can delay heartbeats past it. op must be
+// safe to repeat.
+func (tc *testCluster) atLeader(ctx context.Context, t *testing.T, op func(*Group) error) *Group {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		g := tc.groups[tc.leader(t)]
+		err := op(g)
+		if err == nil {
+			return g
+		}
+		var notLeader *NotLeaderError
+		moved := errors.As(err, &notLeader) || errors.Is(err, ErrProposalDropped) ||
+			errors.Is(err, ErrTransferring) || errors.Is(err, ErrConfigChangeInProgress)
+		if !moved || ctx.Err() != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -31,7 +31,8 @@
 //
 // A Producer batches records per partition until the batch is full
 // (WithBatchMaxBytes) or has waited WithLinger, then sends it to the
-// partition leader's produce subject. At most WithMaxInFlight batches per
+// partition leader's produce subject; a partition with no batch in flight
+// sends at once, so linger never delays an idle producer. At most WithMaxInFlight batches per
 // partition are unacknowledged at a time; they leave in order on one NATS
 // connection and the broker appends them in arrival order, so a partition's
 // records keep their produce order. Retriable errors (protocol.ErrorCode

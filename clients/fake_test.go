@@ -32,6 +32,10 @@ type fakeCluster struct {
 	// dropProduce makes the next produce requests go unanswered (a timeout).
 	dropProduce int
 	produceSeen int
+	// produceGate, when set, holds every produce request until it is
+	// closed (holdProduce); produceArrived counts requests that reached it.
+	produceGate    chan struct{}
+	produceArrived int
 }
 
 type fakeTopic struct {
@@ -66,7 +70,10 @@ func startFakeCluster(t *testing.T, brokers ...uint64) *fakeCluster {
 	prefix := protocol.DefaultSubjectPrefix
 	f.subscribe(protocol.SubjectAdmin(prefix, ">"), f.handleAdmin)
 	for _, id := range brokers {
-		f.subscribe(protocol.SubjectBrokerProduce(prefix, id), func(m *nats.Msg) { f.handleProduce(id, m) })
+		f.subscribe(protocol.SubjectBrokerProduce(prefix, id), func(m *nats.Msg) {
+			f.awaitProduceGate()
+			f.handleProduce(id, m)
+		})
 		f.subscribe(protocol.SubjectBrokerFetch(prefix, id), func(m *nats.Msg) { go f.handleFetch(id, m) })
 		f.subscribe(protocol.SubjectBrokerOffsets(prefix, id), func(m *nats.Msg) { f.handleOffsets(id, m) })
 	}
@@ -82,6 +89,38 @@ func startFakeCluster(t *testing.T, brokers ...uint64) *fakeCluster {
 }
 
 func (f *fakeCluster) url() string { return f.server.ClientURL() }
+
+// holdProduce makes produce requests wait, in arrival order, until release
+// is called; arrived reports how many have reached the gate so far.
+func (f *fakeCluster) holdProduce() (arrived func() int, release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gate := make(chan struct{})
+	f.produceGate = gate
+	arrived = func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.produceArrived
+	}
+	release = sync.OnceFunc(func() {
+		f.mu.Lock()
+		f.produceGate = nil
+		f.mu.Unlock()
+		close(gate)
+	})
+	f.t.Cleanup(release)
+	return arrived, release
+}
+
+func (f *fakeCluster) awaitProduceGate() {
+	f.mu.Lock()
+	f.produceArrived++
+	gate := f.produceGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
 
 func (f *fakeCluster) createTopic(name string, partitions int) {
 	f.mu.Lock()

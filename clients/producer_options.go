@@ -47,9 +47,14 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 }
 
 // WithLinger is how long a partition's batch waits for more records before
-// it is sent, trading latency for larger batches. A full batch
-// (WithBatchMaxBytes), Flush and ProduceSync send at once. 0 sends as soon as
-// the partition has a free in-flight slot. Default 5ms.
+// it is sent while an earlier batch of the same partition is in flight,
+// trading latency for larger batches. A partition with nothing in flight
+// sends at once (as Nagle's algorithm does): records produced while that
+// batch awaits its acknowledgement gather into the next one, so an idle or
+// lightly loaded producer adds no linger to its latency and a busy one
+// still sends large batches. A full batch (WithBatchMaxBytes), Flush and
+// ProduceSync send at once. 0 sends as soon as the partition has a free
+// in-flight slot. Default 5ms.
 func WithLinger(d time.Duration) ProducerOption {
 	return func(c *producerConfig) error {
 		if d < 0 {

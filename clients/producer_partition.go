@@ -161,9 +161,12 @@ func (pp *partitionProducer) sealNow() {
 }
 
 // takeReady removes the next batch to send: a sealed one, or the open one
-// once it has lingered long enough. It returns the time the open batch is
-// due when none is ready yet (zero when there is no open batch).
-func (pp *partitionProducer) takeReady(now time.Time) (*pendingBatch, time.Time) {
+// once it has lingered long enough or at once when idle (no batch of the
+// partition in flight: lingering then only adds latency, since no reply
+// is due that more records could ride along with). It returns the time
+// the open batch is due when none is ready yet (zero when there is no
+// open batch).
+func (pp *partitionProducer) takeReady(now time.Time, idle bool) (*pendingBatch, time.Time) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if len(pp.sealed) > 0 {
@@ -176,7 +179,7 @@ func (pp *partitionProducer) takeReady(now time.Time) (*pendingBatch, time.Time)
 		return nil, time.Time{}
 	}
 	due := pp.open.openedAt.Add(pp.producer.config.linger)
-	if now.Before(due) {
+	if !idle && now.Before(due) {
 		return nil, due
 	}
 	batch := pp.open
@@ -230,7 +233,7 @@ func (pp *partitionProducer) sendReady(now time.Time) time.Time {
 		pp.completeInOrder()
 	}
 	for len(pp.window) < pp.producer.config.maxInFlight {
-		batch, due := pp.takeReady(now)
+		batch, due := pp.takeReady(now, len(pp.window) == 0)
 		if batch == nil {
 			return due
 		}

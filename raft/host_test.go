@@ -60,8 +60,11 @@ func newTestCluster(t testing.TB, ids []uint64, tune func(*GroupConfig)) *testCl
 		cfg := DefaultGroupConfig()
 		cfg.GroupID = 1
 		cfg.Voters = ids
-		cfg.ElectionTimeout = 50 * time.Millisecond
-		cfg.HeartbeatInterval = 10 * time.Millisecond
+		// Long enough that a loaded machine or the race detector does not
+		// delay heartbeats past it: the tests assume a stable leader unless
+		// they move it themselves.
+		cfg.ElectionTimeout = 250 * time.Millisecond
+		cfg.HeartbeatInterval = 25 * time.Millisecond
 		tc.logs[id] = newMemLog()
 		cfg.Log = tc.logs[id]
 		cfg.Stable = &memStable{}

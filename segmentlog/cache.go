@@ -1,6 +1,10 @@
 package segmentlog
 
-import "github.com/raftmq/raftmq/protocol"
+import (
+	"sync/atomic"
+
+	"github.com/raftmq/raftmq/protocol"
+)
 
 // The tail cache and the append chunks.
 //
@@ -15,17 +19,33 @@ import "github.com/raftmq/raftmq/protocol"
 // garbage collector nothing to do, which is what keeps Append+Sync near the
 // speed of plain file writes.
 //
-// Lifetime rule: bytes of a chunk are only read by readers while they hold
-// Log.mu (read-locked) and the entry is in the cache; readers copy them out
-// (Entries, ReadBatches) and never return them. Eviction, and so recycling,
-// takes Log.mu write-locked, so no reader can be copying from a chunk when
-// it goes back to the free list, and only the writer goroutine writes into
-// a chunk, past what it has published.
+// Lifetime rule: a chunk's bytes are written only by the writer goroutine,
+// past what it has published, and a published frame is never written
+// again while any reader can reach it. Readers read chunk bytes only while
+// they hold Log.mu (read-locked) and the entry is in the cache. Entries
+// hands out Data that aliases a chunk (no copy) and marks the chunk lent;
+// ReadBatches copies. A lent chunk is never reused: once no cached entry
+// uses it, it is dropped and the garbage collector frees it when the last
+// returned entry goes, so returned Data stays valid and unchanged forever.
+// Eviction, and so recycling, takes Log.mu write-locked, so a reader that
+// marks a chunk lent has done so before the recycler looks at the mark.
+// A log nobody reads through Entries (a follower whose leader reads its
+// own log, the append benchmarks) reuses all its chunks; a log whose
+// recent entries are read allocates about one chunk per WriteBufferBytes
+// appended, instead of a copy per read.
 
 // appendChunk is an append buffer; tail cache entries alias its bytes.
 type appendChunk struct {
 	buf       []byte
-	lastIndex uint64 // last index framed in buf; 0 when none
+	lastIndex uint64      // last index framed in buf; 0 when none
+	lent      atomic.Bool // Entries returned Data aliasing buf: never reuse it
+}
+
+// lend marks the chunk as aliased by returned entries.
+func (c *appendChunk) lend() {
+	if !c.lent.Load() {
+		c.lent.Store(true)
+	}
 }
 
 // cachedEntry describes a cached entry; its index is implied by its place
@@ -46,11 +66,18 @@ type cachedEntry struct {
 
 func (c *cachedEntry) frameSize() int { return frameHeaderSize + int(c.length) }
 
-// cachedData returns the payload of a cached entry. Log.mu must be held.
+// cachedData returns the payload of a cached entry, to be copied before
+// Log.mu is released (see lentData). Log.mu must be held.
 func (l *Log) cachedData(c *cachedEntry) []byte {
-	chunk := l.chunks[c.chunkSeq-l.chunkBase]
+	return l.cachedChunk(c).data(c)
+}
+
+func (l *Log) cachedChunk(c *cachedEntry) *appendChunk { return l.chunks[c.chunkSeq-l.chunkBase] }
+
+// data returns the payload of cached entry c, which chunk holds.
+func (ch *appendChunk) data(c *cachedEntry) []byte {
 	end := c.off + c.length
-	return chunk.buf[c.off:end:end]
+	return ch.buf[c.off:end:end]
 }
 
 // tailCache is a ring of the most recent entries, oldest first. Log.mu
@@ -125,7 +152,7 @@ func (l *Log) recycleChunksLocked() {
 	for n < len(l.chunks) && l.chunks[n] != l.chunk && l.chunks[n].lastIndex < start {
 		c := l.chunks[n]
 		c.lastIndex = 0
-		if len(c.buf) == l.opts.WriteBufferBytes && len(l.freeChunks) < maxFreeChunks {
+		if !c.lent.Load() && len(c.buf) == l.opts.WriteBufferBytes && len(l.freeChunks) < maxFreeChunks {
 			l.freeChunks = append(l.freeChunks, c)
 		}
 		n++

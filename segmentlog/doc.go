@@ -161,11 +161,14 @@
 // Sync, DeleteBefore and ApplyRetention may be called from any goroutine,
 // concurrently with the writer. Any number of goroutines may read
 // (Entries, Term, FirstIndex, LastIndex, ReadBatches, IndexOfOffset, ...)
-// at the same time. Recent entries are copied out of the tail cache (its
-// memory is reused) without I/O; older ones are read with one positional
-// read of the span a call needs, which never blocks Append (a reader only
-// waits for a truncation, reset or segment deletion). Returned entry Data
-// must not be modified; it stays valid forever.
+// at the same time. Recent entries come from the tail cache without I/O:
+// Entries returns Data that alias the cached frames (no copy; a chunk
+// Entries has handed out is never reused, see cache.go), ReadBatches
+// copies them into the caller's buffer. Older entries are read with one
+// positional read of the span a call needs, which never blocks Append (a
+// reader only waits for a truncation, reset or segment deletion). Returned
+// entry Data must not be modified; it stays valid and unchanged forever,
+// whatever is appended or truncated later.
 //
 // The vfs.FS must allow a write to a file concurrent with an fdatasync of
 // it (vfs.Default and the in-memory FS do), and must not modify buffers

@@ -258,31 +258,32 @@ func (l *Log) checkRange(lo, hi uint64) error {
 	return nil
 }
 
-// entriesFromTailLocked appends copies of cached entries from lo on to
-// out, with the byte accounting of Entries, and returns out. The copies
-// share one new buffer: cached bytes live in reused chunks (see cache.go).
+// entriesFromTailLocked appends cached entries from lo on to out, with the
+// byte accounting of Entries, and returns out. Their Data alias the append
+// chunks, which are marked lent and so never reused (see cache.go): no copy.
 func (l *Log) entriesFromTailLocked(out []protocol.Entry, lo, hi, maxBytes, size uint64) []protocol.Entry {
 	start := l.tailStartLocked()
-	n, total := 0, 0
+	n := 0
 	for next := lo; next < hi; next++ {
 		c := l.cache.at(int(next - start))
 		if (len(out) > 0 || n > 0) && size+uint64(c.length) > maxBytes {
 			break
 		}
 		size += uint64(c.length)
-		total += int(c.length)
 		n++
 	}
 	if out == nil {
 		out = make([]protocol.Entry, 0, n)
 	}
-	buf := make([]byte, total)
+	var lent *appendChunk
 	for i := range n {
 		c := l.cache.at(int(lo - start + uint64(i)))
-		data := buf[:c.length:c.length]
-		copy(data, l.cachedData(c))
-		buf = buf[c.length:]
-		out = append(out, protocol.Entry{Index: lo + uint64(i), Term: c.term, Type: c.typ, Data: data})
+		chunk := l.cachedChunk(c)
+		if chunk != lent {
+			chunk.lend()
+			lent = chunk
+		}
+		out = append(out, protocol.Entry{Index: lo + uint64(i), Term: c.term, Type: c.typ, Data: chunk.data(c)})
 	}
 	return out
 }

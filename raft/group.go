@@ -160,6 +160,9 @@ type Group struct {
 
 	// Owned by whichever worker runs process (one at a time).
 	core *core
+	// window serves the core recent entries from memory (window.go); the
+	// core reads the log through it and persistReady writes through it.
+	window *entryWindow
 	// pending[pendingHead:] are proposed, not yet committed, in index
 	// order; resolved ones are cut from the front by moving pendingHead,
 	// and the array is compacted when half of it is dead (a sliding
@@ -187,7 +190,10 @@ type durableMark struct{ term, index uint64 }
 
 func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
 	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1}
-	g.core = newCore(cfg.coreConfig(h.cfg.NodeID, hs, seed), h.now())
+	g.window = newEntryWindow(cfg.Log, defaultWindowBytes)
+	coreCfg := cfg.coreConfig(h.cfg.NodeID, hs, seed)
+	coreCfg.Log = g.window
+	g.core = newCore(coreCfg, h.now())
 	g.applied = cfg.Applied
 	g.status = g.core.status()
 	g.status.GroupID = g.id
@@ -328,6 +334,7 @@ func (g *Group) process() {
 	for err == nil && c.hasReady() {
 		err = g.handleReady(c.takeReady())
 	}
+	g.window.release(windowFloor(c))
 	if err != nil {
 		g.host.cfg.Logger.Error("raft: group stopped", "group", g.id, "err", err)
 		g.close(err)
@@ -392,7 +399,7 @@ func (g *Group) handleReady(rd ready) error {
 	if rd.err != nil {
 		return rd.err
 	}
-	if err := persistReady(g.cfg.Log, g.cfg.Stable, &rd); err != nil {
+	if err := persistReady(g.window, g.cfg.Stable, &rd); err != nil {
 		return err
 	}
 	if n := len(rd.entries); n > 0 {

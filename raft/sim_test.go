@@ -87,6 +87,10 @@ type simConfig struct {
 	// staleSnapshotConf makes snapshots record the bootstrap configuration
 	// instead of the one applied: the broken owner the checks must catch.
 	staleSnapshotConf bool
+	// newWindow wraps a node's log the way the driver does (window.go);
+	// nil: an entryWindow of 1-8 KiB (by seed, so that it overflows, and
+	// reads straddle it). A test passes a broken window here.
+	newWindow func(log LogStorage, seed uint64) LogStorage
 }
 
 func defaultSimConfig(seed uint64, nodes int) simConfig {
@@ -366,6 +370,11 @@ func (s *sim) start(n *simNode) error {
 		} else {
 			n.log = l
 		}
+	}
+	if s.cfg.newWindow != nil {
+		n.log = s.cfg.newWindow(n.log, s.cfg.seed)
+	} else {
+		n.log = newEntryWindow(n.log, 1<<10<<(s.cfg.seed%4))
 	}
 	hs, _ := n.stable.Load()
 	n.alive = true
@@ -709,6 +718,9 @@ func (s *sim) drive(n *simNode) {
 		if len(rd.snapshots) > 0 {
 			s.startSnapshotTransfers(n, rd.snapshots)
 		}
+	}
+	if w, ok := n.log.(interface{ release(uint64) }); ok && n.alive {
+		w.release(windowFloor(n.core))
 	}
 	s.checkNode(n)
 	s.checkConfigurationPerPrefix(n)

@@ -6,6 +6,13 @@ import "github.com/raftmq/raftmq/protocol"
 // implements it directly. The driver calls Append, TruncateAfter and Sync;
 // the core only reads. See the package documentation for who calls what from
 // which goroutine.
+//
+// The driver serves the entries it appended last from memory (its entry
+// window, window.go) and reads older ones from the log. So, while a group
+// runs, nobody else may write the log except to delete a prefix
+// (compaction) or through LogResetter; a log that assigns record offsets
+// (NextOffset, as segmentlog.Log) must assign them as ADR 0001 says, which
+// the window mirrors and checks after each Append.
 type LogStorage interface {
 	// FirstIndex is the first index still held. For an empty log it is
 	// LastIndex()+1 (a new log: FirstIndex 1, LastIndex 0).

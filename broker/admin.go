@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,12 +44,15 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		op = strings.TrimPrefix(msg.Subject, b.prefix+".api.admin.")
 	}
 	var reply any
-	if op == protocol.AdminDescribeTopic || op == protocol.AdminListTopics {
-		// Topics are described by the controller leader once it applied
-		// every committed command, so a describe or list that follows an
-		// acknowledged create or delete sees it, whichever broker the
-		// request reached. (The other brokers learn metadata from a
-		// broadcast that may still be in flight.)
+	if op == protocol.AdminDescribeTopic || op == protocol.AdminListTopics || op == protocol.AdminClusterStatus {
+		// Topics and the cluster status are described by the controller
+		// leader once it applied every committed command, so a describe,
+		// list or status that follows an acknowledged create, delete or
+		// reassignment sees it, whichever broker the request reached.
+		// (The other brokers learn metadata from a broadcast that may
+		// still be in flight.) AdminMetadata, which producers and
+		// consumers use to route, stays with any broker: clients wait
+		// out an unknown topic there.
 		if !b.isControllerLeader() {
 			if forwarded {
 				b.respondJSON(msg, adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
@@ -138,9 +142,20 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 }
 
 // forwardToController relays an admin request to the controller leader and
-// its reply back, retrying while the leader is unknown or moving.
+// its reply back, retrying while the leader is unknown or moving. When no
+// controller leader is known or reachable for noControllerLeaderWait in a
+// row, it answers not_ready at once instead of holding the request for the
+// whole admin timeout (a cluster status is then answered from this
+// broker's own view, which is what an operator needs to see then).
 func (b *Broker) forwardToController(ctx context.Context, msg *nats.Msg, op string) {
 	var last *protocol.Error
+	var leaderlessSince time.Time // zero while a leader is known and reachable
+	leaderless := func(now time.Time) bool {
+		if leaderlessSince.IsZero() {
+			leaderlessSince = now
+		}
+		return now.Sub(leaderlessSince) >= b.noControllerLeaderWait()
+	}
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			select {
@@ -149,18 +164,28 @@ func (b *Broker) forwardToController(ctx context.Context, msg *nats.Msg, op stri
 			}
 		}
 		leader := b.controllerLeader()
-		if leader == 0 {
+		if leader == 0 || (leader == b.cfg.ID && !b.isControllerLeader()) {
+			if leaderless(time.Now()) {
+				b.answerWithoutController(msg, op)
+				return
+			}
 			last = protocol.Errorf(protocol.CodeNotReady, "the controller has no leader yet")
 			continue
 		}
 		if leader == b.cfg.ID {
-			if b.isControllerLeader() {
-				b.handleAdmin(&nats.Msg{Subject: protocol.SubjectBrokerAdmin(b.prefix, b.cfg.ID, op), Data: msg.Data, Reply: msg.Reply, Sub: msg.Sub})
-				return
-			}
-			continue
+			b.handleAdmin(&nats.Msg{Subject: protocol.SubjectBrokerAdmin(b.prefix, b.cfg.ID, op), Data: msg.Data, Reply: msg.Reply, Sub: msg.Sub})
+			return
 		}
 		response, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerAdmin(b.prefix, leader, op), msg.Data)
+		if errors.Is(err, nats.ErrNoResponders) {
+			// The broker named as leader is gone (a stale status report).
+			if leaderless(time.Now()) {
+				b.answerWithoutController(msg, op)
+				return
+			}
+		} else {
+			leaderlessSince = time.Time{}
+		}
 		if err != nil {
 			last = protocol.Errorf(protocol.CodeTimeout, "controller leader %d: %v", leader, err)
 			continue
@@ -179,6 +204,39 @@ func (b *Broker) forwardToController(ctx context.Context, msg *nats.Msg, op stri
 		last = protocol.Errorf(protocol.CodeTimeout, "no controller leader answered")
 	}
 	b.respondJSON(msg, adminError{protocol.APIVersion, last})
+}
+
+// noControllerLeaderWait is how long an admin request waits for a
+// controller leader to be known: a few election timeouts, room for an
+// election after the leader failed (a split vote included) and for the
+// status reports that announce the new leader; never less than
+// minNoControllerLeaderWait.
+func (b *Broker) noControllerLeaderWait() time.Duration {
+	return max(5*b.cfg.ElectionTimeout, minNoControllerLeaderWait) + 2*b.cfg.StatusInterval
+}
+
+// minNoControllerLeaderWait keeps short election timeouts from failing
+// admin requests during an ordinary election: on a busy machine, or while
+// a whole cluster restarts, one can take a few seconds.
+const minNoControllerLeaderWait = 3 * time.Second
+
+// answerWithoutController answers an admin request that found no
+// controller leader: not_ready, saying so, except a cluster status, which
+// is answered from this broker's own view with no controller leader.
+func (b *Broker) answerWithoutController(msg *nats.Msg, op string) {
+	if op == protocol.AdminClusterStatus {
+		reply := b.metadataReply(nil)
+		reply.ControllerLeader = 0
+		b.respondJSON(msg, reply)
+		return
+	}
+	voters := "its voters"
+	if v := b.controllerVoters(); len(v) > 0 {
+		voters = fmt.Sprintf("its voters %v", v)
+	}
+	b.respondJSON(msg, adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeNotReady,
+		"broker %d: the controller has had no reachable leader for %v; %s may have lost their quorum (are a majority of them running?)",
+		b.cfg.ID, b.noControllerLeaderWait(), voters)})
 }
 
 func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicReply {
@@ -201,7 +259,7 @@ func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicRep
 	if req.Replicas == 0 {
 		req.Replicas = min(3, len(b.controller.state.current().Brokers))
 	}
-	m, apiErr := b.controller.propose(ctx, controllerCommand{
+	m, apiErr := b.proposeControl(ctx, controllerCommand{
 		Op: opCreateTopic, Topic: req.Name, Partitions: req.Partitions, Replicas: req.Replicas, Time: time.Now(),
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
 	})
@@ -246,7 +304,7 @@ func (b *Broker) deleteTopic(ctx context.Context, data []byte) protocol.DeleteTo
 	if err := json.Unmarshal(data, &req); err != nil {
 		return protocol.DeleteTopicReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
 	}
-	m, apiErr := b.controller.propose(ctx, controllerCommand{Op: opDeleteTopic, Topic: req.Name, Time: time.Now()})
+	m, apiErr := b.proposeControl(ctx, controllerCommand{Op: opDeleteTopic, Topic: req.Name, Time: time.Now()})
 	if apiErr != nil {
 		return protocol.DeleteTopicReply{Version: protocol.APIVersion, Error: apiErr}
 	}
@@ -260,7 +318,7 @@ func (b *Broker) registerBroker(ctx context.Context, data []byte) adminError {
 	if err := json.Unmarshal(data, &req); err != nil {
 		return adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
 	}
-	m, apiErr := b.controller.propose(ctx, controllerCommand{Op: opRegisterBroker, Broker: req.Broker, Time: time.Now()})
+	m, apiErr := b.proposeControl(ctx, controllerCommand{Op: opRegisterBroker, Broker: req.Broker, Time: time.Now()})
 	if apiErr == nil {
 		b.adoptMetadata(m)
 	}

@@ -12,8 +12,9 @@ import (
 )
 
 // A broker that has not received the metadata broadcast of a delete yet
-// (the broadcast is asynchronous) must still not describe the deleted topic
-// or list it: describe and list are answered by the controller leader.
+// (the broadcast is asynchronous) must still not describe the deleted topic,
+// list it or show it in the cluster status: describe, list and status are
+// answered by the controller leader.
 func TestDescribeAfterDeleteThroughABrokerWithStaleMetadata(t *testing.T) {
 	cluster, client := startTestCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -40,14 +41,12 @@ func TestDescribeAfterDeleteThroughABrokerWithStaleMetadata(t *testing.T) {
 	if deleted.Error != nil {
 		t.Fatal(deleted.Error)
 	}
-	// Roll the follower back to the metadata it held before the delete, as
-	// if the broadcast were still in flight.
-	follower.mu.Lock()
-	follower.metadata = stale
-	follower.mu.Unlock()
-
 	ask := func(op string, req any, reply any) {
 		t.Helper()
+		// Roll the follower back to the metadata it held before the
+		// delete, as if the broadcast were still in flight. (The leader
+		// rebroadcasts every status interval, so this is done right
+		// before each request.)
 		inbox := nats.NewInbox()
 		sub, err := client.nc.SubscribeSync(inbox)
 		if err != nil {
@@ -55,6 +54,9 @@ func TestDescribeAfterDeleteThroughABrokerWithStaleMetadata(t *testing.T) {
 		}
 		defer sub.Unsubscribe()
 		data, _ := json.Marshal(req)
+		follower.mu.Lock()
+		follower.metadata = stale
+		follower.mu.Unlock()
 		follower.handleAdmin(&nats.Msg{Subject: protocol.SubjectAdmin(follower.prefix, op), Data: data, Reply: inbox, Sub: sub})
 		msg, err := sub.NextMsg(10 * time.Second)
 		if err != nil {
@@ -74,6 +76,16 @@ func TestDescribeAfterDeleteThroughABrokerWithStaleMetadata(t *testing.T) {
 	for _, topic := range listed.Topics {
 		if topic.Name == "doomed" {
 			t.Errorf("list through broker %d still shows the deleted topic", follower.cfg.ID)
+		}
+	}
+	var status protocol.MetadataReply
+	ask(protocol.AdminClusterStatus, protocol.MetadataRequest{Version: 1}, &status)
+	if status.Error != nil || status.ControllerLeader == 0 {
+		t.Errorf("cluster status through broker %d: error %v, controller leader %d", follower.cfg.ID, status.Error, status.ControllerLeader)
+	}
+	for _, topic := range status.Topics {
+		if topic.Name == "doomed" {
+			t.Errorf("cluster status through broker %d still shows the deleted topic", follower.cfg.ID)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
@@ -147,14 +148,29 @@ func (s *controllerStateMachine) takeResult(index uint64) *protocol.Error {
 	return err
 }
 
+// proposeControl runs cmd through the controller group (propose), giving up
+// with not_ready once this replica has known no controller leader for
+// noControllerLeaderWait (the controller lost its quorum) instead of
+// holding the request until ctx ends.
+func (b *Broker) proposeControl(ctx context.Context, cmd controllerCommand) (*clusterMetadata, *protocol.Error) {
+	return b.controller.propose(ctx, cmd, b.noControllerLeaderWait())
+}
+
 // propose runs cmd through the controller group and returns the metadata
-// after it applied, or the error that rejected it.
-func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand) (*clusterMetadata, *protocol.Error) {
+// after it applied, or the error that rejected it. A proposal this replica
+// made as leader stays pending after it loses leadership (a new leader may
+// still commit it); once no leader has been known for noLeaderWait it gives
+// up with not_ready.
+func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand, noLeaderWait time.Duration) (*clusterMetadata, *protocol.Error) {
 	data, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeUnknown, "encode controller command: %v", err)
 	}
-	index, _, err := c.group.Propose(ctx, protocol.EntryControl, data, raft.AckApplied).Wait(ctx)
+	proposal := c.group.Propose(ctx, protocol.EntryControl, data, raft.AckApplied)
+	if apiErr := c.awaitLeader(ctx, proposal.Done(), noLeaderWait); apiErr != nil {
+		return nil, apiErr
+	}
+	index, _, err := proposal.Wait(ctx)
 	if err != nil {
 		return nil, raftError(err, "controller")
 	}
@@ -162,6 +178,36 @@ func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand) 
 		return nil, rejected
 	}
 	return c.state.current(), nil
+}
+
+// awaitLeader returns nil when done is closed or ctx ends, and not_ready
+// once the controller group has had no leader, as this replica sees it,
+// for noLeaderWait in a row.
+func (c *controllerReplica) awaitLeader(ctx context.Context, done <-chan struct{}, noLeaderWait time.Duration) *protocol.Error {
+	tick := time.NewTicker(max(noLeaderWait/20, 10*time.Millisecond))
+	defer tick.Stop()
+	var leaderlessSince time.Time
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			if c.group.Status().Leader != 0 {
+				leaderlessSince = time.Time{}
+				continue
+			}
+			if leaderlessSince.IsZero() {
+				leaderlessSince = now
+			}
+			if now.Sub(leaderlessSince) >= noLeaderWait {
+				return protocol.Errorf(protocol.CodeNotReady,
+					"controller: no leader for %v; its voters %v may have lost their quorum (are a majority of them running?); the command may still be committed",
+					noLeaderWait, c.group.Status().Configuration.Voters)
+			}
+		}
+	}
 }
 
 // raftError maps a proposal failure to a client error.

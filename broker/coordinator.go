@@ -200,7 +200,7 @@ func (b *Broker) groupAdmin(ctx context.Context, op string, data []byte) any {
 		if err := json.Unmarshal(data, &req); err != nil {
 			return fail(protocol.Errorf(protocol.CodeMalformedRequest, "%v", err))
 		}
-		_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Group: &groupCommand{Name: req.Group, Member: req.Member}, Time: time.Now()})
+		_, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupLeave, Group: &groupCommand{Name: req.Group, Member: req.Member}, Time: time.Now()})
 		b.sessions.forget(req.Group, req.Member)
 		b.groupChanged(req.Group)
 		return adminError{protocol.APIVersion, apiErr}
@@ -282,7 +282,7 @@ func (b *Broker) joinGroup(ctx context.Context, term uint64, req *protocol.JoinG
 		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "session timeout %v: want %v to %v", timeout, minSessionTimeout, maxSessionTimeout))
 	}
 	b.sessions.touch(term, req.Group, req.Member, time.Now())
-	_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupJoin, Time: time.Now(), Group: &groupCommand{
+	_, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupJoin, Time: time.Now(), Group: &groupCommand{
 		Name: req.Group, Member: req.Member, Topics: req.Topics, SessionTimeoutMs: timeout.Milliseconds()}})
 	if apiErr != nil {
 		return fail(apiErr)
@@ -307,7 +307,7 @@ func (b *Broker) heartbeat(ctx context.Context, term uint64, req *protocol.Heart
 		return b.assignmentReply(req.Group, req.Member, sessionMs)
 	}
 	if needsSync(g, req, b.currentMetadata()) {
-		_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupSync, Time: time.Now(),
+		_, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupSync, Time: time.Now(),
 			Group: &groupCommand{Name: req.Group, Member: req.Member, Owned: req.Owned, Seq: req.Seq}})
 		if apiErr != nil {
 			return protocol.HeartbeatReply{Version: protocol.APIVersion, Error: apiErr}
@@ -352,7 +352,7 @@ func (b *Broker) expireMembers(now time.Time) {
 			defer b.requests.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 			defer cancel()
-			_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupLeave, Time: now,
+			_, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupLeave, Time: now,
 				Group: &groupCommand{Name: gm[0], Member: gm[1], Expired: true}})
 			if apiErr != nil && apiErr.Code != protocol.CodeUnknownMember {
 				// Retried at the next check (a timed-out leave that did
@@ -414,7 +414,7 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 		return reply
 	}
-	_, apiErr := b.controller.propose(ctx, controllerCommand{Op: opGroupDelete, Group: &groupCommand{Name: name}, Time: time.Now()})
+	_, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupDelete, Group: &groupCommand{Name: name}, Time: time.Now()})
 	if apiErr != nil && apiErr.Code != protocol.CodeUnknownGroup {
 		reply.Error = apiErr
 		return reply

@@ -262,7 +262,7 @@ func (b *Broker) membershipAdmin(ctx context.Context, op string, data []byte) an
 		if err := json.Unmarshal(data, &req); err != nil {
 			return adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
 		}
-		m, apiErr := b.controller.propose(ctx, controllerCommand{Op: opReassignDone, GroupID: req.GroupID, ReplicaSet: req.Voters, Time: time.Now()})
+		m, apiErr := b.proposeControl(ctx, controllerCommand{Op: opReassignDone, GroupID: req.GroupID, ReplicaSet: req.Voters, Time: time.Now()})
 		if apiErr == nil {
 			b.adoptMetadata(m)
 			b.publishMetadata(m)
@@ -290,7 +290,7 @@ func (b *Broker) reassign(ctx context.Context, cmd controllerCommand, receivers 
 		}
 	}
 	cmd.Time = time.Now()
-	after, apiErr := b.controller.propose(ctx, cmd)
+	after, apiErr := b.proposeControl(ctx, cmd)
 	if apiErr != nil {
 		return fail(apiErr)
 	}

@@ -114,17 +114,21 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 				}
 			}
 		}
-		if ps.clock.now() >= deadline {
-			break
-		}
 		var buffer []byte
 		select {
 		case buffer = <-ps.free:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		// One clock read per record: it checks the deadline after any
+		// wait for the window and dates an unpaced record.
+		now := ps.clock.now()
+		if now >= deadline {
+			ps.free <- buffer
+			break
+		}
 		if interval == 0 {
-			intended = ps.clock.now()
+			intended = now
 		}
 		writePayloadHeader(buffer, recordID(ps.id, uint64(sequence)), intended)
 		partition := ps.partitionOf(uint64(sequence))

@@ -430,23 +430,43 @@ func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
 		}
 	}
 	group := "resume-" + topic
-	consume := func(opts ...clients.GroupConsumerOption) (*clients.GroupConsumer, []*clients.Record) {
+	// consume starts a member, waits until it owns the partition (a loaded
+	// machine can take seconds to assign it) and polls: until records
+	// come when wantRecords, else once for a second.
+	consume := func(wantRecords bool, opts ...clients.GroupConsumerOption) (*clients.GroupConsumer, []*clients.Record) {
 		t.Helper()
-		opts = append(opts, clients.WithAutoCommitInterval(0), clients.WithSessionTimeout(time.Second))
+		// The session timeout is long so that a stalled heartbeat on a
+		// loaded machine does not expire the only member; Close leaves
+		// the group at once anyway.
+		opts = append(opts, clients.WithAutoCommitInterval(0), clients.WithSessionTimeout(5*time.Second))
 		g, err := client.NewGroupConsumer(ctx, group, []string{topic}, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pollCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		records, err := g.Poll(pollCtx)
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatal(err)
+		for attempt := 0; len(g.Assigned()) == 0; attempt++ {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the member was never assigned the partition")
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
-		return g, records
+		for {
+			pollCtx, cancel := context.WithTimeout(ctx, time.Second)
+			records, err := g.Poll(pollCtx)
+			cancel()
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatal(err)
+			}
+			if len(records) > 0 || !wantRecords {
+				return g, records
+			}
+			if ctx.Err() != nil {
+				t.Fatal("no records polled")
+			}
+		}
 	}
 	// Latest without an offset: nothing old.
-	g, records := consume(clients.WithResetPolicy(clients.Latest()))
+	g, records := consume(false, clients.WithResetPolicy(clients.Latest()))
 	if len(records) != 0 {
 		t.Fatalf("reset policy latest delivered %d old records", len(records))
 	}
@@ -457,7 +477,7 @@ func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The committed offset wins over the reset policy.
-	g, records = consume(clients.WithResetPolicy(clients.Latest()))
+	g, records = consume(true, clients.WithResetPolicy(clients.Latest()))
 	if len(records) == 0 || records[0].Offset != 4 {
 		t.Fatalf("resumed at %+v, want offset 4", records)
 	}
@@ -475,7 +495,7 @@ func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
 	if err != nil || len(results) != 1 || results[0].Offset != 2 {
 		t.Fatalf("reset to 2: %+v %v", results, err)
 	}
-	g, records = consume()
+	g, records = consume(true)
 	if len(records) == 0 || records[0].Offset != 2 {
 		t.Fatalf("after reset resumed at %+v", records)
 	}

@@ -493,7 +493,11 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 	defer timer.Stop()
 	for {
 		if haveReply {
-			if g.reconcile(ctx, reply) {
+			released, heard := g.reconcileKeepingSession(ctx, reply, interval)
+			if heard.After(lastHeard) {
+				lastHeard = heard
+			}
+			if released {
 				// Released partitions: tell the coordinator now.
 				select {
 				case g.wake <- struct{}{}:
@@ -545,6 +549,46 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 			timer.Reset(max(interval/4, 10*time.Millisecond))
 		}
 	}
+}
+
+// reconcileKeepingSession runs reconcile while another goroutine goes on
+// heartbeating every interval, so a reconcile slower than the session
+// timeout (claims at busy partition leaders, the application's callbacks,
+// the commit before a revoke) does not get a working member expired, its
+// partitions moved and, once it joins again, the same slow reconcile
+// repeated. Those heartbeats carry the partitions owned at the time:
+// reconcile adds one once it is claimed and removes a revoked one only
+// after its commit, and the coordinator releases only partitions it moves
+// elsewhere that a member stopped listing. Their replies are not acted on;
+// run's next heartbeat is. It returns reconcile's result and when the last
+// of those heartbeats the coordinator answered was sent (zero if none).
+func (g *GroupConsumer) reconcileKeepingSession(ctx context.Context, reply protocol.HeartbeatReply, interval time.Duration) (released bool, heard time.Time) {
+	keepCtx, stopKeeping := context.WithCancel(ctx)
+	kept := make(chan time.Time, 1)
+	go func() {
+		var last time.Time
+		defer func() { kept <- last }()
+		timer := time.NewTimer(interval)
+		defer timer.Stop()
+		for {
+			select {
+			case <-keepCtx.Done():
+				return
+			case <-timer.C:
+			}
+			hbCtx, hbCancel := context.WithTimeout(keepCtx, interval)
+			sent := time.Now()
+			_, err := g.heartbeat(hbCtx)
+			hbCancel()
+			if err == nil {
+				last = sent
+			}
+			timer.Reset(interval)
+		}
+	}()
+	released = g.reconcile(ctx, reply)
+	stopKeeping()
+	return released, <-kept
 }
 
 // reconcile applies an assignment: it revokes (stop, callback, commit,

@@ -334,7 +334,7 @@ func (g *Group) process() {
 	for err == nil && c.hasReady() {
 		err = g.handleReady(c.takeReady())
 	}
-	g.window.release(windowFloor(c))
+	releaseWindow(g.window, c)
 	if err != nil {
 		g.host.cfg.Logger.Error("raft: group stopped", "group", g.id, "err", err)
 		g.close(err)

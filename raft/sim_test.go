@@ -719,8 +719,8 @@ func (s *sim) drive(n *simNode) {
 			s.startSnapshotTransfers(n, rd.snapshots)
 		}
 	}
-	if w, ok := n.log.(interface{ release(uint64) }); ok && n.alive {
-		w.release(windowFloor(n.core))
+	if w, ok := n.log.(*entryWindow); ok && n.alive {
+		releaseWindow(w, n.core)
 	}
 	s.checkNode(n)
 	s.checkConfigurationPerPrefix(n)

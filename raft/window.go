@@ -33,11 +33,11 @@ import (
 //     carry it already, and drops what it kept of an append when the log's
 //     NextOffset afterwards is not what it computed.
 //
-// It is bounded by bytes of entry data: entries are dropped oldest first
-// when it overflows, and release drops the entries every replica has and
-// the state machine was handed (windowFloor), so an idle group holds none.
-// Dropped slots of the current array keep their data reachable until the
-// array is replaced (at most about twice the bound).
+// It is bounded by bytes of entry data: a full window takes no more
+// entries (see Append) until release, which drops the entries the state
+// machine was handed and every follower has, empties it; an idle group
+// holds none. Released slots of the current array keep their data
+// reachable until the array is replaced (about twice the bound at most).
 //
 // Only the goroutine running the group's core uses a window (Append and
 // TruncateAfter come from persistReady on that goroutine); Sync passes
@@ -50,6 +50,9 @@ type entryWindow struct {
 	start    uint64 // index of ents[0]
 	bytes    uint64 // entry data held
 	maxBytes uint64
+	// full: the window took no more entries since it reached maxBytes;
+	// it ends before the log does, until release empties it.
+	full bool
 
 	// arena holds stamped copies of record batches; a batch larger than
 	// arenaChunk/4 gets its own allocation.
@@ -97,29 +100,47 @@ func (w *entryWindow) inLog(lo, hi uint64) bool {
 	return lo >= w.LogStorage.FirstIndex() && hi <= w.LogStorage.LastIndex()+1
 }
 
-// Entries serves [lo, hi) from the window, or from the log up to the
-// window's first entry and from the window on.
+// Entries serves [lo, hi) from the window where it holds them and from
+// the log before and after (a slow follower's reads, and a window that
+// stopped taking entries when full).
 func (w *entryWindow) Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error) {
-	if lo >= hi || len(w.ents) == 0 || hi <= w.start || hi > w.end() || !w.inLog(lo, hi) {
+	windowLo, windowHi := max(lo, w.start), min(hi, w.end())
+	if lo >= hi || windowLo >= windowHi || !w.inLog(lo, hi) {
 		w.misses++
 		return w.LogStorage.Entries(lo, hi, maxBytes)
 	}
-	if lo >= w.start {
-		w.hits++
-		return w.cut(nil, lo, hi, maxBytes, 0), nil
+	var out []protocol.Entry
+	var size uint64
+	if lo < windowLo {
+		ents, err := w.LogStorage.Entries(lo, windowLo, maxBytes)
+		if err != nil || uint64(len(ents)) < windowLo-lo {
+			return ents, err
+		}
+		if size = dataSize(ents); size >= maxBytes {
+			return ents, nil
+		}
+		// ents belongs to the log's caller: append only to a copy.
+		out = ents[:len(ents):len(ents)]
 	}
-	// A straddling read: the log's part, then the window's.
+	out = w.cut(out, windowLo, windowHi, maxBytes, size)
+	if windowHi == hi || out[len(out)-1].Index < windowHi-1 {
+		if lo == windowLo {
+			w.hits++
+		}
+		return out, nil
+	}
 	w.misses++
-	ents, err := w.LogStorage.Entries(lo, w.start, maxBytes)
-	if err != nil || uint64(len(ents)) < w.start-lo {
-		return ents, err
+	size = dataSize(out)
+	rest, err := w.LogStorage.Entries(windowHi, hi, maxBytes-min(maxBytes, size))
+	if err != nil {
+		return nil, err
 	}
-	size := dataSize(ents)
-	if size >= maxBytes {
-		return ents, nil
+	n := 0
+	for n < len(rest) && size+uint64(len(rest[n].Data)) <= maxBytes {
+		size += uint64(len(rest[n].Data))
+		n++
 	}
-	// ents belongs to the log's caller: append to a copy-on-grow slice.
-	return w.cut(ents[:len(ents):len(ents)], w.start, hi, maxBytes, size), nil
+	return append(out[:len(out):len(out)], rest[:n]...), nil
 }
 
 // cut appends window entries from lo (below hi) to out while their data,
@@ -141,7 +162,11 @@ func (w *entryWindow) cut(out []protocol.Entry, lo, hi, maxBytes, size uint64) [
 	return append(out, part[:n]...)
 }
 
-// Append appends to the log and keeps the entries.
+// Append appends to the log and keeps the entries while the window has
+// room. A full window keeps its oldest entries (those the state machine
+// and the followers read next) and takes no more until release empties
+// it: dropping the oldest instead would, whenever more than the window is
+// in flight, drop every entry just before it is read.
 func (w *entryWindow) Append(ents []protocol.Entry) error {
 	if len(ents) == 0 {
 		return w.LogStorage.Append(ents)
@@ -154,40 +179,50 @@ func (w *entryWindow) Append(ents []protocol.Entry) error {
 		w.clear()
 		return err
 	}
-	// Continue the window, replacing its suffix from first on, or, when
-	// the append does not touch it (after a reset of the log), start over.
+	// Continue the window, replacing its suffix from first on; skip the
+	// append while the window is full; otherwise (a new window, or the
+	// log was reset) start over at first.
 	first := ents[0].Index
-	if len(w.ents) > 0 && first > w.start && first <= w.end() {
-		if first < w.end() {
-			w.truncate(first)
-		}
-	} else {
+	switch {
+	case len(w.ents) > 0 && first > w.start && first <= w.end():
+		w.truncate(first)
+	case len(w.ents) > 0 && w.full && first > w.end():
+		return nil
+	default:
 		w.clear()
 		w.start = first
 	}
 	kept := len(w.ents)
 	for i := range ents {
 		e := ents[i]
+		var batch protocol.BatchHeader
 		if w.offsets != nil && e.Type == protocol.EntryRecordBatch {
 			h, err := protocol.ReadBatchHeader(e.Data)
 			if err != nil {
 				// The log accepted what the window cannot read: keep
 				// nothing of this append.
 				w.truncate(w.start + uint64(kept))
+				w.full = true
 				return nil
 			}
-			if h.BaseOffset != nextOffset {
-				e.Data = w.stamp(e.Data, nextOffset, h.AppendTime)
-			}
-			nextOffset += uint64(h.RecordCount)
+			batch = h
 		}
-		w.push(e)
+		if !w.full && w.bytes+uint64(len(e.Data)) > w.maxBytes && len(w.ents) > 0 {
+			w.full = true
+		}
+		if !w.full {
+			if batch.RecordCount > 0 && batch.BaseOffset != nextOffset {
+				e.Data = w.stamp(e.Data, nextOffset, batch.AppendTime)
+			}
+			w.push(e)
+		}
+		nextOffset += uint64(batch.RecordCount)
 	}
 	if w.offsets != nil && w.offsets.NextOffset() != nextOffset {
 		// The log assigned other offsets than the window computed.
 		w.truncate(w.start + uint64(kept))
+		w.full = true
 	}
-	w.shrinkTo(w.maxBytes)
 	return nil
 }
 
@@ -228,14 +263,15 @@ func (w *entryWindow) TruncateAfter(index uint64) error {
 		w.clear()
 		return err
 	}
-	if index+1 < w.end() {
+	if index+1 <= w.end() {
 		w.truncate(index + 1)
 	}
 	return nil
 }
 
-// truncate drops the entries from index on. The array is capacity-limited
-// so that the next push copies instead of overwriting handed-out slots.
+// truncate drops the entries from index (at most end) on; the window then
+// ends where the log does. The array is capacity-limited so that the next
+// push copies instead of overwriting handed-out slots.
 func (w *entryWindow) truncate(index uint64) {
 	if index <= w.start {
 		w.clear()
@@ -244,56 +280,49 @@ func (w *entryWindow) truncate(index uint64) {
 	keep := index - w.start
 	w.bytes -= dataSize(w.ents[keep:])
 	w.ents = w.ents[:keep:keep]
+	w.full = false
 }
 
-// shrinkTo drops the oldest entries until the window holds at most
-// maxBytes of data.
-func (w *entryWindow) shrinkTo(maxBytes uint64) {
-	n := 0
-	for w.bytes > maxBytes && n < len(w.ents) {
-		w.bytes -= uint64(len(w.ents[n].Data))
-		n++
+// release drops the entries at or below applied (handed to the state
+// machine) and at or below acked (every follower has them); while the
+// window is full, everything applied goes, so that a follower that is down
+// or far behind does not keep the window full for good (it reads from the
+// log). When the window empties it takes entries again.
+func (w *entryWindow) release(applied, acked uint64) {
+	index := min(applied, acked)
+	if w.full {
+		index = applied
 	}
-	w.dropFront(n)
-}
-
-// release drops the entries at or below index: the driver passes
-// windowFloor, below which nobody reads them soon.
-func (w *entryWindow) release(index uint64) {
 	if len(w.ents) == 0 || index < w.start {
 		return
 	}
 	n := min(index-w.start+1, uint64(len(w.ents)))
-	w.bytes -= dataSize(w.ents[:n])
-	w.dropFront(int(n))
-}
-
-func (w *entryWindow) dropFront(n int) {
-	if n == len(w.ents) {
+	if n == uint64(len(w.ents)) {
 		w.clear()
 		return
 	}
+	w.bytes -= dataSize(w.ents[:n])
 	w.ents = w.ents[n:]
-	w.start += uint64(n)
+	w.start += n
 }
 
 // clear drops every entry and lets the arrays go.
 func (w *entryWindow) clear() {
 	w.start += uint64(len(w.ents))
-	w.ents, w.bytes, w.arena = nil, 0, nil
+	w.ents, w.bytes, w.arena, w.full = nil, 0, nil, false
 }
 
-// windowFloor is the highest index whose entry the replica will not read
-// again soon: handed to the state machine and, on a leader, acknowledged
-// by every follower it replicates to.
-func windowFloor(c *core) uint64 {
-	floor := c.handedOut
+// releaseWindow releases what the replica will not read again soon:
+// entries handed to the state machine and, on a leader, acknowledged by
+// every follower it replicates to.
+func releaseWindow(w *entryWindow, c *core) {
+	acked := c.handedOut
 	if c.role == RoleLeader {
 		for id, p := range c.progress {
 			if id != c.id {
-				floor = min(floor, p.match)
+				acked = min(acked, p.match)
 			}
 		}
 	}
-	return floor
+	w.release(c.handedOut, acked)
 }

@@ -116,7 +116,7 @@ func TestEntryWindowServesWhatTheLogHolds(t *testing.T) {
 					}
 				case op < 14: // the driver releases what is applied everywhere
 					if last := w.LastIndex(); last > 0 {
-						w.release(rng.Uint64N(last + 1))
+						w.release(rng.Uint64N(last+1), rng.Uint64N(last+1))
 					}
 				case op < 16: // compaction deletes a prefix behind the window's back
 					if last := w.LastIndex(); last > 0 {
@@ -157,11 +157,11 @@ func TestEntryWindowReleaseFreesIdleGroups(t *testing.T) {
 	if w.bytes != 200 || len(w.ents) != 2 {
 		t.Fatalf("window holds %d entries, %d bytes; want 2, 200", len(w.ents), w.bytes)
 	}
-	w.release(1)
+	w.release(2, 1) // applied 2, acknowledged 1
 	if w.bytes != 100 || w.start != 2 {
-		t.Fatalf("after release(1): start %d, %d bytes; want 2, 100", w.start, w.bytes)
+		t.Fatalf("after release(2, 1): start %d, %d bytes; want 2, 100", w.start, w.bytes)
 	}
-	w.release(2)
+	w.release(2, 2)
 	if w.bytes != 0 || w.ents != nil {
 		t.Fatalf("after release(2): %d entries, %d bytes; want none", len(w.ents), w.bytes)
 	}
@@ -230,5 +230,53 @@ func TestSimulationCatchesStaleWindow(t *testing.T) {
 	cfg.newWindow = nil
 	if seed, v := findViolation(cfg, 5, ""); v != nil {
 		t.Fatalf("control run with the real window: seed %d: %v", seed, v)
+	}
+}
+
+// TestEntryWindowFullKeepsOldest: a full window keeps its oldest entries
+// (read next by the state machine and followers), takes no more until
+// release empties it, and reads past it come from the log.
+func TestEntryWindowFullKeepsOldest(t *testing.T) {
+	log := newMemLog()
+	w := newEntryWindow(log, 300)
+	appendN := func(first uint64, n int) {
+		t.Helper()
+		ents := make([]protocol.Entry, n)
+		for i := range ents {
+			ents[i] = protocol.Entry{Index: first + uint64(i), Term: 1, Data: make([]byte, 100)}
+		}
+		if err := w.Append(ents); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(1, 5)
+	if w.start != 1 || w.end() != 4 || !w.full {
+		t.Fatalf("window holds [%d, %d) full=%v; want [1, 4) full", w.start, w.end(), w.full)
+	}
+	appendN(6, 2)
+	if w.end() != 4 {
+		t.Fatalf("a full window took entries: it holds [%d, %d)", w.start, w.end())
+	}
+	got, err := w.Entries(2, 8, 1<<20)
+	if err != nil || len(got) != 6 || got[0].Index != 2 || got[5].Index != 7 {
+		t.Fatalf("Entries(2, 8) across the window's end: %d entries, %v", len(got), err)
+	}
+	if got, _ := w.Entries(2, 8, 250); len(got) != 2 {
+		t.Fatalf("Entries(2, 8, 250 bytes): %d entries, want 2", len(got))
+	}
+	w.release(2, 1) // a follower lags: a full window still releases what is applied
+	if w.start != 3 {
+		t.Fatalf("after release(2, 1) of a full window: starts at %d, want 3", w.start)
+	}
+	w.release(3, 1)
+	if len(w.ents) != 0 {
+		t.Fatalf("after everything in it was applied the window holds [%d, %d)", w.start, w.end())
+	}
+	appendN(8, 1)
+	if w.start != 8 || w.end() != 9 || w.full {
+		t.Fatalf("an emptied window did not start over: [%d, %d) full=%v", w.start, w.end(), w.full)
+	}
+	if err := w.TruncateAfter(7); err != nil || len(w.ents) != 0 {
+		t.Fatalf("TruncateAfter(7): %v, window holds [%d, %d)", err, w.start, w.end())
 	}
 }

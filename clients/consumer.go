@@ -87,23 +87,32 @@ func WithOffsetReset(position Position) ConsumerOption {
 }
 
 // Consumer reads records from the partitions assigned to it. Each assigned
-// partition has a fetcher that long-polls the partition leader and fetches
-// the next batch while the previous one is being consumed (prefetch). Poll
-// returns records in offset order within each partition.
+// partition has a fetcher that long-polls the partition leader and keeps the
+// next fetch in flight while the previous one is being consumed (pipelined
+// prefetch). Poll and PollEach return records in offset order within each
+// partition.
+//
+// Fetched batches are kept as the bytes the broker sent (the log's own
+// bytes) and decoded only when Poll or PollEach hands their records out:
+// PollEach without allocating or copying, Poll into Records it allocates.
 //
 // Assign, Seek, Unassign and Close may be called from any goroutine; Poll
-// from one goroutine at a time.
+// and PollEach from one goroutine at a time.
 type Consumer struct {
 	client  *Client
 	config  consumerConfig
-	results chan fetchResult // unbuffered: a fetcher holds one result ahead
+	results chan *fetchResult // unbuffered: a fetcher holds one result ahead
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionFetcher
 	generation uint64
-	leftover   []*Record // fetched, not yet returned by Poll
-	deferred   error     // error to return from the next Poll
+	buffered   []*fetchResult // fetched, not yet all handed out
+	deferred   error          // error to return from the next Poll
 	closed     bool
+
+	// Used by Poll and PollEach only (one goroutine at a time), without mu.
+	iterator protocol.RecordIterator
+	record   Record // the record PollEach lends to its callback
 }
 
 type partitionFetcher struct {
@@ -112,10 +121,14 @@ type partitionFetcher struct {
 	done       chan struct{}
 }
 
+// fetchResult is one fetch's verified batches, or a fetcher's final error.
+// Poll and PollEach consume it from the front.
 type fetchResult struct {
 	tp         topicPartition
 	generation uint64
-	records    []*Record
+	batches    []byte // verified batches whose records are not all handed out
+	offset     uint64 // records before offset are skipped: handed out, or before the fetch offset
+	pending    int    // records in batches at or after offset
 	err        error
 }
 
@@ -145,7 +158,7 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
 	return &Consumer{
 		client:     c,
 		config:     config,
-		results:    make(chan fetchResult),
+		results:    make(chan *fetchResult),
 		partitions: make(map[topicPartition]*partitionFetcher),
 	}, nil
 }
@@ -213,7 +226,7 @@ func (c *Consumer) Unassign(topic string, partitions ...uint32) {
 	}
 }
 
-// stopLocked stops a partition's fetcher and drops its leftover records.
+// stopLocked stops a partition's fetcher and drops its buffered records.
 func (c *Consumer) stopLocked(tp topicPartition) {
 	fetcher := c.partitions[tp]
 	if fetcher == nil {
@@ -222,9 +235,7 @@ func (c *Consumer) stopLocked(tp topicPartition) {
 	delete(c.partitions, tp)
 	fetcher.cancel()
 	<-fetcher.done
-	c.leftover = slices.DeleteFunc(c.leftover, func(r *Record) bool {
-		return r.Topic == tp.topic && r.Partition == tp.partition
-	})
+	c.buffered = slices.DeleteFunc(c.buffered, func(result *fetchResult) bool { return result.tp == tp })
 }
 
 // Assigned returns the assigned partitions, sorted.
@@ -241,86 +252,6 @@ func (c *Consumer) Assigned() map[string][]uint32 {
 	return out
 }
 
-// Poll waits until records are available or ctx ends and returns up to
-// WithMaxPollRecords of them, in offset order within each partition. A
-// partition that fails for good (an unknown topic, an offset out of range
-// without WithOffsetReset) yields a *PartitionError, after the records
-// fetched before it. When ctx ends with nothing fetched, Poll returns
-// ctx's error.
-func (c *Consumer) Poll(ctx context.Context) ([]*Record, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if err := c.deferred; err != nil {
-		c.deferred = nil
-		c.mu.Unlock()
-		return nil, err
-	}
-	if len(c.leftover) > 0 {
-		records := c.takeLeftoverLocked()
-		c.mu.Unlock()
-		return records, nil
-	}
-	c.mu.Unlock()
-
-	var result fetchResult
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case result = <-c.results:
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var errs []error
-	c.acceptLocked(result, &errs)
-	for len(c.leftover) < c.config.maxPollRecords {
-		select {
-		case result = <-c.results:
-			c.acceptLocked(result, &errs)
-			continue
-		default:
-		}
-		break
-	}
-	records := c.takeLeftoverLocked()
-	err := errors.Join(errs...)
-	if err != nil && len(records) > 0 {
-		c.deferred, err = err, nil
-	}
-	return records, err
-}
-
-// acceptLocked keeps a fetch result if its fetcher is still current.
-func (c *Consumer) acceptLocked(result fetchResult, errs *[]error) {
-	fetcher := c.partitions[result.tp]
-	if fetcher == nil || fetcher.generation != result.generation {
-		return // from before a Seek or Unassign
-	}
-	if len(c.leftover) == 0 {
-		c.leftover = result.records // no copy: the fetch's slice is Poll's from now on
-	} else {
-		c.leftover = append(c.leftover, result.records...)
-	}
-	if result.err != nil {
-		*errs = append(*errs, &PartitionError{Topic: result.tp.topic, Partition: result.tp.partition, Err: result.err})
-	}
-}
-
-// takeLeftoverLocked hands out up to max poll records of leftover without
-// copying: the returned slice's capacity ends where the rest begins, so
-// neither side's appends reach the other's records.
-func (c *Consumer) takeLeftoverLocked() []*Record {
-	n := min(len(c.leftover), c.config.maxPollRecords)
-	records := c.leftover[:n:n]
-	c.leftover = c.leftover[n:]
-	if len(c.leftover) == 0 {
-		c.leftover = nil
-	}
-	return records
-}
-
 // Close stops every fetcher. Close does not close the Client.
 func (c *Consumer) Close() error {
 	c.mu.Lock()
@@ -335,20 +266,30 @@ func (c *Consumer) Close() error {
 	return nil
 }
 
-// fetchLoop is one partition's fetcher: it fetches from offset on, hands
-// each non-empty batch of records to Poll and fetches the next meanwhile.
+// fetchLoop is one partition's fetcher: it fetches from offset on and hands
+// each fetch with records to Poll. Fetches are pipelined: the next request
+// leaves as soon as a reply arrives (its header names the offset to fetch
+// next), so the broker reads and sends the next fetch while this one is
+// verified and while Poll's caller consumes the one before.
 func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation uint64, offset uint64) {
-	deliver := func(records []*Record, err error) bool {
+	deliver := func(result *fetchResult) bool {
+		result.tp, result.generation = tp, generation
 		select {
-		case c.results <- fetchResult{tp: tp, generation: generation, records: records, err: err}:
+		case c.results <- result:
 			return true
 		case <-ctx.Done():
 			return false
 		}
 	}
-	for ctx.Err() == nil {
-		records, next, err := c.fetch(ctx, tp, offset)
-		if err != nil {
+	pending := c.startFetch(ctx, tp, offset)
+	for {
+		var response fetchResponse
+		select {
+		case response = <-pending:
+		case <-ctx.Done():
+			return
+		}
+		if err := response.err; err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -358,27 +299,54 @@ func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation 
 					c.client.logger.Info("raftmq: offset out of range, resetting", "topic", tp.topic,
 						"partition", tp.partition, "from", offset, "to", offsets.Offset)
 					offset = offsets.Offset
+					pending = c.startFetch(ctx, tp, offset)
 					continue
 				}
 				err = resetErr
 			}
-			deliver(nil, err)
+			deliver(&fetchResult{err: err})
 			return
 		}
+		result, next, err := verifyFetched(response.batches, response.nextOffset, offset)
+		if err != nil {
+			deliver(&fetchResult{err: fmt.Errorf("clients: decode fetched records: %w", err)})
+			return
+		}
+		pending = c.startFetch(ctx, tp, next)
 		offset = next
-		if len(records) > 0 && !deliver(records, nil) {
+		if result.pending > 0 && !deliver(result) {
 			return
 		}
 	}
 }
 
-// fetch reads the records at offset and after, long-polling the leader.
-func (c *Consumer) fetch(ctx context.Context, tp topicPartition, offset uint64) ([]*Record, uint64, error) {
+// fetchResponse is a successful fetch's batches and next offset, or its error.
+type fetchResponse struct {
+	batches    []byte // the reply's batches, owned by the fetcher
+	nextOffset uint64
+	err        error
+}
+
+// startFetch sends a fetch for offset and returns where its response
+// arrives. The channel is buffered, so an abandoned fetch never blocks.
+func (c *Consumer) startFetch(ctx context.Context, tp topicPartition, offset uint64) <-chan fetchResponse {
+	responses := make(chan fetchResponse, 1)
+	go func() {
+		batches, next, err := c.fetch(ctx, tp, offset)
+		responses <- fetchResponse{batches: batches, nextOffset: next, err: err}
+	}()
+	return responses
+}
+
+// fetch reads the batches at offset and after, long-polling the leader
+// (retrying retriable errors until ctx ends). It returns the reply's
+// batches, not yet verified, and the reply's next offset.
+func (c *Consumer) fetch(ctx context.Context, tp topicPartition, offset uint64) ([]byte, uint64, error) {
 	request := protocol.AppendFetchRequest(nil, &protocol.FetchRequest{
 		Topic: tp.topic, Partition: tp.partition, Offset: offset,
 		MaxBytes: uint32(c.config.fetchMaxBytes), MaxWait: c.config.fetchMaxWait,
 	})
-	var records []*Record
+	var batches []byte
 	next := offset
 	err := c.client.callLeader(ctx, tp, protocol.SubjectBrokerFetch, request, c.config.fetchMaxWait, func(data []byte) error {
 		reply, err := protocol.DecodeFetchReply(data)
@@ -388,93 +356,41 @@ func (c *Consumer) fetch(ctx context.Context, tp topicPartition, offset uint64) 
 		if reply.Err != nil {
 			return reply.Err
 		}
-		records, err = decodeBatches(tp, reply.Batches, offset)
-		if err != nil {
-			return err
-		}
-		next = max(reply.NextOffset, offset)
-		if n := len(records); n > 0 {
-			next = max(next, records[n-1].Offset+1)
-		}
+		batches, next = reply.Batches, reply.NextOffset
 		return nil
 	})
-	return records, next, err
+	return batches, next, err
 }
 
-// decodeBatches decodes concatenated batches, skipping records before
-// offset. Records of uncompressed batches alias data, which the caller
-// never reuses; others are copied out of the decompression buffer.
-func decodeBatches(tp topicPartition, data []byte, offset uint64) ([]*Record, error) {
-	records, err := decodeBatchRecords(tp, data, offset)
-	if err != nil {
-		return nil, fmt.Errorf("clients: decode fetched records: %w", err)
-	}
-	return records, nil
-}
-
-func decodeBatchRecords(tp topicPartition, data []byte, offset uint64) ([]*Record, error) {
-	// The records live in chunks of recordChunk (sized from the batch
-	// headers), so a fetch allocates per chunk, not per record; chunks
-	// rather than one slice keep each allocation small (one huge block of
-	// pointers costs the collector more than it saves).
-	total := 0
-	for rest := data; len(rest) > 0; {
-		batch, h, err := nextBatch(rest)
+// verifyFetched checks the batches of a fetch at offset (structure and
+// CRC), drops those wholly before offset and counts the records to hand
+// out. It returns the offset to fetch next: the reply's next offset, but
+// never before offset nor before the end of the last batch.
+func verifyFetched(batches []byte, replyNext, offset uint64) (*fetchResult, uint64, error) {
+	result := &fetchResult{offset: offset}
+	next := max(replyNext, offset)
+	for rest := batches; len(rest) > 0; {
+		batch, _, err := nextBatch(rest)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		h, err := protocol.VerifyBatch(batch)
+		if err != nil {
+			return nil, 0, err
 		}
 		rest = rest[len(batch):]
-		if h.LastOffset() >= offset {
-			total += int(h.RecordCount)
-		}
-	}
-	var slab []Record
-	records := make([]*Record, 0, total)
-	var iterator protocol.RecordIterator
-	for rest := data; len(rest) > 0; {
-		batch, h, _ := nextBatch(rest) // checked above
-		rest = rest[len(batch):]
-		if h.LastOffset() < offset {
+		if h.RecordCount == 0 || h.LastOffset() < offset {
+			if result.batches == nil {
+				batches = rest // nothing wanted in it: skip it
+			}
 			continue
 		}
-		if err := iterator.Reset(batch); err != nil { // the batch's CRC check
-			return nil, err
-		}
-		copyBytes := h.Codec != protocol.CodecNone
-		for iterator.Next() {
-			r := iterator.Record()
-			if r.Offset < offset {
-				continue
-			}
-			if len(slab) == cap(slab) { // a new chunk; earlier records keep theirs
-				slab = make([]Record, 0, max(min(total-len(records), recordChunk), 1))
-			}
-			slab = append(slab, Record{
-				Topic: tp.topic, Partition: tp.partition, Offset: r.Offset,
-				Key: r.Key, Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp),
-			})
-			rec := &slab[len(slab)-1]
-			if copyBytes {
-				rec.Key, rec.Value = cloneBytes(r.Key), cloneBytes(r.Value)
-			}
-			for _, header := range r.Headers {
-				value := header.Value
-				if copyBytes {
-					value = cloneBytes(value)
-				}
-				rec.Headers = append(rec.Headers, Header{Key: header.Key, Value: value})
-			}
-			records = append(records, rec)
-		}
-		if err := iterator.Err(); err != nil {
-			return nil, err
-		}
+		result.batches = batches[:len(batches)-len(rest)]
+		result.pending += int(h.RecordCount) - int(max(offset, h.BaseOffset)-h.BaseOffset)
+		next = max(next, h.LastOffset()+1)
 	}
-	return records, nil
+	return result, next, nil
 }
-
-// recordChunk is how many Records decodeBatchRecords allocates at once.
-const recordChunk = 128
 
 // nextBatch splits the first batch off concatenated batches by its header
 // (its CRC is checked when its records are decoded).

@@ -51,14 +51,18 @@
 // least once.
 //
 // A Consumer runs one fetcher goroutine per assigned partition. It
-// long-polls the leader (WithFetchMaxWait) and, while Poll's caller works on
-// one fetch, already holds the next (prefetch of one fetch per partition).
-// A fetch never returns records past the partition's commit index, so a
-// consumer only sees committed records.
+// long-polls the leader (WithFetchMaxWait) and pipelines: the next fetch
+// leaves as soon as a reply arrives, so while Poll's caller works on one
+// fetch the next is verified and waiting and the one after is in flight. A
+// fetch never returns records past the partition's commit index, so a
+// consumer only sees committed records. Fetched batches stay the bytes the
+// log stored and are decoded when handed out: Poll allocates Records (in
+// chunks), PollEach lends one reused Record per call of its callback and
+// neither allocates nor copies (the fastest way to replay a partition).
 //
 // # Concurrency
 //
 // Client, Producer and the Consumer's Assign, Seek, Unassign and Close are
-// safe for concurrent use; Consumer.Poll is called from one goroutine at a
-// time. Close a client's producers and consumers before the client.
+// safe for concurrent use; Consumer.Poll and PollEach are called from one
+// goroutine at a time. Close a client's producers and consumers before the client.
 package clients

@@ -1,0 +1,250 @@
+package clients
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// TestPollEachAndPollShareTheBuffer interleaves PollEach (stopping early,
+// and running to the max poll records) with Poll and checks that every
+// record comes out once, in order.
+func TestPollEachAndPollShareTheBuffer(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	produceValues(t, client, "orders", 0, numbered("a", 150))
+	produceValues(t, client, "orders", 0, numbered("b", 150))
+
+	consumer, err := client.NewConsumer(WithMaxPollRecords(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx := testContext(t)
+	if err := consumer.Assign(ctx, "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var offsets []uint64
+	for round := 0; len(got) < 300; round++ {
+		switch round % 3 {
+		case 0: // stop after 10
+			stopAt := len(got) + 10
+			n, err := consumer.PollEach(ctx, func(r *Record) bool {
+				got = append(got, string(r.Value))
+				offsets = append(offsets, r.Offset)
+				return len(got) < stopAt
+			})
+			if err != nil || n > 10 {
+				t.Fatalf("PollEach stopping at 10: %d records, %v", n, err)
+			}
+		case 1:
+			n, err := consumer.PollEach(ctx, func(r *Record) bool {
+				got = append(got, string(r.Value))
+				offsets = append(offsets, r.Offset)
+				return true
+			})
+			if err != nil || n > 64 {
+				t.Fatalf("PollEach: %d records (max poll records 64), %v", n, err)
+			}
+		case 2:
+			records, err := consumer.Poll(ctx)
+			if err != nil || len(records) > 64 {
+				t.Fatalf("Poll: %d records (max poll records 64), %v", len(records), err)
+			}
+			for _, r := range records {
+				got = append(got, string(r.Value))
+				offsets = append(offsets, r.Offset)
+			}
+		}
+	}
+	if want := append(numbered("a", 150), numbered("b", 150)...); !slices.Equal(got, want) {
+		t.Errorf("got %d values, want the 300 produced in order; first difference at %d", len(got), firstDifference(got, want))
+	}
+	for i, offset := range offsets {
+		if offset != uint64(i) {
+			t.Fatalf("record %d has offset %d", i, offset)
+		}
+	}
+}
+
+func firstDifference(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestPollEachCallbackMaySeek seeks from inside the callback (which runs
+// without the consumer's lock) and checks that the records not handed out
+// before the seek are dropped.
+func TestPollEachCallbackMaySeek(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	produceValues(t, client, "orders", 0, numbered("v", 20))
+
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx := testContext(t)
+	if err := consumer.Assign(ctx, "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	var seekErr error
+	n, err := consumer.PollEach(ctx, func(r *Record) bool {
+		if r.Offset == 5 {
+			seekErr = consumer.Seek(ctx, "orders", 0, AtOffset(15))
+			return false
+		}
+		return true
+	})
+	if err != nil || seekErr != nil || n != 6 {
+		t.Fatalf("PollEach: %d records, %v; seek: %v", n, err, seekErr)
+	}
+	if got := pollValues(t, consumer, 5)[0]; !slices.Equal(got, numbered("v", 20)[15:]) {
+		t.Errorf("after seeking to 15: %v", got)
+	}
+}
+
+// TestConsumerPipelinesFetches checks that the fetcher asks for the next
+// batches as soon as a reply arrives, before anyone polls.
+func TestConsumerPipelinesFetches(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	value := strings.Repeat("x", 100)
+	produceValues(t, client, "orders", 0, slices.Repeat([]string{value}, 20)) // offsets 0-19, > 2 KiB
+	produceValues(t, client, "orders", 0, slices.Repeat([]string{value}, 20)) // offsets 20-39
+
+	requested := make(chan uint64, 100)
+	f.subscribe(protocol.SubjectBrokerFetch(protocol.DefaultSubjectPrefix, 1), func(m *nats.Msg) {
+		if request, err := protocol.DecodeFetchRequest(m.Data); err == nil {
+			requested <- request.Offset
+		}
+	})
+	if err := f.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := client.NewConsumer(WithFetchMaxBytes(1024)) // one batch per fetch
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx := testContext(t)
+	if err := consumer.Assign(ctx, "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody polls: the first fetch's records wait for Poll, and the
+	// second fetch is already on its way.
+	for want := range []uint64{0, 20} {
+		select {
+		case offset := <-requested:
+			if offset != []uint64{0, 20}[want] {
+				t.Fatalf("fetch %d at offset %d, want %d", want, offset, []uint64{0, 20}[want])
+			}
+		case <-ctx.Done():
+			t.Fatalf("fetch %d never requested", want)
+		}
+	}
+	if got := pollValues(t, consumer, 40)[0]; len(got) != 40 {
+		t.Errorf("%d records, want 40", len(got))
+	}
+}
+
+// TestConsumerReportsCorruptBatch corrupts a stored batch and checks that
+// Poll reports a partition error of the corruption class.
+func TestConsumerReportsCorruptBatch(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	produceValues(t, client, "orders", 0, numbered("v", 5))
+	f.mu.Lock()
+	batch := f.topics["orders"].partitions[0].batches[0]
+	batch[len(batch)-1] ^= 0xff // the last byte: the CRC no longer matches
+	f.mu.Unlock()
+
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	if err := consumer.Assign(testContext(t), "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := consumer.PollEach(testContext(t), func(*Record) bool { return true })
+	var partitionErr *PartitionError
+	if n != 0 || !errors.As(err, &partitionErr) || !errors.Is(err, protocol.ErrCorruptBatch) {
+		t.Fatalf("got %d records, %v; want a partition error of the corrupt batch class", n, err)
+	}
+}
+
+// TestVerifyFetched checks how a fetch's batches are trimmed and counted.
+func TestVerifyFetched(t *testing.T) {
+	var data []byte
+	for base := uint64(0); base < 30; base += 10 {
+		data = appendStampedBatch(t, data, base, 10)
+	}
+	tests := []struct {
+		offset, replyNext uint64
+		wantBytes         int // of data, from the end
+		wantPending       int
+		wantNext          uint64
+	}{
+		{offset: 0, replyNext: 30, wantBytes: len(data), wantPending: 30, wantNext: 30},
+		{offset: 15, replyNext: 30, wantBytes: len(data) * 2 / 3, wantPending: 15, wantNext: 30},
+		{offset: 15, replyNext: 0, wantBytes: len(data) * 2 / 3, wantPending: 15, wantNext: 30},
+		{offset: 29, replyNext: 40, wantBytes: len(data) / 3, wantPending: 1, wantNext: 40},
+		{offset: 30, replyNext: 30, wantBytes: 0, wantPending: 0, wantNext: 30},
+	}
+	for _, test := range tests {
+		t.Run(fmt.Sprintf("offset %d", test.offset), func(t *testing.T) {
+			result, next, err := verifyFetched(data, test.replyNext, test.offset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(result.batches) != test.wantBytes || result.pending != test.wantPending || next != test.wantNext || result.offset != test.offset {
+				t.Errorf("got %d bytes, %d pending, next %d, offset %d; want %d, %d, %d, %d", len(result.batches), result.pending,
+					next, result.offset, test.wantBytes, test.wantPending, test.wantNext, test.offset)
+			}
+		})
+	}
+	corrupt := slices.Clone(data)
+	corrupt[len(corrupt)-1] ^= 1
+	if _, _, err := verifyFetched(corrupt, 30, 0); !errors.Is(err, protocol.ErrCorruptBatch) {
+		t.Errorf("corrupt last batch: %v, want ErrCorruptBatch", err)
+	}
+	if _, _, err := verifyFetched(data[:len(data)-1], 30, 0); !errors.Is(err, protocol.ErrCorruptBatch) {
+		t.Errorf("truncated last batch: %v, want ErrCorruptBatch", err)
+	}
+}
+
+// appendStampedBatch appends a batch of records at baseOffset on, stamped
+// as the log stamps it.
+func appendStampedBatch(t *testing.T, dst []byte, baseOffset uint64, records int) []byte {
+	t.Helper()
+	var builder protocol.BatchBuilder
+	for i := range records {
+		if err := builder.Add(protocol.Record{Timestamp: 1_700_000_000_000, Value: fmt.Appendf(nil, "value-%04d", int(baseOffset)+i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := len(dst)
+	dst, err := builder.AppendBatch(dst, protocol.CodecNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	protocol.StampBatch(dst[start:], baseOffset, 1_700_000_000_000)
+	return dst
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/s2"
@@ -89,6 +90,15 @@ func (b *BatchBuilder) SetProducer(producerID int64, epoch int16, baseSequence i
 
 // Len is the number of records added since the last Reset.
 func (b *BatchBuilder) Len() int { return int(b.count) }
+
+// Grow makes room for at least n more bytes of encoded records without
+// reallocating, so a producer that knows the size its batches reach
+// spares the copies of growing the records section by doubling.
+func (b *BatchBuilder) Grow(n int) {
+	if n > 0 && cap(b.records)-len(b.records) < n {
+		b.records = slices.Grow(b.records, n)
+	}
+}
 
 // UncompressedSize is the size the batch would have built with CodecNone:
 // the header plus the encoded records. Producers use it to cap batch bytes.

@@ -33,9 +33,11 @@ type partitionProducer struct {
 
 	sequence producerSequence // idempotent identity (idempotence.go); owned by run
 
-	// recordsHint is the record count of the last sealed batch (guarded by
-	// mu): the next batch's record slice starts at that capacity.
+	// recordsHint and bytesHint are the record count and uncompressed
+	// size of the last sealed batch (guarded by mu): the next batch's
+	// record slice and records section start at that capacity.
 	recordsHint int
+	bytesHint   int
 }
 
 type pendingRecord struct {
@@ -122,6 +124,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 		pp.open = &pendingBatch{openedAt: now, deadline: now.Add(pp.producer.config.deliveryTimeout),
 			firstTimestamp: r.Timestamp, records: make([]pendingRecord, 0, pp.recordsHint),
 			builder: builderPool.Get().(*protocol.BatchBuilder)}
+		pp.open.builder.Grow(min(pp.bytesHint, maxBytes))
 		wake = true
 	}
 	if err := pp.open.builder.Add(r); err != nil {
@@ -143,7 +146,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 
 func (pp *partitionProducer) sealLocked() {
 	if pp.open != nil {
-		pp.recordsHint = len(pp.open.records)
+		pp.noteSizeLocked(pp.open)
 		pp.sealed = append(pp.sealed, pp.open)
 		pp.open = nil
 	}
@@ -184,8 +187,15 @@ func (pp *partitionProducer) takeReady(now time.Time, idle bool) (*pendingBatch,
 	}
 	batch := pp.open
 	pp.open = nil
-	pp.recordsHint = len(batch.records)
+	pp.noteSizeLocked(batch)
 	return batch, time.Time{}
+}
+
+// noteSizeLocked remembers the size of a batch leaving the open slot as
+// the starting capacity of the next one.
+func (pp *partitionProducer) noteSizeLocked(batch *pendingBatch) {
+	pp.recordsHint = len(batch.records)
+	pp.bytesHint = batch.builder.UncompressedSize() - protocol.BatchHeaderSize
 }
 
 // run is the partition's goroutine.

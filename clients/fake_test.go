@@ -304,6 +304,12 @@ func (f *fakeCluster) handleProduce(broker uint64, m *nats.Msg) {
 		header, err := protocol.VerifyBatch(request.Batch)
 		if err != nil {
 			apiErr = protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+		} else if stored, ok := p.duplicateOf(header); ok {
+			// An idempotent retry of a batch already stored (its first
+			// attempt was answered late, after the producer's request
+			// timeout): answered with the original offset, as the broker
+			// does, and not stored again.
+			reply.BaseOffset, reply.AppendTime = stored.BaseOffset, stored.AppendTime
 		} else {
 			batch := append([]byte(nil), request.Batch...)
 			reply.BaseOffset, reply.AppendTime = p.next, time.Now().UnixMilli()
@@ -316,6 +322,21 @@ func (f *fakeCluster) handleProduce(broker uint64, m *nats.Msg) {
 	}
 	reply.Err = apiErr
 	_ = m.Respond(protocol.AppendProduceReply(nil, &reply))
+}
+
+// duplicateOf returns the header of the stored batch an idempotent batch
+// repeats (same producer id, epoch and base sequence), if any.
+func (p *fakePartition) duplicateOf(h protocol.BatchHeader) (protocol.BatchHeader, bool) {
+	if h.ProducerID <= 0 {
+		return protocol.BatchHeader{}, false
+	}
+	for _, batch := range p.batches {
+		stored, err := protocol.ReadBatchHeader(batch)
+		if err == nil && stored.ProducerID == h.ProducerID && stored.ProducerEpoch == h.ProducerEpoch && stored.BaseSequence == h.BaseSequence {
+			return stored, true
+		}
+	}
+	return protocol.BatchHeader{}, false
 }
 
 func (f *fakeCluster) handleFetch(broker uint64, m *nats.Msg) {

@@ -205,9 +205,10 @@ func (b *Broker) startController() error {
 	// once it applied its whole log (run, createTopic): a replica replaying
 	// its log after a restart holds a past state, not the current one.
 	state := newControllerStateMachine(b.cfg.Bootstrap, nil)
-	var voters []uint64
-	if b.cfg.isBootstrap() {
-		voters = b.cfg.Bootstrap
+	voters, err := b.controllerStartVoters(log) // membership.go
+	if err != nil {
+		log.Close()
+		return err
 	}
 	group, err := b.host.AddGroup(b.groupConfig(controllerGroupID, voters, timedLog{log, b.metrics.fsyncLatency}, state, 0))
 	if err != nil {

@@ -634,3 +634,106 @@ func firstVoter(ids, voters []uint64) uint64 {
 	}
 	return 0
 }
+
+// controllerStartVoters is the bootstrap configuration this broker's
+// controller replica starts with (raft uses it only while the replica's
+// storage is empty): none for a broker outside Bootstrap; Bootstrap for a
+// bootstrap broker, unless its controller storage is empty and a running
+// cluster's controller no longer counts it among its members. Such a
+// broker was removed from the controller and came back with an empty disk:
+// bootstrapping again would make it a voter of a configuration the cluster
+// left, and with other such brokers it could elect a controller of its
+// own. It starts outside the configuration instead, like any other broker
+// (AdminAddController adds it back). The running cluster is asked through
+// the other bootstrap brokers (AdminMetadata, answered from each one's own
+// view); when none answers with cluster metadata and a controller
+// membership, the cluster is taken to be new and Bootstrap is used.
+func (b *Broker) controllerStartVoters(log interface{ LastIndex() uint64 }) ([]uint64, error) {
+	if !b.cfg.isBootstrap() {
+		return nil, nil
+	}
+	hs, err := (&hardStateStorage{store: b.store, groupID: controllerGroupID}).Load()
+	if err != nil {
+		return nil, err
+	}
+	if !hs.IsZero() || log.LastIndex() > 0 {
+		return b.cfg.Bootstrap, nil
+	}
+	var membership *protocol.GroupMembership
+	var asked []uint64
+	for attempt := 0; membership == nil; attempt++ {
+		var clusterExists bool
+		membership, clusterExists, asked = b.askControllerMembership()
+		if membership != nil {
+			break
+		}
+		if !clusterExists {
+			return b.cfg.Bootstrap, nil // a new cluster
+		}
+		// A running cluster whose controller membership nobody knows
+		// right now (an election): ask again, a few election timeouts.
+		if attempt == 5 {
+			return nil, fmt.Errorf("broker: broker %d has an empty controller log and brokers %v run a cluster whose controller membership none of them knows: "+
+				"not bootstrapping a controller next to it; start again once the controller has a leader", b.cfg.ID, asked)
+		}
+		time.Sleep(b.cfg.ElectionTimeout)
+	}
+	if slices.Contains(membership.Voters, b.cfg.ID) || slices.Contains(membership.OutgoingVoters, b.cfg.ID) ||
+		slices.Contains(membership.Learners, b.cfg.ID) {
+		return b.cfg.Bootstrap, nil
+	}
+	b.logger.Warn("this bootstrap broker was removed from the controller and its controller storage is empty: "+
+		"it starts outside the controller group instead of bootstrapping one (add it back with AdminAddController)",
+		"controller_voters", membership.Voters, "learners", membership.Learners, "asked", asked)
+	return nil, nil
+}
+
+// askControllerMembership asks the other bootstrap brokers, in parallel,
+// for the controller membership of the cluster they belong to. It returns
+// the first one a broker with cluster metadata knows (nil when none),
+// whether any broker has cluster metadata (false: a new cluster), and the
+// brokers that answered.
+func (b *Broker) askControllerMembership() (*protocol.GroupMembership, bool, []uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(2*b.cfg.ElectionTimeout, time.Second))
+	defer cancel()
+	request, _ := json.Marshal(protocol.MetadataRequest{Version: protocol.APIVersion})
+	type answer struct {
+		id    uint64
+		reply protocol.MetadataReply
+		err   error
+	}
+	answers := make(chan answer, len(b.cfg.Bootstrap))
+	asking := 0
+	for _, id := range b.cfg.Bootstrap {
+		if id == b.cfg.ID {
+			continue
+		}
+		asking++
+		go func() {
+			a := answer{id: id}
+			msg, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerAdmin(b.prefix, id, protocol.AdminMetadata), request)
+			if a.err = err; err == nil {
+				a.err = json.Unmarshal(msg.Data, &a.reply)
+			}
+			answers <- a
+		}()
+	}
+	var answered []uint64
+	var found *protocol.GroupMembership
+	clusterExists := false
+	for range asking {
+		a := <-answers
+		if a.err != nil {
+			continue // not running (no responders) or not answering
+		}
+		answered = append(answered, a.id)
+		if a.reply.Error != nil {
+			continue // no cluster metadata yet
+		}
+		clusterExists = true
+		if found == nil && a.reply.Controller != nil && len(a.reply.Controller.Voters) > 0 {
+			found = a.reply.Controller
+		}
+	}
+	return found, clusterExists, answered
+}

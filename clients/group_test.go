@@ -335,8 +335,12 @@ func TestGroupMembersSharePartitionsAndTakeOverFromADeadMember(t *testing.T) {
 		o := h.owners()
 		return len(h.owner) == 6 && o["b"] == 3 && o["c"] == 3
 	})
+	// The move follows the session expiry; on a loaded machine the
+	// rebalance and the survivors' claims after it take seconds more (6 s
+	// seen with GOMAXPROCS=1 next to other test runs). The bound only
+	// catches a move that waited for something else than the expiry.
 	moved := time.Since(killed)
-	if moved > session+3*time.Second {
+	if moved > session+10*time.Second {
 		t.Fatalf("partitions moved %v after the member died; session timeout %v", moved, session)
 	}
 	produce(300)

@@ -29,12 +29,15 @@ type Producer struct {
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
-	pending    int           // records produced and not completed; at most config.maxBufferedRecords
-	idle       chan struct{} // closed when pending drops to 0; replaced when it rises
-	roomFreed  chan struct{} // non-nil while Produce waits for pending to drop; closed when it does
-	closed     bool
-	workers    sync.WaitGroup
-	stop       chan struct{} // closed by Close after the final flush
+	pending    int // records produced and not completed; at most config.maxBufferedRecords
+	// pendingBytes is their bufferedSize; at most config.maxBufferedBytes
+	// (a single larger record is let in alone).
+	pendingBytes int
+	idle         chan struct{} // closed when pending drops to 0; replaced when it rises
+	roomFreed    chan struct{} // non-nil while Produce waits for pending to drop; closed when it does
+	closed       bool
+	workers      sync.WaitGroup
+	stop         chan struct{} // closed by Close after the final flush
 }
 
 type topicPartition struct {
@@ -123,11 +126,12 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 			Message: fmt.Sprintf("topic %q has %d partitions, no partition %d", rec.Topic, partitions, partition)}
 	}
 	rec.Partition = uint32(partition)
-	partitionProducer, full, err := p.partitionProducer(ctx, topicPartition{rec.Topic, rec.Partition})
+	size := bufferedSize(rec)
+	partitionProducer, full, err := p.partitionProducer(ctx, topicPartition{rec.Topic, rec.Partition}, size)
 	if err != nil {
 		return err
 	}
-	partitionProducer.add(pendingRecord{record: rec, done: done})
+	partitionProducer.add(pendingRecord{record: rec, done: done, size: size})
 	if full {
 		p.sealAll()
 	}
@@ -146,14 +150,33 @@ func (p *Producer) sealAll() {
 	}
 }
 
+// bufferedSize is what a record counts against WithMaxBufferedBytes: its
+// key, value and headers.
+func bufferedSize(rec *Record) int {
+	size := len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	return size
+}
+
+// roomFor reports whether a record of size bytes may join the buffer: it
+// holds fewer than WithMaxBufferedRecords records and the record fits in
+// WithMaxBufferedBytes (or the buffer is empty, so a record larger than
+// the bound still goes, alone).
+func (p *Producer) roomFor(size int) bool {
+	return p.pending < p.config.maxBufferedRecords &&
+		(p.pending == 0 || p.pendingBytes+size <= p.config.maxBufferedBytes)
+}
+
 // partitionProducer returns the producer of one partition, starting it on
-// first use; it counts the record about to be added as pending, waiting
-// while WithMaxBufferedRecords records are (or until ctx ends). full
-// reports that the buffer is full with this record.
-func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition) (_ *partitionProducer, full bool, _ error) {
+// first use; it counts the record about to be added (size bytes) as
+// pending, waiting while the buffer has no room for it (or until ctx
+// ends). full reports that the buffer is full with this record.
+func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, size int) (_ *partitionProducer, full bool, _ error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.pending >= p.config.maxBufferedRecords && !p.closed {
+	for !p.roomFor(size) && !p.closed {
 		if p.roomFreed == nil {
 			p.roomFreed = make(chan struct{})
 		}
@@ -174,6 +197,7 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition) (_ 
 		p.idle = make(chan struct{})
 	}
 	p.pending++
+	p.pendingBytes += size
 	pp := p.partitions[tp]
 	if pp == nil {
 		pp = newPartitionProducer(p, tp)
@@ -184,13 +208,15 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition) (_ 
 			pp.run()
 		}()
 	}
-	return pp, p.pending >= p.config.maxBufferedRecords, nil
+	return pp, p.pending >= p.config.maxBufferedRecords || p.pendingBytes >= p.config.maxBufferedBytes, nil
 }
 
-// completed is called once per record after its callback ran.
-func (p *Producer) completed(records int) {
+// completed is called after the callbacks of records holding size bytes
+// ran.
+func (p *Producer) completed(records, size int) {
 	p.mu.Lock()
 	p.pending -= records
+	p.pendingBytes -= size
 	if p.roomFreed != nil {
 		close(p.roomFreed)
 		p.roomFreed = nil

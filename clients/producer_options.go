@@ -17,6 +17,7 @@ type producerConfig struct {
 	acks               Acks
 	maxInFlight        int
 	maxBufferedRecords int
+	maxBufferedBytes   int
 	deliveryTimeout    time.Duration
 	defaultTopic       string
 	idempotenceOff     bool // WithIdempotence(false) (idempotence.go)
@@ -30,6 +31,7 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 		acks:               AcksQuorum,
 		maxInFlight:        maxIdempotentInFlight, // 5, as Kafka's producer
 		maxBufferedRecords: 100_000,
+		maxBufferedBytes:   DefaultMaxBufferedBytes,
 		deliveryTimeout:    time.Minute,
 	}
 	for _, opt := range opts {
@@ -139,13 +141,36 @@ func WithMaxInFlight(n int) ProducerOption {
 
 // WithMaxBufferedRecords bounds the records produced and not yet
 // acknowledged, across all partitions; Produce blocks while the bound is
-// reached, until a record completes or its context ends. Default 100,000.
+// reached, until a record completes or its context ends. Their bytes are
+// bounded by WithMaxBufferedBytes. Default 100,000.
 func WithMaxBufferedRecords(n int) ProducerOption {
 	return func(c *producerConfig) error {
 		if n < 1 {
 			return fmt.Errorf("clients: max buffered records %d: need at least 1", n)
 		}
 		c.maxBufferedRecords = n
+		return nil
+	}
+}
+
+// DefaultMaxBufferedBytes is the default of WithMaxBufferedBytes.
+const DefaultMaxBufferedBytes = 64 << 20
+
+// WithMaxBufferedBytes bounds the bytes (keys, values and headers) of the
+// records produced and not yet acknowledged, across all partitions, as
+// Kafka's buffer.memory does; Produce blocks while a record does not fit,
+// until records complete or its context ends. A record larger than the
+// bound is let in once the buffer is empty. The producer keeps the records
+// (it does not copy them) and one encoded copy of each batch, so the
+// memory it holds for buffered records is at most about twice the bound.
+// The default lets WithMaxInFlight full 1 MiB batches be in flight on a
+// dozen partitions at once. Default 64 MiB (DefaultMaxBufferedBytes).
+func WithMaxBufferedBytes(n int) ProducerOption {
+	return func(c *producerConfig) error {
+		if n < 1 {
+			return fmt.Errorf("clients: max buffered bytes %d: need at least 1", n)
+		}
+		c.maxBufferedBytes = n
 		return nil
 	}
 }

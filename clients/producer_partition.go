@@ -43,6 +43,7 @@ type partitionProducer struct {
 type pendingRecord struct {
 	record *Record
 	done   ProduceCallback
+	size   int // bufferedSize(record), counted against WithMaxBufferedBytes
 }
 
 type batchState uint8
@@ -110,7 +111,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if pp.stopped {
 		pp.mu.Unlock()
 		rec.done(rec.record, ErrClosed)
-		pp.producer.completed(1)
+		pp.producer.completed(1, rec.size)
 		return
 	}
 	wake := false
@@ -130,7 +131,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if err := pp.open.builder.Add(r); err != nil {
 		pp.mu.Unlock()
 		rec.done(rec.record, err)
-		pp.producer.completed(1)
+		pp.producer.completed(1, rec.size)
 		return
 	}
 	pp.open.records = append(pp.open.records, rec)
@@ -439,14 +440,16 @@ func (pp *partitionProducer) complete(batch *pendingBatch, err error) {
 	if err != nil {
 		err = fmt.Errorf("clients: produce to %s/%d: %w", pp.tp.topic, pp.tp.partition, err)
 	}
+	size := 0
 	for i := range batch.records {
 		rec := &batch.records[i]
+		size += rec.size
 		if err == nil {
 			rec.record.Offset = batch.baseOffset + uint64(i)
 		}
 		rec.done(rec.record, err)
 	}
-	pp.producer.completed(len(batch.records))
+	pp.producer.completed(len(batch.records), size)
 }
 
 // abort fails everything not yet completed with ErrClosed.

@@ -92,7 +92,15 @@
 // Admin requests (<prefix>.api.admin.<op>) are answered by any broker;
 // create and delete are forwarded to the controller leader. Create waits
 // (up to 5 s) until every new partition has a leader, so the topic can be
-// used at once.
+// used at once. Describe, list and cluster status are answered by the
+// controller leader once it applied its log, so they show every
+// acknowledged change whichever broker the request reached; metadata
+// (what clients route by) is answered by any broker from its own view.
+// When no controller leader has been known for a few election timeouts
+// (noControllerLeaderWait), a forwarded request, or a command proposed by a
+// leader that then lost its quorum, is answered not_ready saying so instead
+// of waiting out the admin timeout; a cluster status is then answered from
+// the broker's own view.
 //
 // # Consumer groups
 //
@@ -175,6 +183,11 @@
 // promotes once it caught up; AdminRemoveController removes a member with a
 // joint-consensus change (never the last voter). A broker outside the
 // controller configuration ignores its own replica's idea of the leader.
+// A bootstrap broker with an empty controller log first asks the other
+// bootstrap brokers for the controller membership: if a running cluster's
+// controller no longer counts it (removed, then back with an empty disk),
+// it starts outside the configuration instead of bootstrapping it again
+// (controllerStartVoters).
 //
 // A partition reassignment (AdminReassignPartition, or AdminReplaceBroker
 // for every partition of one broker) is recorded by the controller as the

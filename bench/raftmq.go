@@ -236,20 +236,21 @@ func (t *raftmqTarget) NewReader(ctx context.Context, kind string, consumer, par
 type raftmqReader struct{ consumer *clients.Consumer }
 
 func (r *raftmqReader) Read(ctx context.Context, fn func([]byte) bool) error {
-	for {
-		records, err := r.consumer.Poll(ctx)
+	// PollEach lends each record without allocating or copying it; fn
+	// does not keep the payload.
+	for stopped := false; !stopped; {
+		_, err := r.consumer.PollEach(ctx, func(rec *clients.Record) bool {
+			stopped = !fn(rec.Value)
+			return !stopped
+		})
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		for _, rec := range records {
-			if !fn(rec.Value) {
-				return nil
-			}
-		}
 	}
+	return nil
 }
 
 func (r *raftmqReader) Close() error { return r.consumer.Close() }

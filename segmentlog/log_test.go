@@ -275,3 +275,52 @@ func TestResetContinuesAtIndexAndOffset(t *testing.T) {
 		t.Fatalf("OffsetOfIndex after reset = %d, %v", off, err)
 	}
 }
+
+// TestRollsBetweenAppendCalls: an Append that does not fit in what is left
+// of the active segment but fits in an empty one goes whole into a new
+// segment; an Append larger than a segment is split entry by entry; no
+// segment grows past SegmentMaxBytes unless it holds a single entry.
+func TestRollsBetweenAppendCalls(t *testing.T) {
+	opts := smallOptions() // 16 KiB segments
+	l := mustOpen(t, vfs.NewMem(), opts)
+	defer l.Close()
+	const perCall, size = 4, 1000 // about 4 KiB of frames per call: 3.9 calls fit a segment
+	m := newModel()
+	appendCall := func(n int) {
+		t.Helper()
+		entries := make([]protocol.Entry, n)
+		for i := range entries {
+			entries[i] = protocol.Entry{Index: m.lastIndex() + 1 + uint64(i), Term: 1, Type: protocol.EntryRecordBatch,
+				Data: testBatch(1, size-protocol.BatchHeaderSize, uint64(i))}
+		}
+		if err := l.Append(entries); err != nil {
+			t.Fatal(err)
+		}
+		m.append(entries...)
+	}
+	for range 10 {
+		appendCall(perCall)
+	}
+	if l.SegmentCount() < 3 {
+		t.Fatalf("%d segments, want at least 3", l.SegmentCount())
+	}
+	for _, s := range l.segments {
+		if (s.header.firstIndex-1)%perCall != 0 {
+			t.Fatalf("segment starts at index %d, inside an Append call of %d entries", s.header.firstIndex, perCall)
+		}
+	}
+	before := l.SegmentCount()
+	appendCall(40) // about 40 KiB: larger than a segment
+	if l.SegmentCount() < before+2 {
+		t.Fatalf("an Append larger than a segment made %d new segments, want at least 2", l.SegmentCount()-before)
+	}
+	if _, err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range l.segments {
+		if s.end > opts.SegmentMaxBytes && s.lastIndex > s.header.firstIndex {
+			t.Fatalf("segment from %d holds %d bytes, more than %d", s.header.firstIndex, s.end, opts.SegmentMaxBytes)
+		}
+	}
+	checkAgainst(t, l, m)
+}

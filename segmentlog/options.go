@@ -7,14 +7,15 @@ import (
 
 // Options configures a Log. Start from DefaultOptions.
 type Options struct {
-	// SegmentMaxBytes rolls the active segment before an entry that would
-	// make it larger. Default 64 MiB: large enough that per-segment costs
-	// (two fsyncs and a directory sync per roll, one open file, one index
-	// file) are amortised over at least a fraction of a second of writes at
-	// disk speed, small enough that retention frees space in fine steps and
-	// that the recovery scan of the active segment (read + CRC of at most one
-	// segment) stays in the tens of milliseconds. A single larger entry gets
-	// a segment of its own.
+	// SegmentMaxBytes rolls the active segment before an Append call that
+	// would make it larger (before the entry that would, when the call's
+	// entries do not fit in an empty segment either). Default 64 MiB: large
+	// enough that per-segment costs (two fsyncs and a directory sync per
+	// roll, one open file, one index file) are amortised over at least a
+	// fraction of a second of writes at disk speed, small enough that
+	// retention frees space in fine steps and that the recovery scan of the
+	// active segment (read + CRC of at most one segment) stays in the tens
+	// of milliseconds. A single larger entry gets a segment of its own.
 	SegmentMaxBytes int64
 	// SegmentMaxAge rolls a non-empty active segment once it is this old, so
 	// retention by age can delete data that stops receiving writes. Zero

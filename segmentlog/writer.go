@@ -25,8 +25,10 @@ func (l *Log) Append(entries []protocol.Entry) error {
 	// Validate everything first, so a bad entry appends nothing (and
 	// leaves nothing in the batches scratch).
 	l.batches = l.batches[:0]
+	frameBytes := int64(0)
 	for i := range entries {
 		e := &entries[i]
+		frameBytes += int64(frameHeaderSize + len(e.Data))
 		if e.Index != l.lastIndex+1+uint64(i) {
 			return fmt.Errorf("segmentlog: append index %d, expected %d (gap or overlap)", e.Index, l.lastIndex+1+uint64(i))
 		}
@@ -45,7 +47,7 @@ func (l *Log) Append(entries []protocol.Entry) error {
 		}
 	}
 	l.reserveCacheSlots(len(entries))
-	rollAge := l.opts.SegmentMaxAge > 0 && l.ageExpired(l.active(), l.opts.Now())
+	rollFirst := l.rollBefore(frameBytes)
 	batches := l.batches
 	l.batches = l.batches[:0]
 	for i := range entries {
@@ -53,14 +55,35 @@ func (l *Log) Append(entries []protocol.Entry) error {
 		if entries[i].Type == protocol.EntryRecordBatch {
 			batch, batches = &batches[0], batches[1:]
 		}
-		if err := l.appendOne(&entries[i], batch, rollAge); err != nil {
+		if err := l.appendOne(&entries[i], batch, rollFirst); err != nil {
 			l.publish()
 			return err
 		}
-		rollAge = false
+		rollFirst = false
 	}
 	l.publish()
 	return nil
+}
+
+// rollBefore reports whether Append rolls the active segment before its
+// first entry: when the segment is too old, or when the call's frameBytes
+// do not fit in what is left of the segment but fit in an empty one. So a
+// segment rolls between Append calls rather than in the middle of one, and
+// the data of one call, usually synced by one Sync, lies in one file: the
+// sealed segment was made durable by the Sync after the previous call, and
+// the roll's fdatasync of it finds nothing left to write, where a roll in
+// the middle of a call splits the call's data over two fdatasyncs, the
+// first of which stops the writer. A call larger than a segment still
+// rolls entry by entry (appendOne).
+func (l *Log) rollBefore(frameBytes int64) bool {
+	active := l.active()
+	if active.empty() {
+		return false
+	}
+	if l.opts.SegmentMaxAge > 0 && l.ageExpired(active, l.opts.Now()) {
+		return true
+	}
+	return active.end+frameBytes > l.opts.SegmentMaxBytes && segmentHeaderSize+frameBytes <= l.opts.SegmentMaxBytes
 }
 
 // batchInfo is what Append needs from a record batch header, decoded once
@@ -88,10 +111,10 @@ func (l *Log) reserveCacheSlots(n int) {
 // writer goroutine runs it, so the writer-owned fields it reads without mu
 // (lastIndex, nextOffset, segments, chunk, cache.count) cannot change
 // under it, and it writes only past chunkUsed and past the cache's count.
-func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollAge bool) error {
+func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollFirst bool) error {
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
-	if rollAge || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
+	if rollFirst || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
 		l.publish()
 		if err := l.roll(); err != nil {
 			return err
@@ -285,8 +308,15 @@ func (l *Log) rollLocked() error {
 		return err
 	}
 	old := l.active()
-	if err := l.writeFile.SyncData(); err != nil {
-		return fmt.Errorf("segmentlog: sync %s: %w", old.path, err)
+	l.mu.RLock()
+	durable := l.durableIndex
+	l.mu.RUnlock()
+	// A Sync since the last write made the old segment durable already
+	// (the usual case: rollBefore rolls between Append calls).
+	if durable < covered {
+		if err := l.writeFile.SyncData(); err != nil {
+			return fmt.Errorf("segmentlog: sync %s: %w", old.path, err)
+		}
 	}
 	if err := l.writeIndexFile(old); err != nil {
 		return err

@@ -11,9 +11,10 @@ import (
 )
 
 // TestReadEntriesSurviveChunkReuse reads entries from the tail cache, then
-// appends until the chunks they were framed in have been reused, and checks
-// that what was returned did not change and that the log keeps a bounded
-// number of chunks.
+// appends until the chunks they were framed in have left the cache (a
+// chunk Entries lent is dropped there, not reused), and checks that what
+// was returned did not change and that the log keeps a bounded number of
+// chunks.
 func TestReadEntriesSurviveChunkReuse(t *testing.T) {
 	opts := smallOptions()
 	opts.SegmentMaxBytes = 1 << 20

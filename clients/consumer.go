@@ -111,8 +111,8 @@ type Consumer struct {
 	closed     bool
 
 	// Used by Poll and PollEach only (one goroutine at a time), without mu.
-	iterator protocol.RecordIterator
-	record   Record // the record PollEach lends to its callback
+	iterators []*protocol.RecordIterator // free ones, decompression buffers kept
+	record    Record                     // the record PollEach lends to its callback
 }
 
 type partitionFetcher struct {
@@ -130,6 +130,11 @@ type fetchResult struct {
 	offset     uint64 // records before offset are skipped: handed out, or before the fetch offset
 	pending    int    // records in batches at or after offset
 	err        error
+
+	// cursor, when set, is positioned in the first batch after the last
+	// record handed out, so the next Poll goes on without decoding that
+	// batch again.
+	cursor *protocol.RecordIterator
 }
 
 // PartitionError is an error of one partition reported by Poll; the

@@ -201,7 +201,8 @@ func (c *Consumer) handOut(results []*fetchResult, emit func(*Record, bool) bool
 
 // handOutBatch hands out up to limit records of result's first batch, from
 // result.offset on, and drops the batch once all its records are out. more
-// is false when emit asked to stop.
+// is false when emit asked to stop. A batch left part way keeps its
+// iterator (result.cursor) for the next call.
 func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, emit func(*Record, bool) bool) (n int, more bool, err error) {
 	batch, h, err := nextBatch(result.batches)
 	if err != nil {
@@ -211,9 +212,13 @@ func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, 
 		result.batches = result.batches[len(batch):]
 		return 0, true, nil
 	}
-	iterator := &c.iterator
-	if err := iterator.Reset(batch); err != nil {
-		return 0, false, err
+	iterator := result.cursor
+	result.cursor = nil
+	if iterator == nil {
+		iterator = c.takeIterator()
+		if err := iterator.Reset(batch); err != nil {
+			return 0, false, err
+		}
 	}
 	copyBytes := h.Codec != protocol.CodecNone
 	more, exhausted := true, false
@@ -244,10 +249,24 @@ func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, 
 		return n, false, err
 	}
 	if exhausted || result.offset > h.LastOffset() {
+		c.iterators = append(c.iterators, iterator)
 		result.batches = result.batches[len(batch):]
 		if len(result.batches) == 0 {
 			result.pending = 0
 		}
+	} else {
+		result.cursor = iterator
 	}
 	return n, more, nil
+}
+
+// takeIterator returns a free record iterator, reusing one (and its
+// decompression buffer) when it can.
+func (c *Consumer) takeIterator() *protocol.RecordIterator {
+	if n := len(c.iterators); n > 0 {
+		iterator := c.iterators[n-1]
+		c.iterators = c.iterators[:n-1]
+		return iterator
+	}
+	return new(protocol.RecordIterator)
 }

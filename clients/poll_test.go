@@ -13,14 +13,21 @@ import (
 )
 
 // TestPollEachAndPollShareTheBuffer interleaves PollEach (stopping early,
-// and running to the max poll records) with Poll and checks that every
-// record comes out once, in order.
+// and running to the max poll records) with Poll, so batches are handed out
+// part by part, and checks that every record comes out once, in order, from
+// plain and compressed batches.
 func TestPollEachAndPollShareTheBuffer(t *testing.T) {
+	for _, codec := range []Codec{CompressionNone, CompressionS2} {
+		t.Run(codec.String(), func(t *testing.T) { testPollEachAndPollShareTheBuffer(t, codec) })
+	}
+}
+
+func testPollEachAndPollShareTheBuffer(t *testing.T, codec Codec) {
 	f := startFakeCluster(t)
 	f.createTopic("orders", 1)
 	client := newTestClient(t, f)
-	produceValues(t, client, "orders", 0, numbered("a", 150))
-	produceValues(t, client, "orders", 0, numbered("b", 150))
+	produceValues(t, client, "orders", 0, numbered("a", 150), WithCompression(codec))
+	produceValues(t, client, "orders", 0, numbered("b", 150), WithCompression(codec))
 
 	consumer, err := client.NewConsumer(WithMaxPollRecords(64))
 	if err != nil {

@@ -143,22 +143,49 @@ func TestOffsetCommitRulesAndReplicaAgreement(t *testing.T) {
 	}
 	expect("unknown topic", reply.Results[0].Error, protocol.CodeUnknownTopic)
 
-	// One request, many partitions, and the delete op.
-	reply = protocol.OffsetCommitReply{}
-	if err := client.groupCall(c.leader, protocol.SubjectBrokerCommit, protocol.OffsetCommitRequest{Group: "g2", Offsets: []protocol.PartitionOffset{
-		{Topic: "commits", Partition: 0, Offset: 1}, {Topic: "commits", Partition: 1, Offset: 0}}}, &reply); err != nil {
-		t.Fatal(err)
+	// One request, many partitions, and the delete op. These go to the
+	// leader of partition 0 as the test last knew it; on a loaded machine
+	// leadership can move meanwhile, so a not_leader answer for partition
+	// 0 is followed (commitAtLeader).
+	commitAtLeader := func(req protocol.OffsetCommitRequest) protocol.OffsetCommitReply {
+		t.Helper()
+		for attempt := 0; ; attempt++ {
+			var reply protocol.OffsetCommitReply
+			err := client.groupCall(c.leader, protocol.SubjectBrokerCommit, req, &reply)
+			var e *protocol.Error
+			switch {
+			case err != nil:
+				c.leader = c.leader%uint64(c.nodes) + 1
+			case len(reply.Results) == 0:
+				t.Fatalf("commit %+v: reply %+v", req, reply)
+			default:
+				if e = reply.Results[0].Error; e == nil || e.Code != protocol.CodeNotLeader {
+					return reply
+				}
+				if e.Leader != 0 {
+					c.leader = e.Leader
+				} else {
+					c.leader = c.leader%uint64(c.nodes) + 1
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("commit %+v: no leader answered: %v %v", req, err, e)
+			}
+			waitBackoff(ctx, attempt)
+		}
 	}
+	reply = commitAtLeader(protocol.OffsetCommitRequest{Group: "g2", Offsets: []protocol.PartitionOffset{
+		{Topic: "commits", Partition: 0, Offset: 1}, {Topic: "commits", Partition: 1, Offset: 0}}})
 	if reply.Results[0].Error != nil {
 		t.Fatalf("batched commit: %+v", reply.Results)
 	}
 	if e := c.commitOne(ctx, "g2", protocol.PartitionOffset{Topic: "commits", Offset: 1}); e != nil {
 		t.Fatal(e)
 	}
-	reply = protocol.OffsetCommitReply{}
-	if err := client.groupCall(c.leader, protocol.SubjectBrokerCommit, protocol.OffsetCommitRequest{Group: "g2", Op: protocol.CommitOpDelete,
-		Offsets: []protocol.PartitionOffset{{Topic: "commits"}}}, &reply); err != nil || reply.Results[0].Error != nil {
-		t.Fatalf("delete: %v %+v", err, reply)
+	reply = commitAtLeader(protocol.OffsetCommitRequest{Group: "g2", Op: protocol.CommitOpDelete,
+		Offsets: []protocol.PartitionOffset{{Topic: "commits"}}})
+	if reply.Results[0].Error != nil {
+		t.Fatalf("delete: %+v", reply)
 	}
 	if got, e := c.committed(ctx, "g2", p0, false); e != nil || got.Committed {
 		t.Fatalf("after delete: %+v %v", got, e)
@@ -171,30 +198,39 @@ func TestOffsetCommitRulesAndReplicaAgreement(t *testing.T) {
 	if _, err := c.produce(ctx, "commits", 0, buildBatch(t, "late")); err != nil {
 		t.Fatal(err)
 	}
-	families, err := cluster.cfg.Registerer.(prometheus.Gatherer).Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, family := range families {
-		if family.GetName() != "raftmq_group_lag_records" {
-			continue
+	// The series comes from whichever broker leads at scrape time: if
+	// leadership just moved, the new leader may not show it (or the late
+	// record) yet, so this waits until it does.
+	lag := func() (float64, bool) {
+		families, err := cluster.cfg.Registerer.(prometheus.Gatherer).Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, metric := range family.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range metric.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
+		for _, family := range families {
+			if family.GetName() != "raftmq_group_lag_records" {
+				continue
 			}
-			if labels["group"] == "g1" && labels["topic"] == "commits" && labels["partition"] == "0" {
-				found = true
-				if v := metric.GetGauge().GetValue(); v < float64(hw+1-5) {
-					t.Fatalf("lag of g1 is %v records, want at least %d", v, hw+1-5)
+			for _, metric := range family.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range metric.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["group"] == "g1" && labels["topic"] == "commits" && labels["partition"] == "0" {
+					return metric.GetGauge().GetValue(), true
 				}
 			}
 		}
+		return 0, false
 	}
-	if !found {
-		t.Fatal("no raftmq_group_lag_records series for g1")
+	for attempt := 0; ; attempt++ {
+		v, found := lag()
+		if found && v >= float64(hw+1-5) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("lag of g1: %v records (series found: %v), want at least %d", v, found, hw+1-5)
+		}
+		waitBackoff(ctx, attempt)
 	}
 }
 

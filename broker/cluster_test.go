@@ -407,13 +407,26 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		}
 		return e
 	}
+	// Requests go to the partition's leader; on a loaded machine (the race
+	// detector) leadership can move during the test, so a not_leader or
+	// not_ready answer is followed. Every check below fails before
+	// anything is appended, so a retry appends nothing either.
 	send := func(req protocol.ProduceRequest) *protocol.Error {
 		t.Helper()
-		reply, err := client.produceTo(leader, &req)
-		if err != nil {
-			t.Fatal(err)
+		for attempt := 0; ; attempt++ {
+			reply, err := client.produceTo(leader, &req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := reply.Err
+			if e == nil || (e.Code != protocol.CodeNotLeader && e.Code != protocol.CodeNotReady) || ctx.Err() != nil {
+				return e
+			}
+			if e.Code == protocol.CodeNotLeader && e.Leader != 0 {
+				leader = e.Leader
+			}
+			waitBackoff(ctx, attempt)
 		}
-		return reply.Err
 	}
 	good := buildBatch(t, "x")
 	expect("unknown topic", send(protocol.ProduceRequest{Topic: "nope", Batch: good}), protocol.CodeUnknownTopic)
@@ -432,15 +445,28 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		t.Fatalf("batch too large names limit %d", e.Limit)
 	}
 
-	notLeader := func() *protocol.Error {
-		reply, err := client.produceTo(follower, &protocol.ProduceRequest{Topic: "t", Batch: good})
+	// A follower names the leader. The probe carries a corrupt batch, so
+	// it appends nothing should the follower have become the leader (it
+	// then answers corrupt_batch, and the test asks the next follower).
+	for attempt := 0; ; attempt++ {
+		follower = leader%3 + 1
+		reply, err := client.produceTo(follower, &protocol.ProduceRequest{Topic: "t", Batch: corrupt})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return reply.Err
-	}()
-	if e := expect("not leader", notLeader, protocol.CodeNotLeader); e.Leader != leader {
-		t.Fatalf("not-leader reply names %d, leader is %d", e.Leader, leader)
+		e := reply.Err
+		if e != nil && e.Code == protocol.CodeNotLeader && e.Leader == leader {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not-leader reply of broker %d: %v; leader is %d", follower, e, leader)
+		}
+		if e != nil && e.Code == protocol.CodeNotLeader && e.Leader != 0 {
+			leader = e.Leader // moved: ask a follower of the new leader
+		} else if e != nil && e.Code == protocol.CodeCorruptBatch {
+			leader = follower
+		}
+		waitBackoff(ctx, attempt)
 	}
 
 	// An unknown API version is refused, not misread.
@@ -457,6 +483,11 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	expect("unsupported version", reply.Err, protocol.CodeUnsupportedVersion)
 
 	oor, err := client.fetchFrom(leader, &protocol.FetchRequest{Topic: "t", Offset: 50})
+	for attempt := 0; err == nil && oor.Err != nil && oor.Err.Code == protocol.CodeNotLeader && oor.Err.Leader != 0 && ctx.Err() == nil; attempt++ {
+		leader = oor.Err.Leader
+		waitBackoff(ctx, attempt)
+		oor, err = client.fetchFrom(leader, &protocol.FetchRequest{Topic: "t", Offset: 50})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math"
@@ -22,6 +23,10 @@ import (
 // benchLogger reports state changes (an election during a benchmark run
 // means the machine starved the cluster for an election timeout).
 var benchLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+// flagBenchWindow overrides GroupConfig.EntryWindowBytes in the cluster
+// benchmarks.
+var flagBenchWindow = flag.Uint64("bench.window", 0, "cluster benchmarks: GroupConfig.EntryWindowBytes (0: default)")
 
 // countingSM counts applied entries.
 type countingSM struct{ n atomic.Int64 }
@@ -77,6 +82,9 @@ func newBenchClusterOver(b *testing.B, newLog func(id uint64) LogStorage, encode
 		// this measures.
 		cfg.ElectionTimeout = 5 * time.Second
 		cfg.HeartbeatInterval = 100 * time.Millisecond
+		if *flagBenchWindow != 0 {
+			cfg.EntryWindowBytes = *flagBenchWindow
+		}
 		bc.logs[id] = &countingLog{LogStorage: newLog(id)}
 		cfg.Log = bc.logs[id]
 		cfg.Stable = &memStable{}

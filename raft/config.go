@@ -107,6 +107,11 @@ type GroupConfig struct {
 	// MaxApplyBytes bounds one batch handed to StateMachine.Apply.
 	// Default 4 MiB (a batch holds at least one entry).
 	MaxApplyBytes uint64
+	// EntryWindowBytes bounds the entry data the driver keeps in memory
+	// of what it appended last, to replicate and apply it without reading
+	// it back from the log (window.go). A busy group holds up to this
+	// much; an idle one nothing. Default 8 MiB; 0 also means the default.
+	EntryWindowBytes uint64
 	// PromoteMaxLag is how many entries a learner may be behind the
 	// leader's last index for PromoteLearner to accept it. Default 1000.
 	PromoteMaxLag uint64
@@ -132,6 +137,7 @@ func DefaultGroupConfig() GroupConfig {
 		MaxInflightMessages: 256,
 		MaxInflightBytes:    64 << 20,
 		MaxApplyBytes:       4 << 20,
+		EntryWindowBytes:    defaultWindowBytes,
 		PromoteMaxLag:       1000,
 	}
 }

@@ -190,7 +190,11 @@ type durableMark struct{ term, index uint64 }
 
 func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
 	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1}
-	g.window = newEntryWindow(cfg.Log, defaultWindowBytes)
+	windowBytes := cfg.EntryWindowBytes
+	if windowBytes == 0 {
+		windowBytes = defaultWindowBytes
+	}
+	g.window = newEntryWindow(cfg.Log, windowBytes)
 	coreCfg := cfg.coreConfig(h.cfg.NodeID, hs, seed)
 	coreCfg.Log = g.window
 	g.core = newCore(coreCfg, h.now())

@@ -538,7 +538,11 @@ func simSnapshotConfig(seed uint64) simConfig {
 // the histories stay checkable in seconds.
 func TestSimulationReadIndexIsLinearizableWithSnapshots(t *testing.T) {
 	checked, reads, restores := 0, 0, 0
-	for seed := uint64(1); seed <= uint64(max(1, 3/simCorpusScale)); seed++ {
+	// Whether a seed restores a snapshot depends on every detail of the
+	// run (message sizes included): go on past the planned seeds, a few
+	// at most, until one did.
+	planned := uint64(max(1, 3/simCorpusScale))
+	for seed := uint64(1); seed <= planned || (restores == 0 && seed <= planned+6); seed++ {
 		cfg := simSnapshotConfig(200 + seed)
 		cfg.steps = 4000
 		cfg.snapshotEvery = 10 * time.Millisecond

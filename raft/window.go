@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"sort"
+
 	"github.com/raftmq/raftmq/protocol"
 )
 
@@ -11,15 +13,18 @@ import (
 // LogStorage costs a lock, a search and usually a copy (or a pread) per
 // call; the window keeps the newest entries appended through it, by
 // reference, and serves Term and Entries for them. Older entries (a slow
-// follower, a restarted node, entries that overflowed the window) come
-// from the log.
+// follower, a restarted node, entries that did not fit) come from the log.
+//
+// It keeps the very slices Append is given, one run per Append, without
+// copying them: the driver never modifies a ready's entries once it handed
+// them to persistReady (the core hands its unstable array over and starts
+// a new one; a follower's entries alias a received message). A read
+// returns a capacity-limited part of one run (see Entries).
 //
 // What the window serves is always what the log holds at that index:
 //   - every write to the log in [FirstIndex, LastIndex] after the window
 //     is made goes through it (Append, TruncateAfter) and changes the
-//     window the same way; Append never writes into a slot it handed out
-//     (a truncated window is capacity-limited, so the next append copies),
-//     so returned slices stay valid and unmodified;
+//     window the same way;
 //   - the two writes that bypass it, a prefix deletion (compaction) and a
 //     reset after a snapshot install (LogResetter), leave every index the
 //     window still holds either below the log's FirstIndex or above its
@@ -36,8 +41,8 @@ import (
 // It is bounded by bytes of entry data: a full window takes no more
 // entries (see Append) until release, which drops the entries the state
 // machine was handed and every follower has, empties it; an idle group
-// holds none. Released slots of the current array keep their data
-// reachable until the array is replaced (about twice the bound at most).
+// holds none. A run partly released keeps its array (and the data of its
+// released entries) reachable until the rest of it is released.
 //
 // Only the goroutine running the group's core uses a window (Append and
 // TruncateAfter come from persistReady on that goroutine); Sync passes
@@ -45,21 +50,28 @@ import (
 type entryWindow struct {
 	LogStorage // FirstIndex, LastIndex and Sync pass through
 
-	offsets  offsetAssigner // nil when the log assigns no offsets
-	ents     []protocol.Entry
-	start    uint64 // index of ents[0]
+	offsets offsetAssigner // nil when the log assigns no offsets
+	// runs hold the window's entries, dense and in index order; runs[i]
+	// starts at index runs[i][0].Index. Every run is non-empty and
+	// capacity-limited.
+	runs     [][]protocol.Entry
+	start    uint64 // first index held (meaningful when runs is not empty)
+	end      uint64 // index after the last one held
 	bytes    uint64 // entry data held
 	maxBytes uint64
 	// full: the window took no more entries since it reached maxBytes;
 	// it ends before the log does, until release empties it.
 	full bool
+	// ownedTail: the last run is the window's own array (see keep), and
+	// entries may be appended to it in place, past its length.
+	ownedTail bool
 
 	// arena holds stamped copies of record batches; a batch larger than
 	// arenaChunk/4 gets its own allocation.
 	arena []byte
 
 	// hits and misses count Entries calls served from the window and
-	// from the log (read by tests and benchmarks once the group stopped).
+	// from the log (for tests and benchmarks).
 	hits, misses uint64
 }
 
@@ -70,10 +82,11 @@ type offsetAssigner interface {
 	NextOffset() uint64
 }
 
-// defaultWindowBytes bounds a group's entry window: more than a follower
-// usually lags while the leader's pipeline is full at MaxAppendBytes, and
-// more than one MaxApplyBytes batch, yet small for a broker with many busy
-// partitions (an idle group holds nothing; see release).
+// defaultWindowBytes is the default GroupConfig.EntryWindowBytes: two
+// MaxApplyBytes batches, yet small for a broker with many busy partitions
+// (an idle group holds nothing; see release). With more than this in
+// flight (appended and not yet applied), the share served from memory is
+// about the window over what is in flight.
 const defaultWindowBytes = 8 << 20
 
 const arenaChunk = 1 << 20
@@ -84,13 +97,28 @@ func newEntryWindow(log LogStorage, maxBytes uint64) *entryWindow {
 	return w
 }
 
-// end is the index after the window's last entry.
-func (w *entryWindow) end() uint64 { return w.start + uint64(len(w.ents)) }
+// holds reports whether the window holds index.
+func (w *entryWindow) holds(index uint64) bool {
+	return len(w.runs) > 0 && index >= w.start && index < w.end
+}
+
+// run returns the position of the run holding index (which it holds).
+func (w *entryWindow) run(index uint64) int {
+	if last := len(w.runs) - 1; index >= w.runs[last][0].Index {
+		return last // the common case: the newest entries
+	}
+	return sort.Search(len(w.runs), func(i int) bool { return w.runs[i][0].Index > index }) - 1
+}
+
+func (w *entryWindow) entry(index uint64) *protocol.Entry {
+	r := w.runs[w.run(index)]
+	return &r[index-r[0].Index]
+}
 
 // Term serves index from the window when the log holds it there.
 func (w *entryWindow) Term(index uint64) (uint64, error) {
-	if index >= w.start && index < w.end() && w.inLog(index, index+1) {
-		return w.ents[index-w.start].Term, nil
+	if w.holds(index) && w.inLog(index, index+1) {
+		return w.entry(index).Term, nil
 	}
 	return w.LogStorage.Term(index)
 }
@@ -100,54 +128,38 @@ func (w *entryWindow) inLog(lo, hi uint64) bool {
 	return lo >= w.LogStorage.FirstIndex() && hi <= w.LogStorage.LastIndex()+1
 }
 
-// Entries serves [lo, hi) from the window where it holds them and from
-// the log before and after (a slow follower's reads, and a window that
-// stopped taking entries when full).
+// Entries serves [lo, hi) from the window where it holds it and from the
+// log before and after the window (a slow follower's reads, a full window).
+// It may return fewer entries than maxBytes allows at one place only: a
+// read stops at the end of a run inside the window, so that it returns a
+// capacity-limited part of that run and copies nothing (runs are long; see
+// smallRun). Every caller in the core goes on from where a read stopped
+// (raftLog.entries, takeReady and sendAppend treat a short read like one
+// cut by maxBytes). Reads across the window's edges copy the Entry headers
+// (never the data) into a new slice, as the log itself would.
 func (w *entryWindow) Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error) {
-	windowLo, windowHi := max(lo, w.start), min(hi, w.end())
-	if lo >= hi || windowLo >= windowHi || !w.inLog(lo, hi) {
+	if lo >= hi || len(w.runs) == 0 || lo >= w.end || hi <= w.start || !w.inLog(lo, hi) {
 		w.misses++
 		return w.LogStorage.Entries(lo, hi, maxBytes)
 	}
 	var out []protocol.Entry
 	var size uint64
-	if lo < windowLo {
-		ents, err := w.LogStorage.Entries(lo, windowLo, maxBytes)
-		if err != nil || uint64(len(ents)) < windowLo-lo {
+	if lo < w.start {
+		w.misses++
+		ents, err := w.LogStorage.Entries(lo, w.start, maxBytes)
+		if err != nil || uint64(len(ents)) < w.start-lo {
 			return ents, err
 		}
 		if size = dataSize(ents); size >= maxBytes {
 			return ents, nil
 		}
-		// ents belongs to the log's caller: append only to a copy.
-		out = ents[:len(ents):len(ents)]
+		out, lo = ents, w.start
+	} else {
+		w.hits++
 	}
-	out = w.cut(out, windowLo, windowHi, maxBytes, size)
-	if windowHi == hi || out[len(out)-1].Index < windowHi-1 {
-		if lo == windowLo {
-			w.hits++
-		}
-		return out, nil
-	}
-	w.misses++
-	size = dataSize(out)
-	rest, err := w.LogStorage.Entries(windowHi, hi, maxBytes-min(maxBytes, size))
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for n < len(rest) && size+uint64(len(rest[n].Data)) <= maxBytes {
-		size += uint64(len(rest[n].Data))
-		n++
-	}
-	return append(out[:len(out):len(out)], rest[:n]...), nil
-}
-
-// cut appends window entries from lo (below hi) to out while their data,
-// added to size, stays within maxBytes (at least one entry in all).
-// Without out it returns a capacity-limited slice of the window itself.
-func (w *entryWindow) cut(out []protocol.Entry, lo, hi, maxBytes, size uint64) []protocol.Entry {
-	part := w.ents[lo-w.start : hi-w.start]
+	r := w.runs[w.run(lo)]
+	runEnd := r[0].Index + uint64(len(r))
+	part := r[lo-r[0].Index : min(hi, runEnd)-r[0].Index]
 	n := 0
 	for n < len(part) {
 		size += uint64(len(part[n].Data))
@@ -156,10 +168,37 @@ func (w *entryWindow) cut(out []protocol.Entry, lo, hi, maxBytes, size uint64) [
 		}
 		n++
 	}
+	next := lo + uint64(n)
 	if out == nil {
-		return part[:n:n]
+		if next < runEnd || runEnd < w.end || next == hi {
+			return part[:n:n], nil
+		}
+	} else {
+		// The log's part, then the window's: a new slice (ents belongs to
+		// the log's caller, part to the window).
+		out = append(out[:len(out):len(out)], part[:n]...)
+		if next < runEnd || runEnd < w.end || next == hi {
+			return out, nil
+		}
 	}
-	return append(out, part[:n]...)
+	// The read reached the window's end with room left: the rest comes
+	// from the log.
+	if out == nil { // size counts exactly what was taken: nothing broke the loop
+		out = part[:n:n]
+	}
+	rest, err := w.LogStorage.Entries(next, hi, maxBytes-min(maxBytes, size))
+	if err != nil {
+		return nil, err
+	}
+	k := 0
+	for k < len(rest) && size+uint64(len(rest[k].Data)) <= maxBytes {
+		size += uint64(len(rest[k].Data))
+		k++
+	}
+	if k == 0 {
+		return out, nil
+	}
+	return append(out[:len(out):len(out)], rest[:k]...), nil
 }
 
 // Append appends to the log and keeps the entries while the window has
@@ -184,58 +223,96 @@ func (w *entryWindow) Append(ents []protocol.Entry) error {
 	// log was reset) start over at first.
 	first := ents[0].Index
 	switch {
-	case len(w.ents) > 0 && first > w.start && first <= w.end():
+	case len(w.runs) > 0 && first > w.start && first <= w.end:
 		w.truncate(first)
-	case len(w.ents) > 0 && w.full && first > w.end():
+	case len(w.runs) > 0 && w.full && first > w.end:
 		return nil
 	default:
 		w.clear()
-		w.start = first
+		w.start, w.end = first, first
 	}
-	kept := len(w.ents)
-	for i := range ents {
-		e := ents[i]
-		var batch protocol.BatchHeader
-		if w.offsets != nil && e.Type == protocol.EntryRecordBatch {
-			h, err := protocol.ReadBatchHeader(e.Data)
-			if err != nil {
-				// The log accepted what the window cannot read: keep
-				// nothing of this append.
-				w.truncate(w.start + uint64(kept))
-				w.full = true
-				return nil
-			}
-			batch = h
-		}
-		if !w.full && w.bytes+uint64(len(e.Data)) > w.maxBytes && len(w.ents) > 0 {
+	n, size := 0, uint64(0)
+	for n < len(ents) && (w.bytes+size+uint64(len(ents[n].Data)) <= w.maxBytes || (n == 0 && len(w.runs) == 0)) {
+		size += uint64(len(ents[n].Data))
+		n++
+	}
+	run := ents[:n:n]
+	if w.offsets != nil {
+		var ok bool
+		if run, ok = w.stampRun(run, ents[n:], nextOffset); !ok {
 			w.full = true
+			return nil
 		}
-		if !w.full {
-			if batch.RecordCount > 0 && batch.BaseOffset != nextOffset {
-				e.Data = w.stamp(e.Data, nextOffset, batch.AppendTime)
-			}
-			w.push(e)
-		}
-		nextOffset += uint64(batch.RecordCount)
 	}
-	if w.offsets != nil && w.offsets.NextOffset() != nextOffset {
-		// The log assigned other offsets than the window computed.
-		w.truncate(w.start + uint64(kept))
+	if n < len(ents) {
 		w.full = true
+	}
+	if n > 0 {
+		w.keep(run)
+		w.end += uint64(n)
+		w.bytes += size
 	}
 	return nil
 }
 
-// push appends one entry, moving the live entries to a new array when the
-// current one is full (never writing a slot handed out before).
-func (w *entryWindow) push(e protocol.Entry) {
-	if len(w.ents) == cap(w.ents) {
-		grown := make([]protocol.Entry, len(w.ents), max(64, 2*len(w.ents)))
-		copy(grown, w.ents)
-		w.ents = grown
+// smallRun is the fewest entries the window keeps by reference as a run
+// of their own; fewer are copied into an array the window owns, where the
+// next small appends join them. Reads stop at run boundaries, so runs of a
+// few entries (a lightly loaded leader appends one or two per round)
+// would otherwise make every AppendEntries to a catching-up follower and
+// every batch applied that small.
+const smallRun = 64
+
+// keep adds run (dense, continuing the window) as a run of its own, or
+// copies it onto the end of the window's own tail array.
+func (w *entryWindow) keep(run []protocol.Entry) {
+	if len(run) >= smallRun {
+		w.runs = append(w.runs, run)
+		w.ownedTail = false
+		return
 	}
-	w.ents = append(w.ents, e)
-	w.bytes += uint64(len(e.Data))
+	if last := len(w.runs) - 1; w.ownedTail && last >= 0 && len(w.runs[last])+len(run) <= cap(w.runs[last]) {
+		// Only [0, len) of the array was ever handed out: writing past it
+		// changes nothing a reader holds.
+		w.runs[last] = append(w.runs[last], run...)
+		return
+	}
+	owned := make([]protocol.Entry, 0, 4*smallRun)
+	w.runs = append(w.runs, append(owned, run...))
+	w.ownedTail = true
+}
+
+// stampRun returns run with every record batch carrying the base offset
+// the log assigned it (copying the run and the batches that need it), and
+// false when the offsets the log reports after the append (run and rest)
+// are not what the window computes, or a batch header is unreadable.
+func (w *entryWindow) stampRun(run, rest []protocol.Entry, nextOffset uint64) ([]protocol.Entry, bool) {
+	copied := false
+	for i := range len(run) + len(rest) {
+		var e protocol.Entry
+		if i < len(run) {
+			e = run[i]
+		} else {
+			e = rest[i-len(run)]
+		}
+		if e.Type != protocol.EntryRecordBatch {
+			continue
+		}
+		h, err := protocol.ReadBatchHeader(e.Data)
+		if err != nil {
+			return nil, false
+		}
+		if i < len(run) && h.BaseOffset != nextOffset {
+			if !copied {
+				run = append([]protocol.Entry(nil), run...)
+				run = run[:len(run):len(run)]
+				copied = true
+			}
+			run[i].Data = w.stamp(run[i].Data, nextOffset, h.AppendTime)
+		}
+		nextOffset += uint64(h.RecordCount)
+	}
+	return run, w.offsets.NextOffset() == nextOffset
 }
 
 // stamp returns a copy of batch with baseOffset and appendTime stamped.
@@ -263,24 +340,40 @@ func (w *entryWindow) TruncateAfter(index uint64) error {
 		w.clear()
 		return err
 	}
-	if index+1 <= w.end() {
+	if len(w.runs) > 0 && index+1 <= w.end {
 		w.truncate(index + 1)
 	}
 	return nil
 }
 
 // truncate drops the entries from index (at most end) on; the window then
-// ends where the log does. The array is capacity-limited so that the next
-// push copies instead of overwriting handed-out slots.
+// ends where the log does.
 func (w *entryWindow) truncate(index uint64) {
 	if index <= w.start {
 		w.clear()
 		return
 	}
-	keep := index - w.start
-	w.bytes -= dataSize(w.ents[keep:])
-	w.ents = w.ents[:keep:keep]
-	w.full = false
+	if index >= w.end {
+		w.full = false // the window ends where the log does
+		return
+	}
+	for index < w.end {
+		last := len(w.runs) - 1
+		r := w.runs[last]
+		if r[0].Index >= index {
+			w.bytes -= dataSize(r)
+			w.end = r[0].Index
+			w.runs[last] = nil
+			w.runs = w.runs[:last]
+			continue
+		}
+		keep := index - r[0].Index
+		w.bytes -= dataSize(r[keep:])
+		// Capacity-limited: the dropped slots were handed out.
+		w.runs[last] = r[:keep:keep]
+		w.end = index
+	}
+	w.full, w.ownedTail = false, false
 }
 
 // release drops the entries at or below applied (handed to the state
@@ -293,23 +386,42 @@ func (w *entryWindow) release(applied, acked uint64) {
 	if w.full {
 		index = applied
 	}
-	if len(w.ents) == 0 || index < w.start {
+	if len(w.runs) == 0 || index < w.start {
 		return
 	}
-	n := min(index-w.start+1, uint64(len(w.ents)))
-	if n == uint64(len(w.ents)) {
+	if index+1 >= w.end {
 		w.clear()
 		return
 	}
-	w.bytes -= dataSize(w.ents[:n])
-	w.ents = w.ents[n:]
-	w.start += n
+	dropped := 0
+	for w.start <= index {
+		r := w.runs[dropped]
+		runEnd := r[0].Index + uint64(len(r))
+		if runEnd <= index+1 {
+			w.bytes -= dataSize(r)
+			w.runs[dropped] = nil
+			dropped++
+			w.start = runEnd
+			continue
+		}
+		k := index + 1 - r[0].Index
+		w.bytes -= dataSize(r[:k])
+		w.runs[dropped] = r[k:]
+		w.start = index + 1
+	}
+	if dropped > 0 {
+		n := copy(w.runs, w.runs[dropped:])
+		clear(w.runs[n:])
+		w.runs = w.runs[:n]
+	}
 }
 
 // clear drops every entry and lets the arrays go.
 func (w *entryWindow) clear() {
-	w.start += uint64(len(w.ents))
-	w.ents, w.bytes, w.arena, w.full = nil, 0, nil, false
+	clear(w.runs)
+	w.runs = w.runs[:0]
+	w.start = w.end
+	w.bytes, w.arena, w.full, w.ownedTail = 0, nil, false, false
 }
 
 // releaseWindow releases what the replica will not read again soon:

@@ -144,9 +144,10 @@ func TestOffsetCommitRulesAndReplicaAgreement(t *testing.T) {
 	expect("unknown topic", reply.Results[0].Error, protocol.CodeUnknownTopic)
 
 	// One request, many partitions, and the delete op. These go to the
-	// leader of partition 0 as the test last knew it; on a loaded machine
-	// leadership can move meanwhile, so a not_leader answer for partition
-	// 0 is followed (commitAtLeader).
+	// leader of partition 0 as the test last knew it; leadership can move
+	// meanwhile (a loaded machine, or a transfer to the preferred replica),
+	// so not_leader and not_ready answers for partition 0 are followed
+	// (commitAtLeader).
 	commitAtLeader := func(req protocol.OffsetCommitRequest) protocol.OffsetCommitReply {
 		t.Helper()
 		for attempt := 0; ; attempt++ {
@@ -159,12 +160,16 @@ func TestOffsetCommitRulesAndReplicaAgreement(t *testing.T) {
 			case len(reply.Results) == 0:
 				t.Fatalf("commit %+v: reply %+v", req, reply)
 			default:
-				if e = reply.Results[0].Error; e == nil || e.Code != protocol.CodeNotLeader {
+				if e = reply.Results[0].Error; e == nil || e.Code != protocol.CodeNotLeader && e.Code != protocol.CodeNotReady {
 					return reply
 				}
-				if e.Leader != 0 {
+				// not_ready (a leadership transfer in progress, as the
+				// broker moves leadership to the preferred replica): ask
+				// the same broker again.
+				switch {
+				case e.Code == protocol.CodeNotLeader && e.Leader != 0:
 					c.leader = e.Leader
-				} else {
+				case e.Code == protocol.CodeNotLeader:
 					c.leader = c.leader%uint64(c.nodes) + 1
 				}
 			}

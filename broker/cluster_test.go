@@ -709,14 +709,24 @@ func TestLeaderFailoverLosesNoAcknowledgedRecord(t *testing.T) {
 	t.Logf("%d acknowledged, %d in the log, %d served to the concurrent consumer", len(acked), len(final), len(served))
 }
 
+// currentLeader is the leader of the topic's partition 0 as the controller
+// leader's status reports name it, waiting (up to 30 s) while none is known
+// (an election under way).
 func currentLeader(t *testing.T, client *testClient, topic string) uint64 {
 	t.Helper()
-	var reply protocol.TopicReply
-	client.admin(protocol.AdminDescribeTopic, protocol.TopicRequest{Name: topic}, &reply)
-	if reply.Error != nil || reply.Topic.Partitions[0].Leader == 0 {
-		t.Fatalf("describe %s: %+v", topic, reply)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		var reply protocol.TopicReply
+		client.admin(protocol.AdminDescribeTopic, protocol.TopicRequest{Name: topic}, &reply)
+		if reply.Error == nil && reply.Topic != nil && reply.Topic.Partitions[0].Leader != 0 {
+			return reply.Topic.Partitions[0].Leader
+		}
+		if ctx.Err() != nil || reply.Error != nil && !reply.Error.Retriable() {
+			t.Fatalf("describe %s: %+v", topic, reply)
+		}
+		waitBackoff(ctx, attempt)
 	}
-	return reply.Topic.Partitions[0].Leader
 }
 
 func TestFullRestartKeepsTopicsAndRecords(t *testing.T) {

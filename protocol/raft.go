@@ -105,8 +105,13 @@ type RaftMessage struct {
 	// term of a rejected MsgAppendResponse.
 	LogTerm uint64
 	// Index is prevLogIndex (MsgAppend), lastLogIndex (votes), the match
-	// index (MsgAppendResponse) or the rejected probe index.
-	Index      uint64
+	// index (MsgAppendResponse), the rejected probe index, or the last
+	// index the follower received matching the leader, durable or not
+	// (MsgHeartbeatResponse).
+	Index uint64
+	// Commit is the leader's commit index (MsgAppend, MsgHeartbeat) or the
+	// follower's durable match index (MsgHeartbeatResponse, the index a
+	// MsgAppendResponse would acknowledge).
 	Commit     uint64
 	RejectHint uint64
 	Reject     bool

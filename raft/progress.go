@@ -42,10 +42,13 @@ type progress struct {
 	// sentCommit is the commit index last sent, so a commit advance reaches
 	// an up-to-date follower without waiting for the next heartbeat.
 	sentCommit uint64
-	// matchAtHeartbeat is match when the previous heartbeat response came;
-	// no progress over a whole heartbeat interval with entries outstanding
-	// means messages were lost, and the leader probes again.
-	matchAtHeartbeat uint64
+	// receivedAtHeartbeat is the follower's received index (what it holds
+	// matching this leader, durable or not) in the previous heartbeat
+	// response; no new entry received over a whole heartbeat interval
+	// while entries are outstanding means messages were lost, and the
+	// leader probes again. A follower that received everything but syncs
+	// slowly is not resent anything.
+	receivedAtHeartbeat uint64
 	// snapshotSince is when the current snapshot transfer started.
 	snapshotSince time.Duration
 	// readAck is the newest ReadIndex round the follower acknowledged.

@@ -63,7 +63,11 @@ func (c *core) advanceFollowerCommit() {
 func (c *core) handleHeartbeat(m *protocol.RaftMessage) {
 	c.leaderCommit = max(c.leaderCommit, m.Commit)
 	c.advanceFollowerCommit()
-	c.send(protocol.RaftMessage{To: m.From, Type: protocol.MsgHeartbeatResponse, Context: m.Context})
+	// Index tells the leader what arrived (lost appends show as no
+	// progress), Commit what is durable and matches it (a lost
+	// acknowledgement is repeated with every heartbeat).
+	c.send(protocol.RaftMessage{To: m.From, Type: protocol.MsgHeartbeatResponse, Context: m.Context,
+		Index: c.leaderMatch, Commit: min(c.durable, c.leaderMatch)})
 }
 
 func (c *core) stepLeader(m *protocol.RaftMessage) {
@@ -76,8 +80,13 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 	case protocol.MsgAppendResponse:
 		c.handleAppendResponse(m, p)
 	case protocol.MsgHeartbeatResponse:
-		if p.state == replicateState && p.match < c.log.lastIndex() && p.match == p.matchAtHeartbeat {
-			// Nothing acknowledged for a whole heartbeat interval while
+		if m.Commit > p.match && p.state != snapshotState {
+			// A durable match the leader missed (its acknowledgement was
+			// lost): take it as one.
+			c.handleAppendResponse(&protocol.RaftMessage{From: m.From, Type: protocol.MsgAppendResponse, Index: m.Commit}, p)
+		}
+		if p.state == replicateState && p.match < c.log.lastIndex() && m.Index < p.next-1 && m.Index == p.receivedAtHeartbeat {
+			// Nothing received for a whole heartbeat interval while
 			// entries are outstanding: messages were lost, start over.
 			p.becomeProbe()
 			p.next = p.match + 1
@@ -87,7 +96,7 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 			// timeouts is abandoned; probing asks for it again.
 			p.becomeProbe()
 		}
-		p.matchAtHeartbeat = p.match
+		p.receivedAtHeartbeat = m.Index
 		p.probeSent = false
 		if p.match < c.log.lastIndex() {
 			c.sendAppend(m.From, p)

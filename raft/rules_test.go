@@ -454,3 +454,69 @@ func TestEveryNodeAppliesTheSameEntriesInOrder(t *testing.T) { // state machine 
 		}
 	}
 }
+
+// A follower that received everything but syncs slowly is not sent the
+// same entries again on every heartbeat: only a follower that received
+// nothing over a heartbeat interval lost messages.
+func TestSlowSyncingFollowerIsNotResentEntries(t *testing.T) {
+	net := newTestNet(t, 1, 2, 3)
+	net.elect(1)
+	net.nodes[2].manualSync = true
+	index := net.propose(1, "x", "y") + 1
+	if c := net.nodes[1].core; c.commit < index {
+		t.Fatalf("commit %d, want %d with the leader and node 3 durable", c.commit, index)
+	}
+	net.nodes[1].takeMessages(protocol.MsgAppend)
+	net.advance(5 * testHeartbeat)
+	for _, m := range net.nodes[1].takeMessages(protocol.MsgAppend) {
+		if m.To == 2 && len(m.Entries) > 0 {
+			t.Fatalf("resent %d entries from %d to a follower that holds them", len(m.Entries), m.Entries[0].Index)
+		}
+	}
+	net.syncNode(2)
+	net.deliver()
+	if p := net.nodes[1].core.progress[2]; p.match != index {
+		t.Fatalf("match %d after the follower synced, want %d", p.match, index)
+	}
+}
+
+// An append lost on the way is sent again once a heartbeat shows the
+// follower received nothing.
+func TestLostAppendIsResentAfterAHeartbeat(t *testing.T) {
+	net := newTestNet(t, 1, 2, 3)
+	net.elect(1)
+	net.cut[[2]uint64{1, 2}] = true
+	index := net.propose(1, "x")
+	delete(net.cut, [2]uint64{1, 2})
+	net.advance(3 * testHeartbeat)
+	if last := net.nodes[2].log.LastIndex(); last < index {
+		t.Fatalf("follower's log ends at %d, want %d", last, index)
+	}
+	if p := net.nodes[1].core.progress[2]; p.match != index {
+		t.Fatalf("match %d, want %d", p.match, index)
+	}
+}
+
+// A lost acknowledgement is repeated by the next heartbeat response: with
+// the third node down, the entry commits on it alone.
+func TestLostAcknowledgementIsRecoveredFromAHeartbeat(t *testing.T) {
+	net := newTestNet(t, 1, 2, 3)
+	net.elect(1)
+	net.isolate(3)
+	net.cut[[2]uint64{2, 1}] = true
+	index := net.propose(1, "x")
+	if c := net.nodes[1].core; c.commit >= index {
+		t.Fatalf("committed %d without an acknowledgement", c.commit)
+	}
+	delete(net.cut, [2]uint64{2, 1})
+	net.nodes[1].takeMessages(protocol.MsgAppend)
+	net.advance(testHeartbeat)
+	if c := net.nodes[1].core; c.commit != index {
+		t.Fatalf("commit %d after a heartbeat round, want %d", c.commit, index)
+	}
+	for _, m := range net.nodes[1].takeMessages(protocol.MsgAppend) {
+		if m.To == 2 && len(m.Entries) > 0 {
+			t.Fatalf("resent entries to a follower that holds them durably")
+		}
+	}
+}

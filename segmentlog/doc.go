@@ -178,7 +178,13 @@
 // Entries has handed out is never reused, see cache.go), ReadBatches
 // copies them into the caller's buffer. Older entries are read with one
 // positional read of the span a call needs, which never blocks Append (a
-// reader only waits for a truncation, reset or segment deletion). Returned
+// reader only waits for a truncation, reset or segment deletion). Entries
+// reads into a new buffer its results alias; ReadBatches (and
+// IndexOfOffset) read into a read window from a sync.Pool and ReadBatches
+// copies the batches into the caller's buffer, walking the segment once
+// from the index point before fromOffset, so a steady consumer reading
+// from disk allocates nothing per call (BenchmarkReadBatches/disk: 0
+// allocs/op; 3 allocs and ~1.8 bytes per byte served before). Returned
 // entry Data must not be modified; it stays valid and unchanged forever,
 // whatever is appended or truncated later.
 //

@@ -358,6 +358,12 @@ func (l *Log) readSegment(seg *segment, pt indexPoint, limit int64, lo, hi, maxB
 func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep bool, stopIndex uint64,
 	fn func(h frameHeader, frame []byte, before scanState) bool) error {
 	r := frameReader{file: seg.file, path: seg.path, limit: limit, maxEntry: l.opts.MaxEntryBytes, keep: keep, readSize: readSize}
+	if !keep {
+		// Frames do not outlive the walk: read into a pooled window.
+		p := getReadWindow()
+		r.buf = *p
+		defer func() { putReadWindow(p, r.buf) }()
+	}
 	st := scanState{nextIndex: pt.index, nextOffset: pt.offset, maxTime: pt.maxTime, pos: pt.pos, lastFramePos: -1}
 	for st.nextIndex < stopIndex {
 		status, h, frame, reason, err := r.next(st.pos)
@@ -379,6 +385,31 @@ func (l *Log) walk(seg *segment, pt indexPoint, limit int64, readSize int, keep 
 		}
 	}
 	return nil
+}
+
+// maxReadWindow bounds the read window of one disk read of ReadBatches (a
+// frame larger than it still gets a window of its own size).
+const maxReadWindow = 4 << 20
+
+// readWindows pools the read windows of walks whose frames do not outlive
+// them (ReadBatches, IndexOfOffset, truncation), as *[]byte.
+var readWindows sync.Pool
+
+func getReadWindow() *[]byte {
+	if p, ok := readWindows.Get().(*[]byte); ok {
+		return p
+	}
+	return new([]byte)
+}
+
+// putReadWindow returns buf, the window a walk ended with (it may have
+// grown), to the pool in p, unless it is larger than maxReadWindow.
+func putReadWindow(p *[]byte, buf []byte) {
+	if cap(buf) > maxReadWindow {
+		return
+	}
+	*p = buf[:0]
+	readWindows.Put(p)
 }
 
 // OffsetOfIndex returns the base record offset of the record batch at index.
@@ -466,30 +497,55 @@ func (l *Log) IndexOfOffset(offset uint64) (uint64, error) {
 // up to maxBytes but at least one batch when one is available. Entries that
 // are not record batches are skipped. It returns the offset after the last
 // batch returned (fromOffset when none was).
+//
+// From disk it walks the segment once, from the sparse index point before
+// fromOffset, reading the frames into a pooled read window and copying the
+// batches into dst, so a steady reader allocates nothing per call beyond
+// dst's growth. fileMu is held throughout: no file is cut or removed, and
+// no entry below the tail cache is truncated, while it reads.
 func (l *Log) ReadBatches(dst []byte, fromOffset uint64, maxIndex uint64, maxBytes int) ([]byte, uint64, error) {
+	l.fileMu.RLock()
+	defer l.fileMu.RUnlock()
 	l.mu.RLock()
 	if err := l.checkReadable(); err != nil {
 		l.mu.RUnlock()
 		return dst, fromOffset, err
 	}
-	next, last := l.nextOffset, min(maxIndex, l.lastIndex)
-	l.mu.RUnlock()
-	if fromOffset >= next {
+	if fromOffset >= l.nextOffset {
+		l.mu.RUnlock()
 		return dst, fromOffset, nil
 	}
-	index, err := l.IndexOfOffset(fromOffset)
-	if err != nil {
-		return dst, fromOffset, err
+	if first := l.segments[0].header.firstOffset; fromOffset < first {
+		l.mu.RUnlock()
+		return dst, fromOffset, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, fromOffset, first, l.nextOffset)
 	}
+	last := min(maxIndex, l.lastIndex)
+	l.mu.RUnlock()
+
 	nextOffset, added := fromOffset, 0
-	for index <= last && (added == 0 || added < maxBytes) {
+	found := false // whether the batch holding fromOffset has been reached
+	index := uint64(0)
+	triedTailAt := uint64(0) // tailStart when the segments ended without the batch
+	for {
 		l.mu.RLock()
 		if err := l.checkReadable(); err != nil {
 			l.mu.RUnlock()
 			return dst, fromOffset, err
 		}
 		tailStart := l.tailStartLocked()
-		if index >= tailStart {
+		cache := &l.cache
+		if !found && cache.count > 0 && fromOffset >= cache.at(0).baseOffset {
+			i := sort.Search(cache.count, func(i int) bool {
+				c := cache.at(i)
+				return c.baseOffset+uint64(c.recordCount) > fromOffset
+			})
+			index, found = tailStart+uint64(i), true
+		}
+		if found && (index > last || (added > 0 && added >= maxBytes)) {
+			l.mu.RUnlock()
+			return dst, nextOffset, nil
+		}
+		if found && index >= tailStart {
 			// Copy straight out of the tail cache.
 			last = min(last, l.lastIndex)
 			for ; index <= last; index++ {
@@ -507,31 +563,72 @@ func (l *Log) ReadBatches(dst []byte, fromOffset uint64, maxIndex uint64, maxByt
 			l.mu.RUnlock()
 			return dst, nextOffset, nil
 		}
+		if !found && triedTailAt == tailStart && tailStart > 0 {
+			// The segments end before the tail cache without the batch,
+			// and the cache starts after it. (Were the cache's oldest
+			// entries evicted meanwhile, tailStart moved: walk again.)
+			l.mu.RUnlock()
+			return dst, fromOffset, fmt.Errorf("%w: no batch holds offset %d before the tail cache", ErrCorrupt, fromOffset)
+		}
+		var seg *segment
+		var pt indexPoint
+		if found {
+			seg = l.segmentFor(index)
+			pt = seg.pointFor(index)
+		} else {
+			i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].nextOffset > fromOffset })
+			if i == len(l.segments) {
+				i-- // only the tail cache, which the check above did not match, could hold it
+			}
+			seg = l.segments[i]
+			pt = seg.pointForOffset(fromOffset)
+		}
+		limit := l.readLimitLocked(seg)
+		stop := min(last+1, seg.lastIndex+1, tailStart)
 		l.mu.RUnlock()
+
 		budget := uint64(max(maxBytes-added, 1))
-		entries, err := l.Entries(index, min(last+1, tailStart), budget)
+		readSize := int(min(budget+budget/4+uint64(l.opts.IndexIntervalBytes)+8<<10, maxReadWindow, uint64(max(limit-pt.pos, 0))))
+		full := false
+		err := l.walk(seg, pt, limit, readSize, false, stop, func(h frameHeader, frame []byte, before scanState) bool {
+			if h.typ != protocol.EntryRecordBatch {
+				return false
+			}
+			bh, _ := protocol.ReadBatchHeader(frame[frameHeaderSize:]) // checked by the walk
+			if !found {
+				if before.nextOffset+uint64(bh.RecordCount) <= fromOffset {
+					return false
+				}
+				found = true
+			}
+			data := frame[frameHeaderSize:]
+			if added > 0 && added+len(data) > maxBytes {
+				full = true
+				return true
+			}
+			dst = append(dst, data...)
+			added += len(data)
+			nextOffset = before.nextOffset + uint64(bh.RecordCount)
+			return false
+		})
 		if err != nil {
-			return dst, fromOffset, err
+			return dst[:len(dst)-added], fromOffset, err
 		}
-		for _, e := range entries {
-			if e.Type != protocol.EntryRecordBatch {
-				index = e.Index + 1
-				continue
-			}
-			if added > 0 && added+len(e.Data) > maxBytes {
-				return dst, nextOffset, nil
-			}
-			h, err := protocol.ReadBatchHeader(e.Data)
-			if err != nil {
-				return dst, fromOffset, err
-			}
-			dst = append(dst, e.Data...)
-			added += len(e.Data)
-			nextOffset = h.BaseOffset + uint64(h.RecordCount)
-			index = e.Index + 1
+		if full {
+			return dst, nextOffset, nil
 		}
+		switch {
+		case stop == last+1:
+			// maxIndex reached (before the batch holding fromOffset, if
+			// none was found).
+			return dst, nextOffset, nil
+		case !found && stop == tailStart:
+			triedTailAt = tailStart
+		case !found:
+			return dst, fromOffset, corruptf(seg.path, pt.pos, "no batch holds offset %d", fromOffset)
+		}
+		index = stop
 	}
-	return dst, nextOffset, nil
 }
 
 // Close flushes and syncs what was appended, then closes every file.

@@ -1,0 +1,6 @@
+//go:build race
+
+package segmentlog
+
+// raceEnabled: the race detector is on (sync.Pool drops items at random).
+const raceEnabled = true

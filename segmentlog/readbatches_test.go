@@ -2,6 +2,7 @@ package segmentlog
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -156,5 +157,46 @@ func TestReadBatchesAllocs(t *testing.T) {
 	// The pool may drop a window at a GC; a fresh one is one allocation.
 	if a := testing.AllocsPerRun(100, read); a > 0.5 {
 		t.Fatalf("ReadBatches from disk allocates %.2f times per call", a)
+	}
+}
+
+// TestReadBatchesAfterDeleteBefore reads from disk after the oldest
+// segments are deleted: below FirstOffset is ErrOutOfRange, from it on the
+// model's batches come back.
+func TestReadBatchesAfterDeleteBefore(t *testing.T) {
+	opts := smallOptions()
+	opts.TailCacheBytes = 0
+	l := mustOpen(t, vfs.NewMem(), opts)
+	defer l.Close()
+	m := newModel()
+	for i := uint64(1); i <= 120; i++ {
+		e := protocol.Entry{Index: i, Term: 1, Type: protocol.EntryRecordBatch, Data: testBatch(3, 700, i)}
+		if i%7 == 0 {
+			e = protocol.Entry{Index: i, Term: 1, Type: protocol.EntryNoop}
+		}
+		if err := l.Append([]protocol.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+		m.append(e)
+	}
+	if _, err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.DeleteBefore(60); err != nil || n == 0 {
+		t.Fatalf("DeleteBefore(60) = %d, %v", n, err)
+	}
+	first := l.FirstOffset()
+	if first == 0 {
+		t.Fatal("FirstOffset still 0 after deleting segments")
+	}
+	if _, _, err := l.ReadBatches(nil, first-1, l.LastIndex(), 1<<20); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("ReadBatches below FirstOffset: %v, want ErrOutOfRange", err)
+	}
+	for from := first; from < m.nextOffset(); from += 2 {
+		out, next, err := l.ReadBatches(nil, from, l.LastIndex(), 3000)
+		want, wantNext := expectBatches(m, from, l.LastIndex(), 3000)
+		if err != nil || !bytes.Equal(out, want) || next != wantNext {
+			t.Fatalf("ReadBatches(%d) = %d bytes, next %d, %v; want %d bytes, next %d", from, len(out), next, err, len(want), wantNext)
+		}
 	}
 }

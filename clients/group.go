@@ -429,10 +429,22 @@ func (g *GroupConsumer) join(ctx context.Context) (protocol.HeartbeatReply, erro
 }
 
 func (g *GroupConsumer) heartbeat(ctx context.Context) (protocol.HeartbeatReply, error) {
+	return g.heartbeatOwning(ctx, nil)
+}
+
+// heartbeatOwning is heartbeat listing claiming as owned too (partitions
+// being claimed: the coordinator must not move them while the member may
+// start consuming them).
+func (g *GroupConsumer) heartbeatOwning(ctx context.Context, claiming []protocol.GroupPartition) (protocol.HeartbeatReply, error) {
 	g.mu.Lock()
-	owned := make([]protocol.GroupPartition, 0, len(g.owned))
+	owned := make([]protocol.GroupPartition, 0, len(g.owned)+len(claiming))
 	for tp, epoch := range g.owned {
 		owned = append(owned, protocol.GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Epoch: epoch})
+	}
+	for _, gp := range claiming {
+		if _, ok := g.owned[TopicPartition{gp.Topic, gp.Partition}]; !ok {
+			owned = append(owned, gp)
+		}
 	}
 	g.heartbeatSeq++
 	seq := g.heartbeatSeq
@@ -556,11 +568,12 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 // timeout (claims at busy partition leaders, the application's callbacks,
 // the commit before a revoke) does not get a working member expired, its
 // partitions moved and, once it joins again, the same slow reconcile
-// repeated. Those heartbeats carry the partitions owned at the time:
-// reconcile adds one once it is claimed and removes a revoked one only
-// after its commit, and the coordinator releases only partitions it moves
-// elsewhere that a member stopped listing. Their replies are not acted on;
-// run's next heartbeat is. It returns reconcile's result and when the last
+// repeated. Those heartbeats list the partitions owned at the time
+// (reconcile removes a revoked one only after its commit) and every
+// partition of the assignment being reconciled, claimed yet or not: the
+// coordinator releases a partition it moves elsewhere once a member stops
+// listing it, and one being claimed may be consumed as soon as the claim
+// succeeds. Their replies are not acted on; run's next heartbeat is. It returns reconcile's result and when the last
 // of those heartbeats the coordinator answered was sent (zero if none).
 func (g *GroupConsumer) reconcileKeepingSession(ctx context.Context, reply protocol.HeartbeatReply, interval time.Duration) (released bool, heard time.Time) {
 	keepCtx, stopKeeping := context.WithCancel(ctx)
@@ -578,7 +591,7 @@ func (g *GroupConsumer) reconcileKeepingSession(ctx context.Context, reply proto
 			}
 			hbCtx, hbCancel := context.WithTimeout(keepCtx, interval)
 			sent := time.Now()
-			_, err := g.heartbeat(hbCtx)
+			_, err := g.heartbeatOwning(hbCtx, reply.Assigned)
 			hbCancel()
 			if err == nil {
 				last = sent

@@ -17,8 +17,9 @@ import (
 // must keep heartbeating meanwhile: a member that went silent was expired,
 // joined again, was assigned the partitions again and went silent again
 // claiming them, round after round. The heartbeats sent during the claim
-// list only the partitions owned so far (none here), and the partition is
-// owned once the claim is answered.
+// list the partition being claimed (were it left out, the coordinator
+// could move it to another member while this one starts consuming it), and
+// the partition is owned once the claim is answered.
 func TestGroupHeartbeatsContinueWhileAnAssignmentIsClaimed(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	const prefix = "claimtest"
@@ -97,8 +98,10 @@ func TestGroupHeartbeatsContinueWhileAnAssignmentIsClaimed(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for i, req := range duringClaim {
-		if len(req.Owned) != 0 {
-			t.Errorf("heartbeat %d during the claim lists %v as owned", i, req.Owned)
+		// The partition being claimed is listed: the coordinator must not
+		// move it while the member may start consuming it.
+		if len(req.Owned) != 1 || req.Owned[0] != (protocol.GroupPartition{Topic: "t", Partition: 0, Epoch: 1}) {
+			t.Errorf("heartbeat %d during the claim lists %v as owned, want t/0 at epoch 1", i, req.Owned)
 		}
 		if i > 0 && req.Seq <= duringClaim[i-1].Seq {
 			t.Errorf("heartbeat %d during the claim numbered %d after %d", i, req.Seq, duringClaim[i-1].Seq)

@@ -366,7 +366,18 @@ func TestProduceWaitsForBufferRoom(t *testing.T) {
 	full, cancel := context.WithTimeout(testContext(t), 50*time.Millisecond)
 	defer cancel()
 	producer.Produce(full, &Record{Topic: "orders", Value: []byte("c")}, done)
-	if err := <-acked; !errors.Is(err, context.DeadlineExceeded) {
+	wait := testContext(t)
+	next := func() error {
+		t.Helper()
+		select {
+		case err := <-acked:
+			return err
+		case <-wait.Done():
+			t.Fatal("a produce callback never came")
+			return nil
+		}
+	}
+	if err := next(); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("third record with a full buffer: %v, want its context's deadline", err)
 	}
 
@@ -378,9 +389,13 @@ func TestProduceWaitsForBufferRoom(t *testing.T) {
 	f.mu.Lock()
 	f.dropProduce = 0 // the retries of a and b get answered
 	f.mu.Unlock()
-	<-third // room was freed, so Produce returned
+	select {
+	case <-third: // room was freed, so Produce returned
+	case <-wait.Done():
+		t.Fatal("Produce still waits for room after the buffered records were acknowledged")
+	}
 	for range 3 {
-		if err := <-acked; err != nil {
+		if err := next(); err != nil {
 			t.Fatal(err)
 		}
 	}

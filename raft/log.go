@@ -106,19 +106,27 @@ func (l *raftLog) entries(lo, hi, maxBytes uint64) []protocol.Entry {
 	start := lo - l.unstableStart
 	end := min(hi-l.unstableStart, uint64(len(l.unstable)))
 	part := l.unstable[start:end:end]
-	var size uint64
-	n := 0
-	for n < len(part) {
-		size += uint64(len(part[n].Data))
-		if size > maxBytes && (n > 0 || len(out) > 0) {
-			break
-		}
-		n++
-	}
+	n, _ := fitBytes(part, 0, maxBytes, len(out) > 0)
 	if out == nil {
 		return part[:n:n]
 	}
 	return append(out, part[:n]...)
+}
+
+// fitBytes returns how many of ents fit in maxBytes after size bytes
+// already taken, and the size counted: that includes the first entry that
+// did not fit, if any. At least one entry fits when nothing was taken yet
+// (haveSome false), whatever its size.
+func fitBytes(ents []protocol.Entry, size, maxBytes uint64, haveSome bool) (int, uint64) {
+	n := 0
+	for n < len(ents) {
+		size += uint64(len(ents[n].Data))
+		if size > maxBytes && (n > 0 || haveSome) {
+			break
+		}
+		n++
+	}
+	return n, size
 }
 
 func dataSize(ents []protocol.Entry) uint64 {

@@ -160,14 +160,7 @@ func (w *entryWindow) Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry,
 	r := w.runs[w.run(lo)]
 	runEnd := r[0].Index + uint64(len(r))
 	part := r[lo-r[0].Index : min(hi, runEnd)-r[0].Index]
-	n := 0
-	for n < len(part) {
-		size += uint64(len(part[n].Data))
-		if size > maxBytes && (n > 0 || len(out) > 0) {
-			break
-		}
-		n++
-	}
+	n, size := fitBytes(part, size, maxBytes, len(out) > 0)
 	next := lo + uint64(n)
 	if out == nil {
 		if next < runEnd || runEnd < w.end || next == hi {

@@ -67,6 +67,30 @@
 // a pool of sync workers and a pool of apply workers. An idle group costs
 // memory only. Group and Host methods are safe from any goroutine.
 //
+// # The entry window (window.go)
+//
+// The driver reads recent entries from memory, not from LogStorage: every
+// append goes through a window that keeps the appended slices (small
+// appends are gathered into an array it owns) up to
+// GroupConfig.EntryWindowBytes, and serves Term and Entries from them for
+// AppendEntries to followers and for Apply. It drops entries once they are
+// applied and every follower has them; when full it keeps its oldest
+// entries (read next) and takes no more until it drains, dropping
+// everything applied, so a follower that is down cannot pin it. It serves
+// only indexes inside the log's first and last index at the time of the
+// call, which keeps it correct across truncation, compaction and snapshot
+// resets; anything else, and reads straddling its edges, come from
+// LogStorage.
+//
+// # Replication flow control
+//
+// A follower answers every heartbeat with the last index it received
+// matching the leader (durable or not) and its durable match. The leader
+// resends from the match index only when a heartbeat shows nothing arrived
+// over a whole interval while entries are outstanding (messages were lost),
+// not when a follower's fsync is merely slow; a durable match the leader
+// missed counts as a repeated acknowledgement.
+//
 // Snapshots (snapshot.go): a follower whose next entry the leader's log no
 // longer holds enters the snapshot state of its progress, and the core asks
 // its driver (ready.snapshots) to stream a snapshot; the follower's core

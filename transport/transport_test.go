@@ -215,7 +215,23 @@ func TestSendCoalescesFramesPerDestination(t *testing.T) {
 	probes := warmUp(t, sender, 2, in)
 	// Probes still queued when warmUp returned would be counted below.
 	in.waitFor(t, "every probe", func(r []received) bool { return len(r) == probes })
-	before := sender.Stats()
+	// The sender counts a message after its publish returns, which can be
+	// after the receiver has it: wait for the counts too.
+	statsReach := func(what string, framesSent uint64) Stats {
+		t.Helper()
+		deadline := time.Now().Add(testTimeout)
+		for {
+			st := sender.Stats()
+			if st.FramesSent >= framesSent {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stats count %d frames sent, waiting for %s (%d)", st.FramesSent, what, framesSent)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	before := statsReach("the probes", uint64(probes))
 	const frames = 1000
 	for seq := range frames {
 		if err := sender.Send(2, frameFor(1, 2, seq)); err != nil {
@@ -223,7 +239,7 @@ func TestSendCoalescesFramesPerDestination(t *testing.T) {
 		}
 	}
 	in.waitFor(t, "all frames", func(r []received) bool { return len(withoutProbes(r)) == frames })
-	after := sender.Stats()
+	after := statsReach("every frame", before.FramesSent+frames)
 	messages := after.MessagesSent - before.MessagesSent
 	if sent := after.FramesSent - before.FramesSent; sent != frames {
 		t.Fatalf("stats count %d frames sent, want %d", sent, frames)

@@ -178,6 +178,21 @@ func (f *fakeCluster) subscribe(subject string, handler nats.MsgHandler) {
 	}
 }
 
+// serveQuietPartition answers, under prefix, metadata for topic "t" with
+// one partition led by broker 1 and list-offsets at offset 10 (high
+// watermark 30); its fetches go unanswered, for tests that play Poll
+// themselves.
+func (f *fakeCluster) serveQuietPartition(prefix string) {
+	f.subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
+		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 10, HighWatermark: 30}))
+	})
+	f.subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
+	f.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
+		f.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
+			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
+	})
+}
+
 // serveGroupMember plays a group coordinator on prefix's admin subjects:
 // join, leave and every heartbeat are answered with reply, except a
 // heartbeat for which onHeartbeat returns false (left unanswered).

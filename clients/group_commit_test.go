@@ -41,14 +41,7 @@ func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testi
 	fake.subscribe(protocol.SubjectBrokerCommitted(prefix, 1), func(m *nats.Msg) {
 		fake.respondJSON(m, protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: []protocol.CommittedOffset{{Topic: "t", Partition: 0, Committed: true, Offset: 10, HighWatermark: 30}}})
 	})
-	fake.subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
-		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 10, HighWatermark: 30}))
-	})
-	fake.subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
-	fake.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
-		fake.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
-			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
-	})
+	fake.serveQuietPartition(prefix)
 	// The leader holds the first commit until released; every commit's
 	// offset is recorded in arrival order.
 	release := make(chan struct{})

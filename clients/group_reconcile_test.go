@@ -52,14 +52,7 @@ func TestGroupHeartbeatsContinueWhileAnAssignmentIsClaimed(t *testing.T) {
 				Partitions: []protocol.CommittedOffset{{Topic: "t", Partition: 0, Committed: true, Offset: 10, HighWatermark: 30}}})
 		}()
 	})
-	fake.subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
-		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 10, HighWatermark: 30}))
-	})
-	fake.subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
-	fake.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
-		fake.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
-			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
-	})
+	fake.serveQuietPartition(prefix)
 	if err := fake.conn.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -53,13 +53,7 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		// still be in flight.) AdminMetadata, which producers and
 		// consumers use to route, stays with any broker: clients wait
 		// out an unknown topic there.
-		if !b.isControllerLeader() {
-			if forwarded {
-				b.respondJSON(msg, adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
-					Message: fmt.Sprintf("broker %d does not lead the controller", b.cfg.ID)}})
-				return
-			}
-			b.forwardToController(ctx, msg, op)
+		if !b.atControllerLeader(ctx, msg, op, forwarded, "lead the controller") {
 			return
 		}
 		for attempt := 0; !b.controllerCaughtUp(); attempt++ {
@@ -75,13 +69,7 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 	case protocol.AdminCreateTopic, protocol.AdminDeleteTopic, protocol.AdminRegisterBroker,
 		protocol.AdminReassignPartition, protocol.AdminReplaceBroker, protocol.AdminReassignDone,
 		protocol.AdminAddController, protocol.AdminRemoveController:
-		if !b.isControllerLeader() {
-			if forwarded {
-				reply = adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
-					Message: fmt.Sprintf("broker %d does not lead the controller", b.cfg.ID)}}
-				break
-			}
-			b.forwardToController(ctx, msg, op)
+		if !b.atControllerLeader(ctx, msg, op, forwarded, "lead the controller") {
 			return
 		}
 		switch op {
@@ -96,13 +84,7 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		}
 	case protocol.AdminGroupJoin, protocol.AdminGroupHeartbeat, protocol.AdminGroupLeave, protocol.AdminGroupList,
 		protocol.AdminGroupDescribe, protocol.AdminGroupDelete, protocol.AdminGroupReset:
-		if !b.isControllerLeader() {
-			if forwarded {
-				reply = adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
-					Message: fmt.Sprintf("broker %d does not coordinate groups", b.cfg.ID)}}
-				break
-			}
-			b.forwardToController(ctx, msg, op)
+		if !b.atControllerLeader(ctx, msg, op, forwarded, "coordinate groups") {
 			return
 		}
 		reply = b.groupAdmin(ctx, op, msg.Data)
@@ -139,6 +121,24 @@ func (b *Broker) handleAdmin(msg *nats.Msg) {
 		reply = adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "unknown admin operation %q", op)}
 	}
 	b.respondJSON(msg, reply)
+}
+
+// atControllerLeader reports whether this broker leads the controller, so
+// it serves the request itself. Otherwise the request is handled here: a
+// request forwarded to this broker is answered not_leader (saying it does
+// not <role>; the forwarding broker tries the new leader), any other is
+// forwarded to the controller leader.
+func (b *Broker) atControllerLeader(ctx context.Context, msg *nats.Msg, op string, forwarded bool, role string) bool {
+	if b.isControllerLeader() {
+		return true
+	}
+	if forwarded {
+		b.respondJSON(msg, adminError{protocol.APIVersion, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.controllerLeader(),
+			Message: fmt.Sprintf("broker %d does not %s", b.cfg.ID, role)}})
+		return false
+	}
+	b.forwardToController(ctx, msg, op)
+	return false
 }
 
 // forwardToController relays an admin request to the controller leader and

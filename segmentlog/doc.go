@@ -35,10 +35,14 @@
 //
 // Segments are named by their first Raft index, zero-padded to 20 digits.
 // A segment rolls before an Append call whose entries would take it past
-// Options.SegmentMaxBytes (default 64 MiB, see Options), so one call's
-// entries lie in one file; a call too large for an empty segment rolls
-// before the entry that would not fit. A segment also rolls once it is
-// Options.SegmentMaxAge old.
+// Options.SegmentMaxBytes, so one call's entries lie in one file; a call
+// too large for an empty segment rolls before the entry that would not
+// fit. A segment also rolls once it is Options.SegmentMaxAge old. The
+// default size, 256 MiB, holds four Sync batches of the largest entries
+// the log is built for (1,000 entries of 64 KiB), so segments roll
+// between calls and a roll's cost is shared by several batches, while
+// Open's scan of the active segment and retention's unit (whole segments)
+// stay small; see Options.SegmentMaxBytes.
 //
 // # Segment format
 //

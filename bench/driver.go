@@ -41,13 +41,13 @@ func newProducerState(w Workload, id int, c clock, progress *atomic.Int64) *prod
 		workload:         w,
 		owned:            w.ownedPartitions(id),
 		clock:            c,
-		free:             make(chan []byte, w.Window),
+		free:             make(chan []byte, w.window()),
 		sentByPartition:  make([]int64, w.Partitions),
 		ackedByPartition: make([]int64, w.Partitions),
 		latency:          newLatencyHistogram(),
 		progress:         progress,
 	}
-	for _, b := range newPayloadBuffers(w.Window, w.RecordSize, uint64(id)+1) {
+	for _, b := range newPayloadBuffers(w.window(), w.RecordSize, uint64(id)+1) {
 		ps.free <- b
 	}
 	return ps

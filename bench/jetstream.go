@@ -321,7 +321,7 @@ func (t *jetStreamTarget) NewProducer(ctx context.Context, id int, onAck AckFunc
 		return nil, err
 	}
 	js, err := jetstream.New(conn,
-		jetstream.WithPublishAsyncMaxPending(t.workload.Window),
+		jetstream.WithPublishAsyncMaxPending(t.workload.window()),
 		jetstream.WithPublishAsyncTimeout(time.Minute),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 			onAck(m.Data, nil)

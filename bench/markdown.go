@@ -21,7 +21,7 @@ func (r *Report) WriteMarkdown(out io.Writer) error {
 	if w.Rate > 0 {
 		fmt.Fprintf(&b, " at %.0f records/s (latency corrected for coordinated omission)", w.Rate)
 	} else {
-		fmt.Fprintf(&b, ", window %d in flight per producer", w.Window)
+		fmt.Fprintf(&b, ", window %s in flight per producer", r.windowText())
 	}
 	fmt.Fprintf(&b, "; raftmq linger %v, batch %d B, compression %s, acks %s, fsync %s.\n\n",
 		w.Linger, w.BatchBytes, w.Compression, w.Acks, w.Fsync)
@@ -98,4 +98,22 @@ func formatCount(v float64) string {
 		out = append(out, digits[i])
 	}
 	return string(out)
+}
+
+// windowText describes the records in flight per producer: the window
+// set, or the automatic one of each record size.
+func (r *Report) windowText() string {
+	w := r.Workload
+	if w.Window > 0 {
+		return fmt.Sprint(w.Window)
+	}
+	sizes := r.Sizes
+	if len(sizes) == 0 {
+		sizes = []int{w.RecordSize}
+	}
+	parts := make([]string, len(sizes))
+	for i, size := range sizes {
+		parts[i] = fmt.Sprintf("%d at %d B", AutoWindow(size), size)
+	}
+	return fmt.Sprintf("auto (min(%d, %d MiB / record size): %s)", AutoWindowRecords, AutoWindowBytes>>20, strings.Join(parts, ", "))
 }

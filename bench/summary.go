@@ -49,7 +49,7 @@ func (r *Report) Summary() Summary {
 	w := r.Workload
 	s := Summary{
 		Workload: w.Kind, Brokers: w.Brokers, Partitions: w.Partitions, Replicas: w.Replicas,
-		Producers: w.Producers, Consumers: w.Consumers, Count: w.Count, Rate: w.Rate, Window: w.Window,
+		Producers: w.Producers, Consumers: w.Consumers, Count: w.Count, Rate: w.Rate, Window: r.firstWindow(),
 		OK: len(r.Errors) == 0, Errors: r.Errors,
 	}
 	if w.Duration > 0 {
@@ -103,4 +103,14 @@ func (r *Report) summaryRow(res Result) SummaryRow {
 		}
 	}
 	return row
+}
+
+// firstWindow is the records in flight per producer of the first record
+// size run (the automatic window depends on the size).
+func (r *Report) firstWindow() int {
+	w := r.Workload
+	if len(r.Sizes) > 0 {
+		w.RecordSize = r.Sizes[0]
+	}
+	return w.window()
 }

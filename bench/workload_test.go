@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAutoWindowBoundsRecordsAndBytes(t *testing.T) {
+	for _, tc := range []struct{ size, want int }{
+		{100, AutoWindowRecords},           // bounded by records
+		{1024, AutoWindowRecords},          // 32 MiB exactly
+		{10240, AutoWindowBytes / 10240},   // bounded by bytes
+		{AutoWindowBytes, 1},               // one huge record
+		{2 * AutoWindowBytes, 1},           // still one
+		{MinRecordSize, AutoWindowRecords}, // smallest record
+		{AutoWindowBytes / 1000, 1000},     // exact division
+		{AutoWindowBytes/1000 + 1, AutoWindowBytes / (AutoWindowBytes/1000 + 1)}, // rounds down
+	} {
+		if got := AutoWindow(tc.size); got != tc.want {
+			t.Errorf("AutoWindow(%d) = %d, want %d", tc.size, got, tc.want)
+		}
+	}
+}
+
+func TestWorkloadWindowDefaultsToAuto(t *testing.T) {
+	w := DefaultWorkload(KindProduce)
+	if w.Window != 0 {
+		t.Fatalf("default Window = %d, want 0 (auto)", w.Window)
+	}
+	if err := w.Validate(); err != nil {
+		t.Fatalf("default workload: %v", err)
+	}
+	w.RecordSize = 10240
+	if got, want := w.window(), AutoWindow(10240); got != want {
+		t.Errorf("window() with Window 0 = %d, want AutoWindow = %d", got, want)
+	}
+	w.Window = 7
+	if got := w.window(); got != 7 {
+		t.Errorf("window() with Window 7 = %d, want 7", got)
+	}
+	w.Window = -1
+	if err := w.Validate(); err == nil {
+		t.Error("Validate accepted a negative window")
+	}
+}
+
+func TestReportShowsEffectiveWindow(t *testing.T) {
+	r := &Report{Workload: DefaultWorkload(KindProduce), Sizes: []int{100, 10240}}
+	if got, want := r.firstWindow(), AutoWindowRecords; got != want {
+		t.Errorf("firstWindow = %d, want %d", got, want)
+	}
+	text := r.windowText()
+	for _, part := range []string{"32768 at 100 B", "3276 at 10240 B"} {
+		if !strings.Contains(text, part) {
+			t.Errorf("windowText %q lacks %q", text, part)
+		}
+	}
+	r.Workload.Window = 5
+	if got := r.windowText(); got != "5" {
+		t.Errorf("windowText with Window 5 = %q, want 5", got)
+	}
+}

@@ -50,7 +50,7 @@ func TestReportShowsEffectiveWindow(t *testing.T) {
 		t.Errorf("firstWindow = %d, want %d", got, want)
 	}
 	text := r.windowText()
-	for _, part := range []string{"32768 at 100 B", "3276 at 10240 B"} {
+	for _, part := range []string{"16384 at 100 B", "1638 at 10240 B"} {
 		if !strings.Contains(text, part) {
 			t.Errorf("windowText %q lacks %q", text, part)
 		}

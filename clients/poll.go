@@ -216,14 +216,16 @@ func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, 
 	result.cursor = nil
 	if iterator == nil {
 		iterator = c.takeIterator()
-		if err := iterator.Reset(batch); err != nil {
+		// verifyFetched checked the batch's CRC, and the fetcher's bytes
+		// have not changed since: no second pass over them.
+		if err := iterator.ResetVerified(batch); err != nil {
 			return 0, false, err
 		}
 	}
 	copyBytes := h.Codec != protocol.CodecNone
 	more, exhausted := true, false
 	for n < limit {
-		if !iterator.Next() {
+		if !iterator.NextPlain() {
 			exhausted = true
 			break
 		}

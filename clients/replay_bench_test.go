@@ -2,12 +2,19 @@ package clients_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
 	"github.com/raftmq/raftmq/clients"
 )
+
+// replayCPUProfile names a file for a CPU profile of BenchmarkReplay's
+// timed part only (the replay, not the producing before it).
+var replayCPUProfile = flag.String("replay.cpuprofile", "", "write a CPU profile of BenchmarkReplay's replay (not its setup) to this file")
 
 // BenchmarkReplay measures one consumer replaying a 3-replica partition of
 // 100-byte records from the start, through the in-process cluster: broker
@@ -82,6 +89,7 @@ func benchmarkReplay(b *testing.B, client *clients.Client, topic string, records
 	defer consumer.Close()
 	b.SetBytes(100)
 	b.ReportAllocs()
+	stopProfile := startReplayProfile(b)
 	cpuBefore := processCPU(b)
 	b.ResetTimer()
 	for consumed := 0; consumed < b.N; {
@@ -102,8 +110,31 @@ func benchmarkReplay(b *testing.B, client *clients.Client, topic string, records
 		}
 	}
 	b.StopTimer()
+	stopProfile()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/record")
 	// CPU time of the whole process (brokers, NATS server, client) per
 	// record: steadier than wall time on a machine shared with other work.
 	b.ReportMetric(float64((processCPU(b)-cpuBefore).Nanoseconds())/float64(b.N), "cpu-ns/record")
+}
+
+// startReplayProfile starts the -replay.cpuprofile profile, if asked for,
+// and returns what stops it.
+func startReplayProfile(b *testing.B) (stop func()) {
+	if *replayCPUProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*replayCPUProfile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }

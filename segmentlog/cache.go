@@ -81,16 +81,33 @@ func (ch *appendChunk) data(c *cachedEntry) []byte {
 }
 
 // tailCache is a ring of the most recent entries, oldest first. Log.mu
-// guards it.
+// guards it, with one exception: the writer goroutine reads ring and next
+// without it (see slot), which only the writer changes, under Log.mu.
+// Eviction (popOldest), which other goroutines run (a background flush, a
+// Sync), changes head, count and bytes only.
 type tailCache struct {
 	ring  []cachedEntry // power-of-two length, or nil
 	head  int           // ring position of the oldest entry
+	next  int           // ring position after the newest entry: head+count, wrapped
 	count int
 	bytes int // frame bytes of the cached entries
 }
 
 // at returns the i-th cached entry, 0 being the oldest.
 func (c *tailCache) at(i int) *cachedEntry { return &c.ring[(c.head+i)&(len(c.ring)-1)] }
+
+// slot returns the i-th ring slot after the newest entry. The writer fills
+// the free slots it reserved (see Log.reserveCacheSlots) through it without
+// Log.mu: eviction meanwhile frees slots at the other end only.
+func (c *tailCache) slot(i int) *cachedEntry { return &c.ring[(c.next+i)&(len(c.ring)-1)] }
+
+// add makes the n filled slots after the newest entry cached entries of
+// frameBytes bytes in all. Log.mu must be held for writing.
+func (c *tailCache) add(n, frameBytes int) {
+	c.count += n
+	c.bytes += frameBytes
+	c.next = (c.next + n) & (len(c.ring) - 1)
+}
 
 // grow makes the ring hold at least n entries. Log.mu must be held for
 // writing.
@@ -106,7 +123,7 @@ func (c *tailCache) grow(n int) {
 	for i := range c.count {
 		ring[i] = *c.at(i)
 	}
-	c.ring, c.head = ring, 0
+	c.ring, c.head, c.next = ring, 0, c.count
 }
 
 // popOldest drops the oldest entry. Its slot keeps stale bytes: the ring
@@ -124,6 +141,9 @@ func (c *tailCache) keep(n int) {
 		c.bytes -= e.frameSize()
 		*e = cachedEntry{}
 		c.count--
+	}
+	if len(c.ring) > 0 {
+		c.next = (c.head + c.count) & (len(c.ring) - 1)
 	}
 }
 

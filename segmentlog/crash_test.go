@@ -178,21 +178,23 @@ func TestErrorInjectionEachOperation(t *testing.T) {
 	opts := smallOptions()
 	for n := int64(1); ; n++ {
 		mem := vfs.NewCrashableMem()
-		var count int64
-		var injected *errorfs.Op
+		// The background flusher's writes run on another goroutine,
+		// concurrently with reads: count atomically.
+		var count atomic.Int64
+		var injectedOp atomic.Pointer[errorfs.Op]
 		inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
 			if op.Kind == errorfs.OpFileClose {
 				return nil // close errors of read handles are not reported
 			}
-			count++
-			if count == n {
-				injected = &op
+			if count.Add(1) == n {
+				injectedOp.Store(&op)
 				return errInjected
 			}
 			return nil
 		})
 		fs := errorfs.Wrap(mem, inj)
 		err, before, after, durable, _ := errorWorkload(fs, opts)
+		injected := injectedOp.Load()
 		if injected == nil {
 			if err != nil {
 				t.Fatalf("no injection, workload failed: %v", err)

@@ -95,9 +95,13 @@ type batchInfo struct {
 }
 
 // reserveCacheSlots makes room in the tail cache ring for n more entries,
-// so appendOne can fill slots past the cached ones without a lock.
+// so appendOne can fill slots past the cached ones without a lock (the
+// count is read under mu: a background flush may be evicting).
 func (l *Log) reserveCacheSlots(n int) {
-	if l.cache.count+n <= len(l.cache.ring) {
+	l.mu.RLock()
+	fits := l.cache.count+n <= len(l.cache.ring)
+	l.mu.RUnlock()
+	if fits {
 		return
 	}
 	l.mu.Lock()
@@ -109,8 +113,9 @@ func (l *Log) reserveCacheSlots(n int) {
 // it in the next free slot of the tail cache ring (past the published
 // entries, so no reader looks at it); publish makes it visible. Only the
 // writer goroutine runs it, so the writer-owned fields it reads without mu
-// (lastIndex, nextOffset, segments, chunk, cache.count) cannot change
-// under it, and it writes only past chunkUsed and past the cache's count.
+// (lastIndex, nextOffset, the active segment, chunk, the cache's ring and
+// next slot) cannot change under it, and it writes only past chunkUsed and
+// in the cache slots after the newest entry.
 func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollFirst bool) error {
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
@@ -135,7 +140,7 @@ func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollFirst bool) err
 	putFrameHeader(frame, len(e.Data), e.Index, e.Term, e.Type)
 	payload := frame[frameHeaderSize:]
 	copy(payload, e.Data)
-	c := l.cache.at(l.cache.count + l.npending)
+	c := l.cache.slot(l.npending)
 	*c = cachedEntry{term: e.Term, typ: e.Type, baseOffset: l.nextOffset + l.pendingRecords,
 		chunkSeq: l.chunkSeq, off: uint32(at + frameHeaderSize), length: uint32(len(e.Data))}
 	if batch != nil {
@@ -164,9 +169,8 @@ func (l *Log) publish() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	active := l.active()
-	last := l.cache.at(l.cache.count + l.npending - 1)
-	l.cache.count += l.npending
-	l.cache.bytes += l.pendingBytes
+	last := l.cache.slot(l.npending - 1)
+	l.cache.add(l.npending, l.pendingBytes)
 	active.points = append(active.points, l.pendingPoints...)
 	active.maxTime = l.pendingMaxTime
 	index := l.lastIndex + uint64(l.npending)
@@ -187,12 +191,13 @@ func (l *Log) ageExpired(s *segment, now time.Time) bool {
 	return !s.empty() && now.UnixMilli()-s.header.createdMs >= l.opts.SegmentMaxAge.Milliseconds()
 }
 
-// newChunk flushes the append chunk and starts a new one that fits size,
-// reusing a free chunk when it can.
+// newChunk hands the append chunk's unwritten frames to the background
+// flusher (see flusher.go) and starts a new chunk that fits size, reusing
+// a free chunk when it can.
 func (l *Log) newChunk(size int) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	if _, err := l.flush(); err != nil {
+	if err := l.handOff(); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -220,9 +225,11 @@ func (l *Log) evictLocked() {
 	}
 }
 
-// flush writes the buffered frames to the active file. flushMu must be
-// held. It returns the last index the file now holds.
+// flush writes the buffered frames to the active file, after any write
+// handed off to the flusher. flushMu must be held. It returns the last
+// index the file now holds.
 func (l *Log) flush() (uint64, error) {
+	l.waitFlusher()
 	l.mu.RLock()
 	err := l.checkWritable()
 	chunk, used, flushed, pos := l.chunk, l.chunkUsed, l.chunkFlushed, l.chunkPos

@@ -83,7 +83,7 @@ func (ch *appendChunk) data(c *cachedEntry) []byte {
 // tailCache is a ring of the most recent entries, oldest first. Log.mu
 // guards it, with one exception: the writer goroutine reads ring and next
 // without it (see slot), which only the writer changes, under Log.mu.
-// Eviction (popOldest), which other goroutines run (a background flush, a
+// Eviction (evict), which other goroutines run (a background flush, a
 // Sync), changes head, count and bytes only.
 type tailCache struct {
 	ring  []cachedEntry // power-of-two length, or nil
@@ -126,12 +126,20 @@ func (c *tailCache) grow(n int) {
 	c.ring, c.head, c.next = ring, 0, c.count
 }
 
-// popOldest drops the oldest entry. Its slot keeps stale bytes: the ring
-// holds no pointers, and slots past count are never read.
-func (c *tailCache) popOldest() {
-	c.bytes -= c.at(0).frameSize()
-	c.head = (c.head + 1) & (len(c.ring) - 1)
-	c.count--
+// evict drops the oldest entries, at most limit of them, until the cached
+// frames take at most budget bytes, and returns how many it dropped. Their
+// slots keep stale bytes: the ring holds no pointers, and slots outside
+// the cached entries are never read.
+func (c *tailCache) evict(budget, limit int) int {
+	mask := len(c.ring) - 1
+	head, bytes, n := c.head, c.bytes, 0
+	for bytes > budget && n < limit {
+		bytes -= frameHeaderSize + int(c.ring[head].length)
+		head = (head + 1) & mask
+		n++
+	}
+	c.head, c.bytes, c.count = head, bytes, c.count-n
+	return n
 }
 
 // keep drops every entry but the n oldest.

@@ -98,8 +98,7 @@ func putFrameHeader(b []byte, length int, index, term uint64, typ protocol.Entry
 	le.PutUint32(b[4:], uint32(length))
 	le.PutUint64(b[8:], index)
 	le.PutUint64(b[16:], term)
-	b[24] = byte(typ)
-	clear(b[25:32])
+	le.PutUint64(b[24:], uint64(typ)) // type, then 7 zero bytes
 }
 
 // sealFrame computes and stores the CRC of a complete frame.

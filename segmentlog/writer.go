@@ -39,11 +39,11 @@ func (l *Log) Append(entries []protocol.Entry) error {
 			return fmt.Errorf("segmentlog: append index %d: %d bytes exceeds MaxEntryBytes %d", e.Index, len(e.Data), l.opts.MaxEntryBytes)
 		}
 		if e.Type == protocol.EntryRecordBatch {
-			h, err := protocol.ReadBatchHeader(e.Data)
+			info, err := readBatchInfo(e.Data)
 			if err != nil {
 				return fmt.Errorf("segmentlog: append index %d: %w", e.Index, err)
 			}
-			l.batches = append(l.batches, batchInfo{recordCount: h.RecordCount, appendTime: h.AppendTime, maxTime: h.MaxTimestamp})
+			l.batches = append(l.batches, info)
 		}
 	}
 	l.reserveCacheSlots(len(entries))
@@ -84,14 +84,6 @@ func (l *Log) rollBefore(frameBytes int64) bool {
 		return true
 	}
 	return active.end+frameBytes > l.opts.SegmentMaxBytes && segmentHeaderSize+frameBytes <= l.opts.SegmentMaxBytes
-}
-
-// batchInfo is what Append needs from a record batch header, decoded once
-// while validating.
-type batchInfo struct {
-	recordCount uint32
-	appendTime  int64
-	maxTime     int64
 }
 
 // reserveCacheSlots makes room in the tail cache ring for n more entries,
@@ -215,12 +207,15 @@ func (l *Log) newChunk(size int) error {
 // (entries not yet written to the file always stay) and recycles the
 // chunks no cached entry uses any more.
 func (l *Log) evictLocked() {
-	evicted := false
-	for l.cache.bytes > l.opts.TailCacheBytes && l.cache.count > 0 && l.tailStartLocked() <= l.flushedIndex {
-		l.cache.popOldest()
-		evicted = true
+	if l.cache.bytes <= l.opts.TailCacheBytes {
+		return
 	}
-	if evicted {
+	start := l.tailStartLocked()
+	if start > l.flushedIndex {
+		return
+	}
+	// Entries up to flushedIndex are in the file.
+	if l.cache.evict(l.opts.TailCacheBytes, int(min(l.flushedIndex+1-start, uint64(l.cache.count)))) > 0 {
 		l.recycleChunksLocked()
 	}
 }

@@ -15,18 +15,33 @@ import (
 // The fetch path: long-poll reads of committed record batches, served as
 // the log's raw bytes.
 
+// handleFetch answers a fetch request. A request with MaxReplies above 1
+// gets a stream: after each reply whose NextOffset is below its high
+// watermark (protocol.FetchStreamContinues), the next one is read from
+// there and sent at once, so the consumer's connection, the NATS server and
+// this broker's log reads overlap instead of taking turns with a request
+// between every reply.
 func (b *Broker) handleFetch(msg *nats.Msg) {
 	start := time.Now()
 	req, err := protocol.DecodeFetchRequest(msg.Data)
-	var reply []byte
 	if err != nil {
-		reply = protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: asAPIError(err)})
-	} else {
-		reply = b.fetch(req)
+		reply := protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: asAPIError(err)})
+		b.metrics.observeFetch(reply, start)
+		_ = msg.Respond(reply)
+		return
 	}
-	b.metrics.observeFetch(reply, start)
-	_ = msg.Respond(reply) // copies reply into the connection's buffer
-	putFetchBuffer(reply)
+	for n := 1; ; n++ {
+		reply, header := b.fetch(req)
+		b.metrics.observeFetch(reply, start)
+		err := msg.Respond(reply) // copies reply into the connection's buffer
+		putFetchBuffer(reply)
+		if err != nil || !protocol.FetchStreamContinues(&header, n, req.MaxReplies) {
+			return
+		}
+		// Data is committed at NextOffset already: no long poll.
+		req.Offset, req.MaxWait = header.NextOffset, 0
+		start = time.Now()
+	}
 }
 
 // fetchBuffers recycles fetch reply buffers: a reply is up to the max
@@ -55,11 +70,15 @@ func putFetchBuffer(b []byte) {
 // and batches: version, error code, three uint64.
 const fetchReplyHeaderSize = 1 + 2 + 3*8
 
-// fetch serves a fetch request and returns the encoded reply. It waits up to
-// the request's max wait for data to be committed at the requested offset.
-func (b *Broker) fetch(req protocol.FetchRequest) []byte {
-	failed := func(e *protocol.Error) []byte {
-		return protocol.AppendFetchReply(nil, &protocol.FetchReply{Err: e})
+// fetch serves a fetch request and returns the encoded reply and the
+// reply's fields (Batches aliasing the encoding). It waits up to the
+// request's max wait for data to be committed at the requested offset.
+func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) {
+	answer := func(reply *protocol.FetchReply) ([]byte, protocol.FetchReply) {
+		return protocol.AppendFetchReply(nil, reply), *reply
+	}
+	failed := func(e *protocol.Error) ([]byte, protocol.FetchReply) {
+		return answer(&protocol.FetchReply{Err: e})
 	}
 	r, apiErr := b.replicaFor(req.Topic, req.Partition)
 	if apiErr != nil {
@@ -93,7 +112,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 		if req.Offset < logStart || req.Offset > max(highWatermark, r.log.NextOffset()) {
 			reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: logStart, High: highWatermark,
 				Message: fmt.Sprintf("offset %d of %s/%d", req.Offset, req.Topic, req.Partition)}
-			return protocol.AppendFetchReply(nil, &reply)
+			return answer(&reply)
 		}
 		if req.Offset < highWatermark {
 			// Read the batches straight after the space the header takes,
@@ -105,7 +124,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 				// the consumer must reset, which out-of-range tells it.
 				reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: r.log.FirstOffset(), High: highWatermark,
 					Message: fmt.Sprintf("offset %d of %s/%d: %v", req.Offset, req.Topic, req.Partition, err)}
-				return protocol.AppendFetchReply(nil, &reply)
+				return answer(&reply)
 			}
 			if err != nil {
 				return failed(protocol.Errorf(protocol.CodeStorage, "read %s/%d at offset %d: %v", req.Topic, req.Partition, req.Offset, err))
@@ -113,19 +132,20 @@ func (b *Broker) fetch(req protocol.FetchRequest) []byte {
 			if len(out) > fetchReplyHeaderSize {
 				reply.NextOffset = next
 				protocol.AppendFetchReplyHeader(out[:0], &reply)
-				return out
+				reply.Batches = out[fetchReplyHeaderSize:]
+				return out, reply
 			}
 			putFetchBuffer(out)
 		}
 		if expired == nil {
-			return protocol.AppendFetchReply(nil, &reply)
+			return answer(&reply)
 		}
 		select {
 		case <-advanced:
 		case <-expired:
-			return protocol.AppendFetchReply(nil, &reply)
+			return answer(&reply)
 		case <-b.stop:
-			return protocol.AppendFetchReply(nil, &reply)
+			return answer(&reply)
 		}
 	}
 }

@@ -17,6 +17,7 @@ type ConsumerOption func(*consumerConfig) error
 type consumerConfig struct {
 	fetchMaxBytes  int
 	fetchMaxWait   time.Duration
+	fetchReplies   int
 	maxPollRecords int
 	resetTo        *Position
 }
@@ -25,6 +26,7 @@ func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
 	config := consumerConfig{
 		fetchMaxBytes:  1 << 20,
 		fetchMaxWait:   500 * time.Millisecond,
+		fetchReplies:   4,
 		maxPollRecords: 10_000,
 	}
 	for _, opt := range opts {
@@ -56,6 +58,23 @@ func WithFetchMaxWait(d time.Duration) ConsumerOption {
 			return fmt.Errorf("clients: fetch max wait %v is negative", d)
 		}
 		c.fetchMaxWait = d
+		return nil
+	}
+}
+
+// WithFetchReplies is how many replies, of up to WithFetchMaxBytes each, one
+// fetch request may bring: while a partition has more committed records,
+// its leader sends them one reply after the other without waiting for
+// another request, so reading, sending and receiving overlap. A partition
+// thus buffers up to about n+2 replies (the stream, the one being verified
+// and the one Poll hands out). 1 asks for one reply per request. Default 4;
+// at most 255.
+func WithFetchReplies(n int) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if n < 1 || n > 255 {
+			return fmt.Errorf("clients: fetch replies %d: want 1 to 255", n)
+		}
+		c.fetchReplies = n
 		return nil
 	}
 }
@@ -272,99 +291,122 @@ func (c *Consumer) Close() error {
 }
 
 // fetchLoop is one partition's fetcher: it fetches from offset on and hands
-// each fetch with records to Poll. Fetches are pipelined: the next request
-// leaves as soon as a reply arrives (its header names the offset to fetch
-// next), so the broker reads and sends the next fetch while this one is
-// verified and while Poll's caller consumes the one before.
+// each fetch with records to Poll. Fetches are pipelined: each request asks
+// the leader for a stream of replies (fetchStream), which the fetcher reads
+// and verifies as they come while earlier ones wait for Poll; the next
+// request leaves as soon as a stream ends (its last reply names the offset
+// to fetch next) while at most fetchQueueLow results wait. So the broker
+// reads and sends the next records while this fetcher verifies the last
+// ones and while Poll's caller consumes the ones before.
 func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation uint64, offset uint64) {
-	deliver := func(result *fetchResult) bool {
+	stream, err := newFetchStream(c.client, tp, c.config)
+	if err != nil {
+		c.deliverAll(ctx, tp, generation, []*fetchResult{{err: err}})
+		return
+	}
+	defer stream.close()
+	var queue []*fetchResult // verified, waiting for Poll
+	for {
+		if !stream.open && len(queue) <= fetchQueueLow {
+			if err := stream.send(ctx, offset); err != nil {
+				var failed *fetchResult
+				if offset, failed = c.fetchFailed(ctx, stream, tp, offset, err); failed != nil {
+					c.deliverAll(ctx, tp, generation, append(queue, failed))
+					return
+				}
+				continue
+			}
+		}
+		var results chan<- *fetchResult
+		var head *fetchResult
+		if len(queue) > 0 {
+			results, head = c.results, queue[0]
+			head.tp, head.generation = tp, generation
+		}
+		select {
+		case results <- head:
+			queue[0] = nil
+			queue = queue[1:]
+		case msg := <-stream.replies:
+			reply, _, ok, err := stream.receive(msg)
+			if !ok {
+				continue
+			}
+			if err != nil {
+				var failed *fetchResult
+				if offset, failed = c.fetchFailed(ctx, stream, tp, offset, err); failed != nil {
+					c.deliverAll(ctx, tp, generation, append(queue, failed))
+					return
+				}
+				continue
+			}
+			stream.succeeded()
+			result, next, err := verifyFetched(reply.Batches, reply.NextOffset, offset)
+			if err != nil {
+				failed := &fetchResult{err: fmt.Errorf("clients: decode fetched records: %w", err)}
+				c.deliverAll(ctx, tp, generation, append(queue, failed))
+				return
+			}
+			offset = next
+			if result.pending > 0 {
+				queue = append(queue, result)
+			}
+		case <-stream.expired:
+			var failed *fetchResult
+			if offset, failed = c.fetchFailed(ctx, stream, tp, offset, stream.timedOut()); failed != nil {
+				c.deliverAll(ctx, tp, generation, append(queue, failed))
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// fetchQueueLow is how many fetched results may wait for Poll when the
+// fetcher sends its next request: with one, a fetcher Poll does not keep
+// up with holds that one, a stream on its way, and then stops asking.
+const fetchQueueLow = 1
+
+// fetchFailed handles a failed fetch request at offset: it waits out the
+// backoff of a retriable error, or resets the offset when it is out of
+// range and WithOffsetReset says where to, and returns the offset to fetch
+// from. Otherwise, it returns the result that reports the error.
+func (c *Consumer) fetchFailed(ctx context.Context, stream *fetchStream, tp topicPartition, offset uint64, err error) (uint64, *fetchResult) {
+	if ctx.Err() != nil {
+		return offset, &fetchResult{err: ctx.Err()}
+	}
+	switch {
+	case retriable(err):
+		if err := stream.retry(ctx, err); err != nil {
+			return offset, &fetchResult{err: err}
+		}
+		return offset, nil
+	case errors.Is(err, protocol.CodeOffsetOutOfRange) && c.config.resetTo != nil:
+		offsets, resetErr := c.client.ListOffsets(ctx, tp.topic, tp.partition, *c.config.resetTo)
+		if resetErr != nil {
+			return offset, &fetchResult{err: resetErr}
+		}
+		c.client.logger.Info("raftmq: offset out of range, resetting", "topic", tp.topic,
+			"partition", tp.partition, "from", offset, "to", offsets.Offset)
+		return offsets.Offset, nil
+	}
+	return offset, &fetchResult{err: err}
+}
+
+// deliverAll hands results to Poll in order, until ctx ends.
+func (c *Consumer) deliverAll(ctx context.Context, tp topicPartition, generation uint64, results []*fetchResult) {
+	for _, result := range results {
+		if ctx.Err() != nil {
+			return // stopped: nothing more to report
+		}
 		result.tp, result.generation = tp, generation
 		select {
 		case c.results <- result:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	pending := c.startFetch(ctx, tp, offset)
-	for {
-		var response fetchResponse
-		select {
-		case response = <-pending:
 		case <-ctx.Done():
 			return
 		}
-		if err := response.err; err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, protocol.CodeOffsetOutOfRange) && c.config.resetTo != nil {
-				offsets, resetErr := c.client.ListOffsets(ctx, tp.topic, tp.partition, *c.config.resetTo)
-				if resetErr == nil {
-					c.client.logger.Info("raftmq: offset out of range, resetting", "topic", tp.topic,
-						"partition", tp.partition, "from", offset, "to", offsets.Offset)
-					offset = offsets.Offset
-					pending = c.startFetch(ctx, tp, offset)
-					continue
-				}
-				err = resetErr
-			}
-			deliver(&fetchResult{err: err})
-			return
-		}
-		result, next, err := verifyFetched(response.batches, response.nextOffset, offset)
-		if err != nil {
-			deliver(&fetchResult{err: fmt.Errorf("clients: decode fetched records: %w", err)})
-			return
-		}
-		pending = c.startFetch(ctx, tp, next)
-		offset = next
-		if result.pending > 0 && !deliver(result) {
-			return
-		}
 	}
-}
-
-// fetchResponse is a successful fetch's batches and next offset, or its error.
-type fetchResponse struct {
-	batches    []byte // the reply's batches, owned by the fetcher
-	nextOffset uint64
-	err        error
-}
-
-// startFetch sends a fetch for offset and returns where its response
-// arrives. The channel is buffered, so an abandoned fetch never blocks.
-func (c *Consumer) startFetch(ctx context.Context, tp topicPartition, offset uint64) <-chan fetchResponse {
-	responses := make(chan fetchResponse, 1)
-	go func() {
-		batches, next, err := c.fetch(ctx, tp, offset)
-		responses <- fetchResponse{batches: batches, nextOffset: next, err: err}
-	}()
-	return responses
-}
-
-// fetch reads the batches at offset and after, long-polling the leader
-// (retrying retriable errors until ctx ends). It returns the reply's
-// batches, not yet verified, and the reply's next offset.
-func (c *Consumer) fetch(ctx context.Context, tp topicPartition, offset uint64) ([]byte, uint64, error) {
-	request := protocol.AppendFetchRequest(nil, &protocol.FetchRequest{
-		Topic: tp.topic, Partition: tp.partition, Offset: offset,
-		MaxBytes: uint32(c.config.fetchMaxBytes), MaxWait: c.config.fetchMaxWait,
-	})
-	var batches []byte
-	next := offset
-	err := c.client.callLeader(ctx, tp, protocol.SubjectBrokerFetch, request, c.config.fetchMaxWait, func(data []byte) error {
-		reply, err := protocol.DecodeFetchReply(data)
-		if err != nil {
-			return err
-		}
-		if reply.Err != nil {
-			return reply.Err
-		}
-		batches, next = reply.Batches, reply.NextOffset
-		return nil
-	})
-	return batches, next, err
 }
 
 // verifyFetched checks the batches of a fetch at offset (structure and

@@ -362,7 +362,7 @@ func (f *fakeCluster) handleFetch(broker uint64, m *nats.Msg) {
 	}
 	deadline := time.NewTimer(request.MaxWait)
 	defer deadline.Stop()
-	for {
+	for sent := 1; ; {
 		f.mu.Lock()
 		p, apiErr := f.partitionLocked(broker, request.Topic, request.Partition)
 		reply := protocol.FetchReply{Err: apiErr, NextOffset: request.Offset}
@@ -383,7 +383,13 @@ func (f *fakeCluster) handleFetch(broker uint64, m *nats.Msg) {
 		f.mu.Unlock()
 		if reply.Err != nil || len(reply.Batches) > 0 {
 			_ = m.Respond(protocol.AppendFetchReply(nil, &reply))
-			return
+			if !protocol.FetchStreamContinues(&reply, sent, request.MaxReplies) {
+				return
+			}
+			// A stream, as the broker sends it: the next reply at once.
+			sent++
+			request.Offset = reply.NextOffset
+			continue
 		}
 		select {
 		case <-changed:

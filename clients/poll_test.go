@@ -144,7 +144,8 @@ func TestConsumerPipelinesFetches(t *testing.T) {
 	if err := f.conn.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	consumer, err := client.NewConsumer(WithFetchMaxBytes(1024)) // one batch per fetch
+	// One batch per fetch, one reply per request (streams: TestConsumerStreamsFetches).
+	consumer, err := client.NewConsumer(WithFetchMaxBytes(1024), WithFetchReplies(1))
 	if err != nil {
 		t.Fatal(err)
 	}

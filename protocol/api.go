@@ -335,17 +335,40 @@ type FetchRequest struct {
 	// MaxWait is how long the broker holds the request when nothing is
 	// committed at Offset yet (long poll). 0 answers at once.
 	MaxWait time.Duration
+	// MaxReplies above 1 asks for a stream of up to that many replies: the
+	// first one as without it (long poll included), then, while the last
+	// reply's NextOffset is below its HighWatermark, another one from that
+	// NextOffset at once (no waiting), each of up to MaxBytes. Whether a
+	// reply ends the stream follows from the reply itself:
+	// FetchStreamContinues. Replies go to the request's reply subject, so
+	// the requester must read them from a subscription of its own (a NATS
+	// request takes only the first). 0 and 1 ask for one reply.
+	MaxReplies uint8
 }
 
 // AppendFetchRequest appends the encoding of r: version, partition u32,
-// offset u64, max bytes u32, max wait ms u32, topic string.
+// offset u64, max bytes u32, max wait ms u32, topic string, and max replies
+// u8 only when above 1.
 func AppendFetchRequest(dst []byte, r *FetchRequest) []byte {
 	dst = append(dst, APIVersion)
 	dst = binary.LittleEndian.AppendUint32(dst, r.Partition)
 	dst = binary.LittleEndian.AppendUint64(dst, r.Offset)
 	dst = binary.LittleEndian.AppendUint32(dst, r.MaxBytes)
 	dst = binary.LittleEndian.AppendUint32(dst, durationMillis(r.MaxWait))
-	return apiAppendString(dst, r.Topic)
+	dst = apiAppendString(dst, r.Topic)
+	if r.MaxReplies > 1 {
+		dst = append(dst, r.MaxReplies)
+	}
+	return dst
+}
+
+// FetchStreamContinues reports whether another reply follows reply, the
+// n-th (counting from 1) of the stream answering a request for maxReplies
+// replies: unless it is the last allowed, carries an error, holds no
+// batches, or reaches the high watermark. Broker and consumer both decide
+// with it.
+func FetchStreamContinues(reply *FetchReply, n int, maxReplies uint8) bool {
+	return n < int(maxReplies) && reply.Err == nil && len(reply.Batches) > 0 && reply.NextOffset < reply.HighWatermark
 }
 
 // DecodeFetchRequest decodes a FetchRequest.
@@ -360,6 +383,11 @@ func DecodeFetchRequest(b []byte) (FetchRequest, error) {
 	r.MaxBytes = d.uint32()
 	r.MaxWait = time.Duration(d.uint32()) * time.Millisecond
 	r.Topic = d.string()
+	if d.err == nil && len(d.buf) > 0 {
+		if r.MaxReplies = d.uint8(); r.MaxReplies < 2 {
+			return r, fmt.Errorf("%w: max replies %d is written only above 1", ErrMalformed, r.MaxReplies)
+		}
+	}
 	return r, d.end()
 }
 

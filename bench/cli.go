@@ -186,7 +186,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.Int64Var(&w.Count, "count", w.Count, "records to publish in total")
 	fs.DurationVar(&w.Duration, "duration", 0, "publish for this long instead of --count")
 	fs.Float64Var(&w.Rate, "rate", 0, "fixed publish rate, records/s over all producers (0: as fast as possible); latencies are corrected for coordinated omission")
-	fs.IntVar(&w.Window, "window", w.Window, "records in flight per producer (JetStream: async publish max pending); 1 = unloaded latency; 0 = auto: min(16384, 16 MiB / record size)")
+	fs.IntVar(&w.Window, "window", w.Window, "records in flight per producer (JetStream: async publish max pending); 1 = unloaded latency; 0 = auto: min(16384, 16 MiB / record size) shared by the producers")
 	fs.DurationVar(&w.Linger, "linger", w.Linger, "raftmq producer linger")
 	fs.IntVar(&w.BatchBytes, "batch-bytes", w.BatchBytes, "raftmq producer max batch bytes")
 	fs.IntVar(&w.MaxInFlight, "max-in-flight", 0, "raftmq producer batches in flight per partition (0: SDK default)")

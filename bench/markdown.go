@@ -113,7 +113,8 @@ func (r *Report) windowText() string {
 	}
 	parts := make([]string, len(sizes))
 	for i, size := range sizes {
-		parts[i] = fmt.Sprintf("%d at %d B", AutoWindow(size), size)
+		parts[i] = fmt.Sprintf("%d at %d B", AutoWindow(size, w.Producers), size)
 	}
-	return fmt.Sprintf("auto (min(%d, %d MiB / record size): %s)", AutoWindowRecords, AutoWindowBytes>>20, strings.Join(parts, ", "))
+	return fmt.Sprintf("auto (min(%d, %d MiB / record size) / %d producer(s): %s)",
+		AutoWindowRecords, AutoWindowBytes>>20, max(1, w.Producers), strings.Join(parts, ", "))
 }

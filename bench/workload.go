@@ -69,9 +69,9 @@ type Workload struct {
 	Rate float64 `json:"rate,omitempty"`
 	// Window bounds each producer's records published and not yet
 	// acknowledged (JetStream: async publish max pending). 0 (the
-	// default) is AutoWindow(RecordSize): as many records as fit in
-	// AutoWindowBytes, at most AutoWindowRecords. 1 measures unloaded
-	// latency (one record in flight).
+	// default) is AutoWindow(RecordSize, Producers): the producers share
+	// AutoWindowRecords records and AutoWindowBytes bytes in flight. 1
+	// measures unloaded latency (one record in flight).
 	Window int `json:"window"`
 	// Linger is how long a raftmq producer waits to fill a batch. Default
 	// 1ms. (JetStream has no client batching.)
@@ -202,36 +202,40 @@ func (w Workload) producerCount(producer int) int64 {
 	return n
 }
 
-// Bounds of the automatic window (Workload.Window 0).
+// Bounds of the automatic window (Workload.Window 0), shared by the
+// producers of a run.
 const (
-	// AutoWindowBytes bounds the record values one producer has in flight
-	// (a Kafka producer's buffer.memory plays this role).
+	// AutoWindowBytes bounds the record values in flight (a Kafka
+	// producer's buffer.memory plays this role).
 	AutoWindowBytes = 16 << 20
-	// AutoWindowRecords bounds the records one producer has in flight.
-	// A durable publish is acknowledged after two fsyncs in a row
-	// (leader and follower, each joining the next group commit), several
-	// milliseconds on a loaded machine, so a window of 4096 (the old
-	// default) capped a publish at about 4096 records per round trip
-	// (542,885 rec/s at p50 5.5 ms). Measured with 100 B records on a
-	// loaded 2-core machine, 4096 / 8192 / 16384 / 32768 in flight gave
-	// 0.20 / 0.25 / 0.33 / 0.20 million rec/s: past 16384 the batches
-	// reach the 1 MiB cap and every copy of them (NATS, Raft, log) costs
-	// more CPU per byte.
+	// AutoWindowRecords bounds the records in flight. A durable publish is
+	// acknowledged after two fsyncs in a row (leader and follower, each
+	// joining the next group commit), several milliseconds on a loaded
+	// machine, so a window of 4096 per producer (the old default) capped
+	// one producer at about 4096 records per round trip (542,885 rec/s at
+	// p50 5.5 ms). Measured with 100 B records on a loaded 2-core
+	// machine, one producer with 4096 / 8192 / 16384 / 32768 in flight
+	// gave 0.20 / 0.25 / 0.33 / 0.20 million rec/s, and four producers
+	// with 16384 each used 35% more CPU per record than with 4096 each:
+	// past about 16384 records in flight the batches reach the 1 MiB cap
+	// and every copy of them (NATS, Raft, log) costs more CPU per byte.
 	AutoWindowRecords = 16384
 )
 
-// AutoWindow is the window of Workload.Window 0 for records of
-// recordSize bytes: min(AutoWindowRecords, AutoWindowBytes/recordSize),
-// at least 1.
-func AutoWindow(recordSize int) int {
-	return max(1, min(AutoWindowRecords, AutoWindowBytes/max(1, recordSize)))
+// AutoWindow is each producer's window when Workload.Window is 0, for
+// records of recordSize bytes and producers producers:
+// min(AutoWindowRecords, AutoWindowBytes/recordSize) / producers, at
+// least 1.
+func AutoWindow(recordSize, producers int) int {
+	total := min(AutoWindowRecords, AutoWindowBytes/max(1, recordSize))
+	return max(1, total/max(1, producers))
 }
 
-// window is the records in flight per producer: Window, or AutoWindow of
-// the record size when Window is 0.
+// window is the records in flight per producer: Window, or AutoWindow
+// when Window is 0.
 func (w Workload) window() int {
 	if w.Window > 0 {
 		return w.Window
 	}
-	return AutoWindow(w.RecordSize)
+	return AutoWindow(w.RecordSize, w.Producers)
 }

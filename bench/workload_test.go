@@ -6,18 +6,22 @@ import (
 )
 
 func TestAutoWindowBoundsRecordsAndBytes(t *testing.T) {
-	for _, tc := range []struct{ size, want int }{
-		{100, AutoWindowRecords},           // bounded by records
-		{1024, AutoWindowRecords},          // 32 MiB exactly
-		{10240, AutoWindowBytes / 10240},   // bounded by bytes
-		{AutoWindowBytes, 1},               // one huge record
-		{2 * AutoWindowBytes, 1},           // still one
-		{MinRecordSize, AutoWindowRecords}, // smallest record
-		{AutoWindowBytes / 1000, 1000},     // exact division
-		{AutoWindowBytes/1000 + 1, AutoWindowBytes / (AutoWindowBytes/1000 + 1)}, // rounds down
+	for _, tc := range []struct{ size, producers, want int }{
+		{100, 1, AutoWindowRecords},             // bounded by records
+		{1024, 1, AutoWindowRecords},            // 16 MiB exactly
+		{10240, 1, AutoWindowBytes / 10240},     // bounded by bytes
+		{AutoWindowBytes, 1, 1},                 // one huge record
+		{2 * AutoWindowBytes, 1, 1},             // still one
+		{MinRecordSize, 1, AutoWindowRecords},   // smallest record
+		{AutoWindowBytes / 1000, 1, 1000},       // exact division
+		{AutoWindowBytes/1000 + 1, 1, 999},      // rounds down
+		{100, 4, AutoWindowRecords / 4},         // shared by producers
+		{10240, 4, AutoWindowBytes / 10240 / 4}, // bytes shared too
+		{AutoWindowBytes / 2, 4, 1},             // never below one
+		{100, AutoWindowRecords * 2, 1},         // many producers
 	} {
-		if got := AutoWindow(tc.size); got != tc.want {
-			t.Errorf("AutoWindow(%d) = %d, want %d", tc.size, got, tc.want)
+		if got := AutoWindow(tc.size, tc.producers); got != tc.want {
+			t.Errorf("AutoWindow(%d, %d) = %d, want %d", tc.size, tc.producers, got, tc.want)
 		}
 	}
 }
@@ -30,8 +34,8 @@ func TestWorkloadWindowDefaultsToAuto(t *testing.T) {
 	if err := w.Validate(); err != nil {
 		t.Fatalf("default workload: %v", err)
 	}
-	w.RecordSize = 10240
-	if got, want := w.window(), AutoWindow(10240); got != want {
+	w.RecordSize, w.Producers = 10240, 2
+	if got, want := w.window(), AutoWindow(10240, 2); got != want {
 		t.Errorf("window() with Window 0 = %d, want AutoWindow = %d", got, want)
 	}
 	w.Window = 7
@@ -50,10 +54,14 @@ func TestReportShowsEffectiveWindow(t *testing.T) {
 		t.Errorf("firstWindow = %d, want %d", got, want)
 	}
 	text := r.windowText()
-	for _, part := range []string{"16384 at 100 B", "1638 at 10240 B"} {
+	for _, part := range []string{"16384 at 100 B", "1638 at 10240 B", "1 producer(s)"} {
 		if !strings.Contains(text, part) {
 			t.Errorf("windowText %q lacks %q", text, part)
 		}
+	}
+	r.Workload.Producers = 4
+	if got, want := r.firstWindow(), AutoWindowRecords/4; got != want {
+		t.Errorf("firstWindow with 4 producers = %d, want %d", got, want)
 	}
 	r.Workload.Window = 5
 	if got := r.windowText(); got != "5" {

@@ -270,7 +270,15 @@ func (w *entryWindow) keep(run []protocol.Entry) {
 		w.runs[last] = append(w.runs[last], run...)
 		return
 	}
-	owned := make([]protocol.Entry, 0, 4*smallRun)
+	// The array starts small and doubles while appends keep filling it,
+	// up to 4*smallRun entries: a group that commits one entry at a time
+	// empties the window after each and would otherwise allocate the
+	// largest array for every entry.
+	size := max(16, 2*len(run))
+	if last := len(w.runs) - 1; w.ownedTail && last >= 0 {
+		size = max(size, 2*cap(w.runs[last]))
+	}
+	owned := make([]protocol.Entry, 0, min(size, 4*smallRun))
 	w.runs = append(w.runs, append(owned, run...))
 	w.ownedTail = true
 }

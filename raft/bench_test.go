@@ -33,13 +33,18 @@ type countingSM struct{ n atomic.Int64 }
 
 func (c *countingSM) Apply(ents []protocol.Entry) error { c.n.Add(int64(len(ents))); return nil }
 
-// countingLog counts syncs of a LogStorage.
+// countingLog counts syncs and appends of a LogStorage.
 type countingLog struct {
 	LogStorage
-	syncs atomic.Int64
+	syncs, appends atomic.Int64
 }
 
 func (l *countingLog) Sync() (uint64, error) { l.syncs.Add(1); return l.LogStorage.Sync() }
+
+func (l *countingLog) Append(ents []protocol.Entry) error {
+	l.appends.Add(1)
+	return l.LogStorage.Append(ents)
+}
 
 type benchCluster struct {
 	hosts  map[uint64]*Host
@@ -219,8 +224,12 @@ func benchClusterMemory(b *testing.B, encode bool) {
 			}
 			bc := newBenchClusterOver(b, func(uint64) LogStorage { return newBenchLog(keep, keepBytes) }, encode)
 			g := bc.leader(b)
+			ll := bc.logs[g.host.cfg.NodeID]
+			syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
+			w0 := bc.wakeups()
 			proposers, window := loadShape(size)
 			proposeLoad(b, g, size, proposers, window)
+			reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
 		})
 	}
 }
@@ -237,26 +246,25 @@ func loadShape(size int) (proposers, window int) {
 // BenchmarkClusterSegmentlog: the same cluster on segmentlog with real
 // files and fsync. fsync-only-entries/s is the baseline: the entries/s the
 // same number of fsyncs (of one small write each, run in parallel per
-// node as the cluster does) would allow with no Raft and no data at all.
+// node as the cluster does) would allow with no Raft and no data at all;
+// disk-only-entries/s adds writing the entries' bytes on every node (plain
+// write calls before each fsync, no framing): the disk's whole share.
 func BenchmarkClusterSegmentlog(b *testing.B) {
 	for _, size := range []int{100, 64 << 10} {
 		b.Run(sizeName(size), func(b *testing.B) {
 			dir := b.TempDir()
-			bc := newBenchCluster(b, func(id uint64) LogStorage {
-				l, err := segmentlog.Open(vfs.Default, filepath.Join(dir, fmt.Sprint(id)), segmentlog.DefaultOptions())
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = l.Close() })
-				return l
-			})
+			bc := newBenchCluster(b, segmentlogOpener(b, dir))
 			g := bc.leader(b)
 			before := map[uint64]int64{}
 			for id, l := range bc.logs {
 				before[id] = l.syncs.Load()
 			}
+			ll := bc.logs[g.host.cfg.NodeID]
+			syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
+			w0 := bc.wakeups()
 			proposers, window := loadShape(size)
 			elapsed := proposeLoad(b, g, size, proposers, window)
+			reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
 			var syncs []int64
 			var total int64
 			for id, l := range bc.logs {
@@ -264,31 +272,85 @@ func BenchmarkClusterSegmentlog(b *testing.B) {
 				syncs = append(syncs, n)
 				total += n
 			}
-			baseline := fsyncBaseline(b, dir, syncs)
+			baseline := fsyncBaseline(b, dir, syncs, 0)
 			b.ReportMetric(float64(total)/float64(b.N), "fsyncs/entry")
 			b.ReportMetric(float64(b.N)/baseline.Seconds(), "fsync-only-entries/s")
 			b.ReportMetric(baseline.Seconds()/elapsed.Seconds()*100, "fsync-%-of-time")
+			// The disk's whole share: every node writes the entries' bytes
+			// too, split evenly over its syncs.
+			disk := fsyncBaseline(b, dir, syncs, int64(b.N)*int64(size))
+			b.ReportMetric(float64(b.N)/disk.Seconds(), "disk-only-entries/s")
+			b.ReportMetric(disk.Seconds()/elapsed.Seconds()*100, "disk-%-of-time")
 		})
 	}
 }
 
+// segmentlogOpener returns a newLog for newBenchCluster: a segmentlog per
+// node under dir, with real files and fsync.
+func segmentlogOpener(b *testing.B, dir string) func(id uint64) LogStorage {
+	return func(id uint64) LogStorage {
+		l, err := segmentlog.Open(vfs.Default, filepath.Join(dir, fmt.Sprint(id)), segmentlog.DefaultOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = l.Close() })
+		return l
+	}
+}
+
+// wakeups sums the hand-off wake-ups of the cluster's hosts.
+func (bc *benchCluster) wakeups() hostWakeups {
+	var w hostWakeups
+	for _, h := range bc.hosts {
+		w = w.add(h.wakeups())
+	}
+	return w
+}
+
+// reportWakeups reports the cluster's goroutine wake-ups (hand-offs to a
+// waiting worker, on all three nodes) per committed batch, taking the
+// leader's log syncs as the batches (each commit needs one), and the
+// entries per append on the leader.
+func reportWakeups(b *testing.B, w hostWakeups, batches, appends int64) {
+	if appends > 0 {
+		b.ReportMetric(float64(b.N)/float64(appends), "entries/append")
+	}
+	if batches <= 0 {
+		return
+	}
+	n := float64(batches)
+	b.ReportMetric(float64(w.total())/n, "wakeups/batch")
+	b.ReportMetric(float64(w.run)/n, "run-wakeups/batch")
+	b.ReportMetric(float64(w.sync)/n, "sync-wakeups/batch")
+	b.ReportMetric(float64(w.apply)/n, "apply-wakeups/batch")
+	b.ReportMetric(float64(b.N)/n, "entries/batch")
+}
+
 // fsyncBaseline does counts[i] write+fdatasync rounds on file i, the files
-// in parallel, and returns the time taken.
-func fsyncBaseline(b *testing.B, dir string, counts []int64) time.Duration {
+// in parallel, and returns the time taken. Each round writes 64 bytes, or
+// bytes/counts[i] when bytes is not 0 (each file gets bytes in all).
+func fsyncBaseline(b *testing.B, dir string, counts []int64, bytes int64) time.Duration {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, n := range counts {
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("baseline-%d", i)))
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("baseline-%d-%d", i, bytes)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		wg.Go(func() {
 			defer f.Close()
-			buf := make([]byte, 64)
+			defer os.Remove(f.Name())
+			size := int64(64)
+			if bytes > 0 {
+				size = max(1, bytes/max(n, 1))
+			}
+			buf := make([]byte, min(size, 1<<20))
 			for range n {
-				if _, err := f.Write(buf); err != nil {
-					b.Error(err)
-					return
+				for left := size; left > 0; left -= int64(len(buf)) {
+					if _, err := f.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+						b.Error(err)
+						return
+					}
 				}
 				if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 					b.Error(err)

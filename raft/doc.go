@@ -18,7 +18,8 @@
 //
 // Log storage (LogStorage, implemented by segmentlog.Log) is written only by
 // the driver: Append and TruncateAfter from the worker running the group,
-// Sync from a sync worker, concurrently. The core reads it. Stable storage
+// Sync from a sync worker, concurrently, or from the worker running the
+// group itself, after it sent what it appended. The core reads it. Stable storage
 // (StableStorage) is saved on the worker before any message that depends on
 // the new term or vote is sent. The state machine receives committed
 // entries in order, in batches, from one apply goroutine at a time.

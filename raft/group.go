@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,6 +151,9 @@ type Group struct {
 	// Log sync state (guarded by mu).
 	appended durableMark // last entry appended to the log
 	syncing  bool
+	// syncTook is how long the last log sync took; a run worker syncs
+	// inline only while syncs are quick (see handleReady).
+	syncTook time.Duration
 
 	// Apply state (guarded by mu).
 	applyQueue   [][]protocol.Entry // committed batches, in order
@@ -291,14 +295,33 @@ func (g *Group) hasWorkLocked() bool {
 }
 
 // process runs the core on everything that arrived, then carries out its
-// decisions. Only one worker runs it for a group at a time.
+// decisions. Only one worker runs it for a group at a time. When more
+// arrived meanwhile it goes on here, unless other groups wait for a worker
+// (then it queues the group behind them): handing the group to another
+// worker would cost a wake-up and buy no parallelism.
 func (g *Group) process() {
+	for g.processOnce() {
+		if g.host.runq.yield(g) {
+			return
+		}
+		// Let goroutines that are ready (proposers, this process's other
+		// workers) run first, so that the next round takes more at once
+		// instead of spinning on a trickle; with none ready it returns at
+		// once.
+		runtime.Gosched()
+	}
+}
+
+// processOnce is one round of process. It reports whether more work
+// arrived meanwhile; the group then stays scheduled, and the caller runs or
+// queues it.
+func (g *Group) processOnce() (more bool) {
 	g.mu.Lock()
 	if g.closed {
 		err := g.closeErr
 		g.mu.Unlock()
 		g.failOwned(err)
-		return
+		return false
 	}
 	msgs, props, transfers, reads := g.inbox, g.proposals, g.newTransfer, g.newReads
 	g.inbox, g.proposals, g.newTransfer, g.newReads = g.inboxBuf[:0], g.propBuf[:0], nil, nil
@@ -343,7 +366,7 @@ func (g *Group) process() {
 		g.host.cfg.Logger.Error("raft: group stopped", "group", g.id, "err", err)
 		g.close(err)
 		g.failOwned(err)
-		return
+		return false
 	}
 	st := c.status()
 	g.checkTransfers(st, now)
@@ -360,17 +383,17 @@ func (g *Group) process() {
 		err := g.closeErr
 		g.mu.Unlock()
 		g.failOwned(err)
-		return
+		return false
 	}
-	if g.hasWorkLocked() {
-		g.host.enqueue(g)
-	} else {
+	more = g.hasWorkLocked()
+	if !more {
 		g.scheduled = false
 	}
 	g.mu.Unlock()
 	if prev.Role != st.Role || prev.Term != st.Term || prev.Leader != st.Leader {
 		g.host.cfg.Logger.Debug("raft: state change", "group", g.id, "node", st.ID, "role", st.Role, "term", st.Term, "leader", st.Leader)
 	}
+	return more
 }
 
 func (g *Group) propose(props []*Proposal, now time.Duration) {
@@ -406,13 +429,29 @@ func (g *Group) handleReady(rd ready) error {
 	if err := persistReady(g.window, g.cfg.Stable, &rd); err != nil {
 		return err
 	}
+	var syncInline bool
+	var appended durableMark
 	if n := len(rd.entries); n > 0 {
 		last := rd.entries[n-1]
+		appended = durableMark{term: last.Term, index: last.Index}
 		g.resolveAppended(rd.entries)
 		g.mu.Lock()
-		g.appended = durableMark{term: last.Term, index: last.Index}
-		startSync := !g.syncing
-		g.syncing = true
+		g.appended = appended
+		startSync := false
+		if !g.syncing {
+			// No sync runs for the group. When no other group waits for a
+			// run worker and another one is idle, sync here, after
+			// sending (the followers append in parallel, §10.2.1): a sync
+			// worker would cost two wake-ups (to it and back) and buy no
+			// parallelism, since this group has nothing to do but wait
+			// for the sync; what arrives meanwhile is batched for the next
+			// round. Otherwise a sync worker does it, and so it does while
+			// syncs are slow: the core, waiting for an inline sync, sends
+			// no heartbeats.
+			syncInline = g.syncTook < g.cfg.HeartbeatInterval/4 && g.host.runq.spare()
+			startSync = !syncInline
+			g.syncing = startSync
+		}
 		g.mu.Unlock()
 		if startSync {
 			g.host.submitSync(g)
@@ -439,6 +478,19 @@ func (g *Group) handleReady(rd ready) error {
 	}
 	if len(rd.snapshots) > 0 {
 		g.startSnapshotTransfers(rd.snapshots)
+	}
+	if syncInline {
+		start := g.host.now()
+		if _, err := g.cfg.Log.Sync(); err != nil {
+			return fmt.Errorf("raft: sync log: %w", err)
+		}
+		now := g.host.now()
+		g.mu.Lock()
+		g.syncTook = now - start
+		g.mu.Unlock()
+		// Nobody else appends while this worker holds the group: the sync
+		// covered exactly what this ready appended.
+		g.core.durableNotice(appended.term, appended.index, now)
 	}
 	return nil
 }
@@ -542,7 +594,9 @@ func (g *Group) checkTransfers(st Status, now time.Duration) {
 
 // syncLoop runs on a sync worker: it syncs the log, tells the core what is
 // durable as (term, index), and, while more was appended meanwhile (group
-// commit), syncs again: here, or after the groups already queued.
+// commit), syncs again: here, or after the groups already queued. When no
+// worker holds the group it runs the core on the notice itself rather than
+// waking a run worker for it.
 func (g *Group) syncLoop() {
 	for {
 		g.mu.Lock()
@@ -552,14 +606,25 @@ func (g *Group) syncLoop() {
 		if closed {
 			return
 		}
+		start := g.host.now()
 		if _, err := g.cfg.Log.Sync(); err != nil {
 			g.host.cfg.Logger.Error("raft: log sync failed; group stopped", "group", g.id, "err", err)
 			g.close(fmt.Errorf("raft: sync log: %w", err))
 			return
 		}
+		took := g.host.now() - start
 		g.mu.Lock()
+		g.syncTook = took
 		g.notice = mark
-		g.scheduleLocked()
+		run := !g.scheduled && !g.closed
+		g.scheduled = g.scheduled || run
+		g.mu.Unlock()
+		if run {
+			// syncing stays set meanwhile, so what process appends is
+			// left for this loop to sync.
+			g.process()
+		}
+		g.mu.Lock()
 		if g.appended == mark || g.closed {
 			g.syncing = false
 			g.mu.Unlock()

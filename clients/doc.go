@@ -51,12 +51,11 @@
 // least once.
 //
 // A Consumer runs one fetcher goroutine per assigned partition. It
-// long-polls the leader (WithFetchMaxWait) and pipelines: each request
-// asks for a stream of replies (WithFetchReplies), which the leader sends
-// one after the other while it has committed records beyond them, and the
-// next request leaves as soon as a stream ends while at most one reply
-// waits for Poll, so while Poll's caller works on one reply the next ones
-// are verified and waiting or in flight. A fetch never returns records past the partition's commit index, so a
+// long-polls the leader (WithFetchMaxWait) and pipelines: the next fetch
+// leaves as soon as a reply arrives (with WithFetchReplies, a request may
+// bring a stream of replies), so while Poll's caller works on one fetch
+// the next is verified and waiting and the one after is in flight. A
+// fetch never returns records past the partition's commit index, so a
 // consumer only sees committed records. Fetched batches stay the bytes the
 // log stored and are decoded when handed out: Poll allocates Records (in
 // chunks), PollEach lends one reused Record per call of its callback and

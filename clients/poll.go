@@ -229,7 +229,7 @@ func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, 
 			exhausted = true
 			break
 		}
-		r := iterator.Record()
+		r := iterator.RecordRef()
 		if r.Offset < result.offset {
 			continue
 		}

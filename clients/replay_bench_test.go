@@ -16,6 +16,10 @@ import (
 // timed part only (the replay, not the producing before it).
 var replayCPUProfile = flag.String("replay.cpuprofile", "", "write a CPU profile of BenchmarkReplay's replay (not its setup) to this file")
 
+// replayFetchReplies sets WithFetchReplies for BenchmarkReplay's consumer,
+// to compare streams of replies with one reply per request in one build.
+var replayFetchReplies = flag.Int("replay.fetchreplies", 0, "WithFetchReplies for BenchmarkReplay's consumer (0: the SDK default)")
+
 // BenchmarkReplay measures one consumer replaying a 3-replica partition of
 // 100-byte records from the start, through the in-process cluster: broker
 // fetch path, NATS and the SDK's decoding. One op is one record consumed;
@@ -82,7 +86,11 @@ func benchmarkReplay(b *testing.B, client *clients.Client, topic string, records
 	poll func(ctx context.Context, consumer *clients.Consumer, fn func(*clients.Record)) (int, error)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	consumer, err := client.NewConsumer()
+	var options []clients.ConsumerOption
+	if *replayFetchReplies > 0 {
+		options = append(options, clients.WithFetchReplies(*replayFetchReplies))
+	}
+	consumer, err := client.NewConsumer(options...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,6 +98,7 @@ func benchmarkReplay(b *testing.B, client *clients.Client, topic string, records
 	b.SetBytes(100)
 	b.ReportAllocs()
 	stopProfile := startReplayProfile(b)
+	inBefore := client.Conn().Stats().InBytes
 	cpuBefore := processCPU(b)
 	b.ResetTimer()
 	for consumed := 0; consumed < b.N; {
@@ -115,6 +124,9 @@ func benchmarkReplay(b *testing.B, client *clients.Client, topic string, records
 	// CPU time of the whole process (brokers, NATS server, client) per
 	// record: steadier than wall time on a machine shared with other work.
 	b.ReportMetric(float64((processCPU(b)-cpuBefore).Nanoseconds())/float64(b.N), "cpu-ns/record")
+	// Bytes the client's connection received per record consumed: the
+	// records' bytes, plus what was prefetched and dropped at each Seek.
+	b.ReportMetric(float64(client.Conn().Stats().InBytes-inBefore)/float64(b.N), "in-B/record")
 }
 
 // startReplayProfile starts the -replay.cpuprofile profile, if asked for,

@@ -137,3 +137,8 @@ func shortVarint(b []byte) (int64, int) {
 	}
 	return v, n
 }
+
+// RecordRef is Record without copying it: the iterator's own record, valid
+// (and to be left unchanged) until the next call of Next, NextPlain, Reset
+// or ResetVerified.
+func (it *RecordIterator) RecordRef() *Record { return &it.record }

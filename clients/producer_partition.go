@@ -57,6 +57,7 @@ const (
 
 type pendingBatch struct {
 	records  []pendingRecord        // by value: no allocation per record
+	buffered int                    // the records' bufferedSize total
 	builder  *protocol.BatchBuilder // from builderPool; nil once encoded
 	openedAt time.Time
 	deadline time.Time
@@ -135,7 +136,8 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 		return
 	}
 	pp.open.records = append(pp.open.records, rec)
-	if pp.open.builder.UncompressedSize() >= maxBytes {
+	pp.open.buffered += rec.size
+	if pp.open.builder.UncompressedSize() >= maxBytes || pp.full(pp.open) {
 		pp.sealLocked()
 		wake = true
 	}
@@ -143,6 +145,12 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if wake || pp.producer.config.linger == 0 {
 		pp.signal()
 	}
+}
+
+// full reports whether batch holds its share of the producer's buffer
+// (batchShare), in records or in buffered bytes.
+func (pp *partitionProducer) full(batch *pendingBatch) bool {
+	return len(batch.records) >= pp.producer.batchMaxRecords || batch.buffered >= pp.producer.batchMaxBuffered
 }
 
 func (pp *partitionProducer) sealLocked() {

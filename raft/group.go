@@ -154,6 +154,9 @@ type Group struct {
 	// syncTook is how long the last log sync took; a run worker syncs
 	// inline only while syncs are quick (see handleReady).
 	syncTook time.Duration
+	// windowHeld is what the entry window held after the last round
+	// (guarded by mu; for tests and benchmarks).
+	windowHeld windowUse
 
 	// Apply state (guarded by mu).
 	applyQueue   [][]protocol.Entry // committed batches, in order
@@ -379,6 +382,7 @@ func (g *Group) processOnce() (more bool) {
 	prev := g.status
 	st.GroupID = g.id
 	g.status = st
+	g.windowHeld = g.window.held()
 	if g.closed {
 		err := g.closeErr
 		g.mu.Unlock()

@@ -417,6 +417,22 @@ func (w *entryWindow) release(applied, acked uint64) {
 	}
 }
 
+// windowUse is what a window holds: entries, their data bytes, and the
+// capacity of its arena of stamped copies; and how many reads it served.
+type windowUse struct {
+	entries, bytes uint64
+	arena          int
+	hits           uint64
+}
+
+func (w *entryWindow) held() windowUse {
+	u := windowUse{bytes: w.bytes, arena: cap(w.arena), hits: w.hits}
+	if len(w.runs) > 0 {
+		u.entries = w.end - w.start
+	}
+	return u
+}
+
 // clear drops every entry and lets the arrays go.
 func (w *entryWindow) clear() {
 	clear(w.runs)

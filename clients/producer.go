@@ -24,10 +24,6 @@ type Producer struct {
 	config producerConfig
 	// batchMaxBytes is config.batchMaxBytes capped by the max payload.
 	batchMaxBytes int
-	// batchMaxRecords and batchMaxBuffered bound a batch to its share
-	// of the buffer (see batchShare).
-	batchMaxRecords  int
-	batchMaxBuffered int
 	// producerID is the idempotent producer id, 0 with idempotence off.
 	producerID int64
 
@@ -73,12 +69,9 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 		client:        c,
 		config:        config,
 		batchMaxBytes: batchMaxBytes,
-		// A full buffer spans at least maxInFlight batches (batchShare).
-		batchMaxRecords:  batchShare(config.maxBufferedRecords, config.maxInFlight),
-		batchMaxBuffered: batchShare(config.maxBufferedBytes, config.maxInFlight),
-		partitions:       make(map[topicPartition]*partitionProducer),
-		idle:             idle,
-		stop:             make(chan struct{}),
+		partitions:    make(map[topicPartition]*partitionProducer),
+		idle:          idle,
+		stop:          make(chan struct{}),
 	}, nil
 }
 
@@ -155,20 +148,6 @@ func (p *Producer) sealAll() {
 	for _, pp := range p.partitions {
 		pp.sealNow()
 	}
-}
-
-// batchShare is the most of a buffer bound (records or bytes) one batch
-// may take: the bound divided by the batches a partition may have in
-// flight. Without it, a producer whose buffer is the limit sends its
-// records as one or two batches that fill the whole buffer: every
-// acknowledgement frees a whole batch, the records produced into the
-// freed room form the next one, and the partition waits for each
-// batch's round trip with nothing else in flight (measured: 16,384
-// records of 100 B in flight travelled as 1.8 batches of about 4,500 on
-// average). Capped this way, the buffer's records travel as maxInFlight
-// batches whose round trips overlap.
-func batchShare(bound, maxInFlight int) int {
-	return max(1, bound/max(1, maxInFlight))
 }
 
 // bufferedSize is what a record counts against WithMaxBufferedBytes: its

@@ -3,7 +3,6 @@ package clients
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,53 +117,5 @@ func TestProduceWaitsForBufferedBytes(t *testing.T) {
 	}
 	if got := f.values("orders", 0); len(got) != 3 || got[2] != string(large) {
 		t.Fatalf("partition holds %d values, want the two small records and the large one", len(got))
-	}
-}
-
-// TestProducerSplitsAFullBufferIntoInFlightBatches checks batchShare: with
-// room for 10 records and 5 batches in flight, a batch holds at most 2
-// records, so the 9 records produced behind a batch awaiting its reply
-// (the linger is an hour) form 4 full batches, free to go while it is in
-// flight, and the last record, sealed when the buffer filled; without the
-// share they would form one batch of 9.
-func TestProducerSplitsAFullBufferIntoInFlightBatches(t *testing.T) {
-	f := startFakeCluster(t)
-	f.createTopic("orders", 1)
-	client := newTestClient(t, f, WithRequestTimeout(time.Minute))
-	producer, err := client.NewProducer(WithLinger(time.Hour), WithMaxBufferedRecords(10), WithMaxInFlight(5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close(testContext(t))
-	arrived, release := f.holdProduce()
-
-	acked := make(chan error, 10)
-	done := func(_ *Record, err error) { acked <- err }
-	producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte("first")}, done)
-	waitUntil(t, "the first record's batch reaches the broker", func() bool { return arrived() == 1 })
-	for _, v := range numbered("later", 9) {
-		producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte(v)}, done)
-	}
-	release()
-	if err := producer.Flush(testContext(t)); err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		if err := <-acked; err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var counts []uint32
-	for _, batch := range f.topics["orders"].partitions[0].batches {
-		h, err := protocol.ReadBatchHeader(batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts = append(counts, h.RecordCount)
-	}
-	if want := []uint32{1, 2, 2, 2, 2, 1}; !slices.Equal(counts, want) {
-		t.Fatalf("batches of %v records, want %v", counts, want)
 	}
 }

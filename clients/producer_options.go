@@ -142,9 +142,7 @@ func WithMaxInFlight(n int) ProducerOption {
 // WithMaxBufferedRecords bounds the records produced and not yet
 // acknowledged, across all partitions; Produce blocks while the bound is
 // reached, until a record completes or its context ends. Their bytes are
-// bounded by WithMaxBufferedBytes. One batch holds at most n divided by
-// WithMaxInFlight records, so a producer whose buffer is the limit keeps
-// that many batches in flight rather than one large one. Default 100,000.
+// bounded by WithMaxBufferedBytes. Default 100,000.
 func WithMaxBufferedRecords(n int) ProducerOption {
 	return func(c *producerConfig) error {
 		if n < 1 {
@@ -165,7 +163,6 @@ const DefaultMaxBufferedBytes = 64 << 20
 // bound is let in once the buffer is empty. The producer keeps the records
 // (it does not copy them) and one encoded copy of each batch, so the
 // memory it holds for buffered records is at most about twice the bound.
-// One batch holds at most n divided by WithMaxInFlight bytes of records.
 // The default lets WithMaxInFlight full 1 MiB batches be in flight on a
 // dozen partitions at once. Default 64 MiB (DefaultMaxBufferedBytes).
 func WithMaxBufferedBytes(n int) ProducerOption {

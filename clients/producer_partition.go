@@ -57,7 +57,6 @@ const (
 
 type pendingBatch struct {
 	records  []pendingRecord        // by value: no allocation per record
-	buffered int                    // the records' bufferedSize total
 	builder  *protocol.BatchBuilder // from builderPool; nil once encoded
 	openedAt time.Time
 	deadline time.Time
@@ -136,8 +135,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 		return
 	}
 	pp.open.records = append(pp.open.records, rec)
-	pp.open.buffered += rec.size
-	if pp.open.builder.UncompressedSize() >= maxBytes || pp.full(pp.open) {
+	if pp.open.builder.UncompressedSize() >= maxBytes {
 		pp.sealLocked()
 		wake = true
 	}
@@ -145,12 +143,6 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if wake || pp.producer.config.linger == 0 {
 		pp.signal()
 	}
-}
-
-// full reports whether batch holds its share of the producer's buffer
-// (batchShare), in records or in buffered bytes.
-func (pp *partitionProducer) full(batch *pendingBatch) bool {
-	return len(batch.records) >= pp.producer.batchMaxRecords || batch.buffered >= pp.producer.batchMaxBuffered
 }
 
 func (pp *partitionProducer) sealLocked() {

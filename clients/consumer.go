@@ -345,11 +345,22 @@ func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation 
 				continue
 			}
 			stream.succeeded()
+			// Ask for what follows before verifying this reply (a pass
+			// over all its bytes): the reply's next offset is where its
+			// batches end. Should verifying find otherwise, the request
+			// is abandoned and sent again from where they do end.
+			early, sentEarly := max(reply.NextOffset, offset), false
+			if !stream.open && len(queue) < fetchQueueLow && len(reply.Batches) > 0 {
+				sentEarly = stream.send(ctx, early) == nil // else sent again, with its error handled, below
+			}
 			result, next, err := verifyFetched(reply.Batches, reply.NextOffset, offset)
 			if err != nil {
 				failed := &fetchResult{err: fmt.Errorf("clients: decode fetched records: %w", err)}
 				c.deliverAll(ctx, tp, generation, append(queue, failed))
 				return
+			}
+			if sentEarly && next != early {
+				stream.abandon()
 			}
 			offset = next
 			if result.pending > 0 {

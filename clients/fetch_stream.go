@@ -113,6 +113,14 @@ func (s *fetchStream) expireIn(d time.Duration) {
 	s.expired = s.timer.C
 }
 
+// abandon gives up the request in flight: its replies are dropped and the
+// next send asks again.
+func (s *fetchStream) abandon() {
+	s.sequence++
+	s.open, s.expired = false, nil
+	s.timer.Stop()
+}
+
 // timedOut ends the request in flight: its next reply is late.
 func (s *fetchStream) timedOut() error {
 	s.open, s.expired = false, nil

@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -115,5 +116,64 @@ func TestFetchStreamDropsRepliesToOtherRequests(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
+	}
+}
+
+// TestConsumerFetchesAgainWhenAReplyUnderstatesItsEnd checks the request
+// sent before a reply is verified: it starts at the reply's next offset,
+// and when the reply's batches end later than that, the fetcher asks
+// again from their end; no record comes twice and none is missed.
+func TestConsumerFetchesAgainWhenAReplyUnderstatesItsEnd(t *testing.T) {
+	const prefix = "understated"
+	f := startFakeCluster(t)
+	f.serveQuietPartition(prefix) // list-offsets: offset 10, high watermark 30
+	requests := make(chan uint64, 100)
+	f.subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(m *nats.Msg) {
+		request, err := protocol.DecodeFetchRequest(m.Data)
+		if err != nil {
+			t.Errorf("fetch request: %v", err)
+			return
+		}
+		requests <- request.Offset
+		if request.Offset >= 30 {
+			return // nothing more: left unanswered
+		}
+		// The batch of ten holding the offset; the first reply says it
+		// ends at 15.
+		base := request.Offset - request.Offset%10
+		reply := protocol.FetchReply{HighWatermark: 30, NextOffset: base + 10, Batches: appendStampedBatch(t, nil, base, 10)}
+		if request.Offset == 10 {
+			reply.NextOffset = 15
+		}
+		_ = m.Respond(protocol.AppendFetchReply(nil, &reply))
+	})
+	client := newTestClient(t, f, WithSubjectPrefix(prefix))
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	if err := consumer.Assign(testContext(t), "t", Earliest(), 0); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for offset := 10; offset < 30; offset++ {
+		want = append(want, fmt.Sprintf("value-%04d", offset))
+	}
+	if got := pollValues(t, consumer, 20)[0]; !slices.Equal(got, want) {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+	ctx := testContext(t)
+	var offsets []uint64
+	for len(offsets) < 3 { // three were sent to get the records above
+		select {
+		case offset := <-requests:
+			offsets = append(offsets, offset)
+		case <-ctx.Done():
+			t.Fatalf("fetches at %v, want 3", offsets)
+		}
+	}
+	if !slices.Equal(offsets, []uint64{10, 15, 20}) {
+		t.Fatalf("fetches at %v, want 10, then 15 (the reply's next offset), then 20 (where its batch ends)", offsets)
 	}
 }

@@ -83,8 +83,8 @@ func (ch *appendChunk) data(c *cachedEntry) []byte {
 // tailCache is a ring of the most recent entries, oldest first. Log.mu
 // guards it, with one exception: the writer goroutine reads ring and next
 // without it (see slot), which only the writer changes, under Log.mu.
-// Eviction (evict), which other goroutines run (a background flush, a
-// Sync), changes head, count and bytes only.
+// Eviction (evict), which other goroutines run (a Sync's flush), changes
+// head, count and bytes only.
 type tailCache struct {
 	ring  []cachedEntry // power-of-two length, or nil
 	head  int           // ring position of the oldest entry

@@ -178,8 +178,8 @@ func TestErrorInjectionEachOperation(t *testing.T) {
 	opts := smallOptions()
 	for n := int64(1); ; n++ {
 		mem := vfs.NewCrashableMem()
-		// The background flusher's writes run on another goroutine,
-		// concurrently with reads: count atomically.
+		// Count atomically: nothing may assume every file operation
+		// runs on the test's goroutine.
 		var count atomic.Int64
 		var injectedOp atomic.Pointer[errorfs.Op]
 		inj := errorfs.InjectorFunc(func(op errorfs.Op) error {

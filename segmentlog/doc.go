@@ -120,29 +120,23 @@
 // # Durability
 //
 // Append buffers: it frames entries into an append chunk of
-// WriteBufferBytes and, when a chunk is full, hands it to a background
-// flusher that writes it to the file while Append frames the next (one
-// write in flight at most; see flusher.go). Sync waits for that write,
-// writes the rest of the buffer, fdatasyncs the active segment, and
-// returns the durable last index. Concurrent Sync callers share
+// WriteBufferBytes, written to the file when full. Sync writes the rest
+// of the buffer, fdatasyncs the active segment, and returns the durable
+// last index. Concurrent Sync callers share
 // one fdatasync (group commit). A roll syncs the old segment before the new
 // one is created (by a synced temporary file renamed into place, then a
 // directory sync), so only the active segment can have a torn tail.
 // TruncateAfter, ResetOffsets and DeleteBefore are durable when they
-// return; they, rolls and Close wait for the background write first, so
-// no write lands in a file that was cut or closed. Any write or sync
-// failure, a background write's included, is sticky: the log reports it from every
+// return. Any write or sync failure is sticky: the log reports it from every
 // later Append, Sync and maintenance call, never reports those entries
 // durable, and must be reopened, which recovers what reached the disk.
 //
 // # Performance
 //
 // Append frames entries (copy, stamp, CRC32C) into reused append chunks and
-// describes each in the tail cache ring in place; each full chunk is
-// written by the background flusher (one positional write per
-// WriteBufferBytes) while the next is framed, Sync writes the last one and
-// fdatasyncs, and the tail cache keeps the frames where they are (see
-// cache.go). The
+// describes each in the tail cache ring in place, a full chunk and Sync
+// write with one positional write per WriteBufferBytes, Sync fdatasyncs,
+// and the tail cache keeps the frames where they are (see cache.go). The
 // target, from the issue: Append+Sync of 1,000 entries per Sync reaches at
 // least 90% of the MB/s of writing the same bytes, pre-framed, with plain
 // os.File writes (in WriteBufferBytes pieces) and one fdatasync per batch,
@@ -164,19 +158,19 @@
 //	/tmp/seg.test -test.run '^$' -test.bench VsBaseline -test.benchtime 300x -test.benchmem
 //
 // The log's CPU (BenchmarkAppendCPU, cpu-ns/entry, best of 5 on a loaded
-// 2-core machine, 2026-11-23): 46 ns for 100 B entries, 277 ns for 1 KiB,
-// 9.7 us for 64 KiB: copy, stamp and CRC32C at memory speed plus
-// bookkeeping, and, for entries that fill append chunks, the hand-offs to
-// the background flusher. A hand-off costs a goroutine wake-up, tens of
-// microseconds of CPU (mostly scheduler work on the other core), which
-// that benchmark, whose file system drops the writes, shows in full (the
-// code before the flusher: 192 ns and 5.7 us); on a real disk the flusher
-// takes the kernel's copy of the chunk off the writer: in six interleaved
-// runs each on the loaded machine, ratio-% averaged about the same with
-// and without it at 1 KiB and about 3 points higher with it at 64 KiB,
-// where it used about 15% more CPU per batch.
-// Handing off quarter chunks, to overlap more of a 1 KiB batch, measured
-// worse at both sizes (more wake-ups), so hand-offs are whole chunks.
+// 2-core machine, 2026-11-23): about 46 ns for 100 B entries, 190 ns for
+// 1 KiB, 5.7 us for 64 KiB: copy, stamp and CRC32C at memory speed plus
+// bookkeeping. A background flusher (a goroutine writing each full chunk
+// while Append framed the next, so the framing overlapped the kernel's
+// copy; commit eefb4bd, with tests for its error paths and for every
+// call with a write in flight) was built and measured, and left out: each
+// hand-off costs a goroutine wake-up, tens of microseconds of CPU (in
+// BenchmarkAppendCPU 1 KiB 192 -> 277 ns/entry, 64 KiB 5.7 -> 9.7 us),
+// and in the interleaved benchmark on the shared 2-core machine the
+// log's CPU per batch rose about 15% at 64 KiB while ratio-% did not move
+// at 1 KiB or 64 KiB (two rounds each, same build with and without it);
+// handing off quarter chunks measured worse. It can only pay where a core
+// is idle for it; worth measuring again on a quiet machine.
 //
 // Growing the file is not what makes a sync dear here: on ext4 (virtio
 // disk, 2026-11) writing into zero-filled or fallocated space synced no

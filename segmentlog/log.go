@@ -25,10 +25,8 @@ type Log struct {
 	// syncMu serialises fdatasync with rolls, truncations, resets,
 	// deletions and Close, so a file is never closed or cut mid-sync.
 	syncMu sync.Mutex
-	// flushMu serialises writes of the append buffer to the active file,
-	// and hand-offs to the background flusher (see flusher.go).
+	// flushMu serialises writes of the append buffer to the active file.
 	flushMu sync.Mutex
-	flusher flusher
 	// fileMu is held for reading while a reader reads segment files, and for
 	// writing while files are cut, removed or closed.
 	fileMu sync.RWMutex
@@ -80,7 +78,6 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{fs: fs, dir: dir, opts: opts, lastPointPos: -1}
-	l.flusher.idle.L = &l.flusher.mu
 	if err := l.open(); err != nil {
 		l.closeFiles()
 		return nil, err
@@ -649,7 +646,6 @@ func (l *Log) Close() error {
 	if closed {
 		return ErrClosed
 	}
-	l.waitFlusher() // even after an error: no write may be in flight when files close
 	if err == nil {
 		if _, err = l.flush(); err == nil {
 			if err = l.writeFile.SyncData(); err != nil {

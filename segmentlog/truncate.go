@@ -198,7 +198,6 @@ func (l *Log) ResetOffsets(nextIndex, prevTerm, nextOffset uint64) error {
 }
 
 func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
-	l.waitFlusher() // the write file closes below
 	old := l.segments
 	if l.writeFile != nil {
 		l.writeFile.Close()

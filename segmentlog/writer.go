@@ -88,7 +88,7 @@ func (l *Log) rollBefore(frameBytes int64) bool {
 
 // reserveCacheSlots makes room in the tail cache ring for n more entries,
 // so appendOne can fill slots past the cached ones without a lock (the
-// count is read under mu: a background flush may be evicting).
+// count is read under mu: a concurrent Sync's flush may be evicting).
 func (l *Log) reserveCacheSlots(n int) {
 	l.mu.RLock()
 	fits := l.cache.count+n <= len(l.cache.ring)
@@ -183,13 +183,14 @@ func (l *Log) ageExpired(s *segment, now time.Time) bool {
 	return !s.empty() && now.UnixMilli()-s.header.createdMs >= l.opts.SegmentMaxAge.Milliseconds()
 }
 
-// newChunk hands the append chunk's unwritten frames to the background
-// flusher (see flusher.go) and starts a new chunk that fits size, reusing
-// a free chunk when it can.
+// newChunk flushes the append chunk and starts a new one that fits size,
+// reusing a free chunk when it can. (A background flusher that wrote full
+// chunks while Append framed the next was tried and left out: see the
+// package documentation, Performance.)
 func (l *Log) newChunk(size int) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	if err := l.handOff(); err != nil {
+	if _, err := l.flush(); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -220,11 +221,9 @@ func (l *Log) evictLocked() {
 	}
 }
 
-// flush writes the buffered frames to the active file, after any write
-// handed off to the flusher. flushMu must be held. It returns the last
-// index the file now holds.
+// flush writes the buffered frames to the active file. flushMu must be
+// held. It returns the last index the file now holds.
 func (l *Log) flush() (uint64, error) {
-	l.waitFlusher()
 	l.mu.RLock()
 	err := l.checkWritable()
 	chunk, used, flushed, pos := l.chunk, l.chunkUsed, l.chunkFlushed, l.chunkPos

@@ -158,9 +158,9 @@
 //	/tmp/seg.test -test.run '^$' -test.bench VsBaseline -test.benchtime 300x -test.benchmem
 //
 // The log's CPU (BenchmarkAppendCPU, cpu-ns/entry, best of 5 on a loaded
-// 2-core machine, 2026-11-23): about 46 ns for 100 B entries, 190 ns for
-// 1 KiB, 5.7 us for 64 KiB: copy, stamp and CRC32C at memory speed plus
-// bookkeeping. A background flusher (a goroutine writing each full chunk
+// 2-core machine, 2026-11-23): about 41 ns for 100 B entries, 200-240 ns
+// for 1 KiB, 5.2 us for 64 KiB: copy, stamp and CRC32C at memory speed
+// plus bookkeeping. A background flusher (a goroutine writing each full chunk
 // while Append framed the next, so the framing overlapped the kernel's
 // copy; commit eefb4bd, with tests for its error paths and for every
 // call with a write in flight) was built and measured, and left out: each

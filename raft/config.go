@@ -110,7 +110,7 @@ type GroupConfig struct {
 	// EntryWindowBytes bounds the entry data the driver keeps in memory
 	// of what it appended last, to replicate and apply it without reading
 	// it back from the log (window.go). A busy group holds up to this
-	// much; an idle one nothing. Default 8 MiB; 0 also means the default.
+	// much; an idle one nothing. Default 32 MiB; 0 also means the default.
 	EntryWindowBytes uint64
 	// PromoteMaxLag is how many entries a learner may be behind the
 	// leader's last index for PromoteLearner to accept it. Default 1000.

@@ -167,9 +167,10 @@
 // hand-off costs a goroutine wake-up, tens of microseconds of CPU (in
 // BenchmarkAppendCPU 1 KiB 192 -> 277 ns/entry, 64 KiB 5.7 -> 9.7 us),
 // and in the interleaved benchmark on the shared 2-core machine the
-// log's CPU per batch rose about 15% at 64 KiB while ratio-% did not move
-// at 1 KiB or 64 KiB (two rounds each, same build with and without it);
-// handing off quarter chunks measured worse. It can only pay where a core
+// log's CPU per batch rose about 15% at 64 KiB while ratio-% moved within
+// the noise (over eight rounds of A/B runs: on average -1 point at 1 KiB,
+// +2 points at 64 KiB, single rounds -11 to +12); handing off quarter
+// chunks measured worse. It can only pay where a core
 // is idle for it; worth measuring again on a quiet machine.
 //
 // Growing the file is not what makes a sync dear here: on ext4 (virtio

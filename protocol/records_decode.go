@@ -43,9 +43,16 @@ type RecordIterator struct {
 // record. Records alias batch when it is uncompressed, so batch must not
 // change while they are used.
 func (it *RecordIterator) Reset(batch []byte) error {
+	header, err := VerifyBatch(batch)
+	return it.start(batch, header, err)
+}
+
+// start positions the iterator before the first record of batch, whose
+// header the caller read (and checked as far as it wanted), or records
+// err.
+func (it *RecordIterator) start(batch []byte, header BatchHeader, err error) error {
 	it.rest, it.next, it.err = nil, 0, nil
 	it.record = Record{}
-	header, err := VerifyBatch(batch)
 	if err != nil {
 		it.err = err
 		return err

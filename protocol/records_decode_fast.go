@@ -12,38 +12,11 @@ import "fmt"
 // (VerifyBatch) and which has not changed since: it checks the header and
 // the length again, but not the CRC. Use it only on bytes the caller owns.
 func (it *RecordIterator) ResetVerified(batch []byte) error {
-	it.rest, it.next, it.err = nil, 0, nil
-	it.record = Record{}
 	header, err := ReadBatchHeader(batch)
 	if err == nil && int(header.Length) != len(batch) {
 		err = fmt.Errorf("%w: header says %d bytes, buffer holds %d", ErrCorruptBatch, header.Length, len(batch))
 	}
-	if err != nil {
-		it.err = err
-		return err
-	}
-	it.header = header
-	section := batch[BatchHeaderSize:]
-	limit := it.MaxDecompressedSize
-	if limit <= 0 {
-		limit = DefaultMaxDecompressedSize
-	}
-	switch header.Codec {
-	case CodecS2:
-		section, err = it.decodeS2(section, limit)
-	case CodecZstd:
-		section, err = it.decodeZstd(section, limit)
-	}
-	if err != nil {
-		it.err = err
-		return err
-	}
-	if uint64(header.RecordCount)*minEncodedRecordSize > uint64(len(section)) {
-		it.err = fmt.Errorf("%w: %d records cannot fit in a %d-byte records section", ErrCorruptBatch, header.RecordCount, len(section))
-		return it.err
-	}
-	it.rest = section
-	return nil
+	return it.start(batch, header, err)
 }
 
 // NextPlain is Next (same records, same errors) with a fast path for a

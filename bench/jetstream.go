@@ -412,10 +412,16 @@ func (t *jetStreamTarget) NewReader(ctx context.Context, kind string, consumer, 
 	if err != nil {
 		return nil, err
 	}
-	return &jetStreamReader{consumer: cons}, nil
+	return &jetStreamReader{consumer: cons, restartOnNoResponders: kind == ConsumerPull}, nil
 }
 
-type jetStreamReader struct{ consumer jetstream.Consumer }
+type jetStreamReader struct {
+	consumer jetstream.Consumer
+	// restartOnNoResponders: a pull consumer's Consume is started again
+	// when its pull finds no responder (an ordered consumer recreates its
+	// consumer itself).
+	restartOnNoResponders bool
+}
 
 func (r *jetStreamReader) Read(ctx context.Context, fn func([]byte) bool) error {
 	stopped := make(chan struct{})
@@ -423,13 +429,12 @@ func (r *jetStreamReader) Read(ctx context.Context, fn func([]byte) bool) error 
 	// not run again (a late callback would race with the caller's ledger).
 	var mu sync.Mutex
 	done := false
-	finish := func() {
+	defer func() {
 		mu.Lock()
 		defer mu.Unlock()
 		done = true
-	}
-	consumeErr := make(chan error, 1)
-	cc, err := r.consumer.Consume(func(m jetstream.Msg) {
+	}()
+	handle := func(m jetstream.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		if done {
@@ -439,26 +444,48 @@ func (r *jetStreamReader) Read(ctx context.Context, fn func([]byte) bool) error 
 			done = true
 			close(stopped)
 		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrConnectionClosed) {
-			select {
-			case consumeErr <- err:
-			default:
-			}
-		}
-	}))
-	if err != nil {
-		return err
 	}
-	defer cc.Stop()
-	defer finish()
-	select {
-	case <-stopped:
-		return nil
-	case <-ctx.Done():
-		return nil
-	case err := <-consumeErr:
-		return err
+	for {
+		consumeErr := make(chan error, 1)
+		retry := make(chan struct{}, 1)
+		cc, err := r.consumer.Consume(handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			switch {
+			case errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrConnectionClosed):
+				select {
+				case consumeErr <- err:
+				default:
+				}
+			case r.restartOnNoResponders && errors.Is(err, nats.ErrNoResponders):
+				// A pull sent before the new consumer's leader
+				// subscribed: nothing answers it and the client does
+				// not pull again, so start over.
+				select {
+				case retry <- struct{}{}:
+				default:
+				}
+			}
+		}))
+		if err != nil {
+			return err
+		}
+		select {
+		case <-stopped:
+			cc.Stop()
+			return nil
+		case <-ctx.Done():
+			cc.Stop()
+			return nil
+		case err := <-consumeErr:
+			cc.Stop()
+			return err
+		case <-retry:
+			cc.Stop()
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil
+		}
 	}
 }
 

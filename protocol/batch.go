@@ -115,7 +115,7 @@ func PutBatchHeader(b []byte, h *BatchHeader) {
 func ReadBatchHeader(b []byte) (BatchHeader, error) {
 	var h BatchHeader
 	if len(b) < BatchHeaderSize {
-		return h, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrCorruptBatch, len(b), BatchHeaderSize)
+		return h, checkBatchHeader(b)
 	}
 	le := binary.LittleEndian
 	h.BaseOffset = le.Uint64(b[batchBaseOffsetPos:])
@@ -130,17 +130,63 @@ func ReadBatchHeader(b []byte) (BatchHeader, error) {
 	h.ProducerID = int64(le.Uint64(b[batchProducerIDPos:]))
 	h.ProducerEpoch = int16(le.Uint16(b[batchProducerEpochPos:]))
 	h.BaseSequence = int32(le.Uint32(b[batchBaseSequencePos:]))
-	switch {
-	case h.Magic != BatchMagic:
-		return h, fmt.Errorf("%w: unknown magic %d (this version reads %d)", ErrCorruptBatch, h.Magic, BatchMagic)
-	case h.Length < BatchHeaderSize:
-		return h, fmt.Errorf("%w: length %d is shorter than the header", ErrCorruptBatch, h.Length)
-	case h.RecordCount == 0:
-		return h, fmt.Errorf("%w: record count is zero", ErrCorruptBatch)
-	case !h.Codec.Valid():
-		return h, fmt.Errorf("%w: unknown compression codec %d", ErrCorruptBatch, uint8(h.Codec))
+	return h, checkBatchHeader(b)
+}
+
+// BatchSummary is what a log needs of a record batch header to append it:
+// its record count and the times it indexes.
+type BatchSummary struct {
+	RecordCount  uint32
+	AppendTime   int64 // unix milliseconds, stamped by the leader
+	MaxTimestamp int64 // unix milliseconds
+}
+
+// ReadBatchSummary reads the summary of the header at the start of b, with
+// every check ReadBatchHeader makes but without decoding the other fields
+// (on a log's append path the full decode was an eighth of the CPU for
+// 100-byte entries).
+func ReadBatchSummary(b []byte) (BatchSummary, error) {
+	if err := checkBatchHeader(b); err != nil {
+		return BatchSummary{}, err
 	}
-	return h, nil
+	h, le := b[:BatchHeaderSize:BatchHeaderSize], binary.LittleEndian
+	return BatchSummary{
+		RecordCount:  le.Uint32(h[batchRecordCountPos:]),
+		AppendTime:   int64(le.Uint64(h[batchAppendTimePos:])),
+		MaxTimestamp: int64(le.Uint64(h[batchMaxTimestampPos:])),
+	}, nil
+}
+
+// checkBatchHeader reports whether b starts with a header whose fields are
+// consistent (ReadBatchHeader's checks), reading only the fields checked.
+// Small enough to inline; batchHeaderError says what is wrong.
+func checkBatchHeader(b []byte) error {
+	if len(b) >= BatchHeaderSize {
+		h, le := b[:BatchHeaderSize:BatchHeaderSize], binary.LittleEndian
+		if h[batchMagicPos] == BatchMagic && le.Uint32(h[batchLengthPos:]) >= BatchHeaderSize &&
+			le.Uint32(h[batchRecordCountPos:]) != 0 && Codec(h[batchAttributesPos]&codecMask).Valid() {
+			return nil
+		}
+	}
+	return batchHeaderError(b)
+}
+
+// batchHeaderError describes what checkBatchHeader rejects in b.
+func batchHeaderError(b []byte) error {
+	if len(b) < BatchHeaderSize {
+		return fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrCorruptBatch, len(b), BatchHeaderSize)
+	}
+	le := binary.LittleEndian
+	switch magic, length, count, codec := b[batchMagicPos], le.Uint32(b[batchLengthPos:]), le.Uint32(b[batchRecordCountPos:]), Codec(b[batchAttributesPos]&codecMask); {
+	case magic != BatchMagic:
+		return fmt.Errorf("%w: unknown magic %d (this version reads %d)", ErrCorruptBatch, magic, BatchMagic)
+	case length < BatchHeaderSize:
+		return fmt.Errorf("%w: length %d is shorter than the header", ErrCorruptBatch, length)
+	case count == 0:
+		return fmt.Errorf("%w: record count is zero", ErrCorruptBatch)
+	default:
+		return fmt.Errorf("%w: unknown compression codec %d", ErrCorruptBatch, uint8(codec))
+	}
 }
 
 // SealBatch computes the CRC of a complete batch (header written, records in

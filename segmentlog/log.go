@@ -57,9 +57,9 @@ type Log struct {
 	npending       int
 	pendingBytes   int // their frame bytes
 	pendingRecords uint64
-	pendingMaxTime int64        // the active segment's max timestamp with them
-	pendingPoints  []indexPoint // their index points
-	batches        []batchInfo  // scratch for Append
+	pendingMaxTime int64                   // the active segment's max timestamp with them
+	pendingPoints  []indexPoint            // their index points
+	batches        []protocol.BatchSummary // scratch for Append: the batches' headers, read once while validating
 
 	cache tailCache // the most recent entries, up to lastIndex
 

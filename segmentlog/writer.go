@@ -39,7 +39,7 @@ func (l *Log) Append(entries []protocol.Entry) error {
 			return fmt.Errorf("segmentlog: append index %d: %d bytes exceeds MaxEntryBytes %d", e.Index, len(e.Data), l.opts.MaxEntryBytes)
 		}
 		if e.Type == protocol.EntryRecordBatch {
-			info, err := readBatchInfo(e.Data)
+			info, err := protocol.ReadBatchSummary(e.Data)
 			if err != nil {
 				return fmt.Errorf("segmentlog: append index %d: %w", e.Index, err)
 			}
@@ -51,7 +51,7 @@ func (l *Log) Append(entries []protocol.Entry) error {
 	batches := l.batches
 	l.batches = l.batches[:0]
 	for i := range entries {
-		var batch *batchInfo
+		var batch *protocol.BatchSummary
 		if entries[i].Type == protocol.EntryRecordBatch {
 			batch, batches = &batches[0], batches[1:]
 		}
@@ -108,7 +108,7 @@ func (l *Log) reserveCacheSlots(n int) {
 // (lastIndex, nextOffset, the active segment, chunk, the cache's ring and
 // next slot) cannot change under it, and it writes only past chunkUsed and
 // in the cache slots after the newest entry.
-func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollFirst bool) error {
+func (l *Log) appendOne(e *protocol.Entry, batch *protocol.BatchSummary, rollFirst bool) error {
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
 	if rollFirst || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
@@ -136,9 +136,9 @@ func (l *Log) appendOne(e *protocol.Entry, batch *batchInfo, rollFirst bool) err
 	*c = cachedEntry{term: e.Term, typ: e.Type, baseOffset: l.nextOffset + l.pendingRecords,
 		chunkSeq: l.chunkSeq, off: uint32(at + frameHeaderSize), length: uint32(len(e.Data))}
 	if batch != nil {
-		protocol.StampBatch(payload, c.baseOffset, batch.appendTime)
-		c.recordCount = batch.recordCount
-		l.pendingMaxTime = max(l.pendingMaxTime, batch.maxTime)
+		protocol.StampBatch(payload, c.baseOffset, batch.AppendTime)
+		c.recordCount = batch.RecordCount
+		l.pendingMaxTime = max(l.pendingMaxTime, batch.MaxTimestamp)
 	}
 	sealFrame(frame)
 	c.crc = le.Uint32(frame)

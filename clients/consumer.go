@@ -310,12 +310,20 @@ func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation 
 	}
 	defer stream.close()
 	var queue []*fetchResult // verified, waiting for Poll
+	// stop handles a failed request (fetchFailed): it reports whether the
+	// fetcher must stop, having handed Poll what waits and the error.
+	stop := func(err error) bool {
+		var failed *fetchResult
+		if offset, failed = c.fetchFailed(ctx, stream, tp, offset, err); failed == nil {
+			return false
+		}
+		c.deliverAll(ctx, tp, generation, append(queue, failed))
+		return true
+	}
 	for {
 		if !stream.open && len(queue) <= fetchQueueLow {
 			if err := stream.send(ctx, offset); err != nil {
-				var failed *fetchResult
-				if offset, failed = c.fetchFailed(ctx, stream, tp, offset, err); failed != nil {
-					c.deliverAll(ctx, tp, generation, append(queue, failed))
+				if stop(err) {
 					return
 				}
 				continue
@@ -337,9 +345,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation 
 				continue
 			}
 			if err != nil {
-				var failed *fetchResult
-				if offset, failed = c.fetchFailed(ctx, stream, tp, offset, err); failed != nil {
-					c.deliverAll(ctx, tp, generation, append(queue, failed))
+				if stop(err) {
 					return
 				}
 				continue
@@ -367,9 +373,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, tp topicPartition, generation 
 				queue = append(queue, result)
 			}
 		case <-stream.expired:
-			var failed *fetchResult
-			if offset, failed = c.fetchFailed(ctx, stream, tp, offset, stream.timedOut()); failed != nil {
-				c.deliverAll(ctx, tp, generation, append(queue, failed))
+			if stop(stream.timedOut()) {
 				return
 			}
 		case <-ctx.Done():

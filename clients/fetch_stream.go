@@ -2,7 +2,6 @@ package clients
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -80,22 +79,11 @@ func (s *fetchStream) send(ctx context.Context, offset uint64) error {
 	s.sequence++ // replies to an earlier request are stale from here on
 	s.received, s.open, s.expired = 0, false, nil
 	s.timer.Stop()
-	if s.refresh {
-		if _, err := s.client.metadata.refresh(ctx, s.tp.topic); err != nil {
-			return err
-		}
-		s.refresh = false
-	}
-	leader, err := s.client.metadata.leader(ctx, s.tp.topic, s.tp.partition)
+	leader, err := s.client.leaderOf(ctx, s.tp, s.refresh)
 	if err != nil {
 		return err
 	}
-	if leader == 0 {
-		return &protocol.Error{Code: protocol.CodeNotReady, Message: "partition has no leader yet"}
-	}
-	if s.client.closed.Load() {
-		return ErrClosed
-	}
+	s.refresh = false
 	s.request.Offset = offset
 	s.encoded = protocol.AppendFetchRequest(s.encoded[:0], &s.request)
 	s.subject = protocol.SubjectBrokerFetch(s.client.config.prefix, leader)
@@ -158,26 +146,13 @@ func (s *fetchStream) receive(msg *nats.Msg) (reply protocol.FetchReply, more, o
 	return reply, more, true, err
 }
 
-// retry prepares another request after a retriable error: it follows a
-// not-leader answer's hint (or refreshes the metadata) and waits out the
-// backoff. It returns ctx's error if ctx ends first.
+// retry prepares another request after a retriable error (Client.retryLeader:
+// the not-leader hint or a metadata refresh, and the backoff). It returns
+// ctx's error if ctx ends first.
 func (s *fetchStream) retry(ctx context.Context, err error) error {
 	s.attempt++
-	s.refresh = true
-	var apiError *protocol.Error
-	if errors.As(err, &apiError) && apiError.Code == protocol.CodeNotLeader && apiError.Leader != 0 {
-		s.client.metadata.setLeader(s.tp.topic, s.tp.partition, apiError.Leader)
-		s.refresh = false
-	}
-	s.client.logger.Debug("raftmq: retrying", "topic", s.tp.topic, "partition", s.tp.partition, "attempt", s.attempt, "error", err)
-	pause := time.NewTimer(s.client.config.backoff(s.attempt))
-	defer pause.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-pause.C:
-		return nil
-	}
+	s.refresh, err = s.client.retryLeader(ctx, s.tp, s.attempt, err)
+	return err
 }
 
 // succeeded resets the backoff after a reply with data or a clean end.

@@ -24,39 +24,61 @@ func (c *Client) callLeader(ctx context.Context, tp topicPartition, subject func
 		if !retriable(err) {
 			return err
 		}
-		refresh = true
-		var apiError *protocol.Error
-		if errors.As(err, &apiError) && apiError.Code == protocol.CodeNotLeader && apiError.Leader != 0 {
-			c.metadata.setLeader(tp.topic, tp.partition, apiError.Leader)
-			refresh = false
-		}
-		c.logger.Debug("raftmq: retrying", "topic", tp.topic, "partition", tp.partition, "attempt", attempt, "error", err)
-		pause := time.NewTimer(c.config.backoff(attempt))
-		select {
-		case <-ctx.Done():
-			pause.Stop()
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-pause.C:
+		var waitErr error
+		if refresh, waitErr = c.retryLeader(ctx, tp, attempt, err); waitErr != nil {
+			return fmt.Errorf("%w (last error: %v)", waitErr, err)
 		}
 	}
 }
 
-func (c *Client) callLeaderOnce(ctx context.Context, tp topicPartition, subject func(prefix string, id uint64) string,
-	request []byte, wait time.Duration, refresh bool, handle func(reply []byte) error) error {
+// retryLeader prepares the attempt after a retriable error of a request to
+// tp's leader: it follows a not-leader answer's hint, or else asks for the
+// partition's metadata to be refreshed before the next attempt (refresh),
+// and waits out the backoff. It returns ctx's error if ctx ends first.
+func (c *Client) retryLeader(ctx context.Context, tp topicPartition, attempt int, err error) (refresh bool, waitErr error) {
+	refresh = true
+	var apiError *protocol.Error
+	if errors.As(err, &apiError) && apiError.Code == protocol.CodeNotLeader && apiError.Leader != 0 {
+		c.metadata.setLeader(tp.topic, tp.partition, apiError.Leader)
+		refresh = false
+	}
+	c.logger.Debug("raftmq: retrying", "topic", tp.topic, "partition", tp.partition, "attempt", attempt, "error", err)
+	pause := time.NewTimer(c.config.backoff(attempt))
+	defer pause.Stop()
+	select {
+	case <-ctx.Done():
+		return refresh, ctx.Err()
+	case <-pause.C:
+		return refresh, nil
+	}
+}
+
+// leaderOf returns tp's leader from the metadata, refreshed first if
+// refresh is set; a partition with no leader yet is a retriable error.
+func (c *Client) leaderOf(ctx context.Context, tp topicPartition, refresh bool) (uint64, error) {
 	if refresh {
 		if _, err := c.metadata.refresh(ctx, tp.topic); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	leader, err := c.metadata.leader(ctx, tp.topic, tp.partition)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if leader == 0 {
-		return &protocol.Error{Code: protocol.CodeNotReady, Message: "partition has no leader yet"}
+		return 0, &protocol.Error{Code: protocol.CodeNotReady, Message: "partition has no leader yet"}
 	}
 	if c.closed.Load() {
-		return ErrClosed
+		return 0, ErrClosed
+	}
+	return leader, nil
+}
+
+func (c *Client) callLeaderOnce(ctx context.Context, tp topicPartition, subject func(prefix string, id uint64) string,
+	request []byte, wait time.Duration, refresh bool, handle func(reply []byte) error) error {
+	leader, err := c.leaderOf(ctx, tp, refresh)
+	if err != nil {
+		return err
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, c.config.requestTimeout+wait)
 	defer cancel()

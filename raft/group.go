@@ -484,19 +484,30 @@ func (g *Group) handleReady(rd ready) error {
 		g.startSnapshotTransfers(rd.snapshots)
 	}
 	if syncInline {
-		start := g.host.now()
-		if _, err := g.cfg.Log.Sync(); err != nil {
+		now, err := g.syncLog()
+		if err != nil {
 			return fmt.Errorf("raft: sync log: %w", err)
 		}
-		now := g.host.now()
-		g.mu.Lock()
-		g.syncTook = now - start
-		g.mu.Unlock()
 		// Nobody else appends while this worker holds the group: the sync
 		// covered exactly what this ready appended.
 		g.core.durableNotice(appended.term, appended.index, now)
 	}
 	return nil
+}
+
+// syncLog syncs the log and records how long it took (syncTook, which
+// decides whether the next sync may run inline). It returns the time it
+// finished.
+func (g *Group) syncLog() (time.Duration, error) {
+	start := g.host.now()
+	if _, err := g.cfg.Log.Sync(); err != nil {
+		return 0, err
+	}
+	now := g.host.now()
+	g.mu.Lock()
+	g.syncTook = now - start
+	g.mu.Unlock()
+	return now, nil
 }
 
 // persistReady writes a ready's entries and hard state: truncate when the
@@ -610,15 +621,12 @@ func (g *Group) syncLoop() {
 		if closed {
 			return
 		}
-		start := g.host.now()
-		if _, err := g.cfg.Log.Sync(); err != nil {
+		if _, err := g.syncLog(); err != nil {
 			g.host.cfg.Logger.Error("raft: log sync failed; group stopped", "group", g.id, "err", err)
 			g.close(fmt.Errorf("raft: sync log: %w", err))
 			return
 		}
-		took := g.host.now() - start
 		g.mu.Lock()
-		g.syncTook = took
 		g.notice = mark
 		run := !g.scheduled && !g.closed
 		g.scheduled = g.scheduled || run

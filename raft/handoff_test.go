@@ -39,48 +39,15 @@ func (l slowSyncLog) durableIndex() uint64 {
 func TestHostCommitIsDurableOnAQuorumWithEveryHandOff(t *testing.T) {
 	for _, workers := range []int{1, 4} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
-			ids := []uint64{1, 2, 3}
-			net := &memNetwork{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
-			hosts := map[uint64]*Host{}
-			groups := map[uint64]*Group{}
 			logs := map[uint64]slowSyncLog{}
-			for _, id := range ids {
-				h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id, Workers: workers})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = h.Close() })
-				net.mu.Lock()
-				net.hosts[id] = h
-				net.mu.Unlock()
-				hosts[id] = h
-			}
-			for _, id := range ids {
-				cfg := DefaultGroupConfig()
-				cfg.GroupID = 1
-				cfg.Voters = ids
-				cfg.ElectionTimeout = 250 * time.Millisecond
-				cfg.HeartbeatInterval = 25 * time.Millisecond
-				logs[id] = slowSyncLog{newMemLog()}
-				cfg.Log = logs[id]
-				cfg.Stable = &memStable{}
-				cfg.StateMachine = &memStateMachine{}
-				g, err := hosts[id].AddGroup(cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				groups[id] = g
-			}
-			var leader *Group
-			waitFor(t, 10*time.Second, "a leader", func() bool {
-				for _, g := range groups {
-					if g.Status().Role == RoleLeader {
-						leader = g
-						return true
-					}
-				}
-				return false
+			tc := newTestClusterWith(t, []uint64{1, 2, 3}, testClusterOptions{
+				host: func(cfg *HostConfig) { cfg.Workers = workers },
+				group: func(id uint64, cfg *GroupConfig) {
+					logs[id] = slowSyncLog{newMemLog()}
+					cfg.Log = logs[id]
+				},
 			})
+			leader := tc.groups[tc.leader(t)]
 			durableOn := func(index uint64) int {
 				n := 0
 				for _, l := range logs {
@@ -102,7 +69,7 @@ func TestHostCommitIsDurableOnAQuorumWithEveryHandOff(t *testing.T) {
 					t.Fatalf("index %d reported committed while durable on %d of 3 logs", index, n)
 				}
 			}
-			w0 := hosts[leader.host.cfg.NodeID].wakeups()
+			w0 := leader.host.wakeups()
 			for i := range 100 {
 				check(leader.Propose(ctx, protocol.EntryControl, fmt.Appendf(nil, "one-%d", i), AckCommitted))
 			}
@@ -127,7 +94,7 @@ func TestHostCommitIsDurableOnAQuorumWithEveryHandOff(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			w := hosts[leader.host.cfg.NodeID].wakeups().sub(w0)
+			w := leader.host.wakeups().sub(w0)
 			if workers == 1 && w.sync == 0 {
 				// With one run worker there is never a spare one: every
 				// sync goes to a sync worker.

@@ -43,10 +43,32 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, ids []uint64, tune func(*GroupConfig)) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, ids, testClusterOptions{group: func(_ uint64, cfg *GroupConfig) {
+		if tune != nil {
+			tune(cfg)
+		}
+	}})
+}
+
+// testClusterOptions adjusts a test cluster: host each host's
+// configuration, group each node's group configuration after the defaults
+// (it may replace the log or the state machine; logs and fsms then hold
+// only the defaults left in place).
+type testClusterOptions struct {
+	host  func(*HostConfig)
+	group func(id uint64, cfg *GroupConfig)
+}
+
+func newTestClusterWith(t testing.TB, ids []uint64, opts testClusterOptions) *testCluster {
+	t.Helper()
 	net := &memNetwork{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
 	tc := &testCluster{net: net, hosts: map[uint64]*Host{}, groups: map[uint64]*Group{}, fsms: map[uint64]*memStateMachine{}, logs: map[uint64]*memLog{}}
 	for _, id := range ids {
-		h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id})
+		hostCfg := HostConfig{NodeID: id, Send: net.send, Seed: id}
+		if opts.host != nil {
+			opts.host(&hostCfg)
+		}
+		h, err := NewHost(hostCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,13 +87,16 @@ func newTestCluster(t testing.TB, ids []uint64, tune func(*GroupConfig)) *testCl
 		// they move it themselves.
 		cfg.ElectionTimeout = 250 * time.Millisecond
 		cfg.HeartbeatInterval = 25 * time.Millisecond
-		tc.logs[id] = newMemLog()
-		cfg.Log = tc.logs[id]
-		cfg.Stable = &memStable{}
-		tc.fsms[id] = &memStateMachine{keep: true}
-		cfg.StateMachine = tc.fsms[id]
-		if tune != nil {
-			tune(&cfg)
+		log, fsm := newMemLog(), &memStateMachine{keep: true}
+		cfg.Log, cfg.Stable, cfg.StateMachine = log, &memStable{}, fsm
+		if opts.group != nil {
+			opts.group(id, &cfg)
+		}
+		if cfg.Log == LogStorage(log) {
+			tc.logs[id] = log
+		}
+		if cfg.StateMachine == StateMachine(fsm) {
+			tc.fsms[id] = fsm
 		}
 		g, err := tc.hosts[id].AddGroup(cfg)
 		if err != nil {

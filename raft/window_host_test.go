@@ -18,55 +18,22 @@ import (
 // stamped record batches included, so idle groups on a broker hold no
 // entry data however large EntryWindowBytes is.
 func TestHostIdleGroupWindowHoldsNothing(t *testing.T) {
-	ids := []uint64{1, 2, 3}
-	net := &memNetwork{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
-	groups := map[uint64]*Group{}
-	fsms := map[uint64]*memStateMachine{}
-	for _, id := range ids {
-		h, err := NewHost(HostConfig{NodeID: id, Send: net.send, Seed: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.Close() })
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
+	tc := newTestClusterWith(t, []uint64{1, 2, 3}, testClusterOptions{group: func(id uint64, cfg *GroupConfig) {
 		l, err := segmentlog.Open(vfs.NewMem(), fmt.Sprint("node-", id), segmentlog.DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = l.Close() })
-		cfg := DefaultGroupConfig()
-		cfg.GroupID = 1
-		cfg.Voters = ids
-		cfg.ElectionTimeout = 250 * time.Millisecond
-		cfg.HeartbeatInterval = 25 * time.Millisecond
 		cfg.Log = l
-		cfg.Stable = &memStable{}
-		fsms[id] = &memStateMachine{}
-		cfg.StateMachine = fsms[id]
-		g, err := h.AddGroup(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		groups[id] = g
-	}
+	}})
 	// Hosts close before their logs (cleanups run last first).
 	t.Cleanup(func() {
-		for _, g := range groups {
-			_ = g.host.Close()
+		for _, h := range tc.hosts {
+			_ = h.Close()
 		}
 	})
-	var leader *Group
-	waitFor(t, 10*time.Second, "a leader", func() bool {
-		for _, g := range groups {
-			if g.Status().Role == RoleLeader {
-				leader = g
-				return true
-			}
-		}
-		return false
-	})
+	groups, fsms := tc.groups, tc.fsms
+	leader := groups[tc.leader(t)]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -48,6 +48,22 @@ type fakePartition struct {
 	next    uint64
 }
 
+// watchFetches returns, decoded, the fetch requests that broker 1 (default
+// subject prefix) receives from now on, beside the fake's own handler.
+func (f *fakeCluster) watchFetches(t *testing.T) <-chan protocol.FetchRequest {
+	t.Helper()
+	requests := make(chan protocol.FetchRequest, 100)
+	f.subscribe(protocol.SubjectBrokerFetch(protocol.DefaultSubjectPrefix, 1), func(m *nats.Msg) {
+		if request, err := protocol.DecodeFetchRequest(m.Data); err == nil {
+			requests <- request
+		}
+	})
+	if err := f.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return requests
+}
+
 func startFakeCluster(t *testing.T, brokers ...uint64) *fakeCluster {
 	t.Helper()
 	if len(brokers) == 0 {

@@ -22,15 +22,7 @@ func TestConsumerStreamsFetches(t *testing.T) {
 	for range 4 { // more than two replies of about 1 KiB to 3 KiB can hold
 		produceValues(t, client, "orders", 0, slices.Repeat([]string{value}, 20))
 	}
-	requests := make(chan protocol.FetchRequest, 100)
-	f.subscribe(protocol.SubjectBrokerFetch(protocol.DefaultSubjectPrefix, 1), func(m *nats.Msg) {
-		if request, err := protocol.DecodeFetchRequest(m.Data); err == nil {
-			requests <- request
-		}
-	})
-	if err := f.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	requests := f.watchFetches(t)
 	// One batch per reply, two replies per request: the first request
 	// brings two batches, not all of them.
 	consumer, err := client.NewConsumer(WithFetchMaxBytes(1024), WithFetchReplies(2))

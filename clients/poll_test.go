@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/raftmq/raftmq/protocol"
 )
 
@@ -135,15 +133,7 @@ func TestConsumerPipelinesFetches(t *testing.T) {
 	produceValues(t, client, "orders", 0, slices.Repeat([]string{value}, 20)) // offsets 0-19, > 2 KiB
 	produceValues(t, client, "orders", 0, slices.Repeat([]string{value}, 20)) // offsets 20-39
 
-	requested := make(chan uint64, 100)
-	f.subscribe(protocol.SubjectBrokerFetch(protocol.DefaultSubjectPrefix, 1), func(m *nats.Msg) {
-		if request, err := protocol.DecodeFetchRequest(m.Data); err == nil {
-			requested <- request.Offset
-		}
-	})
-	if err := f.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	requested := f.watchFetches(t)
 	// One batch per fetch, one reply per request (streams: TestConsumerStreamsFetches).
 	consumer, err := client.NewConsumer(WithFetchMaxBytes(1024), WithFetchReplies(1))
 	if err != nil {
@@ -161,8 +151,8 @@ func TestConsumerPipelinesFetches(t *testing.T) {
 	var offsets []uint64
 	for len(offsets) < 2 {
 		select {
-		case offset := <-requested:
-			offsets = append(offsets, offset)
+		case request := <-requested:
+			offsets = append(offsets, request.Offset)
 		case <-ctx.Done():
 			t.Fatalf("fetches requested before any poll: %v, want 2", offsets)
 		}

@@ -49,10 +49,14 @@ func TestProducerBatchesAsyncRecordsAndKeepsOrder(t *testing.T) {
 	}
 	defer producer.Close(testContext(t))
 
+	// The broker holds the first batch (the partition's first record, sent
+	// at once) until every record is produced, so how many batches follow
+	// depends on the linger, not on how fast the broker answers.
+	arrived, release := f.holdProduce()
 	const n = 500
 	var mu sync.Mutex
 	var offsets []uint64
-	for _, v := range numbered("v", n) {
+	for i, v := range numbered("v", n) {
 		producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte(v)}, func(r *Record, err error) {
 			if err != nil {
 				t.Error(err)
@@ -62,7 +66,11 @@ func TestProducerBatchesAsyncRecordsAndKeepsOrder(t *testing.T) {
 			offsets = append(offsets, r.Offset)
 			mu.Unlock()
 		})
+		if i == 0 {
+			waitUntil(t, "the first batch reaches the broker", func() bool { return arrived() == 1 })
+		}
 	}
+	release()
 	if err := producer.Flush(testContext(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -226,7 +226,9 @@ func (g *Group) Status() Status {
 
 // Propose appends an entry to the group's log through the leader on this
 // node. It fails fast with *NotLeaderError when this replica is not the
-// leader. data is owned by Raft from now on: the caller must not modify it.
+// leader. data is owned by Raft from now on: the caller must neither modify
+// nor read it after the call (Raft stamps a record batch's base offset into
+// it in place when it appends it; see docs/adr/0001).
 // Proposals queued while the previous append is in flight go out together.
 func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte, mode AckMode) *Proposal {
 	if err := ctx.Err(); err != nil {
@@ -406,6 +408,10 @@ func (g *Group) propose(props []*Proposal, now time.Duration) {
 		ents = append(ents, protocol.Entry{Type: p.entryType, Data: p.data})
 	}
 	first, term, err := g.core.propose(ents, now)
+	if err == nil {
+		g.window.own(ents)
+	}
+	clear(ents) // the buffer is reused: keep no proposal's data alive
 	g.entryBuf = ents[:0]
 	for i, p := range props {
 		if err != nil {

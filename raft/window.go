@@ -2,6 +2,7 @@ package raft
 
 import (
 	"sort"
+	"unsafe"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -34,9 +35,12 @@ import (
 //   - a log that assigns record offsets at Append (offsetAssigner, as
 //     segmentlog.Log does: docs/adr/0001) returns record batches with
 //     their base offset stamped; the window stamps the same offset into
-//     its own copy (never into the caller's bytes) when the batch does not
-//     carry it already, and drops what it kept of an append when the log's
-//     NextOffset afterwards is not what it computed.
+//     the batches this replica proposed, in place (Propose takes
+//     ownership of them: see own), and into its own copy of any other
+//     batch that does not carry it already (a follower's entries alias a
+//     received message, whose bytes are not the window's to change); it
+//     keeps nothing of an append when the log's NextOffset afterwards is
+//     not what it computed.
 //
 // It is bounded by bytes of entry data: a full window takes no more
 // entries (see Append) until release, which drops the entries the state
@@ -70,9 +74,41 @@ type entryWindow struct {
 	// arenaChunk/4 gets its own allocation.
 	arena []byte
 
+	// owned lists, in index order, the record batches this replica
+	// proposed and has not appended yet (see own): their bytes belong to
+	// Raft, and Append stamps them in place instead of copying them.
+	owned []ownedBatch
+
 	// hits and misses count Entries calls served from the window and
 	// from the log (for tests and benchmarks).
 	hits, misses uint64
+}
+
+// ownedBatch names a proposed record batch by its index and the first
+// byte of its data: an entry appended at that index is that batch only if
+// its data starts at that very byte (a follower's entry at the same index
+// aliases a received message instead).
+type ownedBatch struct {
+	index uint64
+	data  *byte
+}
+
+// own records that the record batches among ents (just proposed, Index
+// set) are owned by Raft: Propose's caller hands over its buffer and never
+// touches it again, so the window may stamp the base offset into it when
+// it is appended instead of into a copy. Stamping happens before the
+// entries are sent or applied (persistReady runs before either), so every
+// reader sees the stamped bytes; followers then receive batches that
+// carry their offset already and keep them as they are.
+func (w *entryWindow) own(ents []protocol.Entry) {
+	if w.offsets == nil {
+		return
+	}
+	for i := range ents {
+		if ents[i].Type == protocol.EntryRecordBatch && len(ents[i].Data) > 0 {
+			w.owned = append(w.owned, ownedBatch{index: ents[i].Index, data: unsafe.SliceData(ents[i].Data)})
+		}
+	}
 }
 
 // offsetAssigner is the capability of a log that assigns record batch base
@@ -218,6 +254,14 @@ func (w *entryWindow) Append(ents []protocol.Entry) error {
 		w.clear()
 		return err
 	}
+	// The offsets the log assigned: record batches this replica proposed
+	// get theirs stamped in place (whether or not the window keeps them,
+	// so that followers receive them stamped); the window keeps nothing
+	// of an append whose offsets it cannot account for.
+	offsetsOK := true
+	if w.offsets != nil {
+		offsetsOK = w.stampOwned(ents, nextOffset)
+	}
 	// Continue the window, replacing its suffix from first on; skip the
 	// append while the window is full; otherwise (a new window, or the
 	// log was reset) start over at first.
@@ -238,11 +282,11 @@ func (w *entryWindow) Append(ents []protocol.Entry) error {
 	}
 	run := ents[:n:n]
 	if w.offsets != nil {
-		var ok bool
-		if run, ok = w.stampRun(run, ents[n:], nextOffset); !ok {
+		if !offsetsOK {
 			w.full = true
 			return nil
 		}
+		run = w.stampRun(run, nextOffset)
 	}
 	if n < len(ents) {
 		w.full = true
@@ -290,27 +334,75 @@ func (w *entryWindow) keep(run []protocol.Entry) {
 	w.ownedTail = true
 }
 
-// stampRun returns run with every record batch carrying the base offset
-// the log assigned it (copying the run and the batches that need it), and
-// false when the offsets the log reports after the append (run and rest)
-// are not what the window computes, or a batch header is unreadable.
-func (w *entryWindow) stampRun(run, rest []protocol.Entry, nextOffset uint64) ([]protocol.Entry, bool) {
-	copied := false
-	for i := range len(run) + len(rest) {
-		var e protocol.Entry
-		if i < len(run) {
-			e = run[i]
-		} else {
-			e = rest[i-len(run)]
+// stampOwned checks that the log assigned ents the offsets the window
+// computes from nextOffset (the log's NextOffset before the append) and
+// stamps those offsets into the record batches this replica owns (see
+// own), in place. It returns false, stamping nothing, when the log's
+// NextOffset after the append is not what the window computes or a batch
+// header is unreadable. It forgets owned batches up to the last entry.
+func (w *entryWindow) stampOwned(ents []protocol.Entry, nextOffset uint64) bool {
+	offset := nextOffset
+	for i := range ents {
+		if ents[i].Type != protocol.EntryRecordBatch {
+			continue
 		}
+		h, err := protocol.ReadBatchSummary(ents[i].Data)
+		if err != nil {
+			w.forgetOwned(ents[len(ents)-1].Index)
+			return false
+		}
+		offset += uint64(h.RecordCount)
+	}
+	if w.offsets.NextOffset() != offset {
+		w.forgetOwned(ents[len(ents)-1].Index)
+		return false
+	}
+	offset = nextOffset
+	k := 0
+	for i := range ents {
+		e := &ents[i]
 		if e.Type != protocol.EntryRecordBatch {
 			continue
 		}
-		h, err := protocol.ReadBatchHeader(e.Data)
-		if err != nil {
-			return nil, false
+		h, _ := protocol.ReadBatchSummary(e.Data)
+		for k < len(w.owned) && w.owned[k].index < e.Index {
+			k++
 		}
-		if i < len(run) && h.BaseOffset != nextOffset {
+		if k < len(w.owned) && w.owned[k].index == e.Index && w.owned[k].data == unsafe.SliceData(e.Data) {
+			protocol.StampBatch(e.Data, offset, h.AppendTime)
+		}
+		offset += uint64(h.RecordCount)
+	}
+	w.forgetOwned(ents[len(ents)-1].Index)
+	return true
+}
+
+// forgetOwned drops the owned batches at or below index (appended, or
+// replaced before they were).
+func (w *entryWindow) forgetOwned(index uint64) {
+	k := 0
+	for k < len(w.owned) && w.owned[k].index <= index {
+		k++
+	}
+	if k > 0 {
+		n := copy(w.owned, w.owned[k:])
+		clear(w.owned[n:])
+		w.owned = w.owned[:n]
+	}
+}
+
+// stampRun returns run with every record batch carrying the base offset
+// the log assigned it, copying the run and the batches that lack it (the
+// offsets are known to match the log's: see stampOwned).
+func (w *entryWindow) stampRun(run []protocol.Entry, nextOffset uint64) []protocol.Entry {
+	copied := false
+	for i := range run {
+		e := run[i]
+		if e.Type != protocol.EntryRecordBatch {
+			continue
+		}
+		h, _ := protocol.ReadBatchHeader(e.Data) // readable: stampOwned checked it
+		if h.BaseOffset != nextOffset {
 			if !copied {
 				run = append([]protocol.Entry(nil), run...)
 				run = run[:len(run):len(run)]
@@ -320,7 +412,7 @@ func (w *entryWindow) stampRun(run, rest []protocol.Entry, nextOffset uint64) ([
 		}
 		nextOffset += uint64(h.RecordCount)
 	}
-	return run, w.offsets.NextOffset() == nextOffset
+	return run
 }
 
 // stamp returns a copy of batch with baseOffset and appendTime stamped.

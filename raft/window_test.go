@@ -125,14 +125,33 @@ func TestEntryWindowServesWhatTheLogHolds(t *testing.T) {
 							ents[i].Data = testRecordBatch(1+uint32(rng.IntN(5)), protocol.BatchHeaderSize+rng.IntN(400), byte(step))
 						}
 					}
+					// Half the appends are this replica's own proposals,
+					// whose batches the window stamps in place; the
+					// others alias a message and must stay as they are.
+					proposed := rng.IntN(2) == 0
+					if proposed {
+						w.own(ents)
+					}
 					if err := w.Append(ents); err != nil {
 						t.Fatal(err)
 					}
+					if len(w.owned) != 0 {
+						t.Fatalf("step %d: the window still lists %d owned batches after appending them", step, len(w.owned))
+					}
+					logged, err := seg.Entries(ents[0].Index, ents[len(ents)-1].Index+1, 1<<30)
+					if err != nil || len(logged) != len(ents) {
+						t.Fatalf("step %d: log Entries: %d, %v", step, len(logged), err)
+					}
 					for i := range ents {
-						if ents[i].Type == protocol.EntryRecordBatch {
-							if h, _ := protocol.ReadBatchHeader(ents[i].Data); h.BaseOffset != 0 {
-								t.Fatalf("step %d: the window stamped the caller's batch", step)
-							}
+						if ents[i].Type != protocol.EntryRecordBatch {
+							continue
+						}
+						h, _ := protocol.ReadBatchHeader(ents[i].Data)
+						if !proposed && h.BaseOffset != 0 {
+							t.Fatalf("step %d: the window stamped a batch it does not own", step)
+						}
+						if proposed && !bytes.Equal(ents[i].Data, logged[i].Data) {
+							t.Fatalf("step %d: an owned batch at %d differs from what the log holds (base offset %d)", step, ents[i].Index, h.BaseOffset)
 						}
 					}
 				case op < 14: // the driver releases what is applied everywhere
@@ -299,5 +318,74 @@ func TestEntryWindowFullKeepsOldest(t *testing.T) {
 	}
 	if err := w.TruncateAfter(7); err != nil || len(w.runs) != 0 {
 		t.Fatalf("TruncateAfter(7): %v, window holds [%d, %d)", err, w.start, w.end)
+	}
+}
+
+// TestEntryWindowStampsOwnedBatchesInPlace: the record batches a replica
+// proposed (own) get their base offsets stamped into their own bytes, and
+// the window keeps those very bytes (no copy); a batch at an owned index
+// whose bytes are another buffer (a follower's entry from a message) is
+// copied and left unchanged; a batch that already carries its offset (as a
+// follower receives the leader's stamped batch) is kept without a copy.
+func TestEntryWindowStampsOwnedBatchesInPlace(t *testing.T) {
+	seg, err := segmentlog.Open(vfs.NewMem(), "log", segmentlog.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	w := newEntryWindow(seg, 1<<20)
+	proposed := []protocol.Entry{
+		{Index: 1, Term: 1, Type: protocol.EntryRecordBatch, Data: testRecordBatch(3, 100, 1)},
+		{Index: 2, Term: 1, Type: protocol.EntryControl, Data: []byte("control")},
+		{Index: 3, Term: 1, Type: protocol.EntryRecordBatch, Data: testRecordBatch(5, 100, 2)},
+	}
+	w.own(proposed)
+	if err := w.Append(proposed); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range map[int]uint64{0: 0, 2: 3} {
+		if h, _ := protocol.ReadBatchHeader(proposed[i].Data); h.BaseOffset != want {
+			t.Fatalf("owned batch at index %d: base offset %d, want %d", proposed[i].Index, h.BaseOffset, want)
+		}
+	}
+	got, err := w.Entries(1, 4, 1<<20)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Entries(1, 4): %d entries, %v", len(got), err)
+	}
+	if &got[2].Data[0] != &proposed[2].Data[0] {
+		t.Fatal("the window copied a batch it owns")
+	}
+
+	// A batch this replica proposed at index 4, replaced before it was
+	// appended by a leader's batch from a message (another buffer).
+	mine := protocol.Entry{Index: 4, Term: 1, Type: protocol.EntryRecordBatch, Data: testRecordBatch(2, 100, 3)}
+	w.own([]protocol.Entry{mine})
+	received := []protocol.Entry{
+		{Index: 4, Term: 2, Type: protocol.EntryRecordBatch, Data: testRecordBatch(4, 100, 4)},
+		{Index: 5, Term: 2, Type: protocol.EntryRecordBatch, Data: testRecordBatch(1, 100, 5)},
+	}
+	protocol.StampBatch(received[1].Data, 12, 1700000000000) // stamped by its leader already
+	before := bytes.Clone(received[0].Data)
+	if err := w.Append(received); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(received[0].Data, before) {
+		t.Fatal("the window stamped a received batch in place")
+	}
+	if h, _ := protocol.ReadBatchHeader(mine.Data); h.BaseOffset != 0 {
+		t.Fatalf("a batch never appended was stamped (base offset %d)", h.BaseOffset)
+	}
+	got, err = w.Entries(4, 6, 1<<20)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Entries(4, 6): %d entries, %v", len(got), err)
+	}
+	if h, _ := protocol.ReadBatchHeader(got[0].Data); h.BaseOffset != 8 || &got[0].Data[0] == &received[0].Data[0] {
+		t.Fatalf("received batch at 4: served base offset %d (want 8, from a copy)", h.BaseOffset)
+	}
+	if &got[1].Data[0] != &received[1].Data[0] {
+		t.Fatal("the window copied a received batch that carried its offset already")
+	}
+	if len(w.owned) != 0 {
+		t.Fatalf("%d owned batches listed after the append passed them", len(w.owned))
 	}
 }

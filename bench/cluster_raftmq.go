@@ -16,8 +16,9 @@ import (
 )
 
 // inProcessCluster is the broker package's development cluster: w.Brokers
-// brokers in this process, each beside an embedded NATS server, the
-// servers routed into one NATS cluster, data on disk under dir.
+// brokers in this process, each connected in-process to its own embedded
+// NATS server, the servers routed into one NATS cluster, data on disk
+// under dir.
 type inProcessCluster struct {
 	dev *broker.DevCluster
 	// reg holds every broker's metrics; close reports the peer
@@ -44,7 +45,14 @@ func startRaftmqCluster(ctx context.Context, dir string, w Workload) (raftmqClus
 		}
 		logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	dev, err := broker.StartDev(ctx, broker.DevConfig{Nodes: w.Brokers, DataDir: dir, ClientListen: "127.0.0.1:0", Registerer: reg, Logger: logger})
+	// Each broker reaches its own server in-process, as a broker with an
+	// embedded server does; the bench's clients connect over TCP, as
+	// JetStream's do. RAFTMQ_BENCH_BROKER_TCP=1 connects the brokers over
+	// TCP loopback too, to measure what the in-process pipe saves.
+	dev, err := broker.StartDev(ctx, broker.DevConfig{
+		Nodes: w.Brokers, DataDir: dir, ClientListen: "127.0.0.1:0", Registerer: reg, Logger: logger,
+		BrokersOverTCP: os.Getenv("RAFTMQ_BENCH_BROKER_TCP") == "1",
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: start raftmq dev cluster: %w", err)
 	}

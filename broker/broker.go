@@ -171,7 +171,13 @@ func (b *Broker) connect() error {
 			return fmt.Errorf("broker: %w", err)
 		}
 		b.embedded = server
+		// The broker's own server is in this process: connect through an
+		// in-memory pipe, not TCP loopback. Peer traffic then crosses one
+		// socket (the route between servers) each way instead of three,
+		// and the broker's reads and writes to its server cost no
+		// syscalls. The URL only names the server (logs, reconnects).
 		connectCfg.URLs = []string{server.ClientURL()}
+		connectCfg.InProcess = server
 	}
 	nc, err := transport.Connect(connectCfg)
 	if err != nil {

@@ -94,7 +94,10 @@ type NATSConfig struct {
 	// (clustered with other brokers' servers through its Routes).
 	Embedded *transport.EmbeddedConfig
 	// Connect configures the client connection. With Embedded set its URLs
-	// are ignored (the broker connects to its own server).
+	// and InProcess are ignored: the broker connects to its own server
+	// in-process (transport.ConnectConfig.InProcess), never over TCP.
+	// Without Embedded, InProcess may name a server of this process that
+	// outlives the broker (the development cluster's servers).
 	Connect transport.ConnectConfig
 }
 

@@ -15,8 +15,9 @@ import (
 )
 
 // DevConfig configures a development cluster: N brokers in one process, each
-// with its own embedded NATS server, the servers joined into one NATS cluster
-// over loopback routes.
+// with its own embedded NATS server (connected to it in-process), the
+// servers joined into one NATS cluster over loopback routes. Clients
+// connect to the servers' client URLs over TCP.
 type DevConfig struct {
 	// Nodes is the number of brokers (all bootstrap brokers). Default 3.
 	Nodes int
@@ -35,6 +36,11 @@ type DevConfig struct {
 	// Configure, when set, adjusts each broker's Config before it starts
 	// (timings, limits, MetricsAddr).
 	Configure func(*Config)
+	// BrokersOverTCP connects each broker to its server over TCP loopback,
+	// as a broker connects to an external NATS system, instead of through
+	// the in-process pipe (the default, as for a broker's own embedded
+	// server). For measuring what the pipe saves; clients always use TCP.
+	BrokersOverTCP bool
 }
 
 // DevCluster is a running development cluster. Its methods are safe for
@@ -110,7 +116,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *DevCluster, err error) {
 		if cfg.ClusterName != "" {
 			brokerCfg.ClusterName = cfg.ClusterName
 		}
+		// Each broker reaches its own server in-process (one socket hop
+		// each way between brokers: the route); the server outlives the
+		// broker across StopBroker and StartBroker, which connects anew.
 		brokerCfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{server.ClientURL()}}}
+		if !cfg.BrokersOverTCP {
+			brokerCfg.NATS.Connect.InProcess = server
+		}
 		brokerCfg.Registerer = cfg.Registerer
 		brokerCfg.Logger = cfg.Logger
 		if cfg.Configure != nil {

@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/transport"
+)
+
+// inProcessAddr is what a NATS connection through an in-memory pipe
+// reports as its server address (net.Pipe's address).
+const inProcessAddr = "pipe"
+
+// TestEmbeddedBrokerConnectsInProcess checks that a broker with its own
+// embedded server reaches it through the in-process pipe, not TCP, even
+// when Connect names URLs, and that clients still reach the broker over
+// TCP at its ClientURL.
+func TestEmbeddedBrokerConnectsInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := DefaultConfig()
+	fastTimings(&cfg)
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Embedded = &transport.EmbeddedConfig{ClientListen: "127.0.0.1:0"}
+	cfg.NATS.Connect.URLs = []string{"nats://127.0.0.1:1"} // ignored with Embedded
+	cfg.Registerer = prometheus.NewRegistry()
+	b, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	if addr := b.nc.ConnectedAddr(); addr != inProcessAddr {
+		t.Fatalf("broker connected to its embedded server at %q, want the in-process pipe", addr)
+	}
+	if b.ClientURL() == "" || b.nc.ConnectedUrl() != b.ClientURL() {
+		t.Fatalf("broker reports server %q, embedded server listens at %q", b.nc.ConnectedUrl(), b.ClientURL())
+	}
+	waitFor(ctx, t, "broker ready", b.Ready)
+	client := newTCPClient(t, b.ClientURL())
+	topic := client.createTopic("pipe", 1, 1)
+	if topic.Partitions[0].Leader != 1 {
+		t.Fatalf("topic %+v", topic)
+	}
+	reply, err := client.produceTo(1, &protocol.ProduceRequest{Topic: "pipe", Partition: 0, Batch: buildBatch(t, "over tcp")})
+	if err != nil || reply.Err != nil {
+		t.Fatalf("produce over TCP: %+v %v", reply, err)
+	}
+}
+
+// TestDevClusterBrokersConnectInProcess checks the development cluster's
+// brokers reach their servers in-process, again after StopBroker and
+// StartBroker (the server outlives the broker), and over TCP with
+// BrokersOverTCP; in both shapes records produced before and after the
+// restart are all there.
+func TestDevClusterBrokersConnectInProcess(t *testing.T) {
+	for _, overTCP := range []bool{false, true} {
+		name := "in-process"
+		if overTCP {
+			name = "tcp"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cluster, err := StartDev(ctx, DevConfig{
+				Nodes: 3, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0",
+				Registerer: prometheus.NewRegistry(), Configure: fastTimings, BrokersOverTCP: overTCP,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				if err := cluster.Close(ctx); err != nil {
+					t.Errorf("close cluster: %v", err)
+				}
+			})
+			checkAddrs := func(when string) {
+				t.Helper()
+				for id := uint64(1); id <= 3; id++ {
+					addr := cluster.Broker(id).nc.ConnectedAddr()
+					if overTCP {
+						if host, _, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" {
+							t.Fatalf("%s: broker %d connected at %q, want TCP loopback", when, id, addr)
+						}
+					} else if addr != inProcessAddr {
+						t.Fatalf("%s: broker %d connected at %q, want the in-process pipe", when, id, addr)
+					}
+				}
+			}
+			checkAddrs("start")
+			client := newTCPClient(t, joinURLs(cluster.ClientURLs()))
+			client.createTopic("restart", 1, 3)
+			leaders := &leaderClient{testClient: client, leader: 1, nodes: 3}
+			if _, err := leaders.produce(ctx, "restart", 0, buildBatch(t, "before")); err != nil {
+				t.Fatal(err)
+			}
+			if err := cluster.StopBroker(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			if err := cluster.StartBroker(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			if err := cluster.WaitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			checkAddrs("after restart")
+			if _, err := leaders.produce(ctx, "restart", 0, buildBatch(t, "after")); err != nil {
+				t.Fatal(err)
+			}
+			got := leaders.readAll(ctx, t, "restart", 0)
+			if len(got) != 2 || got[0].value != "before" || got[1].value != "after" {
+				t.Fatalf("records %+v, want before and after", got)
+			}
+		})
+	}
+}
+
+// newTCPClient connects a test client over TCP, as users do.
+func newTCPClient(t *testing.T, urls string) *testClient {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if host, _, err := net.SplitHostPort(nc.ConnectedAddr()); err != nil || host != "127.0.0.1" {
+		t.Fatalf("test client connected at %q, want TCP loopback", nc.ConnectedAddr())
+	}
+	return &testClient{t: t, nc: nc, prefix: protocol.DefaultSubjectPrefix}
+}

@@ -19,9 +19,13 @@ type producerState struct {
 	workload        Workload
 	owned           []int
 	clock           clock
-	free            chan []byte // the window: buffers not in flight
 	sent            atomic.Int64
 	sentByPartition []int64
+	// taken holds buffers the producer took from free and has not sent
+	// yet (its goroutine only).
+	taken [][]byte
+	// returned wakes a producer waiting for free buffers (capacity 1).
+	returned chan struct{}
 
 	mu               sync.Mutex
 	acked            idSet
@@ -33,6 +37,14 @@ type producerState struct {
 	lastAckNanos     int64
 	latency          *hdrhistogram.Histogram
 	progress         *atomic.Int64
+	// The window: free holds the payload buffers not in flight, and
+	// inFlight counts the others (taken, sent or being acknowledged), so
+	// that free never holds more than the window. The producer takes
+	// every free buffer at once, so the lock is taken once per refill,
+	// not per record (a channel receive per record cost 3% of a 100 B
+	// publish's CPU).
+	free     [][]byte
+	inFlight int
 }
 
 func newProducerState(w Workload, id int, c clock, progress *atomic.Int64) *producerState {
@@ -41,16 +53,61 @@ func newProducerState(w Workload, id int, c clock, progress *atomic.Int64) *prod
 		workload:         w,
 		owned:            w.ownedPartitions(id),
 		clock:            c,
-		free:             make(chan []byte, w.window()),
+		returned:         make(chan struct{}, 1),
 		sentByPartition:  make([]int64, w.Partitions),
 		ackedByPartition: make([]int64, w.Partitions),
 		latency:          newLatencyHistogram(),
 		progress:         progress,
 	}
-	for _, b := range newPayloadBuffers(w.window(), w.RecordSize, uint64(id)+1) {
-		ps.free <- b
-	}
+	ps.free = newPayloadBuffers(w.window(), w.RecordSize, uint64(id)+1)
+	ps.taken = make([][]byte, 0, len(ps.free))
 	return ps
+}
+
+// takeBuffer returns a free payload buffer, waiting until one is
+// acknowledged when the whole window is in flight. Producer goroutine only.
+func (ps *producerState) takeBuffer(ctx context.Context) ([]byte, error) {
+	for len(ps.taken) == 0 {
+		ps.mu.Lock()
+		ps.taken, ps.free = ps.free, ps.taken
+		ps.inFlight += len(ps.taken)
+		ps.mu.Unlock()
+		if len(ps.taken) > 0 {
+			break
+		}
+		select {
+		case <-ps.returned:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	n := len(ps.taken) - 1
+	buffer := ps.taken[n]
+	ps.taken[n] = nil
+	ps.taken = ps.taken[:n]
+	return buffer, nil
+}
+
+// putBufferLocked returns a buffer to the window (under mu); a buffer
+// beyond the window is not one of ours and is dropped.
+func (ps *producerState) putBufferLocked(buffer []byte) {
+	if ps.inFlight == 0 {
+		return
+	}
+	ps.inFlight--
+	ps.free = append(ps.free, buffer)
+	if len(ps.free) == 1 {
+		select {
+		case ps.returned <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ps *producerState) putBuffer(buffer []byte) {
+	ps.mu.Lock()
+	ps.putBufferLocked(buffer)
+	ps.mu.Unlock()
 }
 
 func (ps *producerState) partitionOf(sequence uint64) int {
@@ -78,14 +135,11 @@ func (ps *producerState) onAck(payload []byte, err error) {
 		recordLatency(ps.latency, time.Duration(now-intended))
 		ps.lastAckNanos = max(ps.lastAckNanos, now)
 	}
+	if ok && cap(payload) >= ps.workload.RecordSize {
+		ps.putBufferLocked(payload[:ps.workload.RecordSize])
+	}
 	ps.mu.Unlock()
 	ps.progress.Add(1)
-	if ok && cap(payload) >= ps.workload.RecordSize {
-		select {
-		case ps.free <- payload[:ps.workload.RecordSize]:
-		default: // not one of our buffers after all
-		}
-	}
 }
 
 // produce publishes this producer's share of the workload starting at
@@ -114,17 +168,15 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 				}
 			}
 		}
-		var buffer []byte
-		select {
-		case buffer = <-ps.free:
-		case <-ctx.Done():
-			return ctx.Err()
+		buffer, err := ps.takeBuffer(ctx)
+		if err != nil {
+			return err
 		}
 		// One clock read per record: it checks the deadline after any
 		// wait for the window and dates an unpaced record.
 		now := ps.clock.now()
 		if now >= deadline {
-			ps.free <- buffer
+			ps.putBuffer(buffer)
 			break
 		}
 		if interval == 0 {
@@ -140,8 +192,8 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 			if ps.firstErr == nil {
 				ps.firstErr = err
 			}
+			ps.putBufferLocked(buffer)
 			ps.mu.Unlock()
-			ps.free <- buffer
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"testing"
 )
@@ -64,7 +65,10 @@ func TestProducerOnAckCountsOnce(t *testing.T) {
 	w.Window = 4
 	progress := new(nopCounter).counter()
 	ps := newProducerState(w, 0, newClock(), progress)
-	buffer := <-ps.free
+	buffer, err := ps.takeBuffer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	writePayloadHeader(buffer, recordID(0, 0), 0)
 	ps.sent.Store(1)
 	ps.onAck(buffer, nil)
@@ -80,5 +84,50 @@ func TestProducerOnAckCountsOnce(t *testing.T) {
 	}
 	if progress.Load() != 4 {
 		t.Fatalf("progress %d, want 4", progress.Load())
+	}
+}
+
+// TestProducerWindowBuffers: the producer takes at most the window's
+// buffers; with all of them in flight it waits (here: until its context
+// ends) and an acknowledgement hands the acknowledged buffer back; a
+// buffer beyond the window is not taken in.
+func TestProducerWindowBuffers(t *testing.T) {
+	w := DefaultWorkload(KindProduce)
+	w.Window = 2
+	ps := newProducerState(w, 0, newClock(), new(nopCounter).counter())
+	ctx := context.Background()
+	var sent [][]byte
+	for i := range 2 {
+		buffer, err := ps.takeBuffer(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePayloadHeader(buffer, recordID(0, uint64(i)), 0)
+		sent = append(sent, buffer)
+	}
+	ps.sent.Store(2)
+	if &sent[0][0] == &sent[1][0] {
+		t.Fatal("the same buffer was taken twice")
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := ps.takeBuffer(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("take with the whole window in flight: %v, want context.Canceled", err)
+	}
+	ps.onAck(sent[1], nil)
+	got, err := ps.takeBuffer(ctx)
+	if err != nil || &got[0] != &sent[1][0] {
+		t.Fatalf("take after an acknowledgement: %v (the acknowledged buffer: %v)", err, err == nil && &got[0] == &sent[1][0])
+	}
+	ps.onAck(sent[0], nil)
+	ps.onAck(got, nil)
+	foreign := make([]byte, w.RecordSize)
+	writePayloadHeader(foreign, recordID(0, 1), 0)
+	ps.onAck(foreign, nil) // a second acknowledgement, in a buffer not of the window
+	ps.mu.Lock()
+	free, inFlight := len(ps.free), ps.inFlight
+	ps.mu.Unlock()
+	if free != 2 || inFlight != 0 {
+		t.Fatalf("after every acknowledgement: %d free, %d in flight; want 2 and 0", free, inFlight)
 	}
 }

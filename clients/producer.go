@@ -29,7 +29,11 @@ type Producer struct {
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
-	pending    int // records produced and not completed; at most config.maxBufferedRecords
+	// last is the partition producer the last record went to (guarded by
+	// mu): consecutive records of one partition skip the map lookup,
+	// which hashes the topic name per record.
+	last    *partitionProducer
+	pending int // records produced and not completed; at most config.maxBufferedRecords
 	// pendingBytes is their bufferedSize; at most config.maxBufferedBytes
 	// (a single larger record is let in alone).
 	pendingBytes int
@@ -198,15 +202,19 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, siz
 	}
 	p.pending++
 	p.pendingBytes += size
-	pp := p.partitions[tp]
-	if pp == nil {
-		pp = newPartitionProducer(p, tp)
-		p.partitions[tp] = pp
-		p.workers.Add(1)
-		go func() {
-			defer p.workers.Done()
-			pp.run()
-		}()
+	pp := p.last
+	if pp == nil || pp.tp != tp {
+		pp = p.partitions[tp]
+		if pp == nil {
+			pp = newPartitionProducer(p, tp)
+			p.partitions[tp] = pp
+			p.workers.Add(1)
+			go func() {
+				defer p.workers.Done()
+				pp.run()
+			}()
+		}
+		p.last = pp
 	}
 	return pp, p.pending >= p.config.maxBufferedRecords || p.pendingBytes >= p.config.maxBufferedBytes, nil
 }

@@ -116,6 +116,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	}
 	wake := false
 	if pp.open != nil && pp.open.builder.Len() > 0 &&
+		pp.open.builder.UncompressedSize()+recordSizeBound(rec.size, len(r.Headers)) > maxBytes &&
 		pp.open.builder.UncompressedSize()+protocol.EncodedRecordSize(&r, pp.open.firstTimestamp) > maxBytes {
 		pp.sealLocked()
 		wake = true
@@ -143,6 +144,17 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if wake || pp.producer.config.linger == 0 {
 		pp.signal()
 	}
+}
+
+// recordSizeBound is at least what a record of size bytes (bufferedSize:
+// key, value and headers) with headers headers adds to a batch: a batch
+// with room for the bound has room for the record, and add measures the
+// record exactly only when it does not (a batch's last few records).
+func recordSizeBound(size, headers int) int {
+	// Length prefix, attributes, timestamp and offset deltas, key and
+	// value lengths, header count: at most 5+1+10+5+5+5+5 bytes; each
+	// header's two lengths at most 10.
+	return size + 36 + 10*headers
 }
 
 func (pp *partitionProducer) sealLocked() {

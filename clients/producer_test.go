@@ -411,3 +411,29 @@ func TestProduceWaitsForBufferRoom(t *testing.T) {
 		t.Fatalf("partition holds %q, want a b c", got)
 	}
 }
+
+// TestRecordSizeBoundCoversEncodedSize: the bound add checks first is never
+// below a record's exact encoded size, whatever its key, value, headers and
+// timestamp distance from the batch's first record, so no batch exceeds
+// its max bytes because of it.
+func TestRecordSizeBoundCoversEncodedSize(t *testing.T) {
+	big := make([]byte, 1<<16)
+	for _, key := range [][]byte{nil, {}, []byte("k"), big[:200]} {
+		for _, value := range [][]byte{nil, {}, big[:100], big} {
+			for _, headers := range [][]Header{nil, {{Key: "h", Value: nil}}, {{Key: strings.Repeat("x", 300), Value: big[:1000]}, {Key: "", Value: []byte{}}}} {
+				for _, delta := range []int64{0, 1, -1, 1 << 40, -(1 << 62), 1<<63 - 1} {
+					rec := &Record{Key: key, Value: value, Headers: headers}
+					r := protocol.Record{Timestamp: delta, Key: key, Value: value}
+					for _, h := range headers {
+						r.Headers = append(r.Headers, protocol.RecordHeader{Key: h.Key, Value: h.Value})
+					}
+					exact := protocol.EncodedRecordSize(&r, 0)
+					if bound := recordSizeBound(bufferedSize(rec), len(headers)); bound < exact {
+						t.Fatalf("key %d value %d headers %d delta %d: bound %d below the encoded size %d",
+							len(key), len(value), len(headers), delta, bound, exact)
+					}
+				}
+			}
+		}
+	}
+}

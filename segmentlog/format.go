@@ -3,6 +3,7 @@ package segmentlog
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -206,8 +207,19 @@ type indexSummary struct {
 	maxTime      int64
 }
 
-func encodeIndexFile(sum *indexSummary, points []indexPoint) []byte {
-	b := make([]byte, indexHeaderSize+len(points)*indexPointSize+4)
+// indexPieceBytes is the size of the pieces writeIndexFileTo encodes index
+// points into: a sealed segment of small entries has tens of thousands of
+// points (2 MiB of index for 256 MiB of 1 KiB entries), and encoding them
+// whole into a new buffer at every roll cost more in page faults on the
+// fresh memory (about 5 ms a roll on the benchmark VM) than the encoding.
+const indexPieceBytes = 64 << 10
+
+// writeIndexFileTo writes the index file of a segment to w, encoding it in
+// pieces into buf (at least indexPieceBytes long): the header, the points,
+// and the CRC of the points.
+func writeIndexFileTo(w io.Writer, buf []byte, sum *indexSummary, points []indexPoint) error {
+	b := buf[:indexHeaderSize]
+	clear(b)
 	copy(b[0:8], indexMagic)
 	le.PutUint16(b[8:], indexVersion)
 	le.PutUint32(b[12:], uint32(len(points)))
@@ -220,17 +232,30 @@ func encodeIndexFile(sum *indexSummary, points []indexPoint) []byte {
 	le.PutUint32(b[64:], sum.lastFrameCRC)
 	le.PutUint64(b[72:], uint64(sum.maxTime))
 	le.PutUint32(b[92:], protocol.CRC32C(b[:92]))
-	p := b[indexHeaderSize:]
-	for _, pt := range points {
-		le.PutUint64(p[0:], pt.index)
-		le.PutUint64(p[8:], uint64(pt.pos))
-		le.PutUint64(p[16:], pt.offset)
-		le.PutUint64(p[24:], uint64(pt.maxTime))
-		p = p[indexPointSize:]
+	crc := uint32(0)
+	for {
+		n := min(len(points), (len(buf)-len(b))/indexPointSize)
+		body := buf[len(b) : len(b)+n*indexPointSize]
+		for i, pt := range points[:n] {
+			p := body[i*indexPointSize:]
+			le.PutUint64(p[0:], pt.index)
+			le.PutUint64(p[8:], uint64(pt.pos))
+			le.PutUint64(p[16:], pt.offset)
+			le.PutUint64(p[24:], uint64(pt.maxTime))
+		}
+		crc = protocol.UpdateCRC32C(crc, body)
+		points = points[n:]
+		b = buf[:len(b)+len(body)]
+		if len(points) == 0 && len(buf)-len(b) >= 4 {
+			b = le.AppendUint32(b, crc)
+			_, err := w.Write(b)
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		b = buf[:0]
 	}
-	body := b[indexHeaderSize : len(b)-4]
-	le.PutUint32(b[len(b)-4:], protocol.CRC32C(body))
-	return b
 }
 
 // decodeIndexFile decodes an index file; the string is the reason it is

@@ -50,6 +50,7 @@ type Log struct {
 	chunks       []*appendChunk // chunks cached entries may alias, oldest first (see cache.go)
 	chunkBase    uint64         // sequence number of chunks[0]
 	freeChunks   []*appendChunk
+	freePoints   [][]indexPoint // point lists of deleted segments, for new segments
 
 	// Entries Append framed but has not yet published (writer goroutine
 	// only): they are described in the tail cache ring's npending slots

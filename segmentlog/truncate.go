@@ -265,6 +265,7 @@ func (l *Log) DeleteBefore(index uint64) (int, error) {
 		s := l.segments[0]
 		l.mu.Lock()
 		l.segments = l.segments[1:]
+		l.recyclePointsLocked(s)
 		l.mu.Unlock()
 		if err := l.removeSegmentFiles(s); err != nil {
 			return deleted, l.setSticky(err)

@@ -155,9 +155,18 @@ func (c *tailCache) keep(n int) {
 	}
 }
 
-// maxFreeChunks bounds the free list: enough to absorb the chunks one
-// eviction releases without holding memory the cache budget does not need.
+// maxFreeChunks bounds the free list when the cache is full: enough to
+// absorb the chunks one eviction releases without holding memory the cache
+// budget does not need. A cache below its budget may keep as many more
+// free chunks as the budget has room for (freeChunkLimitLocked), so the
+// chunks a write-through Append empties the cache of (see Log.Append) are
+// there to take the call's last entries, not dropped and allocated again.
 const maxFreeChunks = 2
+
+// freeChunkLimitLocked is how many chunks the free list may hold.
+func (l *Log) freeChunkLimitLocked() int {
+	return maxFreeChunks + max(0, l.opts.TailCacheBytes-l.cache.bytes)/l.opts.WriteBufferBytes
+}
 
 // takeChunkLocked returns an empty chunk of at least size bytes, reused when
 // one is free.
@@ -180,7 +189,7 @@ func (l *Log) recycleChunksLocked() {
 	for n < len(l.chunks) && l.chunks[n] != l.chunk && l.chunks[n].lastIndex < start {
 		c := l.chunks[n]
 		c.lastIndex = 0
-		if !c.lent.Load() && len(c.buf) == l.opts.WriteBufferBytes && len(l.freeChunks) < maxFreeChunks {
+		if !c.lent.Load() && len(c.buf) == l.opts.WriteBufferBytes && len(l.freeChunks) < l.freeChunkLimitLocked() {
 			l.freeChunks = append(l.freeChunks, c)
 		}
 		n++

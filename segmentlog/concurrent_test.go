@@ -54,6 +54,13 @@ func checkDerived(e protocol.Entry) error {
 func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 	opts := smallOptions()
 	opts.TailCacheBytes = 8 << 10
+	concurrentWorkload(t, opts, 1500, func(*rand.Rand) int { return 2 })
+}
+
+// concurrentWorkload runs readConcurrently on four goroutines and Sync on
+// a fifth while the writer takes steps: appends calls of perCall entries,
+// truncates, deletes segments and rolls.
+func concurrentWorkload(t *testing.T, opts Options, steps int, perCall func(*rand.Rand) int) {
 	l := mustOpen(t, vfs.NewMem(), opts)
 	defer l.Close()
 	var done atomic.Bool
@@ -69,54 +76,7 @@ func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(reader), 4))
-			for !done.Load() {
-				first, last := l.FirstIndex(), l.LastIndex()
-				if last < first {
-					continue
-				}
-				lo := first + uint64(r.IntN(int(last-first+1)))
-				entries, err := l.Entries(lo, last+1, uint64(r.IntN(8<<10)))
-				if err != nil && !errors.Is(err, ErrOutOfRange) {
-					report(err)
-					return
-				}
-				for i, e := range entries {
-					if e.Index != lo+uint64(i) {
-						report(errors.New("entries not dense"))
-						return
-					}
-					if err := checkDerived(e); err != nil {
-						report(err)
-						return
-					}
-				}
-				if term, err := l.Term(lo); err == nil && len(entries) > 0 && term != entries[0].Term && l.LastIndex() >= lo {
-					// A truncation may have replaced lo between the two reads;
-					// only a term that no writer could produce is an error.
-					if term == 0 {
-						report(errors.New("zero term"))
-						return
-					}
-				}
-				out, _, err := l.ReadBatches(nil, l.FirstOffset(), l.LastIndex(), 4<<10)
-				if err != nil && !errors.Is(err, ErrOutOfRange) {
-					report(err)
-					return
-				}
-				for len(out) > 0 {
-					h, err := protocol.ReadBatchHeader(out)
-					if err != nil || int(h.Length) > len(out) {
-						report(errors.New("ReadBatches returned a torn batch"))
-						return
-					}
-					if _, err := protocol.VerifyBatch(out[:h.Length]); err != nil {
-						report(err)
-						return
-					}
-					out = out[h.Length:]
-				}
-			}
+			readConcurrently(l, reader, &done, report)
 		}()
 	}
 	wg.Add(1)
@@ -131,7 +91,7 @@ func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 	}()
 	r := rand.New(rand.NewPCG(3, 3))
 	term := uint64(1)
-	for step := 0; step < 1500; step++ {
+	for step := 0; step < steps; step++ {
 		last := l.LastIndex()
 		if step%50 == 49 && last > 10 {
 			cut := last - uint64(r.IntN(10))
@@ -146,7 +106,11 @@ func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := l.Append([]protocol.Entry{derivedEntry(last+1, term), derivedEntry(last+2, term)}); err != nil {
+		var call []protocol.Entry
+		for i := range perCall(r) {
+			call = append(call, derivedEntry(last+1+uint64(i), term))
+		}
+		if err := l.Append(call); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -158,6 +122,60 @@ func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 	}
 	if l.SegmentCount() < 3 {
 		t.Fatalf("the workload should roll segments; have %d", l.SegmentCount())
+	}
+}
+
+// readConcurrently reads l as a consumer and a follower would until done
+// is set, checking what it reads against derivedEntry, and reports the
+// first error.
+func readConcurrently(l *Log, reader int, done *atomic.Bool, report func(error)) {
+	r := rand.New(rand.NewPCG(uint64(reader), 4))
+	for !done.Load() {
+		first, last := l.FirstIndex(), l.LastIndex()
+		if last < first {
+			continue
+		}
+		lo := first + uint64(r.IntN(int(last-first+1)))
+		entries, err := l.Entries(lo, last+1, uint64(r.IntN(8<<10)))
+		if err != nil && !errors.Is(err, ErrOutOfRange) {
+			report(err)
+			return
+		}
+		for i, e := range entries {
+			if e.Index != lo+uint64(i) {
+				report(errors.New("entries not dense"))
+				return
+			}
+			if err := checkDerived(e); err != nil {
+				report(err)
+				return
+			}
+		}
+		if term, err := l.Term(lo); err == nil && len(entries) > 0 && term != entries[0].Term && l.LastIndex() >= lo {
+			// A truncation may have replaced lo between the two reads;
+			// only a term that no writer could produce is an error.
+			if term == 0 {
+				report(errors.New("zero term"))
+				return
+			}
+		}
+		out, _, err := l.ReadBatches(nil, l.FirstOffset(), l.LastIndex(), 4<<10)
+		if err != nil && !errors.Is(err, ErrOutOfRange) {
+			report(err)
+			return
+		}
+		for len(out) > 0 {
+			h, err := protocol.ReadBatchHeader(out)
+			if err != nil || int(h.Length) > len(out) {
+				report(errors.New("ReadBatches returned a torn batch"))
+				return
+			}
+			if _, err := protocol.VerifyBatch(out[:h.Length]); err != nil {
+				report(err)
+				return
+			}
+			out = out[h.Length:]
+		}
 	}
 }
 

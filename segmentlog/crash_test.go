@@ -175,7 +175,12 @@ func errorWorkload(fs vfs.FS, opts Options) (err error, before, after *model, du
 // durable; the files must reopen to a consistent log, both as written and
 // after a crash that loses unsynced data.
 func TestErrorInjectionEachOperation(t *testing.T) {
-	opts := smallOptions()
+	errorInjection(t, smallOptions())
+}
+
+// errorInjection runs errorWorkload with opts, failing each file
+// operation in turn, and checks the error and the recovered log.
+func errorInjection(t *testing.T, opts Options) {
 	for n := int64(1); ; n++ {
 		mem := vfs.NewCrashableMem()
 		// Count atomically: nothing may assume every file operation

@@ -55,6 +55,7 @@ type Log struct {
 	// Entries Append framed but has not yet published (writer goroutine
 	// only): they are described in the tail cache ring's npending slots
 	// after its count, and add these to the active segment.
+	through        bool // Append writes the pending entries through (see writer.go)
 	npending       int
 	pendingBytes   int // their frame bytes
 	pendingRecords uint64

@@ -33,6 +33,9 @@ type Options struct {
 	IndexIntervalBytes int
 	// TailCacheBytes bounds the memory kept for recently appended entries,
 	// which reads serve without I/O. Unflushed entries are always cached.
+	// An Append call larger than this by at least WriteBufferBytes writes
+	// its entries before its last TailCacheBytes straight to the file,
+	// through one reused chunk, and caches only the rest (see Log.Append).
 	// Default 8 MiB.
 	TailCacheBytes int
 	// WriteBufferBytes is the size of the append buffer flushed to the file

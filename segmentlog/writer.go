@@ -51,18 +51,138 @@ func (l *Log) Append(entries []protocol.Entry) error {
 	rollFirst := l.rollBefore(frameBytes)
 	batches := l.batches
 	l.batches = l.batches[:0]
+	through := l.throughCount(entries, frameBytes)
+	if through > 0 {
+		if err := l.beginThrough(); err != nil {
+			return err
+		}
+	}
 	for i := range entries {
+		if i == through && l.through {
+			if err := l.endThrough(); err != nil {
+				return err
+			}
+		}
 		var batch *protocol.BatchSummary
 		if entries[i].Type == protocol.EntryRecordBatch {
 			batch, batches = &batches[0], batches[1:]
 		}
 		if err := l.appendOne(&entries[i], batch, rollFirst); err != nil {
-			l.publish()
+			if l.through {
+				l.dropThrough()
+			} else {
+				l.publish()
+			}
 			return err
 		}
 		rollFirst = false
 	}
+	if l.through {
+		return l.endThrough()
+	}
 	l.publish()
+	return nil
+}
+
+// Write-through. An Append call larger than the tail cache ends with the
+// cache holding at most its last TailCacheBytes of entries: every earlier
+// entry is written and evicted within the call. Those entries do not go
+// through the cache: Append empties the cache (after writing what it
+// holds), frames them into one chunk, writes the chunk when full, publishes
+// the entries as written and not cached, and frames the next ones into the
+// same chunk, from its start. The call's last entries are then appended as
+// usual. One chunk, reused while it is in the processor's cache, instead of
+// a chunk recycled from a TailCacheBytes ago per WriteBufferBytes: with
+// 64 KiB entries the CPU time of framing a 64 MiB call, copy and CRC32C,
+// fell about a third on the benchmark machine, and the chunk is still
+// cached when the kernel copies it into the page cache.
+
+// throughCount returns how many of entries (frameBytes in all) Append
+// writes through: those before the last TailCacheBytes of the call, when
+// they fill at least one chunk; 0 otherwise.
+func (l *Log) throughCount(entries []protocol.Entry, frameBytes int64) int {
+	keep := int64(l.opts.TailCacheBytes)
+	if frameBytes-keep < int64(l.opts.WriteBufferBytes) {
+		return 0
+	}
+	k := 0
+	for rest := frameBytes; rest > keep; k++ {
+		rest -= int64(frameHeaderSize + len(entries[k].Data))
+	}
+	return k
+}
+
+// beginThrough writes what the append chunk holds, empties the tail cache,
+// and restarts the chunk at its beginning for the write-through entries
+// (a chunk Entries lent is left for a new one).
+func (l *Log) beginThrough() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if _, err := l.flush(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// flush wrote every entry: flushedIndex is lastIndex.
+	l.cache.evict(0, l.cache.count)
+	if l.chunk != nil && l.chunk.lent.Load() {
+		l.chunk = nil
+	}
+	l.chunkUsed, l.chunkFlushed = 0, 0
+	l.chunkPos = l.active().end
+	l.recycleChunksLocked()
+	l.through = true
+	return nil
+}
+
+// endThrough writes and publishes the last write-through entries and
+// returns Append to framing entries into the cache.
+func (l *Log) endThrough() error {
+	err := l.publishThrough()
+	l.through = false
+	return err
+}
+
+// dropThrough forgets write-through entries framed but not written after
+// a failure (which is sticky).
+func (l *Log) dropThrough() {
+	l.npending, l.pendingBytes, l.pendingRecords = 0, 0, 0
+	l.pendingPoints = l.pendingPoints[:0]
+	l.through = false
+}
+
+// publishThrough writes the framed write-through entries, at the start of
+// the chunk, to the active file and publishes them as written, and not
+// cached (the cache is empty while Append writes through); the chunk then
+// starts again at the new end of the file. The cache ring's pending slots
+// describe the entries, as for publish, and are not added to the cache.
+func (l *Log) publishThrough() error {
+	if l.npending == 0 {
+		return nil
+	}
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	active := l.active()
+	if _, err := l.writeFile.WriteAt(l.chunk.buf[:l.pendingBytes], l.chunkPos); err != nil {
+		l.dropThrough()
+		return l.setSticky(fmt.Errorf("segmentlog: write %s: %w", active.path, err))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last := l.cache.slot(l.npending - 1)
+	active.points = append(active.points, l.pendingPoints...)
+	active.maxTime = l.pendingMaxTime
+	index := l.lastIndex + uint64(l.npending)
+	active.end += int64(l.pendingBytes)
+	active.lastIndex, active.lastTerm = index, last.term
+	active.lastFramePos, active.lastFrameCRC = active.end-int64(last.frameSize()), last.crc
+	l.nextOffset += l.pendingRecords
+	active.nextOffset = l.nextOffset
+	l.lastIndex = index
+	l.flushedEnd, l.flushedIndex = active.end, index
+	l.chunkPos = active.end
+	l.npending, l.pendingBytes, l.pendingRecords = 0, 0, 0
+	l.pendingPoints = l.pendingPoints[:0]
 	return nil
 }
 
@@ -113,16 +233,23 @@ func (l *Log) appendOne(e *protocol.Entry, batch *protocol.BatchSummary, rollFir
 	size := frameHeaderSize + len(e.Data)
 	active := l.active()
 	if rollFirst || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
-		l.publish()
+		if err := l.publishPending(); err != nil {
+			return err
+		}
 		if err := l.roll(); err != nil {
 			return err
 		}
 		active = l.active()
 	}
 	if l.chunk == nil || len(l.chunk.buf)-l.chunkUsed-l.pendingBytes < size {
-		l.publish()
-		if err := l.newChunk(size); err != nil {
+		if err := l.publishPending(); err != nil {
 			return err
+		}
+		// Writing through, the chunk starts again once written.
+		if l.chunk == nil || len(l.chunk.buf)-l.chunkUsed < size {
+			if err := l.newChunk(size); err != nil {
+				return err
+			}
 		}
 	}
 	if l.npending == 0 {
@@ -150,6 +277,16 @@ func (l *Log) appendOne(e *protocol.Entry, batch *protocol.BatchSummary, rollFir
 	l.npending++
 	l.pendingBytes += size
 	l.pendingRecords += uint64(c.recordCount)
+	return nil
+}
+
+// publishPending publishes the framed entries: writes and publishes them
+// when Append writes through, else publishes them into the cache.
+func (l *Log) publishPending() error {
+	if l.through {
+		return l.publishThrough()
+	}
+	l.publish()
 	return nil
 }
 

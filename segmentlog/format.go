@@ -104,7 +104,7 @@ func putFrameHeader(b []byte, length int, index, term uint64, typ protocol.Entry
 
 // sealFrame computes and stores the CRC of a complete frame.
 func sealFrame(frame []byte) {
-	le.PutUint32(frame[0:], protocol.CRC32C(frame[4:]))
+	le.PutUint32(frame[0:], crc32c(0, frame[4:]))
 }
 
 func readFrameHeader(b []byte) frameHeader {
@@ -172,7 +172,7 @@ func DecodeFrame(b []byte, maxEntryBytes int) (protocol.Entry, int, error) {
 // checkFrameBody verifies the CRC of a complete frame and, for record
 // batches, the batch header.
 func checkFrameBody(h *frameHeader, frame []byte) string {
-	if got := protocol.CRC32C(frame[4:]); got != h.crc {
+	if got := crc32c(0, frame[4:]); got != h.crc {
 		return fmt.Sprintf("entry CRC mismatch (stored %#08x, computed %#08x)", h.crc, got)
 	}
 	if h.typ == protocol.EntryRecordBatch {

@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package segmentlog
+
+const canFold = false
+
+func fold512(init uint32, b []byte, k *[8]uint64) uint32 { panic("unreachable") }

@@ -21,6 +21,13 @@
 // Instead of StartEmbedded, Connect takes the URLs, credentials file,
 // user/password, token and TLS files of an existing NATS system.
 //
+// A process connects to its own embedded server with
+// ConnectConfig{InProcess: srv}: an in-memory pipe instead of TCP loopback,
+// so a frame between two brokers crosses one socket (the route between
+// their servers) instead of three, with no syscalls between a broker and
+// its server. BenchmarkRoundTrip measures one frame's round trip both ways
+// (about half the time and CPU over the pipe). Clients keep using TCP.
+//
 // # Subjects and wire format
 //
 // Node N receives on "<cluster>.peer.<N>" (PeerSubject); the cluster name

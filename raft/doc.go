@@ -16,6 +16,13 @@
 //
 // # Contract
 //
+// Propose takes ownership of data: the caller neither modifies nor reads
+// it afterwards. On a log that assigns record offsets (segmentlog.Log),
+// the leader stamps a record batch's base offset into those very bytes
+// when it appends it, so that it replicates and applies the batch without
+// copying it; a follower copies a received batch only when it does not
+// carry its offset already.
+//
 // Log storage (LogStorage, implemented by segmentlog.Log) is written only by
 // the driver: Append and TruncateAfter from the worker running the group,
 // Sync from a sync worker, concurrently, or from the worker running the

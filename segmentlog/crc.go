@@ -79,6 +79,37 @@ func crc32cFold(crc uint32, b []byte) uint32 {
 	n := len(b) &^ 255
 	// protocol.UpdateCRC32C's checksum is the register inverted, in and
 	// out.
-	crc = ^fold512(^crc, b[:n], &foldConstants)
+	crc = ^fold512(^crc, nil, b[:n], &foldConstants)
 	return protocol.UpdateCRC32C(crc, b[n:])
+}
+
+// foldHead is how many payload bytes copySealFrame copies before the rest:
+// the record batch header, which Append stamps before the frame is sealed.
+const foldHead = protocol.BatchHeaderSize
+
+// copySealFrame finishes a frame whose header and first head payload bytes
+// are in place: it copies data[head:] into the payload and stores the
+// frame's CRC, which it returns. Where crc32c folds, the copy and the
+// checksum of the rest of the payload are one pass over it (fold512),
+// and head is foldHead; otherwise head must be len(data).
+func copySealFrame(frame, data []byte, head int) uint32 {
+	crc := protocol.UpdateCRC32C(0, frame[4:frameHeaderSize+head])
+	if rest := data[head:]; len(rest) > 0 {
+		dst := frame[frameHeaderSize+head:]
+		n := len(rest) &^ 255
+		crc = ^fold512(^crc, dst[:n], rest[:n], &foldConstants)
+		copy(dst[n:], rest[n:])
+		crc = protocol.UpdateCRC32C(crc, dst[n:])
+	}
+	le.PutUint32(frame, crc)
+	return crc
+}
+
+// frameHead returns how many payload bytes of an entry of n bytes Append
+// copies (and stamps) before copySealFrame copies the rest.
+func frameHead(n int) int {
+	if canFold && n >= foldMinBytes+foldHead {
+		return foldHead
+	}
+	return n
 }

@@ -1,16 +1,29 @@
 #include "textflag.h"
 
-// func fold512(init uint32, b []byte, k *[8]uint64) uint32
-TEXT ·fold512(SB), NOSPLIT, $0-44
+// func fold512(init uint32, dst, src []byte, k *[8]uint64) uint32
+//
+// dst is nil or as long as src; each 256-byte block of src is stored to
+// dst as it is loaded.
+TEXT ·fold512(SB), NOSPLIT, $0-68
 	MOVL init+0(FP), AX
-	MOVQ b_base+8(FP), SI
-	MOVQ b_len+16(FP), CX
-	MOVQ k+32(FP), DX
+	MOVQ dst_base+8(FP), DI
+	MOVQ src_base+32(FP), SI
+	MOVQ src_len+40(FP), CX
+	MOVQ k+56(FP), DX
 
 	VMOVDQU64 0(SI), Z0
 	VMOVDQU64 64(SI), Z1
 	VMOVDQU64 128(SI), Z2
 	VMOVDQU64 192(SI), Z3
+	TESTQ DI, DI
+	JEQ   first
+	VMOVDQU64 Z0, 0(DI)
+	VMOVDQU64 Z1, 64(DI)
+	VMOVDQU64 Z2, 128(DI)
+	VMOVDQU64 Z3, 192(DI)
+	ADDQ $256, DI
+
+first:
 	VMOVD AX, X4
 	VPXORQ Z4, Z0, Z0
 	ADDQ $256, SI
@@ -24,6 +37,15 @@ loop:
 	VMOVDQU64 64(SI), Z9
 	VMOVDQU64 128(SI), Z10
 	VMOVDQU64 192(SI), Z11
+	TESTQ DI, DI
+	JEQ   fold
+	VMOVDQU64 Z8, 0(DI)
+	VMOVDQU64 Z9, 64(DI)
+	VMOVDQU64 Z10, 128(DI)
+	VMOVDQU64 Z11, 192(DI)
+	ADDQ $256, DI
+
+fold:
 	VPCLMULQDQ $0x00, Z5, Z0, Z12
 	VPCLMULQDQ $0x11, Z5, Z0, Z0
 	VPTERNLOGD $0x96, Z12, Z8, Z0
@@ -75,6 +97,6 @@ combine:
 	CRC32Q BX, AX
 	VPEXTRQ $1, X4, BX
 	CRC32Q BX, AX
-	MOVL AX, ret+40(FP)
+	MOVL AX, ret+64(FP)
 	VZEROUPPER
 	RET

@@ -4,4 +4,4 @@ package segmentlog
 
 const canFold = false
 
-func fold512(init uint32, b []byte, k *[8]uint64) uint32 { panic("unreachable") }
+func fold512(init uint32, dst, src []byte, k *[8]uint64) uint32 { panic("unreachable") }

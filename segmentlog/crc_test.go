@@ -1,6 +1,7 @@
 package segmentlog
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"testing"
 
@@ -83,5 +84,57 @@ func BenchmarkCRC32C(b *testing.B) {
 				protocol.UpdateCRC32C(0, buf)
 			}
 		})
+	}
+}
+
+// TestCopySealFrame checks that copySealFrame copies the payload after
+// the head exactly, leaves the head (stamped by Append) as it is, and
+// stores the CRC32C of the frame, for lengths around the folding
+// thresholds, with the head frameHead chooses and, where the fold can run,
+// foldHead.
+func TestCopySealFrame(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	data := make([]byte, 70<<10)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	lengths := []int{0, 1, 63, 64, 65, 300, foldHead + 255, foldHead + 256, foldHead + 257, 1 << 10, 3000}
+	for _, base := range []int{foldMinBytes + foldHead, 64 << 10} {
+		for d := -2; d <= 2; d++ {
+			lengths = append(lengths, base+d)
+		}
+	}
+	for _, n := range lengths {
+		heads := []int{frameHead(n)}
+		if canFold && n >= foldHead+256 {
+			heads = append(heads, foldHead)
+		}
+		for _, head := range heads {
+			src := data[n%7 : n%7+n]
+			frame := make([]byte, frameHeaderSize+n+1)
+			frame[len(frame)-1] = 0xA5 // must stay
+			frame = frame[:frameHeaderSize+n]
+			putFrameHeader(frame, n, 9, 3, protocol.EntryControl)
+			copy(frame[frameHeaderSize:], src[:head])
+			for i := frameHeaderSize; i < frameHeaderSize+min(head, 8); i++ {
+				frame[i] ^= 0xFF // a stamp: the head is not copied again
+			}
+			crc := copySealFrame(frame, src, head)
+			payload := frame[frameHeaderSize:]
+			if !bytes.Equal(payload[head:], src[head:]) || !bytes.Equal(payload[min(head, 8):head], src[min(head, 8):head]) {
+				t.Fatalf("length %d, head %d: payload not copied", n, head)
+			}
+			for i := range min(head, 8) {
+				if payload[i] != ^src[i] {
+					t.Fatalf("length %d, head %d: stamped byte %d overwritten", n, head, i)
+				}
+			}
+			if want := protocol.CRC32C(frame[4:]); crc != want || le.Uint32(frame) != want {
+				t.Fatalf("length %d, head %d: CRC %#08x stored %#08x, want %#08x", n, head, crc, le.Uint32(frame), want)
+			}
+			if frame[:len(frame)+1][len(frame)] != 0xA5 {
+				t.Fatalf("length %d, head %d: wrote past the frame", n, head)
+			}
+		}
 	}
 }

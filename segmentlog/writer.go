@@ -259,7 +259,10 @@ func (l *Log) appendOne(e *protocol.Entry, batch *protocol.BatchSummary, rollFir
 	frame := l.chunk.buf[at : at+size : at+size]
 	putFrameHeader(frame, len(e.Data), e.Index, e.Term, e.Type)
 	payload := frame[frameHeaderSize:]
-	copy(payload, e.Data)
+	// Large payloads: the batch header is copied and stamped first, the
+	// rest copied and checksummed in one pass (copySealFrame).
+	head := frameHead(len(e.Data))
+	copy(payload[:head], e.Data[:head])
 	c := l.cache.slot(l.npending)
 	*c = cachedEntry{term: e.Term, typ: e.Type, baseOffset: l.nextOffset + l.pendingRecords,
 		chunkSeq: l.chunkSeq, off: uint32(at + frameHeaderSize), length: uint32(len(e.Data))}
@@ -268,8 +271,7 @@ func (l *Log) appendOne(e *protocol.Entry, batch *protocol.BatchSummary, rollFir
 		c.recordCount = batch.RecordCount
 		l.pendingMaxTime = max(l.pendingMaxTime, batch.MaxTimestamp)
 	}
-	sealFrame(frame)
-	c.crc = le.Uint32(frame)
+	c.crc = copySealFrame(frame, e.Data, head)
 	if pos := active.end + int64(l.pendingBytes); l.lastPointPos < 0 || pos-l.lastPointPos >= int64(l.opts.IndexIntervalBytes) {
 		l.pendingPoints = append(l.pendingPoints, indexPoint{index: e.Index, pos: pos, offset: c.baseOffset, maxTime: l.pendingMaxTime})
 		l.lastPointPos = pos

@@ -91,7 +91,7 @@ const foldHead = protocol.BatchHeaderSize
 // are in place: it copies data[head:] into the payload and stores the
 // frame's CRC, which it returns. Where crc32c folds, the copy and the
 // checksum of the rest of the payload are one pass over it (fold512),
-// and head is foldHead; otherwise head must be len(data).
+// and head is foldHead (frameHead); otherwise head must be len(data).
 func copySealFrame(frame, data []byte, head int) uint32 {
 	crc := protocol.UpdateCRC32C(0, frame[4:frameHeaderSize+head])
 	if rest := data[head:]; len(rest) > 0 {
@@ -105,10 +105,16 @@ func copySealFrame(frame, data []byte, head int) uint32 {
 	return crc
 }
 
+// copyFoldMinBytes is the payload length from which copySealFrame copies
+// and checksums in one pass: copying and folding 1 KiB took 42 ns on the
+// benchmark machine, a copy and the standard library's CRC 57 ns; 768
+// bytes 40 against 52 ns; 512 bytes the same.
+const copyFoldMinBytes = 768
+
 // frameHead returns how many payload bytes of an entry of n bytes Append
 // copies (and stamps) before copySealFrame copies the rest.
 func frameHead(n int) int {
-	if canFold && n >= foldMinBytes+foldHead {
+	if canFold && n >= copyFoldMinBytes {
 		return foldHead
 	}
 	return n

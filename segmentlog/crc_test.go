@@ -98,7 +98,7 @@ func TestCopySealFrame(t *testing.T) {
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
-	lengths := []int{0, 1, 63, 64, 65, 300, foldHead + 255, foldHead + 256, foldHead + 257, 1 << 10, 3000}
+	lengths := []int{0, 1, 63, 64, 65, 300, foldHead + 255, foldHead + 256, foldHead + 257, copyFoldMinBytes - 1, copyFoldMinBytes, copyFoldMinBytes + 1, 1 << 10, 3000}
 	for _, base := range []int{foldMinBytes + foldHead, 64 << 10} {
 		for d := -2; d <= 2; d++ {
 			lengths = append(lengths, base+d)

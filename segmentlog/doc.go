@@ -136,7 +136,9 @@
 // Append frames entries (copy, stamp, CRC32C) into reused append chunks and
 // describes each in the tail cache ring in place, a full chunk and Sync
 // write with one positional write per WriteBufferBytes, Sync fdatasyncs,
-// and the tail cache keeps the frames where they are (see cache.go). The
+// and the tail cache keeps the frames where they are (see cache.go; a
+// call larger than the cache writes its older entries through, see
+// writer.go). The
 // target, from the issue: Append+Sync of 1,000 entries per Sync reaches at
 // least 90% of the MB/s of writing the same bytes, pre-framed, with plain
 // os.File writes (in WriteBufferBytes pieces) and one fdatasync per batch,
@@ -157,9 +159,35 @@
 //	go test -c -o /tmp/seg.test ./segmentlog
 //	/tmp/seg.test -test.run '^$' -test.bench VsBaseline -test.benchtime 300x -test.benchmem
 //
-// The log's CPU (BenchmarkAppendCPU, cpu-ns/entry, best of 5 on a loaded
-// 2-core machine, 2026-11-23): about 41 ns for 100 B entries, 200-240 ns
-// for 1 KiB, 5.2 us for 64 KiB: copy, stamp and CRC32C at memory speed
+// Where the log's CPU goes, and what was done about it (session 5,
+// profiles of the interleaved benchmark on the 2-core VM): the bytes of
+// an entry pass through memory once in the log, copied from the caller
+// into a chunk, where the baseline's kernel copy reads them from the
+// caller; the kernel's copy into the page cache then reads the log's
+// chunk while it is still in the processor's cache, which made the log's
+// pwrite about 2 ms per 64 MiB cheaper than the baseline's write. So the
+// copy should be the only extra pass: from 768 bytes the payload is
+// copied and checksummed in one pass (crc.go: fold512 stores what it
+// loads and folds 256 bytes per step with AVX-512 VPCLMULQDQ; elsewhere
+// the standard library's SSE4.2 CRC32C, about 25 GB/s, follows the
+// copy). An Append call larger than the tail cache writes everything
+// before its last TailCacheBytes through one reused chunk (writer.go,
+// write-through) instead of through chunks last touched a TailCacheBytes
+// ago. And fresh memory is expensive here (a first touch costs a page
+// fault, about 13 us a page on the VM): a roll writes the index file in
+// 64 KiB pieces from a pooled buffer, not as a new 2 MiB buffer, and a
+// new segment reuses a deleted segment's point list. BenchmarkAppendCPU,
+// cpu-ns/entry (it deletes nothing, so its point lists are new memory),
+// three runs each of the code before and after, same benchmark, load ~3,
+// 2026-11-23: 100 B 50-53 -> 48-52, 1 KiB 151-163 -> 118-124, 64 KiB
+// 5,800-6,300 -> 2,650-3,450. What is left at 64 KiB is the copy itself (about
+// 4.9 ms per 64 MiB, at memory bandwidth); at 1 KiB about 40 ns of copy
+// and CRC and 80 ns of bookkeeping per entry (cache slot, index points,
+// stamp, header).
+//
+// Before that: the log's CPU (BenchmarkAppendCPU, best of 5, loaded
+// machine): about 41 ns for 100 B entries, 200-240 ns for 1 KiB, 5.2 us
+// for 64 KiB: copy, stamp and CRC32C at memory speed
 // plus bookkeeping. A background flusher (a goroutine writing each full chunk
 // while Append framed the next, so the framing overlapped the kernel's
 // copy; commit eefb4bd, with tests for its error paths and for every

@@ -12,9 +12,10 @@ import (
 // streams at once: about 25 GB/s on the benchmark machine, so the CRC of a
 // 64 MiB Sync batch takes some 2.7 ms of the log's CPU. On processors with
 // AVX-512 carry-less multiplication (VPCLMULQDQ), crc32c instead folds
-// 256 bytes per step with four 512-bit accumulators (crc_amd64.s), runs
-// the CRC32 instruction over the last 64 folded bytes, and leaves the
-// bytes after the last full 256 to the standard library.
+// 256 bytes per step with four 512-bit accumulators, then 64 bytes per
+// step with one (crc_amd64.s), runs the CRC32 instruction over the last
+// 64 folded bytes, and leaves the bytes after the last full 64 to the
+// standard library.
 //
 // Folding. Read as polynomials over GF(2), reflected (the first byte's
 // low bit is the highest coefficient), a 16-byte lane L = A·x^64 + B (A
@@ -76,7 +77,7 @@ func crc32c(crc uint32, b []byte) uint32 {
 
 // crc32cFold is crc32c by folding; b holds at least 256 bytes.
 func crc32cFold(crc uint32, b []byte) uint32 {
-	n := len(b) &^ 255
+	n := len(b) &^ 63
 	// protocol.UpdateCRC32C's checksum is the register inverted, in and
 	// out.
 	crc = ^fold512(^crc, nil, b[:n], &foldConstants)
@@ -96,7 +97,7 @@ func copySealFrame(frame, data []byte, head int) uint32 {
 	crc := protocol.UpdateCRC32C(0, frame[4:frameHeaderSize+head])
 	if rest := data[head:]; len(rest) > 0 {
 		dst := frame[frameHeaderSize+head:]
-		n := len(rest) &^ 255
+		n := len(rest) &^ 63
 		crc = ^fold512(^crc, dst[:n], rest[:n], &foldConstants)
 		copy(dst[n:], rest[n:])
 		crc = protocol.UpdateCRC32C(crc, dst[n:])

@@ -2,8 +2,8 @@
 
 // func fold512(init uint32, dst, src []byte, k *[8]uint64) uint32
 //
-// dst is nil or as long as src; each 256-byte block of src is stored to
-// dst as it is loaded.
+// len(src) is a multiple of 64, at least 256. dst is nil or as long as
+// src; each block of src is stored to dst as it is loaded.
 TEXT ·fold512(SB), NOSPLIT, $0-68
 	MOVL init+0(FP), AX
 	MOVQ dst_base+8(FP), DI
@@ -31,8 +31,8 @@ first:
 	VBROADCASTI32X4 0(DX), Z5
 
 loop:
-	CMPQ CX, $0
-	JEQ  combine
+	CMPQ CX, $256
+	JLT  combine
 	VMOVDQU64 0(SI), Z8
 	VMOVDQU64 64(SI), Z9
 	VMOVDQU64 128(SI), Z10
@@ -76,6 +76,27 @@ combine:
 	VPCLMULQDQ $0x00, Z6, Z2, Z14
 	VPCLMULQDQ $0x11, Z6, Z2, Z2
 	VPTERNLOGD $0x96, Z14, Z2, Z3
+
+	// Fold the remaining 64-byte blocks into Z3 one by one (Z6 holds
+	// the constants for 64 bytes).
+tail:
+	CMPQ CX, $0
+	JEQ  reduce
+	VMOVDQU64 0(SI), Z8
+	TESTQ DI, DI
+	JEQ   tailfold
+	VMOVDQU64 Z8, 0(DI)
+	ADDQ $64, DI
+
+tailfold:
+	VPCLMULQDQ $0x00, Z6, Z3, Z12
+	VPCLMULQDQ $0x11, Z6, Z3, Z3
+	VPTERNLOGD $0x96, Z12, Z8, Z3
+	ADDQ $64, SI
+	SUBQ $64, CX
+	JMP  tail
+
+reduce:
 	// The CRC register, from zero, over the 64 folded bytes.
 	XORL AX, AX
 	VMOVQ X3, BX

@@ -99,6 +99,9 @@ func TestCopySealFrame(t *testing.T) {
 		data[i] = byte(r.Uint32())
 	}
 	lengths := []int{0, 1, 63, 64, 65, 300, foldHead + 255, foldHead + 256, foldHead + 257, copyFoldMinBytes - 1, copyFoldMinBytes, copyFoldMinBytes + 1, 1 << 10, 3000}
+	for n := foldHead + 256; n < foldHead+256+400; n += 13 {
+		lengths = append(lengths, n) // every mix of 64-byte blocks and tail
+	}
 	for _, base := range []int{foldMinBytes + foldHead, 64 << 10} {
 		for d := -2; d <= 2; d++ {
 			lengths = append(lengths, base+d)

@@ -178,12 +178,24 @@
 // 64 KiB pieces from a pooled buffer, not as a new 2 MiB buffer, and a
 // new segment reuses a deleted segment's point list. BenchmarkAppendCPU,
 // cpu-ns/entry (it deletes nothing, so its point lists are new memory),
-// three runs each of the code before and after, same benchmark, load ~3,
-// 2026-11-23: 100 B 50-53 -> 48-52, 1 KiB 151-163 -> 118-124, 64 KiB
-// 5,800-6,300 -> 2,650-3,450. What is left at 64 KiB is the copy itself (about
-// 4.9 ms per 64 MiB, at memory bandwidth); at 1 KiB about 40 ns of copy
-// and CRC and 80 ns of bookkeeping per entry (cache slot, index points,
-// stamp, header).
+// three interleaved runs each of the code before and after, load 2-3,
+// 2026-11-23: 100 B 49-52 -> 48-50, 1 KiB 134-149 -> 103-116, 64 KiB
+// 6,050-6,990 -> 3,220-3,610. The interleaved benchmark, three runs of
+// 300 batches each, before and after interleaved, load 3.6-5.2 (ratio-%,
+// median-ratio-% in parentheses): 100 B 74/101/93 (74/98/92) ->
+// 104/100/106 (84/87/88); 1 KiB 79/81/78 (80/84/91) -> 88/86/79
+// (93/90/82); 64 KiB 81/81/81 (84/83/81) -> 89/85/88 (90/87/89), and at
+// load 1-2.6 64 KiB 89.5/88.7/88.6/88.9 (91.6/89.7/89.8/89.2); log CPU
+// per 64 KiB batch 26.6-32.3 -> 18.6-24.2 ms, the baseline's 13.3-19.4.
+// What is left at 64 KiB is the copy itself (about 4.9 ms per 64 MiB, at
+// memory bandwidth, less the 2 ms the kernel's copy saves reading it
+// cached); at 1 KiB about 30 ns of copy and CRC and 70 ns of bookkeeping
+// per entry (cache slot, index points, stamp, header, the CRC of the
+// header and batch header). Writing through in 256 KiB pieces (more
+// writes, a chunk that stays in the L2 cache) measured worse, ratio-% at
+// 64 KiB 81 against 89 in the same runs, and through a 4 MiB chunk (fewer
+// writes) worse too, 84-86 against 89, with more CPU per batch (22 against
+// 19 ms): the chunk stays WriteBufferBytes.
 //
 // Before that: the log's CPU (BenchmarkAppendCPU, best of 5, loaded
 // machine): about 41 ns for 100 B entries, 200-240 ns for 1 KiB, 5.2 us

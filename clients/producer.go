@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -26,6 +27,7 @@ type Producer struct {
 	batchMaxBytes int
 	// producerID is the idempotent producer id, 0 with idempotence off.
 	producerID int64
+	clock      producerClock
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
@@ -110,10 +112,10 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 		}
 		rec.Topic = p.config.defaultTopic
 	}
-	// One clock read per record: it stamps the record and dates the
-	// cached metadata (clock reads are a visible cost at a million records
-	// a second).
-	now := time.Now()
+	// One monotonic clock read per record: it stamps the record and dates
+	// the cached metadata (clock reads are a visible cost at a million
+	// records a second).
+	now := p.clock.now()
 	if rec.Timestamp.IsZero() {
 		rec.Timestamp = now
 	}
@@ -340,4 +342,30 @@ func (p *Producer) Close(ctx context.Context) error {
 	close(p.stop)
 	p.workers.Wait()
 	return flushErr
+}
+
+// producerClock reads the time with one monotonic clock read instead of
+// time.Now's two (wall and monotonic clocks): on the benchmark VM time.Now
+// was 5% of a 100 B publish's CPU, about three times a monotonic read.
+// The wall time it returns is that of a base reading plus the monotonic
+// time elapsed since; the base is read again (both clocks) once it is a
+// second old, so a step of the wall clock shows within a second and
+// slewing moves a timestamp by well under a millisecond. Safe for
+// concurrent use.
+type producerClock struct {
+	base atomic.Pointer[time.Time]
+}
+
+// clockRebase is how long a base reading serves.
+const clockRebase = time.Second
+
+func (c *producerClock) now() time.Time {
+	if base := c.base.Load(); base != nil {
+		if d := time.Since(*base); d >= 0 && d < clockRebase {
+			return base.Add(d)
+		}
+	}
+	now := time.Now()
+	c.base.Store(&now)
+	return now
 }

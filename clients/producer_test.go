@@ -437,3 +437,29 @@ func TestRecordSizeBoundCoversEncodedSize(t *testing.T) {
 		}
 	}
 }
+
+// TestProducerClockFollowsTheWallClock: the producer's clock agrees with
+// time.Now (monotonically exactly, in wall time within a small slack for
+// clock slewing), and a base reading older than clockRebase is replaced.
+func TestProducerClockFollowsTheWallClock(t *testing.T) {
+	var c producerClock
+	for i := range 1000 {
+		before := time.Now()
+		got := c.now()
+		after := time.Now()
+		if got.Before(before) || got.After(after) {
+			t.Fatalf("reading %d: %v outside [%v, %v] on the monotonic clock", i, got, before, after)
+		}
+		const slack = 10 * time.Millisecond
+		if got.UnixNano() < before.UnixNano()-int64(slack) || got.UnixNano() > after.UnixNano()+int64(slack) {
+			t.Fatalf("reading %d: wall time %d outside [%d, %d] by more than %v", i, got.UnixNano(), before.UnixNano(), after.UnixNano(), slack)
+		}
+	}
+	old := time.Now().Add(-2 * clockRebase)
+	c.base.Store(&old)
+	before := time.Now()
+	got := c.now()
+	if base := c.base.Load(); base.Before(before) || got.Before(before) {
+		t.Fatalf("a base %v old was kept: base %v, reading %v, now %v", 2*clockRebase, base, got, before)
+	}
+}

@@ -112,7 +112,7 @@ func (t *raftmqTarget) Info() TargetInfo {
 	case t.fsync == "never":
 		info.Durability = "acked when a quorum appended it, without fsync (unsafe on power loss)"
 	default:
-		info.Durability = "acked after a quorum (leader included) fsynced it"
+		info.Durability = "acked after a majority of replicas fsynced it"
 	}
 	if t.cluster == nil {
 		info.Durability += " [external cluster: acks as asked, fsync as that cluster is configured]"

@@ -200,7 +200,8 @@ type Acks uint8
 
 const (
 	// AcksQuorum (the default) answers once the batch is committed: durable
-	// on a quorum of replicas, the leader included.
+	// on a majority of the replicas (the leader counts once its own fsync is
+	// done; two followers are a majority of three without it).
 	AcksQuorum Acks = 0
 	// AcksLeader answers once the leader has appended the batch, before it is
 	// durable or replicated. Unsafe: an acknowledged batch can be lost when

@@ -16,7 +16,8 @@ type AckMode uint8
 
 const (
 	// AckCommitted resolves once the entry is committed: durable on a
-	// quorum, the leader included. The default.
+	// majority of the voters (the leader counts once its own write is
+	// durable). The default.
 	AckCommitted AckMode = iota
 	// AckApplied resolves once this replica's state machine applied it.
 	AckApplied

@@ -193,6 +193,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.StringVar(&w.Compression, "compression", w.Compression, "raftmq batch compression: none, s2, zstd")
 	fs.StringVar(&w.Acks, "acks", w.Acks, "raftmq acks: quorum, leader, applied")
 	fs.StringVar(&w.Fsync, "fsync", w.Fsync, "raftmq fsync policy: always, never")
+	fs.Int64Var(&w.Warmup, "warmup", w.Warmup, "records each system first publishes, unmeasured, to partitions dropped before the measured run (0: no warm-up)")
 	fs.DurationVar(&w.DrainTimeout, "drain-timeout", w.DrainTimeout, "how long consumers may lag after the last acknowledgement")
 	fs.StringVar(&opts.versusSystems, "vs", "", "also run against: jetstream (both sync settings), jetstream-lazy, jetstream-sync-always")
 	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always")

@@ -12,11 +12,11 @@ import (
 )
 
 func TestParseFlags(t *testing.T) {
-	w, opts, err := parseFlags(KindProduce, []string{"--brokers", "5", "--count", "1000", "--size", "200", "--vs", "jetstream", "--compression", "zstd"}, os.Stderr)
+	w, opts, err := parseFlags(KindProduce, []string{"--brokers", "5", "--count", "1000", "--size", "200", "--vs", "jetstream", "--compression", "zstd", "--warmup", "123"}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Brokers != 5 || w.Replicas != 3 || w.Count != 1000 || w.RecordSize != 200 || w.Compression != "zstd" {
+	if w.Brokers != 5 || w.Replicas != 3 || w.Count != 1000 || w.RecordSize != 200 || w.Compression != "zstd" || w.Warmup != 123 {
 		t.Fatalf("workload %+v", w)
 	}
 	want := []string{"raftmq", "jetstream-lazy", "jetstream-sync-always"}
@@ -42,7 +42,7 @@ func TestRunCommandJSONLastLine(t *testing.T) {
 	defer cancel()
 	out := t.TempDir()
 	var stdout bytes.Buffer
-	args := []string{"e2e", "--systems", "jetstream-lazy", "--brokers", "1", "--count", "2000", "--window", "100",
+	args := []string{"e2e", "--systems", "jetstream-lazy", "--brokers", "1", "--count", "2000", "--window", "100", "--warmup", "500",
 		"--json", "--out", out, "--data-dir", t.TempDir()}
 	if err := RunCommand(ctx, args, &stdout, nil); err != nil {
 		t.Fatalf("%v\n%s", err, stdout.String())
@@ -87,6 +87,7 @@ func TestFixedRateCorrectsForCoordinatedOmission(t *testing.T) {
 	defer target.Close()
 	w := DefaultWorkload(KindProduce)
 	w.Brokers, w.Replicas, w.Count, w.Rate = 1, 1, 1000, 5000 // 0.2 s of schedule
+	w.Warmup = 0
 	result, err := runOne(ctx, target, w, "", &NoProgress{})
 	if err != nil {
 		t.Fatal(err)

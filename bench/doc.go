@@ -29,6 +29,17 @@
 // of that check (Check) is part of every Result, and a run that fails it is
 // reported as an error.
 //
+// Before each measured run, each system publishes Workload.Warmup records
+// (default 100,000), unmeasured and unpaced, to partitions that the
+// measured run's Prepare drops. Without it the first system of a run paid
+// a fresh process's first use of memory, and those measured after it in
+// the same process did not: on the benchmark VM a first touch of a page
+// costs about 13 us (a 256 MiB buffer took 0.85 s to touch once and 2 ms
+// the second time), and at 350,000 records/s a fresh cluster needed its
+// first 0.4-0.6 s to catch up, which made the p99 of a 5 s fixed-rate run
+// 100-120 ms; after a warm-up it was 21-30 ms on disk and 10-12 ms on
+// tmpfs.
+//
 // # Targets
 //
 // A Target is one system in one durability setting: raftmq (acks and fsync

@@ -280,6 +280,9 @@ func runOne(ctx context.Context, target Target, w Workload, consumerKind string,
 	if err := w.Validate(); err != nil {
 		return Result{}, err
 	}
+	if err := warmUp(ctx, target, w); err != nil {
+		return Result{}, fmt.Errorf("bench: warm up %s: %w", target.Info().System, err)
+	}
 	if err := target.Prepare(ctx, w); err != nil {
 		return Result{}, fmt.Errorf("bench: prepare %s: %w", target.Info().System, err)
 	}
@@ -293,6 +296,27 @@ func runOne(ctx context.Context, target Target, w Workload, consumerKind string,
 	result.System, result.Setting, result.Durability = info.System, info.Setting, info.Durability
 	result.Consumer = consumerKind
 	return result, err
+}
+
+// warmUp publishes w.Warmup records to target, unmeasured, on partitions
+// of their own: as fast as the automatic window allows, with w's producers,
+// record size, batching, compression and acks. The measured run's Prepare
+// drops those partitions. Every record must be acknowledged: a target
+// that fails its warm-up would fail the run.
+func warmUp(ctx context.Context, target Target, w Workload) error {
+	if w.Warmup == 0 {
+		return nil
+	}
+	wu := w
+	wu.Kind, wu.Count, wu.Duration, wu.Rate, wu.Window = KindProduce, max(w.Warmup, int64(w.Producers)), 0, 0, 0
+	if err := target.Prepare(ctx, wu); err != nil {
+		return err
+	}
+	r := &run{ctx: ctx, target: target, workload: wu, clock: newClock(), progress: &NoProgress{}}
+	if _, err := r.produceAll(new(atomic.Int64)); err != nil {
+		return err
+	}
+	return r.check(false).Err()
 }
 
 type run struct {

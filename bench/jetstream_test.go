@@ -13,6 +13,7 @@ func tinyWorkload(kind Kind, brokers, replicas int) Workload {
 	w.Count = 3000
 	w.Window = 256
 	w.DrainTimeout = 20 * time.Second
+	w.Warmup = 0
 	return w
 }
 

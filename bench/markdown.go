@@ -23,8 +23,12 @@ func (r *Report) WriteMarkdown(out io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, ", window %s in flight per producer", r.windowText())
 	}
-	fmt.Fprintf(&b, "; raftmq linger %v, batch %d B, compression %s, acks %s, fsync %s.\n\n",
+	fmt.Fprintf(&b, "; raftmq linger %v, batch %d B, compression %s, acks %s, fsync %s",
 		w.Linger, w.BatchBytes, w.Compression, w.Acks, w.Fsync)
+	if w.Warmup > 0 {
+		fmt.Fprintf(&b, "; each system first published %d records, unmeasured, to partitions dropped before its run", w.Warmup)
+	}
+	b.WriteString(".\n\n")
 	m := r.Machine
 	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d) %s, %s/%s, %s, nats-server %s; data on %s (%s); load average at start %s.\n\n",
 		m.Cores, m.GOMAXPROCS, m.CPU, m.OS, m.Arch, m.GoVersion, m.Versions["nats-server"], m.DataDir, m.DataDirFS, m.LoadAverage)

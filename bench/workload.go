@@ -73,8 +73,13 @@ type Workload struct {
 	// AutoWindowRecords records and AutoWindowBytes bytes in flight. 1
 	// measures unloaded latency (one record in flight).
 	Window int `json:"window"`
-	// Linger is how long a raftmq producer waits to fill a batch. Default
-	// 1ms. (JetStream has no client batching.)
+	// Linger is how long a raftmq producer's batch waits for more records
+	// while an earlier batch of its partition is in flight (a partition with
+	// nothing in flight sends at once; see clients.WithLinger). Default 5ms,
+	// the SDK's default: against 1ms, at a fixed 350,000 records/s of 100 B
+	// it gave p50 2.7-3.1 ms instead of 8.5-10 (fewer, larger produce
+	// requests, each committed sooner), and the same at 20,000 records/s
+	// and flat out. (JetStream has no client batching.)
 	Linger time.Duration `json:"linger_ns"`
 	// BatchBytes caps a raftmq producer batch (the SDK caps it further to
 	// fit one NATS message). Default 1 MiB.
@@ -116,7 +121,7 @@ func DefaultWorkload(kind Kind) Workload {
 		Consumers:    1,
 		RecordSize:   100,
 		Count:        200_000,
-		Linger:       time.Millisecond,
+		Linger:       5 * time.Millisecond,
 		BatchBytes:   1 << 20,
 		Compression:  "none",
 		Acks:         "quorum",

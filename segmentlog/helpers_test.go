@@ -157,6 +157,10 @@ func smallOptions() Options {
 	o.TailCacheBytes = 4 << 10
 	o.WriteBufferBytes = 2 << 10
 	o.MaxEntryBytes = 8 << 10
+	// Preallocated to the segment size (capped): on the in-memory file
+	// system every segment is written with zeros to 16 KiB at creation,
+	// so every test runs over zero tails.
+	o.PreallocateBytes = 4 << 20
 	o.Now = fakeClock(time.UnixMilli(1_700_000_000_000))
 	return o
 }

@@ -40,7 +40,12 @@ type Log struct {
 	activeSeg  *segment   // segments' last element (see active)
 	writeFile  vfs.File   // read-write handle of the active segment
 	flushedEnd int64      // bytes of the active segment written to writeFile
-	generation uint64
+	// allocEnd is the size of the active segment's file: its data and the
+	// preallocated zeros after it (see prealloc.go). Changed under flushMu
+	// by the writer, or with the log not yet shared.
+	allocEnd    int64
+	noFallocate bool // fallocate is not supported: no preallocation
+	generation  uint64
 
 	chunk        *appendChunk   // current append buffer; nil until the next Append needs one
 	chunkUsed    int            // chunk.buf[:chunkUsed] holds published frames

@@ -65,12 +65,12 @@ func (l *Log) open() error {
 		}
 	}
 	if len(l.segments) == 0 {
-		seg, writeFile, err := l.createSegment(segmentHeader{firstIndex: 1, createdMs: l.opts.Now().UnixMilli()})
+		seg, writeFile, allocEnd, err := l.createSegment(segmentHeader{firstIndex: 1, createdMs: l.opts.Now().UnixMilli()})
 		if err != nil {
 			return err
 		}
 		l.setSegmentsLocked([]*segment{seg})
-		l.writeFile = writeFile
+		l.writeFile, l.allocEnd = writeFile, allocEnd
 	} else if err := l.recoverSegments(); err != nil {
 		return err
 	}
@@ -159,7 +159,9 @@ func (l *Log) recoverSegments() error {
 	if err != nil {
 		return fmt.Errorf("segmentlog: open %s: %w", active.path, err)
 	}
-	l.writeFile = writeFile
+	// The file's zeros after the last frame (preallocated space, or what a
+	// truncation zeroed) stay as the active segment's preallocation.
+	l.writeFile, l.allocEnd = writeFile, size
 	if res.stopReason != "" {
 		// A torn tail: zero it so nothing after the cut can come back, and
 		// sync the cut.

@@ -65,6 +65,15 @@ func checkTornTail(r *frameReader, res *scanResult) error {
 			}
 			return nil
 		}
+		// A frame that ends in the zeros after the data (preallocated
+		// space, see prealloc.go) is checked the same way: a torn frame
+		// with one bit of its length changed does not become valid.
+		if length, ok, err := r.lengthBitFlip(pos, &res.badHeader); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			return corruptf(r.path, pos, "%s; the entry is valid with length %d: its length is damaged", reason, length)
+		}
 	}
 	zeroed, err := r.hasZeroSector(pos, min(extentEnd, r.limit))
 	if err != nil || zeroed {
@@ -138,7 +147,7 @@ func (r *frameReader) findFrameAfter(from int64, minIndex uint64) (int64, uint64
 }
 
 // lengthBitFlip reports whether the frame at pos, whose header h claims a
-// length running past the end of data, is valid with one bit of its length
+// length that does not make a valid frame, is valid with one bit of its length
 // changed, and which length that is.
 func (r *frameReader) lengthBitFlip(pos int64, h *frameHeader) (uint32, bool, error) {
 	for bit := range 32 {

@@ -60,7 +60,12 @@ func (l *Log) truncateLocked(index uint64) error {
 		if err != nil {
 			return fmt.Errorf("segmentlog: open %s: %w", target.path, err)
 		}
-		l.writeFile = f
+		info, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("segmentlog: stat %s: %w", target.path, err)
+		}
+		l.writeFile, l.allocEnd = f, info.Size()
 		if err := l.fs.Remove(target.indexPath); err != nil && !oserror.IsNotExist(err) {
 			return fmt.Errorf("segmentlog: remove %s: %w", target.indexPath, err)
 		}
@@ -213,10 +218,11 @@ func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
 	l.mu.Unlock()
 	h := segmentHeader{firstIndex: nextIndex, prevTerm: prevTerm, firstOffset: nextOffset,
 		generation: l.generation + 1, createdMs: l.opts.Now().UnixMilli()}
-	seg, writeFile, err := l.createSegment(h)
+	seg, writeFile, allocEnd, err := l.createSegment(h)
 	if err != nil {
 		return err
 	}
+	l.allocEnd = allocEnd
 	l.mu.Lock()
 	l.generation = h.generation
 	l.setSegmentsLocked([]*segment{seg})

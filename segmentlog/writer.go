@@ -163,9 +163,9 @@ func (l *Log) publishThrough() error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	active := l.active()
-	if _, err := l.writeFile.WriteAt(l.chunk.buf[:l.pendingBytes], l.chunkPos); err != nil {
+	if err := l.writeActive(l.writeFile, active.path, l.chunk.buf[:l.pendingBytes], l.chunkPos); err != nil {
 		l.dropThrough()
-		return l.setSticky(fmt.Errorf("segmentlog: write %s: %w", active.path, err))
+		return l.setSticky(err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -372,8 +372,8 @@ func (l *Log) flush() (uint64, error) {
 	if err != nil || used == flushed {
 		return lastIndex, err
 	}
-	if _, err := file.WriteAt(chunk.buf[flushed:used], pos+int64(flushed)); err != nil {
-		return 0, l.setSticky(fmt.Errorf("segmentlog: write %s: %w", path, err))
+	if err := l.writeActive(file, path, chunk.buf[flushed:used], pos+int64(flushed)); err != nil {
+		return 0, l.setSticky(err)
 	}
 	l.mu.Lock()
 	l.chunkFlushed = used
@@ -452,9 +452,15 @@ func (l *Log) rollLocked() error {
 	l.mu.RLock()
 	durable := l.durableIndex
 	l.mu.RUnlock()
+	// The sealed segment ends at its last frame: its preallocated space is
+	// cut, durably, before the next segment exists.
+	cut, err := l.cutPreallocated(old.end)
+	if err != nil {
+		return err
+	}
 	// A Sync since the last write made the old segment durable already
 	// (the usual case: rollBefore rolls between Append calls).
-	if durable < covered {
+	if durable < covered || cut {
 		if err := l.writeFile.SyncData(); err != nil {
 			return fmt.Errorf("segmentlog: sync %s: %w", old.path, err)
 		}
@@ -466,11 +472,12 @@ func (l *Log) rollLocked() error {
 		firstIndex: l.lastIndex + 1, prevTerm: old.lastTerm, firstOffset: l.nextOffset,
 		generation: l.generation, createdMs: l.opts.Now().UnixMilli(),
 	}
-	seg, writeFile, err := l.createSegment(h)
+	seg, writeFile, allocEnd, err := l.createSegment(h)
 	if err != nil {
 		return err
 	}
 	oldWriteFile := l.writeFile
+	l.allocEnd = allocEnd
 	l.mu.Lock()
 	// A segment usually gets about as many index points as the one before:
 	// sizing its point list once spares the appends regrowing it.
@@ -540,24 +547,32 @@ func (l *Log) recyclePointsLocked(s *segment) {
 const minRecycledPoints = 1024
 
 // createSegment writes a new segment file holding only its header, under
-// a temporary name, syncs it, renames it into place and syncs the
-// directory, so a segment file never exists with a torn header. It returns
-// the segment (with a read handle) and a read-write handle.
-func (l *Log) createSegment(h segmentHeader) (*segment, vfs.File, error) {
+// a temporary name, preallocates its first step (see prealloc.go), syncs
+// it, renames it into place and syncs the directory, so a segment file
+// never exists with a torn header. It returns the segment (with a read
+// handle), a read-write handle and the file's size.
+func (l *Log) createSegment(h segmentHeader) (*segment, vfs.File, int64, error) {
 	path := l.path(segmentFileName(h.firstIndex))
 	tmp := path + tempSuffix
 	f, err := l.fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return nil, nil, fmt.Errorf("segmentlog: create %s: %w", tmp, err)
+		return nil, nil, 0, fmt.Errorf("segmentlog: create %s: %w", tmp, err)
 	}
 	var buf [segmentHeaderSize]byte
 	encodeSegmentHeader(buf[:], &h)
-	fail := func(op string, err error) (*segment, vfs.File, error) {
+	fail := func(op string, err error) (*segment, vfs.File, int64, error) {
 		f.Close()
-		return nil, nil, fmt.Errorf("segmentlog: %s %s: %w", op, tmp, err)
+		return nil, nil, 0, fmt.Errorf("segmentlog: %s %s: %w", op, tmp, err)
 	}
 	if _, err := f.Write(buf[:]); err != nil {
 		return fail("write", err)
+	}
+	allocEnd := int64(segmentHeaderSize)
+	if target := l.allocTarget(allocEnd+1, allocEnd); target > 0 {
+		if allocEnd, err = l.extendFile(f, tmp, allocEnd, target); err != nil {
+			f.Close()
+			return nil, nil, 0, err
+		}
 	}
 	if err := f.SyncData(); err != nil {
 		return fail("sync", err)
@@ -567,19 +582,19 @@ func (l *Log) createSegment(h segmentHeader) (*segment, vfs.File, error) {
 	}
 	if err := l.syncDir(); err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	readFile, err := l.fs.Open(path)
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("segmentlog: open %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("segmentlog: open %s: %w", path, err)
 	}
 	seg := &segment{
 		path: path, indexPath: l.path(indexFileName(h.firstIndex)), header: h, file: readFile,
 		lastIndex: h.firstIndex - 1, lastTerm: h.prevTerm, nextOffset: h.firstOffset,
 		end: segmentHeaderSize, lastFramePos: -1,
 	}
-	return seg, f, nil
+	return seg, f, allocEnd, nil
 }
 
 // writeIndexFile writes a sealed segment's sparse index under a temporary

@@ -452,16 +452,19 @@ func (g *Group) handleReady(rd ready) error {
 		g.appended = appended
 		startSync := false
 		if !g.syncing {
-			// No sync runs for the group. When no other group waits for a
-			// run worker and another one is idle, sync here, after
-			// sending (the followers append in parallel, §10.2.1): a sync
-			// worker would cost two wake-ups (to it and back) and buy no
-			// parallelism, since this group has nothing to do but wait
-			// for the sync; what arrives meanwhile is batched for the next
-			// round. Otherwise a sync worker does it, and so it does while
-			// syncs are slow: the core, waiting for an inline sync, sends
-			// no heartbeats.
-			syncInline = g.syncTook < g.cfg.HeartbeatInterval/4 && g.host.runq.spare()
+			// No sync runs for the group. When nothing more is queued
+			// for it, no other group waits for a run worker and another
+			// one is idle, sync here, after sending (the followers append
+			// in parallel, §10.2.1): a sync worker would cost two
+			// wake-ups (to it and back) and buy no parallelism, since
+			// this group has nothing to do but wait for the sync.
+			// Otherwise a sync worker does it: when proposals or messages
+			// are already queued, this worker appends and sends them
+			// while the sync runs (under a steady load an inline sync
+			// kept the leader's worker from its next append for most of
+			// the time); and so it does while syncs are slow: the core,
+			// waiting for an inline sync, sends no heartbeats.
+			syncInline = g.syncTook < g.cfg.HeartbeatInterval/4 && !g.hasWorkLocked() && g.host.runq.spare()
 			startSync = !syncInline
 			g.syncing = startSync
 		}

@@ -31,9 +31,11 @@ var ErrClosed = errors.New("raft: closed")
 //
 // A hand-off wakes a goroutine, which costs CPU and latency, so the
 // driver skips those that buy no parallelism: a run worker that appended
-// syncs the log itself, after sending, when no other group waits and
-// another run worker is idle (the group could only wait for the sync
-// anyway; what arrives meanwhile is batched into the next round); a sync
+// syncs the log itself, after sending, when nothing more is queued for the
+// group, no other group waits and another run worker is idle (the group
+// could only wait for the sync anyway; what arrives meanwhile is batched
+// into the next round; with more queued already, a sync worker syncs while
+// the run worker appends and sends it); a sync
 // worker runs the core on its durable notice itself when no worker holds
 // the group; and a worker goes on with a group that has more work unless
 // other groups wait.

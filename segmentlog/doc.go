@@ -69,7 +69,13 @@
 // payload. A record batch payload is the stamped batch, byte for byte what
 // ReadBatches returns. After the last frame the file holds only zeros (or
 // ends): truncation zeroes the bytes it drops rather than shrinking the
-// file, which vfs.File cannot do, so an all-zero frame header marks the end.
+// file, which vfs.File cannot do, and the active segment is preallocated
+// ahead of its data (see Preallocation), so an all-zero frame header marks
+// the end. The zeros after the last frame are not data: the segment's
+// size is where its data ends (the end the log tracks, the index file's
+// data end), never the file's size. A sealed segment ends at its last
+// frame on a file system where the log can cut files (a roll cuts the
+// preallocated space); elsewhere it keeps its zero tail.
 //
 // # Index format
 //
@@ -101,10 +107,12 @@
 // following) ends the log only if it is a torn write: only bytes written
 // after the last completed sync can be torn, and after a crash they are a
 // mix of what was written and zeros, in sector units, in any order. So the
-// frame is cut when the file ends inside it (and no one-bit change of its
-// length makes it valid), or when part of it lies in a 512-byte sector that
-// reads as zeros from there to its end; the bytes from there on are zeroed
-// and the cut synced. Later valid frames may survive a crash that lost an
+// frame is cut when the file ends inside it, or when part of it lies in a
+// 512-byte sector that reads as zeros from there to its end, unless a
+// one-bit change of its length makes it valid (a damaged length, not a
+// torn write: a frame that ends in the preallocated zeros is checked this
+// way as it was when the file ended inside it); the bytes from there on
+// are zeroed and the cut synced. Later valid frames may survive a crash that lost an
 // earlier page; they were never synced, so cutting them drops nothing that
 // was reported durable. Any other invalid frame (a complete frame failing
 // its CRC with no zeroed sector, a length running over the following valid
@@ -117,14 +125,33 @@
 // silently there. Segments of an older generation than the newest are
 // leftovers of an interrupted Reset and are removed.
 //
+// Zero tails. A run of zeros from the end of the last valid frame to the
+// end of the file is preallocated space (or bytes a truncation zeroed),
+// never corruption, in any segment: the active segment keeps it as its
+// preallocation (the file is not cut at Open), a sealed one with a zero
+// tail (only on a file system whose files cannot be cut; elsewhere the
+// roll's cut is durable before the next segment exists, so a crash during
+// a roll leaves the tail on what is still the active segment) is read to
+// its last frame. A non-zero byte in the zeros after the last frame is an
+// invalid frame like any other: in the active segment, the torn-write
+// rule decides. A byte in the 512-byte sector where the data ends cannot
+// be the remains of a lost write (that sector would read as zeros from the
+// end of the data on), so it is ErrCorrupt at the end of the data; a byte
+// in a later sector is what is left of an unsynced write and is cut
+// (zeroed), keeping every entry. In a sealed segment it is ErrCorrupt when
+// the segment is scanned (its index file missing or stale); a valid index
+// file is checked against the 32 bytes after the data end only, and reads
+// never look further.
+//
 // # Durability
 //
 // Append buffers: it frames entries into an append chunk of
 // WriteBufferBytes, written to the file when full. Sync writes the rest
 // of the buffer, fdatasyncs the active segment, and returns the durable
 // last index. Concurrent Sync callers share
-// one fdatasync (group commit). A roll syncs the old segment before the new
-// one is created (by a synced temporary file renamed into place, then a
+// one fdatasync (group commit). A roll cuts the old segment's preallocated
+// space (ftruncate) and syncs the old segment, one fdatasync for both,
+// before the new one is created (by a synced temporary file renamed into place, then a
 // directory sync), so only the active segment can have a torn tail.
 // TruncateAfter, ResetOffsets and DeleteBefore are durable when they
 // return. Any write or sync failure is sticky: the log reports it from every
@@ -213,10 +240,10 @@
 // chunks measured worse. It can only pay where a core
 // is idle for it; worth measuring again on a quiet machine.
 //
-// Growing the file is not what makes a sync dear here: on ext4 (virtio
-// disk, 2026-11) writing into zero-filled or fallocated space synced no
-// faster than appending, so segments are not preallocated (recovery would
-// also have to read the zeros). Starting the write-back of each full
+// Preallocation was first measured for throughput (large batched writes)
+// and did not help there: for 1,000-entry batches, writing into
+// zero-filled or fallocated space synced no faster than appending. For
+// small appends it does (see Preallocation). Starting the write-back of each full
 // append chunk early (sync_file_range SYNC_FILE_RANGE_WRITE, as Pebble's
 // BytesPerSync does) was tried and left out: on the same disk the call
 // blocked on the device queue for about as long as it took off the next
@@ -226,6 +253,72 @@
 // with intact and with deleted index files), all in
 //
 //	go test ./segmentlog -run '^$' -bench 'Read|Open1GiB' -benchtime 3x
+//
+// # Preallocation
+//
+// An fdatasync that finds the file's size changed must also commit the
+// inode (on ext4 a journal commit); one that writes below the file's size
+// does not. Measured on the benchmark VM (ext4 on virtio, 2026-11-23, by
+// the lead with a 160-byte pwrite and fdatasync per operation, p50/p99 in
+// us): appending 235-303/420-608 alone, 305-307/586-616 with three files
+// in parallel; overwriting zero-filled space 145-150/290-335 and
+// 255-264/557-570; after fallocate mode 0 (size-extending) 143-161/354-410
+// and 255-260/525-602; fallocate with FALLOC_FL_KEEP_SIZE (what Pebble's
+// vfs.File.Preallocate does) 245-249/445-460 and 311-313/621-700, no
+// better than appending, since the size still grows with every write.
+//
+// So the log keeps the active segment's file Options.PreallocateBytes
+// (default 4 MiB) ahead of its data with a size-extending fallocate: when
+// a write passes the file's end, the file grows to the write's end plus
+// PreallocateBytes, rounded up to 4 KiB, at most to SegmentMaxBytes; a new
+// segment gets its first step before its header is synced. Only the Sync
+// after a step pays for the size change: with 100 B entries one in about
+// 30,000. It pays only while Syncs are small: writing into preallocated
+// (unwritten) space, the first write to a block converts it to written,
+// a metadata change the fdatasync commits like a size change, so the gain
+// comes from Syncs that write into the block the previous Sync wrote. So
+// the log extends the file ahead only while the Syncs write at most
+// 16 KiB on average (weight 1/8 per Sync); with larger Syncs it appends
+// as before (and a roll still cuts what was preallocated). Never the whole segment
+// up front: a broker has an active segment per partition, each reserves
+// at most PreallocateBytes (plus 4 KiB) beyond its data. A roll cuts the
+// sealed segment to its last frame before syncing it. Files without a
+// descriptor (tests' in-memory and error-injecting file systems) are
+// extended by writing zeros instead, at most 64 KiB ahead, and are never
+// cut; on a file system
+// without fallocate (EOPNOTSUPP) the log appends, silently; other
+// fallocate failures (no space) leave the write to report its own error.
+//
+// Measured with BenchmarkClusterSegmentlogLatency (3 nodes, one proposal
+// at a time, every log on the same ext4 disk; 2026-11-23, load 0.1-1.4;
+// the baselines append to a growing file, as the log did before; measured
+// before the 16 KiB rule below, which leaves such small Syncs alone), six
+// alternated runs of each build at 100 B, p50-vs-fsync (commit p50 over
+// the same run's single appending fdatasync p50): off 1.85, 1.87, 1.74,
+// 1.85, 1.84, 1.56 -> on 1.64, 1.57, 1.76, 1.59, 1.57, 1.50; the commit
+// p50 over the p50 of the second of three parallel appending fsyncs (the
+// floor of a commit without preallocation): off 1.10, 1.30, 1.06, 1.13,
+// 1.14, 1.21 -> on 0.99, 0.96, 0.99, 0.95, 0.93, 0.93. Absolute p50 varied
+// with the disk from run to run (368-782 us off, 348-746 us on). At
+// 64 KiB, three runs each, p50-vs-fsync 2.44, 2.22, 2.19 -> 2.26, 2.15,
+// 2.27: no change (a 64 KiB entry's own write-back dominates its sync).
+//
+// Preallocating for every Sync size (before the 16 KiB rule) cost
+// throughput: the interleaved benchmark (1,000 entries per Sync; the
+// baseline appends to a growing file), four alternated runs each at load
+// 0.2-2.7, ratio-% off -> on: 100 B 92.8, 95.1, 89.6, 88.7 -> 76.0, 94.0,
+// 85.0, 75.4; 1 KiB 85.1, 81.5, 79.3, 79.7 -> 75.7, 81.4, 74.3, 85.8;
+// 64 KiB 89.1, 90.7, 81.8, 89.7 -> 85.9, 84.7, 80.4, 80.2.
+// With the rule, two alternated runs each (load 1.5-2.6), off -> on:
+// 100 B 95.3, 95.4 -> 92.9, 87.2; 1 KiB 78.8, 87.8 -> 77.4, 83.6; 64 KiB
+// 89.1, 90.3 -> 89.9, 89.5 (at 100 B and 1 KiB a timed batch of the
+// log now appends exactly as before; the differences are the machine's
+// noise, as the spread of the off runs shows). The latency benchmark with
+// the rule, three more alternated pairs at 100 B, but on a busier disk
+// (load 1.5-2.5, fsync p99 3-5 ms from other processes): p50-vs-fsync off
+// 1.59, 1.70, 1.72 -> on 1.61, 1.64, 1.72, commit p50 over the 2-of-3
+// floor 0.97, 1.02, 1.02 -> 0.96, 0.98, 1.01: the gain shows on a quiet
+// disk and drowns in a busy one's queue.
 //
 // # Concurrency
 //

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftmq/raftmq/protocol"
@@ -45,7 +46,12 @@ type Log struct {
 	// by the writer, or with the log not yet shared.
 	allocEnd    int64
 	noFallocate bool // fallocate is not supported: no preallocation
-	generation  uint64
+	// syncedEnd is the active segment's flushedEnd at its last Sync
+	// (syncMu); syncBytes the average bytes a Sync wrote, which decides
+	// whether preallocating pays (see prealloc.go).
+	syncedEnd  int64
+	syncBytes  atomic.Int64
+	generation uint64
 
 	chunk        *appendChunk   // current append buffer; nil until the next Append needs one
 	chunkUsed    int            // chunk.buf[:chunkUsed] holds published frames

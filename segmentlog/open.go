@@ -77,7 +77,7 @@ func (l *Log) open() error {
 	active := l.active()
 	l.lastIndex, l.nextOffset, l.durableIndex = active.lastIndex, active.nextOffset, active.lastIndex
 	l.flushedIndex = l.lastIndex
-	l.flushedEnd = active.end
+	l.flushedEnd, l.syncedEnd = active.end, active.end
 	if n := len(active.points); n > 0 {
 		l.lastPointPos = active.points[n-1].pos
 	}

@@ -49,9 +49,13 @@ type Options struct {
 	// end plus PreallocateBytes (rounded up to 4 KiB, at most to
 	// SegmentMaxBytes). An fdatasync that does not change the file's size
 	// need not commit the inode, which makes small Syncs cheaper (see the
-	// package documentation, Preallocation). A roll cuts the sealed
+	// package documentation, Preallocation). The log preallocates only
+	// while its Syncs write at most 16 KiB on average: larger Syncs gain
+	// nothing from it and measured slower. A roll cuts the sealed
 	// segment to its data. Zero disables it; on a file system without
-	// fallocate it is off. Default 0 (off).
+	// fallocate it is off. Default 4 MiB: the space a partition reserves
+	// beyond its data stays below 4 MiB + 4 KiB, and only one Sync in
+	// about 30,000 of 100 B entries grows the file.
 	PreallocateBytes int64
 	// Now is the wall clock used for rolling by age and segment creation
 	// times. Default time.Now.
@@ -67,6 +71,7 @@ func DefaultOptions() Options {
 		TailCacheBytes:     8 << 20,
 		WriteBufferBytes:   1 << 20,
 		MaxEntryBytes:      64 << 20,
+		PreallocateBytes:   4 << 20,
 		Now:                time.Now,
 	}
 }

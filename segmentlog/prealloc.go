@@ -19,10 +19,32 @@ import (
 // sealed segment to its data, durably, before the next segment is created.
 //
 // Files without a descriptor (the in-memory and error-injecting file
-// systems of tests) are extended by writing zeros, so the crash and error
+// systems of tests) are extended by writing zeros (at most maxZeroFill
+// ahead), so the crash and error
 // tests run over zero tails; they cannot be cut, so their sealed segments
 // keep their zero tails, which Open accepts. Where fallocate is not
 // supported, the log appends without preallocation, silently.
+
+// preallocMaxSyncBytes: when Syncs write more than this on average, the
+// log does not extend the file ahead (it appends). The gain of
+// preallocating comes from Syncs that write into a block an earlier Sync
+// already wrote: writing into preallocated (unwritten) space, the first
+// write to a block converts it to written, a metadata change the
+// fdatasync must commit as it must commit a size change. Syncs of a few
+// hundred bytes mostly find their block converted; Syncs of many blocks
+// convert new blocks every time, and measured no better, or worse, than
+// appending (see the package documentation, Preallocation).
+const preallocMaxSyncBytes = 16 << 10
+
+// noteSyncBytes records that a Sync is about to sync the active file up to
+// end: an average (weight 1/8) of the bytes each Sync writes. syncMu is
+// held.
+func (l *Log) noteSyncBytes(end int64) {
+	n := max(end-l.syncedEnd, 0)
+	l.syncedEnd = end
+	avg := l.syncBytes.Load()
+	l.syncBytes.Store(avg - avg/8 + n/8)
+}
 
 // allocStep is what one preallocation step adds at least: the file is
 // extended to a whole number of these beyond the data being written.
@@ -33,14 +55,26 @@ const allocStep = 4 << 10
 // buffers passed to WriteAt, see the package documentation).
 var zeroPiece [64 << 10]byte
 
-// allocTarget returns the size to extend the active file to before data
-// up to end is written to it, or 0 when it need not grow: PreallocateBytes
-// beyond end, rounded up to allocStep, but not past SegmentMaxBytes (a
-// segment rolls there; an entry too large for a segment is not
-// preallocated for).
-func (l *Log) allocTarget(end, allocEnd int64) int64 {
+// maxZeroFill bounds the step on files without a descriptor, where
+// preallocating writes zeros: tests of other packages open many logs on
+// the in-memory file system, which would otherwise hold PreallocateBytes
+// of zeros per log, and copy them at every crash clone.
+const maxZeroFill = 64 << 10
+
+// allocTarget returns the size to extend the active file f (nil: a file
+// with a descriptor) to before data up to end is written to it, or 0 when
+// it need not grow: PreallocateBytes beyond end (at most maxZeroFill on a
+// file without a descriptor), rounded up to allocStep, but not past
+// SegmentMaxBytes (a segment rolls there; an entry too large for a segment
+// is not preallocated for).
+func (l *Log) allocTarget(end, allocEnd int64, f vfs.File) int64 {
 	step := l.opts.PreallocateBytes
 	if step == 0 || l.noFallocate || end <= allocEnd {
+		return 0
+	}
+	if f != nil && f.Fd() == vfs.InvalidFd {
+		step = min(step, maxZeroFill)
+	} else if l.syncBytes.Load() > preallocMaxSyncBytes {
 		return 0
 	}
 	target := min((end+step+allocStep-1)&^(allocStep-1), l.opts.SegmentMaxBytes)
@@ -88,7 +122,7 @@ func (l *Log) extendFile(f vfs.File, path string, size, target int64) (int64, er
 // the writer with the log not yet shared).
 func (l *Log) writeActive(file vfs.File, path string, b []byte, pos int64) error {
 	end := pos + int64(len(b))
-	if target := l.allocTarget(end, l.allocEnd); target > 0 {
+	if target := l.allocTarget(end, l.allocEnd, file); target > 0 {
 		size, err := l.extendFile(file, path, l.allocEnd, target)
 		if err != nil {
 			return err

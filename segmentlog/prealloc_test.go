@@ -62,16 +62,25 @@ func TestAllocTarget(t *testing.T) {
 		{end: 8<<20 - 10, allocEnd: 0, want: 8 << 20},   // capped at the segment size
 		{end: 9 << 20, allocEnd: 8 << 20, want: 0},      // an entry larger than a segment
 	} {
-		if got := l.allocTarget(c.end, c.allocEnd); got != c.want {
+		if got := l.allocTarget(c.end, c.allocEnd, nil); got != c.want {
 			t.Errorf("allocTarget(%d, %d) = %d, want %d", c.end, c.allocEnd, got, c.want)
 		}
 	}
+	mem := vfs.NewMem()
+	f, err := mem.Create("f", vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, want := l.allocTarget(100, 64, f), int64(maxZeroFill+4096); got != want {
+		t.Errorf("file without a descriptor: allocTarget = %d, want %d", got, want)
+	}
 	l.opts.PreallocateBytes = 0
-	if got := l.allocTarget(100, 64); got != 0 {
+	if got := l.allocTarget(100, 64, nil); got != 0 {
 		t.Errorf("disabled: allocTarget = %d, want 0", got)
 	}
 	l.opts.PreallocateBytes, l.noFallocate = 1<<20, true
-	if got := l.allocTarget(100, 64); got != 0 {
+	if got := l.allocTarget(100, 64, nil); got != 0 {
 		t.Errorf("without fallocate: allocTarget = %d, want 0", got)
 	}
 }
@@ -456,4 +465,51 @@ func TestPreallocateRealFiles(t *testing.T) {
 	checkSizes("after reset")
 	appendN(20)
 	checkAgainst(t, l, m)
+}
+
+// TestPreallocateFollowsSyncSize: Syncs that write many blocks each stop
+// the preallocation (the file grows with its data), Syncs of small
+// appends start it again.
+func TestPreallocateFollowsSyncSize(t *testing.T) {
+	dir := t.TempDir()
+	opts := smallOptions()
+	opts.SegmentMaxBytes = 64 << 20
+	opts.PreallocateBytes = 64 << 10
+	l, err := Open(vfs.Default, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.noFallocate {
+		t.Skip("the file system of the temporary directory has no fallocate")
+	}
+	r := rand.New(rand.NewPCG(6, 6))
+	syncEntries := func(n, size int) {
+		t.Helper()
+		var batch []protocol.Entry
+		for range n {
+			batch = append(batch, protocol.Entry{Index: l.LastIndex() + 1 + uint64(len(batch)), Term: 1,
+				Type: protocol.EntryRecordBatch, Data: testBatch(1, size, r.Uint64())})
+		}
+		if err := l.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := l.active().path
+	for range 3 {
+		syncEntries(50, 4000) // 200 KB per Sync
+	}
+	if size, end := fileSize(t, vfs.Default, path), l.active().end; size != end {
+		t.Fatalf("after large Syncs the file is %d bytes, its data %d: want no preallocation", size, end)
+	}
+	for range 20 {
+		syncEntries(1, 100)
+	}
+	syncEntries(1, 100)
+	if size, end := fileSize(t, vfs.Default, path), l.active().end; size <= end {
+		t.Fatalf("after small Syncs the file is %d bytes, its data %d: want a preallocated tail", size, end)
+	}
 }

@@ -103,6 +103,7 @@ func (l *Log) truncateLocked(index uint64) error {
 	}
 	l.durableIndex = min(l.durableIndex, index)
 	l.flushedEnd = st.pos
+	l.syncedEnd = min(l.syncedEnd, st.pos)
 	l.flushedIndex = min(l.flushedIndex, index)
 	if start := l.tailStartLocked(); index+1 > start {
 		l.cache.keep(int(index + 1 - start))
@@ -227,6 +228,7 @@ func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
 	l.generation = h.generation
 	l.setSegmentsLocked([]*segment{seg})
 	l.writeFile, l.flushedEnd = writeFile, segmentHeaderSize
+	l.syncedEnd = segmentHeaderSize
 	l.cache.keep(0)
 	l.lastIndex, l.nextOffset, l.durableIndex = nextIndex-1, nextOffset, nextIndex-1
 	l.flushedIndex = l.lastIndex

@@ -412,12 +412,13 @@ func (l *Log) Sync() (uint64, error) {
 	l.flushMu.Lock()
 	covered, err := l.flush()
 	l.mu.RLock()
-	file, path := l.writeFile, l.active().path
+	file, path, end := l.writeFile, l.active().path, l.flushedEnd
 	l.mu.RUnlock()
 	l.flushMu.Unlock()
 	if err != nil {
 		return 0, err
 	}
+	l.noteSyncBytes(end)
 	if err := file.SyncData(); err != nil {
 		return 0, l.setSticky(fmt.Errorf("segmentlog: sync %s: %w", path, err))
 	}
@@ -484,6 +485,7 @@ func (l *Log) rollLocked() error {
 	seg.points = l.takePointsLocked(len(old.points))
 	l.setSegmentsLocked(append(l.segments, seg))
 	l.writeFile, l.flushedEnd = writeFile, segmentHeaderSize
+	l.syncedEnd = segmentHeaderSize
 	l.chunk, l.chunkUsed, l.chunkFlushed = nil, 0, 0
 	l.lastPointPos = -1
 	l.flushedIndex = l.lastIndex
@@ -568,7 +570,7 @@ func (l *Log) createSegment(h segmentHeader) (*segment, vfs.File, int64, error) 
 		return fail("write", err)
 	}
 	allocEnd := int64(segmentHeaderSize)
-	if target := l.allocTarget(allocEnd+1, allocEnd); target > 0 {
+	if target := l.allocTarget(allocEnd+1, allocEnd, f); target > 0 {
 		if allocEnd, err = l.extendFile(f, tmp, allocEnd, target); err != nil {
 			f.Close()
 			return nil, nil, 0, err

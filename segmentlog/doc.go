@@ -317,8 +317,10 @@
 // the rule, three more alternated pairs at 100 B, but on a busier disk
 // (load 1.5-2.5, fsync p99 3-5 ms from other processes): p50-vs-fsync off
 // 1.59, 1.70, 1.72 -> on 1.61, 1.64, 1.72, commit p50 over the 2-of-3
-// floor 0.97, 1.02, 1.02 -> 0.96, 0.98, 1.01: the gain shows on a quiet
-// disk and drowns in a busy one's queue.
+// floor 0.97, 1.02, 1.02 -> 0.96, 0.98, 1.01: the gain drowns in a busy
+// disk's queue. Three more pairs once the disk was quiet again (fsync p99
+// 0.5-0.7 ms; load 0.9-2.0 from CPU): p50-vs-fsync 1.94, 1.89, 1.88 ->
+// 1.60, 1.63, 1.60; over the floor 1.18, 1.16, 1.15 -> 1.03, 0.99, 1.00.
 //
 // # Concurrency
 //

@@ -20,10 +20,10 @@ import (
 //
 // Files without a descriptor (the in-memory and error-injecting file
 // systems of tests) are extended by writing zeros (at most maxZeroFill
-// ahead), so the crash and error
-// tests run over zero tails; they cannot be cut, so their sealed segments
-// keep their zero tails, which Open accepts. Where fallocate is not
-// supported, the log appends without preallocation, silently.
+// ahead), so the crash and error tests run over zero tails; they cannot
+// be cut, so their sealed segments keep their zero tails, which Open
+// accepts. Where fallocate is not supported, the log appends without
+// preallocation, silently. Only small Syncs gain (preallocMaxSyncBytes).
 
 // preallocMaxSyncBytes: when Syncs write more than this on average, the
 // log does not extend the file ahead (it appends). The gain of

@@ -169,6 +169,17 @@ func (l *Log) publishThrough() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	index := l.advanceLocked(active)
+	l.flushedEnd, l.flushedIndex = active.end, index
+	l.chunkPos = active.end
+	return nil
+}
+
+// advanceLocked moves the log's and the active segment's ends past the
+// pending entries (the cache ring's pending slots describe them), clears
+// the pending state and returns the new last index. The caller holds
+// l.mu and decides where the entries live (cache or file).
+func (l *Log) advanceLocked(active *segment) uint64 {
 	last := l.cache.slot(l.npending - 1)
 	active.points = append(active.points, l.pendingPoints...)
 	active.maxTime = l.pendingMaxTime
@@ -179,11 +190,9 @@ func (l *Log) publishThrough() error {
 	l.nextOffset += l.pendingRecords
 	active.nextOffset = l.nextOffset
 	l.lastIndex = index
-	l.flushedEnd, l.flushedIndex = active.end, index
-	l.chunkPos = active.end
 	l.npending, l.pendingBytes, l.pendingRecords = 0, 0, 0
 	l.pendingPoints = l.pendingPoints[:0]
-	return nil
+	return index
 }
 
 // rollBefore reports whether Append rolls the active segment before its
@@ -300,22 +309,11 @@ func (l *Log) publish() {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	active := l.active()
-	last := l.cache.slot(l.npending - 1)
-	l.cache.add(l.npending, l.pendingBytes)
-	active.points = append(active.points, l.pendingPoints...)
-	active.maxTime = l.pendingMaxTime
-	index := l.lastIndex + uint64(l.npending)
-	active.end += int64(l.pendingBytes)
-	active.lastIndex, active.lastTerm = index, last.term
-	active.lastFramePos, active.lastFrameCRC = active.end-int64(last.frameSize()), last.crc
-	l.nextOffset += l.pendingRecords
-	active.nextOffset = l.nextOffset
-	l.lastIndex = index
+	n, frameBytes := l.npending, l.pendingBytes
+	index := l.advanceLocked(l.active())
+	l.cache.add(n, frameBytes)
 	l.chunk.lastIndex = index
-	l.chunkUsed += l.pendingBytes
-	l.npending, l.pendingBytes, l.pendingRecords = 0, 0, 0
-	l.pendingPoints = l.pendingPoints[:0]
+	l.chunkUsed += frameBytes
 	l.evictLocked()
 }
 

@@ -302,15 +302,20 @@ func (t *jetStreamTarget) awaitStreamInterest(ctx context.Context, partitions in
 func (t *jetStreamTarget) createStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
+	var first error
+	for attempt := 1; ; attempt++ {
 		_, err := t.adminJS.CreateStream(ctx, cfg)
 		if err == nil {
 			return nil
 		}
+		if first == nil {
+			first = err
+		}
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
-			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+			// The last error is often the deadline itself: say the first.
+			return fmt.Errorf("create stream %s: %d attempts, first error %v, last: %w", cfg.Name, attempt, first, err)
 		}
 	}
 }

@@ -42,10 +42,14 @@ type Proposal struct {
 	index, term uint64
 	err         error
 	mode        AckMode
-	// The proposed entry waits in Group.propEnts, not here: a Proposal
-	// lives as long as its caller keeps it, the entry only until the
-	// core takes it, and a smaller Proposal is less memory allocated
-	// (and first touched) per entry.
+
+	// While the proposal waits in the group's inbox (inbox.go): its
+	// entry and the proposal pushed before it. The worker that takes it
+	// clears next and data, so a Proposal its caller keeps holds neither
+	// the entry's data nor other proposals.
+	typ  protocol.EntryType
+	next *Proposal
+	data []byte
 }
 
 const (
@@ -131,20 +135,26 @@ type Group struct {
 	id   uint64
 	cfg  GroupConfig
 
-	// mu guards the inbox and everything the sync and apply goroutines share
-	// with the worker running the core.
-	mu        sync.Mutex
-	closed    bool
-	closeErr  error
-	scheduled bool
-	tickDue   bool
-	inbox     []protocol.RaftMessage
-	proposals []*Proposal
-	// propEnts holds the entries of proposals, propEnts[i] that of
-	// proposals[i] (Type and Data set).
-	propEnts []protocol.Entry
-	// propSlab holds unused Proposals, allocated proposalSlab at a time.
-	propSlab    []Proposal
+	// proposals is where Propose leaves proposals, without mu
+	// (inbox.go). A proposer that finds it empty schedules the group, the
+	// others only push; the worker takes all of it at once.
+	proposals proposalInbox
+	// accepting is whether Propose takes proposals (this replica leads,
+	// transfers no leadership and is open): status and closed say so
+	// under mu, and whoever changes them under mu sets it. A proposer
+	// that finds it false asks under mu for the reason; one that finds
+	// it true pushes, and the core refuses the entry if the replica
+	// stepped down meanwhile.
+	accepting atomic.Bool
+
+	// mu guards the message inbox and everything the sync and apply
+	// goroutines share with the worker running the core.
+	mu          sync.Mutex
+	closed      bool
+	closeErr    error
+	scheduled   bool
+	tickDue     bool
+	inbox       []protocol.RaftMessage
 	newTransfer []*transferRequest
 	notice      durableMark // latest durable notice not yet given to the core
 	newReads    []*readRequest
@@ -187,8 +197,8 @@ type Group struct {
 	membership []*membershipRequest
 	reads      map[uint64]*readRequest // handed to the core, by id
 	inboxBuf   []protocol.RaftMessage
-	propBuf    []*Proposal
-	entryBuf   []protocol.Entry // propEnts' spare array
+	propBuf    []*Proposal      // proposals taken from the inbox
+	entryBuf   []protocol.Entry // their entries, entryBuf[i] that of propBuf[i]
 
 	// InstallSnapshot streaming (snapshot_driver.go), guarded by mu.
 	snap snapshotDriver
@@ -214,7 +224,31 @@ func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
 	g.status = g.core.status()
 	g.status.GroupID = g.id
 	g.status.AppliedIndex = g.applied
+	g.setStatusLocked(g.status)
 	return g
+}
+
+// setStatusLocked publishes the core's status (g.mu held) and whether
+// Propose takes proposals now.
+func (g *Group) setStatusLocked(st Status) {
+	g.status = st
+	g.accepting.Store(!g.closed && st.Role == RoleLeader && st.Transferee == 0)
+}
+
+// proposeRefusal returns why Propose refuses proposals now, or nil when
+// it takes them (accepting changed since the caller looked).
+func (g *Group) proposeRefusal() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.closed:
+		return g.closeErr
+	case g.status.Role != RoleLeader:
+		return &NotLeaderError{Leader: g.status.Leader}
+	case g.status.Transferee != 0:
+		return ErrTransferring
+	}
+	return nil
 }
 
 // ID is the group id.
@@ -235,33 +269,43 @@ func (g *Group) Status() Status {
 // nor read it after the call (Raft stamps a record batch's base offset into
 // it in place when it appends it; see docs/adr/0001).
 // Proposals queued while the previous append is in flight go out together.
+//
+// Propose does not take the group's lock: it pushes the proposal onto a
+// lock-free inbox, and only the proposer that finds the inbox empty
+// schedules the group (one per batch). A proposal that raced a step-down,
+// a leadership transfer or Close still resolves, with the error the core
+// or Close gives it.
 func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte, mode AckMode) *Proposal {
 	if err := ctx.Err(); err != nil {
 		return failedProposal(err)
 	}
-	g.mu.Lock()
+	if typ == protocol.EntryConfig {
+		// The core refuses a config entry, and with it every proposal
+		// of its batch: refuse it here, alone.
+		return failedProposal(ErrConfigEntry)
+	}
+	if !g.accepting.Load() {
+		if err := g.proposeRefusal(); err != nil {
+			return failedProposal(err)
+		}
+	}
+	p := newProposal()
+	p.mode, p.typ, p.data = mode, typ, data
+	wasEmpty, ok := g.proposals.push(p)
 	switch {
-	case g.closed:
+	case !ok:
+		// Closed since accepting was read: close took what it found;
+		// this one was never in the inbox.
+		p.data = nil
+		g.mu.Lock()
+		err := g.closeErr
 		g.mu.Unlock()
-		return failedProposal(g.closeErr)
-	case g.status.Role != RoleLeader:
-		leader := g.status.Leader
+		p.resolve(err)
+	case wasEmpty:
+		g.mu.Lock()
+		g.scheduleLocked()
 		g.mu.Unlock()
-		return failedProposal(&NotLeaderError{Leader: leader})
-	case g.status.Transferee != 0:
-		g.mu.Unlock()
-		return failedProposal(ErrTransferring)
 	}
-	if len(g.propSlab) == 0 {
-		g.propSlab = make([]Proposal, proposalSlab)
-	}
-	p := &g.propSlab[0]
-	g.propSlab = g.propSlab[1:]
-	p.mode = mode
-	g.proposals = append(g.proposals, p)
-	g.propEnts = append(g.propEnts, protocol.Entry{Type: typ, Data: data})
-	g.scheduleLocked()
-	g.mu.Unlock()
 	return p
 }
 
@@ -302,7 +346,7 @@ func (g *Group) scheduleLocked() {
 }
 
 func (g *Group) hasWorkLocked() bool {
-	return len(g.inbox) > 0 || len(g.proposals) > 0 || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0 || len(g.newMembership) > 0 || g.snap.hasWork()
+	return len(g.inbox) > 0 || g.proposals.waiting() || g.tickDue || g.notice.index != 0 || len(g.newTransfer) > 0 || len(g.newReads) > 0 || len(g.newMembership) > 0 || g.snap.hasWork()
 }
 
 // process runs the core on everything that arrived, then carries out its
@@ -334,15 +378,15 @@ func (g *Group) processOnce() (more bool) {
 		g.failOwned(err)
 		return false
 	}
-	msgs, props, transfers, reads := g.inbox, g.proposals, g.newTransfer, g.newReads
-	g.inbox, g.proposals, g.newTransfer, g.newReads = g.inboxBuf[:0], g.propBuf[:0], nil, nil
-	propEnts := g.propEnts
-	g.propEnts = g.entryBuf[:0]
+	msgs, transfers, reads := g.inbox, g.newTransfer, g.newReads
+	g.inbox, g.newTransfer, g.newReads = g.inboxBuf[:0], nil, nil
 	membership := g.newMembership
 	g.newMembership = nil
 	notice, tickDue := g.notice, g.tickDue
 	g.notice, g.tickDue = durableMark{}, false
 	g.mu.Unlock()
+	// Taken outside mu: the walk is as long as the batch.
+	props, propEnts := appendTaken(g.propBuf[:0], g.entryBuf[:0], g.proposals.take())
 
 	now := g.host.now()
 	c := g.core
@@ -392,7 +436,7 @@ func (g *Group) processOnce() (more bool) {
 	g.inboxBuf, g.propBuf, g.entryBuf = msgs[:0], props[:0], propEnts[:0]
 	prev := g.status
 	st.GroupID = g.id
-	g.status = st
+	g.setStatusLocked(st)
 	g.windowHeld = g.window.held()
 	if g.closed {
 		err := g.closeErr
@@ -718,8 +762,8 @@ func (g *Group) close(err error) {
 	}
 	g.closed = true
 	g.closeErr = err
-	props := g.proposals
-	g.proposals, g.propEnts = nil, nil
+	g.accepting.Store(false)
+	props, _ := appendTaken(nil, nil, g.proposals.close())
 	waiters := g.applyWaiters
 	g.applyWaiters = nil
 	newTransfers := g.newTransfer

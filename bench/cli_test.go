@@ -29,6 +29,19 @@ func TestParseFlags(t *testing.T) {
 	if _, _, err := parseFlags(KindProduce, []string{"--size", "3"}, os.Stderr); err == nil {
 		t.Fatal("record size below the header accepted")
 	}
+	w, opts, err = parseFlags(KindProduce, []string{"--vs", "jetstream-lazy," + SystemFabric}, os.Stderr)
+	if err != nil || strings.Join(opts.systems, ",") != "raftmq,jetstream-lazy,"+SystemFabric {
+		t.Fatalf("--vs with the fabric: systems %v, %v", opts.systems, err)
+	}
+	if _, err := targetSpec(SystemFabric, w, opts); err != nil {
+		t.Fatalf("fabric spec for produce: %v", err)
+	}
+	if _, err := targetSpec(SystemFabric, DefaultWorkload(KindConsume), opts); err == nil {
+		t.Fatal("fabric accepted for a consume run")
+	}
+	if _, err := targetSpec(SystemFabric, w, cliOptions{raftmqURLs: "nats://127.0.0.1:4222"}); err == nil {
+		t.Fatal("fabric accepted with --server")
+	}
 	w, _, err = parseFlags(KindE2E, []string{"--duration", "2s", "--brokers", "1"}, os.Stderr)
 	if err != nil || w.Count != 0 || w.Duration != 2*time.Second || w.Replicas != 1 {
 		t.Fatalf("duration run: %+v, %v", w, err)

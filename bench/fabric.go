@@ -1,0 +1,480 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/transport"
+)
+
+// SystemFabric is the NATS fabric baseline: NATS alone carrying raftmq's
+// record batches along the path a replicated publish takes, with no Raft
+// and no storage. It is a ceiling for this machine, not a queue.
+const SystemFabric = "nats-fabric"
+
+// fabricSubject is the leader stand-in's produce subject prefix; the
+// partition number follows.
+const fabricSubject = "raftmq-bench.fabric.produce."
+
+// FabricConfig configures the fabric baseline.
+type FabricConfig struct {
+	// Workload supplies the servers (Brokers), replicas, linger, batch size
+	// and batches in flight.
+	Workload Workload
+}
+
+// StartFabric starts Workload.Brokers embedded NATS servers routed into one
+// cluster, as the in-process raftmq cluster does, and a node on each,
+// connected in-process and talking through raftmq's peer transport. Node 1
+// stands in for every partition's leader: it answers a produce request
+// once Replicas/2 of nodes 2..Replicas (its followers) have acknowledged a
+// copy of the request, so, with itself, a majority holds it in memory. The
+// producers batch records with raftmq's batch encoding, linger and window
+// and publish each batch as a request over TCP loopback, as the SDK does.
+// So every record byte crosses the same sockets, servers and clients as in
+// raftmq, and nothing else is done to it: no Raft, no disk, no fsync, no
+// record offsets.
+func StartFabric(ctx context.Context, cfg FabricConfig) (Target, error) {
+	w := cfg.Workload
+	t := &fabricTarget{workload: w}
+	ok := false
+	defer func() {
+		if !ok {
+			t.Close()
+		}
+	}()
+	servers := max(w.Brokers, 1)
+	for i := range servers {
+		scfg := transport.EmbeddedConfig{
+			ServerName:    fmt.Sprintf("raftmq-fabric-%d", i+1),
+			ClientListen:  "127.0.0.1:0",
+			ClusterListen: "127.0.0.1:0",
+		}
+		if i > 0 {
+			scfg.Routes = []string{t.servers[0].ClusterURL()}
+		}
+		if servers == 1 {
+			scfg.ClusterListen = ""
+		}
+		srv, err := transport.StartEmbedded(scfg)
+		if err != nil {
+			return nil, fmt.Errorf("bench: fabric NATS server %d: %w", i+1, err)
+		}
+		t.servers = append(t.servers, srv)
+	}
+	for _, srv := range t.servers {
+		if err := srv.WaitForRoutes(ctx, servers-1); err != nil {
+			return nil, fmt.Errorf("bench: fabric NATS cluster: %w", err)
+		}
+	}
+	replicas := min(max(w.Replicas, 1), servers)
+	for i := range replicas {
+		nc, err := transport.Connect(transport.ConnectConfig{
+			URLs: []string{t.servers[i].ClientURL()}, InProcess: t.servers[i],
+			Name: fmt.Sprintf("fabric-node-%d", i+1),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bench: fabric node %d: %w", i+1, err)
+		}
+		t.conns = append(t.conns, nc)
+		node, err := transport.New(nc, transport.Config{NodeID: uint64(i + 1), ClusterName: "raftmq-fabric"})
+		if err != nil {
+			return nil, fmt.Errorf("bench: fabric node %d: %w", i+1, err)
+		}
+		t.nodes = append(t.nodes, node)
+	}
+	t.leader = newFabricLeader(t.conns[0], t.nodes[0], replicas)
+	for _, node := range t.nodes[1:] {
+		node.SetHandler(func(from uint64, frame []byte) {
+			// A follower acknowledges with the request's sequence
+			// number; pings come back whole.
+			if len(frame) > 8 {
+				frame = frame[:8]
+			}
+			_ = node.Send(from, frame)
+		})
+	}
+	if err := t.leader.start(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return t, nil
+}
+
+type fabricTarget struct {
+	workload Workload
+	servers  []*transport.EmbeddedServer
+	conns    []*nats.Conn
+	nodes    []*transport.Transport
+	leader   *fabricLeader
+}
+
+func (t *fabricTarget) Info() TargetInfo {
+	return TargetInfo{
+		System:     "nats-fabric",
+		Setting:    "no-storage",
+		Durability: "none: NATS alone carrying raftmq's batches to a majority's memory, no Raft, no disk (a ceiling for this machine, not a queue)",
+		Settings:   map[string]string{"storage": "none", "replicas": strconv.Itoa(len(t.nodes))},
+		Versions:   map[string]string{"nats-server": server.VERSION},
+	}
+}
+
+// ConsumerKinds is empty: the fabric stores nothing to consume.
+func (t *fabricTarget) ConsumerKinds() []string { return nil }
+
+func (t *fabricTarget) Prepare(ctx context.Context, w Workload) error {
+	if w.Kind != KindProduce {
+		return fmt.Errorf("bench: %s measures publishing only, not %s", SystemFabric, w.Kind)
+	}
+	t.workload = w
+	return nil
+}
+
+func (t *fabricTarget) NewProducer(ctx context.Context, id int, onAck AckFunc) (Producer, error) {
+	nc, err := transport.Connect(transport.ConnectConfig{URLs: []string{t.servers[0].ClientURL()}, Name: fmt.Sprintf("fabric-producer-%d", id)})
+	if err != nil {
+		return nil, err
+	}
+	return newFabricProducer(nc, t.workload, onAck)
+}
+
+func (t *fabricTarget) NewReader(context.Context, string, int, int) (Reader, error) {
+	return nil, fmt.Errorf("bench: %s has nothing to consume", SystemFabric)
+}
+
+func (t *fabricTarget) Close() error {
+	var errs []error
+	if t.leader != nil {
+		errs = append(errs, t.leader.close())
+	}
+	for _, node := range t.nodes {
+		errs = append(errs, node.Close())
+	}
+	for _, nc := range t.conns {
+		nc.Close()
+	}
+	for _, srv := range t.servers {
+		srv.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// fabricLeader is node 1: it copies each produce request into a frame,
+// sends it to every follower and replies once a majority (with itself) has
+// it.
+type fabricLeader struct {
+	nc        *nats.Conn
+	node      *transport.Transport
+	followers int
+	need      int // follower acknowledgements for a majority
+	sub       *nats.Subscription
+	pongs     chan uint64
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]*fabricRequest
+	frame   []byte
+}
+
+type fabricRequest struct {
+	reply string
+	acks  int
+}
+
+func newFabricLeader(nc *nats.Conn, node *transport.Transport, replicas int) *fabricLeader {
+	return &fabricLeader{
+		nc: nc, node: node, followers: replicas - 1, need: replicas / 2,
+		pending: map[uint64]*fabricRequest{}, pongs: make(chan uint64, 64),
+	}
+}
+
+func (l *fabricLeader) start(ctx context.Context) error {
+	l.node.SetHandler(l.onAck)
+	// Interest in the followers' subjects spreads over the routes
+	// asynchronously: ping every follower until each has answered.
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for seen := map[uint64]bool{}; len(seen) < l.followers; {
+		for to := 2; to <= l.followers+1; to++ {
+			_ = l.node.Send(uint64(to), []byte("ping"))
+		}
+		select {
+		case from := <-l.pongs:
+			seen[from] = true
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("bench: fabric: followers do not answer over the routes: %w", ctx.Err())
+		}
+	}
+	sub, err := l.nc.Subscribe(fabricSubject+"*", l.onRequest)
+	if err != nil {
+		return err
+	}
+	l.sub = sub
+	return l.nc.Flush()
+}
+
+func (l *fabricLeader) onRequest(m *nats.Msg) {
+	if l.followers == 0 {
+		_ = m.Respond(nil)
+		return
+	}
+	l.mu.Lock()
+	l.seq++
+	n := l.seq
+	l.pending[n] = &fabricRequest{reply: m.Reply}
+	l.frame = binary.BigEndian.AppendUint64(l.frame[:0], n)
+	l.frame = append(l.frame, m.Data...)
+	frame := l.frame
+	l.mu.Unlock()
+	// Send copies the frame; only this goroutine (the subscription's)
+	// reuses it.
+	for to := 2; to <= l.followers+1; to++ {
+		_ = l.node.Send(uint64(to), frame)
+	}
+}
+
+func (l *fabricLeader) onAck(from uint64, frame []byte) {
+	if len(frame) != 8 {
+		select {
+		case l.pongs <- from:
+		default:
+		}
+		return
+	}
+	n := binary.BigEndian.Uint64(frame)
+	l.mu.Lock()
+	req := l.pending[n]
+	if req == nil {
+		l.mu.Unlock()
+		return
+	}
+	req.acks++
+	if req.acks < l.need {
+		l.mu.Unlock()
+		return
+	}
+	delete(l.pending, n)
+	l.mu.Unlock()
+	_ = l.nc.Publish(req.reply, nil)
+}
+
+func (l *fabricLeader) close() error {
+	if l.sub != nil {
+		return l.sub.Unsubscribe()
+	}
+	return nil
+}
+
+// fabricProducer batches records per partition as the SDK does: a batch
+// goes out at once when its partition has nothing in flight, when it is
+// full, or after the linger; at most maxInFlight batches per partition are
+// in flight, and Send blocks while a full batch waits for a slot.
+type fabricProducer struct {
+	nc       *nats.Conn
+	sub      *nats.Subscription
+	inbox    string
+	onAck    AckFunc
+	linger   time.Duration
+	maxBytes int
+	maxIn    int
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	parts   map[int]*fabricPartition
+	flying  map[uint64]*fabricBatch
+	nextID  uint64
+	pending int // batches built or in flight, over all partitions
+	err     error
+}
+
+type fabricPartition struct {
+	id       int
+	builder  protocol.BatchBuilder
+	payloads [][]byte
+	inFlight int
+	timer    *time.Timer
+}
+
+type fabricBatch struct {
+	part     *fabricPartition
+	payloads [][]byte
+}
+
+func newFabricProducer(nc *nats.Conn, w Workload, onAck AckFunc) (*fabricProducer, error) {
+	p := &fabricProducer{
+		nc: nc, inbox: nats.NewInbox(), onAck: onAck, linger: w.Linger,
+		maxBytes: w.BatchBytes, maxIn: w.MaxInFlight,
+		parts: map[int]*fabricPartition{}, flying: map[uint64]*fabricBatch{},
+	}
+	p.cond = sync.NewCond(&p.mu)
+	if p.maxBytes <= 0 {
+		p.maxBytes = 1 << 20
+	}
+	// A batch must fit in one NATS message with its request framing, and
+	// the leader's copy in one peer-transport frame.
+	p.maxBytes = min(p.maxBytes, int(nc.MaxPayload())-64<<10)
+	if p.maxIn <= 0 {
+		p.maxIn = 5 // the SDK's default
+	}
+	sub, err := nc.Subscribe(p.inbox+".*", p.onReply)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	p.sub = sub
+	return p, nil
+}
+
+func (p *fabricProducer) Send(partition int, payload []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	part := p.parts[partition]
+	if part == nil {
+		part = &fabricPartition{id: partition}
+		p.parts[partition] = part
+	}
+	// A full batch waits for a slot before this record starts the next.
+	for part.builder.Len() > 0 && part.builder.UncompressedSize()+len(payload)+16 > p.maxBytes {
+		if part.inFlight < p.maxIn {
+			p.sendLocked(part)
+			break
+		}
+		p.cond.Wait()
+		if p.err != nil {
+			return p.err
+		}
+	}
+	if part.builder.Len() == 0 {
+		p.pending++
+	}
+	if err := part.builder.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Value: payload}); err != nil {
+		return err
+	}
+	part.payloads = append(part.payloads, payload)
+	switch {
+	case part.inFlight == 0:
+		p.sendLocked(part)
+	case part.timer == nil && p.linger > 0:
+		part.timer = time.AfterFunc(p.linger, func() { p.lingerDone(part) })
+	case p.linger == 0 && part.inFlight < p.maxIn:
+		p.sendLocked(part)
+	}
+	return nil
+}
+
+func (p *fabricProducer) lingerDone(part *fabricPartition) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	part.timer = nil
+	if part.builder.Len() > 0 && part.inFlight < p.maxIn {
+		p.sendLocked(part)
+	}
+}
+
+// sendLocked publishes part's batch; the caller checked the window.
+func (p *fabricProducer) sendLocked(part *fabricPartition) {
+	if part.timer != nil {
+		part.timer.Stop()
+		part.timer = nil
+	}
+	batch, err := part.builder.Build(protocol.CodecNone)
+	if err != nil {
+		p.failLocked(err)
+		return
+	}
+	p.nextID++
+	id := p.nextID
+	p.flying[id] = &fabricBatch{part: part, payloads: part.payloads}
+	part.payloads = nil
+	part.inFlight++
+	err = p.nc.PublishRequest(fabricSubject+strconv.Itoa(part.id), p.inbox+"."+strconv.FormatUint(id, 10), batch)
+	part.builder.Reset()
+	if err != nil {
+		p.failLocked(err)
+	}
+}
+
+func (p *fabricProducer) failLocked(err error) {
+	if p.err == nil {
+		p.err = err
+	}
+	p.cond.Broadcast()
+}
+
+func (p *fabricProducer) onReply(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	b := p.flying[id]
+	if b == nil {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.flying, id)
+	b.part.inFlight--
+	p.pending--
+	// The next batch goes out as soon as a slot is free if it is full or
+	// its linger passed (no timer running).
+	if part := b.part; part.builder.Len() > 0 && (part.timer == nil || part.builder.UncompressedSize() >= p.maxBytes/2) {
+		p.sendLocked(part)
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	for _, payload := range b.payloads {
+		p.onAck(payload, nil)
+	}
+}
+
+func (p *fabricProducer) Flush(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.pending > 0 && p.err == nil && ctx.Err() == nil {
+		for _, part := range p.parts {
+			if part.builder.Len() > 0 && part.inFlight < p.maxIn {
+				p.sendLocked(part)
+			}
+		}
+		if p.pending > 0 {
+			p.cond.Wait()
+		}
+	}
+	if p.err != nil {
+		return p.err
+	}
+	return ctx.Err()
+}
+
+func (p *fabricProducer) Close() error {
+	p.mu.Lock()
+	for _, part := range p.parts {
+		if part.timer != nil {
+			part.timer.Stop()
+		}
+	}
+	p.mu.Unlock()
+	err := p.sub.Unsubscribe()
+	p.nc.Close()
+	return err
+}

@@ -6,11 +6,12 @@
 // From the command line (see cmd/raftmq):
 //
 //	raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs jetstream --json
+//	raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs nats-fabric
 //	raftmq bench consume --brokers 3 --replicas 3 --count 1000000 --size 100
 //	raftmq bench e2e --rate 50000 --duration 30s
 //
 // From Go, build a Workload (DefaultWorkload, then change fields), start
-// Targets (StartJetStream, StartRaftmq) and call Run, or call RunCommand
+// Targets (StartJetStream, StartRaftmq, StartFabric) and call Run, or call RunCommand
 // with command-line arguments.
 //
 // # Workloads
@@ -47,6 +48,16 @@
 // fsync) and JetStream with sync_interval: always. In-process clusters keep
 // their data in a temporary directory on the real disk, never tmpfs if the
 // caller can help it (see Config.DataDir).
+//
+// One more target is a baseline, not a queue: nats-fabric (StartFabric,
+// --vs nats-fabric, produce only) carries the same records with raftmq's
+// batch encoding, linger and window over the same path (a TCP client to
+// the leader's server, the leader's copy to each follower over the peer
+// transport through the server routes, an answer at a majority) on the same
+// three routed embedded servers, and does nothing else: no Raft, no disk.
+// Measured in the same run, it is the ceiling the messaging leaves on the
+// machine, and raftmq's figure over it is the share its replication and
+// storage leave of that ceiling.
 //
 // The in-process raftmq cluster waits, after creating a run's topic, until
 // every partition is led by its preferred leader (first replica): the

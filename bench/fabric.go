@@ -22,6 +22,9 @@ import (
 // and no storage. It is a ceiling for this machine, not a queue.
 const SystemFabric = "nats-fabric"
 
+// fabricSetting is the fabric's setting label: it stores nothing.
+const fabricSetting = "no-storage"
+
 // fabricSubject is the leader stand-in's produce subject prefix; the
 // partition number follows.
 const fabricSubject = "raftmq-bench.fabric.produce."
@@ -121,8 +124,8 @@ type fabricTarget struct {
 
 func (t *fabricTarget) Info() TargetInfo {
 	return TargetInfo{
-		System:     "nats-fabric",
-		Setting:    "no-storage",
+		System:     SystemFabric,
+		Setting:    fabricSetting,
 		Durability: "none: NATS alone carrying raftmq's batches to a majority's memory, no Raft, no disk (a ceiling for this machine, not a queue)",
 		Settings:   map[string]string{"storage": "none", "replicas": strconv.Itoa(len(t.nodes))},
 		Versions:   map[string]string{"nats-server": server.VERSION},

@@ -64,3 +64,21 @@ func TestFabricSingleServer(t *testing.T) {
 	}
 	requireExactlyOnce(t, result, false)
 }
+
+// TestSummaryShareOfFabric: the JSON summary carries the fabric's row and
+// raftmq's share of it.
+func TestSummaryShareOfFabric(t *testing.T) {
+	r := &Report{Workload: tinyWorkload(KindProduce, 3, 3)}
+	r.Results = []Result{
+		{System: "raftmq", Setting: "acks=quorum,fsync=always", RecordSize: 100, RecordsPerSec: 600},
+		{System: SystemFabric, Setting: fabricSetting, RecordSize: 100, RecordsPerSec: 800},
+	}
+	s := r.Summary()
+	if s.System != "raftmq" || s.NATSFabric == nil || s.NATSFabric.RecordsPerSec != 800 || s.ShareOfFabric != 0.75 {
+		t.Fatalf("summary %+v (fabric %+v), want raftmq on top and a share of 0.75", s, s.NATSFabric)
+	}
+	r.Results = r.Results[1:]
+	if s := r.Summary(); s.System != SystemFabric || s.ShareOfFabric != 0 {
+		t.Fatalf("fabric alone: %+v, want it on top with no share", s)
+	}
+}

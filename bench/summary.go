@@ -38,8 +38,13 @@ type Summary struct {
 	SummaryRow
 	JetStreamLazy       *SummaryRow `json:"jetstream_lazy,omitempty"`
 	JetStreamSyncAlways *SummaryRow `json:"jetstream_sync_always,omitempty"`
-	OK                  bool        `json:"ok"`
-	Errors              []string    `json:"errors,omitempty"`
+	// NATSFabric is the nats-fabric baseline's row (NATS alone carrying
+	// the same batches), when it ran; ShareOfFabric is the top-level
+	// row's records/s over it.
+	NATSFabric    *SummaryRow `json:"nats_fabric,omitempty"`
+	ShareOfFabric float64     `json:"share_of_fabric,omitempty"`
+	OK            bool        `json:"ok"`
+	Errors        []string    `json:"errors,omitempty"`
 }
 
 // Summary condenses the report: for each system and setting the row of the
@@ -72,14 +77,22 @@ func (r *Report) Summary() Summary {
 	}
 	s.JetStreamLazy = rows["jetstream "+JetStreamLazy]
 	s.JetStreamSyncAlways = rows["jetstream "+JetStreamSyncAlways]
+	s.NATSFabric = rows[SystemFabric+" "+fabricSetting]
+	top := ""
 	for _, key := range order {
-		if row := rows[key]; row.System == "raftmq" {
-			s.SummaryRow = *row
-			return s
+		if rows[key].System == "raftmq" {
+			top = key
+			break
 		}
 	}
-	if len(order) > 0 {
-		s.SummaryRow = *rows[order[0]]
+	if top == "" && len(order) > 0 {
+		top = order[0]
+	}
+	if top != "" {
+		s.SummaryRow = *rows[top]
+		if f := s.NATSFabric; f != nil && f.RecordsPerSec > 0 && s.System != SystemFabric {
+			s.ShareOfFabric = s.RecordsPerSec / f.RecordsPerSec
+		}
 	}
 	return s
 }

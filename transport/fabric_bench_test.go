@@ -48,26 +48,9 @@ func BenchmarkFabric(b *testing.B) {
 
 func benchmarkFabric(b *testing.B, size int) {
 	const inFlight = 8
-	var servers []*EmbeddedServer
-	for i := range 3 {
-		cfg := EmbeddedConfig{ClientListen: "127.0.0.1:-1", ClusterListen: "127.0.0.1:-1"}
-		if i > 0 {
-			cfg.Routes = []string{servers[0].ClusterURL()}
-		}
-		srv, err := StartEmbedded(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer srv.Shutdown()
-		servers = append(servers, srv)
-	}
+	servers := startRoutedServers(b, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, srv := range servers {
-		if err := srv.WaitForRoutes(ctx, 2); err != nil {
-			b.Fatal(err)
-		}
-	}
 	nodes := make([]*Transport, 3)
 	conns := make([]*nats.Conn, 3)
 	for i, srv := range servers {
@@ -219,4 +202,31 @@ func benchmarkFabric(b *testing.B, size int) {
 	waitAcked(sent)
 	b.StopTimer()
 	b.ReportMetric(float64(processCPU()-cpu)/float64(int64(b.N)*int64(size)), "cpu-ns/B")
+}
+
+// startRoutedServers starts n embedded servers on loopback, routed into
+// one cluster, and waits for the routes; they shut down with b.
+func startRoutedServers(b *testing.B, n int) []*EmbeddedServer {
+	b.Helper()
+	var servers []*EmbeddedServer
+	for i := range n {
+		cfg := EmbeddedConfig{ClientListen: "127.0.0.1:-1", ClusterListen: "127.0.0.1:-1"}
+		if i > 0 {
+			cfg.Routes = []string{servers[0].ClusterURL()}
+		}
+		srv, err := StartEmbedded(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(srv.Shutdown)
+		servers = append(servers, srv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.WaitForRoutes(ctx, n-1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return servers
 }

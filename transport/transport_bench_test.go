@@ -114,26 +114,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 func benchmarkRoundTrip(b *testing.B, inProcess bool) {
-	var servers []*EmbeddedServer
-	for i := range 2 {
-		cfg := EmbeddedConfig{ClientListen: "127.0.0.1:-1", ClusterListen: "127.0.0.1:-1"}
-		if i > 0 {
-			cfg.Routes = []string{servers[0].ClusterURL()}
-		}
-		srv, err := StartEmbedded(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer srv.Shutdown()
-		servers = append(servers, srv)
-	}
+	servers := startRoutedServers(b, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, srv := range servers {
-		if err := srv.WaitForRoutes(ctx, 1); err != nil {
-			b.Fatal(err)
-		}
-	}
 	nodes := make([]*Transport, 2)
 	for i, srv := range servers {
 		cfg := ConnectConfig{URLs: []string{srv.ClientURL()}}

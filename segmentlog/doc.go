@@ -186,59 +186,103 @@
 //	go test -c -o /tmp/seg.test ./segmentlog
 //	/tmp/seg.test -test.run '^$' -test.bench VsBaseline -test.benchtime 300x -test.benchmem
 //
-// Where the log's CPU goes, and what was done about it (session 5,
-// profiles of the interleaved benchmark on the 2-core VM): the bytes of
-// an entry pass through memory once in the log, copied from the caller
-// into a chunk, where the baseline's kernel copy reads them from the
-// caller; the kernel's copy into the page cache then reads the log's
-// chunk while it is still in the processor's cache, which made the log's
-// pwrite about 2 ms per 64 MiB cheaper than the baseline's write. So the
-// copy should be the only extra pass: from 768 bytes the payload is
-// copied and checksummed in one pass (crc.go: fold512 stores what it
-// loads and folds 256 bytes per step with AVX-512 VPCLMULQDQ; elsewhere
-// the standard library's SSE4.2 CRC32C, about 25 GB/s, follows the
-// copy). An Append call larger than the tail cache writes everything
+// Where the CPU goes at 1 KiB (2026-11-23, session 7). The log's CPU per
+// 1,000-entry batch exceeded the baseline's by about 330 us, where
+// BenchmarkAppendCPU put the log's own work at about 110 us. Measured per
+// thread and per call (BenchmarkAppendSyncSplit; 500 batches, load 0.7),
+// the file system costs both sides the same: pwrite 153 against the
+// baseline's write 144 us, fdatasync 138 against 135 us (the log writes its
+// batch in two pieces, where the full chunk and the Sync split it; both
+// files are appended to, not preallocated, since Syncs of 1 MB are far
+// above the 16 KiB rule). The benchmark's CPU figures are
+// getrusage(RUSAGE_SELF), every thread of the process: the Go runtime's own
+// threads (sysmon waking every 20 us while a syscall blocks, idle threads
+// spinning for work) add 40-70 us per batch to either side, in proportion
+// to its wall time, so 20-30 us more to the log's. The rest, about 200 us
+// at the time, was Append: copy and CRC (fold512) about 40 us, bookkeeping
+// per entry, and, a fifth of it in perf and in BenchmarkAppendCPU's
+// profile, the active segment's index point list growing: append grows a
+// slice that large by about 1.25 times a step, each step a new allocation
+// copied into, and first touches of memory are what cost on this VM (14-23
+// us per 4 KiB page, against 0.05 us for touching a page again; a 1 KiB
+// batch adds 8 KiB of points). The list now grows eightfold a step, bounded
+// by a full segment's list (growPoints): it touches about 1.15 times its
+// final size instead of some five times, and copies a seventh of it.
+// Framing CPU per batch (log-frame-us, three alternated runs, load
+// 0.8-2.5): 150/166/221 us before, 108/133/155 with doubling; doubling
+// against eightfold 172/177/160 -> 151/167/155. The interleaved benchmark,
+// three runs of each build alternated, 300 batches, started at load
+// 1.3-1.45 (the two other sessions' work made it 1.4-2.6 during runs),
+// ratio-% (median-ratio-%) and log / baseline CPU per batch:
+//
+//	        before                               after
+//	100 B   80.7 (77.7) 92.3 (88.4) 89.9 (84.5)  81.2 (75.4) 96.9 (90.3) 90.7 (86.9)
+//	        360/248 244/192 237/190 us           434/311 246/197 293/244 us
+//	1 KiB   80.2 (85.2) 82.8 (86.6) 76.3 (79.6)  87.4 (86.5) 84.0 (84.9) 83.9 (82.5)
+//	        796/453 600/326 591/323 us           861/551 614/375 690/447 us
+//	64 KiB  84.1 (89.2) 87.0 (90.6) 89.8 (90.6)  89.3 (91.4) 88.7 (89.3) 90.2 (90.3)
+//	        28.2/18.7 20.5/14.4 21.8/17.1 ms     21.9/17.2 20.8/15.8 20.7/16.8 ms
+//
+// At 1 KiB the log's extra CPU per batch went from 274-342 to 239-309 us.
+// What is left there, in perf of the interleaved run: copy and CRC
+// (fold512) about a quarter of Append; the first touches of the new memory
+// a segment's points still need (2 pages per 1 MB batch while the active
+// list is memory the process has not used, none when a deleted segment's
+// list is reused, as a log with retention does; perf, whose sampling slows
+// page faults, still put them at a quarter of Append's samples, where a
+// four times sparser index changed log-frame-us by nothing measurable); the
+// cache ring slot each entry fills (48 bytes, last touched a TailCacheBytes
+// ago, so a cache miss, about an eighth of Append in perf); reading the
+// caller's batch header (the first touch of each entry's bytes); the frame
+// header's CRC. BenchmarkAppendSyncSplit at load 1.45 (100 batches): 1 KiB
+// log-frame-us 183, writes 174 against 183, fdatasync 144 against 150,
+// other threads 40 against 41. The log's pwrite reads its chunk from the
+// processor's cache and costs no more than the baseline's write of its
+// prebuilt batch. The fdatasync, about 1 ms on a quiet disk and 2-2.5 ms
+// when another session writes, is the same for both and decides most of the
+// spread between runs.
+//
+// Session 5: the bytes of an entry pass through memory once in the log,
+// copied from the caller into a chunk, where the baseline's kernel copy
+// reads them from the caller; the kernel's copy into the page cache then
+// reads the log's chunk while it is still in the processor's cache, which
+// made the log's pwrite about 2 ms per 64 MiB cheaper than the baseline's
+// write. So the copy should be the only extra pass: from 768 bytes the
+// payload is copied and checksummed in one pass (crc.go: fold512 stores
+// what it loads and folds 256 bytes per step with AVX-512 VPCLMULQDQ;
+// elsewhere the standard library's SSE4.2 CRC32C, about 25 GB/s, follows
+// the copy). An Append call larger than the tail cache writes everything
 // before its last TailCacheBytes through one reused chunk (writer.go,
 // write-through) instead of through chunks last touched a TailCacheBytes
-// ago. And fresh memory is expensive here (a first touch costs a page
-// fault, about 13 us a page on the VM): a roll writes the index file in
-// 64 KiB pieces from a pooled buffer, not as a new 2 MiB buffer, and a
-// new segment reuses a deleted segment's point list. BenchmarkAppendCPU,
-// cpu-ns/entry (it deletes nothing, so its point lists are new memory),
-// three interleaved runs each of the code before and after, load 2-3,
-// 2026-11-23: 100 B 49-52 -> 48-50, 1 KiB 134-149 -> 103-116, 64 KiB
-// 6,050-6,990 -> 3,220-3,610. The interleaved benchmark, three runs of
-// 300 batches each, before and after interleaved, load 3.6-5.2 (ratio-%,
-// median-ratio-% in parentheses): 100 B 74/101/93 (74/98/92) ->
-// 104/100/106 (84/87/88); 1 KiB 79/81/78 (80/84/91) -> 88/86/79
-// (93/90/82); 64 KiB 81/81/81 (84/83/81) -> 89/85/88 (90/87/89), and at
-// load 1-2.6 64 KiB 89.5/88.7/88.6/88.9 (91.6/89.7/89.8/89.2); log CPU
-// per 64 KiB batch 26.6-32.3 -> 18.6-24.2 ms, the baseline's 13.3-19.4.
-// What is left at 64 KiB is the copy itself (about 4.9 ms per 64 MiB, at
-// memory bandwidth, less the 2 ms the kernel's copy saves reading it
-// cached); at 1 KiB about 30 ns of copy and CRC and 70 ns of bookkeeping
-// per entry (cache slot, index points, stamp, header, the CRC of the
-// header and batch header). Writing through in 256 KiB pieces (more
-// writes, a chunk that stays in the L2 cache) measured worse, ratio-% at
-// 64 KiB 81 against 89 in the same runs, and through a 4 MiB chunk (fewer
-// writes) worse too, 84-86 against 89, with more CPU per batch (22 against
-// 19 ms): the chunk stays WriteBufferBytes.
+// ago. A roll writes the index file in 64 KiB pieces from a pooled buffer,
+// not as a new 2 MiB buffer, and a new segment reuses a deleted segment's
+// point list. BenchmarkAppendCPU, cpu-ns/entry (it deletes nothing, so its
+// point lists are new memory), before and after, load 2-3: 100 B 49-52 ->
+// 48-50, 1 KiB 134-149 -> 103-116, 64 KiB 6,050-6,990 -> 3,220-3,610; log
+// CPU per 64 KiB batch in the interleaved benchmark 26.6-32.3 -> 18.6-24.2
+// ms (the baseline's 13.3-19.4). What is left at 64 KiB is the copy itself
+// (about 4.9 ms per 64 MiB, at memory bandwidth, less the 2 ms the kernel's
+// copy saves reading it cached).
 //
-// Before that: the log's CPU (BenchmarkAppendCPU, best of 5, loaded
-// machine): about 41 ns for 100 B entries, 200-240 ns for 1 KiB, 5.2 us
-// for 64 KiB: copy, stamp and CRC32C at memory speed
-// plus bookkeeping. A background flusher (a goroutine writing each full chunk
-// while Append framed the next, so the framing overlapped the kernel's
-// copy; commit eefb4bd, with tests for its error paths and for every
-// call with a write in flight) was built and measured, and left out: each
-// hand-off costs a goroutine wake-up, tens of microseconds of CPU (in
-// BenchmarkAppendCPU 1 KiB 192 -> 277 ns/entry, 64 KiB 5.7 -> 9.7 us),
-// and in the interleaved benchmark on the shared 2-core machine the
-// log's CPU per batch rose about 15% at 64 KiB while ratio-% moved within
-// the noise (over eight rounds of A/B runs: on average -1 point at 1 KiB,
-// +2 points at 64 KiB, single rounds -11 to +12); handing off quarter
-// chunks measured worse. It can only pay where a core
-// is idle for it; worth measuring again on a quiet machine.
+// Tried and left out. Writing through in 256 KiB pieces (a chunk that stays
+// in the L2 cache) measured worse, ratio-% at 64 KiB 81 against 89 in the
+// same runs, and through a 4 MiB chunk (fewer writes) worse too, 84-86
+// against 89, with more CPU per batch (22 against 19 ms). A background
+// flusher (a goroutine writing each full chunk while Append framed the
+// next; commit eefb4bd, with tests for its error paths): each hand-off
+// costs a goroutine wake-up, tens of microseconds of CPU
+// (BenchmarkAppendCPU 1 KiB 192 -> 277 ns/entry, 64 KiB 5.7 -> 9.7 us), and
+// over eight rounds of A/B runs ratio-% moved within the noise (on average
+// -1 point at 1 KiB, +2 at 64 KiB); it can only pay where a core is idle
+// for it. Session 7, at 1 KiB, log-frame-us in alternated runs: mapping the
+// point list's pages ahead in one call (madvise MADV_POPULATE_WRITE,
+// 0.8-1.9 us a page) changed nothing measurable, since on this VM the first
+// touch of a populated page still costs about 8 us (measured on fresh
+// anonymous memory); clearing the ring slots an Append will fill before
+// framing (to take their cache misses in one pass) changed nothing either;
+// nor did a sparser index (IndexIntervalBytes 16 KiB: 109/115/133 us
+// against 123/115/126 at 4 KiB). Transparent huge pages for the list did not take on Go
+// heap memory.
 //
 // Preallocation was first measured for throughput (large batched writes)
 // and did not help there: for 1,000-entry batches, writing into

@@ -20,8 +20,10 @@ var ErrClosed = errors.New("raft: closed")
 // heap, and separate pools sync logs and apply committed entries.
 //
 // Work moves between the pools a group at a time, never an entry at a
-// time: Propose and Step only queue under the group's lock and schedule
-// the group once; a run worker takes everything queued (all proposals
+// time: Propose pushes onto the group's lock-free inbox (inbox.go) and
+// Step queues under the group's lock, and the group is scheduled once per
+// batch (by the proposer that found the inbox empty, by a Step that found
+// the group unscheduled); a run worker takes everything queued (all proposals
 // become one append and one AppendEntries per follower), and hands the
 // group to a sync worker (which syncs whatever was appended by then, again
 // and again while more arrives, yielding to other groups between rounds)

@@ -80,7 +80,7 @@
 // # Index format
 //
 // A sealed segment has a sparse index file: a 96-byte header, then one
-// 32-byte point per IndexIntervalBytes (default 4 KiB) of segment, then a
+// 32-byte point per IndexIntervalBytes (default 16 KiB) of segment, then a
 // CRC32C of the points.
 //
 //	header: magic "raftmqIX" (8) | version (2) | reserved (2) | point count (4)
@@ -223,24 +223,38 @@
 //	64 KiB  84.1 (89.2) 87.0 (90.6) 89.8 (90.6)  89.3 (91.4) 88.7 (89.3) 90.2 (90.3)
 //	        28.2/18.7 20.5/14.4 21.8/17.1 ms     21.9/17.2 20.8/15.8 20.7/16.8 ms
 //
-// At 1 KiB the log's extra CPU per batch went from 274-342 to 239-309 us.
-// What is left there, in perf of the interleaved run: copy and CRC
-// (fold512) about a quarter of Append; the first touches of the new memory
-// a segment's points still need (2 pages per 1 MB batch while the active
-// list is memory the process has not used, none when a deleted segment's
-// list is reused, as a log with retention does; perf, whose sampling slows
-// page faults, still put them at a quarter of Append's samples, where a
-// four times sparser index changed log-frame-us by nothing measurable); the
-// cache ring slot each entry fills (48 bytes, last touched a TailCacheBytes
-// ago, so a cache miss, about an eighth of Append in perf); reading the
-// caller's batch header (the first touch of each entry's bytes); the frame
-// header's CRC. BenchmarkAppendSyncSplit at load 1.45 (100 batches): 1 KiB
-// log-frame-us 183, writes 174 against 183, fdatasync 144 against 150,
-// other threads 40 against 41. The log's pwrite reads its chunk from the
-// processor's cache and costs no more than the baseline's write of its
-// prebuilt batch. The fdatasync, about 1 ms on a quiet disk and 2-2.5 ms
-// when another session writes, is the same for both and decides most of the
-// spread between runs.
+// Which memory the Go heap has free and already touched when the list grows
+// decides how much of that cost shows: with the garbage collector off
+// during the benchmark's warm-up only, log-frame-us in the 300-batch window
+// was 143 against 176-215 us (three pairs), the difference all in
+// publishing points (perf: page faults) and in the first reads of the
+// caller's batches. So the default IndexIntervalBytes is now 16 KiB, not 4
+// KiB: a quarter of the points, 32 bytes per 16 KiB of segment (512 KiB for
+// a full segment; at 1 KiB entries half a page of new points per
+// 1,000-entry batch instead of two), and a read from a segment file starts
+// at most 16 KiB before what it needs (BenchmarkReadBatches/disk and
+// BenchmarkRead/disk moved within their noise, 51-76 against 56-63 us and
+// 360-398 against 358-380 us). Interleaved benchmark, three alternated runs
+// each, load 1.1-1.3, 4 KiB -> 16 KiB: at 1 KiB ratio-% 80.9, 92.1, 90.2 ->
+// 89.2, 85.7, 92.8, the log's extra CPU per batch 192, 202, 147 -> 134,
+// 142, 131 us; 100 B 89.1, 89.8, 89.1 -> 96.4, 90.2, 84.9; 64 KiB (one
+// point per entry either way) 90.3, 89.5, 92.0 -> 89.1, 90.7, 92.2.
+//
+// At 1 KiB the log's extra CPU per batch went from 274-342 to 239-309 us
+// with the list's growth, and to 131-142 us with the sparser index. What is
+// left there, in perf of the interleaved run: copy and CRC (fold512) about
+// a quarter of Append; the first touches of the new memory a segment's
+// points still need (none when a deleted segment's list is reused, as a log
+// with retention does); the cache ring slot each entry fills (48 bytes,
+// last touched a TailCacheBytes ago, so a cache miss, about an eighth of
+// Append in perf); reading the caller's batch header (the first touch of
+// each entry's bytes); the frame header's CRC. BenchmarkAppendSyncSplit at
+// load 1.45 (100 batches, 4 KiB interval): 1 KiB log-frame-us 183, writes
+// 174 against 183, fdatasync 144 against 150, other threads 40 against 41.
+// The log's pwrite reads its chunk from the processor's cache and costs no
+// more than the baseline's write of its prebuilt batch. The fdatasync,
+// about 1 ms on a quiet disk and 2-2.5 ms when another session writes, is
+// the same for both and decides most of the spread between runs.
 //
 // Session 5: the bytes of an entry pass through memory once in the log,
 // copied from the caller into a chunk, where the baseline's kernel copy
@@ -279,10 +293,8 @@
 // 0.8-1.9 us a page) changed nothing measurable, since on this VM the first
 // touch of a populated page still costs about 8 us (measured on fresh
 // anonymous memory); clearing the ring slots an Append will fill before
-// framing (to take their cache misses in one pass) changed nothing either;
-// nor did a sparser index (IndexIntervalBytes 16 KiB: 109/115/133 us
-// against 123/115/126 at 4 KiB). Transparent huge pages for the list did not take on Go
-// heap memory.
+// framing (to take their cache misses in one pass) changed nothing either.
+// Transparent huge pages for the list did not take on Go heap memory.
 //
 // Preallocation was first measured for throughput (large batched writes)
 // and did not help there: for 1,000-entry batches, writing into

@@ -208,8 +208,9 @@ type indexSummary struct {
 }
 
 // indexPieceBytes is the size of the pieces writeIndexFileTo encodes index
-// points into: a sealed segment of small entries has tens of thousands of
-// points (2 MiB of index for 256 MiB of 1 KiB entries), and encoding them
+// points into: a sealed segment of small entries has thousands of points
+// (512 KiB of index for 256 MiB at the default interval, 2 MiB at 4 KiB),
+// and encoding them
 // whole into a new buffer at every roll cost more in page faults on the
 // fresh memory (about 5 ms a roll on the benchmark VM) than the encoding.
 const indexPieceBytes = 64 << 10

@@ -23,6 +23,8 @@ import (
 //	base-write-us, base-fdatasync-us   the baseline's
 //	log-other-us, base-other-us   CPU of the process's other threads (the
 //	                   Go runtime's) while each side ran
+//	log-fdatasync-wall-us, base-fdatasync-wall-us   wall time in fdatasync
+//	log-wall-nosync-us, base-wall-nosync-us   wall time in the rest
 //	ratio-%            as in BenchmarkAppendSyncVsBaseline
 //
 // all per batch of 1,000 entries. Run with -test.run '^$' -test.bench
@@ -49,7 +51,7 @@ func BenchmarkAppendSyncSplit(b *testing.B) {
 			warmUp(b, l, entries, f)
 			*calls = callCPU{}
 			var logAppend, logProcess, logThread, logWall time.Duration
-			var baseWrite, baseSync, baseProcess, baseWall time.Duration
+			var baseWrite, baseSync, baseSyncWall, baseProcess, baseWall time.Duration
 			logBatch := func() {
 				process, thread, start := processCPU(), threadCPU(), time.Now()
 				written := calls.write
@@ -70,11 +72,12 @@ func BenchmarkAppendSyncSplit(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				written := threadCPU()
+				written, syncStart := threadCPU(), time.Now()
 				baseWrite += written - thread
 				if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 					b.Fatal(err)
 				}
+				baseSyncWall += time.Since(syncStart)
 				synced := threadCPU()
 				baseSync += synced - written
 				baseWall += time.Since(start)
@@ -99,6 +102,10 @@ func BenchmarkAppendSyncSplit(b *testing.B) {
 			b.ReportMetric(perBatch(baseWrite), "base-write-us")
 			b.ReportMetric(perBatch(baseSync), "base-fdatasync-us")
 			b.ReportMetric(perBatch(baseProcess), "base-other-us")
+			b.ReportMetric(perBatch(logWall-calls.syncWall), "log-wall-nosync-us")
+			b.ReportMetric(perBatch(baseWall-baseSyncWall), "base-wall-nosync-us")
+			b.ReportMetric(perBatch(calls.syncWall), "log-fdatasync-wall-us")
+			b.ReportMetric(perBatch(baseSyncWall), "base-fdatasync-wall-us")
 			b.ReportMetric(100*float64(baseWall)/float64(logWall), "ratio-%")
 			b.ReportMetric(0, "ns/op")
 		})
@@ -117,7 +124,7 @@ func threadCPU() time.Duration {
 }
 
 // callCPU sums the thread CPU time of a log's segment writes and syncs.
-type callCPU struct{ write, sync time.Duration }
+type callCPU struct{ write, sync, syncWall time.Duration }
 
 // callCPUFS is vfs.Default with the segment files' WriteAt and SyncData
 // timed into calls (other files, and Fd, pass through, so preallocation
@@ -140,8 +147,9 @@ func (f callCPUFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f callCPUFile) SyncData() error {
-	start := threadCPU()
+	start, wall := threadCPU(), time.Now()
 	err := f.File.SyncData()
+	f.calls.syncWall += time.Since(wall)
 	f.calls.sync += threadCPU() - start
 	return err
 }

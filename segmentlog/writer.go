@@ -198,17 +198,17 @@ func (l *Log) advanceLocked(active *segment) uint64 {
 
 // growPoints returns points with room for n more. The active segment's
 // point list grows as entries are appended, up to SegmentMaxBytes /
-// IndexIntervalBytes points (2 MiB of points for a 256 MiB segment), and
-// append's own growth for a slice that large is about 1.25x a step: each
-// step is a new allocation that is copied into, and memory the process
-// has not touched before is expensive to touch (a page fault per 4 KiB,
-// 14-23 us on the benchmark VM, where 8 KiB of new points take well under
-// a microsecond to write). From empty to 2 MiB that was some 10 MiB of
-// new memory and 8 MiB of copies per segment. Growing eightfold a step,
+// IndexIntervalBytes points (512 KiB for a 256 MiB segment at the default
+// interval, 2 MiB at 4 KiB). append's own growth for a slice that large is
+// about 1.25x a step, each step a new allocation copied into, and memory
+// the process has not touched before is what costs (a page fault per 4
+// KiB, 14-23 us on the benchmark VM, where writing the page takes well
+// under a microsecond): from empty to 2 MiB that was some 10 MiB of new
+// memory and 8 MiB of copies per segment. Growing eightfold a step,
 // bounded by the most points a segment can need, touches at most about
 // 1.15 times the final list and copies a seventh of it; a list holds at
-// most eight times the points in use (and never more than a full
-// segment's, 1/128 of its data at the defaults).
+// most eight times the points in use, and never more than a full
+// segment's (1/512 of its data at the defaults).
 func (l *Log) growPoints(points []indexPoint, n int) []indexPoint {
 	if len(points)+n <= cap(points) {
 		return points
@@ -550,9 +550,9 @@ func (l *Log) takePointsLocked(n int) []indexPoint {
 
 // recyclePointsLocked keeps the point list of segment s, which DeleteBefore
 // has just removed from the log, for a later segment. A point list is
-// appended to for the life of its segment (2 MiB of points for 256 MiB of
-// 1 KiB entries); in new memory every page of it costs a page fault on
-// first touch (about 13 us each on the benchmark VM, some 5 ms a segment),
+// appended to for the life of its segment (512 KiB of points for 256 MiB
+// at the default interval); in new memory every page of it costs a page
+// fault on first touch (14-23 us each on the benchmark VM),
 // a reused list has them all mapped already. Readers use a segment's
 // points only under mu and through the segment list, which no longer
 // holds s. mu must be held for writing.

@@ -211,17 +211,12 @@
 // Framing CPU per batch (log-frame-us, three alternated runs, load
 // 0.8-2.5): 150/166/221 us before, 108/133/155 with doubling; doubling
 // against eightfold 172/177/160 -> 151/167/155. The interleaved benchmark,
-// three runs of each build alternated, 300 batches, started at load
-// 1.3-1.45 (the two other sessions' work made it 1.4-2.6 during runs),
-// ratio-% (median-ratio-%) and log / baseline CPU per batch:
-//
-//	        before                               after
-//	100 B   80.7 (77.7) 92.3 (88.4) 89.9 (84.5)  81.2 (75.4) 96.9 (90.3) 90.7 (86.9)
-//	        360/248 244/192 237/190 us           434/311 246/197 293/244 us
-//	1 KiB   80.2 (85.2) 82.8 (86.6) 76.3 (79.6)  87.4 (86.5) 84.0 (84.9) 83.9 (82.5)
-//	        796/453 600/326 591/323 us           861/551 614/375 690/447 us
-//	64 KiB  84.1 (89.2) 87.0 (90.6) 89.8 (90.6)  89.3 (91.4) 88.7 (89.3) 90.2 (90.3)
-//	        28.2/18.7 20.5/14.4 21.8/17.1 ms     21.9/17.2 20.8/15.8 20.7/16.8 ms
+// six runs of each build alternated (the code before the point list change
+// against eightfold growth, 4 KiB interval), load 1.2-1.5 at the start of
+// each (other sessions' work made it up to 2.6 during runs): 1 KiB ratio-%
+// 80.2, 82.8, 76.3, 82.0, 78.8, 83.9 -> 87.4, 84.0, 83.9, 82.2, 80.5, 88.7,
+// the log's extra CPU per batch 342, 274, 268, 280, 373, 321 -> 310, 239,
+// 243, 326, 263, 157 us; 100 B and 64 KiB within the noise.
 //
 // Which memory the Go heap has free and already touched when the list grows
 // decides how much of that cost shows: with the garbage collector off
@@ -240,8 +235,23 @@
 // 142, 131 us; 100 B 89.1, 89.8, 89.1 -> 96.4, 90.2, 84.9; 64 KiB (one
 // point per entry either way) 90.3, 89.5, 92.0 -> 89.1, 90.7, 92.2.
 //
-// At 1 KiB the log's extra CPU per batch went from 274-342 to 239-309 us
-// with the list's growth, and to 131-142 us with the sparser index. What is
+// The session's result, three runs of each build alternated at load 1.3-1.5
+// (2026-11-23 17:38-17:45 UTC), the code of c10220d against both changes,
+// ratio-% (median-ratio-%) and log / baseline CPU per batch:
+//
+//	        before                               after
+//	100 B   81.7 (74.1) 90.0 (84.4) 91.0 (86.0)  101.4 (94.2) 94.0 (88.5) 83.4 (78.1)
+//	        258/199 251/199 248/190 us           261/192 301/236 286/218 us
+//	1 KiB   84.4 (89.5) 81.4 (84.7) 83.4 (88.7)  91.1 (88.2) 90.6 (82.2) 92.2 (90.8)
+//	        634/340 624/330 655/360 us           465/353 645/436 516/366 us
+//	64 KiB  88.8 (90.5) 91.4 (92.6) 89.4 (90.1)  88.6 (90.9) 91.2 (91.5) 89.6 (91.0)
+//	        19.9/13.7 23.1/18.4 20.4/15.4 ms     20.7/14.0 19.6/14.5 22.4/16.6 ms
+//
+// Allocations per 1,000 entries stayed 1 (1 KiB, 100 B) and 11 (64 KiB);
+// bytes allocated per 1 KiB batch fell from 40,197 to 3,961.
+//
+// At 1 KiB the log's extra CPU per batch went from 268-373 to 157-326 us
+// with the list's growth, and to 112-209 us with the sparser index. What is
 // left there, in perf of the interleaved run: copy and CRC (fold512) about
 // a quarter of Append; the first touches of the new memory a segment's
 // points still need (none when a deleted segment's list is reused, as a log
@@ -254,7 +264,15 @@
 // The log's pwrite reads its chunk from the processor's cache and costs no
 // more than the baseline's write of its prebuilt batch. The fdatasync,
 // about 1 ms on a quiet disk and 2-2.5 ms when another session writes, is
-// the same for both and decides most of the spread between runs.
+// the same for both and decides most of the spread between runs. With both
+// changes (300 batches, load 0.6-1.2, 17:46 UTC): 100 B log-frame-us 71,
+// fdatasync wall 970 against 920 us; 1 KiB log-frame-us 178, writes 210
+// against 202, fdatasync wall 1,948 against 1,805 us, other threads 103
+// against 77; 64 KiB log-frame-us 5,142 (the copy), writes 12.7 against
+// 11.7 ms, fdatasync CPU 3.3 against 2.5 ms and wall 56.8 against 53.0 ms,
+// other threads 2.6 against 2.1 ms. The 64 KiB fdatasync difference is not
+// explained yet: a roll every fourth batch adds a small fdatasync of the
+// new segment's header (counted there), too small for 4 ms a batch.
 //
 // Session 5: the bytes of an entry pass through memory once in the log,
 // copied from the caller into a chunk, where the baseline's kernel copy

@@ -37,21 +37,15 @@ type Proposal struct {
 	// err, then proposalResolved; read without mu on the fast path.
 	state atomic.Uint32
 	mu    sync.Mutex // guards done and the state change
-	mode  AckMode
-	// typ, data and next hold the proposal while it waits in the group's
-	// inbox (inbox.go): its entry and the proposal pushed before it. The
-	// worker that takes it clears next and data, so a Proposal its caller
-	// keeps holds neither the entry's data nor other proposals.
-	typ  protocol.EntryType
-	done chan struct{}
+	done  chan struct{}
 
 	index, term uint64
 	err         error
-
-	next *Proposal
-	data []byte
-	// (The field order fills the padding after mu: 88 bytes, not 96, in
-	// a slab.)
+	mode        AckMode
+	// The proposed entry waits in the group's inbox (inbox.go), not here:
+	// a Proposal lives as long as its caller keeps it, the entry only
+	// until the core takes it, and a smaller Proposal is less memory
+	// allocated (and first touched) per entry.
 }
 
 const (
@@ -199,8 +193,10 @@ type Group struct {
 	membership []*membershipRequest
 	reads      map[uint64]*readRequest // handed to the core, by id
 	inboxBuf   []protocol.RaftMessage
-	propBuf    []*Proposal      // proposals taken from the inbox
-	entryBuf   []protocol.Entry // their entries, entryBuf[i] that of propBuf[i]
+	// The arrays of the last proposals taken from the inbox, given back
+	// to it at the next take.
+	propBuf  []*Proposal
+	entryBuf []protocol.Entry
 
 	// InstallSnapshot streaming (snapshot_driver.go), guarded by mu.
 	snap snapshotDriver
@@ -272,9 +268,9 @@ func (g *Group) Status() Status {
 // it in place when it appends it; see docs/adr/0001).
 // Proposals queued while the previous append is in flight go out together.
 //
-// Propose does not take the group's lock: it pushes the proposal onto a
-// lock-free inbox, and only the proposer that finds the inbox empty
-// schedules the group (one per batch). A proposal that raced a step-down,
+// Propose does not take the group's lock: it queues the proposal in the
+// group's inbox, under a lock of the inbox's own, and only the proposer
+// that finds the inbox empty schedules the group (one per batch). A proposal that raced a step-down,
 // a leadership transfer or Close still resolves, with the error the core
 // or Close gives it.
 func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte, mode AckMode) *Proposal {
@@ -291,18 +287,15 @@ func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte
 			return failedProposal(err)
 		}
 	}
-	p := newProposal()
-	p.mode, p.typ, p.data = mode, typ, data
-	wasEmpty, ok := g.proposals.push(p)
+	p, wasEmpty := g.proposals.push(typ, data, mode)
 	switch {
-	case !ok:
+	case p == nil:
 		// Closed since accepting was read: close took what it found;
 		// this one was never in the inbox.
-		p.data = nil
 		g.mu.Lock()
 		err := g.closeErr
 		g.mu.Unlock()
-		p.resolve(err)
+		return failedProposal(err)
 	case wasEmpty:
 		g.mu.Lock()
 		g.scheduleLocked()
@@ -387,8 +380,8 @@ func (g *Group) processOnce() (more bool) {
 	notice, tickDue := g.notice, g.tickDue
 	g.notice, g.tickDue = durableMark{}, false
 	g.mu.Unlock()
-	// Taken outside mu: the walk is as long as the batch.
-	props, propEnts := appendTaken(g.propBuf[:0], g.entryBuf[:0], g.proposals.take())
+	props, propEnts := g.proposals.take(g.propBuf, g.entryBuf)
+	g.propBuf, g.entryBuf = nil, nil // the inbox's now
 
 	now := g.host.now()
 	c := g.core
@@ -765,7 +758,7 @@ func (g *Group) close(err error) {
 	g.closed = true
 	g.closeErr = err
 	g.accepting.Store(false)
-	props, _ := appendTaken(nil, nil, g.proposals.close())
+	props := g.proposals.close()
 	waiters := g.applyWaiters
 	g.applyWaiters = nil
 	newTransfers := g.newTransfer

@@ -20,8 +20,8 @@ var ErrClosed = errors.New("raft: closed")
 // heap, and separate pools sync logs and apply committed entries.
 //
 // Work moves between the pools a group at a time, never an entry at a
-// time: Propose pushes onto the group's lock-free inbox (inbox.go) and
-// Step queues under the group's lock, and the group is scheduled once per
+// time: Propose queues in the group's inbox (inbox.go, a lock of its own)
+// and Step under the group's lock, and the group is scheduled once per
 // batch (by the proposer that found the inbox empty, by a Step that found
 // the group unscheduled); a run worker takes everything queued (all proposals
 // become one append and one AppendEntries per follower), and hands the

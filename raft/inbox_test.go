@@ -14,7 +14,7 @@ import (
 
 // TestProposalInboxTakesEachProposalOnceInPushOrder: proposers push
 // concurrently while a worker takes; every proposal comes out exactly once,
-// each proposer's in the order it pushed them, entries matching their
+// each proposer's in the order it pushed them, entries beside their
 // proposals, and every push that found the inbox empty is answered by
 // exactly one take (or the close) that found it not empty: one schedule
 // per batch is enough. After close, pushes fail.
@@ -22,18 +22,17 @@ func TestProposalInboxTakesEachProposalOnceInPushOrder(t *testing.T) {
 	const proposers, each = 8, 2000
 	var q proposalInbox
 	var firstPushes atomic.Int64
+	pushed := make([][]*Proposal, proposers)
 	var wg sync.WaitGroup
 	for w := range proposers {
 		wg.Go(func() {
 			for i := range each {
-				p := newProposal()
-				p.typ = protocol.EntryControl
-				p.data = binary.BigEndian.AppendUint32([]byte{byte(w)}, uint32(i))
-				wasEmpty, ok := q.push(p)
-				if !ok {
+				p, wasEmpty := q.push(protocol.EntryControl, binary.BigEndian.AppendUint32([]byte{byte(w)}, uint32(i)), AckCommitted)
+				if p == nil {
 					t.Error("push to an open inbox failed")
 					return
 				}
+				pushed[w] = append(pushed[w], p)
 				if wasEmpty {
 					firstPushes.Add(1)
 				}
@@ -42,6 +41,8 @@ func TestProposalInboxTakesEachProposalOnceInPushOrder(t *testing.T) {
 	}
 	var props []*Proposal
 	var ents []protocol.Entry
+	var spareProps []*Proposal
+	var spareEnts []protocol.Entry
 	nonEmptyTakes := int64(0)
 	proposersDone := make(chan struct{})
 	go func() { wg.Wait(); close(proposersDone) }()
@@ -51,41 +52,61 @@ func TestProposalInboxTakesEachProposalOnceInPushOrder(t *testing.T) {
 			done = true
 		default:
 		}
-		if list := q.take(); list != nil {
-			nonEmptyTakes++
-			props, ents = appendTaken(props, ents, list)
+		took, tookEnts := q.take(spareProps, spareEnts)
+		if len(took) != len(tookEnts) {
+			t.Fatalf("took %d proposals with %d entries", len(took), len(tookEnts))
 		}
+		if len(took) > 0 {
+			nonEmptyTakes++
+			props, ents = append(props, took...), append(ents, tookEnts...)
+		}
+		spareProps, spareEnts = took[:0], tookEnts[:0]
 	}
-	if list := q.close(); list != nil {
-		nonEmptyTakes++
-		props, ents = appendTaken(props, ents, list)
+	if rest := q.close(); len(rest) > 0 {
+		t.Fatalf("%d proposals left after the last take with every push done", len(rest))
 	}
-	if len(props) != proposers*each || len(ents) != len(props) {
-		t.Fatalf("took %d proposals and %d entries, want %d", len(props), len(ents), proposers*each)
+	if len(props) != proposers*each {
+		t.Fatalf("took %d proposals, want %d", len(props), proposers*each)
 	}
 	if firstPushes.Load() != nonEmptyTakes {
 		t.Fatalf("%d pushes found the inbox empty, %d takes found it not empty", firstPushes.Load(), nonEmptyTakes)
 	}
 	next := make([]uint32, proposers)
-	seen := map[*Proposal]bool{}
 	for i, p := range props {
-		if seen[p] {
-			t.Fatalf("proposal at %d taken twice", i)
-		}
-		seen[p] = true
-		if p.next != nil || p.data != nil {
-			t.Fatalf("taken proposal at %d still links others or holds its data", i)
-		}
 		w, seq := ents[i].Data[0], binary.BigEndian.Uint32(ents[i].Data[1:])
 		if seq != next[w] {
 			t.Fatalf("proposer %d: entry %d taken where %d was next", w, seq, next[w])
 		}
+		if pushed[w][seq] != p {
+			t.Fatalf("proposer %d entry %d taken with another proposal", w, seq)
+		}
 		next[w]++
 	}
-	if _, ok := q.push(newProposal()); ok {
+	if p, _ := q.push(protocol.EntryControl, nil, AckCommitted); p != nil {
 		t.Fatal("push to a closed inbox succeeded")
 	}
-	if q.take() != nil || q.waiting() {
+	if q.waiting() {
+		t.Fatal("a closed inbox has proposals waiting")
+	}
+}
+
+// TestProposalInboxCloseReturnsWaitingProposals: close hands back what
+// waited, in push order, and empties the inbox.
+func TestProposalInboxCloseReturnsWaitingProposals(t *testing.T) {
+	var q proposalInbox
+	a, first := q.push(protocol.EntryControl, []byte("a"), AckCommitted)
+	b, second := q.push(protocol.EntryControl, []byte("b"), AckApplied)
+	if !first || second {
+		t.Fatalf("wasEmpty %v then %v, want true then false", first, second)
+	}
+	if !q.waiting() {
+		t.Fatal("inbox with two proposals not waiting")
+	}
+	rest := q.close()
+	if len(rest) != 2 || rest[0] != a || rest[1] != b || b.mode != AckApplied {
+		t.Fatalf("close returned %v, want the two proposals in order", rest)
+	}
+	if props, ents := q.take(nil, nil); len(props) != 0 || len(ents) != 0 {
 		t.Fatal("a closed inbox gave proposals")
 	}
 }

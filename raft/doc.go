@@ -74,6 +74,12 @@
 // worker at a time), one scheduler goroutine with a heap of group deadlines,
 // a pool of sync workers and a pool of apply workers. An idle group costs
 // memory only. Group and Host methods are safe from any goroutine.
+// Propose does not take the group's lock: it queues the proposal in the
+// group's inbox (inbox.go), whose own lock guards two appends, and only
+// the proposer that finds the inbox empty schedules the group; the worker
+// swaps the whole inbox out at once and proposes it as one batch. A
+// proposal that raced a step-down, a transfer or Close still resolves
+// (NotLeaderError or ErrTransferring from the core, ErrClosed from Close).
 //
 // # The entry window (window.go)
 //
@@ -218,15 +224,43 @@
 // inline sync: BenchmarkClusterSegmentlogLatency/100B commit p50 over
 // one write+fdatasync's p50 1.58-1.73 before, 1.60-1.66 after.
 //
-// Where the CPU goes now (1 ms sync on tmpfs, about 700-800 ns per entry
-// for the whole process, so at ~1.9M entries/s close to both cores):
-// segmentlog Append 35% (three replicas; its pwrite 11%, chunk
-// allocation 6%), the Go scheduler parking and waking goroutines 20%, the
-// benchmark's proposers 16% (Propose 13%, most of it 64 goroutines
-// contending for the group's lock: 92% of the mutex delay is proposers
-// waiting for each other; the run worker waits for it 4% of the delay),
-// the core's propose and follower append about 10%. Left: a Propose that
-// does not take the group's lock per entry (a lock-free inbox the run
-// worker drains), fewer wake-ups per batch, and segmentlog's per-entry
-// append cost.
+// The proposal inbox (session 7). Propose no longer takes the group's
+// lock: it queues in the group's inbox (inbox.go) under a lock of the
+// inbox's own, and only the proposer that finds the inbox empty schedules
+// the group. The run worker no longer waits for proposers (the group's
+// lock showed 92% of its mutex delay as proposers waiting for each other,
+// and the worker behind them); the 64 proposers of the benchmarks still
+// wait for each other, now on the inbox's lock (all of the mutex delay of
+// a SyncDelay run is there: 4.2 s against the old 2.2 s on the group's
+// lock, blocked time, not CPU). A lock-free stack (one compare-and-swap
+// per push) was tried first: its worker walks a linked list of Proposals
+// other cores just wrote, one dependent cache miss after another, on the
+// goroutine every entry passes through, and BenchmarkClusterMemory/100B
+// took more CPU per entry (medians of nine noisy runs each, 1,110 against
+// 981 ns).
+//
+// Figures, four alternated pairs of 2M entries each, before/after, on a
+// machine another engineer's benchmarks shared (load 0.7-2.1 in three
+// pairs, 0.4-0.5 in the last): CPU per entry of the whole process,
+// BenchmarkClusterMemory/100B 842-962 -> 814-1,031 ns;
+// BenchmarkClusterSegmentlog/100B 743-1,186 -> 807-1,156 ns (0.57-0.75
+// -> 0.59-0.72 of the disk-only baseline); SyncDelay (1 ms on tmpfs)
+// 665-1,084 -> 760-1,052 ns (1.05-2.31M -> 1.30-2.06M entries/s, 0.18-0.39
+// -> 0.25-0.38 of the delay-only baseline); BenchmarkProposeSingleNode (a
+// one-voter group, no disk) 323-428 -> 338-491 ns. Bytes per entry and
+// wake-ups per batch unchanged (SyncDelay 265-312 B, 7-14 wake-ups). No
+// change outside the noise. One proposal at a time
+// (ClusterSegmentlogLatency/100B, three pairs at load 0.6-0.9) commit p50
+// over fsync p50 1.67-1.73 -> 1.39-1.73: no regression.
+//
+// Where the CPU goes now (SyncDelay on a quiet machine, ~470 ns of wall
+// time and ~700-800 ns of CPU per entry): segmentlog Append 35%, the
+// scheduler parking and waking goroutines 18% (findRunnable 10%), the
+// benchmark's proposers 17% (Propose 15%: the slab take and the two
+// appends under the inbox's lock, its slow path 2%), allocation 9%, the core's propose 5%
+// and follower append 3%. Left: proposers that hand over many entries per
+// call (a batch Propose, one lock and one future per batch: the broker
+// already proposes one record batch per producer request, so this is
+// mostly the benchmark's shape), per-P inbox shards if single-entry
+// proposers matter, and segmentlog's per-entry append cost.
 package raft

@@ -168,3 +168,30 @@ func benchmarkRoundTrip(b *testing.B, inProcess bool) {
 	}
 	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-us/op")
 }
+
+// startRoutedServers starts n embedded servers on loopback, routed into
+// one cluster, and waits for the routes; they shut down with b.
+func startRoutedServers(b *testing.B, n int) []*EmbeddedServer {
+	b.Helper()
+	var servers []*EmbeddedServer
+	for i := range n {
+		cfg := EmbeddedConfig{ClientListen: "127.0.0.1:-1", ClusterListen: "127.0.0.1:-1"}
+		if i > 0 {
+			cfg.Routes = []string{servers[0].ClusterURL()}
+		}
+		srv, err := StartEmbedded(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(srv.Shutdown)
+		servers = append(servers, srv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.WaitForRoutes(ctx, n-1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return servers
+}

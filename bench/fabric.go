@@ -292,13 +292,12 @@ type fabricProducer struct {
 	maxBytes int
 	maxIn    int
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	parts   map[int]*fabricPartition
-	flying  map[uint64]*fabricBatch
-	nextID  uint64
-	pending int // batches built or in flight, over all partitions
-	err     error
+	mu     sync.Mutex
+	cond   *sync.Cond
+	parts  map[int]*fabricPartition
+	flying map[uint64]*fabricBatch
+	nextID uint64
+	err    error
 }
 
 type fabricPartition struct {
@@ -360,9 +359,6 @@ func (p *fabricProducer) Send(partition int, payload []byte) error {
 		if p.err != nil {
 			return p.err
 		}
-	}
-	if part.builder.Len() == 0 {
-		p.pending++
 	}
 	if err := part.builder.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Value: payload}); err != nil {
 		return err
@@ -431,7 +427,6 @@ func (p *fabricProducer) onReply(m *nats.Msg) {
 	}
 	delete(p.flying, id)
 	b.part.inFlight--
-	p.pending--
 	// The next batch goes out as soon as a slot is free if it is full or
 	// its linger passed (no timer running).
 	if part := b.part; part.builder.Len() > 0 && (part.timer == nil || part.builder.UncompressedSize() >= p.maxBytes/2) {
@@ -453,13 +448,13 @@ func (p *fabricProducer) Flush(ctx context.Context) error {
 	defer stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.pending > 0 && p.err == nil && ctx.Err() == nil {
+	for p.busyLocked() && p.err == nil && ctx.Err() == nil {
 		for _, part := range p.parts {
 			if part.builder.Len() > 0 && part.inFlight < p.maxIn {
 				p.sendLocked(part)
 			}
 		}
-		if p.pending > 0 {
+		if p.busyLocked() {
 			p.cond.Wait()
 		}
 	}
@@ -467,6 +462,19 @@ func (p *fabricProducer) Flush(ctx context.Context) error {
 		return p.err
 	}
 	return ctx.Err()
+}
+
+// busyLocked reports whether a batch is being built or in flight.
+func (p *fabricProducer) busyLocked() bool {
+	if len(p.flying) > 0 {
+		return true
+	}
+	for _, part := range p.parts {
+		if part.builder.Len() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *fabricProducer) Close() error {

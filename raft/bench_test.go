@@ -254,22 +254,9 @@ func BenchmarkClusterSegmentlog(b *testing.B) {
 		b.Run(sizeName(size), func(b *testing.B) {
 			dir := b.TempDir()
 			bc := newBenchCluster(b, segmentlogOpener(b, dir))
-			g := bc.leader(b)
-			before := map[uint64]int64{}
-			for id, l := range bc.logs {
-				before[id] = l.syncs.Load()
-			}
-			ll := bc.logs[g.host.cfg.NodeID]
-			syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
-			w0 := bc.wakeups()
-			proposers, window := loadShape(size)
-			elapsed := proposeLoad(b, g, size, proposers, window)
-			reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
-			var syncs []int64
+			elapsed, syncs := runClusterLoad(b, bc, size)
 			var total int64
-			for id, l := range bc.logs {
-				n := l.syncs.Load() - before[id]
-				syncs = append(syncs, n)
+			for _, n := range syncs {
 				total += n
 			}
 			baseline := fsyncBaseline(b, dir, syncs, 0)
@@ -283,6 +270,28 @@ func BenchmarkClusterSegmentlog(b *testing.B) {
 			b.ReportMetric(disk.Seconds()/elapsed.Seconds()*100, "disk-%-of-time")
 		})
 	}
+}
+
+// runClusterLoad runs the benchmark's proposer load of size-byte entries
+// (loadShape) on bc's leader, reports the wake-ups per batch, and returns
+// the elapsed time and each node's number of log syncs during the load.
+func runClusterLoad(b *testing.B, bc *benchCluster, size int) (time.Duration, []int64) {
+	g := bc.leader(b)
+	before := map[uint64]int64{}
+	for id, l := range bc.logs {
+		before[id] = l.syncs.Load()
+	}
+	ll := bc.logs[g.host.cfg.NodeID]
+	syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
+	w0 := bc.wakeups()
+	proposers, window := loadShape(size)
+	elapsed := proposeLoad(b, g, size, proposers, window)
+	reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
+	var syncs []int64
+	for id, l := range bc.logs {
+		syncs = append(syncs, l.syncs.Load()-before[id])
+	}
+	return elapsed, syncs
 }
 
 // segmentlogOpener returns a newLog for newBenchCluster: a segmentlog per

@@ -50,20 +50,9 @@ func BenchmarkClusterSegmentlogSyncDelay(b *testing.B) {
 	bc := newBenchCluster(b, func(id uint64) LogStorage {
 		return &delayedSyncLog{LogStorage: open(id), delay: *flagBenchSyncDelay}
 	})
-	g := bc.leader(b)
-	before := map[uint64]int64{}
-	for id, l := range bc.logs {
-		before[id] = l.syncs.Load()
-	}
-	ll := bc.logs[g.host.cfg.NodeID]
-	syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
-	w0 := bc.wakeups()
-	proposers, window := loadShape(size)
-	elapsed := proposeLoad(b, g, size, proposers, window)
-	reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
+	elapsed, syncs := runClusterLoad(b, bc, size)
 	var most, total int64
-	for id, l := range bc.logs {
-		n := l.syncs.Load() - before[id]
+	for _, n := range syncs {
 		most = max(most, n)
 		total += n
 	}

@@ -123,6 +123,29 @@ func appendSync(b *testing.B, l *Log, entries []protocol.Entry) {
 	}
 }
 
+// openVsBaseline opens a log on fs and a plain baseline file side by side
+// in a temporary directory, makes the benchmark's 1,000 entries of size
+// bytes and their frames as the baseline writes them, and warms both up
+// (warmUp). The log closes when the benchmark ends; the caller closes the
+// baseline file, which boundDisk may replace.
+func openVsBaseline(b *testing.B, fs vfs.FS, size int) (*Log, *os.File, []protocol.Entry, []byte) {
+	b.Helper()
+	dir := b.TempDir()
+	l, err := Open(fs, filepath.Join(dir, "log"), DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	f, err := os.Create(filepath.Join(dir, "baseline"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	entries := benchEntries(size)
+	batch := encodeFrames(entries)
+	warmUp(b, l, entries, f)
+	return l, f, entries, batch
+}
+
 func warmUp(b *testing.B, l *Log, entries []protocol.Entry, f *os.File) {
 	opts := DefaultOptions()
 	batchBytes := 0
@@ -161,20 +184,8 @@ func warmUp(b *testing.B, l *Log, entries []protocol.Entry, f *os.File) {
 func BenchmarkAppendSyncVsBaseline(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(sizeName(size), func(b *testing.B) {
-			dir := b.TempDir()
-			l, err := Open(vfs.Default, filepath.Join(dir, "log"), DefaultOptions())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
-			f, err := os.Create(filepath.Join(dir, "baseline"))
-			if err != nil {
-				b.Fatal(err)
-			}
+			l, f, entries, batch := openVsBaseline(b, vfs.Default, size)
 			defer func() { f.Close() }()
-			entries := benchEntries(size)
-			batch := encodeFrames(entries)
-			warmUp(b, l, entries, f)
 			var logCPU, baselineCPU time.Duration
 			rolls := 0
 			logBatch := func() time.Duration {

@@ -1,8 +1,6 @@
 package segmentlog
 
 import (
-	"os"
-	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
@@ -34,21 +32,9 @@ func BenchmarkAppendSyncSplit(b *testing.B) {
 		b.Run(sizeName(size), func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			dir := b.TempDir()
 			calls := &callCPU{}
-			l, err := Open(callCPUFS{vfs.Default, calls}, filepath.Join(dir, "log"), DefaultOptions())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
-			f, err := os.Create(filepath.Join(dir, "baseline"))
-			if err != nil {
-				b.Fatal(err)
-			}
+			l, f, entries, batch := openVsBaseline(b, callCPUFS{vfs.Default, calls}, size)
 			defer func() { f.Close() }()
-			entries := benchEntries(size)
-			batch := encodeFrames(entries)
-			warmUp(b, l, entries, f)
 			*calls = callCPU{}
 			var logAppend, logProcess, logThread, logWall time.Duration
 			var baseWrite, baseSync, baseSyncWall, baseProcess, baseWall time.Duration

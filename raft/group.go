@@ -270,9 +270,9 @@ func (g *Group) Status() Status {
 //
 // Propose does not take the group's lock: it queues the proposal in the
 // group's inbox, under a lock of the inbox's own, and only the proposer
-// that finds the inbox empty schedules the group (one per batch). A proposal that raced a step-down,
-// a leadership transfer or Close still resolves, with the error the core
-// or Close gives it.
+// that finds the inbox empty schedules the group (one per batch). A
+// proposal that raced a step-down, a leadership transfer or Close still
+// resolves, with the error the core or Close gives it.
 func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte, mode AckMode) *Proposal {
 	if err := ctx.Err(); err != nil {
 		return failedProposal(err)

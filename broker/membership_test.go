@@ -440,17 +440,20 @@ func TestReplaceStoppedBroker(t *testing.T) {
 		assertSameRecords(t, leader, moved, end)
 	}
 
-	// Broker 3 comes back, learns it holds no replica, and deletes them.
+	// Broker 3 comes back, learns it holds no replica, and deletes them:
+	// each replica's directories first, then its record (so a crash in
+	// between leaves the record, and the cleanup runs again).
 	if err := cluster.StartBroker(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "broker 3 to delete its old replicas", func() bool {
+	waitFor(ctx, t, "broker 3 to delete its old replicas and their records", func() bool {
 		for _, dir := range oldDirs {
 			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 				return false
 			}
 		}
-		return cluster.Broker(3).currentMetadata().Version > 0
+		recorded, err := cluster.Broker(3).store.replicaGroups()
+		return err == nil && len(recorded) == 0 && cluster.Broker(3).currentMetadata().Version > 0
 	})
 	recorded, err := cluster.Broker(3).store.replicaGroups()
 	if err != nil || len(recorded) != 0 {

@@ -177,9 +177,10 @@ func leaderReplica(cluster *DevCluster, topic string) *partitionReplica {
 // the partition's first segments, the partition moves from {1,2,3} to
 // {1,2,4} while a producer keeps publishing with acks=quorum, and then
 // broker 4 holds every acknowledged record at its offset, the same bytes as
-// the leader from the leader's log start (its log starts exactly there: the
-// snapshot ends at a segment boundary), and the same group offsets, while
-// broker 3 no longer runs the replica and its data is gone.
+// the leader from its own log start (which is exactly where the log of the
+// replica that sent its snapshot starts: the snapshot ends at a segment
+// boundary), and the same group offsets, while broker 3 no longer runs the
+// replica and its data is gone.
 func TestReassignPartitionToNewBrokerWhileProducing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

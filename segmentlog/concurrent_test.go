@@ -63,6 +63,11 @@ func TestConcurrentReadersWithAppendsAndTruncations(t *testing.T) {
 func concurrentWorkload(t *testing.T, opts Options, steps int, perCall func(*rand.Rand) int) {
 	l := mustOpen(t, vfs.NewMem(), opts)
 	defer l.Close()
+	runConcurrentWorkload(t, l, steps, perCall)
+}
+
+// runConcurrentWorkload is concurrentWorkload on the log l.
+func runConcurrentWorkload(t *testing.T, l *Log, steps int, perCall func(*rand.Rand) int) {
 	var done atomic.Bool
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)

@@ -67,6 +67,8 @@ type Log struct {
 	// only): they are described in the tail cache ring's npending slots
 	// after its count, and add these to the active segment.
 	through        bool // Append writes the pending entries through (see writer.go)
+	vector         bool // ... by vector, without copying them (see vector.go)
+	noVector       bool // write through by copying even where vectors work (tests)
 	npending       int
 	pendingBytes   int // their frame bytes
 	pendingRecords uint64
@@ -81,6 +83,8 @@ type Log struct {
 	nextOffset   uint64
 	durableIndex uint64
 	lastPointPos int64 // position of the active segment's last index point; -1 if none
+
+	vec vecState // writing through by vector (writer goroutine; see vector.go)
 }
 
 // Open opens or creates the log in dir, recovering it: the active segment's

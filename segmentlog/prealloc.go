@@ -122,6 +122,20 @@ func (l *Log) extendFile(f vfs.File, path string, size, target int64) (int64, er
 // the writer with the log not yet shared).
 func (l *Log) writeActive(file vfs.File, path string, b []byte, pos int64) error {
 	end := pos + int64(len(b))
+	if err := l.extendAhead(file, path, end); err != nil {
+		return err
+	}
+	if _, err := file.WriteAt(b, pos); err != nil {
+		return fmt.Errorf("segmentlog: write %s: %w", path, err)
+	}
+	l.allocEnd = max(l.allocEnd, end)
+	return nil
+}
+
+// extendAhead extends the active segment's file (file, at path) ahead of
+// a write that ends at end, when allocTarget says so. flushMu must be held
+// (or the caller is the writer with the log not yet shared).
+func (l *Log) extendAhead(file vfs.File, path string, end int64) error {
 	if target := l.allocTarget(end, l.allocEnd, file); target > 0 {
 		size, err := l.extendFile(file, path, l.allocEnd, target)
 		if err != nil {
@@ -129,10 +143,6 @@ func (l *Log) writeActive(file vfs.File, path string, b []byte, pos int64) error
 		}
 		l.allocEnd = size
 	}
-	if _, err := file.WriteAt(b, pos); err != nil {
-		return fmt.Errorf("segmentlog: write %s: %w", path, err)
-	}
-	l.allocEnd = max(l.allocEnd, end)
 	return nil
 }
 

@@ -67,7 +67,13 @@ func (l *Log) Append(entries []protocol.Entry) error {
 		if entries[i].Type == protocol.EntryRecordBatch {
 			batch, batches = &batches[0], batches[1:]
 		}
-		if err := l.appendOne(&entries[i], batch, rollFirst); err != nil {
+		var err error
+		if l.vector {
+			err = l.appendVector(&entries[i], batch, rollFirst)
+		} else {
+			err = l.appendOne(&entries[i], batch, rollFirst)
+		}
+		if err != nil {
 			if l.through {
 				l.dropThrough()
 			} else {
@@ -95,7 +101,9 @@ func (l *Log) Append(entries []protocol.Entry) error {
 // a chunk recycled from a TailCacheBytes ago per WriteBufferBytes: with
 // 64 KiB entries the CPU time of framing a 64 MiB call, copy and CRC32C,
 // fell about a third on the benchmark machine, and the chunk is still
-// cached when the kernel copies it into the page cache.
+// cached when the kernel copies it into the page cache. Where the file has
+// a descriptor, the write-through entries are not copied at all: they are
+// written by vector from the caller's memory (see vector.go).
 
 // throughCount returns how many of entries (frameBytes in all) Append
 // writes through: those before the last TailCacheBytes of the call, when
@@ -132,6 +140,7 @@ func (l *Log) beginThrough() error {
 	l.chunkPos = l.active().end
 	l.recycleChunksLocked()
 	l.through = true
+	l.vector = l.canWriteVector()
 	return nil
 }
 
@@ -139,7 +148,7 @@ func (l *Log) beginThrough() error {
 // returns Append to framing entries into the cache.
 func (l *Log) endThrough() error {
 	err := l.publishThrough()
-	l.through = false
+	l.through, l.vector = false, false
 	return err
 }
 
@@ -148,11 +157,13 @@ func (l *Log) endThrough() error {
 func (l *Log) dropThrough() {
 	l.npending, l.pendingBytes, l.pendingRecords = 0, 0, 0
 	l.pendingPoints = l.pendingPoints[:0]
-	l.through = false
+	l.through, l.vector = false, false
+	l.vec.reset()
 }
 
 // publishThrough writes the framed write-through entries, at the start of
-// the chunk, to the active file and publishes them as written, and not
+// the chunk (or, writing by vector, as the pending group's pieces: see
+// vector.go), to the active file and publishes them as written, and not
 // cached (the cache is empty while Append writes through); the chunk then
 // starts again at the new end of the file. The cache ring's pending slots
 // describe the entries, as for publish, and are not added to the cache.
@@ -163,7 +174,13 @@ func (l *Log) publishThrough() error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	active := l.active()
-	if err := l.writeActive(l.writeFile, active.path, l.chunk.buf[:l.pendingBytes], l.chunkPos); err != nil {
+	var err error
+	if l.vector {
+		err = l.writeVector(l.writeFile, active.path, active.end)
+	} else {
+		err = l.writeActive(l.writeFile, active.path, l.chunk.buf[:l.pendingBytes], l.chunkPos)
+	}
+	if err != nil {
 		l.dropThrough()
 		return l.setSticky(err)
 	}

@@ -32,23 +32,16 @@ const (
 // in slabs, and the channel behind Done and a blocking Wait is made only
 // when someone waits before the proposal resolves (a proposer with many
 // proposals in flight mostly finds the later ones resolved already).
-//
-// It has no lock: state moves pending -> waiting (Done made the channel)
-// -> resolved, each step one compare-and-swap, with a short transient
-// state while the winner of a step writes done or err (the others yield
-// until it stored the next state). A lock cost every proposal a lock and
-// an unlock on the worker that resolves it, and 16 bytes: a Proposal is
-// 48 bytes, not 64, memory the proposer's slab allocates and zeroes.
 type Proposal struct {
-	// state is one of the proposal* states; index, term and err are
-	// published by the store of proposalResolved, done by that of
-	// proposalWaiting.
+	// state is proposalPending until resolve publishes index, term and
+	// err, then proposalResolved; read without mu on the fast path.
 	state atomic.Uint32
-	mode  AckMode
+	mu    sync.Mutex // guards done and the state change
 	done  chan struct{}
 
 	index, term uint64
 	err         error
+	mode        AckMode
 	// The proposed entry waits in the group's inbox (inbox.go), not here:
 	// a Proposal lives as long as its caller keeps it, the entry only
 	// until the core takes it, and a smaller Proposal is less memory
@@ -56,10 +49,7 @@ type Proposal struct {
 }
 
 const (
-	proposalPending   uint32 = iota
-	proposalMaking           // Done is making the channel
-	proposalWaiting          // done is set
-	proposalResolving        // resolve is writing err (and will close done)
+	proposalPending uint32 = iota
 	proposalResolved
 )
 
@@ -86,46 +76,33 @@ func (p *Proposal) Wait(ctx context.Context) (index, term uint64, err error) {
 
 // Done is closed when the proposal resolves.
 func (p *Proposal) Done() <-chan struct{} {
-	for {
-		switch p.state.Load() {
-		case proposalResolved:
-			return closedChan
-		case proposalWaiting:
-			return p.done
-		case proposalPending:
-			if p.state.CompareAndSwap(proposalPending, proposalMaking) {
-				p.done = make(chan struct{})
-				p.state.Store(proposalWaiting)
-				return p.done
-			}
-		default:
-			// Another goroutine is between two states (a few
-			// instructions): let it finish.
-			runtime.Gosched()
-		}
+	if p.state.Load() == proposalResolved {
+		return closedChan
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		if p.state.Load() == proposalResolved {
+			return closedChan
+		}
+		p.done = make(chan struct{})
+	}
+	return p.done
 }
 
 // resolve publishes the outcome; later calls do nothing (an
 // AckAppendedUnsafe proposal resolves before it commits). index and term
 // are set before, by the one goroutine that owns the proposal then.
 func (p *Proposal) resolve(err error) {
-	for {
-		switch s := p.state.Load(); s {
-		case proposalResolving, proposalResolved:
-			return
-		case proposalPending, proposalWaiting:
-			if p.state.CompareAndSwap(s, proposalResolving) {
-				p.err = err
-				p.state.Store(proposalResolved)
-				if s == proposalWaiting {
-					close(p.done)
-				}
-				return
-			}
-		default:
-			runtime.Gosched() // Done is making the channel
-		}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state.Load() == proposalResolved {
+		return
+	}
+	p.err = err
+	p.state.Store(proposalResolved)
+	if p.done != nil {
+		close(p.done)
 	}
 }
 

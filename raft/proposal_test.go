@@ -5,16 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
-	"unsafe"
 )
-
-// Proposals are allocated in slabs, one per proposed entry: keep them in
-// the 48-byte size class.
-func TestProposalIs48Bytes(t *testing.T) {
-	if n := unsafe.Sizeof(Proposal{}); n > 48 {
-		t.Fatalf("Proposal is %d bytes, want at most 48", n)
-	}
-}
 
 // Done, Wait and resolve race from many goroutines on many proposals: every
 // waiter sees the one outcome the first resolve published (index, term and

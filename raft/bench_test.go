@@ -182,6 +182,61 @@ func proposeLoad(b *testing.B, g *Group, size, proposers, window int) time.Durat
 	return elapsed
 }
 
+// proposeBatchLoad is proposeLoad with ProposeBatch: each proposer keeps
+// window batches of batch entries in flight (b.N entries in all).
+func proposeBatchLoad(b *testing.B, g *Group, size, proposers, window, batch int) time.Duration {
+	data := make([]byte, size)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	cpu0 := cpuTime()
+	for range proposers {
+		wg.Go(func() {
+			ring := make([]*Proposal, window)
+			datas := make([][]byte, batch)
+			head, n := 0, 0
+			for {
+				end := next.Add(int64(batch))
+				k := min(int64(batch), int64(b.N)-(end-int64(batch)))
+				if k <= 0 {
+					break
+				}
+				if n == window {
+					if _, _, err := ring[head].Wait(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+					head = (head + 1) % window
+					n--
+				}
+				for i := range datas[:k] {
+					datas[i] = data
+				}
+				ring[(head+n)%window] = g.ProposeBatch(ctx, protocol.EntryControl, datas[:k], AckCommitted)
+				n++
+			}
+			for ; n > 0; n-- {
+				if _, _, err := ring[head].Wait(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+				head = (head + 1) % window
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/entry")
+	return elapsed
+}
+
 // encodedSend encodes each message into its own frame and hands the
 // decoded copy to the destination: the copies and allocations of a real
 // transport without the network.
@@ -276,6 +331,13 @@ func BenchmarkClusterSegmentlog(b *testing.B) {
 // (loadShape) on bc's leader, reports the wake-ups per batch, and returns
 // the elapsed time and each node's number of log syncs during the load.
 func runClusterLoad(b *testing.B, bc *benchCluster, size int) (time.Duration, []int64) {
+	return runClusterLoadBatched(b, bc, size, 1)
+}
+
+// runClusterLoadBatched is runClusterLoad with each proposer proposing
+// batch entries per ProposeBatch call (1: Propose), with as many entries
+// in flight.
+func runClusterLoadBatched(b *testing.B, bc *benchCluster, size, batch int) (time.Duration, []int64) {
 	g := bc.leader(b)
 	before := map[uint64]int64{}
 	for id, l := range bc.logs {
@@ -285,7 +347,12 @@ func runClusterLoad(b *testing.B, bc *benchCluster, size int) (time.Duration, []
 	syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
 	w0 := bc.wakeups()
 	proposers, window := loadShape(size)
-	elapsed := proposeLoad(b, g, size, proposers, window)
+	var elapsed time.Duration
+	if batch > 1 {
+		elapsed = proposeBatchLoad(b, g, size, proposers, max(1, window/batch), batch)
+	} else {
+		elapsed = proposeLoad(b, g, size, proposers, window)
+	}
 	reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
 	var syncs []int64
 	for id, l := range bc.logs {

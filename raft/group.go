@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -52,6 +53,9 @@ const (
 	proposalPending uint32 = iota
 	proposalResolved
 )
+
+// ErrEmptyBatch is returned by ProposeBatch for a batch of no entries.
+var ErrEmptyBatch = errors.New("raft: empty batch proposed")
 
 // closedChan is the Done channel of proposals that resolved before anyone
 // asked for it.
@@ -274,6 +278,34 @@ func (g *Group) Status() Status {
 // proposal that raced a step-down, a leadership transfer or Close still
 // resolves, with the error the core or Close gives it.
 func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte, mode AckMode) *Proposal {
+	if p := g.refuseProposal(ctx, typ); p != nil {
+		return p
+	}
+	return g.pushed(g.proposals.push(typ, data, mode))
+}
+
+// ProposeBatch is Propose for many entries of one type at once, under one
+// future: one push into the group's inbox (one lock, one Proposal), and
+// the entries take consecutive indexes in the log, in the order given.
+// The future resolves as the batch's last entry does (every entry before
+// it in the batch is then committed, or applied, too), and Wait returns
+// that last entry's index: the batch holds indexes index-len(datas)+1 to
+// index. An error means what it means for Propose, for the whole batch.
+// Ownership of the slices in datas is as for Propose (datas itself stays
+// the caller's). An empty batch fails with ErrEmptyBatch.
+func (g *Group) ProposeBatch(ctx context.Context, typ protocol.EntryType, datas [][]byte, mode AckMode) *Proposal {
+	if len(datas) == 0 {
+		return failedProposal(ErrEmptyBatch)
+	}
+	if p := g.refuseProposal(ctx, typ); p != nil {
+		return p
+	}
+	return g.pushed(g.proposals.pushBatch(typ, datas, mode))
+}
+
+// refuseProposal returns a failed proposal when Propose refuses one now,
+// else nil.
+func (g *Group) refuseProposal(ctx context.Context, typ protocol.EntryType) *Proposal {
 	if err := ctx.Err(); err != nil {
 		return failedProposal(err)
 	}
@@ -287,7 +319,12 @@ func (g *Group) Propose(ctx context.Context, typ protocol.EntryType, data []byte
 			return failedProposal(err)
 		}
 	}
-	p, wasEmpty := g.proposals.push(typ, data, mode)
+	return nil
+}
+
+// pushed finishes a push into the inbox: the proposer that found it empty
+// schedules the group; one that found it closed fails.
+func (g *Group) pushed(p *Proposal, wasEmpty bool) *Proposal {
 	switch {
 	case p == nil:
 		// Closed since accepting was read: close took what it found;
@@ -457,6 +494,9 @@ func (g *Group) propose(props []*Proposal, ents []protocol.Entry, now time.Durat
 		g.window.own(ents)
 	}
 	for i, p := range props {
+		if p == nil {
+			continue // an entry of a batch, not its last (ProposeBatch)
+		}
 		if err != nil {
 			p.resolve(err)
 			continue

@@ -26,7 +26,9 @@ import (
 type proposalInbox struct {
 	mu     sync.Mutex
 	closed bool
-	props  []*Proposal
+	// props[i] is the future of ents[i]; nil for the entries of a batch
+	// but its last (pushBatch).
+	props []*Proposal
 	// ents[i] is the entry of props[i] (Type and Data set).
 	ents []protocol.Entry
 	// slab holds unused Proposals, allocated proposalSlab at a time.
@@ -55,6 +57,32 @@ func (q *proposalInbox) push(typ protocol.EntryType, data []byte, mode AckMode) 
 	return p, wasEmpty
 }
 
+// pushBatch queues entries of one type, consecutive, under one future:
+// props holds nil for each entry but the last, which holds the future
+// (see Group.ProposeBatch). Like push otherwise; datas is not empty.
+func (q *proposalInbox) pushBatch(typ protocol.EntryType, datas [][]byte, mode AckMode) (p *Proposal, wasEmpty bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, false
+	}
+	if len(q.slab) == 0 {
+		q.slab = make([]Proposal, proposalSlab)
+	}
+	p = &q.slab[0]
+	q.slab = q.slab[1:]
+	p.mode = mode
+	wasEmpty = len(q.props) == 0
+	for range len(datas) - 1 {
+		q.props = append(q.props, nil)
+	}
+	q.props = append(q.props, p)
+	for _, data := range datas {
+		q.ents = append(q.ents, protocol.Entry{Type: typ, Data: data})
+	}
+	return p, wasEmpty
+}
+
 // take returns everything queued, in push order, and keeps the spare
 // arrays (empty, from the previous take) for the next pushes.
 func (q *proposalInbox) take(spareProps []*Proposal, spareEnts []protocol.Entry) ([]*Proposal, []protocol.Entry) {
@@ -65,11 +93,17 @@ func (q *proposalInbox) take(spareProps []*Proposal, spareEnts []protocol.Entry)
 	return props, ents
 }
 
-// close closes the inbox and returns the proposals that waited.
+// close closes the inbox and returns the proposals that waited (without
+// the nil places of a batch's entries).
 func (q *proposalInbox) close() []*Proposal {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	props := q.props
+	var props []*Proposal
+	for _, p := range q.props {
+		if p != nil {
+			props = append(props, p)
+		}
+	}
 	q.closed = true
 	q.props, q.ents, q.slab = nil, nil, nil
 	return props

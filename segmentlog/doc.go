@@ -165,7 +165,8 @@
 // write with one positional write per WriteBufferBytes, Sync fdatasyncs,
 // and the tail cache keeps the frames where they are (see cache.go; a
 // call larger than the cache writes its older entries through, see
-// writer.go). The
+// writer.go, from the caller's memory by pwritev where the file has a
+// descriptor, see vector.go). The
 // target, from the issue: Append+Sync of 1,000 entries per Sync reaches at
 // least 90% of the MB/s of writing the same bytes, pre-framed, with plain
 // os.File writes (in WriteBufferBytes pieces) and one fdatasync per batch,
@@ -302,14 +303,59 @@
 // point lists are new memory), before and after, load 2-3: 100 B 49-52 ->
 // 48-50, 1 KiB 134-149 -> 103-116, 64 KiB 6,050-6,990 -> 3,220-3,610; log
 // CPU per 64 KiB batch in the interleaved benchmark 26.6-32.3 -> 18.6-24.2
-// ms (the baseline's 13.3-19.4). What is left at 64 KiB is the copy itself
-// (about 4.9 ms per 64 MiB, at memory bandwidth, less the 2 ms the kernel's
-// copy saves reading it cached).
+// ms (the baseline's 13.3-19.4). What was left at 64 KiB was the copy
+// itself (about 4.9 ms per 64 MiB, at memory bandwidth, less the 2 ms the
+// kernel's copy saves reading it cached); session 8 removed it for the
+// entries written through (below).
+//
+// Session 8: write-through by vector (vector.go). A 64 MiB call writes its
+// entries before the last TailCacheBytes through, and nothing reads them
+// from memory again, so where the file has a descriptor Append no longer
+// copies them: it builds each frame's header and stamped batch header in
+// a small stage, computes the CRC32C over those and over the caller's
+// payload in place (a read-only pass), and writes groups of about 2 MiB
+// with one pwritev each (header pieces from the stage, payloads from the
+// caller's memory), right after their CRCs, while they are cached. The
+// files are byte-identical to the copying path's (tested). The group size
+// is what decides: the kernel's cost of a write call is more than its
+// copy, so per 64 MiB of 64 KiB pieces the write calls cost 14.5 ms of CPU
+// in 256 KiB groups, 9.5 in 512 KiB, 7.2-8.0 in 1 MiB, 6.6 in 2 MiB and
+// 6.5 in 4 MiB, against 9.4 ms for plain 1 MiB writes from memory (a
+// stand-alone probe; see vecGroupBytes), which is why a 256 KiB copying
+// chunk measured worse (Tried and left out). A first probe of the
+// interleaved benchmark at 64 KiB, one or two runs per setting at load
+// 0.9-1.7, ratio-% and the log's extra CPU per batch: copying 90.2 and
+// 91.5 (5.2 and 4.7 ms), 2 MiB groups 93.1 and 94.9 (3.4 and 2.6 ms),
+// 4 MiB 83.7 (10.3 ms, with median-ratio-% 93.2: a burst of load). Four
+// alternated runs of each build (2026-11-23 20:12-20:27 UTC, load 0.7-1.5
+// at the start of each; the code of 8a8429d against 2 MiB groups),
+// ratio-% (median-ratio-%) and log / baseline CPU per batch:
+//
+//	        before                                          after
+//	64 KiB  89.7 (90.4) 91.6 (92.0) 91.5 (92.7) 89.8 (91.3)  92.8 (93.6) 93.3 (94.3) 92.9 (93.9) 93.5 (95.0)
+//	        21.1/16.2 23.6/19.4 22.0/17.1 21.3/16.0 ms      19.4/16.2 21.3/18.3 21.2/18.1 19.6/16.0 ms
+//
+// The log's extra CPU per 64 KiB batch went from 4.2-5.3 ms to 3.0-3.6
+// ms, and ratio-% reached 90 in every run (before: 2 of 4). Allocations
+// stay 11 per 1,000 entries (the stage and the piece lists are allocated
+// once per log). 100 B and 1 KiB calls are below the tail cache and never
+// write through; their code path is unchanged. Four more alternated runs
+// at those sizes with the final layout (20:27-20:28 UTC, load 1.8-2.0),
+// ratio-% before -> after: 100 B 78.1, 92.6, 98.7, 90.6 -> 89.8, 92.9,
+// 89.7, 99.6 (the log's extra CPU per batch 34-61 -> 39-79 us); 1 KiB
+// 88.4, 91.5, 87.7, 83.0 -> 88.7, 92.0, 84.9, 90.5 (125-158 -> 103-132
+// us): the noise of the disk. BenchmarkAppendCPU (in-memory files, so
+// the copying path: it does not measure the vector) three runs each,
+// cpu-ns/entry: 100 B 43.0, 42.9, 41.5 -> 43.0, 40.8, 40.4; 1 KiB 80.6,
+// 90.9, 77.6 -> 96.4, 73.2, 72.7; 64 KiB 3,469, 3,156, 2,985 -> 3,384,
+// 3,032, 2,589.
 //
 // Tried and left out. Writing through in 256 KiB pieces (a chunk that stays
 // in the L2 cache) measured worse, ratio-% at 64 KiB 81 against 89 in the
-// same runs, and through a 4 MiB chunk (fewer writes) worse too, 84-86
-// against 89, with more CPU per batch (22 against 19 ms). A background
+// same runs (session 8 found why: a 256 KiB write call costs the kernel
+// far more per byte than a larger one, see above), and through a 4 MiB
+// chunk (fewer writes) worse too, 84-86 against 89, with more CPU per
+// batch (22 against 19 ms). A background
 // flusher (a goroutine writing each full chunk while Append framed the
 // next; commit eefb4bd, with tests for its error paths): each hand-off
 // costs a goroutine wake-up, tens of microseconds of CPU

@@ -16,6 +16,8 @@ import (
 // system's work can be compared like with like:
 //
 //	log-frame-us       Append's CPU less its writes: framing and bookkeeping
+//	                   (and the pwritev calls of entries written through by
+//	                   vector, which bypass the file's WriteAt: see vector.go)
 //	log-write-us       the log's positional writes (in Append and Sync)
 //	log-fdatasync-us   the log's fdatasync
 //	base-write-us, base-fdatasync-us   the baseline's

@@ -77,7 +77,8 @@
 // Propose does not take the group's lock: it queues the proposal in the
 // group's inbox (inbox.go), whose own lock guards two appends, and only
 // the proposer that finds the inbox empty schedules the group; the worker
-// swaps the whole inbox out at once and proposes it as one batch. A
+// swaps the whole inbox out at once and proposes it as one batch
+// (ProposeBatch queues many entries in one push, under one future). A
 // proposal that raced a step-down, a transfer or Close still resolves
 // (NotLeaderError or ErrTransferring from the core, ErrClosed from Close).
 //
@@ -253,14 +254,62 @@
 // (ClusterSegmentlogLatency/100B, three pairs at load 0.6-0.9) commit p50
 // over fsync p50 1.67-1.73 -> 1.39-1.73: no regression.
 //
-// Where the CPU goes now (SyncDelay on a quiet machine, ~470 ns of wall
-// time and ~700-800 ns of CPU per entry): segmentlog Append 35%, the
-// scheduler parking and waking goroutines 18% (findRunnable 10%), the
-// benchmark's proposers 17% (Propose 15%: the slab take and the two
-// appends under the inbox's lock, its slow path 2%), allocation 9%, the core's propose 5%
-// and follower append 3%. Left: proposers that hand over many entries per
-// call (a batch Propose, one lock and one future per batch: the broker
-// already proposes one record batch per producer request, so this is
-// mostly the benchmark's shape), per-P inbox shards if single-entry
-// proposers matter, and segmentlog's per-entry append cost.
+// Where the CPU goes (session 8; -cpuprofile of 3M entries, SyncDelay at
+// 1 ms on tmpfs, ~410 ns of wall time and ~640 ns of CPU per entry):
+// segmentlog's Append 35% on the three replicas (its pwrite to tmpfs 14%,
+// appendOne 30% cum), the runtime scheduler 13-15% (park_m/findRunnable,
+// and wakep starting an M for each goroutine readied while the other P
+// idles: mostly the 64 proposers, each parking on its oldest future and
+// woken once per committed batch; the host's own hand-offs are 12-16 per
+// batch of ~5,500 entries, a few ns per entry), the proposers' Propose
+// 13% (the inbox's lock and the slab allocation, 5.6%), the core's
+// propose 6% (appending the proposed entries to its unstable tail, a
+// copy of each 48-byte Entry into a new array, write barriers included),
+// resolveCommitted 6.5%, and the followers' handleAppend 4% (the same
+// copy of received entries). BenchmarkClusterMemory/100B differs: its
+// benchLog keeps every entry of the run, so each unstable array is fresh
+// memory, and the copies into them (typedslicecopy) took 30% of its CPU,
+// page faults included; a cost of that benchmark's log, not of the
+// segmentlog cluster.
+//
+// Batch Propose (session 8). Group.ProposeBatch proposes many entries
+// under one future (one inbox push, one Proposal, consecutive indexes,
+// resolved as the last entry is). The broker proposes one record batch
+// per producer request and does not need it; it shows what the
+// per-proposal side costs. BenchmarkClusterSegmentlogSyncDelayBatch16
+// (the same 16K entries in flight, 16 per call) beside the 64-proposer
+// shape in the same three runs (load 0.8-1.8): 496-531 against 585-626
+// CPU-ns per entry (one outlier run of the Propose shape at 1,019 left
+// out), 2.78-2.98M against 2.55-2.59M entries/s, 186-201 against 224-232
+// bytes per entry: about 90 ns of CPU per entry is Propose, its future
+// and the proposers' parking. The Propose path itself is unchanged (one
+// nil check per proposal in the worker): in the closing runs (load
+// 1.9-2.9, one run each so far, not a comparison) ClusterSegmentlog/100B
+// before the change ran at 0.58 of its disk-only baseline (783
+// CPU-ns/entry), SyncDelay after it at 2.61M entries/s (0.46 of the
+// delay-only baseline, 607 CPU-ns/entry), ClusterSegmentlogLatency/100B
+// after it at a commit p50 of 1.49 times the fsync p50.
+//
+// Tried in session 8 and left out:
+//
+//   - The core keeping the proposed entries' array as its unstable tail
+//     instead of copying it (the inbox then gets a new array per batch,
+//     sized 1.25 times the last one, as the window keeps the old one):
+//     bytes per entry rose (SyncDelay 235-245 -> 338-347, ClusterMemory
+//     189-203 -> 250) as batches vary and proposers grew the new array
+//     under the inbox's lock, and CPU per entry did not fall (SyncDelay
+//     625-639 -> 729-749 ns, two alternated pairs).
+//   - A Proposal without a lock (state moved by compare-and-swap, 48
+//     bytes instead of 64): BenchmarkProposeSingleNode, eight alternated
+//     runs each at load 1.8-2.1, median CPU per entry 452 ns with the
+//     lock, 513 without, 533 without but padded to 64 bytes (ns/op 295,
+//     303, 325); only bytes per entry fell (128 -> 112). The cluster
+//     benchmarks showed no change outside their noise.
+//
+// Left: the copies of each entry into the core's unstable array (leader
+// and followers) would go only with an unstable tail that holds the
+// arrays it was given (a list of runs) instead of one contiguous array;
+// the proposers' parking (a property of many single-entry proposers;
+// ProposeBatch is the way out for callers that have many entries);
+// segmentlog's per-entry Append.
 package raft

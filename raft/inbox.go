@@ -45,16 +45,23 @@ func (q *proposalInbox) push(typ protocol.EntryType, data []byte, mode AckMode) 
 	if q.closed {
 		return nil, false
 	}
-	if len(q.slab) == 0 {
-		q.slab = make([]Proposal, proposalSlab)
-	}
-	p = &q.slab[0]
-	q.slab = q.slab[1:]
-	p.mode = mode
+	p = q.newProposal(mode)
 	wasEmpty = len(q.props) == 0
 	q.props = append(q.props, p)
 	q.ents = append(q.ents, protocol.Entry{Type: typ, Data: data})
 	return p, wasEmpty
+}
+
+// newProposal takes a Proposal from the slab, allocating proposalSlab of
+// them when it is empty. q.mu must be held.
+func (q *proposalInbox) newProposal(mode AckMode) *Proposal {
+	if len(q.slab) == 0 {
+		q.slab = make([]Proposal, proposalSlab)
+	}
+	p := &q.slab[0]
+	q.slab = q.slab[1:]
+	p.mode = mode
+	return p
 }
 
 // pushBatch queues entries of one type, consecutive, under one future:
@@ -66,12 +73,7 @@ func (q *proposalInbox) pushBatch(typ protocol.EntryType, datas [][]byte, mode A
 	if q.closed {
 		return nil, false
 	}
-	if len(q.slab) == 0 {
-		q.slab = make([]Proposal, proposalSlab)
-	}
-	p = &q.slab[0]
-	q.slab = q.slab[1:]
-	p.mode = mode
+	p = q.newProposal(mode)
 	wasEmpty = len(q.props) == 0
 	for range len(datas) - 1 {
 		q.props = append(q.props, nil)

@@ -94,7 +94,7 @@ func writeBaseline(b *testing.B, f *os.File, batch []byte) {
 			b.Fatal(err)
 		}
 	}
-	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+	if err := fdatasyncFile(f); err != nil {
 		b.Fatal(err)
 	}
 }

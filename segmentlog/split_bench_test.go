@@ -2,7 +2,6 @@ package segmentlog
 
 import (
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +61,7 @@ func BenchmarkAppendSyncSplit(b *testing.B) {
 				}
 				written, syncStart := threadCPU(), time.Now()
 				baseWrite += written - thread
-				if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				if err := fdatasyncFile(f); err != nil {
 					b.Fatal(err)
 				}
 				baseSyncWall += time.Since(syncStart)

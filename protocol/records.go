@@ -127,7 +127,7 @@ func (b *BatchBuilder) Add(r Record) error {
 	}
 	offsetDelta := uint64(b.count)
 	body := recordBodySize(&r, timestampDelta, offsetDelta)
-	if body > math.MaxUint32 {
+	if uint64(body) > math.MaxUint32 {
 		return fmt.Errorf("protocol: record of %d bytes exceeds the 4 GiB record limit", body)
 	}
 	b.records = binary.AppendUvarint(b.records, uint64(body))
@@ -222,7 +222,7 @@ func (b *BatchBuilder) AppendBatch(dst []byte, codec Codec) ([]byte, error) {
 		dst = append(dst[:start+BatchHeaderSize], b.records...)
 	}
 	batch := dst[start:]
-	if len(batch) > math.MaxUint32 {
+	if uint64(len(batch)) > math.MaxUint32 {
 		return dst[:start], fmt.Errorf("protocol: record batch of %d bytes exceeds the 4 GiB batch limit", len(batch))
 	}
 	header := BatchHeader{

@@ -131,7 +131,10 @@ func (bc *benchCluster) leader(b *testing.B) *Group {
 
 // proposeLoad runs b.N proposals of size bytes from many proposers, each
 // keeping a window of proposals in flight, and returns the elapsed time.
-func proposeLoad(b *testing.B, g *Group, size, proposers, window int) time.Duration {
+// With batch > 1 each proposal is a ProposeBatch of batch entries (the
+// last one of a proposer may hold fewer), so b.N entries in all; with
+// batch 1 each is a Propose.
+func proposeLoad(b *testing.B, g *Group, size, proposers, window, batch int) time.Duration {
 	data := make([]byte, size)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -145,8 +148,14 @@ func proposeLoad(b *testing.B, g *Group, size, proposers, window int) time.Durat
 		wg.Go(func() {
 			// A ring of the proposals in flight, oldest at head.
 			ring := make([]*Proposal, window)
+			datas := make([][]byte, batch)
 			head, n := 0, 0
-			for next.Add(1) <= int64(b.N) {
+			for {
+				end := next.Add(int64(batch))
+				k := min(int64(batch), int64(b.N)-(end-int64(batch)))
+				if k <= 0 {
+					break
+				}
 				if n == window {
 					if _, _, err := ring[head].Wait(ctx); err != nil {
 						b.Error(err)
@@ -155,7 +164,14 @@ func proposeLoad(b *testing.B, g *Group, size, proposers, window int) time.Durat
 					head = (head + 1) % window
 					n--
 				}
-				ring[(head+n)%window] = g.Propose(ctx, protocol.EntryControl, data, AckCommitted)
+				if batch == 1 {
+					ring[(head+n)%window] = g.Propose(ctx, protocol.EntryControl, data, AckCommitted)
+				} else {
+					for i := range datas[:k] {
+						datas[i] = data
+					}
+					ring[(head+n)%window] = g.ProposeBatch(ctx, protocol.EntryControl, datas[:k], AckCommitted)
+				}
 				n++
 			}
 			for ; n > 0; n-- {
@@ -178,61 +194,6 @@ func proposeLoad(b *testing.B, g *Group, size, proposers, window int) time.Durat
 	// CPU time of the whole process (three nodes and the proposers) per
 	// entry: steadier than entries/s on a shared machine. 2 cores allow
 	// 2e9/cpu-ns/entry entries/s at best.
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/entry")
-	return elapsed
-}
-
-// proposeBatchLoad is proposeLoad with ProposeBatch: each proposer keeps
-// window batches of batch entries in flight (b.N entries in all).
-func proposeBatchLoad(b *testing.B, g *Group, size, proposers, window, batch int) time.Duration {
-	data := make([]byte, size)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	cpu0 := cpuTime()
-	for range proposers {
-		wg.Go(func() {
-			ring := make([]*Proposal, window)
-			datas := make([][]byte, batch)
-			head, n := 0, 0
-			for {
-				end := next.Add(int64(batch))
-				k := min(int64(batch), int64(b.N)-(end-int64(batch)))
-				if k <= 0 {
-					break
-				}
-				if n == window {
-					if _, _, err := ring[head].Wait(ctx); err != nil {
-						b.Error(err)
-						return
-					}
-					head = (head + 1) % window
-					n--
-				}
-				for i := range datas[:k] {
-					datas[i] = data
-				}
-				ring[(head+n)%window] = g.ProposeBatch(ctx, protocol.EntryControl, datas[:k], AckCommitted)
-				n++
-			}
-			for ; n > 0; n-- {
-				if _, _, err := ring[head].Wait(ctx); err != nil {
-					b.Error(err)
-					return
-				}
-				head = (head + 1) % window
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/entry")
 	return elapsed
 }
@@ -283,7 +244,7 @@ func benchClusterMemory(b *testing.B, encode bool) {
 			syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
 			w0 := bc.wakeups()
 			proposers, window := loadShape(size)
-			proposeLoad(b, g, size, proposers, window)
+			proposeLoad(b, g, size, proposers, window, 1)
 			reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
 		})
 	}
@@ -347,12 +308,7 @@ func runClusterLoadBatched(b *testing.B, bc *benchCluster, size, batch int) (tim
 	syncs0, appends0 := ll.syncs.Load(), ll.appends.Load()
 	w0 := bc.wakeups()
 	proposers, window := loadShape(size)
-	var elapsed time.Duration
-	if batch > 1 {
-		elapsed = proposeBatchLoad(b, g, size, proposers, max(1, window/batch), batch)
-	} else {
-		elapsed = proposeLoad(b, g, size, proposers, window)
-	}
+	elapsed := proposeLoad(b, g, size, proposers, max(1, window/batch), batch)
 	reportWakeups(b, bc.wakeups().sub(w0), ll.syncs.Load()-syncs0, ll.appends.Load()-appends0)
 	var syncs []int64
 	for id, l := range bc.logs {

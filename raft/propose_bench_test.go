@@ -33,7 +33,7 @@ func BenchmarkProposeSingleNode(b *testing.B) {
 	leader := bc.leader(b)
 	w0 := h.wakeups()
 	proposers, window := loadShape(100)
-	proposeLoad(b, leader, 100, proposers, window)
+	proposeLoad(b, leader, 100, proposers, window, 1)
 	w := h.wakeups().sub(w0)
 	b.ReportMetric(float64(w.total())/float64(b.N)*1000, "wakeups/1000entries")
 }

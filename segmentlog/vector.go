@@ -106,15 +106,9 @@ func (v *vecState) reset() {
 // writes the group.
 func (l *Log) appendVector(e *protocol.Entry, batch *protocol.BatchSummary, rollFirst bool) error {
 	size := frameHeaderSize + len(e.Data)
-	active := l.active()
-	if rollFirst || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
-		if err := l.publishThrough(); err != nil {
-			return err
-		}
-		if err := l.roll(); err != nil {
-			return err
-		}
-		active = l.active()
+	active, err := l.activeFor(size, rollFirst)
+	if err != nil {
+		return err
 	}
 	head := 0
 	if batch != nil {

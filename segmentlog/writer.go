@@ -280,6 +280,26 @@ func (l *Log) reserveCacheSlots(n int) {
 	l.mu.Unlock()
 }
 
+// activeFor returns the active segment a size-byte frame goes into:
+// first, when rollFirst is set (the Append call's frames do not fit, see
+// rollBefore) or the frame would take the segment past SegmentMaxBytes,
+// it publishes what is framed (writing it, when Append writes through)
+// and rolls. appendOne and appendVector share it, so both roll by one
+// rule.
+func (l *Log) activeFor(size int, rollFirst bool) (*segment, error) {
+	active := l.active()
+	if rollFirst || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
+		if err := l.publishPending(); err != nil {
+			return nil, err
+		}
+		if err := l.roll(); err != nil {
+			return nil, err
+		}
+		active = l.active()
+	}
+	return active, nil
+}
+
 // appendOne frames one validated entry into the append chunk and describes
 // it in the next free slot of the tail cache ring (past the published
 // entries, so no reader looks at it); publish makes it visible. Only the
@@ -289,15 +309,9 @@ func (l *Log) reserveCacheSlots(n int) {
 // in the cache slots after the newest entry.
 func (l *Log) appendOne(e *protocol.Entry, batch *protocol.BatchSummary, rollFirst bool) error {
 	size := frameHeaderSize + len(e.Data)
-	active := l.active()
-	if rollFirst || (!active.empty() || l.npending > 0) && active.end+int64(l.pendingBytes+size) > l.opts.SegmentMaxBytes {
-		if err := l.publishPending(); err != nil {
-			return err
-		}
-		if err := l.roll(); err != nil {
-			return err
-		}
-		active = l.active()
+	active, err := l.activeFor(size, rollFirst)
+	if err != nil {
+		return err
 	}
 	if l.chunk == nil || len(l.chunk.buf)-l.chunkUsed-l.pendingBytes < size {
 		if err := l.publishPending(); err != nil {

@@ -195,8 +195,8 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.StringVar(&w.Fsync, "fsync", w.Fsync, "raftmq fsync policy: always, never")
 	fs.Int64Var(&w.Warmup, "warmup", w.Warmup, "records each system first publishes, unmeasured, to partitions dropped before the measured run (0: no warm-up)")
 	fs.DurationVar(&w.DrainTimeout, "drain-timeout", w.DrainTimeout, "how long consumers may lag after the last acknowledgement")
-	fs.StringVar(&opts.versusSystems, "vs", "", "also run against: jetstream (both sync settings), jetstream-lazy, jetstream-sync-always, and "+SystemFabric+" (NATS alone carrying the same batches on the same path, no Raft or storage: a ceiling, produce only)")
-	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always, "+SystemFabric)
+	fs.StringVar(&opts.versusSystems, "vs", "", "also run against: jetstream (both sync settings), jetstream-lazy, jetstream-sync-always, "+SystemFabric+" (NATS alone carrying the same batches on the same path, no Raft or storage: a ceiling, produce only) and "+SystemDisk+" (the same batches appended to --replicas files per partition with fdatasync, acknowledged at a majority, no Raft or NATS: the disk's ceiling, produce only)")
+	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always, "+SystemFabric+", "+SystemDisk)
 	fs.StringVar(&opts.raftmqURLs, "server", "", "NATS URL(s) of an existing raftmq cluster (default: start one in-process)")
 	fs.StringVar(&opts.jetStreamURLs, "jetstream-server", "", "NATS URL(s) of an existing JetStream system (default: start one in-process)")
 	fs.BoolVar(&opts.jsonOutput, "json", false, "print one JSON object with the figures as the last line")
@@ -269,12 +269,17 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 	switch system {
 	case "raftmq":
 		return RaftmqSpec(w, splitList(opts.raftmqURLs)), nil
-	case SystemFabric:
+	case SystemFabric, SystemDisk:
 		if w.Kind != KindProduce {
-			return TargetSpec{}, fmt.Errorf("bench: %s measures publishing only (bench produce)", SystemFabric)
+			return TargetSpec{}, fmt.Errorf("bench: %s measures publishing only (bench produce)", system)
 		}
 		if opts.raftmqURLs != "" {
-			return TargetSpec{}, fmt.Errorf("bench: %s runs in-process only; drop it or --server", SystemFabric)
+			return TargetSpec{}, fmt.Errorf("bench: %s runs in-process only; drop it or --server", system)
+		}
+		if system == SystemDisk {
+			return TargetSpec{Name: system, Start: func(ctx context.Context, dir string) (Target, error) {
+				return StartDisk(ctx, DiskConfig{Workload: w, Dir: dir})
+			}}, nil
 		}
 		return TargetSpec{Name: system, Start: func(ctx context.Context, dir string) (Target, error) {
 			return StartFabric(ctx, FabricConfig{Workload: w})
@@ -288,7 +293,7 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 			return StartJetStream(ctx, JetStreamConfig{Servers: w.Brokers, Setting: setting, Dir: dir, URLs: jsURLs})
 		}}, nil
 	}
-	return TargetSpec{}, fmt.Errorf("bench: unknown system %q (want raftmq, jetstream, jetstream-lazy, jetstream-sync-always or %s)", system, SystemFabric)
+	return TargetSpec{}, fmt.Errorf("bench: unknown system %q (want raftmq, jetstream, jetstream-lazy, jetstream-sync-always, %s or %s)", system, SystemFabric, SystemDisk)
 }
 
 // waitProfiles returns a function that writes the block and mutex

@@ -282,11 +282,17 @@ func (l *fabricLeader) close() error {
 // fabricProducer batches records per partition as the SDK does: a batch
 // goes out at once when its partition has nothing in flight, when it is
 // full, or after the linger; at most maxInFlight batches per partition are
-// in flight, and Send blocks while a full batch waits for a slot.
+// in flight, and Send blocks while a full batch waits for a slot. The
+// fabric publishes each batch as a NATS request; the disk baseline hands
+// it to its writers (publish).
 type fabricProducer struct {
-	nc       *nats.Conn
-	sub      *nats.Subscription
-	inbox    string
+	nc    *nats.Conn // nil when publish is not NATS (the disk baseline)
+	sub   *nats.Subscription
+	inbox string
+	// publish hands a built batch, batch id of partition, to the system,
+	// with mu held; the bytes are valid only during the call. Its outcome
+	// comes back through complete.
+	publish  func(partition int, id uint64, batch []byte) error
 	onAck    AckFunc
 	linger   time.Duration
 	maxBytes int
@@ -296,6 +302,9 @@ type fabricProducer struct {
 	cond   *sync.Cond
 	parts  map[int]*fabricPartition
 	flying map[uint64]*fabricBatch
+	// acking counts completed batches whose records' AckFunc calls are
+	// under way (outside mu): Flush waits for them too.
+	acking int
 	nextID uint64
 	err    error
 }
@@ -314,20 +323,12 @@ type fabricBatch struct {
 }
 
 func newFabricProducer(nc *nats.Conn, w Workload, onAck AckFunc) (*fabricProducer, error) {
-	p := &fabricProducer{
-		nc: nc, inbox: nats.NewInbox(), onAck: onAck, linger: w.Linger,
-		maxBytes: w.BatchBytes, maxIn: w.MaxInFlight,
-		parts: map[int]*fabricPartition{}, flying: map[uint64]*fabricBatch{},
-	}
-	p.cond = sync.NewCond(&p.mu)
-	if p.maxBytes <= 0 {
-		p.maxBytes = 1 << 20
-	}
 	// A batch must fit in one NATS message with its request framing, and
 	// the leader's copy in one peer-transport frame.
-	p.maxBytes = min(p.maxBytes, int(nc.MaxPayload())-64<<10)
-	if p.maxIn <= 0 {
-		p.maxIn = 5 // the SDK's default
+	p := newBatchingProducer(w, onAck, int(nc.MaxPayload())-64<<10)
+	p.nc, p.inbox = nc, nats.NewInbox()
+	p.publish = func(partition int, id uint64, batch []byte) error {
+		return nc.PublishRequest(fabricSubject+strconv.Itoa(partition), p.inbox+"."+strconv.FormatUint(id, 10), batch)
 	}
 	sub, err := nc.Subscribe(p.inbox+".*", p.onReply)
 	if err != nil {
@@ -336,6 +337,24 @@ func newFabricProducer(nc *nats.Conn, w Workload, onAck AckFunc) (*fabricProduce
 	}
 	p.sub = sub
 	return p, nil
+}
+
+// newBatchingProducer returns a producer with w's linger, batch bytes (at
+// most maxBatchBytes) and batches in flight, without publish.
+func newBatchingProducer(w Workload, onAck AckFunc, maxBatchBytes int) *fabricProducer {
+	p := &fabricProducer{
+		onAck: onAck, linger: w.Linger, maxBytes: w.BatchBytes, maxIn: w.MaxInFlight,
+		parts: map[int]*fabricPartition{}, flying: map[uint64]*fabricBatch{},
+	}
+	p.cond = sync.NewCond(&p.mu)
+	if p.maxBytes <= 0 {
+		p.maxBytes = 1 << 20
+	}
+	p.maxBytes = min(p.maxBytes, maxBatchBytes)
+	if p.maxIn <= 0 {
+		p.maxIn = 5 // the SDK's default
+	}
+	return p
 }
 
 func (p *fabricProducer) Send(partition int, payload []byte) error {
@@ -400,7 +419,7 @@ func (p *fabricProducer) sendLocked(part *fabricPartition) {
 	p.flying[id] = &fabricBatch{part: part, payloads: part.payloads}
 	part.payloads = nil
 	part.inFlight++
-	err = p.nc.PublishRequest(fabricSubject+strconv.Itoa(part.id), p.inbox+"."+strconv.FormatUint(id, 10), batch)
+	err = p.publish(part.id, id, batch)
 	part.builder.Reset()
 	if err != nil {
 		p.failLocked(err)
@@ -419,6 +438,11 @@ func (p *fabricProducer) onReply(m *nats.Msg) {
 	if err != nil {
 		return
 	}
+	p.complete(id, nil)
+}
+
+// complete ends batch id: its records are acknowledged with err.
+func (p *fabricProducer) complete(id uint64, err error) {
 	p.mu.Lock()
 	b := p.flying[id]
 	if b == nil {
@@ -432,11 +456,16 @@ func (p *fabricProducer) onReply(m *nats.Msg) {
 	if part := b.part; part.builder.Len() > 0 && (part.timer == nil || part.builder.UncompressedSize() >= p.maxBytes/2) {
 		p.sendLocked(part)
 	}
+	p.acking++
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	for _, payload := range b.payloads {
-		p.onAck(payload, nil)
+		p.onAck(payload, err)
 	}
+	p.mu.Lock()
+	p.acking--
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 func (p *fabricProducer) Flush(ctx context.Context) error {
@@ -464,9 +493,10 @@ func (p *fabricProducer) Flush(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// busyLocked reports whether a batch is being built or in flight.
+// busyLocked reports whether a batch is being built or in flight, or its
+// records' acknowledgements are being delivered.
 func (p *fabricProducer) busyLocked() bool {
-	if len(p.flying) > 0 {
+	if len(p.flying) > 0 || p.acking > 0 {
 		return true
 	}
 	for _, part := range p.parts {
@@ -485,6 +515,9 @@ func (p *fabricProducer) Close() error {
 		}
 	}
 	p.mu.Unlock()
+	if p.nc == nil {
+		return nil
+	}
 	err := p.sub.Unsubscribe()
 	p.nc.Close()
 	return err

@@ -43,8 +43,13 @@ type Summary struct {
 	// row's records/s over it.
 	NATSFabric    *SummaryRow `json:"nats_fabric,omitempty"`
 	ShareOfFabric float64     `json:"share_of_fabric,omitempty"`
-	OK            bool        `json:"ok"`
-	Errors        []string    `json:"errors,omitempty"`
+	// Disk is the disk baseline's row (the same batches appended and
+	// fdatasynced to a majority of files), when it ran; ShareOfDisk is
+	// the top-level row's records/s over it.
+	Disk        *SummaryRow `json:"disk,omitempty"`
+	ShareOfDisk float64     `json:"share_of_disk,omitempty"`
+	OK          bool        `json:"ok"`
+	Errors      []string    `json:"errors,omitempty"`
 }
 
 // Summary condenses the report: for each system and setting the row of the
@@ -78,6 +83,7 @@ func (r *Report) Summary() Summary {
 	s.JetStreamLazy = rows["jetstream "+JetStreamLazy]
 	s.JetStreamSyncAlways = rows["jetstream "+JetStreamSyncAlways]
 	s.NATSFabric = rows[SystemFabric+" "+fabricSetting]
+	s.Disk = rows[SystemDisk+" "+diskSetting]
 	top := ""
 	for _, key := range order {
 		if rows[key].System == "raftmq" {
@@ -92,6 +98,9 @@ func (r *Report) Summary() Summary {
 		s.SummaryRow = *rows[top]
 		if f := s.NATSFabric; f != nil && f.RecordsPerSec > 0 && s.System != SystemFabric {
 			s.ShareOfFabric = s.RecordsPerSec / f.RecordsPerSec
+		}
+		if d := s.Disk; d != nil && d.RecordsPerSec > 0 && s.System != SystemDisk {
+			s.ShareOfDisk = s.RecordsPerSec / d.RecordsPerSec
 		}
 	}
 	return s

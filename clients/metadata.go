@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -19,6 +20,12 @@ type metadataCache struct {
 
 	mu     sync.Mutex
 	topics map[string]*topicEntry
+	// generation moves whenever cached metadata may have changed: a load
+	// ended, a topic was forgotten, or a loaded topic reached the metadata
+	// max age (a timer started by the load). A producer remembers a
+	// topic's partition count with the generation it read it in and uses
+	// it while the generation stays (Producer.lastPartitionCount).
+	generation atomic.Uint64
 }
 
 type topicEntry struct {
@@ -108,7 +115,11 @@ func (m *metadataCache) load(name string, entry *topicEntry, loading chan struct
 		entry.fetchedAt = time.Now()
 	}
 	entry.loading = nil
+	m.generation.Add(1)
 	m.mu.Unlock()
+	if err == nil {
+		time.AfterFunc(m.client.config.metadataMaxAge, func() { m.generation.Add(1) })
+	}
 	close(loading)
 }
 
@@ -209,5 +220,6 @@ func (m *metadataCache) forget(topic string) {
 	defer m.mu.Unlock()
 	if entry := m.topics[topic]; entry != nil && entry.loading == nil {
 		delete(m.topics, topic)
+		m.generation.Add(1)
 	}
 }

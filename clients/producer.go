@@ -28,6 +28,9 @@ type Producer struct {
 	// producerID is the idempotent producer id, 0 with idempotence off.
 	producerID int64
 	clock      producerClock
+	// lastCount is the partition count of the last record's topic
+	// (lastPartitionCount).
+	lastCount atomic.Pointer[partitionCountOf]
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
@@ -87,19 +90,32 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 // caller's goroutine when Produce fails at once); they must not block.
 type ProduceCallback func(rec *Record, err error)
 
-// Produce queues rec for sending and returns; done (which may be nil) is
-// called once with the outcome. ctx bounds only the wait before the record
+// Produce queues rec for sending and returns; done is called once with the
+// outcome. A nil done reports to the producer's WithBatchCallback, or to
+// nobody without one. ctx bounds only the wait before the record
 // is queued: the first metadata lookup of a topic, and a full buffer
 // (WithMaxBufferedRecords). Once queued, a record is governed by the
-// delivery timeout. Produce does not keep a reference to rec after done
-// returns; rec must not be modified before then.
+// delivery timeout. Produce does not keep a reference to rec after its
+// callback returns; rec must not be modified before then.
 func (p *Producer) Produce(ctx context.Context, rec *Record, done ProduceCallback) {
-	if done == nil {
-		done = func(*Record, error) {}
+	if done == nil && p.config.batchCallback == nil {
+		done = ignoreOutcome
 	}
 	if err := p.enqueue(ctx, rec, done); err != nil {
-		done(rec, err)
+		p.finish(rec, done, err)
 	}
+}
+
+func ignoreOutcome(*Record, error) {}
+
+// finish reports the outcome of one record: to done, or to the batch
+// callback when done is nil.
+func (p *Producer) finish(rec *Record, done ProduceCallback, err error) {
+	if done != nil {
+		done(rec, err)
+		return
+	}
+	p.config.batchCallback([]*Record{rec}, err)
 }
 
 func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallback) error {
@@ -112,17 +128,19 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 		}
 		rec.Topic = p.config.defaultTopic
 	}
-	// One monotonic clock read per record: it stamps the record and dates
-	// the cached metadata (clock reads are a visible cost at a million
-	// records a second).
-	now := p.clock.now()
+	// At most one monotonic clock read per record, and none for a record
+	// that comes with its timestamp: clock reads are a visible cost at a
+	// million records a second. The partition count of the topic of the
+	// last record is checked against the cache's generation, which moves
+	// whenever the cached metadata may have changed or aged out, without
+	// a clock read or a lock.
 	if rec.Timestamp.IsZero() {
-		rec.Timestamp = now
+		rec.Timestamp = p.clock.now()
 	}
-	partitions, ok := p.client.metadata.cachedPartitionCount(rec.Topic, now)
+	partitions, ok := p.lastPartitionCount(rec.Topic)
 	if !ok {
 		var err error
-		if partitions, err = p.client.metadata.partitionCount(ctx, rec.Topic, p.config.deliveryTimeout); err != nil {
+		if partitions, err = p.partitionCount(ctx, rec.Topic); err != nil {
 			return fmt.Errorf("clients: topic %q: %w", rec.Topic, err)
 		}
 	}
@@ -142,6 +160,47 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 		p.sealAll()
 	}
 	return nil
+}
+
+// partitionCountOf is a topic's partition count as of a generation of the
+// client's metadata cache.
+type partitionCountOf struct {
+	topic      string
+	partitions int
+	generation uint64
+}
+
+// lastPartitionCount is the per-record fast path: the partition count of
+// topic when it is the topic the count was last looked up for and the
+// metadata cache has not moved to another generation since.
+func (p *Producer) lastPartitionCount(topic string) (int, bool) {
+	last := p.lastCount.Load()
+	if last == nil || last.topic != topic || last.generation != p.client.metadata.generation.Load() {
+		return 0, false
+	}
+	return last.partitions, true
+}
+
+// partitionCount looks the partition count of topic up in the metadata
+// cache, loading it when missing or stale, and remembers it for
+// lastPartitionCount.
+func (p *Producer) partitionCount(ctx context.Context, topic string) (int, error) {
+	// The generation is read before the cache: a change in between moves
+	// it past the remembered one, so the next record looks again.
+	generation := p.client.metadata.generation.Load()
+	partitions, ok := p.client.metadata.cachedPartitionCount(topic, time.Now())
+	if !ok {
+		var err error
+		if partitions, err = p.client.metadata.partitionCount(ctx, topic, p.config.deliveryTimeout); err != nil {
+			return 0, err
+		}
+		generation = p.client.metadata.generation.Load()
+		if _, ok := p.client.metadata.cachedPartitionCount(topic, time.Now()); !ok {
+			return partitions, nil
+		}
+	}
+	p.lastCount.Store(&partitionCountOf{topic: topic, partitions: partitions, generation: generation})
+	return partitions, nil
 }
 
 // sealAll makes every open batch ready to send. It runs when the buffer is

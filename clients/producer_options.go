@@ -21,6 +21,7 @@ type producerConfig struct {
 	deliveryTimeout    time.Duration
 	defaultTopic       string
 	idempotenceOff     bool // WithIdempotence(false) (idempotence.go)
+	batchCallback      BatchCallback
 }
 
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
@@ -194,6 +195,32 @@ func WithDeliveryTimeout(d time.Duration) ProducerOption {
 func WithDefaultTopic(topic string) ProducerOption {
 	return func(c *producerConfig) error {
 		c.defaultTopic = topic
+		return nil
+	}
+}
+
+// BatchCallback receives the outcome of records that completed together:
+// consecutive records of one partition, in produce order, all with the
+// same outcome (on success err is nil and each record's Partition, Offset
+// and Timestamp are set). records and the slice are valid only during the
+// call: the producer reuses the slice and keeps no reference to the
+// records once the callback returns. Calls for one partition run in
+// produce order (interleaved in order with the ProduceCallbacks of
+// records produced with one), on a goroutine of the producer, or on the
+// caller's goroutine with one record when Produce fails at once; they
+// must not block.
+type BatchCallback func(records []*Record, err error)
+
+// WithBatchCallback makes fn the callback of every record produced with a
+// nil ProduceCallback: the records of one acknowledged (or failed) batch
+// reach fn in one call instead of one call per record, which spares a
+// busy producer a function call and whatever per-call work the caller
+// does (a lock, a clock read) per record. Records produced with a
+// ProduceCallback keep it. Default none: a record produced with a nil
+// callback reports to nobody.
+func WithBatchCallback(fn BatchCallback) ProducerOption {
+	return func(c *producerConfig) error {
+		c.batchCallback = fn
 		return nil
 	}
 }

@@ -25,13 +25,19 @@ type partitionProducer struct {
 	open    *pendingBatch   // accepting records
 	sealed  []*pendingBatch // full or flushed, waiting to be sent
 	stopped bool            // run has exited; add fails records at once
+	// spareBuilders are recycled batch builders (takeBuilderLocked).
+	spareBuilders []*protocol.BatchBuilder
 
 	// Owned by run.
 	window    []*pendingBatch // sent at least once, not completed; send order
 	retryAt   time.Time       // when batches waiting for a retry are resent
 	retryWait bool            // some batch in window waits for a retry
 
-	sequence producerSequence // idempotent identity (idempotence.go); owned by run
+	sequence      producerSequence // idempotent identity (idempotence.go); owned by run
+	spareRequests [][]byte         // recycled request buffers (owned by run)
+	// together collects a batch's records for the batch callback (owned
+	// by run; empty between batches).
+	together []*Record
 
 	// recordsHint and bytesHint are the record count and uncompressed
 	// size of the last sealed batch (guarded by mu): the next batch's
@@ -42,8 +48,8 @@ type partitionProducer struct {
 
 type pendingRecord struct {
 	record *Record
-	done   ProduceCallback
-	size   int // bufferedSize(record), counted against WithMaxBufferedBytes
+	done   ProduceCallback // nil: the producer's batch callback
+	size   int             // bufferedSize(record), counted against WithMaxBufferedBytes
 }
 
 type batchState uint8
@@ -110,7 +116,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	pp.mu.Lock()
 	if pp.stopped {
 		pp.mu.Unlock()
-		rec.done(rec.record, ErrClosed)
+		pp.producer.finish(rec.record, rec.done, ErrClosed)
 		pp.producer.completed(1, rec.size)
 		return
 	}
@@ -125,13 +131,13 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 		now := time.Now()
 		pp.open = &pendingBatch{openedAt: now, deadline: now.Add(pp.producer.config.deliveryTimeout),
 			firstTimestamp: r.Timestamp, records: make([]pendingRecord, 0, pp.recordsHint),
-			builder: builderPool.Get().(*protocol.BatchBuilder)}
+			builder: pp.takeBuilderLocked()}
 		pp.open.builder.Grow(min(pp.bytesHint, maxBytes))
 		wake = true
 	}
 	if err := pp.open.builder.Add(r); err != nil {
 		pp.mu.Unlock()
-		rec.done(rec.record, err)
+		pp.producer.finish(rec.record, rec.done, err)
 		pp.producer.completed(1, rec.size)
 		return
 	}
@@ -277,7 +283,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	if batch.request == nil {
 		// Sized for the whole request, so encoding the batch does not
 		// reallocate (compression only makes it smaller).
-		request := getRequestBuffer(requestHeaderRoom + batch.builder.UncompressedSize())
+		request := pp.takeRequestBuffer(requestHeaderRoom + batch.builder.UncompressedSize())
 		request = protocol.AppendProduceRequest(request, &protocol.ProduceRequest{
 			Topic:     pp.tp.topic,
 			Partition: pp.tp.partition,
@@ -292,7 +298,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 		}
 		pp.sequence.commit(batch, batch.builder.Len())
 		batch.request = request
-		putBuilder(batch.builder) // the records' copy is in the request now
+		pp.putBuilder(batch.builder) // the records' copy is in the request now
 		batch.builder = nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), client.config.requestTimeout)
@@ -413,7 +419,12 @@ func (pp *partitionProducer) completeInOrder() {
 
 // Buffers of batches: a builder's records section and an encoded request
 // are each up to the batch size, and reusing them spares allocating and
-// zeroing that much per batch.
+// zeroing that much per batch. A partition keeps a few of each (spare
+// builders guarded by mu, spare requests owned by run), as many as a busy
+// partition cycles through, so that they survive garbage collections (a
+// sync.Pool is emptied by every other one, and a busy producer then
+// allocated and cleared a fresh batch-sized buffer per batch); buffers
+// beyond those go to process-wide pools.
 var (
 	builderPool = sync.Pool{New: func() any { return new(protocol.BatchBuilder) }}
 	requestPool sync.Pool // of *[]byte
@@ -422,46 +433,104 @@ var (
 // maxPooledBuffer keeps outsized buffers out of the pools.
 const maxPooledBuffer = 4 << 20
 
-func putBuilder(builder *protocol.BatchBuilder) {
+// spareBuilders is how many builders a partition keeps: one for the next
+// open batch while the last sealed one is being encoded.
+const spareBuilders = 2
+
+func (pp *partitionProducer) takeBuilderLocked() *protocol.BatchBuilder {
+	if n := len(pp.spareBuilders); n > 0 {
+		builder := pp.spareBuilders[n-1]
+		pp.spareBuilders[n-1] = nil
+		pp.spareBuilders = pp.spareBuilders[:n-1]
+		return builder
+	}
+	return builderPool.Get().(*protocol.BatchBuilder)
+}
+
+func (pp *partitionProducer) putBuilder(builder *protocol.BatchBuilder) {
 	if builder.UncompressedSize() > maxPooledBuffer {
 		return
 	}
 	builder.Reset()
-	builderPool.Put(builder)
+	pp.mu.Lock()
+	if len(pp.spareBuilders) < spareBuilders {
+		pp.spareBuilders = append(pp.spareBuilders, builder)
+		builder = nil
+	}
+	pp.mu.Unlock()
+	if builder != nil {
+		builderPool.Put(builder)
+	}
 }
 
-func getRequestBuffer(capacity int) []byte {
+// takeRequestBuffer returns an empty buffer of at least capacity bytes
+// (run only).
+func (pp *partitionProducer) takeRequestBuffer(capacity int) []byte {
+	for n := len(pp.spareRequests); n > 0; n-- {
+		request := pp.spareRequests[n-1]
+		pp.spareRequests[n-1] = nil
+		pp.spareRequests = pp.spareRequests[:n-1]
+		if cap(request) >= capacity {
+			return request[:0]
+		}
+	}
 	if p, ok := requestPool.Get().(*[]byte); ok && cap(*p) >= capacity {
 		return (*p)[:0]
 	}
 	return make([]byte, 0, capacity)
 }
 
-// putRequestBuffer recycles a completed batch's request: every attempt's
-// bytes were copied by the NATS client when published.
-func putRequestBuffer(request []byte) {
+// putRequestBuffer recycles a completed batch's request (run only): every
+// attempt's bytes were copied by the NATS client when published, and a
+// completed batch is never sent again.
+func (pp *partitionProducer) putRequestBuffer(request []byte) {
 	if request == nil || cap(request) > maxPooledBuffer {
+		return
+	}
+	if len(pp.spareRequests) <= pp.producer.config.maxInFlight {
+		pp.spareRequests = append(pp.spareRequests, request)
 		return
 	}
 	requestPool.Put(&request)
 }
 
 func (pp *partitionProducer) complete(batch *pendingBatch, err error) {
-	putRequestBuffer(batch.request)
+	pp.putRequestBuffer(batch.request)
 	batch.request = nil
 	if err != nil {
 		err = fmt.Errorf("clients: produce to %s/%d: %w", pp.tp.topic, pp.tp.partition, err)
 	}
 	size := 0
+	// Records produced without a callback of their own reach the batch
+	// callback together; a record with one flushes those before it, so
+	// the partition's callbacks still run in produce order.
+	together := pp.together[:0]
 	for i := range batch.records {
 		rec := &batch.records[i]
 		size += rec.size
 		if err == nil {
 			rec.record.Offset = batch.baseOffset + uint64(i)
 		}
+		if rec.done == nil {
+			together = append(together, rec.record)
+			continue
+		}
+		together = pp.reportTogether(together, err)
 		rec.done(rec.record, err)
 	}
+	pp.together = pp.reportTogether(together, err)
 	pp.producer.completed(len(batch.records), size)
+}
+
+// reportTogether hands records to the batch callback, if any, and returns
+// the emptied slice (holding no record) for reuse.
+func (pp *partitionProducer) reportTogether(records []*Record, err error) []*Record {
+	if len(records) == 0 {
+		return records
+	}
+	pp.producer.config.batchCallback(records, err)
+	clear(records)
+	return records[:0]
 }
 
 // abort fails everything not yet completed with ErrClosed.

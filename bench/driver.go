@@ -117,11 +117,37 @@ func (ps *producerState) partitionOf(sequence uint64) int {
 // onAck is the producer's AckFunc.
 func (ps *producerState) onAck(payload []byte, err error) {
 	now := ps.clock.now()
+	ps.mu.Lock()
+	ps.ackLocked(payload, err, now, ps.sent.Load())
+	ps.mu.Unlock()
+	ps.progress.Add(1)
+}
+
+// onAcks is onAck for n records whose outcome the target learned at once
+// (the records of one batch; see batchAckTarget): one clock read, one lock
+// and one progress update for all of them, where onAck takes each per
+// record. Every record's latency is still its own: the acknowledgement's
+// time minus that record's intended send time. payload(i) is the i-th
+// record's payload.
+func (ps *producerState) onAcks(n int, payload func(i int) []byte, err error) {
+	now := ps.clock.now()
+	ps.mu.Lock()
+	// Every record acknowledged here was sent before this load.
+	sent := ps.sent.Load()
+	for i := range n {
+		ps.ackLocked(payload(i), err, now, sent)
+	}
+	ps.mu.Unlock()
+	ps.progress.Add(int64(n))
+}
+
+// ackLocked accounts one record's outcome at clock reading now, when the
+// producer had sent sent records (under mu).
+func (ps *producerState) ackLocked(payload []byte, err error, now, sent int64) {
 	id, intended, ok := readPayloadHeader(payload)
 	producer, sequence := splitRecordID(id)
-	ps.mu.Lock()
 	switch {
-	case !ok || producer != ps.id || sequence >= uint64(ps.sent.Load()):
+	case !ok || producer != ps.id || sequence >= uint64(sent):
 		ps.ackForeign++
 	case err != nil:
 		ps.ackErrors++
@@ -138,8 +164,23 @@ func (ps *producerState) onAck(payload []byte, err error) {
 	if ok && cap(payload) >= ps.workload.RecordSize {
 		ps.putBufferLocked(payload[:ps.workload.RecordSize])
 	}
-	ps.mu.Unlock()
-	ps.progress.Add(1)
+}
+
+// batchAckTarget is a Target whose producers learn the outcomes of many
+// records at once (raftmq's SDK acknowledges a batch in one callback): the
+// harness hands it the producer's accounting, so those producers report
+// through onAcks, or onAck per record. produceAll prefers it to
+// NewProducer.
+type batchAckTarget interface {
+	newProducerWithAcks(ctx context.Context, id int, ps *producerState) (Producer, error)
+}
+
+// clockedProducer is a Producer that takes the harness's clock reading of
+// the send with each record (Send's caller reads the clock per record
+// anyway), so the record's timestamp costs its SDK no clock read of its
+// own. now is a reading of the producer's clock (producerState.clock).
+type clockedProducer interface {
+	sendAt(partition int, payload []byte, now int64) error
 }
 
 // produce publishes this producer's share of the workload starting at
@@ -154,6 +195,7 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 	if w.Duration > 0 {
 		deadline = startNanos + int64(w.Duration)
 	}
+	clocked, _ := producer.(clockedProducer)
 	var interval float64 // nanoseconds between this producer's records
 	if w.Rate > 0 {
 		interval = float64(time.Second) * float64(w.Producers) / w.Rate
@@ -186,7 +228,12 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 		partition := ps.partitionOf(uint64(sequence))
 		ps.sentByPartition[partition]++
 		ps.sent.Store(sequence + 1)
-		if err := producer.Send(partition, buffer); err != nil {
+		if clocked != nil {
+			err = clocked.sendAt(partition, buffer, now)
+		} else {
+			err = producer.Send(partition, buffer)
+		}
+		if err != nil {
 			ps.mu.Lock()
 			ps.ackErrors++
 			if ps.firstErr == nil {
@@ -402,8 +449,15 @@ func (r *run) produceAll(progress *atomic.Int64) (int64, error) {
 		}
 	}()
 	for p := range w.Producers {
-		r.producers[p] = newProducerState(w, p, r.clock, progress)
-		client, err := r.target.NewProducer(ctx, p, r.producers[p].onAck)
+		ps := newProducerState(w, p, r.clock, progress)
+		r.producers[p] = ps
+		var client Producer
+		var err error
+		if t, ok := r.target.(batchAckTarget); ok {
+			client, err = t.newProducerWithAcks(ctx, p, ps)
+		} else {
+			client, err = r.target.NewProducer(ctx, p, ps.onAck)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("bench: producer %d: %w", p, err)
 		}

@@ -225,6 +225,24 @@
 // inline sync: BenchmarkClusterSegmentlogLatency/100B commit p50 over
 // one write+fdatasync's p50 1.58-1.73 before, 1.60-1.66 after.
 //
+// While a run worker syncs inline it holds the group, so a follower's
+// acknowledgement that arrives meanwhile waits for the leader's own
+// fdatasync, even when it and the other follower's already make a quorum
+// without the leader. Tried in session 9 and left out: the run worker
+// let go of the group first and then ran the sync loop itself (one sync;
+// more went to a sync worker; a sync chosen this way went to a sync
+// worker at once when more work arrived before the worker let go). A test
+// with the leader's Sync held open showed followers committing five
+// proposals, where the code as it is waits for the held sync. But
+// everything that arrived during the sync was then processed at once, in
+// smaller rounds, instead of in one round after it: `raftmq bench produce
+// --brokers 3 --replicas 3 --rate 400000 --duration 5s --size 100`
+// (2026-11-23, load 0.7-3.8), p50 / p99 ms, three alternated pairs per
+// variant: as it is 4.1-6.9 / 43-168; letting go without the hand-offs
+// 12-53 / 194-304 (one run could not hold the rate: 386,176 records/s);
+// with them 5.8-9.6 / 75-163. BenchmarkClusterSegmentlog/100B stayed
+// within its noise (0.73-0.90M against 0.72-1.01M entries/s).
+//
 // The proposal inbox (session 7). Propose no longer takes the group's
 // lock: it queues in the group's inbox (inbox.go) under a lock of the
 // inbox's own, and only the proposer that finds the inbox empty schedules

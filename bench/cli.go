@@ -278,7 +278,7 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 		}
 		if system == SystemDisk {
 			return TargetSpec{Name: system, Start: func(ctx context.Context, dir string) (Target, error) {
-				return StartDisk(ctx, DiskConfig{Workload: w, Dir: dir})
+				return StartDisk(ctx, DiskConfig{Workload: w, Dir: dir, Log: os.Stderr})
 			}}, nil
 		}
 		return TargetSpec{Name: system, Start: func(ctx context.Context, dir string) (Target, error) {

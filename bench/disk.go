@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,6 +40,10 @@ type DiskConfig struct {
 	Dir string
 	// FS opens the files. Default vfs.Default (fdatasync on Linux).
 	FS vfs.FS
+	// Log receives a line per run when its files are closed: bytes and
+	// fdatasyncs, and how long after the last acknowledgement the slowest
+	// file had everything durable. Nil discards it.
+	Log io.Writer
 }
 
 // StartDisk returns the disk baseline. Each Prepare creates, for every
@@ -60,8 +66,12 @@ func StartDisk(ctx context.Context, cfg DiskConfig) (Target, error) {
 	if err := fs.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: disk baseline: %w", err)
 	}
+	log := cfg.Log
+	if log == nil {
+		log = io.Discard
+	}
 	return &diskTarget{
-		workload: cfg.Workload, dir: cfg.Dir, fs: fs,
+		workload: cfg.Workload, dir: cfg.Dir, fs: fs, log: log,
 		fsName: fileSystemName(cfg.Dir), replicas: max(cfg.Workload.Replicas, 1),
 	}, nil
 }
@@ -70,6 +80,7 @@ type diskTarget struct {
 	workload Workload
 	dir      string
 	fs       vfs.FS
+	log      io.Writer
 	fsName   string
 	replicas int
 	// run counts Prepares; each run's files are named after it.
@@ -124,7 +135,7 @@ func (t *diskTarget) Prepare(ctx context.Context, w Workload) error {
 }
 
 // stop closes the current run's writers (each first writes what is
-// queued) and removes their files.
+// queued), reports the run and removes its files.
 func (t *diskTarget) stop() error {
 	var errs []error
 	for _, part := range t.parts {
@@ -132,11 +143,24 @@ func (t *diskTarget) stop() error {
 			writer.close()
 		}
 	}
+	var files, syncs, bytes, syncNanos, lastAck, lastDurable int64
 	for _, part := range t.parts {
+		lastAck = max(lastAck, part.lastAck.Load())
 		for _, writer := range part.writers {
 			<-writer.done
 			errs = append(errs, writer.file.Close(), t.fs.Remove(writer.path))
+			files++
+			syncs += writer.syncs
+			bytes += writer.bytes
+			syncNanos += writer.syncNanos
+			lastDurable = max(lastDurable, writer.lastDurable)
 		}
+	}
+	if syncs > 0 && lastAck > 0 {
+		fmt.Fprintf(t.log, "disk baseline run %d: %d files, %.1f MB written, %d fdatasyncs (mean %.0f KiB, %.2f ms); "+
+			"the last file was durable %.1f ms after the last acknowledgement\n",
+			t.run, files, float64(bytes)/1e6, syncs, float64(bytes)/float64(syncs)/1024,
+			float64(syncNanos)/float64(syncs)/1e6, float64(max(lastDurable-lastAck, 0))/1e6)
 	}
 	t.parts = nil
 	return errors.Join(errs...)
@@ -165,6 +189,7 @@ func (t *diskTarget) Close() error { return t.stop() }
 type diskPartition struct {
 	writers []*diskWriter
 	quorum  int32
+	lastAck atomic.Int64 // unix nanoseconds of the last batch's quorum
 }
 
 // diskBuffers recycles batch copies once every writer has written them.
@@ -179,7 +204,7 @@ func (p *diskPartition) write(batch []byte, complete func(error)) {
 		buf = new([]byte)
 	}
 	*buf = append((*buf)[:0], batch...)
-	b := &diskBatch{buf: buf, quorum: p.quorum, replicas: int32(len(p.writers)), complete: complete}
+	b := &diskBatch{buf: buf, part: p, quorum: p.quorum, replicas: int32(len(p.writers)), complete: complete}
 	for _, writer := range p.writers {
 		writer.add(b)
 	}
@@ -188,6 +213,7 @@ func (p *diskPartition) write(batch []byte, complete func(error)) {
 // diskBatch is one batch on its way to a partition's files.
 type diskBatch struct {
 	buf              *[]byte
+	part             *diskPartition
 	quorum, replicas int32
 	complete         func(error)
 	synced, failed   atomic.Int32
@@ -201,6 +227,7 @@ type diskBatch struct {
 func (b *diskBatch) done(err error) {
 	if err == nil {
 		if b.synced.Add(1) == b.quorum {
+			b.part.lastAck.Store(time.Now().UnixNano())
 			b.complete(nil)
 		}
 	} else if b.failed.Add(1) == b.replicas-b.quorum+1 {
@@ -219,6 +246,9 @@ type diskWriter struct {
 	path string
 	wake chan struct{} // capacity 1: something was queued or close was called
 	done chan struct{} // closed when run returns
+	// Owned by run; read after done is closed.
+	bytes, syncs, syncNanos int64
+	lastDurable             int64 // unix nanoseconds the last fdatasync returned
 
 	mu     sync.Mutex
 	queue  []*diskBatch
@@ -267,14 +297,21 @@ func (w *diskWriter) run() {
 			if err != nil {
 				break
 			}
-			if _, werr := w.file.Write(*b.buf); werr != nil {
+			n, werr := w.file.Write(*b.buf)
+			w.bytes += int64(n)
+			if werr != nil {
 				err = fmt.Errorf("bench: disk baseline: write %s: %w", filepath.Base(w.path), werr)
 			}
 		}
 		if err == nil {
+			start := time.Now()
 			if serr := w.file.SyncData(); serr != nil {
 				err = fmt.Errorf("bench: disk baseline: fdatasync %s: %w", filepath.Base(w.path), serr)
 			}
+			end := time.Now()
+			w.syncs++
+			w.syncNanos += int64(end.Sub(start))
+			w.lastDurable = end.UnixNano()
 		}
 		for i, b := range round {
 			b.done(err)

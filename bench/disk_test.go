@@ -27,7 +27,8 @@ func TestDiskEveryRecordOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("replicas-%d", replicas), func(t *testing.T) {
 			dir := t.TempDir()
 			w := tinyWorkload(KindProduce, replicas, replicas)
-			target, err := StartDisk(ctx, DiskConfig{Workload: w, Dir: dir})
+			var log strings.Builder
+			target, err := StartDisk(ctx, DiskConfig{Workload: w, Dir: dir, Log: &log})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,6 +87,14 @@ func TestDiskEveryRecordOnce(t *testing.T) {
 			}
 			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
 				t.Fatalf("after Close the directory holds %d files (%v), want none", len(entries), err)
+			}
+			// One line per run (the warm-up's included), each counting
+			// the run's files.
+			if lines := strings.Count(log.String(), fmt.Sprintf(": %d files, ", 2*replicas)); lines != 2 {
+				t.Fatalf("%d lines for the two-partition runs in the log, want 2:\n%s", lines, log.String())
+			}
+			if lines := strings.Count(log.String(), fmt.Sprintf(": %d files, ", 4*replicas)); lines != 2 {
+				t.Fatalf("%d lines for the four-partition run and its warm-up in the log, want 2:\n%s", lines, log.String())
 			}
 		})
 	}

@@ -7,11 +7,12 @@
 //
 //	raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs jetstream --json
 //	raftmq bench produce --brokers 3 --replicas 3 --count 1000000 --size 100 --vs nats-fabric
+//	raftmq bench produce --brokers 3 --replicas 3 --count 2000000 --size 100 --vs disk,nats-fabric --json
 //	raftmq bench consume --brokers 3 --replicas 3 --count 1000000 --size 100
 //	raftmq bench e2e --rate 50000 --duration 30s
 //
 // From Go, build a Workload (DefaultWorkload, then change fields), start
-// Targets (StartJetStream, StartRaftmq, StartFabric) and call Run, or call RunCommand
+// Targets (StartJetStream, StartRaftmq, StartFabric, StartDisk) and call Run, or call RunCommand
 // with command-line arguments.
 //
 // # Workloads
@@ -58,6 +59,24 @@
 // Measured in the same run, it is the ceiling the messaging leaves on the
 // machine, and raftmq's figure over it is the share its replication and
 // storage leave of that ceiling.
+//
+// The other baseline is the disk (StartDisk, --vs disk, produce only): the
+// same producers, batching, linger, window and batch cap as nats-fabric's,
+// but each batch is appended to Workload.Replicas files per partition,
+// under the run's data directory (the real disk, as raftmq's), one writer
+// goroutine per file. A writer takes everything queued for it, writes it
+// and issues one fdatasync (group commit, as a log does); a batch is
+// acknowledged once a majority of its partition's writers have it durable,
+// as acks=quorum is. No Raft, no NATS, no frame headers, offsets or index:
+// the bytes written per record are the record batch's, as in raftmq's log.
+// The files grow by appending (raftmq's log also appends once its Syncs
+// average over 16 KiB, see segmentlog), and are removed at the next
+// Prepare and at Close; the slowest writer may finish after the last
+// acknowledgement, as a lagging follower does. Its label names the file
+// system from the mount table ("fdatasync quorum of 3 files, ext4"; tmpfs
+// says it is). Measured in the same run, it is the most a replicated log
+// can make durable on this disk with this batching, and raftmq's figure
+// over it (share_of_disk) is the share of the disk raftmq uses.
 //
 // The in-process raftmq cluster waits, after creating a run's topic, until
 // every partition is led by its preferred leader (first replica): the

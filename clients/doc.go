@@ -87,7 +87,7 @@
 // 1.43M -> 1.70-1.76M records/s. The process runs the brokers and NATS
 // servers too; before this the lead's profile put 31% of it on the client
 // side (SDK and harness). On ext4 (3M records) the rate stays disk-bound
-// (old 0.89-0.99M, new 0.82-0.94M records/s) with less CPU (user+sys 5.9,
+// (old 0.89-0.99M, new 0.82-0.94M records/s), its CPU within noise (user+sys 5.9,
 // 5.5, 4.6 s old; 5.4, 5.0, 6.1 s new). 1 KiB records (300k, tmpfs, 7
 // pairs) stay within this VM's noise: old 178-277k, mean 228k, new 167-
 // 250k, mean 208k records/s, CPU 5.1 s old, 5.3 s new on average, no

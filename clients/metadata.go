@@ -33,6 +33,7 @@ type topicEntry struct {
 	fetchedAt time.Time          // zero: never loaded
 	loading   chan struct{}      // non-nil while a load runs; closed when it ends
 	loadErr   error              // outcome of the last load
+	count     *partitionCountOf  // partitionCountAt's last result
 }
 
 func newMetadataCache(client *Client) *metadataCache {
@@ -53,18 +54,36 @@ func (m *metadataCache) topic(ctx context.Context, name string) (protocol.TopicI
 	return m.refresh(ctx, name)
 }
 
-// cachedPartitionCount is the producer's per-record fast path: the
-// partition count of name when its cached metadata is fresh as of now,
-// without loading anything (ok false: use partitionCount).
-func (m *metadataCache) cachedPartitionCount(name string, now time.Time) (count int, ok bool) {
+// partitionCountOf is a topic's partition count as of a generation of
+// the metadata cache: valid while the generation stays.
+type partitionCountOf struct {
+	topic      string
+	partitions int
+	generation uint64
+}
+
+// partitionCountAt returns the partition count of name as of the current
+// generation when its cached metadata is fresh, without loading anything
+// (nil: use partitionCount). now reads the clock. The result is shared:
+// it is allocated once per topic and generation, not per call, so a
+// producer alternating between topics does not allocate per record.
+func (m *metadataCache) partitionCountAt(name string, now func() time.Time) *partitionCountOf {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The generation is read before the clock: a max-age timer that
+	// fires after this read moves the generation past the result's, one
+	// that fired before it shows as staleness here.
+	generation := m.generation.Load()
 	entry := m.topics[name]
-	if entry == nil || entry.fetchedAt.IsZero() || now.Sub(entry.fetchedAt) >= m.client.config.metadataMaxAge ||
+	if entry == nil || entry.fetchedAt.IsZero() || now().Sub(entry.fetchedAt) >= m.client.config.metadataMaxAge ||
 		len(entry.info.Partitions) == 0 {
-		return 0, false
+		return nil
 	}
-	return len(entry.info.Partitions), true
+	if c := entry.count; c != nil && c.generation == generation {
+		return c
+	}
+	entry.count = &partitionCountOf{topic: name, partitions: len(entry.info.Partitions), generation: generation}
+	return entry.count
 }
 
 // refresh loads the metadata of name from the cluster, joining a load

@@ -162,14 +162,6 @@ func (p *Producer) enqueue(ctx context.Context, rec *Record, done ProduceCallbac
 	return nil
 }
 
-// partitionCountOf is a topic's partition count as of a generation of the
-// client's metadata cache.
-type partitionCountOf struct {
-	topic      string
-	partitions int
-	generation uint64
-}
-
 // lastPartitionCount is the per-record fast path: the partition count of
 // topic when it is the topic the count was last looked up for and the
 // metadata cache has not moved to another generation since.
@@ -185,21 +177,17 @@ func (p *Producer) lastPartitionCount(topic string) (int, bool) {
 // cache, loading it when missing or stale, and remembers it for
 // lastPartitionCount.
 func (p *Producer) partitionCount(ctx context.Context, topic string) (int, error) {
-	// The generation is read before the cache: a change in between moves
-	// it past the remembered one, so the next record looks again.
-	generation := p.client.metadata.generation.Load()
-	partitions, ok := p.client.metadata.cachedPartitionCount(topic, time.Now())
-	if !ok {
-		var err error
-		if partitions, err = p.client.metadata.partitionCount(ctx, topic, p.config.deliveryTimeout); err != nil {
-			return 0, err
-		}
-		generation = p.client.metadata.generation.Load()
-		if _, ok := p.client.metadata.cachedPartitionCount(topic, time.Now()); !ok {
-			return partitions, nil
-		}
+	if count := p.client.metadata.partitionCountAt(topic, p.clock.now); count != nil {
+		p.lastCount.Store(count)
+		return count.partitions, nil
 	}
-	p.lastCount.Store(&partitionCountOf{topic: topic, partitions: partitions, generation: generation})
+	partitions, err := p.client.metadata.partitionCount(ctx, topic, p.config.deliveryTimeout)
+	if err != nil {
+		return 0, err
+	}
+	if count := p.client.metadata.partitionCountAt(topic, p.clock.now); count != nil {
+		p.lastCount.Store(count)
+	}
 	return partitions, nil
 }
 

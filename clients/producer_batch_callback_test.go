@@ -118,3 +118,44 @@ func TestProducerSeesMorePartitionsAfterMetadataMaxAge(t *testing.T) {
 		return producer.ProduceSync(testContext(t), &Record{Topic: "orders", Partition: 1, Value: []byte("b")}).FirstErr() == nil
 	})
 }
+
+// TestProducerAlternatingTopicsDoNotAllocatePerRecord: a producer whose
+// records alternate between two topics misses its last-topic fast path
+// per record, and the partition count it then takes from the metadata
+// cache is shared, not allocated per record.
+func TestProducerAlternatingTopicsDoNotAllocatePerRecord(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	f := startFakeCluster(t)
+	f.createTopic("a", 1)
+	f.createTopic("b", 1)
+	client := newTestClient(t, f)
+	producer, err := client.NewProducer(WithLinger(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	records := []*Record{{Topic: "a", Value: []byte("x")}, {Topic: "b", Value: []byte("x")}}
+	ctx := testContext(t)
+	// Both topics' metadata loaded and their partitions' first batches
+	// sent (a record to an idle partition leaves at once).
+	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	const runs = 2000
+	produced := make([]Record, runs+1) // AllocsPerRun calls once more to warm up
+	var i int
+	allocs := testing.AllocsPerRun(runs, func() {
+		rec := &produced[i]
+		rec.Topic, rec.Value = records[i%2].Topic, records[i%2].Value
+		producer.Produce(ctx, rec, nil)
+		i++
+	})
+	if err := producer.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if allocs >= 1 {
+		t.Fatalf("%v allocations per record, want less than one", allocs)
+	}
+}

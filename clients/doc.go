@@ -88,12 +88,16 @@
 // servers too; before this the lead's profile put 31% of it on the client
 // side (SDK and harness). On ext4 (3M records) the rate stays disk-bound
 // (old 0.89-0.99M, new 0.82-0.94M records/s), its CPU within noise (user+sys 5.9,
-// 5.5, 4.6 s old; 5.4, 5.0, 6.1 s new). 1 KiB records (300k, tmpfs, 7
-// pairs) stay within this VM's noise: old 178-277k, mean 228k, new 167-
-// 250k, mean 208k records/s, CPU 5.1 s old, 5.3 s new on average, no
-// mechanism found; worth a look on a quiet machine. Unloaded latency
-// (--count 5000 --window 1 --linger 0, 3 pairs): p50 0.85/1.31/1.23 ms
-// old, 0.83/1.17/1.23 new; p99 3.5/3.6/4.1 old, 2.8/3.2/3.6 new.
+// 5.5, 4.6 s old; 5.4, 5.0, 6.1 s new). 1 KiB records (300k, tmpfs, 11
+// alternated pairs, two disturbed by a concurrent build) stay within this
+// VM's noise: new ahead in 6 pairs, old in 5; 167-268k records/s new,
+// 178-277k old in the undisturbed ones. Unloaded latency (--count 5000
+// --window 1 --linger 0, 3 pairs): p50 0.85/1.31/1.23 ms old,
+// 0.83/1.17/1.23 new; p99 3.5/3.6/4.1 old, 2.8/3.2/3.6 new.
+// BenchmarkProduce/none (1M records, the in-process dev cluster's CPU
+// included, which dominates it): 3399/3385 cpu-ns/record old, 3365/3383
+// new, 3166/3033 with WithBatchCallback (BenchmarkProduceBatchCallback);
+// 1 alloc/record (the benchmark's Record) in all.
 //
 // Left out: making the producer's per-record buffer accounting
 // (Producer.mu: pending records and bytes, the idle and room channels)

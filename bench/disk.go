@@ -179,6 +179,16 @@ func (t *diskTarget) NewProducer(ctx context.Context, id int, onAck AckFunc) (Pr
 	return p, nil
 }
 
+// newProducerWithAcks implements batchAckTarget: a batch's outcome is
+// learned at once and reported so, as for raftmq (fabricProducer.withAcks).
+func (t *diskTarget) newProducerWithAcks(ctx context.Context, id int, ps *producerState) (Producer, error) {
+	p, err := t.NewProducer(ctx, id, ps.onAck)
+	if err != nil {
+		return nil, err
+	}
+	return p.(*fabricProducer).withAcks(ps), nil
+}
+
 func (t *diskTarget) NewReader(context.Context, string, int, int) (Reader, error) {
 	return nil, fmt.Errorf("bench: %s has nothing to consume", SystemDisk)
 }

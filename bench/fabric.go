@@ -151,6 +151,22 @@ func (t *fabricTarget) NewProducer(ctx context.Context, id int, onAck AckFunc) (
 	return newFabricProducer(nc, t.workload, onAck)
 }
 
+var (
+	_ batchAckTarget  = (*fabricTarget)(nil)
+	_ batchAckTarget  = (*diskTarget)(nil)
+	_ clockedProducer = (*fabricProducer)(nil)
+)
+
+// newProducerWithAcks implements batchAckTarget: the fabric learns a
+// batch's outcome at once, and reports it so (fabricProducer.withAcks).
+func (t *fabricTarget) newProducerWithAcks(ctx context.Context, id int, ps *producerState) (Producer, error) {
+	p, err := t.NewProducer(ctx, id, ps.onAck)
+	if err != nil {
+		return nil, err
+	}
+	return p.(*fabricProducer).withAcks(ps), nil
+}
+
 func (t *fabricTarget) NewReader(context.Context, string, int, int) (Reader, error) {
 	return nil, fmt.Errorf("bench: %s has nothing to consume", SystemFabric)
 }
@@ -292,8 +308,16 @@ type fabricProducer struct {
 	// publish hands a built batch, batch id of partition, to the system,
 	// with mu held; the bytes are valid only during the call. Its outcome
 	// comes back through complete.
-	publish  func(partition int, id uint64, batch []byte) error
-	onAck    AckFunc
+	publish func(partition int, id uint64, batch []byte) error
+	onAck   AckFunc
+	// acks, when set (withAcks), takes a completed batch's outcomes in
+	// one call instead of onAck per record, as the raftmq SDK's batch
+	// callback does, so the baselines cost the harness what raftmq does.
+	acks func(n int, payload func(i int) []byte, err error)
+	// base is the harness clock's base when dated: sendAt dates records
+	// with the harness's reading instead of a clock read of its own.
+	base     time.Time
+	dated    bool
 	linger   time.Duration
 	maxBytes int
 	maxIn    int
@@ -357,7 +381,28 @@ func newBatchingProducer(w Workload, onAck AckFunc, maxBatchBytes int) *fabricPr
 	return p
 }
 
+// withAcks makes p report to ps's accounting per batch (onAcks) and date
+// records with ps's clock readings (sendAt); see batchAckTarget.
+func (p *fabricProducer) withAcks(ps *producerState) *fabricProducer {
+	p.acks, p.base, p.dated = ps.onAcks, ps.clock.base, true
+	return p
+}
+
 func (p *fabricProducer) Send(partition int, payload []byte) error {
+	return p.send(partition, payload, time.Now().UnixMilli())
+}
+
+// sendAt implements clockedProducer.
+func (p *fabricProducer) sendAt(partition int, payload []byte, now int64) error {
+	if !p.dated {
+		return p.Send(partition, payload)
+	}
+	return p.send(partition, payload, p.base.Add(time.Duration(now)).UnixMilli())
+}
+
+// send adds payload, timestamped at timestamp (Unix milliseconds), to
+// partition's batch.
+func (p *fabricProducer) send(partition int, payload []byte, timestamp int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
@@ -379,7 +424,7 @@ func (p *fabricProducer) Send(partition int, payload []byte) error {
 			return p.err
 		}
 	}
-	if err := part.builder.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Value: payload}); err != nil {
+	if err := part.builder.Add(protocol.Record{Timestamp: timestamp, Value: payload}); err != nil {
 		return err
 	}
 	part.payloads = append(part.payloads, payload)
@@ -459,8 +504,13 @@ func (p *fabricProducer) complete(id uint64, err error) {
 	p.acking++
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	for _, payload := range b.payloads {
-		p.onAck(payload, err)
+	if p.acks != nil {
+		payloads := b.payloads
+		p.acks(len(payloads), func(i int) []byte { return payloads[i] }, err)
+	} else {
+		for _, payload := range b.payloads {
+			p.onAck(payload, err)
+		}
 	}
 	p.mu.Lock()
 	p.acking--

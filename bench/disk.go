@@ -183,10 +183,7 @@ func (t *diskTarget) NewProducer(ctx context.Context, id int, onAck AckFunc) (Pr
 // learned at once and reported so, as for raftmq (fabricProducer.withAcks).
 func (t *diskTarget) newProducerWithAcks(ctx context.Context, id int, ps *producerState) (Producer, error) {
 	p, err := t.NewProducer(ctx, id, ps.onAck)
-	if err != nil {
-		return nil, err
-	}
-	return p.(*fabricProducer).withAcks(ps), nil
+	return reportingBatches(p, err, ps)
 }
 
 func (t *diskTarget) NewReader(context.Context, string, int, int) (Reader, error) {

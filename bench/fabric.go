@@ -158,9 +158,15 @@ var (
 )
 
 // newProducerWithAcks implements batchAckTarget: the fabric learns a
-// batch's outcome at once, and reports it so (fabricProducer.withAcks).
+// batch's outcome at once, and reports it so.
 func (t *fabricTarget) newProducerWithAcks(ctx context.Context, id int, ps *producerState) (Producer, error) {
 	p, err := t.NewProducer(ctx, id, ps.onAck)
+	return reportingBatches(p, err, ps)
+}
+
+// reportingBatches makes p, a batching producer just made (unless err),
+// report to ps per batch (fabricProducer.withAcks).
+func reportingBatches(p Producer, err error, ps *producerState) (Producer, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -127,7 +127,15 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 	const frameOverhead = 1024
 	b.maxBatchBytes = min(cfg.MaxBatchBytes, b.peers.MaxFrameSize()-frameOverhead, int(b.nc.MaxPayload())-frameOverhead)
 	if b.maxBatchBytes < cfg.MaxBatchBytes {
-		b.logger.Warn("max batch bytes lowered to fit the NATS max payload", "configured", cfg.MaxBatchBytes, "effective", b.maxBatchBytes)
+		// The default stands for "as large as one NATS message allows", so
+		// lowering it is the documented case, not worth a warning on every
+		// start (three of them opened `raftmq dev`); a value the operator
+		// chose is.
+		level := slog.LevelWarn
+		if cfg.MaxBatchBytes == DefaultConfig().MaxBatchBytes {
+			level = slog.LevelInfo
+		}
+		b.logger.Log(ctx, level, "max batch bytes lowered to fit the NATS max payload", "configured", cfg.MaxBatchBytes, "effective", b.maxBatchBytes)
 	}
 	if b.host, err = raft.NewHost(raft.HostConfig{NodeID: cfg.ID, Send: b.sendRaft, Logger: b.logger}); err != nil {
 		return nil, fmt.Errorf("broker: raft host: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/raftmq/raftmq/clients"
 )
 
 // SystemDisk is the raw-disk baseline: each batch appended to a file per
@@ -24,11 +25,10 @@ const SystemDisk = "disk"
 // diskSetting is the disk baseline's setting label.
 const diskSetting = "fdatasync-quorum"
 
-// diskBatchBytesCap is the largest batch the raftmq SDK sends: NATS's
-// default max payload less the SDK's room for the request header (see
-// clients.NewProducer). The disk baseline caps its batches alike, so it
-// writes batches of the sizes raftmq writes.
-const diskBatchBytesCap = server.MAX_PAYLOAD_SIZE - 1024
+// diskBatchBytesCap is the largest batch the raftmq SDK sends over a
+// connection with NATS's default max payload. The disk baseline caps its
+// batches alike, so it writes batches of the sizes raftmq writes.
+var diskBatchBytesCap = clients.MaxBatchBytes(server.MAX_PAYLOAD_SIZE)
 
 // DiskConfig configures the disk baseline.
 type DiskConfig struct {
@@ -88,8 +88,12 @@ type diskTarget struct {
 	parts []*diskPartition // the current run's
 }
 
+// quorum is how many of a partition's files must have a batch durable
+// before it is acknowledged: a majority, as for a Raft group.
+func (t *diskTarget) quorum() int { return t.replicas/2 + 1 }
+
 func (t *diskTarget) Info() TargetInfo {
-	quorum := t.replicas/2 + 1
+	quorum := t.quorum()
 	return TargetInfo{
 		System:  SystemDisk,
 		Setting: diskSetting,
@@ -118,7 +122,7 @@ func (t *diskTarget) Prepare(ctx context.Context, w Workload) error {
 	t.workload = w
 	t.run++
 	for p := range w.Partitions {
-		part := &diskPartition{quorum: int32(t.replicas/2 + 1)}
+		part := &diskPartition{quorum: int32(t.quorum())}
 		t.parts = append(t.parts, part)
 		for r := range t.replicas {
 			path := t.fs.PathJoin(t.dir, fmt.Sprintf("run%d-p%d-r%d.log", t.run, p, r))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,16 +58,26 @@ type topicPartition struct {
 // requestHeaderRoom is what a produce request needs beside its batch.
 const requestHeaderRoom = 1024
 
+// MaxBatchBytes is the largest record batch a producer sends over a NATS
+// connection whose max payload is maxPayload (what the server announces):
+// one batch travels as one NATS message with its request header, so a
+// batch larger than this could not be sent. WithBatchMaxBytes above it is
+// lowered to it. A maxPayload of 0 or less (not announced) sets no bound;
+// one that leaves no room for a batch gives 0.
+func MaxBatchBytes(maxPayload int64) int {
+	if maxPayload <= 0 {
+		return math.MaxInt
+	}
+	return max(int(maxPayload)-requestHeaderRoom, 0)
+}
+
 // NewProducer returns a producer that sends through c.
 func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	config, err := newProducerConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	batchMaxBytes := config.batchMaxBytes
-	if maxPayload := int(c.conn.MaxPayload()); maxPayload > 0 && batchMaxBytes > maxPayload-requestHeaderRoom {
-		batchMaxBytes = maxPayload - requestHeaderRoom
-	}
+	batchMaxBytes := min(config.batchMaxBytes, MaxBatchBytes(c.conn.MaxPayload()))
 	idle := make(chan struct{})
 	close(idle)
 	producerID := int64(0)

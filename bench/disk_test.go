@@ -55,15 +55,7 @@ func TestDiskEveryRecordOnce(t *testing.T) {
 			}
 			requireExactlyOnce(t, result, false)
 
-			small := w
-			small.BatchBytes = 1 << 10 // a handful of records per batch
-			small.MaxInFlight = 1
-			small.Linger = 0
-			result, err = runOne(ctx, target, small, "", progress)
-			if err != nil {
-				t.Fatal(err)
-			}
-			requireExactlyOnce(t, result, false)
+			requireSmallBatchesOnce(ctx, t, target, w)
 
 			// The last run's files hold its batches: 3000 records of
 			// 100 B each in every replica's files.

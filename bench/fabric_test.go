@@ -32,15 +32,7 @@ func TestFabricEveryRecordOnce(t *testing.T) {
 		t.Fatalf("latency samples %d, want 3000", result.Latency.Count)
 	}
 
-	small := w
-	small.BatchBytes = 1 << 10 // a handful of records per batch
-	small.MaxInFlight = 1
-	small.Linger = 0
-	result, err = runOne(ctx, target, small, "", progress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	requireExactlyOnce(t, result, false)
+	requireSmallBatchesOnce(ctx, t, target, w)
 
 	if _, err := runOne(ctx, target, tinyWorkload(KindConsume, 3, 3), "", progress); err == nil || !strings.Contains(err.Error(), "publishing only") {
 		t.Fatalf("consume on the fabric: %v, want an error saying it measures publishing only", err)

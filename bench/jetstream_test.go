@@ -36,6 +36,22 @@ func requireExactlyOnce(t *testing.T, result Result, consumed bool) {
 	}
 }
 
+// requireSmallBatchesOnce runs w with batches of a handful of records,
+// one in flight and no linger (so full batches wait for the window) and
+// fails unless every record was acknowledged once.
+func requireSmallBatchesOnce(ctx context.Context, t *testing.T, target Target, w Workload) {
+	t.Helper()
+	small := w
+	small.BatchBytes = 1 << 10 // a handful of records per batch
+	small.MaxInFlight = 1
+	small.Linger = 0
+	result, err := runOne(ctx, target, small, "", &NoProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireExactlyOnce(t, result, false)
+}
+
 func TestJetStreamEveryRecordOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()

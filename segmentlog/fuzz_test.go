@@ -15,7 +15,11 @@ import (
 
 // encodeFrames frames entries as a segment starting at index 1 stores them.
 func encodeFrames(entries []protocol.Entry) []byte {
-	var out []byte
+	size := 0
+	for _, e := range entries {
+		size += frameHeaderSize + len(e.Data)
+	}
+	out := make([]byte, 0, size)
 	for _, e := range entries {
 		frame := make([]byte, frameHeaderSize+len(e.Data))
 		putFrameHeader(frame, len(e.Data), e.Index, e.Term, e.Type)

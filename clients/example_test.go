@@ -186,14 +186,28 @@ func ExampleClient_ClusterStatus() {
 		log.Fatal(err)
 	}
 	defer client.Close()
-	status, err := client.ClusterStatus(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
+	// A broker counts as alive while the controller keeps hearing its
+	// status reports, sent every second; a broker busy starting or stopping
+	// replicas can be a few seconds late with one, so ask until every broker
+	// is alive and a controller leader is known (or ctx ends).
+	var status clients.ClusterStatus
 	alive := 0
-	for _, b := range status.Brokers {
-		if b.Alive {
-			alive++
+	for ctx.Err() == nil {
+		if status, err = client.ClusterStatus(ctx); err != nil {
+			log.Fatal(err)
+		}
+		alive = 0
+		for _, b := range status.Brokers {
+			if b.Alive {
+				alive++
+			}
+		}
+		if alive == len(status.Brokers) && status.ControllerLeader != 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	fmt.Printf("%d brokers, %d alive, controller elected: %v\n", len(status.Brokers), alive, status.ControllerLeader != 0)

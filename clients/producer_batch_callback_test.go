@@ -143,19 +143,32 @@ func TestProducerAlternatingTopicsDoNotAllocatePerRecord(t *testing.T) {
 	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// testing.AllocsPerRun counts the mallocs of the whole process, so
+	// whatever else allocates meanwhile counts too: on a loaded machine the
+	// package's dev cluster (TestMain) can still be busy with an earlier
+	// test's work, a broker it restarted catching up, say. Others only add
+	// to the producer's count, never take from it, and a producer that
+	// allocates per record does so in every measurement: measure again,
+	// for a while, until one is quiet.
 	const runs = 2000
-	produced := make([]Record, runs+1) // AllocsPerRun calls once more to warm up
-	var i int
-	allocs := testing.AllocsPerRun(runs, func() {
-		rec := &produced[i]
-		rec.Topic, rec.Value = records[i%2].Topic, records[i%2].Value
-		producer.Produce(ctx, rec, nil)
-		i++
-	})
-	if err := producer.Flush(ctx); err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	var measured []float64
+	for attempt := 0; attempt < 20 && time.Now().Before(deadline); attempt++ {
+		produced := make([]Record, runs+1) // AllocsPerRun calls once more to warm up
+		var i int
+		allocs := testing.AllocsPerRun(runs, func() {
+			rec := &produced[i]
+			rec.Topic, rec.Value = records[i%2].Topic, records[i%2].Value
+			producer.Produce(ctx, rec, nil)
+			i++
+		})
+		if err := producer.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		measured = append(measured, allocs)
+		if allocs < 1 {
+			return
+		}
 	}
-	if allocs >= 1 {
-		t.Fatalf("%v allocations per record, want less than one", allocs)
-	}
+	t.Fatalf("allocations per record in each of %d measurements: %v, want less than one", len(measured), measured)
 }

@@ -298,11 +298,13 @@ func (b *Broker) currentMetadata() *clusterMetadata {
 // metadata. It alone creates and removes replicas.
 func (b *Broker) run() {
 	defer close(b.loopDone)
+	statusDone := make(chan struct{})
+	go b.statusLoop(statusDone)
+	defer func() { <-statusDone }()
 	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
 	defer tick.Stop()
-	var lastStatus, lastMetadata, lastRegister, lastBalance, lastRetention time.Time
+	var lastMetadata, lastRegister, lastBalance, lastRetention time.Time
 	var publishedVersion uint64
-	var lastLeadership string
 	for {
 		select {
 		case <-b.stop:
@@ -310,12 +312,6 @@ func (b *Broker) run() {
 		case <-b.reconcile:
 			b.reconcileReplicas()
 		case now := <-tick.C:
-			status := b.localStatus()
-			leadership := leadershipKey(&status)
-			if leadership != lastLeadership || now.Sub(lastStatus) >= b.cfg.StatusInterval {
-				b.publishStatus(&status)
-				lastStatus, lastLeadership = now, leadership
-			}
 			if b.controllerCaughtUp() {
 				m := b.controller.state.current()
 				b.adoptMetadata(m)
@@ -347,6 +343,33 @@ func (b *Broker) run() {
 			if now.Sub(lastBalance) >= balanceIntervals*b.cfg.StatusInterval {
 				lastBalance = now
 				b.balanceLeaders()
+			}
+		}
+	}
+}
+
+// statusLoop publishes this broker's status every StatusInterval, and at
+// once when the leadership it reports changes, until b.stop closes; then
+// it closes done. It runs beside run, not in it: the other brokers count
+// this one alive while its reports keep arriving (aliveBrokers), and run
+// can spend seconds starting or stopping replicas (reconcileReplicas), during
+// which a broker whose reports stopped would be counted dead.
+func (b *Broker) statusLoop(done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
+	defer tick.Stop()
+	var lastStatus time.Time
+	var lastLeadership string
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-tick.C:
+			status := b.localStatus()
+			leadership := leadershipKey(&status)
+			if leadership != lastLeadership || now.Sub(lastStatus) >= b.cfg.StatusInterval {
+				b.publishStatus(&status)
+				lastStatus, lastLeadership = now, leadership
 			}
 		}
 	}

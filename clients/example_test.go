@@ -186,10 +186,10 @@ func ExampleClient_ClusterStatus() {
 		log.Fatal(err)
 	}
 	defer client.Close()
-	// A broker counts as alive while the controller keeps hearing its
-	// status reports, sent every second; a broker busy starting or stopping
-	// replicas can be a few seconds late with one, so ask until every broker
-	// is alive and a controller leader is known (or ctx ends).
+	// A broker counts as alive while its status reports, sent every
+	// second, keep arriving; on a cluster that has just started (or on a
+	// loaded machine) one may not have arrived yet, so ask until every
+	// broker is alive and a controller leader is known (or ctx ends).
 	var status clients.ClusterStatus
 	alive := 0
 	for ctx.Err() == nil {

@@ -29,11 +29,18 @@ func fastTimings(c *Config) {
 
 func startTestCluster(t *testing.T, nodes int) (*DevCluster, *testClient) {
 	t.Helper()
+	return startTestClusterWith(t, nodes, fastTimings)
+}
+
+// startTestClusterWith is startTestCluster with configure adjusting each
+// broker's Config instead of fastTimings alone.
+func startTestClusterWith(t *testing.T, nodes int, configure func(*Config)) (*DevCluster, *testClient) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cluster, err := StartDev(ctx, DevConfig{
 		Nodes: nodes, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0",
-		Registerer: prometheus.NewRegistry(), Configure: fastTimings,
+		Registerer: prometheus.NewRegistry(), Configure: configure,
 	})
 	if err != nil {
 		t.Fatal(err)

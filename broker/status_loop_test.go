@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/raftmq/raftmq/protocol"
 )
 
@@ -31,38 +28,18 @@ func TestBrokersStayAliveWhileStartingSlowReplicas(t *testing.T) {
 	var slowReads atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, err := StartDev(ctx, DevConfig{
-		Nodes: 3, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0",
-		Registerer: prometheus.NewRegistry(),
-		Configure: func(c *Config) {
-			fastTimings(c)
-			c.StatusInterval = interval
-			c.Log.SegmentMaxAge = 0 // no clock read per append
-			c.Log.Now = func() time.Time {
-				if slow.Load() {
-					slowReads.Add(1)
-					time.Sleep(slowOpen)
-				}
-				return time.Now()
+	cluster, client := startTestClusterWith(t, 3, func(c *Config) {
+		fastTimings(c)
+		c.StatusInterval = interval
+		c.Log.SegmentMaxAge = 0 // no clock read per append
+		c.Log.Now = func() time.Time {
+			if slow.Load() {
+				slowReads.Add(1)
+				time.Sleep(slowOpen)
 			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := cluster.Close(ctx); err != nil {
-			t.Errorf("close cluster: %v", err)
+			return time.Now()
 		}
 	})
-	nc, err := nats.Connect(joinURLs(cluster.ClientURLs()), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	client := &testClient{t: t, nc: nc, prefix: protocol.DefaultSubjectPrefix}
 
 	// Wait until every broker is alive before the replicas start.
 	status := func() (protocol.MetadataReply, error) {

@@ -294,14 +294,15 @@ func (b *Broker) currentMetadata() *clusterMetadata {
 }
 
 // run is the broker's background loop: it starts and stops replicas when the
-// metadata changes and publishes status and (on the controller leader)
-// metadata. It alone creates and removes replicas.
+// metadata changes, publishes metadata (on the controller leader) and runs
+// the periodic checks, and runs statusLoop beside it until both end. It
+// alone creates and removes replicas.
 func (b *Broker) run() {
 	defer close(b.loopDone)
 	statusDone := make(chan struct{})
 	go b.statusLoop(statusDone)
 	defer func() { <-statusDone }()
-	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
+	tick := time.NewTicker(b.tickInterval())
 	defer tick.Stop()
 	var lastMetadata, lastRegister, lastBalance, lastRetention time.Time
 	var publishedVersion uint64
@@ -356,7 +357,7 @@ func (b *Broker) run() {
 // which a broker whose reports stopped would be counted dead.
 func (b *Broker) statusLoop(done chan<- struct{}) {
 	defer close(done)
-	tick := time.NewTicker(min(b.cfg.StatusInterval, 100*time.Millisecond))
+	tick := time.NewTicker(b.tickInterval())
 	defer tick.Stop()
 	var lastStatus time.Time
 	var lastLeadership string
@@ -373,6 +374,13 @@ func (b *Broker) statusLoop(done chan<- struct{}) {
 			}
 		}
 	}
+}
+
+// tickInterval is how often run and statusLoop look at what is due: the
+// status interval, at most 100 ms, so a leadership change is reported
+// within 100 ms.
+func (b *Broker) tickInterval() time.Duration {
+	return min(b.cfg.StatusInterval, 100*time.Millisecond)
 }
 
 // balanceIntervals is how many status intervals pass between checks that

@@ -62,17 +62,10 @@ func TestBrokersStayAliveWhileStartingSlowReplicas(t *testing.T) {
 		}
 		return ids
 	}
-	for {
+	waitFor(ctx, t, "every broker alive before the replicas start", func() bool {
 		reply, err := status()
-		if err == nil && reply.ControllerLeader != 0 && len(dead(reply)) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("not every broker alive before the test: %+v, %v", reply, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err == nil && reply.ControllerLeader != 0 && len(dead(reply)) == 0
+	})
 
 	// Watch the cluster status while the replicas start: for each broker,
 	// the longest stretch in which every answer counted it dead.
@@ -114,7 +107,7 @@ func TestBrokersStayAliveWhileStartingSlowReplicas(t *testing.T) {
 	}()
 	client.createTopic("slow", partitions, 3)
 	// Every broker starts all four replicas; wait until each has (bounded).
-	for {
+	waitFor(ctx, t, "every broker to start its replicas", func() bool {
 		started := 0
 		for id := uint64(1); id <= 3; id++ {
 			if b := cluster.Broker(id); b != nil {
@@ -123,15 +116,8 @@ func TestBrokersStayAliveWhileStartingSlowReplicas(t *testing.T) {
 				b.mu.RUnlock()
 			}
 		}
-		if started >= 3*partitions {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("replicas started: %d of %d", started, 3*partitions)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return started >= 3*partitions
+	})
 	close(stopWatch)
 	<-watchDone
 	if watchErr != nil {

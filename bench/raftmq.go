@@ -351,8 +351,9 @@ func (t *raftmqTarget) Close() error {
 }
 
 // awaitPreferredLeaders waits until every partition of the new topic is led
-// by its preferred leader (its first replica). A new partition's first
-// election may pick another replica; the brokers then hand leadership to
+// by its preferred leader (its first replica). The preferred replica
+// campaigns first, so it usually wins the first election at once; when it
+// does not (it started its replica late), the brokers hand leadership to
 // the preferred one a few status intervals later, and that transfer, in the
 // middle of a run, refuses produce requests for up to an election timeout
 // (measured: p99 over one second on a 10-second run). Waiting here keeps

@@ -28,9 +28,9 @@
 //     for the fewest partitions, its followers the brokers holding the fewest
 //     replicas. Partition group ids come from a counter and are never
 //     reused. The controller state machine replays its (small) log on start.
-//     The preferred leader's replica campaigns after half the election
-//     timeout of the others (replicaElectionTimeout), so a new partition is
-//     first led by it; a broker leading a partition it is not preferred for
+//     The preferred leader's replica campaigns early (campaignsEarly,
+//     raft.GroupConfig.CampaignEarly), so a new partition is first led by
+//     it; a broker leading a partition it is not preferred for
 //     (after a failover) hands it back every few status intervals
 //     (balanceLeaders).
 //   - The controller leader broadcasts the metadata on

@@ -53,11 +53,10 @@ func TestNewPartitionsFirstElectTheirPreferredLeader(t *testing.T) {
 	}
 }
 
-// TestReplicaElectionTimeout: the preferred leader's replica gets half the
-// configured election timeout, every other replica (and a single replica,
-// which has nobody to race) the whole of it, and nobody gets a timeout
-// that is not above the heartbeat interval.
-func TestReplicaElectionTimeout(t *testing.T) {
+// TestCampaignsEarly: the preferred leader's replica (the first) campaigns
+// early; every other replica, a single replica (nobody to race) and a
+// broker whose heartbeat is not below half its election timeout do not.
+func TestCampaignsEarly(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ID = 2
 	cfg.ElectionTimeout = time.Second
@@ -65,19 +64,19 @@ func TestReplicaElectionTimeout(t *testing.T) {
 	b := &Broker{cfg: cfg}
 	for _, tc := range []struct {
 		replicas []uint64
-		want     time.Duration
+		want     bool
 	}{
-		{[]uint64{2, 1, 3}, 500 * time.Millisecond},
-		{[]uint64{1, 2, 3}, time.Second},
-		{[]uint64{3, 1, 2}, time.Second},
-		{[]uint64{2}, time.Second},
+		{[]uint64{2, 1, 3}, true},
+		{[]uint64{1, 2, 3}, false},
+		{[]uint64{3, 1, 2}, false},
+		{[]uint64{2}, false},
 	} {
-		if got := b.replicaElectionTimeout(tc.replicas); got != tc.want {
-			t.Errorf("replicas %v on broker 2: election timeout %v, want %v", tc.replicas, got, tc.want)
+		if got := b.campaignsEarly(tc.replicas); got != tc.want {
+			t.Errorf("replicas %v on broker 2: campaigns early %v, want %v", tc.replicas, got, tc.want)
 		}
 	}
 	b.cfg.HeartbeatInterval = 500 * time.Millisecond
-	if got := b.replicaElectionTimeout([]uint64{2, 1, 3}); got != time.Second {
-		t.Errorf("heartbeat 500ms, election timeout 1s: preferred replica's timeout %v, want the configured 1s (half is not above the heartbeat)", got)
+	if b.campaignsEarly([]uint64{2, 1, 3}) {
+		t.Error("heartbeat 500ms, election timeout 1s: the preferred replica campaigns early (raft refuses the configuration)")
 	}
 }

@@ -95,6 +95,18 @@ type GroupConfig struct {
 	// HeartbeatInterval is how often a leader sends heartbeats. Default
 	// 100ms; must be below ElectionTimeout.
 	HeartbeatInterval time.Duration
+	// CampaignEarly draws this replica's random election timeout from
+	// [ElectionTimeout/2, ElectionTimeout) instead of [ElectionTimeout,
+	// 2*ElectionTimeout). Given to one replica of a group, it makes that
+	// replica the first to campaign when the replicas start together (a
+	// new group), so its owner chooses the first leader; after a leader
+	// fails it campaigns first too, though the others still reject its
+	// (pre-)vote until their own leader lease has run out. Only the
+	// election timer changes: CheckQuorum, the leader lease and the
+	// abandonment of a leadership transfer keep ElectionTimeout. Needs
+	// HeartbeatInterval below ElectionTimeout/2, so a heartbeat still
+	// comes before the timer fires.
+	CampaignEarly bool
 	// MaxAppendBytes bounds the entry data in one AppendEntries (respect the
 	// transport's max payload). Default 1 MiB.
 	MaxAppendBytes uint64
@@ -154,6 +166,8 @@ func (c *GroupConfig) Validate() error {
 		return errors.New("raft: GroupConfig timeouts must be positive")
 	case c.HeartbeatInterval >= c.ElectionTimeout:
 		return fmt.Errorf("raft: HeartbeatInterval %v must be below ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
+	case c.CampaignEarly && c.HeartbeatInterval >= c.ElectionTimeout/2:
+		return fmt.Errorf("raft: CampaignEarly needs HeartbeatInterval %v below half of ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
 	case c.MaxAppendBytes == 0 || c.MaxInflightMessages <= 0 || c.MaxApplyBytes == 0:
 		return errors.New("raft: GroupConfig limits must be positive")
 	case slices.Contains(c.Voters, 0):
@@ -182,6 +196,7 @@ func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreC
 		Applied:             c.Applied,
 		ElectionTimeout:     c.ElectionTimeout,
 		HeartbeatInterval:   c.HeartbeatInterval,
+		CampaignEarly:       c.CampaignEarly,
 		MaxAppendBytes:      c.MaxAppendBytes,
 		MaxInflightMessages: c.MaxInflightMessages,
 		MaxInflightBytes:    c.MaxInflightBytes,

@@ -50,6 +50,7 @@ type coreConfig struct {
 	Applied             uint64 // last index the state machine already holds
 	ElectionTimeout     time.Duration
 	HeartbeatInterval   time.Duration
+	CampaignEarly       bool // election timer in [ET/2, ET) (GroupConfig.CampaignEarly)
 	MaxAppendBytes      uint64
 	MaxInflightMessages int
 	MaxInflightBytes    uint64
@@ -182,6 +183,9 @@ func newCore(cfg coreConfig, now time.Duration) *core {
 
 func (c *core) randomizedElectionTimeout() time.Duration {
 	et := c.cfg.ElectionTimeout
+	if c.cfg.CampaignEarly {
+		return et/2 + time.Duration(c.rand.Int64N(int64(et/2)))
+	}
 	return et + time.Duration(c.rand.Int64N(int64(et)))
 }
 

@@ -50,6 +50,8 @@ type simConfig struct {
 	electionTimeout time.Duration
 	heartbeat       time.Duration
 	disablePreVote  bool
+	// campaignEarly is the node configured to CampaignEarly (0: none).
+	campaignEarly uint64
 
 	// Faulty storage, to show that the checkers bite.
 	forgetVote bool // the stable store loses the vote on restart
@@ -112,6 +114,7 @@ func defaultSimConfig(seed uint64, nodes int) simConfig {
 		proposeEvery:    time.Millisecond,
 		electionTimeout: 100 * time.Millisecond,
 		heartbeat:       20 * time.Millisecond,
+		campaignEarly:   seed % 4, // nodes 1-3 in turn, none every fourth seed
 	}
 }
 
@@ -394,7 +397,7 @@ func (s *sim) start(n *simNode) error {
 		ID: n.id, Voters: voters, Log: n.log, HardState: hs,
 		ElectionTimeout: s.cfg.electionTimeout, HeartbeatInterval: s.cfg.heartbeat,
 		MaxAppendBytes: 4 << 10, MaxInflightMessages: 8, MaxInflightBytes: 32 << 10, MaxApplyBytes: 8 << 10,
-		DisablePreVote: s.cfg.disablePreVote, Seed: s.rand.Uint64(),
+		DisablePreVote: s.cfg.disablePreVote, CampaignEarly: n.id == s.cfg.campaignEarly, Seed: s.rand.Uint64(),
 	}
 	if s.cfg.snapshotEvery > 0 {
 		if err := s.startSnapshots(n, &cfg); err != nil {

@@ -153,18 +153,30 @@ func partitionMetaOn(b *Broker, topic string) (partitionMeta, bool) {
 
 // localReplica is broker b's replica of topic/0, nil without one.
 func localReplica(b *Broker, topic string) *partitionReplica {
+	return localPartitionReplica(b, topic, 0)
+}
+
+// localPartitionReplica is broker b's replica of topic/partition, nil
+// without one.
+func localPartitionReplica(b *Broker, topic string, partition uint32) *partitionReplica {
 	if b == nil {
 		return nil
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return b.partitions[topicPartition{topic, 0}]
+	return b.partitions[topicPartition{topic, partition}]
 }
 
 // leaderReplica is the replica of topic/0 that leads, nil when none does.
 func leaderReplica(cluster *DevCluster, topic string) *partitionReplica {
+	return leaderPartitionReplica(cluster, topic, 0)
+}
+
+// leaderPartitionReplica is the replica of topic/partition that leads, nil
+// when none does.
+func leaderPartitionReplica(cluster *DevCluster, topic string, partition uint32) *partitionReplica {
 	for _, b := range cluster.running() {
-		if r := localReplica(b, topic); r != nil && r.group.Status().Role.String() == "leader" {
+		if r := localPartitionReplica(b, topic, partition); r != nil && r.group.Status().Role.String() == "leader" {
 			return r
 		}
 	}

@@ -25,26 +25,19 @@ func TestNewPartitionsFirstElectTheirPreferredLeader(t *testing.T) {
 		fastTimings(c)
 		c.ElectionTimeout = 2 * time.Second
 	})
-	info := client.createTopic("preferred", 6, 3)
+	const topic = "preferred"
+	info := client.createTopic(topic, 6, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, p := range info.Partitions {
 		var leader raft.Status
 		waitFor(ctx, t, fmt.Sprintf("a leader of partition %d", p.Partition), func() bool {
-			for _, id := range p.Replicas {
-				b := cluster.Broker(id)
-				b.mu.RLock()
-				r := b.groups[p.GroupID]
-				b.mu.RUnlock()
-				if r == nil {
-					continue
-				}
-				if s := r.group.Status(); s.Role == raft.RoleLeader {
-					leader = s
-					return true
-				}
+			r := leaderPartitionReplica(cluster, topic, p.Partition)
+			if r == nil {
+				return false
 			}
-			return false
+			leader = r.group.Status()
+			return true
 		})
 		if leader.ID != p.Replicas[0] || leader.Term != 1 {
 			t.Errorf("partition %d (replicas %v): first led by broker %d in term %d, want its preferred leader %d in term 1",
@@ -62,6 +55,8 @@ func TestCampaignsEarly(t *testing.T) {
 	cfg.ElectionTimeout = time.Second
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	b := &Broker{cfg: cfg}
+	gc := raft.DefaultGroupConfig()
+	gc.ElectionTimeout, gc.HeartbeatInterval = cfg.ElectionTimeout, cfg.HeartbeatInterval
 	for _, tc := range []struct {
 		replicas []uint64
 		want     bool
@@ -71,12 +66,12 @@ func TestCampaignsEarly(t *testing.T) {
 		{[]uint64{3, 1, 2}, false},
 		{[]uint64{2}, false},
 	} {
-		if got := b.campaignsEarly(tc.replicas); got != tc.want {
+		if got := b.campaignsEarly(&gc, tc.replicas); got != tc.want {
 			t.Errorf("replicas %v on broker 2: campaigns early %v, want %v", tc.replicas, got, tc.want)
 		}
 	}
-	b.cfg.HeartbeatInterval = 500 * time.Millisecond
-	if b.campaignsEarly([]uint64{2, 1, 3}) {
+	gc.HeartbeatInterval = 500 * time.Millisecond
+	if b.campaignsEarly(&gc, []uint64{2, 1, 3}) {
 		t.Error("heartbeat 500ms, election timeout 1s: the preferred replica campaigns early (raft refuses the configuration)")
 	}
 }

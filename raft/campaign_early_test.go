@@ -27,8 +27,8 @@ func TestCampaignEarlyTimeoutIsWithinHalfToOneTimeout(t *testing.T) {
 // varies with them.
 func TestCampaignEarlyReplicaWinsTheFirstElection(t *testing.T) {
 	firstLeader := func(early uint64, seed uint64) (leader, term uint64) {
-		net := &testNet{t: t, nodes: map[uint64]*testNode{}, ids: []uint64{1, 2, 3}, cut: map[[2]uint64]bool{}}
-		for _, id := range net.ids {
+		net := newTestNet(t, 1, 2, 3)
+		for _, id := range net.ids { // replace each node with one of this seed
 			net.addNode(id, newMemLog(), &memStable{}, func(cfg *coreConfig) {
 				cfg.Seed = seed*10 + id
 				cfg.CampaignEarly = id == early

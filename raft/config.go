@@ -166,7 +166,7 @@ func (c *GroupConfig) Validate() error {
 		return errors.New("raft: GroupConfig timeouts must be positive")
 	case c.HeartbeatInterval >= c.ElectionTimeout:
 		return fmt.Errorf("raft: HeartbeatInterval %v must be below ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
-	case c.CampaignEarly && c.HeartbeatInterval >= c.ElectionTimeout/2:
+	case c.CampaignEarly && !c.CanCampaignEarly():
 		return fmt.Errorf("raft: CampaignEarly needs HeartbeatInterval %v below half of ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
 	case c.MaxAppendBytes == 0 || c.MaxInflightMessages <= 0 || c.MaxApplyBytes == 0:
 		return errors.New("raft: GroupConfig limits must be positive")
@@ -176,6 +176,12 @@ func (c *GroupConfig) Validate() error {
 		return fmt.Errorf("raft: GroupConfig.AppliedConfiguration: %w", c.AppliedConfiguration.Validate())
 	}
 	return nil
+}
+
+// CanCampaignEarly reports whether c's timings allow CampaignEarly: a
+// heartbeat interval below half the election timeout.
+func (c *GroupConfig) CanCampaignEarly() bool {
+	return c.HeartbeatInterval < c.ElectionTimeout/2
 }
 
 func (c *GroupConfig) coreConfig(nodeID uint64, hs HardState, seed uint64) coreConfig {

@@ -461,7 +461,10 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	}
 	b.mu.RUnlock()
 	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
-	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(),
+	b.mu.RLock()
+	stopping := b.closing
+	b.mu.RUnlock()
+	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(), Stopping: stopping,
 		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
 	status.ControllerLeader = b.controllerGroupLeader()
 	if b.isControllerLeader() {

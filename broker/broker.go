@@ -766,6 +766,11 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	b.closing = true
 	b.mu.Unlock()
+	// Tell the other brokers at once, not at the next status interval, so
+	// that those closing at the same time (a whole cluster stopped
+	// together) do not hand their leaderships to this one.
+	status := b.localStatus()
+	b.publishStatus(&status)
 	b.transferLeadership(ctx)
 	b.drainSubscriptions(ctx)
 	drained := make(chan struct{})
@@ -838,11 +843,21 @@ func (b *Broker) transferLeadership(ctx context.Context) {
 	if b.controller != nil {
 		groups = append(groups, led{b.controller.group, b.controllerVoters(), "controller"})
 	}
+	leading := slices.DeleteFunc(groups, func(g led) bool { return g.group.Status().Role != raft.RoleLeader })
+	if len(leading) == 0 {
+		return
+	}
+	// Brokers stopped together (a whole cluster) each said so a moment ago
+	// (shutdown); give those reports one tick to arrive before choosing
+	// targets, so that none hands its leaderships to another that is
+	// stopping too.
+	select {
+	case <-time.After(b.tickInterval()):
+	case <-ctx.Done():
+		return
+	}
 	var wg sync.WaitGroup
-	for _, g := range groups {
-		if g.group.Status().Role != raft.RoleLeader {
-			continue
-		}
+	for _, g := range leading {
 		target := b.transferTarget(g.replicas)
 		if target == 0 {
 			continue
@@ -856,20 +871,33 @@ func (b *Broker) transferLeadership(ctx context.Context) {
 	wg.Wait()
 }
 
-// transferTarget picks a live replica other than this broker.
+// transferTarget picks a replica other than this broker to hand a
+// leadership to when it shuts down: the first that is ready, else the
+// first that is alive (it may be starting), never one that reported it is
+// stopping too (it would hand the leadership on, or take it down with it,
+// and the transfer would wait out an election timeout for nothing). 0
+// when there is none: the group elects a leader once this one is gone.
 func (b *Broker) transferTarget(replicas []uint64) uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	var alive uint64
 	for _, id := range replicas {
 		if id == b.cfg.ID {
 			continue
 		}
-		if report, ok := b.reports[id]; ok && report.seen.After(deadline) {
+		report, ok := b.reports[id]
+		if !ok || !report.seen.After(deadline) || report.status.Stopping {
+			continue
+		}
+		if report.status.Ready {
 			return id
 		}
+		if alive == 0 {
+			alive = id
+		}
 	}
-	return 0
+	return alive
 }
 
 // release closes everything Start opened, in reverse order.

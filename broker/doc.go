@@ -228,7 +228,11 @@
 // plain publish request. The Broker's maps are guarded by one RWMutex.
 // Close drains the API subscriptions (bounded by its context): requests
 // already received are answered, with a retriable shutting-down error if
-// they cannot be served, instead of being dropped.
+// they cannot be served, instead of being dropped. Before that it hands the
+// leaderships it holds to other replicas. It first reports that it is
+// stopping (protocol.BrokerStatus.Stopping) and waits one status tick, so
+// brokers stopped together (a whole cluster) hand nothing to each other: a
+// transfer to a broker that stops too waits out an election timeout.
 //
 // # Consistency of reads
 //

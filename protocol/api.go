@@ -821,6 +821,9 @@ type BrokerStatus struct {
 	// Controller is the controller group's membership, reported by the
 	// controller leader only.
 	Controller *GroupMembership `json:"controller,omitempty"`
+	// Stopping is set once the broker began shutting down: it hands off
+	// the leaderships it holds and must not be handed any.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
 // PublishReply is the JSON reply of the plain publish subject: partition and

@@ -224,6 +224,20 @@ func (b *Broker) campaignsEarly(gc *raft.GroupConfig, replicas []uint64) bool {
 	return len(replicas) > 1 && replicas[0] == b.cfg.ID && gc.CanCampaignEarly()
 }
 
+// followPreferredLeader keeps a running replica's CampaignEarly in step
+// with its partition's replica list: a reassignment that only reorders the
+// replicas moves the preferred leader without restarting any replica.
+func (b *Broker) followPreferredLeader(r *partitionReplica, replicas []uint64) {
+	gc := raft.GroupConfig{ElectionTimeout: b.cfg.ElectionTimeout, HeartbeatInterval: b.cfg.HeartbeatInterval}
+	early := b.campaignsEarly(&gc, replicas)
+	if early == r.group.CampaignsEarly() {
+		return
+	}
+	if err := r.group.SetCampaignEarly(early); err != nil {
+		b.logger.Warn("cannot change when a replica campaigns", "topic", r.topic, "partition", r.partition, "err", err)
+	}
+}
+
 func (b *Broker) startController() error {
 	dir := filepath.Join(b.cfg.DataDir, "controller")
 	log, err := openLog(dir, b.cfg.Log)
@@ -492,9 +506,10 @@ func (b *Broker) reconcileReplicas() {
 			}
 			want[p.GroupID] = true
 			b.mu.RLock()
-			running := b.groups[p.GroupID] != nil
+			running := b.groups[p.GroupID]
 			b.mu.RUnlock()
-			if running {
+			if running != nil {
+				b.followPreferredLeader(running, p.Replicas)
 				continue
 			}
 			if err := b.startReplica(name, uint32(i), p); err != nil {

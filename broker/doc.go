@@ -30,7 +30,8 @@
 //     reused. The controller state machine replays its (small) log on start.
 //     The preferred leader's replica campaigns early (campaignsEarly,
 //     raft.GroupConfig.CampaignEarly), so a new partition is first led by
-//     it; a broker leading a partition it is not preferred for
+//     it; a reassignment that only reorders the replicas moves that to the
+//     new first replica at once (followPreferredLeader); a broker leading a partition it is not preferred for
 //     (after a failover) hands it back every few status intervals
 //     (balanceLeaders).
 //   - The controller leader broadcasts the metadata on

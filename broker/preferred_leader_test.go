@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
 )
 
@@ -74,4 +75,33 @@ func TestCampaignsEarly(t *testing.T) {
 	if b.campaignsEarly(&gc, []uint64{2, 1, 3}) {
 		t.Error("heartbeat 500ms, election timeout 1s: the preferred replica campaigns early (raft refuses the configuration)")
 	}
+}
+
+// TestReorderedReplicasMoveWhoCampaignsEarly: a reassignment that only
+// reorders a partition's replicas moves its preferred leader with no Raft
+// change and no replica restart; the running replicas follow, so the new
+// first replica campaigns early and the old one no longer does.
+func TestReorderedReplicasMoveWhoCampaignsEarly(t *testing.T) {
+	cluster, client := startTestCluster(t, 3)
+	const topic = "reordered"
+	replicas := client.createTopic(topic, 1, 3).Partitions[0].Replicas
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	campaignEarly := func(order []uint64) bool {
+		for i, id := range order {
+			r := localPartitionReplica(cluster.Broker(id), topic, 0)
+			if r == nil || r.group.CampaignsEarly() != (i == 0) {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(ctx, t, fmt.Sprintf("only broker %d (first of %v) campaigning early", replicas[0], replicas), func() bool { return campaignEarly(replicas) })
+	reordered := []uint64{replicas[1], replicas[0], replicas[2]}
+	var reply protocol.ReassignReply
+	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: topic, Replicas: reordered}, &reply)
+	if reply.Error != nil {
+		t.Fatalf("reassign %v: %v", reordered, reply.Error)
+	}
+	waitFor(ctx, t, fmt.Sprintf("only broker %d (first of %v) campaigning early", reordered[0], reordered), func() bool { return campaignEarly(reordered) })
 }

@@ -1,8 +1,12 @@
 package raft
 
 import (
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftmq/raftmq/protocol"
 )
 
 func TestCampaignEarlyTimeoutIsWithinHalfToOneTimeout(t *testing.T) {
@@ -71,5 +75,82 @@ func TestCampaignEarlyNeedsHeartbeatBelowHalfTheElectionTimeout(t *testing.T) {
 	cfg.HeartbeatInterval = 499 * time.Millisecond
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("CampaignEarly with a heartbeat below half the election timeout: %v", err)
+	}
+}
+
+// TestSetCampaignEarlyChangesTheRunningReplicasElectionTimer: a running
+// replica that cannot reach its peers pre-votes once per election timer.
+// Set to campaign early, it draws its timers from [ET/2, ET), so some gap
+// between its pre-votes is below ET; set back, every gap is at least ET
+// again. Timings that do not allow it are refused.
+func TestSetCampaignEarlyChangesTheRunningReplicasElectionTimer(t *testing.T) {
+	const et = 200 * time.Millisecond
+	var mu sync.Mutex
+	var preVotes []time.Time
+	h, err := NewHost(HostConfig{NodeID: 1, Seed: 7, Send: func(msgs []protocol.RaftMessage) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			if m.Type == protocol.MsgPreVote && m.To == 2 {
+				preVotes = append(preVotes, time.Now())
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	cfg := DefaultGroupConfig()
+	cfg.GroupID, cfg.Voters = 1, []uint64{1, 2, 3}
+	cfg.ElectionTimeout, cfg.HeartbeatInterval = et, 20*time.Millisecond
+	cfg.Log, cfg.Stable, cfg.StateMachine = newMemLog(), &memStable{}, &memStateMachine{}
+	g, err := h.AddGroup(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// gaps waits for n+1 more pre-votes (n timers drawn after the first)
+	// and returns the n gaps between them.
+	gaps := func(n int) []time.Duration {
+		mu.Lock()
+		from := len(preVotes)
+		mu.Unlock()
+		waitFor(t, time.Duration(n+2)*2*et+5*time.Second, "pre-votes", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(preVotes) >= from+n+2
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		var out []time.Duration
+		// The first gap may have been drawn before the change.
+		for i := from + 1; i < from+n+1; i++ {
+			out = append(out, preVotes[i+1].Sub(preVotes[i]))
+		}
+		return out
+	}
+	if err := g.SetCampaignEarly(true); err != nil {
+		t.Fatal(err)
+	}
+	if !g.CampaignsEarly() {
+		t.Fatal("CampaignsEarly false after SetCampaignEarly(true)")
+	}
+	early := gaps(6)
+	if slices.Min(early) >= et {
+		t.Errorf("campaigning early: gaps between pre-votes %v, none below the election timeout %v", early, et)
+	}
+	if err := g.SetCampaignEarly(false); err != nil {
+		t.Fatal(err)
+	}
+	if late := gaps(4); slices.Min(late) < et {
+		t.Errorf("no longer campaigning early: gaps between pre-votes %v, one below the election timeout %v", late, et)
+	}
+
+	cfg.GroupID, cfg.HeartbeatInterval = 2, et/2
+	slow, err := h.AddGroup(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.SetCampaignEarly(true); err == nil || slow.CampaignsEarly() {
+		t.Errorf("heartbeat of half the election timeout: SetCampaignEarly(true) = %v, CampaignsEarly %v; want an error and no change", err, slow.CampaignsEarly())
 	}
 }

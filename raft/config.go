@@ -167,7 +167,7 @@ func (c *GroupConfig) Validate() error {
 	case c.HeartbeatInterval >= c.ElectionTimeout:
 		return fmt.Errorf("raft: HeartbeatInterval %v must be below ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
 	case c.CampaignEarly && !c.CanCampaignEarly():
-		return fmt.Errorf("raft: CampaignEarly needs HeartbeatInterval %v below half of ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
+		return c.errCampaignEarly()
 	case c.MaxAppendBytes == 0 || c.MaxInflightMessages <= 0 || c.MaxApplyBytes == 0:
 		return errors.New("raft: GroupConfig limits must be positive")
 	case slices.Contains(c.Voters, 0):
@@ -176,6 +176,12 @@ func (c *GroupConfig) Validate() error {
 		return fmt.Errorf("raft: GroupConfig.AppliedConfiguration: %w", c.AppliedConfiguration.Validate())
 	}
 	return nil
+}
+
+// errCampaignEarly is the error for CampaignEarly where CanCampaignEarly
+// is false.
+func (c *GroupConfig) errCampaignEarly() error {
+	return fmt.Errorf("raft: CampaignEarly needs HeartbeatInterval %v below half of ElectionTimeout %v", c.HeartbeatInterval, c.ElectionTimeout)
 }
 
 // CanCampaignEarly reports whether c's timings allow CampaignEarly: a

@@ -52,7 +52,8 @@
 //
 // Features: randomized election timeouts (a replica configured to
 // CampaignEarly draws from the half below the others' range, so its owner
-// picks a new group's first leader); PreVote (thesis §9.6) and
+// picks a new group's first leader; Group.SetCampaignEarly moves it while
+// the group runs); PreVote (thesis §9.6) and
 // CheckQuorum with a leader lease so a rejoining node cannot depose a
 // healthy leader; a no-op entry on election and the §5.4.2 commit rule;
 // the §5.3 consistency check with conflict truncation and fast backtracking

@@ -160,6 +160,9 @@ type Group struct {
 	newReads    []*readRequest
 	// newMembership holds membership changes not yet given to the core.
 	newMembership []*membershipRequest
+	// campaignEarly is GroupConfig.CampaignEarly as SetCampaignEarly last
+	// set it, given to the core on its next run.
+	campaignEarly bool
 	readSeq       uint64
 	status        Status
 
@@ -213,7 +216,7 @@ type Group struct {
 type durableMark struct{ term, index uint64 }
 
 func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
-	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1}
+	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1, campaignEarly: cfg.CampaignEarly}
 	windowBytes := cfg.EntryWindowBytes
 	if windowBytes == 0 {
 		windowBytes = defaultWindowBytes
@@ -350,6 +353,29 @@ func (g *Group) TransferLeadership(ctx context.Context, to uint64) error {
 	return g.request(ctx, req.done, func() { g.newTransfer = append(g.newTransfer, req) })
 }
 
+// SetCampaignEarly changes GroupConfig.CampaignEarly of a running replica
+// (its owner's preferred leader moved). It applies from the next election
+// timer the replica draws: on the next message from its leader, or when
+// the current timer runs out. It fails, changing nothing, where the
+// group's timings do not allow CampaignEarly.
+func (g *Group) SetCampaignEarly(on bool) error {
+	if on && !g.cfg.CanCampaignEarly() {
+		return g.cfg.errCampaignEarly()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.campaignEarly = on
+	return nil
+}
+
+// CampaignsEarly reports GroupConfig.CampaignEarly as the group runs with
+// it (SetCampaignEarly).
+func (g *Group) CampaignsEarly() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.campaignEarly
+}
+
 // request queues a request for the group's worker with enqueue (called
 // under g.mu), unless the group is closed, and waits for the worker's
 // answer on done or for ctx.
@@ -416,12 +442,14 @@ func (g *Group) processOnce() (more bool) {
 	g.newMembership = nil
 	notice, tickDue := g.notice, g.tickDue
 	g.notice, g.tickDue = durableMark{}, false
+	campaignEarly := g.campaignEarly
 	g.mu.Unlock()
 	props, propEnts := g.proposals.take(g.propBuf, g.entryBuf)
 	g.propBuf, g.entryBuf = nil, nil // the inbox's now
 
 	now := g.host.now()
 	c := g.core
+	c.cfg.CampaignEarly = campaignEarly
 	snapshotErr := g.processSnapshots()
 	for i := range msgs {
 		c.step(&msgs[i], now)

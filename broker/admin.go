@@ -408,9 +408,9 @@ func (b *Broker) metadataReply(topics []string) protocol.MetadataReply {
 		return reply
 	}
 	reply.Controller = b.controllerMembership()
-	alive := b.aliveBrokers()
+	alive, stopping := b.aliveBrokers(), b.stoppingBrokers()
 	for _, id := range m.Brokers {
-		reply.Brokers = append(reply.Brokers, protocol.BrokerInfo{ID: id, Alive: alive[id]})
+		reply.Brokers = append(reply.Brokers, protocol.BrokerInfo{ID: id, Alive: alive[id], Stopping: alive[id] && stopping[id]})
 	}
 	names := topics
 	if len(names) == 0 {
@@ -439,6 +439,20 @@ func (b *Broker) aliveBrokers() map[uint64]bool {
 		}
 	}
 	return alive
+}
+
+// stoppingBrokers is the set of brokers shutting down: this one when it
+// is closing, the others by their latest status report.
+func (b *Broker) stoppingBrokers() map[uint64]bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	stopping := map[uint64]bool{b.cfg.ID: b.closing}
+	for id, report := range b.reports {
+		if id != b.cfg.ID {
+			stopping[id] = report.status.Stopping
+		}
+	}
+	return stopping
 }
 
 func (b *Broker) partitionStatus(r *partitionReplica) protocol.PartitionStatus {

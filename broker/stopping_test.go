@@ -88,3 +88,21 @@ func TestClosingBrokerReportsStopping(t *testing.T) {
 		}
 	}
 }
+
+// TestStoppingBrokersComeFromReports: the brokers listed as stopping are
+// those whose latest report says so, and this one once it is closing.
+func TestStoppingBrokersComeFromReports(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ID = 1
+	b := &Broker{cfg: cfg, reports: map[uint64]brokerReport{
+		2: {seen: time.Now(), status: protocol.BrokerStatus{ID: 2, Stopping: true}},
+		3: {seen: time.Now(), status: protocol.BrokerStatus{ID: 3, Ready: true}},
+	}}
+	if got := b.stoppingBrokers(); !got[2] || got[3] || got[1] {
+		t.Errorf("stopping brokers %v, want only 2", got)
+	}
+	b.closing = true
+	if got := b.stoppingBrokers(); !got[1] || !got[2] || got[3] {
+		t.Errorf("closing: stopping brokers %v, want 1 and 2", got)
+	}
+}

@@ -757,6 +757,9 @@ type TopicInfo struct {
 type BrokerInfo struct {
 	ID    uint64 `json:"id"`
 	Alive bool   `json:"alive"`
+	// Stopping: the broker is alive and shutting down
+	// (BrokerStatus.Stopping).
+	Stopping bool `json:"stopping,omitempty"`
 }
 
 // TopicReply answers AdminCreateTopic and AdminDescribeTopic.

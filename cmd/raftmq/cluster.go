@@ -25,7 +25,7 @@ leader and the controller group's voters and learners, and per partition
 its leader, replicas, Raft voters and learners, commit index, and the
 target of a reassignment in progress. The --json form is one line:
 
-  {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
+  {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
 
 (learners, target and controller appear only when there are some.)
 
@@ -82,7 +82,10 @@ func writeClusterStatus(w io.Writer, cluster clients.ClusterStatus) {
 	fmt.Fprintln(table, "BROKER\tSTATUS")
 	for _, b := range cluster.Brokers {
 		state := "down"
-		if b.Alive {
+		switch {
+		case b.Alive && b.Stopping:
+			state = "stopping"
+		case b.Alive:
 			state = "up"
 		}
 		fmt.Fprintf(table, "%d\t%s\n", b.ID, state)

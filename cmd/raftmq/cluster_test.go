@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -97,5 +98,23 @@ func TestMembershipCommandsRefuseBadInput(t *testing.T) {
 	help := runCLI(t, "", "cluster", "replace-broker", "--help")
 	if help.status != exitOK || !strings.Contains(help.stdout+help.stderr, "raftmq cluster replace-broker 3 4") {
 		t.Errorf("help: %d %q %q", help.status, help.stdout, help.stderr)
+	}
+}
+
+// TestClusterStatusShowsStoppingBrokers: a broker that is shutting down is
+// listed as stopping, not up; a silent one as down.
+func TestClusterStatusShowsStoppingBrokers(t *testing.T) {
+	var out bytes.Buffer
+	writeClusterStatus(&out, clients.ClusterStatus{ControllerLeader: 1, Brokers: []clients.BrokerInfo{
+		{ID: 1, Alive: true}, {ID: 2, Alive: true, Stopping: true}, {ID: 3},
+	}})
+	rows := map[string]bool{}
+	for line := range strings.Lines(out.String()) {
+		rows[strings.Join(strings.Fields(line), " ")] = true
+	}
+	for _, want := range []string{"1 up", "2 stopping", "3 down"} {
+		if !rows[want] {
+			t.Errorf("cluster status has no row %q:\n%s", want, out.String())
+		}
 	}
 }

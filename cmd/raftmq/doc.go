@@ -24,7 +24,7 @@
 //
 //	produce --json          {"partition":P,"offset":O,"value":"..."}   (no value for generated records)
 //	consume --json          {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
-//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
+//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
 //	topic reassign --json, cluster replace-broker --json
 //	                        {"reassignments":[{"topic":T,"partition":P,"from":[IDs],"to":[IDs]}],"done":BOOL}
 //

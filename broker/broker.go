@@ -858,7 +858,10 @@ func (b *Broker) transferLeadership(ctx context.Context) {
 	if b.controller != nil {
 		groups = append(groups, led{b.controller.group, b.controllerVoters(), "controller"})
 	}
-	leading := slices.DeleteFunc(groups, func(g led) bool { return g.group.Status().Role != raft.RoleLeader })
+	// Groups led here with another replica to take over.
+	leading := slices.DeleteFunc(groups, func(g led) bool {
+		return g.group.Status().Role != raft.RoleLeader || !slices.ContainsFunc(g.replicas, func(id uint64) bool { return id != b.cfg.ID })
+	})
 	if len(leading) == 0 {
 		return
 	}

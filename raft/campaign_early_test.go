@@ -134,14 +134,17 @@ func TestSetCampaignEarlyChangesTheRunningReplicasElectionTimer(t *testing.T) {
 	if !g.CampaignsEarly() {
 		t.Fatal("CampaignsEarly false after SetCampaignEarly(true)")
 	}
-	early := gaps(6)
+	early := gaps(8)
 	if slices.Min(early) >= et {
 		t.Errorf("campaigning early: gaps between pre-votes %v, none below the election timeout %v", early, et)
 	}
 	if err := g.SetCampaignEarly(false); err != nil {
 		t.Fatal(err)
 	}
-	if late := gaps(4); slices.Min(late) < et {
+	// A gap is measured between two sends, each some time after the
+	// core's clock read; a late first send can shorten the next gap by
+	// that lag, hence the tenth of slack.
+	if late := gaps(4); slices.Min(late) < et-et/10 {
 		t.Errorf("no longer campaigning early: gaps between pre-votes %v, one below the election timeout %v", late, et)
 	}
 

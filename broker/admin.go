@@ -473,11 +473,9 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	for _, r := range b.groups {
 		replicas = append(replicas, r)
 	}
-	b.mu.RUnlock()
-	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
-	b.mu.RLock()
 	stopping := b.closing
 	b.mu.RUnlock()
+	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
 	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(), Stopping: stopping,
 		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
 	status.ControllerLeader = b.controllerGroupLeader()

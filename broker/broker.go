@@ -210,7 +210,7 @@ func (b *Broker) groupConfig(groupID uint64, voters []uint64, log raft.LogStorag
 }
 
 // campaignsEarly reports whether this broker's replica of a partition with
-// the given replicas, configured as gc, campaigns early
+// the given replicas campaigns early
 // (raft.GroupConfig.CampaignEarly): the preferred leader's (the first
 // replica) does, so its election timer ([ET/2, ET)) runs out before any
 // other replica's ([ET, 2*ET)) when they start together, and a new
@@ -218,18 +218,19 @@ func (b *Broker) groupConfig(groupID uint64, voters []uint64, log raft.LogStorag
 // whichever replica's timer fired first and then handed over by
 // balanceLeaders up to balanceIntervals status intervals later (a transfer
 // that refuses produce requests meanwhile). After a leader fails the
-// preferred replica again campaigns first. Not where gc's timings do not
-// allow it (raft.GroupConfig.CanCampaignEarly).
-func (b *Broker) campaignsEarly(gc *raft.GroupConfig, replicas []uint64) bool {
-	return len(replicas) > 1 && replicas[0] == b.cfg.ID && gc.CanCampaignEarly()
+// preferred replica again campaigns first. Not where the broker's Raft
+// timings (which groupConfig gives every group) do not allow it
+// (raft.GroupConfig.CanCampaignEarly).
+func (b *Broker) campaignsEarly(replicas []uint64) bool {
+	timings := raft.GroupConfig{ElectionTimeout: b.cfg.ElectionTimeout, HeartbeatInterval: b.cfg.HeartbeatInterval}
+	return len(replicas) > 1 && replicas[0] == b.cfg.ID && timings.CanCampaignEarly()
 }
 
 // followPreferredLeader keeps a running replica's CampaignEarly in step
 // with its partition's replica list: a reassignment that only reorders the
 // replicas moves the preferred leader without restarting any replica.
 func (b *Broker) followPreferredLeader(r *partitionReplica, replicas []uint64) {
-	gc := raft.GroupConfig{ElectionTimeout: b.cfg.ElectionTimeout, HeartbeatInterval: b.cfg.HeartbeatInterval}
-	early := b.campaignsEarly(&gc, replicas)
+	early := b.campaignsEarly(replicas)
 	if early == r.group.CampaignsEarly() {
 		return
 	}
@@ -618,7 +619,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 	}
 	voters := startVoters(p, hs, log)
 	groupConfig := b.groupConfig(p.GroupID, voters, timedLog{log, b.metrics.fsyncLatency}, state, applied)
-	groupConfig.CampaignEarly = b.campaignsEarly(&groupConfig, p.Replicas)
+	groupConfig.CampaignEarly = b.campaignsEarly(p.Replicas)
 	groupConfig.Snapshots = snapshots
 	// The configuration as of applied, which the consumer state keeps with
 	// its applied index: raft then reads only the log after applied for

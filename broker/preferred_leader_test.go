@@ -56,8 +56,6 @@ func TestCampaignsEarly(t *testing.T) {
 	cfg.ElectionTimeout = time.Second
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	b := &Broker{cfg: cfg}
-	gc := raft.DefaultGroupConfig()
-	gc.ElectionTimeout, gc.HeartbeatInterval = cfg.ElectionTimeout, cfg.HeartbeatInterval
 	for _, tc := range []struct {
 		replicas []uint64
 		want     bool
@@ -67,12 +65,12 @@ func TestCampaignsEarly(t *testing.T) {
 		{[]uint64{3, 1, 2}, false},
 		{[]uint64{2}, false},
 	} {
-		if got := b.campaignsEarly(&gc, tc.replicas); got != tc.want {
+		if got := b.campaignsEarly(tc.replicas); got != tc.want {
 			t.Errorf("replicas %v on broker 2: campaigns early %v, want %v", tc.replicas, got, tc.want)
 		}
 	}
-	gc.HeartbeatInterval = 500 * time.Millisecond
-	if b.campaignsEarly(&gc, []uint64{2, 1, 3}) {
+	b.cfg.HeartbeatInterval = 500 * time.Millisecond
+	if b.campaignsEarly([]uint64{2, 1, 3}) {
 		t.Error("heartbeat 500ms, election timeout 1s: the preferred replica campaigns early (raft refuses the configuration)")
 	}
 }

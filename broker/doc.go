@@ -31,9 +31,9 @@
 //     The preferred leader's replica campaigns early (campaignsEarly,
 //     raft.GroupConfig.CampaignEarly), so a new partition is first led by
 //     it; a reassignment that only reorders the replicas moves that to the
-//     new first replica at once (followPreferredLeader); a broker leading a partition it is not preferred for
-//     (after a failover) hands it back every few status intervals
-//     (balanceLeaders).
+//     new first replica at once (followPreferredLeader); a broker leading
+//     a partition it is not preferred for (after a failover) hands it back
+//     every few status intervals (balanceLeaders).
 //   - The controller leader broadcasts the metadata on
 //     <prefix>.cluster.metadata at every change and every StatusInterval.
 //     Every broker adopts metadata with a higher version and starts the

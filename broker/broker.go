@@ -31,10 +31,15 @@ type Broker struct {
 	logger  *slog.Logger
 	metrics *brokerMetrics
 
-	lock       io.Closer
-	store      *stateStore
-	embedded   *transport.EmbeddedServer
-	nc         *nats.Conn
+	lock     io.Closer
+	store    *stateStore
+	embedded *transport.EmbeddedServer
+	nc       *nats.Conn
+	// peerNC carries the Raft traffic (b.peers): on an in-process
+	// connection to this process's NATS server, a second connection in the
+	// server's peer account (transport.PeerAccount), out of clients' reach;
+	// else nc itself.
+	peerNC     *nats.Conn
 	peers      *transport.Transport
 	host       *raft.Host
 	controller *controllerReplica // nil unless this is a bootstrap broker
@@ -118,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 	if err = b.connect(); err != nil {
 		return nil, err
 	}
-	if b.peers, err = transport.New(b.nc, transport.Config{
+	if b.peers, err = transport.New(b.peerNC, transport.Config{
 		ClusterName: b.prefix, NodeID: cfg.ID, Registerer: cfg.Registerer, Logger: b.logger,
 	}); err != nil {
 		return nil, fmt.Errorf("broker: peer transport: %w", err)
@@ -191,7 +196,21 @@ func (b *Broker) connect() error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	b.nc = nc
+	b.nc, b.peerNC = nc, nc
+	if connectCfg.InProcess == nil {
+		// Over TCP (an external NATS system, or the development cluster's
+		// servers reached over loopback) Raft shares the connection and its
+		// account; restricting peer subjects is NATS authorization's job
+		// (README, Security).
+		return nil
+	}
+	peerCfg := connectCfg
+	peerCfg.Name += "-peers"
+	peerCfg.PeerAccount = true
+	peerCfg.User, peerCfg.Password, peerCfg.Token, peerCfg.CredentialsFile = "", "", "", ""
+	if b.peerNC, err = transport.Connect(peerCfg); err != nil {
+		return fmt.Errorf("broker: peer connection: %w", err)
+	}
 	return nil
 }
 
@@ -944,6 +963,9 @@ func (b *Broker) release() error {
 	}
 	if b.peers != nil {
 		errs = append(errs, b.peers.Close())
+	}
+	if b.peerNC != nil && b.peerNC != b.nc {
+		b.peerNC.Close()
 	}
 	if b.nc != nil {
 		b.nc.Close()

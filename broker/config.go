@@ -97,7 +97,10 @@ type NATSConfig struct {
 	// and InProcess are ignored: the broker connects to its own server
 	// in-process (transport.ConnectConfig.InProcess), never over TCP.
 	// Without Embedded, InProcess may name a server of this process that
-	// outlives the broker (the development cluster's servers).
+	// outlives the broker (the development cluster's servers). In-process,
+	// the broker opens a second connection, in the server's peer account,
+	// for its Raft traffic (transport.PeerAccount, docs/adr/0005); over
+	// TCP its Raft traffic shares this connection.
 	Connect transport.ConnectConfig
 }
 

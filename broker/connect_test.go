@@ -135,3 +135,62 @@ func newTCPClient(t *testing.T, urls string) *testClient {
 	}
 	return &testClient{t: t, nc: nc, prefix: protocol.DefaultSubjectPrefix}
 }
+
+// TestClientsCannotReachRaftTraffic: the development cluster's brokers
+// replicate through their servers' peer account, so a client (TCP, no
+// credentials) subscribed to every peer subject sees none of the Raft
+// traffic that replicates its records, and a message it publishes to a
+// broker's peer subject never reaches that broker's transport.
+func TestClientsCannotReachRaftTraffic(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startTestCluster(t, 3) // the client connects over TCP
+	sniff, err := client.nc.SubscribeSync(protocol.DefaultSubjectPrefix + ".peer.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	received := func() uint64 {
+		var n uint64
+		for id := uint64(1); id <= 3; id++ {
+			n += cluster.Broker(id).peers.Stats().FramesReceived
+		}
+		return n
+	}
+	before := received()
+	client.createTopic("private", 1, 3)
+	leaders := &leaderClient{testClient: client, leader: 1, nodes: 3}
+	if _, err := leaders.produce(ctx, "private", 0, buildBatch(t, "secret")); err != nil {
+		t.Fatal(err)
+	}
+	if received() == before {
+		t.Fatal("no Raft frames counted while creating a topic and producing")
+	}
+	if msg, err := sniff.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("a client saw peer traffic on %s (%d bytes)", msg.Subject, len(msg.Data))
+	}
+	if err := sniff.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if err := client.nc.Publish(transport.PeerSubject(protocol.DefaultSubjectPrefix, id), []byte{0xEE, 0xEE}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A second record replicates after the client's messages, on the same
+	// servers.
+	if _, err := leaders.produce(ctx, "private", 0, buildBatch(t, "after")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for id := uint64(1); id <= 3; id++ {
+		if errs := cluster.Broker(id).peers.Stats().DecodeErrors; errs != 0 {
+			t.Fatalf("broker %d's transport counted %d undecodable messages: a client's message reached its peer subject", id, errs)
+		}
+	}
+}

@@ -50,14 +50,16 @@ func startManualRetentionCluster(t *testing.T, ctx context.Context, extra int) (
 }
 
 // addBroker starts a broker outside Bootstrap in the dev cluster, connected
-// to broker 1's NATS server, and waits until the controller registered it.
+// to broker 1's NATS server in-process (as the dev cluster's brokers are, so
+// its Raft traffic joins theirs in the server's peer account), and waits
+// until the controller registered it.
 func addBroker(t *testing.T, ctx context.Context, cluster *DevCluster, id uint64) {
 	t.Helper()
 	cluster.mu.Lock()
 	cfg := cluster.configs[1]
 	cfg.ID = id
 	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), fmt.Sprintf("broker-%d", id))
-	cfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{cluster.servers[0].ClientURL()}}}
+	cfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{cluster.servers[0].ClientURL()}, InProcess: cluster.servers[0]}}
 	cluster.configs[id] = cfg
 	cluster.mu.Unlock()
 	if err := cluster.StartBroker(ctx, id); err != nil {

@@ -38,6 +38,11 @@ type ConnectConfig struct {
 	// in-memory pipe instead of TCP (URLs then default to its ClientURL).
 	// Use it for the broker's own embedded server.
 	InProcess *EmbeddedServer
+	// PeerAccount, with InProcess, joins the server's peer account
+	// (transport.PeerAccount) instead of the global one: the connection
+	// for the brokers' Raft traffic, which clients cannot reach. It takes
+	// no other credentials.
+	PeerAccount bool
 	// Logger logs disconnects, reconnects and async errors; nil discards.
 	Logger *slog.Logger
 }
@@ -52,6 +57,12 @@ func (c ConnectConfig) Validate() error {
 	}
 	if c.Token != "" && c.User != "" {
 		return errors.New("transport: token and user/password are mutually exclusive")
+	}
+	if c.PeerAccount && c.InProcess == nil {
+		return errors.New("transport: the peer account is joined in-process only (set InProcess)")
+	}
+	if c.PeerAccount && (c.User != "" || c.Token != "" || c.CredentialsFile != "") {
+		return errors.New("transport: the peer account takes no other credentials")
 	}
 	if c.ConnectTimeout < 0 || c.ReconnectWait < 0 {
 		return errors.New("transport: negative timeout")
@@ -101,6 +112,9 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	}
 	if cfg.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(cfg.InProcess.server))
+	}
+	if cfg.PeerAccount {
+		opts = append(opts, nats.UserInfo(PeerUser, cfg.InProcess.peerPassword))
 	}
 	if cfg.CredentialsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))

@@ -28,6 +28,16 @@
 // its server. BenchmarkRoundTrip measures one frame's round trip both ways
 // (about half the time and CPU over the pipe). Clients keep using TCP.
 //
+// Every embedded server defines the account PeerAccount beside the global
+// one clients use. Its only user, PeerUser, connects in-process only, with
+// a password the server makes at start, so
+// ConnectConfig{InProcess: srv, PeerAccount: true} is the one way in: a
+// broker runs its Transport on such a connection, and no client of the
+// server sees or reaches the peer subjects (docs/adr/0005). Routed servers
+// carry the account between them. A connection over TCP, to an embedded
+// server or an external NATS system, keeps its peer traffic in the account
+// its credentials give it.
+//
 // # Subjects and wire format
 //
 // Node N receives on "<cluster>.peer.<N>" (PeerSubject); the cluster name

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,6 +111,47 @@ func routeURL(route string) (*url.URL, error) {
 // EmbeddedServer is a NATS server running inside this process.
 type EmbeddedServer struct {
 	server *server.Server
+	// peerPassword is the password of PeerUser: random per server, and the
+	// user may connect only in-process, so no client can join the peer
+	// account.
+	peerPassword string
+}
+
+// PeerAccount is the NATS account of an embedded server that carries the
+// brokers' Raft traffic, apart from clients: a connection joins it only
+// in-process, with ConnectConfig.PeerAccount. Clients land in the global
+// account ($G), where peer subjects are neither seen nor reachable. Every
+// embedded server defines it, so routed servers carry it between them.
+const PeerAccount = "RAFTMQ_PEERS"
+
+// PeerUser is the user of PeerAccount (in-process connections only).
+const PeerUser = "raftmq-peer"
+
+// anonymousUser is the user a connection without credentials gets: the
+// global account, as a server without accounts gives every connection.
+const anonymousUser = "raftmq-client"
+
+// inProcessConnection is nats-server's name of the in-process connection
+// type (jwt.ConnectionTypeInProcess).
+const inProcessConnection = "IN_PROCESS"
+
+// peerAuth configures opts with the accounts and users described at
+// PeerAccount, and returns the peer user's password.
+func peerAuth(opts *server.Options) (string, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return "", fmt.Errorf("transport: peer account secret: %w", err)
+	}
+	password := hex.EncodeToString(secret)
+	peers := server.NewAccount(PeerAccount)
+	opts.Accounts = []*server.Account{peers}
+	opts.Users = []*server.User{
+		{Username: anonymousUser},
+		{Username: PeerUser, Password: password, Account: peers,
+			AllowedConnectionTypes: map[string]struct{}{inProcessConnection: {}}},
+	}
+	opts.NoAuthUser = anonymousUser
+	return password, nil
 }
 
 // StartEmbedded starts a NATS server (JetStream off) and waits until it
@@ -148,6 +191,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	peerPassword, err := peerAuth(opts)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("transport: embedded NATS server: %w", err)
@@ -165,7 +212,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("transport: embedded NATS server on %s not ready within %v", clientListen, timeout)
 	}
-	return &EmbeddedServer{server: srv}, nil
+	return &EmbeddedServer{server: srv, peerPassword: peerPassword}, nil
 }
 
 // ClientURL is the URL clients connect to, with the port actually bound.

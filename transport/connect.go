@@ -97,6 +97,9 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 		nats.ReconnectWait(orDefault(cfg.ReconnectWait, 250*time.Millisecond)),
 		nats.MaxReconnects(maxReconnects),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil && nc.IsClosed() {
+				return // closed by its owner, not lost
+			}
 			logger.Warn("nats: disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {

@@ -477,7 +477,7 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	b.mu.RUnlock()
 	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
 	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(), Stopping: stopping,
-		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
+		PeerAccount: b.peerAccount(), MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
 	status.ControllerLeader = b.controllerGroupLeader()
 	if b.isControllerLeader() {
 		status.Controller = groupMembership(b.controller.group.Status().Configuration)
@@ -506,8 +506,28 @@ func (b *Broker) handleStatusReport(msg *nats.Msg) {
 	}
 	b.mu.Lock()
 	b.reports[status.ID] = brokerReport{seen: time.Now(), status: status}
+	other := status.PeerAccount != b.peerAccount()
+	first := other && !b.otherAccount[status.ID]
+	if other {
+		b.otherAccount[status.ID] = true
+	} else {
+		delete(b.otherAccount, status.ID)
+	}
 	b.mu.Unlock()
+	if first {
+		b.logger.Error(otherAccountMessage, "broker", status.ID, "its_peer_account", status.PeerAccount, "our_peer_account", b.peerAccount())
+	}
 }
+
+// otherAccountMessage is logged once for a broker whose Raft traffic runs
+// in another NATS account than this broker's: one reaches its embedded
+// server in-process (the peer account), the other over TCP.
+const otherAccountMessage = "broker replicates in another NATS account: the two cannot reach each other; " +
+	"a cluster's brokers must all embed their NATS servers or all use --nats-url (docs/adr/0005)"
+
+// peerAccount reports whether this broker's Raft traffic runs in its
+// server's peer account (a connection of its own, in-process).
+func (b *Broker) peerAccount() bool { return b.peerNC != b.nc }
 
 func (b *Broker) handleStatusRequest(msg *nats.Msg) {
 	status := b.localStatus()

@@ -56,6 +56,9 @@ type Broker struct {
 	reports    map[uint64]brokerReport // latest status of every broker, this one included
 	membership membershipDriver        // reassignment steps running (membership.go)
 	closing    bool
+	// otherAccount holds the brokers whose latest report puts their Raft
+	// traffic in another NATS account than this broker's (logged once).
+	otherAccount map[uint64]bool
 	// metadataKnown is closed when the first metadata is adopted.
 	metadataKnown chan struct{}
 
@@ -101,6 +104,7 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 		groups:        map[uint64]*partitionReplica{},
 		sessions:      newGroupSessions(),
 		reports:       map[uint64]brokerReport{},
+		otherAccount:  map[uint64]bool{},
 		reconcile:     make(chan struct{}, 1),
 		metadataKnown: make(chan struct{}),
 		stop:          make(chan struct{}),

@@ -2,7 +2,11 @@ package broker
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,6 +195,63 @@ func TestClientsCannotReachRaftTraffic(t *testing.T) {
 	for id := uint64(1); id <= 3; id++ {
 		if errs := cluster.Broker(id).peers.Stats().DecodeErrors; errs != 0 {
 			t.Fatalf("broker %d's transport counted %d undecodable messages: a client's message reached its peer subject", id, errs)
+		}
+	}
+}
+
+// TestBrokerReplicatingInAnotherAccountIsLogged: a broker that joins the
+// development cluster over TCP runs its Raft traffic in the global account,
+// out of reach of the others, which replicate in the peer account; both
+// sides log it once per broker, at error level, while a cluster of brokers
+// alike logs nothing.
+func TestBrokerReplicatingInAnotherAccountIsLogged(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var levels []slog.Level
+	logger := slog.New(levelRecorder{msg: otherAccountMessage, mu: &mu, levels: &levels})
+	cluster, _ := startTestClusterWith(t, 3, func(cfg *Config) {
+		fastTimings(cfg)
+		cfg.Logger = logger
+	})
+	logged := func() []slog.Level {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(levels)
+	}
+	cluster.mu.Lock()
+	rounds := 5 * cluster.configs[1].StatusInterval
+	cluster.mu.Unlock()
+	// A few status rounds among brokers alike.
+	time.Sleep(rounds)
+	if got := logged(); len(got) != 0 {
+		t.Fatalf("brokers alike logged %d account mismatches", len(got))
+	}
+	cluster.mu.Lock()
+	cfg := cluster.configs[1]
+	cfg.ID = 4
+	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), "broker-4")
+	cfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{cluster.servers[0].ClientURL()}}}
+	cluster.configs[4] = cfg
+	cluster.mu.Unlock()
+	if err := cluster.StartBroker(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	// Brokers 1-3 each log broker 4; broker 4 logs each of them.
+	for attempt := 0; len(logged()) < 6; attempt++ {
+		if ctx.Err() != nil {
+			t.Fatalf("%d account mismatches logged, want 6", len(logged()))
+		}
+		waitBackoff(ctx, attempt)
+	}
+	time.Sleep(rounds)
+	got := logged()
+	if len(got) != 6 {
+		t.Fatalf("%d account mismatches logged, want each of the 6 pairs once", len(got))
+	}
+	for _, level := range got {
+		if level != slog.LevelError {
+			t.Fatalf("account mismatch logged at %v, want error", level)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,12 +76,16 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *DevCluster, err error) {
 			_ = c.Close(context.Background())
 		}
 	}()
+	// The servers route only among themselves: another process on this
+	// machine that finds the route ports cannot join them.
+	routePassword := rand.Text()
 	var seed string
 	for i := range cfg.Nodes {
 		serverCfg := transport.EmbeddedConfig{
-			ServerName:    fmt.Sprintf("raftmq-dev-%d", i+1),
-			ClientListen:  "127.0.0.1:0",
-			ClusterListen: "127.0.0.1:0",
+			ServerName:      fmt.Sprintf("raftmq-dev-%d", i+1),
+			ClientListen:    "127.0.0.1:0",
+			ClusterListen:   "127.0.0.1:0",
+			ClusterPassword: routePassword,
 		}
 		if i == 0 {
 			serverCfg.ClientListen = cfg.ClientListen
@@ -88,7 +93,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *DevCluster, err error) {
 			serverCfg.Routes = []string{seed}
 		}
 		if cfg.Nodes == 1 {
-			serverCfg.ClusterListen = ""
+			serverCfg.ClusterListen, serverCfg.ClusterPassword = "", ""
 		}
 		server, err := transport.StartEmbedded(serverCfg)
 		if err != nil {

@@ -37,6 +37,12 @@ type EmbeddedConfig struct {
 	// NATSClusterName is the NATS cluster name every routed server must
 	// share. Default DefaultClusterName.
 	NATSClusterName string
+	// ClusterPassword, when set, is the routes' shared secret: the server
+	// accepts a route only from a server that presents it (as RouteUser)
+	// and presents it on its own routes, so every server of the cluster
+	// sets the same. Empty accepts a route from any server that reaches
+	// the cluster address.
+	ClusterPassword string
 	// MaxPayload is the server's max message payload; 0 keeps the NATS
 	// default (1 MiB).
 	MaxPayload int32
@@ -63,9 +69,16 @@ func (c EmbeddedConfig) Validate() error {
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		return errors.New("transport: routes need a cluster listen address")
 	}
+	if c.ClusterPassword != "" && c.ClusterListen == "" {
+		return errors.New("transport: a cluster password needs a cluster listen address")
+	}
 	for _, r := range c.Routes {
-		if _, err := routeURL(r); err != nil {
+		u, err := routeURL(r)
+		if err != nil {
 			return err
+		}
+		if u.User != nil && c.ClusterPassword != "" {
+			return fmt.Errorf("transport: route %s carries credentials; with a cluster password give none", u.Redacted())
 		}
 	}
 	if c.MaxPayload < 0 {
@@ -123,6 +136,10 @@ type EmbeddedServer struct {
 // account ($G), where peer subjects are neither seen nor reachable. Every
 // embedded server defines it, so routed servers carry it between them.
 const PeerAccount = "RAFTMQ_PEERS"
+
+// RouteUser is the user a server presents on its routes when the cluster
+// has a password (EmbeddedConfig.ClusterPassword).
+const RouteUser = "raftmq-route"
 
 // PeerUser is the user of PeerAccount (in-process connections only).
 const PeerUser = "raftmq-peer"
@@ -186,8 +203,16 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 		if opts.Cluster.Name == "" {
 			opts.Cluster.Name = DefaultClusterName
 		}
+		if cfg.ClusterPassword != "" {
+			opts.Cluster.Username, opts.Cluster.Password = RouteUser, cfg.ClusterPassword
+		}
 		for _, r := range cfg.Routes {
 			u, _ := routeURL(r)
+			if cfg.ClusterPassword != "" {
+				// Routes the server learns from others (gossip) present
+				// the cluster's credentials by themselves.
+				u.User = url.UserPassword(RouteUser, cfg.ClusterPassword)
+			}
 			opts.Routes = append(opts.Routes, u)
 		}
 	}

@@ -356,3 +356,42 @@ func TestProgressLine(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+// TestServeClusterPasswordFile: --nats-cluster-password-file gives the
+// embedded server the file's password, without its trailing newline, and
+// is refused where it cannot apply or holds nothing.
+func TestServeClusterPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	secret, empty := dir+"/route-password", dir+"/empty"
+	if err := os.WriteFile(secret, []byte("s3cret route\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	options := defaultServeOptions()
+	options.NATSClusterListen = "127.0.0.1:6222"
+	options.NATSClusterPasswordFile = secret
+	config, err := options.brokerConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := config.NATS.Embedded.ClusterPassword; got != "s3cret route" {
+		t.Fatalf("cluster password %q, want the file's without its newline", got)
+	}
+	for _, tc := range []struct {
+		edit func(*serveOptions)
+		want string
+	}{
+		{func(o *serveOptions) { o.NATSClusterListen = "" }, "needs --nats-cluster-listen"},
+		{func(o *serveOptions) { o.NATSURL = "nats://127.0.0.1:4222"; o.NATSClusterListen = "" }, "--nats-url"},
+		{func(o *serveOptions) { o.NATSClusterPasswordFile = empty }, "is empty"},
+		{func(o *serveOptions) { o.NATSClusterPasswordFile = dir + "/missing" }, "missing"},
+	} {
+		o := options
+		tc.edit(&o)
+		if _, err := o.brokerConfig(nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("options %+v: %v, want an error mentioning %q", o, err, tc.want)
+		}
+	}
+}

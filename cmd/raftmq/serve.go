@@ -21,7 +21,8 @@ import (
 
 const serveUsage = `
 Usage: raftmq serve [--id N] [--data DIR] [--bootstrap 1,2,3] [--nats-listen HOST:PORT]
-                    [--nats-cluster-listen HOST:PORT] [--nats-routes URL,...] [--nats-url URL]
+                    [--nats-cluster-listen HOST:PORT] [--nats-routes URL,...]
+                    [--nats-cluster-password-file FILE] [--nats-url URL]
                     [--metrics-addr HOST:PORT] [--config FILE] [flags]
 
 Runs one broker. With no flags it serves a single-broker cluster with an
@@ -41,10 +42,17 @@ flags given on the command line override it.
 SIGINT or SIGTERM hands this broker's leaderships to other replicas,
 flushes and exits.
 
+Raft traffic between brokers runs in an account of the embedded servers
+that only the brokers can join; --nats-cluster-password-file makes the
+servers route only with servers that present the same password (without
+it, any server that reaches the route address joins). See the README,
+Security.
+
 Example, broker 2 of three on three machines:
   raftmq serve --id 2 --bootstrap 1,2,3 --data /var/lib/raftmq \
     --nats-listen 0.0.0.0:4222 --nats-cluster-listen 0.0.0.0:6222 \
-    --nats-routes nats://host1:6222,nats://host3:6222 --metrics-addr :9090
+    --nats-routes nats://host1:6222,nats://host3:6222 \
+    --nats-cluster-password-file /etc/raftmq/route-password --metrics-addr :9090
 `
 
 // serveOptions are serve's settings, from --config and flags.
@@ -56,16 +64,18 @@ type serveOptions struct {
 	NATSListen        string   `json:"nats_listen"`
 	NATSClusterListen string   `json:"nats_cluster_listen"`
 	NATSRoutes        []string `json:"nats_routes"`
-	NATSURL           string   `json:"nats_url"`
-	NATSCreds         string   `json:"nats_creds"`
-	NATSUser          string   `json:"nats_user"`
-	NATSPassword      string   `json:"nats_password"`
-	NATSToken         string   `json:"nats_token"`
-	NATSTLSCA         string   `json:"nats_tls_ca"`
-	NATSTLSCert       string   `json:"nats_tls_cert"`
-	NATSTLSKey        string   `json:"nats_tls_key"`
-	MetricsAddr       string   `json:"metrics_addr"`
-	LogLevel          string   `json:"log_level"`
+	// NATSClusterPasswordFile holds the routes' shared password.
+	NATSClusterPasswordFile string `json:"nats_cluster_password_file"`
+	NATSURL                 string `json:"nats_url"`
+	NATSCreds               string `json:"nats_creds"`
+	NATSUser                string `json:"nats_user"`
+	NATSPassword            string `json:"nats_password"`
+	NATSToken               string `json:"nats_token"`
+	NATSTLSCA               string `json:"nats_tls_ca"`
+	NATSTLSCert             string `json:"nats_tls_cert"`
+	NATSTLSKey              string `json:"nats_tls_key"`
+	MetricsAddr             string `json:"metrics_addr"`
+	LogLevel                string `json:"log_level"`
 }
 
 func defaultServeOptions() serveOptions {
@@ -91,6 +101,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	fs.StringVar(&flagValues.NATSListen, "nats-listen", defaults.NATSListen, "embedded NATS server's client `address`")
 	fs.StringVar(&flagValues.NATSClusterListen, "nats-cluster-listen", "", "embedded NATS server's route `address` (clusters it with other brokers)")
 	fs.StringVar(&routes, "nats-routes", "", "comma-separated route `URLs` of other brokers' NATS servers")
+	fs.StringVar(&flagValues.NATSClusterPasswordFile, "nats-cluster-password-file", "", "`file` holding the routes' shared password: the embedded server routes only with servers that present it")
 	fs.StringVar(&flagValues.NATSURL, "nats-url", "", "connect to this existing NATS system (`URLs`) instead of embedding a server")
 	fs.StringVar(&flagValues.NATSCreds, "nats-creds", "", "NATS credentials `file` (with --nats-url)")
 	fs.StringVar(&flagValues.NATSUser, "nats-user", "", "NATS `user` (with --nats-url)")
@@ -154,6 +165,20 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	return exitOK
 }
 
+// readSecretFile returns the secret a file holds, without surrounding
+// white space (a trailing newline, say); an empty one is an error.
+func readSecretFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
+}
+
 // readServeConfig overlays a JSON config file on options.
 func readServeConfig(path string, options *serveOptions) error {
 	data, err := os.ReadFile(path)
@@ -189,6 +214,8 @@ func applyServeFlag(options, values *serveOptions, name, bootstrap, routes strin
 		options.NATSClusterListen = values.NATSClusterListen
 	case "nats-routes":
 		options.NATSRoutes = splitList(routes)
+	case "nats-cluster-password-file":
+		options.NATSClusterPasswordFile = values.NATSClusterPasswordFile
 	case "nats-url":
 		options.NATSURL = values.NATSURL
 	case "nats-creds":
@@ -233,8 +260,8 @@ func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) 
 		TLSCAFile: o.NATSTLSCA, TLSCertFile: o.NATSTLSCert, TLSKeyFile: o.NATSTLSKey,
 	}
 	if o.NATSURL != "" {
-		if o.NATSClusterListen != "" || len(o.NATSRoutes) > 0 {
-			return config, fmt.Errorf("--nats-url connects to an existing NATS system; --nats-cluster-listen and --nats-routes configure the embedded one: give one or the other")
+		if o.NATSClusterListen != "" || len(o.NATSRoutes) > 0 || o.NATSClusterPasswordFile != "" {
+			return config, fmt.Errorf("--nats-url connects to an existing NATS system; --nats-cluster-listen, --nats-routes and --nats-cluster-password-file configure the embedded one: give one or the other")
 		}
 		config.NATS.Embedded = nil
 		config.NATS.Connect.URLs = splitList(o.NATSURL)
@@ -251,6 +278,16 @@ func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) 
 		ClientListen:  o.NATSListen,
 		ClusterListen: o.NATSClusterListen,
 		Routes:        o.NATSRoutes,
+	}
+	if o.NATSClusterPasswordFile != "" {
+		if o.NATSClusterListen == "" {
+			return config, fmt.Errorf("--nats-cluster-password-file needs --nats-cluster-listen")
+		}
+		password, err := readSecretFile(o.NATSClusterPasswordFile)
+		if err != nil {
+			return config, fmt.Errorf("--nats-cluster-password-file: %w", err)
+		}
+		config.NATS.Embedded.ClusterPassword = password
 	}
 	return config, nil
 }

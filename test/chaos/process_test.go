@@ -158,6 +158,12 @@ func startProcessCluster(t *testing.T, binary string, size int) *processCluster 
 			metricsPort: ports[3*i+2],
 		})
 	}
+	// The brokers' servers route with the password the README's
+	// deployment gives them.
+	passwordFile := filepath.Join(t.TempDir(), "route-password")
+	if err := os.WriteFile(passwordFile, []byte("chaos-route-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, b := range c.brokers {
 		var routes []string
 		for _, other := range c.brokers {
@@ -172,6 +178,7 @@ func startProcessCluster(t *testing.T, binary string, size int) *processCluster 
 			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", b.natsPort),
 			"--nats-cluster-listen", fmt.Sprintf("127.0.0.1:%d", b.clusterPort),
 			"--nats-routes", strings.Join(routes, ","),
+			"--nats-cluster-password-file", passwordFile,
 			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", b.metricsPort),
 		}
 	}

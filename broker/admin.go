@@ -496,7 +496,7 @@ func (b *Broker) publishStatus(status *protocol.BrokerStatus) {
 	if err != nil {
 		return
 	}
-	_ = b.nc.Publish(protocol.SubjectClusterStatus(b.prefix), data)
+	_ = b.peerNC.Publish(protocol.SubjectClusterStatus(b.prefix), data)
 }
 
 func (b *Broker) handleStatusReport(msg *nats.Msg) {
@@ -506,22 +506,40 @@ func (b *Broker) handleStatusReport(msg *nats.Msg) {
 	}
 	b.mu.Lock()
 	b.reports[status.ID] = brokerReport{seen: time.Now(), status: status}
-	other := status.PeerAccount != b.peerAccount()
-	first := other && !b.otherAccount[status.ID]
-	if other {
+	b.mu.Unlock()
+}
+
+// handleOtherAccountReport receives, on a broker that replicates in its
+// server's peer account, the status reports published in the client
+// account: those of brokers that replicate there (over TCP), which cannot
+// reach this one. It logs each such broker once and uses nothing else of
+// the report, which any client could have published.
+func (b *Broker) handleOtherAccountReport(msg *nats.Msg) {
+	var status protocol.BrokerStatus
+	if err := json.Unmarshal(msg.Data, &status); err != nil || status.ID == 0 || status.ID == b.cfg.ID {
+		return
+	}
+	// Such a broker never registers (it hears no metadata), so any id is
+	// taken; a client posing as brokers can cause at most
+	// maxOtherAccountBrokers lines.
+	b.mu.Lock()
+	first := !b.otherAccount[status.ID] && len(b.otherAccount) < maxOtherAccountBrokers
+	if first {
 		b.otherAccount[status.ID] = true
-	} else {
-		delete(b.otherAccount, status.ID)
 	}
 	b.mu.Unlock()
 	if first {
-		b.logger.Error(otherAccountMessage, "broker", status.ID, "its_peer_account", status.PeerAccount, "our_peer_account", b.peerAccount())
+		b.logger.Error(otherAccountMessage, "broker", status.ID)
 	}
 }
 
+// maxOtherAccountBrokers bounds how many brokers handleOtherAccountReport
+// logs.
+const maxOtherAccountBrokers = 16
+
 // otherAccountMessage is logged once for a broker whose Raft traffic runs
-// in another NATS account than this broker's: one reaches its embedded
-// server in-process (the peer account), the other over TCP.
+// in another NATS account than this broker's: this one reaches its
+// embedded server in-process (the peer account), the other over TCP.
 const otherAccountMessage = "broker replicates in another NATS account: the two cannot reach each other; " +
 	"a cluster's brokers must all embed their NATS servers or all use --nats-url (docs/adr/0005)"
 
@@ -539,7 +557,7 @@ func (b *Broker) publishMetadata(m *clusterMetadata) {
 	if err != nil {
 		return
 	}
-	_ = b.nc.Publish(protocol.SubjectClusterMetadata(b.prefix), data)
+	_ = b.peerNC.Publish(protocol.SubjectClusterMetadata(b.prefix), data)
 }
 
 func (b *Broker) handleMetadataBroadcast(msg *nats.Msg) {

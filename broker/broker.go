@@ -762,12 +762,12 @@ func (b *Broker) knownLeaderLocked(groupID uint64) uint64 {
 	return leader
 }
 
-// Ready reports whether the broker serves requests: connected to NATS,
-// holding cluster metadata, not stopping.
+// Ready reports whether the broker serves requests: connected to NATS
+// (both connections, in-process), holding cluster metadata, not stopping.
 func (b *Broker) Ready() bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return !b.closing && b.metadata.Version > 0 && b.nc.IsConnected()
+	return !b.closing && b.metadata.Version > 0 && b.nc.IsConnected() && b.peerNC.IsConnected()
 }
 
 // ID is the broker's id.

@@ -19,11 +19,13 @@
 //   - One raft.Host per broker drives every group. Raft messages are encoded
 //     with protocol.AppendRaftMessage and carried by transport.Transport on
 //     <prefix>.peer.<broker>; inbound frames go to Host.Step. A broker that
-//     reaches its NATS server in-process runs the transport on a second
-//     connection, in the server's peer account (transport.PeerAccount),
-//     where clients cannot see or publish; over TCP it shares the client
-//     connection (docs/adr/0005). Status reports say which (PeerAccount),
-//     and a broker logs, once, a peer that replicates in the other account.
+//     reaches its NATS server in-process runs the transport, the metadata
+//     broadcast and its status reports on a second connection, in the
+//     server's peer account (transport.PeerAccount), where clients cannot
+//     see or publish; over TCP all of it shares the client connection
+//     (docs/adr/0005). Status reports say which (PeerAccount); a broker in
+//     the peer account logs, once, each broker it hears report in the
+//     client account.
 //   - The controller group (group id 1; the raft package reserves 0) runs on
 //     the bootstrap brokers. Its log holds controller commands (EntryControl,
 //     JSON): register broker, create topic, delete topic. Applying them

@@ -20,29 +20,42 @@ func (b *Broker) subscribe() error {
 	type subscription struct {
 		subject, queue string
 		handler        nats.MsgHandler
+		// peer subscribes on the peer connection: broker-to-broker
+		// messages that clients must not forge (docs/adr/0005).
+		peer bool
 	}
 	id := b.cfg.ID
 	subs := []subscription{
-		{protocol.SubjectBrokerProduce(b.prefix, id), "", b.handleProduce},
-		{protocol.SubjectBrokerFetch(b.prefix, id), "", b.goHandle(b.handleFetch)},
-		{protocol.SubjectBrokerOffsets(b.prefix, id), "", b.goHandle(b.handleListOffsets)},
-		{protocol.SubjectBrokerStatus(b.prefix, id), "", b.handleStatusRequest},
-		{protocol.SubjectBrokerCommit(b.prefix, id), "", b.goHandle(b.handleOffsetCommit)},
-		{protocol.SubjectBrokerCommitted(b.prefix, id), "", b.goHandle(b.handleOffsetFetch)},
-		{protocol.SubjectBrokerAdmin(b.prefix, id, ">"), "", b.goHandle(b.handleAdmin)},
-		{protocol.SubjectAdmin(b.prefix, ">"), protocol.APIQueue, b.goHandle(b.handleAdmin)},
-		{protocol.SubjectProduceAll(b.prefix), protocol.APIQueue, b.goHandle(b.handlePublish)},
-		{protocol.SubjectStatusAll(b.prefix), "", b.handleStatusRequest},
-		{protocol.SubjectClusterStatus(b.prefix), "", b.handleStatusReport},
-		{protocol.SubjectClusterMetadata(b.prefix), "", b.handleMetadataBroadcast},
+		{protocol.SubjectBrokerProduce(b.prefix, id), "", b.handleProduce, false},
+		{protocol.SubjectBrokerFetch(b.prefix, id), "", b.goHandle(b.handleFetch), false},
+		{protocol.SubjectBrokerOffsets(b.prefix, id), "", b.goHandle(b.handleListOffsets), false},
+		{protocol.SubjectBrokerStatus(b.prefix, id), "", b.handleStatusRequest, false},
+		{protocol.SubjectBrokerCommit(b.prefix, id), "", b.goHandle(b.handleOffsetCommit), false},
+		{protocol.SubjectBrokerCommitted(b.prefix, id), "", b.goHandle(b.handleOffsetFetch), false},
+		{protocol.SubjectBrokerAdmin(b.prefix, id, ">"), "", b.goHandle(b.handleAdmin), false},
+		{protocol.SubjectAdmin(b.prefix, ">"), protocol.APIQueue, b.goHandle(b.handleAdmin), false},
+		{protocol.SubjectProduceAll(b.prefix), protocol.APIQueue, b.goHandle(b.handlePublish), false},
+		{protocol.SubjectStatusAll(b.prefix), "", b.handleStatusRequest, false},
+		{protocol.SubjectClusterStatus(b.prefix), "", b.handleStatusReport, true},
+		{protocol.SubjectClusterMetadata(b.prefix), "", b.handleMetadataBroadcast, true},
+	}
+	if b.peerAccount() {
+		// Status reports of brokers that replicate in the client account
+		// (over TCP) arrive here; they only tell this broker that such a
+		// broker exists (handleOtherAccountReport).
+		subs = append(subs, subscription{protocol.SubjectClusterStatus(b.prefix), "", b.handleOtherAccountReport, false})
 	}
 	for _, s := range subs {
+		conn := b.nc
+		if s.peer {
+			conn = b.peerNC
+		}
 		var sub *nats.Subscription
 		var err error
 		if s.queue != "" {
-			sub, err = b.nc.QueueSubscribe(s.subject, s.queue, s.handler)
+			sub, err = conn.QueueSubscribe(s.subject, s.queue, s.handler)
 		} else {
-			sub, err = b.nc.Subscribe(s.subject, s.handler)
+			sub, err = conn.Subscribe(s.subject, s.handler)
 		}
 		if err != nil {
 			return fmt.Errorf("broker: subscribe %s: %w", s.subject, err)
@@ -56,8 +69,10 @@ func (b *Broker) subscribe() error {
 		return err
 	}
 	// Make sure the server has the interest before the broker reports ready.
-	if err := b.nc.Flush(); err != nil {
-		return fmt.Errorf("broker: NATS flush: %w", err)
+	for _, conn := range []*nats.Conn{b.nc, b.peerNC} {
+		if err := conn.Flush(); err != nil {
+			return fmt.Errorf("broker: NATS flush: %w", err)
+		}
 	}
 	return nil
 }
@@ -103,12 +118,23 @@ type dropCollector struct {
 func (c *dropCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *dropCollector) Collect(ch chan<- prometheus.Metric) {
+	// A subject may have a subscription on each connection (cluster
+	// status: the peer account's and the client account's); one series
+	// per subject sums them.
+	var subjects []string
+	dropped := map[string]int{}
 	for _, sub := range c.subs {
-		dropped, err := sub.Dropped()
+		n, err := sub.Dropped()
 		if err != nil {
 			continue // unsubscribed (the broker is stopping)
 		}
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(dropped), sub.Subject)
+		if _, ok := dropped[sub.Subject]; !ok {
+			subjects = append(subjects, sub.Subject)
+		}
+		dropped[sub.Subject] += n
+	}
+	for _, subject := range subjects {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(dropped[subject]), subject)
 	}
 }
 

@@ -51,7 +51,9 @@ func TestClosingBrokerReportsStopping(t *testing.T) {
 	cluster, client := startTestCluster(t, 3)
 	client.createTopic("stopping", 3, 3)
 	reports := make(chan protocol.BrokerStatus, 256)
-	sub, err := client.nc.Subscribe(protocol.SubjectClusterStatus(protocol.DefaultSubjectPrefix), func(msg *nats.Msg) {
+	// Status reports travel in the peer account: listen where broker 1
+	// does.
+	sub, err := cluster.Broker(1).peerNC.Subscribe(protocol.SubjectClusterStatus(protocol.DefaultSubjectPrefix), func(msg *nats.Msg) {
 		var status protocol.BrokerStatus
 		if json.Unmarshal(msg.Data, &status) == nil && status.ID == 3 {
 			select {
@@ -64,7 +66,7 @@ func TestClosingBrokerReportsStopping(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	if err := client.nc.Flush(); err != nil {
+	if err := cluster.Broker(1).peerNC.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,12 +153,8 @@ const inProcessConnection = "IN_PROCESS"
 
 // peerAuth configures opts with the accounts and users described at
 // PeerAccount, and returns the peer user's password.
-func peerAuth(opts *server.Options) (string, error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return "", fmt.Errorf("transport: peer account secret: %w", err)
-	}
-	password := hex.EncodeToString(secret)
+func peerAuth(opts *server.Options) string {
+	password := rand.Text()
 	peers := server.NewAccount(PeerAccount)
 	opts.Accounts = []*server.Account{peers}
 	opts.Users = []*server.User{
@@ -168,7 +163,7 @@ func peerAuth(opts *server.Options) (string, error) {
 			AllowedConnectionTypes: map[string]struct{}{inProcessConnection: {}}},
 	}
 	opts.NoAuthUser = anonymousUser
-	return password, nil
+	return password
 }
 
 // StartEmbedded starts a NATS server (JetStream off) and waits until it
@@ -216,10 +211,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
-	peerPassword, err := peerAuth(opts)
-	if err != nil {
-		return nil, err
-	}
+	peerPassword := peerAuth(opts)
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("transport: embedded NATS server: %w", err)

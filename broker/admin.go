@@ -477,7 +477,7 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	b.mu.RUnlock()
 	slices.SortFunc(replicas, func(x, y *partitionReplica) int { return int(x.groupID) - int(y.groupID) })
 	status := protocol.BrokerStatus{Version: protocol.APIVersion, ID: b.cfg.ID, Ready: b.Ready(), Stopping: stopping,
-		PeerAccount: b.peerAccount(), MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
+		MetadataVersion: b.currentMetadata().Version, Partitions: []protocol.PartitionStatus{}}
 	status.ControllerLeader = b.controllerGroupLeader()
 	if b.isControllerLeader() {
 		status.Controller = groupMembership(b.controller.group.Status().Configuration)

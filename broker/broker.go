@@ -35,10 +35,11 @@ type Broker struct {
 	store    *stateStore
 	embedded *transport.EmbeddedServer
 	nc       *nats.Conn
-	// peerNC carries the Raft traffic (b.peers): on an in-process
-	// connection to this process's NATS server, a second connection in the
-	// server's peer account (transport.PeerAccount), out of clients' reach;
-	// else nc itself.
+	// peerNC carries the traffic between brokers (b.peers, the metadata
+	// broadcast, status reports): on an in-process connection to this
+	// process's NATS server, a second connection in the server's peer
+	// account (transport.PeerAccount), out of clients' reach; else nc
+	// itself.
 	peerNC     *nats.Conn
 	peers      *transport.Transport
 	host       *raft.Host
@@ -56,8 +57,9 @@ type Broker struct {
 	reports    map[uint64]brokerReport // latest status of every broker, this one included
 	membership membershipDriver        // reassignment steps running (membership.go)
 	closing    bool
-	// otherAccount holds the brokers whose latest report puts their Raft
-	// traffic in another NATS account than this broker's (logged once).
+	// otherAccount holds the brokers heard reporting in the client account
+	// while this one is in the peer account (handleOtherAccountReport):
+	// each is logged once.
 	otherAccount map[uint64]bool
 	// metadataKnown is closed when the first metadata is adopted.
 	metadataKnown chan struct{}

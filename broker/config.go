@@ -99,8 +99,8 @@ type NATSConfig struct {
 	// Without Embedded, InProcess may name a server of this process that
 	// outlives the broker (the development cluster's servers). In-process,
 	// the broker opens a second connection, in the server's peer account,
-	// for its Raft traffic (transport.PeerAccount, docs/adr/0005); over
-	// TCP its Raft traffic shares this connection.
+	// for its traffic to other brokers (transport.PeerAccount,
+	// docs/adr/0005); over TCP that traffic shares this connection.
 	Connect transport.ConnectConfig
 }
 

@@ -23,9 +23,8 @@
 //     broadcast and its status reports on a second connection, in the
 //     server's peer account (transport.PeerAccount), where clients cannot
 //     see or publish; over TCP all of it shares the client connection
-//     (docs/adr/0005). Status reports say which (PeerAccount); a broker in
-//     the peer account logs, once, each broker it hears report in the
-//     client account.
+//     (docs/adr/0005). A broker in the peer account logs, once, each
+//     broker it hears report in the client account.
 //   - The controller group (group id 1; the raft package reserves 0) runs on
 //     the bootstrap brokers. Its log holds controller commands (EntryControl,
 //     JSON): register broker, create topic, delete topic. Applying them

@@ -69,7 +69,11 @@ func (b *Broker) subscribe() error {
 		return err
 	}
 	// Make sure the server has the interest before the broker reports ready.
-	for _, conn := range []*nats.Conn{b.nc, b.peerNC} {
+	conns := []*nats.Conn{b.nc}
+	if b.peerAccount() {
+		conns = append(conns, b.peerNC)
+	}
+	for _, conn := range conns {
 		if err := conn.Flush(); err != nil {
 			return fmt.Errorf("broker: NATS flush: %w", err)
 		}

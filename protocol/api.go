@@ -827,11 +827,6 @@ type BrokerStatus struct {
 	// Stopping is set once the broker began shutting down: it hands off
 	// the leaderships it holds and must not be handed any.
 	Stopping bool `json:"stopping,omitempty"`
-	// PeerAccount is set when the broker's Raft traffic runs in its
-	// embedded server's peer account (transport.PeerAccount), clear when
-	// it shares the broker's own connection (over TCP). Two brokers that
-	// differ here cannot reach each other.
-	PeerAccount bool `json:"peer_account,omitempty"`
 }
 
 // PublishReply is the JSON reply of the plain publish subject: partition and

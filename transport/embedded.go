@@ -130,7 +130,8 @@ type EmbeddedServer struct {
 }
 
 // PeerAccount is the NATS account of an embedded server that carries the
-// brokers' Raft traffic, apart from clients: a connection joins it only
+// brokers' traffic to each other (Raft, and what the broker package sends
+// only to brokers), apart from clients: a connection joins it only
 // in-process, with ConnectConfig.PeerAccount. Clients land in the global
 // account ($G), where peer subjects are neither seen nor reachable. Every
 // embedded server defines it, so routed servers carry it between them.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -228,16 +227,7 @@ func TestBrokerReplicatingInAnotherAccountIsLogged(t *testing.T) {
 	if got := logged(); len(got) != 0 {
 		t.Fatalf("brokers alike logged %d account mismatches", len(got))
 	}
-	cluster.mu.Lock()
-	cfg := cluster.configs[1]
-	cfg.ID = 4
-	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), "broker-4")
-	cfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{cluster.servers[0].ClientURL()}}}
-	cluster.configs[4] = cfg
-	cluster.mu.Unlock()
-	if err := cluster.StartBroker(ctx, 4); err != nil {
-		t.Fatal(err)
-	}
+	startExtraBroker(t, ctx, cluster, 4, false)
 	// Brokers 1-3 each log broker 4.
 	for attempt := 0; len(logged()) < 3; attempt++ {
 		if ctx.Err() != nil {

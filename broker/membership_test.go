@@ -55,16 +55,7 @@ func startManualRetentionCluster(t *testing.T, ctx context.Context, extra int) (
 // until the controller registered it.
 func addBroker(t *testing.T, ctx context.Context, cluster *DevCluster, id uint64) {
 	t.Helper()
-	cluster.mu.Lock()
-	cfg := cluster.configs[1]
-	cfg.ID = id
-	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), fmt.Sprintf("broker-%d", id))
-	cfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{cluster.servers[0].ClientURL()}, InProcess: cluster.servers[0]}}
-	cluster.configs[id] = cfg
-	cluster.mu.Unlock()
-	if err := cluster.StartBroker(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	startExtraBroker(t, ctx, cluster, id, true)
 	for attempt := 0; ; attempt++ {
 		registered := true
 		for _, b := range cluster.running() {
@@ -77,6 +68,27 @@ func addBroker(t *testing.T, ctx context.Context, cluster *DevCluster, id uint64
 			t.Fatalf("broker %d never registered", id)
 		}
 		waitBackoff(ctx, attempt)
+	}
+}
+
+// startExtraBroker starts a broker outside Bootstrap in the dev cluster,
+// configured as broker 1 and connected to broker 1's NATS server:
+// in-process, or over TCP (in the client account, which the others do not
+// replicate in).
+func startExtraBroker(t *testing.T, ctx context.Context, cluster *DevCluster, id uint64, inProcess bool) {
+	t.Helper()
+	cluster.mu.Lock()
+	cfg := cluster.configs[1]
+	cfg.ID = id
+	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), fmt.Sprintf("broker-%d", id))
+	cfg.NATS = NATSConfig{Connect: transport.ConnectConfig{URLs: []string{cluster.servers[0].ClientURL()}}}
+	if inProcess {
+		cfg.NATS.Connect.InProcess = cluster.servers[0]
+	}
+	cluster.configs[id] = cfg
+	cluster.mu.Unlock()
+	if err := cluster.StartBroker(ctx, id); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -152,6 +152,7 @@ type Group struct {
 	mu          sync.Mutex
 	closed      bool
 	closeErr    error
+	stopped     chan struct{} // closed by close, after closeErr is set
 	scheduled   bool
 	tickDue     bool
 	inbox       []protocol.RaftMessage
@@ -216,7 +217,7 @@ type Group struct {
 type durableMark struct{ term, index uint64 }
 
 func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
-	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1, campaignEarly: cfg.CampaignEarly}
+	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1, campaignEarly: cfg.CampaignEarly, stopped: make(chan struct{})}
 	windowBytes := cfg.EntryWindowBytes
 	if windowBytes == 0 {
 		windowBytes = defaultWindowBytes
@@ -258,6 +259,26 @@ func (g *Group) proposeRefusal() error {
 
 // ID is the group id.
 func (g *Group) ID() uint64 { return g.id }
+
+// Stopped returns a channel closed once the group stops: when it is
+// removed from its host (Err then returns ErrClosed), or when a storage
+// error (an append, a sync, the hard state) or a state machine error
+// stops it, which Err then returns. A stopped group sends nothing and
+// fails every proposal with that error; its host keeps it until
+// RemoveGroup, and its storage is not touched again. A caller that wants
+// the replica back reopens its storage and adds a new group with the same
+// id: after a failed sync, the entries written since the last successful
+// one may be in the operating system's cache but not on disk, so the log
+// should be cut back to its last durable entry first (as a crash would
+// have cut it).
+func (g *Group) Stopped() <-chan struct{} { return g.stopped }
+
+// Err returns why the group stopped (see Stopped), nil while it runs.
+func (g *Group) Err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closeErr
+}
 
 // Status returns a snapshot of the replica's state.
 func (g *Group) Status() Status {
@@ -825,6 +846,7 @@ func (g *Group) close(err error) {
 	}
 	g.closed = true
 	g.closeErr = err
+	close(g.stopped)
 	g.accepting.Store(false)
 	props := g.proposals.close()
 	waiters := g.applyWaiters

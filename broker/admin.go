@@ -375,6 +375,7 @@ func (b *Broker) topicInfo(m *clusterMetadata, name string) protocol.TopicInfo {
 			pi.CommitIndex, pi.HighWatermark = st.CommitIndex, st.HighWatermark
 		}
 		b.addMembership(&pi, p, st, ok)
+		pi.Failed = b.failedOn(p.GroupID, p.Replicas)
 		info.Partitions = append(info.Partitions, pi)
 	}
 	return info
@@ -485,6 +486,7 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 	for _, r := range replicas {
 		status.Partitions = append(status.Partitions, b.partitionStatus(r))
 	}
+	status.FailedReplicas = b.failedReplicas()
 	return status
 }
 

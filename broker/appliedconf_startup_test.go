@@ -27,7 +27,7 @@ func TestPartitionStartUpTimeOnALargeLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	log, err := openLog(dir+"/log", DefaultConfig().Log)
+	log, err := openLog(nil, dir+"/log", DefaultConfig().Log)
 	if err != nil {
 		t.Fatal(err)
 	}

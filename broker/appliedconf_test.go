@@ -308,7 +308,7 @@ func startConfigurationOnDisk(t *testing.T, dataDir, dir string, groupID uint64,
 		t.Fatal(err)
 	}
 	defer store.Close()
-	log, err := openLog(dir, DefaultConfig().Log)
+	log, err := openLog(nil, dir, DefaultConfig().Log)
 	if err != nil {
 		t.Fatal(err)
 	}

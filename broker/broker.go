@@ -61,6 +61,9 @@ type Broker struct {
 	// while this one is in the peer account (handleOtherAccountReport):
 	// each is logged once.
 	otherAccount map[uint64]bool
+	// failed holds the replicas stopped after an error, until they ran
+	// again for a while (failures.go).
+	failed map[uint64]*replicaFailure
 	// metadataKnown is closed when the first metadata is adopted.
 	metadataKnown chan struct{}
 
@@ -107,6 +110,7 @@ func Start(ctx context.Context, cfg Config) (_ *Broker, err error) {
 		sessions:      newGroupSessions(),
 		reports:       map[uint64]brokerReport{},
 		otherAccount:  map[uint64]bool{},
+		failed:        map[uint64]*replicaFailure{},
 		reconcile:     make(chan struct{}, 1),
 		metadataKnown: make(chan struct{}),
 		stop:          make(chan struct{}),
@@ -266,7 +270,7 @@ func (b *Broker) followPreferredLeader(r *partitionReplica, replicas []uint64) {
 
 func (b *Broker) startController() error {
 	dir := filepath.Join(b.cfg.DataDir, "controller")
-	log, err := openLog(dir, b.cfg.Log)
+	log, err := openLog(b.cfg.FS, dir, b.cfg.Log)
 	if err != nil {
 		return err
 	}
@@ -288,11 +292,14 @@ func (b *Broker) startController() error {
 	return nil
 }
 
-func openLog(dir string, opts segmentlog.Options) (*segmentlog.Log, error) {
+func openLog(fs vfs.FS, dir string, opts segmentlog.Options) (*segmentlog.Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	log, err := segmentlog.Open(vfs.Default, dir, opts)
+	if fs == nil {
+		fs = vfs.Default
+	}
+	log, err := segmentlog.Open(fs, dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: open log %s: %w", dir, err)
 	}
@@ -383,6 +390,7 @@ func (b *Broker) run() {
 				lastRegister = now
 				b.registerIfNeeded()
 			}
+			b.superviseReplicas(now)
 			b.driveReassignments()
 			if now.Sub(lastRetention) >= b.cfg.Retention.CheckInterval && b.retentionRunning.CompareAndSwap(false, true) {
 				lastRetention = now
@@ -538,21 +546,38 @@ func (b *Broker) reconcileReplicas() {
 				b.followPreferredLeader(running, p.Replicas)
 				continue
 			}
+			now := time.Now()
+			if !b.restartDue(p.GroupID, now) {
+				continue
+			}
+			_, restart := b.failedCut(p.GroupID)
 			if err := b.startReplica(name, uint32(i), p); err != nil {
 				b.logger.Error("cannot start partition replica", "topic", name, "partition", i, "err", err)
+				if restart {
+					f := b.noteFailure(p.GroupID, name, uint32(i), err, now)
+					b.logger.Error("partition replica restart failed; trying again after a backoff", "topic", name, "partition", i,
+						"group", p.GroupID, "failures", f.failures, "restart_in", f.retryAt.Sub(now))
+				}
+			} else if restart {
+				b.replicaStarted(p.GroupID, time.Now())
 			}
 		}
 	}
 	// Remove replicas of deleted topics. A group id at or above NextGroupID
 	// was created after this metadata version, so it is left alone.
-	b.mu.RLock()
+	b.mu.Lock()
 	var remove []*partitionReplica
 	for id, r := range b.groups {
 		if !want[id] && id < m.NextGroupID {
 			remove = append(remove, r)
 		}
 	}
-	b.mu.RUnlock()
+	for id := range b.failed {
+		if !want[id] && id < m.NextGroupID {
+			delete(b.failed, id)
+		}
+	}
+	b.mu.Unlock()
 	for _, r := range remove {
 		b.stopReplica(r, true)
 	}
@@ -600,9 +625,20 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 			return err
 		}
 	}
-	log, err := openLog(dir, b.cfg.Log)
+	log, err := openLog(b.cfg.FS, dir, b.cfg.Log)
 	if err != nil {
 		return err
+	}
+	if cut, ok := b.failedCut(p.GroupID); ok && cut < log.LastIndex() {
+		// Restarting after a failure: drop what no sync made durable
+		// (failures.go).
+		last := log.LastIndex()
+		if err := log.TruncateAfter(max(cut, log.FirstIndex()-1)); err != nil {
+			log.Close()
+			return fmt.Errorf("broker: cut log %s after %d: %w", dir, cut, err)
+		}
+		b.logger.Info("partition log cut back to its last durable entry", "topic", topic, "partition", partition, "group", p.GroupID,
+			"durable_index", cut, "dropped_entries", last-log.LastIndex())
 	}
 	hs, err := (&hardStateStorage{store: b.store, groupID: p.GroupID}).Load()
 	if err != nil {

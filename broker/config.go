@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"log/slog"
 	"slices"
 	"time"
@@ -76,6 +77,14 @@ type Config struct {
 	// Log configures every partition's (and the controller's) segment log.
 	// Default segmentlog.DefaultOptions().
 	Log segmentlog.Options
+	// FS is the file system the segment logs are opened on; nil means the
+	// operating system's (vfs.Default). Tests inject faults through it.
+	FS vfs.FS
+	// ReplicaRestartBackoff is how long the broker waits before restarting
+	// a partition replica that an error stopped (a failed write or fsync
+	// of its log); the wait doubles with each failure in a row, up to 64
+	// times this. Default 1s; 0 means the default.
+	ReplicaRestartBackoff time.Duration
 
 	// MetricsAddr, when set, serves /metrics, /healthz and /readyz on it
 	// (host:port). Default "" (no HTTP server; use Handler).
@@ -126,6 +135,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   10 * time.Second,
 		Log:               segmentlog.DefaultOptions(),
 		Retention:         DefaultRetentionConfig(),
+
+		ReplicaRestartBackoff: time.Second,
 	}
 }
 

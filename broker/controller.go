@@ -226,6 +226,11 @@ func raftError(err error, what string) *protocol.Error {
 		return protocol.Errorf(protocol.CodeNotLeader, "%s: proposal dropped (leadership changed)", what)
 	case errors.Is(err, raft.ErrClosed):
 		return protocol.Errorf(protocol.CodeNotLeader, "%s: replica stopped (leadership moved or the broker is stopping)", what)
+	case errors.Is(err, raft.ErrStopped):
+		// The replica failed (its storage, usually); another one takes
+		// over, and the request may still be committed there.
+		// The broker logs the cause (with file names, which stay there).
+		return protocol.Errorf(protocol.CodeNotLeader, "%s: the replica stopped after an error (see the broker's log); another replica takes over, and the request may still take effect", what)
 	}
 	return protocol.Errorf(protocol.CodeStorage, "%s: %v", what, err)
 }

@@ -253,4 +253,9 @@
 // A produce acknowledged with acks=quorum is durable on a quorum of replicas
 // (Raft commits only fsynced entries). Raft hard state is saved with a
 // synced Pebble write before any message depending on it is sent.
+//
+// A replica whose log fails to write or sync stops (raft.Group.Stopped);
+// the run loop notices it at its next tick, keeps its data, reports it
+// (status, metrics, an error log) and restarts it after a backoff, its log
+// first cut back to the last entry a sync confirmed (failures.go).
 package broker

@@ -110,14 +110,11 @@ type ackedRecord struct {
 }
 
 // produceContinuously produces one-record batches (acks=quorum) until stop
-// is closed and returns every acknowledged record.
-func produceContinuously(ctx context.Context, t *testing.T, c *leaderClient, topic string, stop <-chan struct{}) func() []ackedRecord {
-	var (
-		mu    sync.Mutex
-		acked []ackedRecord
-		wg    sync.WaitGroup
-	)
-	wg.Go(func() {
+// is closed, retrying retriable errors (produce does), and collects every
+// acknowledged record; its wait returns them once the producer ended.
+func produceContinuously(ctx context.Context, t *testing.T, c *leaderClient, topic string, stop <-chan struct{}) *ackLog {
+	acked := &ackLog{}
+	acked.wg.Go(func() {
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -132,17 +129,36 @@ func produceContinuously(ctx context.Context, t *testing.T, c *leaderClient, top
 				}
 				return
 			}
-			mu.Lock()
-			acked = append(acked, ackedRecord{offset, value})
-			mu.Unlock()
+			acked.add(ackedRecord{offset, value})
 		}
 	})
-	return func() []ackedRecord {
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		return acked
-	}
+	return acked
+}
+
+// ackLog collects a producer's acknowledged records.
+type ackLog struct {
+	mu   sync.Mutex
+	recs []ackedRecord
+	wg   sync.WaitGroup
+}
+
+func (a *ackLog) add(r ackedRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, r)
+}
+
+// snapshot returns the records acknowledged so far.
+func (a *ackLog) snapshot() []ackedRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.recs)
+}
+
+// wait waits for the producer to end and returns every acknowledged record.
+func (a *ackLog) wait() []ackedRecord {
+	a.wg.Wait()
+	return a.snapshot()
 }
 
 // waitFor polls cond until it holds or ctx ends.
@@ -267,7 +283,7 @@ func TestReassignPartitionToNewBrokerWhileProducing(t *testing.T) {
 		t.Fatal(e)
 	}
 	close(stop)
-	records := acked()
+	records := acked.wait()
 	if len(records) == 0 {
 		t.Fatal("nothing was acknowledged")
 	}
@@ -689,7 +705,7 @@ func TestReassignAwayFromLeader(t *testing.T) {
 		return ok && p.Target == nil && slices.Equal(p.Replicas, target) && localReplica(cluster.Broker(oldLeader), "away") == nil
 	})
 	close(stop)
-	records := acked()
+	records := acked.wait()
 	var leader *partitionReplica
 	waitFor(ctx, t, "a new leader with every record applied on broker 4", func() bool {
 		leader = leaderReplica(cluster, "away")

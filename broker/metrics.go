@@ -29,6 +29,7 @@ type brokerMetrics struct {
 	fetchBytes      prometheus.Counter
 	fetchLatency    prometheus.Histogram
 	fsyncLatency    prometheus.Histogram
+	replicaFailures prometheus.Counter
 }
 
 func newBrokerMetrics(reg prometheus.Registerer, b *Broker) (*brokerMetrics, error) {
@@ -61,10 +62,18 @@ func newBrokerMetrics(reg prometheus.Registerer, b *Broker) (*brokerMetrics, err
 		fsyncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "raftmq_log_sync_latency_seconds", Help: "Time of one log Sync (fsync) issued by Raft.", ConstLabels: constLabels, Buckets: latencyBuckets,
 		}),
+		replicaFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftmq_replica_failures_total", Help: "Partition replicas stopped by an error (a failed log write or fsync, a state machine error), each restarted after a backoff.",
+			ConstLabels: constLabels,
+		}),
 	}
+	failedNow := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftmq_replicas_failed", Help: "Partition replicas stopped by an error and not restarted yet (the broker status's failed_replicas).",
+		ConstLabels: constLabels,
+	}, func() float64 { return float64(len(b.failedReplicas())) })
 	m.collectors = []prometheus.Collector{m.produceRequests, m.produceRecords, m.produceBytes, m.produceLatency,
-		m.fetchRequests, m.fetchBytes, m.fetchLatency, m.fsyncLatency, newPartitionCollector(b, constLabels),
-		newConsumerLagCollector(b, constLabels)}
+		m.fetchRequests, m.fetchBytes, m.fetchLatency, m.fsyncLatency, m.replicaFailures, failedNow,
+		newPartitionCollector(b, constLabels), newConsumerLagCollector(b, constLabels)}
 	if reg == nil {
 		return m, nil
 	}

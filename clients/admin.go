@@ -149,6 +149,10 @@ type PartitionStatus struct {
 	// Target is the replica set a reassignment in progress moves the
 	// partition to; empty when none is.
 	Target []uint64 `json:"target,omitempty"`
+	// Failed lists the brokers whose replica an error stopped (a failed
+	// log write or fsync) and which restart it after a backoff; empty
+	// when none is.
+	Failed []uint64 `json:"failed,omitempty"`
 }
 
 // ClusterStatus reports the brokers, the controller leader and every
@@ -180,7 +184,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 			status.Partitions = append(status.Partitions, PartitionStatus{
 				Topic: topic.Name, Partition: p.Partition, Leader: p.Leader,
 				Replicas: replicas, CommitIndex: p.CommitIndex,
-				Voters: p.Voters, OutgoingVoters: p.OutgoingVoters, Learners: p.Learners, Target: p.Target,
+				Voters: p.Voters, OutgoingVoters: p.OutgoingVoters, Learners: p.Learners, Target: p.Target, Failed: p.Failed,
 			})
 		}
 	}

@@ -739,6 +739,10 @@ type PartitionInfo struct {
 	// Target is the replica set a reassignment in progress moves the
 	// partition to (AdminReassignPartition); empty when none is.
 	Target []uint64 `json:"target,omitempty"`
+	// Failed lists the brokers whose replica of the partition a storage
+	// error stopped and which have not restarted it yet
+	// (BrokerStatus.FailedReplicas).
+	Failed []uint64 `json:"failed,omitempty"`
 }
 
 // TopicInfo describes one topic.
@@ -827,6 +831,29 @@ type BrokerStatus struct {
 	// Stopping is set once the broker began shutting down: it hands off
 	// the leaderships it holds and must not be handed any.
 	Stopping bool `json:"stopping,omitempty"`
+	// FailedReplicas are the broker's partition replicas that a storage
+	// error (a failed write or fsync of the log) or a state machine error
+	// stopped, and that it has not restarted yet. They are not in
+	// Partitions.
+	FailedReplicas []ReplicaFailure `json:"failed_replicas,omitempty"`
+}
+
+// ReplicaFailure is a partition replica a broker stopped after an error
+// and restarts after a backoff (BrokerStatus.FailedReplicas).
+type ReplicaFailure struct {
+	Topic     string `json:"topic"`
+	Partition uint32 `json:"partition"`
+	GroupID   uint64 `json:"group_id"`
+	// Error is the error that stopped it (or, after a restart that
+	// failed, the error of that restart).
+	Error string `json:"error"`
+	// Failures counts the failures in a row (a replica that ran for a
+	// while before failing again starts from 1); the backoff doubles
+	// with each.
+	Failures int       `json:"failures"`
+	Since    time.Time `json:"since"`
+	// NextRestart is when the broker tries to restart it.
+	NextRestart time.Time `json:"next_restart"`
 }
 
 // PublishReply is the JSON reply of the plain publish subject: partition and

@@ -263,7 +263,7 @@ func (g *Group) ID() uint64 { return g.id }
 // Stopped returns a channel closed once the group stops: when it is
 // removed from its host (Err then returns ErrClosed), or when a storage
 // error (an append, a sync, the hard state) or a state machine error
-// stops it, which Err then returns. A stopped group sends nothing and
+// stops it, which Err then returns wrapped in ErrStopped. A stopped group sends nothing and
 // fails every proposal with that error; its host keeps it until
 // RemoveGroup, and its storage is not touched again. A caller that wants
 // the replica back reopens its storage and adds a new group with the same
@@ -503,6 +503,7 @@ func (g *Group) processOnce() (more bool) {
 	releaseWindow(g.window, c)
 	if err != nil {
 		g.host.cfg.Logger.Error("raft: group stopped", "group", g.id, "err", err)
+		err = fmt.Errorf("%w: %w", ErrStopped, err)
 		g.close(err)
 		g.failOwned(err)
 		return false
@@ -763,7 +764,7 @@ func (g *Group) syncLoop() {
 		}
 		if _, err := g.syncLog(); err != nil {
 			g.host.cfg.Logger.Error("raft: log sync failed; group stopped", "group", g.id, "err", err)
-			g.close(fmt.Errorf("raft: sync log: %w", err))
+			g.close(fmt.Errorf("%w: raft: sync log: %w", ErrStopped, err))
 			return
 		}
 		g.mu.Lock()
@@ -809,7 +810,7 @@ func (g *Group) applyLoop() {
 		for _, batch := range batches {
 			if err := g.cfg.StateMachine.Apply(batch); err != nil {
 				g.host.cfg.Logger.Error("raft: state machine failed; group stopped", "group", g.id, "err", err)
-				g.close(fmt.Errorf("raft: apply: %w", err))
+				g.close(fmt.Errorf("%w: raft: apply: %w", ErrStopped, err))
 				return
 			}
 		}

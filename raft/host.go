@@ -14,6 +14,11 @@ import (
 // ErrClosed is returned by operations on a removed group or a closed host.
 var ErrClosed = errors.New("raft: closed")
 
+// ErrStopped wraps the error that stopped a group on its own (a storage or
+// state machine error: see Group.Stopped). Proposals pending then fail
+// with it; they may still be committed by the group's other replicas.
+var ErrStopped = errors.New("raft: group stopped")
+
 // Host runs the cores of many groups on one node. Groups cost no goroutine
 // and no timer of their own: a fixed pool of workers runs whichever group
 // has work, one scheduler goroutine keeps every group's next deadline in a

@@ -49,11 +49,11 @@ func TestStoppedReportsStorageError(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the replica whose sync fails did not stop")
 	}
-	if err := g.Err(); !errors.Is(err, injected) {
-		t.Fatalf("Err = %v, want the sync failure", err)
+	if err := g.Err(); !errors.Is(err, injected) || !errors.Is(err, ErrStopped) {
+		t.Fatalf("Err = %v, want the sync failure wrapped in ErrStopped", err)
 	}
-	if _, _, err := g.Propose(ctx, protocol.EntryControl, []byte("x"), AckCommitted).Wait(ctx); !errors.Is(err, injected) {
-		t.Fatalf("proposal to the stopped replica: %v, want the sync failure", err)
+	if _, _, err := g.Propose(ctx, protocol.EntryControl, []byte("x"), AckCommitted).Wait(ctx); !errors.Is(err, injected) || !errors.Is(err, ErrStopped) {
+		t.Fatalf("proposal to the stopped replica: %v, want the sync failure wrapped in ErrStopped", err)
 	}
 
 	other := tc.groups[leader]

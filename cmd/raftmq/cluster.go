@@ -97,10 +97,11 @@ func writeClusterStatus(w io.Writer, cluster clients.ClusterStatus) {
 	}
 	fmt.Fprintln(w)
 	table = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(table, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tVOTERS\tLEARNERS\tCOMMIT INDEX\tMOVING TO")
+	fmt.Fprintln(table, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tVOTERS\tLEARNERS\tCOMMIT INDEX\tMOVING TO\tFAILED ON")
 	for _, p := range cluster.Partitions {
-		fmt.Fprintf(table, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Topic, p.Partition, leaderText(p.Leader), idList(p.Replicas),
-			orDash(idList(p.Voters)+membershipNote(p.OutgoingVoters, nil)), orDash(idList(p.Learners)), p.CommitIndex, orDash(idList(p.Target)))
+		fmt.Fprintf(table, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Topic, p.Partition, leaderText(p.Leader), idList(p.Replicas),
+			orDash(idList(p.Voters)+membershipNote(p.OutgoingVoters, nil)), orDash(idList(p.Learners)), p.CommitIndex, orDash(idList(p.Target)),
+			orDash(idList(p.Failed)))
 	}
 	table.Flush()
 }

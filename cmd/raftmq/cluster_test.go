@@ -118,3 +118,27 @@ func TestClusterStatusShowsStoppingBrokers(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStatusShowsFailedReplicas: a partition whose replica on a
+// broker an error stopped names that broker in the FAILED ON column; the
+// others show a dash.
+func TestClusterStatusShowsFailedReplicas(t *testing.T) {
+	var out bytes.Buffer
+	writeClusterStatus(&out, clients.ClusterStatus{ControllerLeader: 1, Brokers: []clients.BrokerInfo{{ID: 1, Alive: true}}, Partitions: []clients.PartitionStatus{
+		{Topic: "a", Partition: 0, Leader: 1, Replicas: []uint64{1, 2, 3}, CommitIndex: 7, Failed: []uint64{2}},
+		{Topic: "a", Partition: 1, Leader: 3, Replicas: []uint64{1, 2, 3}, CommitIndex: 9},
+	}})
+	rows := map[string]bool{}
+	for line := range strings.Lines(out.String()) {
+		rows[strings.Join(strings.Fields(line), " ")] = true
+	}
+	for _, want := range []string{
+		"TOPIC PARTITION LEADER REPLICAS VOTERS LEARNERS COMMIT INDEX MOVING TO FAILED ON",
+		"a 0 1 1,2,3 - - 7 - 2",
+		"a 1 3 1,2,3 - - 9 - -",
+	} {
+		if !rows[want] {
+			t.Errorf("cluster status has no row %q:\n%s", want, out.String())
+		}
+	}
+}

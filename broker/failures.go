@@ -1,0 +1,221 @@
+package broker
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+)
+
+// Replica failures. A partition replica's Raft group stops when its log
+// fails to append or sync, or its state machine fails (raft.Group.Stopped):
+// the group is then silent, its proposals fail, and its log is never
+// touched again. The other replicas go on (a leader's followers elect
+// another leader when its heartbeats stop). The broker's run loop finds
+// such a replica at its next tick, stops it (keeping its data), logs it at
+// error level, reports it in its status (BrokerStatus.FailedReplicas, the
+// cluster status's failed column, raftmq_replica_failures_total) and
+// restarts it after a backoff that doubles with each failure in a row:
+// Config.ReplicaRestartBackoff, then twice that, up to 64 times it. A
+// transient fault (a full disk whose retention or operator freed space, a
+// flaky device) then heals without a broker restart; a persistent one
+// keeps failing, at most once per backoff.
+//
+// The restart reopens the log as a crash restart would, with one more
+// step: it cuts the log back to the last index a sync made durable before
+// the failure. After a failed fsync, Linux may mark the written pages
+// clean while they never reached the disk, and they read back as if
+// written: a log that kept them could count entries as durable that a
+// power loss would take. Cut, those entries come back from the leader as
+// after any crash that lost unsynced entries, which Raft handles (the
+// replica never acknowledged them).
+
+// replicaFailure is a replica the broker stopped after an error (under
+// b.mu).
+type replicaFailure struct {
+	topic     string
+	partition uint32
+	err       error
+	failures  int // in a row: reset when the replica ran failureMemory
+	since     time.Time
+	retryAt   time.Time
+	// cutAfter is the log's last durable index when it failed: the
+	// restart cuts the log after it.
+	cutAfter uint64
+	// restarted is when the replica last started again; zero while it is
+	// stopped.
+	restarted time.Time
+}
+
+// maxRestartBackoffFactor bounds the restart backoff at this many times
+// Config.ReplicaRestartBackoff.
+const maxRestartBackoffFactor = 64
+
+// failureMemory is how long a restarted replica must run before its next
+// failure counts as the first one again.
+func (b *Broker) failureMemory() time.Duration {
+	return 2 * maxRestartBackoffFactor * b.restartBackoff()
+}
+
+func (b *Broker) restartBackoff() time.Duration {
+	if b.cfg.ReplicaRestartBackoff > 0 {
+		return b.cfg.ReplicaRestartBackoff
+	}
+	return DefaultConfig().ReplicaRestartBackoff
+}
+
+// backoffAfter is the wait before restarting a replica that failed n times
+// in a row.
+func (b *Broker) backoffAfter(n int) time.Duration {
+	return b.restartBackoff() * time.Duration(min(1<<min(n-1, 30), maxRestartBackoffFactor))
+}
+
+// superviseReplicas stops the replicas whose group stopped on its own and
+// restarts, through reconcileReplicas, those whose backoff has passed. It
+// runs on the run loop's tick.
+func (b *Broker) superviseReplicas(now time.Time) {
+	b.mu.Lock()
+	var stopped []*partitionReplica
+	for _, r := range b.groups {
+		select {
+		case <-r.group.Stopped():
+			stopped = append(stopped, r)
+		default:
+		}
+	}
+	due := false
+	for id, f := range b.failed {
+		switch {
+		case f.restarted.IsZero():
+			due = due || !now.Before(f.retryAt)
+		case now.Sub(f.restarted) >= b.failureMemory():
+			delete(b.failed, id)
+		}
+	}
+	b.mu.Unlock()
+	for _, r := range stopped {
+		b.replicaFailed(r, now)
+	}
+	if due {
+		b.reconcileReplicas()
+	}
+}
+
+// replicaFailed stops a replica whose group stopped with an error, keeping
+// its data, and schedules its restart.
+func (b *Broker) replicaFailed(r *partitionReplica, now time.Time) {
+	err := r.group.Err()
+	if errors.Is(err, raft.ErrClosed) {
+		return // removed by the broker itself
+	}
+	durable := r.log.DurableIndex()
+	b.stopReplica(r, false)
+	f := b.noteFailure(r.groupID, r.topic, r.partition, err, now)
+	f.cutAfter = durable
+	b.metrics.replicaFailures.Inc()
+	b.logger.Error("partition replica stopped by an error; restarting it after a backoff",
+		"topic", r.topic, "partition", r.partition, "group", r.groupID, "err", err,
+		"durable_index", durable, "failures", f.failures, "restart_in", f.retryAt.Sub(now))
+}
+
+// noteFailure records a failure of a replica (stopped, or failing to
+// restart) and returns its record, whose retryAt is set.
+func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err error, now time.Time) *replicaFailure {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.failed[groupID]
+	if f == nil || (!f.restarted.IsZero() && now.Sub(f.restarted) >= b.failureMemory()) {
+		f = &replicaFailure{topic: topic, partition: partition, since: now}
+		b.failed[groupID] = f
+	}
+	if !f.restarted.IsZero() {
+		f.since = now
+	}
+	f.failures++
+	f.err = err
+	f.restarted = time.Time{}
+	f.retryAt = now.Add(b.backoffAfter(f.failures))
+	return f
+}
+
+// restartDue reports whether reconcileReplicas may start a replica now: not
+// while a failure's backoff runs.
+func (b *Broker) restartDue(groupID uint64, now time.Time) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	f := b.failed[groupID]
+	return f == nil || !f.restarted.IsZero() || !now.Before(f.retryAt)
+}
+
+// failedCut returns the index after which a replica restarting after a
+// failure cuts its log, and whether it is one.
+func (b *Broker) failedCut(groupID uint64) (uint64, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	f := b.failed[groupID]
+	if f == nil || !f.restarted.IsZero() {
+		return 0, false
+	}
+	return f.cutAfter, true
+}
+
+// replicaStarted marks a failed replica as running again.
+func (b *Broker) replicaStarted(groupID uint64, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f := b.failed[groupID]; f != nil && f.restarted.IsZero() {
+		f.restarted = now
+		b.logger.Info("partition replica restarted after a failure", "topic", f.topic, "partition", f.partition,
+			"group", groupID, "failures", f.failures, "stopped_for", now.Sub(f.since).Round(time.Millisecond))
+	}
+}
+
+// forgetFailure drops the record of a replica the metadata no longer
+// assigns to this broker.
+func (b *Broker) forgetFailure(groupID uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.failed, groupID)
+}
+
+// failedReplicas lists the replicas stopped after a failure and not
+// restarted yet, in group order.
+func (b *Broker) failedReplicas() []protocol.ReplicaFailure {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []protocol.ReplicaFailure
+	for id, f := range b.failed {
+		if !f.restarted.IsZero() {
+			continue
+		}
+		out = append(out, protocol.ReplicaFailure{Topic: f.topic, Partition: f.partition, GroupID: id, Error: f.err.Error(),
+			Failures: f.failures, Since: f.since, NextRestart: f.retryAt})
+	}
+	slices.SortFunc(out, func(x, y protocol.ReplicaFailure) int { return int(x.GroupID) - int(y.GroupID) })
+	return out
+}
+
+// failedOn lists the brokers that report their replica of groupID failed:
+// this one from its own records, the others from their latest status.
+func (b *Broker) failedOn(groupID uint64, replicas []uint64) []uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []uint64
+	for _, id := range replicas {
+		if id == b.cfg.ID {
+			if f := b.failed[groupID]; f != nil && f.restarted.IsZero() {
+				out = append(out, id)
+			}
+			continue
+		}
+		for _, f := range b.reports[id].status.FailedReplicas {
+			if f.GroupID == groupID {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out
+}

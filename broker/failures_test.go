@@ -3,11 +3,13 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,16 +19,20 @@ import (
 	"github.com/raftmq/raftmq/protocol"
 )
 
-// errInjectedSync is what faultFS's syncs return while it fails.
-var errInjectedSync = errors.New("injected fsync failure")
+// errInjectedSync and errInjectedWrite are what faultFS's syncs and
+// writes return while they fail.
+var (
+	errInjectedSync  = errors.New("injected fsync failure")
+	errInjectedWrite = fmt.Errorf("injected write failure: %w", syscall.ENOSPC)
+)
 
-// faultFS is the operating system's file system, except that while fail is
-// set every sync of a file under a topics directory fails: the partition
-// logs, not the controller's.
+// faultFS is the operating system's file system, except that while fail
+// (failWrites) is set every sync (write) of a file under a topics
+// directory fails: the partition logs, not the controller's.
 type faultFS struct {
 	vfs.FS
-	fail  atomic.Bool
-	syncs atomic.Int64 // failed syncs
+	fail       atomic.Bool
+	failWrites atomic.Bool
 }
 
 type faultFile struct {
@@ -58,10 +64,23 @@ func (fs *faultFS) OpenDir(name string) (vfs.File, error) {
 
 func (f faultFile) check() error {
 	if f.fs.fail.Load() {
-		f.fs.syncs.Add(1)
 		return errInjectedSync
 	}
 	return nil
+}
+
+func (f faultFile) Write(p []byte) (int, error) {
+	if f.fs.failWrites.Load() {
+		return 0, errInjectedWrite
+	}
+	return f.File.Write(p)
+}
+
+func (f faultFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.fs.failWrites.Load() {
+		return 0, errInjectedWrite
+	}
+	return f.File.WriteAt(p, off)
 }
 
 func (f faultFile) Sync() error {
@@ -102,22 +121,30 @@ func (h messageRecorder) Handle(_ context.Context, r slog.Record) error {
 }
 
 // TestReplicaRestartsAfterLogSyncFailure: when one broker's partition log
-// fails to sync, that replica stops and the broker reports it (status,
+// fails to sync (or to write: a full disk), that replica stops and the broker reports it (status,
 // cluster status, metrics, an error log) while the other two replicas go
 // on acknowledging; its restarts fail while the fault lasts, and once the
 // fault is gone the broker restarts the replica, which cuts its log back
 // to its last durable entry and catches up with every acknowledged record.
 // Before, the replica stayed stopped, silently, until the broker restarted.
 func TestReplicaRestartsAfterLogSyncFailure(t *testing.T) {
-	for _, leads := range []bool{false, true} {
-		name := map[bool]string{false: "follower", true: "leader"}[leads]
-		t.Run(name, func(t *testing.T) { testReplicaRestartsAfterLogSyncFailure(t, leads) })
+	for _, tc := range []struct {
+		name   string
+		leads  bool
+		writes bool
+	}{
+		{"follower", false, false},
+		{"leader", true, false},
+		{"follower-writes", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testReplicaRestartsAfterLogSyncFailure(t, tc.leads, tc.writes) })
 	}
 }
 
 // testReplicaRestartsAfterLogSyncFailure runs the test with broker 2's
-// replica leading the partition when its syncs begin to fail, or not.
-func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads bool) {
+// replica leading the partition when its syncs (writes) begin to fail, or
+// not.
+func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads, writes bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	fault := &faultFS{FS: vfs.Default}
@@ -166,22 +193,30 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads bool) {
 		return leaderReplica(cluster, "disk") != nil && leaderReplica(cluster, "disk") != failed
 	})
 
-	fault.fail.Store(true)
+	injected, flag := errInjectedSync, &fault.fail
+	if writes {
+		injected, flag = errInjectedWrite, &fault.failWrites
+	}
+	flag.Store(true)
 	waitFor(ctx, t, "broker 2 to report its replica failed", func() bool {
 		f := b2.localStatus().FailedReplicas
 		return len(f) == 1 && localReplica(b2, "disk") == nil
 	})
 	report := b2.localStatus().FailedReplicas[0]
-	if report.Topic != "disk" || report.Partition != 0 || !strings.Contains(report.Error, errInjectedSync.Error()) || report.Failures < 1 {
+	if report.Topic != "disk" || report.Partition != 0 || !strings.Contains(report.Error, injected.Error()) || report.Failures < 1 {
 		t.Fatalf("failed replica report: %+v", report)
 	}
 	if failed.group.Err() == nil {
 		t.Fatal("the stopped replica's group reports no error")
 	}
-	if n := count("partition replica stopped by an error; restarting it after a backoff"); n != 1 {
+	// Restarts fail at once while syncs fail (the restart's cut syncs);
+	// with writes failing a restart succeeds and the replica fails again
+	// at its first append.
+	const stoppedMsg = "partition replica stopped by an error; restarting it after a backoff"
+	if n := count(stoppedMsg); n != 1 && !writes {
 		t.Fatalf("the failure was logged %d times, want once", n)
 	}
-	if v, err := gatherCounter(cluster.cfg.Registerer.(prometheus.Gatherer), "raftmq_replica_failures_total", map[string]string{"broker": "2"}); err != nil || v != 1 {
+	if v, err := gatherCounter(cluster.cfg.Registerer.(prometheus.Gatherer), "raftmq_replica_failures_total", map[string]string{"broker": "2"}); err != nil || v < 1 || (v != 1 && !writes) {
 		t.Fatalf("raftmq_replica_failures_total of broker 2 = %v (%v), want 1", v, err)
 	}
 	// The cluster status names broker 2, asked of any broker.
@@ -193,23 +228,24 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads bool) {
 	// The other two go on acknowledging, and broker 2's restarts fail
 	// while the fault lasts, each after a longer wait.
 	before := len(acked.snapshot())
-	waitFor(ctx, t, "two failed restarts and more acknowledged records", func() bool {
-		return count("partition replica restart failed; trying again after a backoff") >= 2 && len(acked.snapshot()) > before+20
+	waitFor(ctx, t, "two more failures and more acknowledged records", func() bool {
+		failures := count(stoppedMsg) + count("partition replica restart failed; trying again after a backoff")
+		return failures >= 3 && len(acked.snapshot()) > before+20
 	})
-	if f := b2.localStatus().FailedReplicas; len(f) != 1 || f[0].Failures < 3 {
+	if f := b2.localStatus().FailedReplicas; !writes && (len(f) != 1 || f[0].Failures < 3) {
 		t.Fatalf("after failed restarts: %+v", f)
 	}
 
-	fault.fail.Store(false)
+	flag.Store(false)
 	waitFor(ctx, t, "broker 2 to restart its replica", func() bool {
 		return localReplica(b2, "disk") != nil && len(b2.localStatus().FailedReplicas) == 0
 	})
-	if count("partition replica restarted after a failure") != 1 {
+	if n := count("partition replica restarted after a failure"); n < 1 || (n != 1 && !writes) {
 		t.Fatal("the restart was not logged")
 	}
 	// Its syncs failed after entries were written: the restart found them
 	// in the file and cut them.
-	if count("partition log cut back to its last durable entry") == 0 {
+	if !writes && count("partition log cut back to its last durable entry") == 0 {
 		t.Fatal("the restarted replica's log was not cut back to its last durable entry")
 	}
 	time.Sleep(200 * time.Millisecond)

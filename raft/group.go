@@ -237,6 +237,10 @@ func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
 // setStatusLocked publishes the core's status (g.mu held) and whether
 // Propose takes proposals now.
 func (g *Group) setStatusLocked(st Status) {
+	if g.closed {
+		// A stopped group leads nothing and knows no leader (see close).
+		st.Role, st.Leader, st.Transferee = RoleFollower, 0, 0
+	}
 	g.status = st
 	g.accepting.Store(!g.closed && st.Role == RoleLeader && st.Transferee == 0)
 }
@@ -262,15 +266,16 @@ func (g *Group) ID() uint64 { return g.id }
 
 // Stopped returns a channel closed once the group stops: when it is
 // removed from its host (Err then returns ErrClosed), or when a storage
-// error (an append, a sync, the hard state) or a state machine error
-// stops it, which Err then returns wrapped in ErrStopped. A stopped group sends nothing and
-// fails every proposal with that error; its host keeps it until
-// RemoveGroup, and its storage is not touched again. A caller that wants
-// the replica back reopens its storage and adds a new group with the same
-// id: after a failed sync, the entries written since the last successful
-// one may be in the operating system's cache but not on disk, so the log
-// should be cut back to its last durable entry first (as a crash would
-// have cut it).
+// error (an append, a sync, the hard state) or a state machine error stops
+// it, which Err then returns wrapped in ErrStopped. A stopped group sends
+// nothing, fails every proposal with that error and reports (Status) a
+// follower that knows no leader; its host keeps it until RemoveGroup. A
+// sync or apply that was running when it stopped may still finish. A
+// caller that wants the replica back reopens its storage and adds a new
+// group with the same id: after a failed sync, the entries written since
+// the last successful one may be in the operating system's cache but not
+// on disk, so the log should be cut back to its last durable entry first
+// (as a crash would have cut it).
 func (g *Group) Stopped() <-chan struct{} { return g.stopped }
 
 // Err returns why the group stopped (see Stopped), nil while it runs.
@@ -848,7 +853,10 @@ func (g *Group) close(err error) {
 	g.closed = true
 	g.closeErr = err
 	close(g.stopped)
-	g.accepting.Store(false)
+	// It sends nothing any more: it must not go on claiming to lead (a
+	// broker would keep answering as the partition's or the controller's
+	// leader) or to know the leader.
+	g.setStatusLocked(g.status)
 	props := g.proposals.close()
 	waiters := g.applyWaiters
 	g.applyWaiters = nil

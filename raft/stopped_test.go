@@ -11,7 +11,8 @@ import (
 
 // TestStoppedReportsStorageError: a replica whose log sync fails stops, and
 // Stopped and Err say so with the storage error, while the other two go on
-// committing; removing a group reports ErrClosed.
+// committing; a stopped group, a stopped leader too, reports a follower
+// that knows no leader; removing a group reports ErrClosed.
 func TestStoppedReportsStorageError(t *testing.T) {
 	tc := newTestCluster(t, []uint64{1, 2, 3}, nil)
 	leader := tc.leader(t)
@@ -52,16 +53,40 @@ func TestStoppedReportsStorageError(t *testing.T) {
 	if err := g.Err(); !errors.Is(err, injected) || !errors.Is(err, ErrStopped) {
 		t.Fatalf("Err = %v, want the sync failure wrapped in ErrStopped", err)
 	}
+	if st := g.Status(); st.Role != RoleFollower || st.Leader != 0 {
+		t.Fatalf("a stopped group reports role %v and leader %d, want a follower that knows no leader", st.Role, st.Leader)
+	}
 	if _, _, err := g.Propose(ctx, protocol.EntryControl, []byte("x"), AckCommitted).Wait(ctx); !errors.Is(err, injected) || !errors.Is(err, ErrStopped) {
 		t.Fatalf("proposal to the stopped replica: %v, want the sync failure wrapped in ErrStopped", err)
 	}
 
+	// A leader that stops stops claiming to lead.
 	other := tc.groups[leader]
-	if err := tc.hosts[leader].RemoveGroup(1); err != nil {
+	tc.logs[leader].mu.Lock()
+	tc.logs[leader].failSync = injected
+	tc.logs[leader].mu.Unlock()
+	other.Propose(ctx, protocol.EntryControl, []byte("x"), AckCommitted)
+	select {
+	case <-other.Stopped():
+	case <-ctx.Done():
+		t.Fatal("the leader whose sync fails did not stop")
+	}
+	if st := other.Status(); st.Role != RoleFollower || st.Leader != 0 {
+		t.Fatalf("a stopped leader reports role %v and leader %d, want a follower that knows no leader", st.Role, st.Leader)
+	}
+
+	var third uint64
+	for id := range tc.groups {
+		if id != leader && id != failing {
+			third = id
+		}
+	}
+	removed := tc.groups[third]
+	if err := tc.hosts[third].RemoveGroup(1); err != nil {
 		t.Fatal(err)
 	}
-	<-other.Stopped()
-	if err := other.Err(); !errors.Is(err, ErrClosed) {
+	<-removed.Stopped()
+	if err := removed.Err(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Err after RemoveGroup = %v, want ErrClosed", err)
 	}
 }

@@ -487,6 +487,10 @@ func (b *Broker) localStatus() protocol.BrokerStatus {
 		status.Partitions = append(status.Partitions, b.partitionStatus(r))
 	}
 	status.FailedReplicas = b.failedReplicas()
+	status.UnstableReplicas = b.unstableReplicas()
+	if err := b.controllerError(); err != nil {
+		status.ControllerError = err.Error()
+	}
 	return status
 }
 

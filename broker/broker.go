@@ -48,6 +48,7 @@ type Broker struct {
 	maxBatchBytes    int
 	roundRobin       atomic.Uint64
 	retentionRunning atomic.Bool
+	controllerFailed atomic.Bool // the controller's failure was logged
 
 	mu         sync.RWMutex
 	metadata   *clusterMetadata
@@ -259,7 +260,7 @@ func (b *Broker) campaignsEarly(replicas []uint64) bool {
 // with its partition's replica list: a reassignment that only reorders the
 // replicas moves the preferred leader without restarting any replica.
 func (b *Broker) followPreferredLeader(r *partitionReplica, replicas []uint64) {
-	early := b.campaignsEarly(replicas)
+	early := b.campaignsEarly(replicas) && !b.unstable(r.groupID)
 	if early == r.group.CampaignsEarly() {
 		return
 	}
@@ -474,6 +475,9 @@ func (b *Broker) balanceLeaders() {
 		if !slices.ContainsFunc(report.status.Partitions, func(p protocol.PartitionStatus) bool { return p.GroupID == r.groupID }) {
 			continue
 		}
+		if slices.Contains(report.status.UnstableReplicas, r.groupID) {
+			continue // its replica failed lately (failures.go)
+		}
 		moves = append(moves, move{r, preferred})
 	}
 	closing := b.closing
@@ -554,7 +558,7 @@ func (b *Broker) reconcileReplicas() {
 			if err := b.startReplica(name, uint32(i), p); err != nil {
 				b.logger.Error("cannot start partition replica", "topic", name, "partition", i, "err", err)
 				if restart {
-					f := b.noteFailure(p.GroupID, name, uint32(i), err, now)
+					f := b.noteFailure(p.GroupID, name, uint32(i), err, now, nil)
 					b.logger.Error("partition replica restart failed; trying again after a backoff", "topic", name, "partition", i,
 						"group", p.GroupID, "failures", f.failures, "restart_in", f.retryAt.Sub(now))
 				}
@@ -680,7 +684,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 	}
 	voters := startVoters(p, hs, log)
 	groupConfig := b.groupConfig(p.GroupID, voters, timedLog{log, b.metrics.fsyncLatency}, state, applied)
-	groupConfig.CampaignEarly = b.campaignsEarly(p.Replicas)
+	groupConfig.CampaignEarly = b.campaignsEarly(p.Replicas) && !b.unstable(p.GroupID)
 	groupConfig.Snapshots = snapshots
 	// The configuration as of applied, which the consumer state keeps with
 	// its applied index: raft then reads only the log after applied for
@@ -710,7 +714,8 @@ func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
 	if err := b.host.RemoveGroup(r.groupID); err != nil {
 		b.logger.Warn("remove raft group", "group", r.groupID, "err", err)
 	}
-	if err := r.log.Close(); err != nil {
+	if err := r.log.Close(); err != nil && !errors.Is(r.group.Err(), raft.ErrStopped) {
+		// (A log whose group an error stopped returns that error again.)
 		b.logger.Warn("close partition log", "group", r.groupID, "err", err)
 	}
 	if deleteData {
@@ -757,6 +762,10 @@ func (b *Broker) replicaFor(topic string, partition uint32) (*partitionReplica, 
 	r := b.partitions[topicPartition{topic, partition}]
 	if r == nil {
 		p := t.Partitions[partition]
+		if f := b.failed[p.GroupID]; f != nil && f.restarted.IsZero() && p.hasReplica(b.cfg.ID) {
+			return nil, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.knownLeaderLocked(p.GroupID),
+				Message: fmt.Sprintf("the replica of %s/%d on broker %d stopped after an error (see the broker's log); it restarts after a backoff", topic, partition, b.cfg.ID)}
+		}
 		if p.hasReplica(b.cfg.ID) {
 			return nil, protocol.Errorf(protocol.CodeNotReady, "replica of %s/%d on broker %d is starting", topic, partition, b.cfg.ID)
 		}
@@ -805,7 +814,7 @@ func (b *Broker) knownLeaderLocked(groupID uint64) uint64 {
 func (b *Broker) Ready() bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return !b.closing && b.metadata.Version > 0 && b.nc.IsConnected() && b.peerNC.IsConnected()
+	return !b.closing && b.metadata.Version > 0 && b.nc.IsConnected() && b.peerNC.IsConnected() && b.controllerError() == nil
 }
 
 // ID is the broker's id.
@@ -997,11 +1006,17 @@ func (b *Broker) release() error {
 	b.groups = map[uint64]*partitionReplica{}
 	b.partitions = map[topicPartition]*partitionReplica{}
 	b.mu.Unlock()
+	// A log whose group an error stopped returns that error again at
+	// Close: it was reported when it happened (failures.go).
 	for _, r := range replicas {
-		errs = append(errs, r.log.Close())
+		if err := r.log.Close(); !errors.Is(r.group.Err(), raft.ErrStopped) {
+			errs = append(errs, err)
+		}
 	}
 	if b.controller != nil {
-		errs = append(errs, b.controller.log.Close())
+		if err := b.controller.log.Close(); b.controllerError() == nil {
+			errs = append(errs, err)
+		}
 	}
 	if b.peers != nil {
 		errs = append(errs, b.peers.Close())

@@ -551,6 +551,7 @@ func TestConfigValidate(t *testing.T) {
 		"tiny batch":         func(c *Config) { c.MaxBatchBytes = 10 },
 		"election too short": func(c *Config) { c.ElectionTimeout = c.HeartbeatInterval },
 		"bad cluster name":   func(c *Config) { c.ClusterName = "a b" },
+		"negative backoff":   func(c *Config) { c.ReplicaRestartBackoff = -time.Second },
 	}
 	for name, mutate := range cases {
 		cfg := DefaultConfig()

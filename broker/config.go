@@ -153,6 +153,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("broker: MaxBatchBytes %d is too small", c.MaxBatchBytes)
 	case c.MaxRecordBytes <= 0:
 		return fmt.Errorf("broker: MaxRecordBytes %d must be positive", c.MaxRecordBytes)
+	case c.ReplicaRestartBackoff < 0:
+		return fmt.Errorf("broker: ReplicaRestartBackoff %v is negative", c.ReplicaRestartBackoff)
 	case c.DefaultPartitions <= 0:
 		return fmt.Errorf("broker: DefaultPartitions %d must be positive", c.DefaultPartitions)
 	case c.MaxPartitions < c.DefaultPartitions:

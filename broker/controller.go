@@ -211,6 +211,17 @@ func (c *controllerReplica) awaitLeader(ctx context.Context, done <-chan struct{
 }
 
 // raftError maps a proposal failure to a client error.
+// readError is the client error for a failed read of a replica's log: a
+// retriable not_ready when the log was closed under the reader (the
+// replica was stopped: it moved, failed or its broker is stopping),
+// storage_error otherwise.
+func readError(err error, what string) *protocol.Error {
+	if errors.Is(err, segmentlog.ErrClosed) {
+		return protocol.Errorf(protocol.CodeNotReady, "%s: the replica stopped while reading; retry", what)
+	}
+	return protocol.Errorf(protocol.CodeStorage, "%s: %v", what, err)
+}
+
 func raftError(err error, what string) *protocol.Error {
 	var notLeader *raft.NotLeaderError
 	switch {

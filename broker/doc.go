@@ -257,5 +257,7 @@
 // A replica whose log fails to write or sync stops (raft.Group.Stopped);
 // the run loop notices it at its next tick, keeps its data, reports it
 // (status, metrics, an error log) and restarts it after a backoff, its log
-// first cut back to the last entry a sync confirmed (failures.go).
+// first cut back to the last entry a sync confirmed, and hands it no
+// leadership for a while after (failures.go). The controller replica is
+// reported, not restarted.
 package broker

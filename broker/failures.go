@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"time"
@@ -11,8 +12,8 @@ import (
 
 // Replica failures. A partition replica's Raft group stops when its log
 // fails to append or sync, or its state machine fails (raft.Group.Stopped):
-// the group is then silent, its proposals fail, and its log is never
-// touched again. The other replicas go on (a leader's followers elect
+// the group is then silent and its proposals fail (a sync or apply that
+// was running may still finish). The other replicas go on (a leader's followers elect
 // another leader when its heartbeats stop). The broker's run loop finds
 // such a replica at its next tick, stops it (keeping its data), logs it at
 // error level, reports it in its status (BrokerStatus.FailedReplicas, the
@@ -30,7 +31,41 @@ import (
 // written: a log that kept them could count entries as durable that a
 // power loss would take. Cut, those entries come back from the leader as
 // after any crash that lost unsynced entries, which Raft handles (the
-// replica never acknowledged them).
+// replica never acknowledged them). A restart whose cut itself failed to
+// sync finds, next time, the cut tail in the operating system's cache and
+// does not cut again; what the disk holds past it is then left to the
+// next appends and to recovery (left as it is: it takes a second failure
+// in a row at the same place).
+//
+// Until a restarted replica has run for failureMemory, it is unstable: it
+// does not campaign early as its partition's preferred leader, and the
+// leaders of its partitions do not hand it the leadership (balanceLeaders
+// reads BrokerStatus.UnstableReplicas).
+
+// The controller replica of a bootstrap broker is not restarted: the
+// broker reads b.controller everywhere without a lock, as it never
+// changes. A controller replica that an error stopped reports a follower
+// that knows no leader (so the broker stops answering as the controller
+// leader, and the other voters elect one if they are a quorum); the broker
+// logs it once, reports it (BrokerStatus.ControllerError) and counts itself
+// not ready (/readyz) until it is restarted.
+
+// controllerError is why the controller replica stopped on its own, nil
+// while it runs (or when the broker holds none, or closed it).
+func (b *Broker) controllerError() error {
+	if b.controller == nil {
+		return nil
+	}
+	select {
+	case <-b.controller.group.Stopped():
+	default:
+		return nil
+	}
+	if err := b.controller.group.Err(); !errors.Is(err, raft.ErrClosed) {
+		return err
+	}
+	return nil
+}
 
 // replicaFailure is a replica the broker stopped after an error (under
 // b.mu).
@@ -76,6 +111,10 @@ func (b *Broker) backoffAfter(n int) time.Duration {
 // restarts, through reconcileReplicas, those whose backoff has passed. It
 // runs on the run loop's tick.
 func (b *Broker) superviseReplicas(now time.Time) {
+	if err := b.controllerError(); err != nil && b.controllerFailed.CompareAndSwap(false, true) {
+		b.metrics.replicaFailures.Inc()
+		b.logger.Error("controller replica stopped by an error; this broker is not ready until it restarts", "err", err)
+	}
 	b.mu.Lock()
 	var stopped []*partitionReplica
 	for _, r := range b.groups {
@@ -86,19 +125,31 @@ func (b *Broker) superviseReplicas(now time.Time) {
 		}
 	}
 	due := false
+	type stable struct {
+		r        *partitionReplica
+		replicas []uint64
+	}
+	var stableAgain []stable
 	for id, f := range b.failed {
 		switch {
 		case f.restarted.IsZero():
 			due = due || !now.Before(f.retryAt)
 		case now.Sub(f.restarted) >= b.failureMemory():
 			delete(b.failed, id)
+			if r := b.groups[id]; r != nil {
+				stableAgain = append(stableAgain, stable{r, b.replicasLocked(r)})
+			}
 		}
 	}
+	closing := b.closing
 	b.mu.Unlock()
 	for _, r := range stopped {
 		b.replicaFailed(r, now)
 	}
-	if due {
+	for _, s := range stableAgain {
+		b.followPreferredLeader(s.r, s.replicas)
+	}
+	if due && !closing {
 		b.reconcileReplicas()
 	}
 }
@@ -112,17 +163,17 @@ func (b *Broker) replicaFailed(r *partitionReplica, now time.Time) {
 	}
 	durable := r.log.DurableIndex()
 	b.stopReplica(r, false)
-	f := b.noteFailure(r.groupID, r.topic, r.partition, err, now)
-	f.cutAfter = durable
+	f := b.noteFailure(r.groupID, r.topic, r.partition, err, now, &durable)
 	b.metrics.replicaFailures.Inc()
 	b.logger.Error("partition replica stopped by an error; restarting it after a backoff",
 		"topic", r.topic, "partition", r.partition, "group", r.groupID, "err", err,
 		"durable_index", durable, "failures", f.failures, "restart_in", f.retryAt.Sub(now))
 }
 
-// noteFailure records a failure of a replica (stopped, or failing to
-// restart) and returns its record, whose retryAt is set.
-func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err error, now time.Time) *replicaFailure {
+// noteFailure records a failure of a replica (stopped, with the index to
+// cut its log after; or failing to restart, with nil) and returns a copy
+// of its record.
+func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err error, now time.Time, cutAfter *uint64) replicaFailure {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f := b.failed[groupID]
@@ -137,7 +188,37 @@ func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err
 	f.err = err
 	f.restarted = time.Time{}
 	f.retryAt = now.Add(b.backoffAfter(f.failures))
-	return f
+	if cutAfter != nil {
+		f.cutAfter = *cutAfter
+	}
+	return *f
+}
+
+// unstableLocked reports whether a replica of groupID on this broker failed
+// within the failure memory, restarted or not: leadership is not handed to
+// it (balanceLeaders, campaignsEarly), so that a flaky disk does not take
+// the partition's leadership back after each restart only to lose it in
+// an election timeout at its next failure.
+func (b *Broker) unstableLocked(groupID uint64) bool {
+	return b.failed[groupID] != nil
+}
+
+func (b *Broker) unstable(groupID uint64) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.unstableLocked(groupID)
+}
+
+// unstableReplicas lists the groups of unstableLocked, in order.
+func (b *Broker) unstableReplicas() []uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []uint64
+	for id := range b.failed {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // restartDue reports whether reconcileReplicas may start a replica now: not
@@ -172,14 +253,6 @@ func (b *Broker) replicaStarted(groupID uint64, now time.Time) {
 	}
 }
 
-// forgetFailure drops the record of a replica the metadata no longer
-// assigns to this broker.
-func (b *Broker) forgetFailure(groupID uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.failed, groupID)
-}
-
 // failedReplicas lists the replicas stopped after a failure and not
 // restarted yet, in group order.
 func (b *Broker) failedReplicas() []protocol.ReplicaFailure {
@@ -193,15 +266,17 @@ func (b *Broker) failedReplicas() []protocol.ReplicaFailure {
 		out = append(out, protocol.ReplicaFailure{Topic: f.topic, Partition: f.partition, GroupID: id, Error: f.err.Error(),
 			Failures: f.failures, Since: f.since, NextRestart: f.retryAt})
 	}
-	slices.SortFunc(out, func(x, y protocol.ReplicaFailure) int { return int(x.GroupID) - int(y.GroupID) })
+	slices.SortFunc(out, func(x, y protocol.ReplicaFailure) int { return cmp.Compare(x.GroupID, y.GroupID) })
 	return out
 }
 
 // failedOn lists the brokers that report their replica of groupID failed:
-// this one from its own records, the others from their latest status.
+// this one from its own records, the others from their latest status if
+// it is recent (a broker gone silent is down, not failed).
 func (b *Broker) failedOn(groupID uint64, replicas []uint64) []uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
 	var out []uint64
 	for _, id := range replicas {
 		if id == b.cfg.ID {
@@ -210,7 +285,11 @@ func (b *Broker) failedOn(groupID uint64, replicas []uint64) []uint64 {
 			}
 			continue
 		}
-		for _, f := range b.reports[id].status.FailedReplicas {
+		report := b.reports[id]
+		if report.seen.Before(deadline) {
+			continue
+		}
+		for _, f := range report.status.FailedReplicas {
 			if f.GroupID == groupID {
 				out = append(out, id)
 				break

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
+	"github.com/raftmq/raftmq/segmentlog"
 )
 
 // errInjectedSync and errInjectedWrite are what faultFS's syncs and
@@ -27,10 +30,12 @@ var (
 )
 
 // faultFS is the operating system's file system, except that while fail
-// (failWrites) is set every sync (write) of a file under a topics
-// directory fails: the partition logs, not the controller's.
+// (failWrites) is set every sync (write) of a file whose path contains
+// match fails; an empty match is "/topics/": the partition logs, not the
+// controller's.
 type faultFS struct {
 	vfs.FS
+	match      string
 	fail       atomic.Bool
 	failWrites atomic.Bool
 }
@@ -41,7 +46,11 @@ type faultFile struct {
 }
 
 func (fs *faultFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || !strings.Contains(name, "/topics/") {
+	match := fs.match
+	if match == "" {
+		match = "/topics/"
+	}
+	if err != nil || !strings.Contains(name, match) {
 		return f, err
 	}
 	return faultFile{f, fs}, nil
@@ -206,8 +215,8 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads, writes bool) {
 	if report.Topic != "disk" || report.Partition != 0 || !strings.Contains(report.Error, injected.Error()) || report.Failures < 1 {
 		t.Fatalf("failed replica report: %+v", report)
 	}
-	if failed.group.Err() == nil {
-		t.Fatal("the stopped replica's group reports no error")
+	if err := failed.group.Err(); !errors.Is(err, raft.ErrStopped) || !errors.Is(err, injected) {
+		t.Fatalf("the stopped replica's group reports %v, want the injected error wrapped in ErrStopped", err)
 	}
 	// Restarts fail at once while syncs fail (the restart's cut syncs);
 	// with writes failing a restart succeeds and the replica fails again
@@ -248,7 +257,9 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads, writes bool) {
 	if !writes && count("partition log cut back to its last durable entry") == 0 {
 		t.Fatal("the restarted replica's log was not cut back to its last durable entry")
 	}
-	time.Sleep(200 * time.Millisecond)
+	// A few more acknowledgements with the restarted replica in the group.
+	restartedAt := len(acked.snapshot())
+	waitFor(ctx, t, "more acknowledged records after the restart", func() bool { return len(acked.snapshot()) > restartedAt+20 })
 	close(stop)
 	records := acked.wait()
 	end := records[len(records)-1].offset + 1
@@ -275,4 +286,154 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads, writes bool) {
 		client.admin(protocol.AdminClusterStatus, protocol.MetadataRequest{Version: protocol.APIVersion}, &reply)
 		return len(reply.Topics) == 1 && len(reply.Topics[0].Partitions[0].Failed) == 0
 	})
+}
+
+// TestControllerReplicaFailureIsReported: when the controller leader's
+// controller log fails to sync, its controller replica stops; the broker
+// no longer claims to lead the controller, reports the error in its status
+// and counts it, and calls itself not ready, while another voter takes
+// over and topics can still be created. Before, the stopped replica went
+// on reporting itself leader and the broker kept publishing its frozen
+// metadata as the controller's.
+func TestControllerReplicaFailureIsReported(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	faults := map[uint64]*faultFS{}
+	cluster, client := startTestClusterWith(t, 3, func(cfg *Config) {
+		fastTimings(cfg)
+		fs := &faultFS{FS: vfs.Default, match: "/controller/"}
+		mu.Lock()
+		faults[cfg.ID] = fs
+		mu.Unlock()
+		cfg.FS = fs
+	})
+	client.createTopic("before", 1, 3)
+	var old *Broker
+	waitFor(ctx, t, "a controller leader", func() bool {
+		for id := uint64(1); id <= 3; id++ {
+			if b := cluster.Broker(id); b.isControllerLeader() {
+				old = b
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	faults[old.cfg.ID].fail.Store(true)
+	mu.Unlock()
+	// A controller write makes the leader append and sync; its answer
+	// does not matter.
+	data, _ := json.Marshal(protocol.CreateTopicRequest{Version: 1, Name: "during", Partitions: 1, Replicas: 3})
+	_, _ = client.request(protocol.SubjectBrokerAdmin(client.prefix, old.cfg.ID, protocol.AdminCreateTopic), data)
+	waitFor(ctx, t, "the controller replica to stop and another voter to lead", func() bool {
+		select {
+		case <-old.controller.group.Stopped():
+		default:
+			return false
+		}
+		for id := uint64(1); id <= 3; id++ {
+			if b := cluster.Broker(id); b != old && b.isControllerLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	if !errors.Is(old.controller.group.Err(), raft.ErrStopped) {
+		t.Fatalf("controller group error: %v", old.controller.group.Err())
+	}
+	if old.isControllerLeader() || old.controllerCaughtUp() {
+		t.Fatal("the broker whose controller replica stopped still claims to lead the controller")
+	}
+	st := old.localStatus()
+	if !strings.Contains(st.ControllerError, errInjectedSync.Error()) || st.Ready || old.Ready() {
+		t.Fatalf("status of the broker whose controller replica stopped: ready %v, controller error %q", st.Ready, st.ControllerError)
+	}
+	waitFor(ctx, t, "the failure to be counted", func() bool {
+		v, err := gatherCounter(cluster.cfg.Registerer.(prometheus.Gatherer), "raftmq_replica_failures_total", map[string]string{"broker": fmt.Sprint(old.cfg.ID)})
+		return err == nil && v == 1
+	})
+	client.createTopic("after", 1, 3)
+}
+
+// TestReadErrorOfAStoppedReplicaIsRetriable: a read that finds its
+// replica's log closed under it (the replica moved, failed or its broker is
+// stopping) answers the retriable not_ready, not storage_error.
+func TestReadErrorOfAStoppedReplicaIsRetriable(t *testing.T) {
+	closed := readError(fmt.Errorf("read: %w", segmentlog.ErrClosed), "read t/0")
+	if closed.Code != protocol.CodeNotReady || !closed.Retriable() {
+		t.Fatalf("closed log: %v, want a retriable not_ready", closed)
+	}
+	other := readError(errors.New("disk on fire"), "read t/0")
+	if other.Code != protocol.CodeStorage || !strings.Contains(other.Message, "disk on fire") {
+		t.Fatalf("other read error: %v, want storage_error with the cause", other)
+	}
+}
+
+// TestLeadershipAvoidsAReplicaThatFailedLately: the preferred leader's
+// replica fails and restarts; until it has run for the failure memory, the
+// leader does not hand it the partition back (a flaky disk would otherwise
+// take the leadership after each restart and lose it at its next failure,
+// an election timeout each time); once that passes, it leads again.
+func TestLeadershipAvoidsAReplicaThatFailedLately(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	faults := map[uint64]*faultFS{}
+	const backoff = 20 * time.Millisecond
+	cluster, client := startTestClusterWith(t, 3, func(cfg *Config) {
+		fastTimings(cfg)
+		cfg.ReplicaRestartBackoff = backoff
+		fs := &faultFS{FS: vfs.Default}
+		mu.Lock()
+		faults[cfg.ID] = fs
+		mu.Unlock()
+		cfg.FS = fs
+	})
+	info := client.createTopic("flaky", 1, 3)
+	preferred := info.Partitions[0].Replicas[0]
+	b := cluster.Broker(preferred)
+	leaderIs := func(id uint64) bool {
+		r := leaderReplica(cluster, "flaky")
+		return r != nil && r == localReplica(cluster.Broker(id), "flaky")
+	}
+	waitFor(ctx, t, "the preferred replica to lead", func() bool { return leaderIs(preferred) })
+	stop := make(chan struct{})
+	acked := produceContinuously(ctx, t, &leaderClient{testClient: client, leader: preferred, nodes: 3, acks: protocol.AcksQuorum}, "flaky", stop)
+	defer func() {
+		close(stop)
+		acked.wait()
+	}()
+
+	mu.Lock()
+	fault := faults[preferred]
+	mu.Unlock()
+	fault.fail.Store(true)
+	waitFor(ctx, t, "the preferred replica to fail", func() bool { return len(b.localStatus().FailedReplicas) == 1 })
+	fault.fail.Store(false)
+	waitFor(ctx, t, "the preferred replica to restart", func() bool {
+		return localReplica(b, "flaky") != nil && len(b.localStatus().FailedReplicas) == 0
+	})
+	group := info.Partitions[0].GroupID
+	if !slices.Contains(b.localStatus().UnstableReplicas, group) {
+		t.Fatalf("the restarted replica is not reported unstable: %v", b.localStatus().UnstableReplicas)
+	}
+	// The failure memory is 128 backoffs (2.56 s): about five rounds of
+	// leader balancing (every 500 ms here), in none of which the restarted
+	// replica may be handed the leadership.
+	restarted := time.Now()
+	for b.unstable(group) {
+		if leaderIs(preferred) {
+			t.Fatalf("the replica that failed lately leads again %v after its restart", time.Since(restarted))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the failure was never forgotten")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if held := time.Since(restarted); held < b.failureMemory()/2 {
+		t.Fatalf("the failure was forgotten %v after the restart, want about the failure memory of %v", held, b.failureMemory())
+	}
+	waitFor(ctx, t, "the preferred replica to lead again", func() bool { return leaderIs(preferred) })
 }

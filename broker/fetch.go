@@ -127,7 +127,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 				return answer(&reply)
 			}
 			if err != nil {
-				return failed(protocol.Errorf(protocol.CodeStorage, "read %s/%d at offset %d: %v", req.Topic, req.Partition, req.Offset, err))
+				return failed(readError(err, fmt.Sprintf("read %s/%d at offset %d", req.Topic, req.Partition, req.Offset)))
 			}
 			if len(out) > fetchReplyHeaderSize {
 				reply.NextOffset = next

@@ -391,7 +391,7 @@ func (b *Broker) listOffsets(req protocol.ListOffsetsRequest) protocol.ListOffse
 	default:
 		offset, err := offsetForTimestamp(r, req.Timestamp, reply.LogStartOffset, highWatermark, appliedIndex)
 		if err != nil {
-			reply.Err = protocol.Errorf(protocol.CodeStorage, "%v", err)
+			reply.Err = readError(err, fmt.Sprintf("offset for timestamp %d in %s/%d", req.Timestamp, req.Topic, req.Partition))
 		}
 		reply.Offset = offset
 	}

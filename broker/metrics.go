@@ -63,7 +63,7 @@ func newBrokerMetrics(reg prometheus.Registerer, b *Broker) (*brokerMetrics, err
 			Name: "raftmq_log_sync_latency_seconds", Help: "Time of one log Sync (fsync) issued by Raft.", ConstLabels: constLabels, Buckets: latencyBuckets,
 		}),
 		replicaFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "raftmq_replica_failures_total", Help: "Partition replicas stopped by an error (a failed log write or fsync, a state machine error), each restarted after a backoff.",
+			Name: "raftmq_replica_failures_total", Help: "Replicas stopped by an error (a failed log write or fsync, a state machine error): partition replicas, each restarted after a backoff, and the controller replica, which is not.",
 			ConstLabels: constLabels,
 		}),
 	}

@@ -212,7 +212,7 @@ func (b *Broker) resolveCommitOffset(r *partitionReplica, req *protocol.OffsetCo
 	case protocol.ResetTimestamp:
 		offset, err := offsetForTimestamp(r, req.ResetValue, logStart, highWatermark, appliedIndex)
 		if err != nil {
-			return 0, protocol.Errorf(protocol.CodeStorage, "%v", err)
+			return 0, readError(err, fmt.Sprintf("offset for timestamp %d in %s/%d", req.ResetValue, r.topic, r.partition))
 		}
 		return offset, nil
 	}

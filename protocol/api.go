@@ -836,6 +836,14 @@ type BrokerStatus struct {
 	// stopped, and that it has not restarted yet. They are not in
 	// Partitions.
 	FailedReplicas []ReplicaFailure `json:"failed_replicas,omitempty"`
+	// UnstableReplicas are the groups of the broker's replicas that an
+	// error stopped lately (failed and not restarted, or restarted a
+	// short while ago): the other brokers hand them no leadership.
+	UnstableReplicas []uint64 `json:"unstable_replicas,omitempty"`
+	// ControllerError is why the broker's controller replica (bootstrap
+	// brokers hold one) stopped: a storage error. It is not restarted in
+	// the process; the broker reports itself not ready until it restarts.
+	ControllerError string `json:"controller_error,omitempty"`
 }
 
 // ReplicaFailure is a partition replica a broker stopped after an error

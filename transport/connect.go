@@ -70,6 +70,30 @@ func (c ConnectConfig) Validate() error {
 	return nil
 }
 
+// AuthOptions are the nats.Connect options for the config's credentials
+// and TLS (CredentialsFile, User and Password, Token, the TLS files), for
+// a connection made elsewhere (the SDK's: clients.WithNATSOptions). Call
+// Validate first.
+func (c ConnectConfig) AuthOptions() []nats.Option {
+	var opts []nats.Option
+	if c.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCAFile))
+	}
+	if c.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCertFile, c.TLSKeyFile))
+	}
+	return opts
+}
+
 // Connect dials a NATS system with reconnects that never give up (by
 // default), so a broker survives the restart of any one server.
 func Connect(cfg ConnectConfig) (*nats.Conn, error) {
@@ -119,21 +143,7 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	if cfg.PeerAccount {
 		opts = append(opts, nats.UserInfo(PeerUser, cfg.InProcess.peerPassword))
 	}
-	if cfg.CredentialsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
-	}
-	if cfg.User != "" {
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
-	}
-	if cfg.Token != "" {
-		opts = append(opts, nats.Token(cfg.Token))
-	}
-	if cfg.TLSCAFile != "" {
-		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
-	}
-	if cfg.TLSCertFile != "" {
-		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
-	}
+	opts = append(opts, cfg.AuthOptions()...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transport: connect to %s: %w", redactURLs(url), err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/transport"
 )
 
 func main() {
@@ -63,6 +64,12 @@ Usage:
 Commands:
 %s
 Run 'raftmq <command> --help' for a command's flags and an example.
+
+Client commands reach the cluster with --server (default
+nats://127.0.0.1:4222) and, on a NATS system that requires them, --creds,
+--user and --password, or --token, and --tls-ca (--tls-cert and
+--tls-key for a client certificate). $RAFTMQ_PASSWORD and $RAFTMQ_TOKEN
+keep secrets off the command line.
 
 Example, a three-broker cluster in one process and a first topic:
   raftmq dev
@@ -157,17 +164,37 @@ type clientFlags struct {
 	json        bool
 	clusterName string
 	timeout     time.Duration
+	// auth holds the NATS credentials and TLS files (URLs unused).
+	auth transport.ConnectConfig
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.server, "server", clients.DefaultServerURL, "NATS `URLs` of the cluster, comma-separated")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 	fs.StringVar(&f.clusterName, "cluster-name", "raftmq", "cluster `name` the brokers were started with (the subject prefix)")
+	fs.StringVar(&f.auth.CredentialsFile, "creds", "", "NATS credentials `file` (JWT and nkey seed)")
+	fs.StringVar(&f.auth.User, "user", "", "NATS `user`")
+	fs.StringVar(&f.auth.Password, "password", "", "NATS `password` (with --user; $RAFTMQ_PASSWORD when unset)")
+	fs.StringVar(&f.auth.Token, "token", "", "NATS `token` ($RAFTMQ_TOKEN when unset)")
+	fs.StringVar(&f.auth.TLSCAFile, "tls-ca", "", "CA `file` to verify the NATS server's certificate (TLS)")
+	fs.StringVar(&f.auth.TLSCertFile, "tls-cert", "", "client certificate `file` for NATS TLS (with --tls-key)")
+	fs.StringVar(&f.auth.TLSKeyFile, "tls-key", "", "client key `file` for NATS TLS (with --tls-cert)")
 }
 
 // connect dials the cluster; ctx bounds the dial.
 func (f *clientFlags) connect(ctx context.Context) (*clients.Client, error) {
+	auth := f.auth
+	if auth.User != "" && auth.Password == "" {
+		auth.Password = os.Getenv("RAFTMQ_PASSWORD")
+	}
+	if auth.User == "" && auth.Token == "" {
+		auth.Token = os.Getenv("RAFTMQ_TOKEN")
+	}
+	if err := auth.Validate(); err != nil {
+		return nil, fmt.Errorf("connection flags: %w", err)
+	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"))
+	return clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"),
+		clients.WithNATSOptions(auth.AuthOptions()...))
 }

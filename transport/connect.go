@@ -107,6 +107,11 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	case cfg.InProcess != nil:
 		url = cfg.InProcess.ClientURL()
 	}
+	if cfg.InProcess != nil {
+		// The in-process pipe takes no TLS (the server asks none of it);
+		// a tls:// URL would make the client start a handshake.
+		url = strings.ReplaceAll(url, "tls://", "nats://")
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -42,6 +42,18 @@ type EmbeddedConfig struct {
 	// sets the same. Empty accepts a route from any server that reaches
 	// the cluster address.
 	ClusterPassword string
+	// TLSCertFile and TLSKeyFile (PEM, both or neither) make the client
+	// port require TLS with this certificate; with TLSCAFile too, clients
+	// must also present a certificate that CA signed. In-process
+	// connections (the broker's own) use no TLS.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// ClusterTLSCertFile, ClusterTLSKeyFile and ClusterTLSCAFile (all
+	// three, or none) make the routes use mutual TLS: each server presents
+	// this certificate and accepts a route only from, and opens one only
+	// to, a server whose certificate the CA signed. The certificate must
+	// allow both server and client authentication, and name the host of
+	// every route URL that lists this server.
+	ClusterTLSCertFile, ClusterTLSKeyFile, ClusterTLSCAFile string
 	// MaxPayload is the server's max message payload; 0 keeps the NATS
 	// default (1 MiB).
 	MaxPayload int32
@@ -79,6 +91,24 @@ func (c EmbeddedConfig) Validate() error {
 		if u.User != nil && c.ClusterPassword != "" {
 			return fmt.Errorf("transport: route %s carries credentials; with a cluster password give none", u.Redacted())
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("transport: the client TLS certificate and key must be given together")
+	}
+	if c.TLSCAFile != "" && c.TLSCertFile == "" {
+		return errors.New("transport: a client TLS CA needs the server's TLS certificate and key")
+	}
+	clusterTLS := 0
+	for _, f := range []string{c.ClusterTLSCertFile, c.ClusterTLSKeyFile, c.ClusterTLSCAFile} {
+		if f != "" {
+			clusterTLS++
+		}
+	}
+	if clusterTLS != 0 && clusterTLS != 3 {
+		return errors.New("transport: route TLS needs a certificate, its key and a CA, all three")
+	}
+	if clusterTLS == 3 && c.ClusterListen == "" {
+		return errors.New("transport: route TLS needs a cluster listen address")
 	}
 	if c.MaxPayload < 0 {
 		return fmt.Errorf("transport: max payload %d is negative", c.MaxPayload)
@@ -167,6 +197,9 @@ func peerAuth(opts *server.Options) string {
 	return password
 }
 
+// tlsTimeout bounds a TLS handshake, in seconds (nats-server's unit).
+const tlsTimeout = 2
+
 // StartEmbedded starts a NATS server (JetStream off) and waits until it
 // accepts client connections.
 func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
@@ -211,6 +244,25 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
+	}
+	if cfg.TLSCertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+			CaFile: cfg.TLSCAFile, Verify: cfg.TLSCAFile != ""})
+		if err != nil {
+			return nil, fmt.Errorf("transport: client TLS: %w", err)
+		}
+		opts.TLS, opts.TLSVerify, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLSCAFile != "", tc, tlsTimeout
+	}
+	if cfg.ClusterTLSCertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.ClusterTLSCertFile, KeyFile: cfg.ClusterTLSKeyFile,
+			CaFile: cfg.ClusterTLSCAFile, Verify: true})
+		if err != nil {
+			return nil, fmt.Errorf("transport: route TLS: %w", err)
+		}
+		// The same CA verifies the servers this one dials (GenTLSConfig
+		// sets it for the ones that dial it).
+		tc.RootCAs = tc.ClientCAs
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, tlsTimeout
 	}
 	peerPassword := peerAuth(opts)
 	srv, err := server.NewServer(opts)

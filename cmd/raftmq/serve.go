@@ -45,8 +45,10 @@ flushes and exits.
 Raft traffic between brokers runs in an account of the embedded servers
 that only the brokers can join; --nats-cluster-password-file makes the
 servers route only with servers that present the same password (without
-it, any server that reaches the route address joins). See the README,
-Security.
+it, any server that reaches the route address joins), and the
+--nats-cluster-tls-* files encrypt the routes with mutual TLS. The
+--nats-listen-tls-* files make the client port require TLS (clients then
+connect to tls://host:port with --tls-ca). See the README, Security.
 
 Example, broker 2 of three on three machines:
   raftmq serve --id 2 --bootstrap 1,2,3 --data /var/lib/raftmq \
@@ -66,16 +68,23 @@ type serveOptions struct {
 	NATSRoutes        []string `json:"nats_routes"`
 	// NATSClusterPasswordFile holds the routes' shared password.
 	NATSClusterPasswordFile string `json:"nats_cluster_password_file"`
-	NATSURL                 string `json:"nats_url"`
-	NATSCreds               string `json:"nats_creds"`
-	NATSUser                string `json:"nats_user"`
-	NATSPassword            string `json:"nats_password"`
-	NATSToken               string `json:"nats_token"`
-	NATSTLSCA               string `json:"nats_tls_ca"`
-	NATSTLSCert             string `json:"nats_tls_cert"`
-	NATSTLSKey              string `json:"nats_tls_key"`
-	MetricsAddr             string `json:"metrics_addr"`
-	LogLevel                string `json:"log_level"`
+	// The embedded server's TLS: its client port's, its routes'.
+	NATSListenTLSCert  string `json:"nats_listen_tls_cert"`
+	NATSListenTLSKey   string `json:"nats_listen_tls_key"`
+	NATSListenTLSCA    string `json:"nats_listen_tls_ca"`
+	NATSClusterTLSCert string `json:"nats_cluster_tls_cert"`
+	NATSClusterTLSKey  string `json:"nats_cluster_tls_key"`
+	NATSClusterTLSCA   string `json:"nats_cluster_tls_ca"`
+	NATSURL            string `json:"nats_url"`
+	NATSCreds          string `json:"nats_creds"`
+	NATSUser           string `json:"nats_user"`
+	NATSPassword       string `json:"nats_password"`
+	NATSToken          string `json:"nats_token"`
+	NATSTLSCA          string `json:"nats_tls_ca"`
+	NATSTLSCert        string `json:"nats_tls_cert"`
+	NATSTLSKey         string `json:"nats_tls_key"`
+	MetricsAddr        string `json:"metrics_addr"`
+	LogLevel           string `json:"log_level"`
 }
 
 func defaultServeOptions() serveOptions {
@@ -102,6 +111,12 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	fs.StringVar(&flagValues.NATSClusterListen, "nats-cluster-listen", "", "embedded NATS server's route `address` (clusters it with other brokers)")
 	fs.StringVar(&routes, "nats-routes", "", "comma-separated route `URLs` of other brokers' NATS servers")
 	fs.StringVar(&flagValues.NATSClusterPasswordFile, "nats-cluster-password-file", "", "`file` holding the routes' shared password: the embedded server routes only with servers that present it")
+	fs.StringVar(&flagValues.NATSListenTLSCert, "nats-listen-tls-cert", "", "certificate `file` (PEM): the embedded server's client port requires TLS")
+	fs.StringVar(&flagValues.NATSListenTLSKey, "nats-listen-tls-key", "", "key `file` (PEM) of --nats-listen-tls-cert")
+	fs.StringVar(&flagValues.NATSListenTLSCA, "nats-listen-tls-ca", "", "CA `file`: clients must also present a certificate it signed")
+	fs.StringVar(&flagValues.NATSClusterTLSCert, "nats-cluster-tls-cert", "", "certificate `file` (PEM, server and client use) for mutual TLS on the routes")
+	fs.StringVar(&flagValues.NATSClusterTLSKey, "nats-cluster-tls-key", "", "key `file` of --nats-cluster-tls-cert")
+	fs.StringVar(&flagValues.NATSClusterTLSCA, "nats-cluster-tls-ca", "", "CA `file` that signed every broker's route certificate")
 	fs.StringVar(&flagValues.NATSURL, "nats-url", "", "connect to this existing NATS system (`URLs`) instead of embedding a server")
 	fs.StringVar(&flagValues.NATSCreds, "nats-creds", "", "NATS credentials `file` (with --nats-url)")
 	fs.StringVar(&flagValues.NATSUser, "nats-user", "", "NATS `user` (with --nats-url)")
@@ -216,6 +231,18 @@ func applyServeFlag(options, values *serveOptions, name, bootstrap, routes strin
 		options.NATSRoutes = splitList(routes)
 	case "nats-cluster-password-file":
 		options.NATSClusterPasswordFile = values.NATSClusterPasswordFile
+	case "nats-listen-tls-cert":
+		options.NATSListenTLSCert = values.NATSListenTLSCert
+	case "nats-listen-tls-key":
+		options.NATSListenTLSKey = values.NATSListenTLSKey
+	case "nats-listen-tls-ca":
+		options.NATSListenTLSCA = values.NATSListenTLSCA
+	case "nats-cluster-tls-cert":
+		options.NATSClusterTLSCert = values.NATSClusterTLSCert
+	case "nats-cluster-tls-key":
+		options.NATSClusterTLSKey = values.NATSClusterTLSKey
+	case "nats-cluster-tls-ca":
+		options.NATSClusterTLSCA = values.NATSClusterTLSCA
 	case "nats-url":
 		options.NATSURL = values.NATSURL
 	case "nats-creds":
@@ -240,6 +267,12 @@ func applyServeFlag(options, values *serveOptions, name, bootstrap, routes strin
 	return nil
 }
 
+// embeddedTLS reports whether any TLS file of the embedded server is set.
+func (o *serveOptions) embeddedTLS() bool {
+	return o.NATSListenTLSCert != "" || o.NATSListenTLSKey != "" || o.NATSListenTLSCA != "" ||
+		o.NATSClusterTLSCert != "" || o.NATSClusterTLSKey != "" || o.NATSClusterTLSCA != ""
+}
+
 // brokerConfig turns the options into a broker configuration.
 func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) {
 	config := broker.DefaultConfig()
@@ -260,15 +293,15 @@ func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) 
 		TLSCAFile: o.NATSTLSCA, TLSCertFile: o.NATSTLSCert, TLSKeyFile: o.NATSTLSKey,
 	}
 	if o.NATSURL != "" {
-		if o.NATSClusterListen != "" || len(o.NATSRoutes) > 0 || o.NATSClusterPasswordFile != "" {
-			return config, fmt.Errorf("--nats-url connects to an existing NATS system; --nats-cluster-listen, --nats-routes and --nats-cluster-password-file configure the embedded one: give one or the other")
+		if o.NATSClusterListen != "" || len(o.NATSRoutes) > 0 || o.NATSClusterPasswordFile != "" || o.embeddedTLS() {
+			return config, fmt.Errorf("--nats-url connects to an existing NATS system; --nats-cluster-listen, --nats-routes, --nats-cluster-password-file and the --nats-listen-tls-* and --nats-cluster-tls-* files configure the embedded one: give one or the other")
 		}
 		config.NATS.Embedded = nil
 		config.NATS.Connect.URLs = splitList(o.NATSURL)
 		return config, nil
 	}
-	if o.NATSCreds != "" || o.NATSUser != "" || o.NATSToken != "" {
-		return config, fmt.Errorf("NATS credentials are for --nats-url; the embedded server needs none")
+	if o.NATSCreds != "" || o.NATSUser != "" || o.NATSToken != "" || o.NATSTLSCA != "" || o.NATSTLSCert != "" || o.NATSTLSKey != "" {
+		return config, fmt.Errorf("NATS credentials and --nats-tls-* are for --nats-url; the broker reaches its embedded server in-process (--nats-listen-tls-* give that server's client port TLS)")
 	}
 	if len(o.NATSRoutes) > 0 && o.NATSClusterListen == "" {
 		return config, fmt.Errorf("--nats-routes needs --nats-cluster-listen")
@@ -278,6 +311,11 @@ func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) 
 		ClientListen:  o.NATSListen,
 		ClusterListen: o.NATSClusterListen,
 		Routes:        o.NATSRoutes,
+		TLSCertFile:   o.NATSListenTLSCert, TLSKeyFile: o.NATSListenTLSKey, TLSCAFile: o.NATSListenTLSCA,
+		ClusterTLSCertFile: o.NATSClusterTLSCert, ClusterTLSKeyFile: o.NATSClusterTLSKey, ClusterTLSCAFile: o.NATSClusterTLSCA,
+	}
+	if err := config.NATS.Embedded.Validate(); err != nil {
+		return config, fmt.Errorf("embedded NATS server: %w", err)
 	}
 	if o.NATSClusterPasswordFile != "" {
 		if o.NATSClusterListen == "" {

@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftmq/raftmq/transport/transporttest"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -122,4 +125,45 @@ func TestDevPrintsWhatToTypeNext(t *testing.T) {
 		}
 	}
 	stop()
+}
+
+// TestServeWithTLS: a broker whose embedded server's client port requires
+// TLS serves client commands that trust its CA (--tls-ca, tls:// URL) and
+// refuses plain ones; the embedded server's routes take mutual TLS
+// settings too; inconsistent TLS flags are refused.
+func TestServeWithTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := transporttest.NewPKI(t, dir, "broker")
+	port := freePort(t)
+	server := fmt.Sprintf("tls://127.0.0.1:%d", port)
+	_, stderr, stop := startCommand(t, "serve", "--data", filepath.Join(dir, "data"), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--nats-listen-tls-cert", pki.CertFile, "--nats-listen-tls-key", pki.KeyFile,
+		"--nats-cluster-listen", "127.0.0.1:0",
+		"--nats-cluster-tls-cert", pki.CertFile, "--nats-cluster-tls-key", pki.KeyFile, "--nats-cluster-tls-ca", pki.CAFile,
+		"--log-level", "warn")
+	if r := waitFor(t, server, "topic", "create", "tls-test", "--tls-ca", pki.CAFile); r.status != exitOK {
+		t.Fatalf("topic create over TLS: %d %s\nserve stderr: %s", r.status, r.stderr, stderr.String())
+	}
+	r := runCLI(t, "", "produce", "tls-test", "one", "--server", server, "--tls-ca", pki.CAFile)
+	if r.status != exitOK {
+		t.Fatalf("produce over TLS: %d %s", r.status, r.stderr)
+	}
+	r = runCLI(t, "", "topic", "list", "--server", fmt.Sprintf("nats://127.0.0.1:%d", port))
+	if r.status == exitOK {
+		t.Fatal("a client without the CA reached the TLS port")
+	}
+	stop()
+
+	for _, args := range [][]string{
+		{"--nats-listen-tls-cert", pki.CertFile},
+		{"--nats-listen-tls-ca", pki.CAFile},
+		{"--nats-cluster-listen", "127.0.0.1:0", "--nats-cluster-tls-cert", pki.CertFile, "--nats-cluster-tls-key", pki.KeyFile},
+		{"--nats-url", "nats://127.0.0.1:1", "--nats-listen-tls-cert", pki.CertFile, "--nats-listen-tls-key", pki.KeyFile},
+		{"--nats-tls-ca", pki.CAFile},
+	} {
+		r := runCLI(t, "", append([]string{"serve", "--data", filepath.Join(dir, "refused")}, args...)...)
+		if r.status == exitOK {
+			t.Errorf("serve %v: accepted", args)
+		}
+	}
 }

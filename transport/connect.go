@@ -70,6 +70,19 @@ func (c ConnectConfig) Validate() error {
 	return nil
 }
 
+// plainURLs turns the tls:// URLs of a comma-separated list into nats://.
+func plainURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		u = strings.TrimSpace(u)
+		if len(u) >= len("tls://") && strings.EqualFold(u[:len("tls://")], "tls://") {
+			u = "nats://" + u[len("tls://"):]
+		}
+		parts[i] = u
+	}
+	return strings.Join(parts, ",")
+}
+
 // AuthOptions are the nats.Connect options for the config's credentials
 // and TLS (CredentialsFile, User and Password, Token, the TLS files), for
 // a connection made elsewhere (the SDK's: clients.WithNATSOptions). Call
@@ -107,10 +120,13 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	case cfg.InProcess != nil:
 		url = cfg.InProcess.ClientURL()
 	}
+	auth := cfg
 	if cfg.InProcess != nil {
 		// The in-process pipe takes no TLS (the server asks none of it);
-		// a tls:// URL would make the client start a handshake.
-		url = strings.ReplaceAll(url, "tls://", "nats://")
+		// a tls:// URL or TLS files would make the client start a
+		// handshake.
+		url = plainURLs(url)
+		auth.TLSCAFile, auth.TLSCertFile, auth.TLSKeyFile = "", "", ""
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -148,7 +164,7 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	if cfg.PeerAccount {
 		opts = append(opts, nats.UserInfo(PeerUser, cfg.InProcess.peerPassword))
 	}
-	opts = append(opts, cfg.AuthOptions()...)
+	opts = append(opts, auth.AuthOptions()...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transport: connect to %s: %w", redactURLs(url), err)

@@ -51,8 +51,15 @@ type EmbeddedConfig struct {
 	// three, or none) make the routes use mutual TLS: each server presents
 	// this certificate and accepts a route only from, and opens one only
 	// to, a server whose certificate the CA signed. The certificate must
-	// allow both server and client authentication, and name the host of
-	// every route URL that lists this server.
+	// allow both server and client authentication. A server checks the
+	// certificate of a server it dials against the host of the URL it
+	// dials; a route learnt by gossip is dialled by IP address and checked
+	// against the host of this server's first route URL, then the IP: so
+	// either list every other server in Routes, by the names their
+	// certificates carry, or give the certificates IP addresses. Use a CA
+	// that signs route certificates only (not TLSCAFile's: any
+	// certificate the CA signed joins the cluster, and with it every
+	// account), and keep ClusterPassword too.
 	ClusterTLSCertFile, ClusterTLSKeyFile, ClusterTLSCAFile string
 	// MaxPayload is the server's max message payload; 0 keeps the NATS
 	// default (1 MiB).
@@ -109,6 +116,9 @@ func (c EmbeddedConfig) Validate() error {
 	}
 	if clusterTLS == 3 && c.ClusterListen == "" {
 		return errors.New("transport: route TLS needs a cluster listen address")
+	}
+	if clusterTLS == 3 && c.ClusterTLSCAFile == c.TLSCAFile {
+		return errors.New("transport: the route CA must not be the client CA: a client certificate would join the cluster")
 	}
 	if c.MaxPayload < 0 {
 		return fmt.Errorf("transport: max payload %d is negative", c.MaxPayload)
@@ -308,18 +318,34 @@ func (e *EmbeddedServer) Name() string { return e.server.Name() }
 // cover (in-process connections, monitoring).
 func (e *EmbeddedServer) Server() *server.Server { return e.server }
 
-// WaitForRoutes waits until the server has at least n routes up or ctx ends.
+// WaitForRoutes waits until the server has routes up to at least n other
+// servers, or ctx ends.
 func (e *EmbeddedServer) WaitForRoutes(ctx context.Context, n int) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for e.server.NumRoutes() < n {
+	for e.RoutedServers() < n {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("transport: %d of %d routes up: %w", e.server.NumRoutes(), n, ctx.Err())
+			return fmt.Errorf("transport: routes to %d of %d servers up: %w", e.RoutedServers(), n, ctx.Err())
 		case <-tick.C:
 		}
 	}
 	return nil
+}
+
+// RoutedServers is the number of other servers this one has a route to
+// (nats-server pools several route connections per server, which
+// NumRoutes counts one by one).
+func (e *EmbeddedServer) RoutedServers() int {
+	routez, err := e.server.Routez(&server.RoutezOptions{})
+	if err != nil {
+		return 0
+	}
+	seen := map[string]bool{}
+	for _, r := range routez.Routes {
+		seen[r.RemoteID] = true
+	}
+	return len(seen)
 }
 
 // Shutdown stops the server and waits until it has stopped.

@@ -2,6 +2,10 @@ package transport
 
 import (
 	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,14 +40,34 @@ func TestClientTLS(t *testing.T) {
 	if err := connect(); err == nil {
 		t.Fatal("a plain client connected to the TLS port")
 	}
+	// nats.go upgrades to TLS by itself when the server requires it; a
+	// client that does not is not served: no PONG to its PING.
+	raw, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := raw.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n")); err == nil {
+		reply, _ := io.ReadAll(raw)
+		if strings.Contains(string(reply), "PONG") {
+			t.Fatalf("a plain-text client was served on the TLS port: %q", reply)
+		}
+	}
 	if err := connect(nats.RootCAs(other.CAFile)); err == nil {
 		t.Fatal("a client trusting another CA connected")
 	}
-	nc, err := Connect(ConnectConfig{InProcess: s})
-	if err != nil {
-		t.Fatalf("in-process connection to a TLS server: %v", err)
+	// In-process takes no TLS, whatever the URL's scheme or TLS files.
+	for _, cfg := range []ConnectConfig{
+		{InProcess: s},
+		{InProcess: s, URLs: []string{"TLS://127.0.0.1:1"}, TLSCAFile: other.CAFile},
+	} {
+		nc, err := Connect(cfg)
+		if err != nil {
+			t.Fatalf("in-process connection to a TLS server (%+v): %v", cfg, err)
+		}
+		nc.Close()
 	}
-	nc.Close()
 
 	mutual := startServer(t, EmbeddedConfig{ClientListen: "127.0.0.1:-1", TLSCertFile: pki.CertFile, TLSKeyFile: pki.KeyFile, TLSCAFile: pki.CAFile})
 	url = strings.Replace(mutual.ClientURL(), "tls://", "nats://", 1)
@@ -59,8 +83,10 @@ func TestClientTLS(t *testing.T) {
 }
 
 // TestRouteTLS: servers with route TLS from one CA route to each other
-// (the third through a gossiped route), and a server whose certificate
-// another CA signed gets no route.
+// (the third through a gossiped route, its certificate naming the IP it
+// is dialled by), and a server whose certificate another CA signed gets
+// no route, whether it dials a member or a member dials it, even when it
+// trusts the members' CA itself.
 func TestRouteTLS(t *testing.T) {
 	dir := t.TempDir()
 	pki, other := transporttest.NewPKI(t, dir, "cluster"), transporttest.NewPKI(t, dir, "intruder")
@@ -81,11 +107,34 @@ func TestRouteTLS(t *testing.T) {
 			t.Fatalf("server %s: %v", s.Name(), err)
 		}
 	}
-	intruder := startServer(t, tlsConfig(EmbeddedConfig{ServerName: "intruder", ClusterListen: "127.0.0.1:-1",
-		Routes: []string{seed.ClusterURL()}}, other))
+	// Intruders present a certificate another CA signed but trust both
+	// CAs, so that only the members' checks can keep them out: one dials
+	// the seed, the other is dialled by a member.
+	bundle := filepath.Join(dir, "both-cas.pem")
+	var cas []byte
+	for _, f := range []string{pki.CAFile, other.CAFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas = append(cas, b...)
+	}
+	if err := os.WriteFile(bundle, cas, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lenient := other
+	lenient.CAFile = bundle
+	dialer := startServer(t, tlsConfig(EmbeddedConfig{ServerName: "intruder-dialer", ClusterListen: "127.0.0.1:-1",
+		Routes: []string{seed.ClusterURL()}}, lenient))
+	listener := startServer(t, tlsConfig(EmbeddedConfig{ServerName: "intruder-listener", ClusterListen: "127.0.0.1:-1"}, lenient))
+	dialed := startServer(t, tlsConfig(EmbeddedConfig{ServerName: "s4", ClusterListen: "127.0.0.1:-1",
+		Routes: []string{listener.ClusterURL()}}, pki))
+	// Routes are retried (ConnectRetries -1): give them a few attempts.
 	time.Sleep(1500 * time.Millisecond)
-	if peers := routedServers(t, intruder); len(peers) != 0 {
-		t.Errorf("a server with another CA's certificate has routes to %v", peers)
+	for _, s := range []*EmbeddedServer{dialer, listener, dialed} {
+		if peers := routedServers(t, s); len(peers) != 0 {
+			t.Errorf("%s has routes to %v across CAs", s.Name(), peers)
+		}
 	}
 	for _, s := range members {
 		if peers := routedServers(t, s); len(peers) != 2 {
@@ -105,6 +154,8 @@ func TestTLSConfigErrors(t *testing.T) {
 		{EmbeddedConfig{TLSCAFile: "ca.pem"}, "needs the server's"},
 		{EmbeddedConfig{ClusterListen: "127.0.0.1:-1", ClusterTLSCertFile: "c.pem", ClusterTLSKeyFile: "k.pem"}, "all three"},
 		{EmbeddedConfig{ClusterTLSCertFile: "c.pem", ClusterTLSKeyFile: "k.pem", ClusterTLSCAFile: "ca.pem"}, "cluster listen"},
+		{EmbeddedConfig{ClusterListen: "127.0.0.1:-1", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", TLSCAFile: "ca.pem",
+			ClusterTLSCertFile: "c.pem", ClusterTLSKeyFile: "k.pem", ClusterTLSCAFile: "ca.pem"}, "must not be the client CA"},
 	} {
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want an error saying %q", tc.cfg, err, tc.want)

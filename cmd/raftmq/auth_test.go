@@ -69,6 +69,13 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 		t.Fatalf("consume with $RAFTMQ_PASSWORD: %d %s %s", consume.status, consume.stdout, consume.stderr)
 	}
 
+	// $RAFTMQ_TOKEN is used only without other credentials: beside
+	// --user it is not sent (the server would refuse the mix).
+	t.Setenv("RAFTMQ_TOKEN", "stray")
+	if r := runCLI(t, "", "topic", "list", "--server", url, "--user", "app", "--password", "a-secret"); r.status != exitOK {
+		t.Fatalf("topic list with --user and a stray $RAFTMQ_TOKEN: %d %s", r.status, r.stderr)
+	}
+	t.Setenv("RAFTMQ_TOKEN", "")
 	t.Setenv("RAFTMQ_PASSWORD", "")
 	for _, args := range [][]string{
 		{"--user", "app", "--password", "wrong"},
@@ -83,6 +90,7 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 		{"--password", "x"},
 		{"--tls-cert", "c.pem"},
 		{"--user", "app", "--token", "t"},
+		{"--creds", "x.creds", "--user", "app"},
 	} {
 		r := runCLI(t, "", append([]string{"topic", "list", "--server", url}, args...)...)
 		if r.status == exitOK || !strings.Contains(r.stderr, "connection flags") {

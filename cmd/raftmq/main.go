@@ -65,11 +65,12 @@ Commands:
 %s
 Run 'raftmq <command> --help' for a command's flags and an example.
 
-Client commands reach the cluster with --server (default
-nats://127.0.0.1:4222) and, on a NATS system that requires them, --creds,
---user and --password, or --token, and --tls-ca (--tls-cert and
---tls-key for a client certificate). $RAFTMQ_PASSWORD and $RAFTMQ_TOKEN
-keep secrets off the command line.
+The topic, produce, consume, group and cluster commands reach the cluster
+with --server (default nats://127.0.0.1:4222) and, on a NATS system that
+requires them, --creds, --user and --password, or --token, and --tls-ca
+(--tls-cert and --tls-key for a client certificate). $RAFTMQ_PASSWORD and
+$RAFTMQ_TOKEN keep secrets off the command line; an open cluster (raftmq
+dev's) refuses a token, so leave $RAFTMQ_TOKEN unset for it.
 
 Example, a three-broker cluster in one process and a first topic:
   raftmq dev
@@ -175,7 +176,7 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.auth.CredentialsFile, "creds", "", "NATS credentials `file` (JWT and nkey seed)")
 	fs.StringVar(&f.auth.User, "user", "", "NATS `user`")
 	fs.StringVar(&f.auth.Password, "password", "", "NATS `password` (with --user; $RAFTMQ_PASSWORD when unset)")
-	fs.StringVar(&f.auth.Token, "token", "", "NATS `token` ($RAFTMQ_TOKEN when unset)")
+	fs.StringVar(&f.auth.Token, "token", "", "NATS `token` ($RAFTMQ_TOKEN when neither it, --user nor --creds is given)")
 	fs.StringVar(&f.auth.TLSCAFile, "tls-ca", "", "CA `file` to verify the NATS server's certificate (TLS)")
 	fs.StringVar(&f.auth.TLSCertFile, "tls-cert", "", "client certificate `file` for NATS TLS (with --tls-key)")
 	fs.StringVar(&f.auth.TLSKeyFile, "tls-key", "", "client key `file` for NATS TLS (with --tls-cert)")
@@ -184,10 +185,15 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 // connect dials the cluster; ctx bounds the dial.
 func (f *clientFlags) connect(ctx context.Context) (*clients.Client, error) {
 	auth := f.auth
+	if auth.CredentialsFile != "" && (auth.User != "" || auth.Token != "") {
+		return nil, errors.New("connection flags: --creds, --user and --token are alternatives: give one")
+	}
 	if auth.User != "" && auth.Password == "" {
 		auth.Password = os.Getenv("RAFTMQ_PASSWORD")
 	}
-	if auth.User == "" && auth.Token == "" {
+	if auth.User == "" && auth.Token == "" && auth.CredentialsFile == "" {
+		// Only without other credentials: a token is a credential an open
+		// cluster (raftmq dev's) refuses.
 		auth.Token = os.Getenv("RAFTMQ_TOKEN")
 	}
 	if err := auth.Validate(); err != nil {

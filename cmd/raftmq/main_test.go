@@ -18,6 +18,10 @@ import (
 var serverURL string
 
 func TestMain(m *testing.M) {
+	// The client commands read these; a developer's own must not reach the
+	// tests' open clusters.
+	os.Unsetenv("RAFTMQ_PASSWORD")
+	os.Unsetenv("RAFTMQ_TOKEN")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	cluster, err := startDevCluster(ctx, devConfig{nodes: 3, listen: "127.0.0.1:0"})
 	cancel()

@@ -161,7 +161,8 @@ func TestServeWithTLS(t *testing.T) {
 		{"--nats-url", "nats://127.0.0.1:1", "--nats-listen-tls-cert", pki.CertFile, "--nats-listen-tls-key", pki.KeyFile},
 		{"--nats-tls-ca", pki.CAFile},
 	} {
-		r := runCLI(t, "", append([]string{"serve", "--data", filepath.Join(dir, "refused")}, args...)...)
+		// A free port, so that one accepted by mistake does not take 4222.
+		r := runCLI(t, "", append([]string{"serve", "--data", filepath.Join(dir, "refused"), "--nats-listen", "127.0.0.1:0"}, args...)...)
 		if r.status == exitOK {
 			t.Errorf("serve %v: accepted", args)
 		}

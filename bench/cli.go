@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/transport"
 )
 
 // Usage is the help text of the bench command.
@@ -40,6 +43,7 @@ var ErrUsage = errors.New("bench: usage")
 type cliOptions struct {
 	systems       []string
 	raftmqURLs    string
+	raftmqAuth    transport.ConnectConfig // credentials and TLS for --server
 	jetStreamURLs string
 	jsonOutput    bool
 	outDir        string
@@ -198,6 +202,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.StringVar(&opts.versusSystems, "vs", "", "also run against: jetstream (both sync settings), jetstream-lazy, jetstream-sync-always, "+SystemFabric+" (NATS alone carrying the same batches on the same path, no Raft or storage: a ceiling, produce only) and "+SystemDisk+" (the same batches appended to --replicas files per partition with fdatasync, acknowledged at a majority, no Raft or NATS: the disk's ceiling, produce only)")
 	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always, "+SystemFabric+", "+SystemDisk)
 	fs.StringVar(&opts.raftmqURLs, "server", "", "NATS URL(s) of an existing raftmq cluster (default: start one in-process)")
+	opts.raftmqAuth.RegisterClientFlags(fs)
 	fs.StringVar(&opts.jetStreamURLs, "jetstream-server", "", "NATS URL(s) of an existing JetStream system (default: start one in-process)")
 	fs.BoolVar(&opts.jsonOutput, "json", false, "print one JSON object with the figures as the last line")
 	fs.StringVar(&opts.outDir, "out", "", "write <kind>.json, <kind>.md and charts into this directory")
@@ -268,7 +273,17 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 	}
 	switch system {
 	case "raftmq":
-		return RaftmqSpec(w, splitList(opts.raftmqURLs)), nil
+		if opts.raftmqURLs == "" {
+			if len(opts.raftmqAuth.AuthOptions()) > 0 {
+				return TargetSpec{}, fmt.Errorf("bench: --creds, --user, --token and --tls-* are for --server; the in-process cluster needs none")
+			}
+			return RaftmqSpec(w, nil), nil
+		}
+		auth, err := opts.raftmqAuth.WithEnvSecrets()
+		if err != nil {
+			return TargetSpec{}, fmt.Errorf("bench: connection flags: %w", err)
+		}
+		return RaftmqSpec(w, splitList(opts.raftmqURLs), clients.WithNATSOptions(auth.AuthOptions()...)), nil
 	case SystemFabric, SystemDisk:
 		if w.Kind != KindProduce {
 			return TargetSpec{}, fmt.Errorf("bench: %s measures publishing only (bench produce)", system)

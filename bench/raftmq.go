@@ -28,13 +28,16 @@ type RaftmqConfig struct {
 	// Workload supplies brokers, acks, fsync, linger, batch size and
 	// compression.
 	Workload Workload
+	// Connect adds to every client connection (credentials, TLS for an
+	// existing cluster).
+	Connect []clients.ClientOption
 }
 
 // RaftmqSpec is the TargetSpec of raftmq for workload w: an in-process
 // cluster, or the cluster at urls when given.
-func RaftmqSpec(w Workload, urls []string) TargetSpec {
+func RaftmqSpec(w Workload, urls []string, connect ...clients.ClientOption) TargetSpec {
 	return TargetSpec{Name: "raftmq", Start: func(ctx context.Context, dir string) (Target, error) {
-		return StartRaftmq(ctx, RaftmqConfig{URLs: urls, Dir: dir, Workload: w})
+		return StartRaftmq(ctx, RaftmqConfig{URLs: urls, Dir: dir, Workload: w, Connect: connect})
 	}}
 }
 
@@ -50,7 +53,7 @@ func StartRaftmq(ctx context.Context, cfg RaftmqConfig) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &raftmqTarget{urls: strings.Join(cfg.URLs, ","), codec: codec, acks: acks, fsync: w.Fsync, consumerClients: map[int]*clients.Client{}}
+	t := &raftmqTarget{urls: strings.Join(cfg.URLs, ","), connect: cfg.Connect, codec: codec, acks: acks, fsync: w.Fsync, consumerClients: map[int]*clients.Client{}}
 	if len(cfg.URLs) == 0 {
 		cluster, err := startRaftmqCluster(ctx, cfg.Dir, w)
 		if err != nil {
@@ -59,7 +62,7 @@ func StartRaftmq(ctx context.Context, cfg RaftmqConfig) (Target, error) {
 		t.cluster = cluster
 		t.urls = strings.Join(cluster.urls(), ",")
 	}
-	if t.admin, err = clients.Connect(ctx, t.urls); err != nil {
+	if t.admin, err = clients.Connect(ctx, t.urls, t.connect...); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("bench: connect to raftmq: %w", err)
 	}
@@ -87,6 +90,7 @@ type raftmqCluster interface {
 type raftmqTarget struct {
 	cluster raftmqCluster
 	urls    string
+	connect []clients.ClientOption // RaftmqConfig.Connect
 	codec   protocol.Codec
 	acks    protocol.Acks
 	fsync   string
@@ -162,7 +166,7 @@ func (t *raftmqTarget) newProducerWithAcks(ctx context.Context, id int, ps *prod
 // newProducer returns a producer reporting to onAck per record, or to
 // ps.onAcks per batch when ps is not nil.
 func (t *raftmqTarget) newProducer(ctx context.Context, onAck AckFunc, ps *producerState) (Producer, error) {
-	client, err := clients.Connect(ctx, t.urls)
+	client, err := clients.Connect(ctx, t.urls, t.connect...)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +285,7 @@ func (t *raftmqTarget) consumerClient(ctx context.Context, consumer int) (*clien
 	if client := t.consumerClients[consumer]; client != nil {
 		return client, nil
 	}
-	client, err := clients.Connect(ctx, t.urls)
+	client, err := clients.Connect(ctx, t.urls, t.connect...)
 	if err != nil {
 		return nil, err
 	}

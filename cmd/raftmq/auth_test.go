@@ -69,6 +69,16 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 		t.Fatalf("consume with $RAFTMQ_PASSWORD: %d %s %s", consume.status, consume.stdout, consume.stderr)
 	}
 
+	// bench against the existing cluster authenticates the same way.
+	bench := runCLI(t, "", "bench", "produce", "--server", url, "--user", "app", "--password", "a-secret",
+		"--brokers", "1", "--replicas", "1", "--count", "2000", "--warmup", "0", "--json")
+	if bench.status != exitOK || !strings.Contains(bench.stdout, `"records_per_s"`) {
+		t.Fatalf("bench produce --server with --user/--password: %d\n%s\n%s", bench.status, bench.stdout, bench.stderr)
+	}
+	if r := runCLI(t, "", "bench", "produce", "--user", "app", "--count", "10"); r.status == exitOK || !strings.Contains(r.stderr, "are for --server") {
+		t.Fatalf("bench with credentials and no --server: %d %s", r.status, r.stderr)
+	}
+
 	// $RAFTMQ_TOKEN is used only without other credentials: beside
 	// --user it is not sent (the server would refuse the mix).
 	t.Setenv("RAFTMQ_TOKEN", "stray")

@@ -65,9 +65,9 @@ Commands:
 %s
 Run 'raftmq <command> --help' for a command's flags and an example.
 
-The topic, produce, consume, group and cluster commands reach the cluster
-with --server (default nats://127.0.0.1:4222) and, on a NATS system that
-requires them, --creds, --user and --password, or --token, and --tls-ca
+The topic, produce, consume, group and cluster commands (and bench with
+--server) reach the cluster with --server (default nats://127.0.0.1:4222)
+and, on a NATS system that requires them, --creds, --user and --password, or --token, and --tls-ca
 (--tls-cert and --tls-key for a client certificate). $RAFTMQ_PASSWORD and
 $RAFTMQ_TOKEN keep secrets off the command line; an open cluster (raftmq
 dev's) refuses a token, so leave $RAFTMQ_TOKEN unset for it.
@@ -173,30 +173,13 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.server, "server", clients.DefaultServerURL, "NATS `URLs` of the cluster, comma-separated")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 	fs.StringVar(&f.clusterName, "cluster-name", "raftmq", "cluster `name` the brokers were started with (the subject prefix)")
-	fs.StringVar(&f.auth.CredentialsFile, "creds", "", "NATS credentials `file` (JWT and nkey seed)")
-	fs.StringVar(&f.auth.User, "user", "", "NATS `user`")
-	fs.StringVar(&f.auth.Password, "password", "", "NATS `password` (with --user; $RAFTMQ_PASSWORD when unset)")
-	fs.StringVar(&f.auth.Token, "token", "", "NATS `token` ($RAFTMQ_TOKEN when neither it, --user nor --creds is given)")
-	fs.StringVar(&f.auth.TLSCAFile, "tls-ca", "", "CA `file` to verify the NATS server's certificate (TLS)")
-	fs.StringVar(&f.auth.TLSCertFile, "tls-cert", "", "client certificate `file` for NATS TLS (with --tls-key)")
-	fs.StringVar(&f.auth.TLSKeyFile, "tls-key", "", "client key `file` for NATS TLS (with --tls-cert)")
+	f.auth.RegisterClientFlags(fs)
 }
 
 // connect dials the cluster; ctx bounds the dial.
 func (f *clientFlags) connect(ctx context.Context) (*clients.Client, error) {
-	auth := f.auth
-	if auth.CredentialsFile != "" && (auth.User != "" || auth.Token != "") {
-		return nil, errors.New("connection flags: --creds, --user and --token are alternatives: give one")
-	}
-	if auth.User != "" && auth.Password == "" {
-		auth.Password = os.Getenv("RAFTMQ_PASSWORD")
-	}
-	if auth.User == "" && auth.Token == "" && auth.CredentialsFile == "" {
-		// Only without other credentials: a token is a credential an open
-		// cluster (raftmq dev's) refuses.
-		auth.Token = os.Getenv("RAFTMQ_TOKEN")
-	}
-	if err := auth.Validate(); err != nil {
+	auth, err := f.auth.WithEnvSecrets()
+	if err != nil {
 		return nil, fmt.Errorf("connection flags: %w", err)
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)

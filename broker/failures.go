@@ -115,7 +115,8 @@ func (b *Broker) superviseReplicas(now time.Time) {
 		b.metrics.replicaFailures.Inc()
 		b.logger.Error("controller replica stopped by an error; this broker is not ready until it restarts", "err", err)
 	}
-	b.mu.Lock()
+	// Read-locked: this runs every tick, beside every request's replicaFor.
+	b.mu.RLock()
 	var stopped []*partitionReplica
 	for _, r := range b.groups {
 		select {
@@ -125,24 +126,33 @@ func (b *Broker) superviseReplicas(now time.Time) {
 		}
 	}
 	due := false
-	type stable struct {
-		r        *partitionReplica
-		replicas []uint64
-	}
-	var stableAgain []stable
+	var expired []uint64
 	for id, f := range b.failed {
 		switch {
 		case f.restarted.IsZero():
 			due = due || !now.Before(f.retryAt)
 		case now.Sub(f.restarted) >= b.failureMemory():
+			expired = append(expired, id)
+		}
+	}
+	closing := b.closing
+	b.mu.RUnlock()
+	type stable struct {
+		r        *partitionReplica
+		replicas []uint64
+	}
+	var stableAgain []stable
+	if len(expired) > 0 {
+		b.mu.Lock()
+		for _, id := range expired {
+			// Only the run loop changes b.failed: the records are as read.
 			delete(b.failed, id)
 			if r := b.groups[id]; r != nil {
 				stableAgain = append(stableAgain, stable{r, b.replicasLocked(r)})
 			}
 		}
+		b.mu.Unlock()
 	}
-	closing := b.closing
-	b.mu.Unlock()
 	for _, r := range stopped {
 		b.replicaFailed(r, now)
 	}

@@ -142,3 +142,22 @@ func TestClusterStatusShowsFailedReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicDescribeShowsFailedReplicas: topic describe names the brokers
+// whose replica of a partition an error stopped, as cluster status does.
+func TestTopicDescribeShowsFailedReplicas(t *testing.T) {
+	var out bytes.Buffer
+	writePartitionTable(&out, []clients.PartitionInfo{
+		{Partition: 0, Leader: 1, Replicas: []uint64{1, 2, 3}, CommitIndex: 7, HighWatermark: 5, Failed: []uint64{3}},
+		{Partition: 1, Leader: 2, Replicas: []uint64{2, 3, 1}, CommitIndex: 4, HighWatermark: 2},
+	})
+	rows := map[string]bool{}
+	for line := range strings.Lines(out.String()) {
+		rows[strings.Join(strings.Fields(line), " ")] = true
+	}
+	for _, want := range []string{"PARTITION LEADER REPLICAS COMMIT INDEX HIGH WATERMARK FAILED ON", "0 1 1,2,3 7 5 3", "1 2 2,3,1 4 2 -"} {
+		if !rows[want] {
+			t.Errorf("topic describe has no row %q:\n%s", want, out.String())
+		}
+	}
+}

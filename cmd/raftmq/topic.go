@@ -137,9 +137,10 @@ Example:
 
 func writePartitionTable(w io.Writer, partitions []clients.PartitionInfo) {
 	table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(table, "PARTITION\tLEADER\tREPLICAS\tCOMMIT INDEX\tHIGH WATERMARK")
+	fmt.Fprintln(table, "PARTITION\tLEADER\tREPLICAS\tCOMMIT INDEX\tHIGH WATERMARK\tFAILED ON")
 	for _, p := range partitions {
-		fmt.Fprintf(table, "%d\t%s\t%s\t%d\t%d\n", p.Partition, leaderText(p.Leader), idList(p.Replicas), p.CommitIndex, p.HighWatermark)
+		fmt.Fprintf(table, "%d\t%s\t%s\t%d\t%d\t%s\n", p.Partition, leaderText(p.Leader), idList(p.Replicas), p.CommitIndex, p.HighWatermark,
+			orDash(idList(p.Failed)))
 	}
 	table.Flush()
 }

@@ -108,10 +108,7 @@ func TestClusterStatusShowsStoppingBrokers(t *testing.T) {
 	writeClusterStatus(&out, clients.ClusterStatus{ControllerLeader: 1, Brokers: []clients.BrokerInfo{
 		{ID: 1, Alive: true}, {ID: 2, Alive: true, Stopping: true}, {ID: 3},
 	}})
-	rows := map[string]bool{}
-	for line := range strings.Lines(out.String()) {
-		rows[strings.Join(strings.Fields(line), " ")] = true
-	}
+	rows := tableRows(out.String())
 	for _, want := range []string{"1 up", "2 stopping", "3 down"} {
 		if !rows[want] {
 			t.Errorf("cluster status has no row %q:\n%s", want, out.String())
@@ -128,10 +125,7 @@ func TestClusterStatusShowsFailedReplicas(t *testing.T) {
 		{Topic: "a", Partition: 0, Leader: 1, Replicas: []uint64{1, 2, 3}, CommitIndex: 7, Failed: []uint64{2}},
 		{Topic: "a", Partition: 1, Leader: 3, Replicas: []uint64{1, 2, 3}, CommitIndex: 9},
 	}})
-	rows := map[string]bool{}
-	for line := range strings.Lines(out.String()) {
-		rows[strings.Join(strings.Fields(line), " ")] = true
-	}
+	rows := tableRows(out.String())
 	for _, want := range []string{
 		"TOPIC PARTITION LEADER REPLICAS VOTERS LEARNERS COMMIT INDEX MOVING TO FAILED ON",
 		"a 0 1 1,2,3 - - 7 - 2",
@@ -151,13 +145,20 @@ func TestTopicDescribeShowsFailedReplicas(t *testing.T) {
 		{Partition: 0, Leader: 1, Replicas: []uint64{1, 2, 3}, CommitIndex: 7, HighWatermark: 5, Failed: []uint64{3}},
 		{Partition: 1, Leader: 2, Replicas: []uint64{2, 3, 1}, CommitIndex: 4, HighWatermark: 2},
 	})
-	rows := map[string]bool{}
-	for line := range strings.Lines(out.String()) {
-		rows[strings.Join(strings.Fields(line), " ")] = true
-	}
+	rows := tableRows(out.String())
 	for _, want := range []string{"PARTITION LEADER REPLICAS COMMIT INDEX HIGH WATERMARK FAILED ON", "0 1 1,2,3 7 5 3", "1 2 2,3,1 4 2 -"} {
 		if !rows[want] {
 			t.Errorf("topic describe has no row %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// tableRows returns the lines of a table with their columns joined by one
+// space, as a set.
+func tableRows(text string) map[string]bool {
+	rows := map[string]bool{}
+	for line := range strings.Lines(text) {
+		rows[strings.Join(strings.Fields(line), " ")] = true
+	}
+	return rows
 }

@@ -427,13 +427,20 @@ func (b *Broker) metadataReply(topics []string) protocol.MetadataReply {
 	return reply
 }
 
+// silenceDeadline is the time before which a broker's latest status
+// report is too old to count: a broker is down after three status
+// intervals of silence (Config.StatusInterval).
+func (b *Broker) silenceDeadline() time.Time {
+	return time.Now().Add(-3 * b.cfg.StatusInterval)
+}
+
 // aliveBrokers are the brokers whose status arrived in the last three
 // status intervals (this one always).
 func (b *Broker) aliveBrokers() map[uint64]bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	alive := map[uint64]bool{b.cfg.ID: true}
-	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	deadline := b.silenceDeadline()
 	for id, report := range b.reports {
 		if report.seen.After(deadline) {
 			alive[id] = true

@@ -462,7 +462,7 @@ func (b *Broker) balanceLeaders() {
 		preferred uint64
 	}
 	var moves []move
-	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	deadline := b.silenceDeadline()
 	for _, r := range b.groups {
 		preferred := b.replicasLocked(r)[0]
 		if preferred == b.cfg.ID {
@@ -762,7 +762,7 @@ func (b *Broker) replicaFor(topic string, partition uint32) (*partitionReplica, 
 	r := b.partitions[topicPartition{topic, partition}]
 	if r == nil {
 		p := t.Partitions[partition]
-		if f := b.failed[p.GroupID]; f != nil && f.restarted.IsZero() && p.hasReplica(b.cfg.ID) {
+		if b.failed[p.GroupID].down() && p.hasReplica(b.cfg.ID) {
 			return nil, &protocol.Error{Code: protocol.CodeNotLeader, Leader: b.knownLeaderLocked(p.GroupID),
 				Message: fmt.Sprintf("the replica of %s/%d on broker %d stopped after an error (see the broker's log); it restarts after a backoff", topic, partition, b.cfg.ID)}
 		}
@@ -795,7 +795,7 @@ func (b *Broker) leaderCheck(r *partitionReplica) *protocol.Error {
 // say (the report with the highest term wins), 0 if unknown.
 func (b *Broker) knownLeaderLocked(groupID uint64) uint64 {
 	leader, term := uint64(0), uint64(0)
-	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	deadline := b.silenceDeadline()
 	for _, report := range b.reports {
 		if report.seen.Before(deadline) {
 			continue
@@ -969,7 +969,7 @@ func (b *Broker) transferLeadership(ctx context.Context) {
 func (b *Broker) transferTarget(replicas []uint64) uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	deadline := b.silenceDeadline()
 	var alive uint64
 	for _, id := range replicas {
 		if id == b.cfg.ID {

@@ -84,6 +84,12 @@ type replicaFailure struct {
 	restarted time.Time
 }
 
+// down reports whether f is a replica stopped after a failure and not
+// restarted yet (nil: no failure on record).
+func (f *replicaFailure) down() bool {
+	return f != nil && f.restarted.IsZero()
+}
+
 // maxRestartBackoffFactor bounds the restart backoff at this many times
 // Config.ReplicaRestartBackoff.
 const maxRestartBackoffFactor = 64
@@ -129,7 +135,7 @@ func (b *Broker) superviseReplicas(now time.Time) {
 	var expired []uint64
 	for id, f := range b.failed {
 		switch {
-		case f.restarted.IsZero():
+		case f.down():
 			due = due || !now.Before(f.retryAt)
 		case now.Sub(f.restarted) >= b.failureMemory():
 			expired = append(expired, id)
@@ -187,11 +193,11 @@ func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f := b.failed[groupID]
-	if f == nil || (!f.restarted.IsZero() && now.Sub(f.restarted) >= b.failureMemory()) {
+	if f == nil || (!f.down() && now.Sub(f.restarted) >= b.failureMemory()) {
 		f = &replicaFailure{topic: topic, partition: partition, since: now}
 		b.failed[groupID] = f
 	}
-	if !f.restarted.IsZero() {
+	if !f.down() {
 		f.since = now
 	}
 	f.failures++
@@ -204,22 +210,18 @@ func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err
 	return *f
 }
 
-// unstableLocked reports whether a replica of groupID on this broker failed
+// unstable reports whether a replica of groupID on this broker failed
 // within the failure memory, restarted or not: leadership is not handed to
 // it (balanceLeaders, campaignsEarly), so that a flaky disk does not take
 // the partition's leadership back after each restart only to lose it in
 // an election timeout at its next failure.
-func (b *Broker) unstableLocked(groupID uint64) bool {
-	return b.failed[groupID] != nil
-}
-
 func (b *Broker) unstable(groupID uint64) bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return b.unstableLocked(groupID)
+	return b.failed[groupID] != nil
 }
 
-// unstableReplicas lists the groups of unstableLocked, in order.
+// unstableReplicas lists the groups of the unstable replicas, in order.
 func (b *Broker) unstableReplicas() []uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -237,7 +239,7 @@ func (b *Broker) restartDue(groupID uint64, now time.Time) bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	f := b.failed[groupID]
-	return f == nil || !f.restarted.IsZero() || !now.Before(f.retryAt)
+	return !f.down() || !now.Before(f.retryAt)
 }
 
 // failedCut returns the index after which a replica restarting after a
@@ -246,7 +248,7 @@ func (b *Broker) failedCut(groupID uint64) (uint64, bool) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	f := b.failed[groupID]
-	if f == nil || !f.restarted.IsZero() {
+	if !f.down() {
 		return 0, false
 	}
 	return f.cutAfter, true
@@ -256,7 +258,7 @@ func (b *Broker) failedCut(groupID uint64) (uint64, bool) {
 func (b *Broker) replicaStarted(groupID uint64, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if f := b.failed[groupID]; f != nil && f.restarted.IsZero() {
+	if f := b.failed[groupID]; f.down() {
 		f.restarted = now
 		b.logger.Info("partition replica restarted after a failure", "topic", f.topic, "partition", f.partition,
 			"group", groupID, "failures", f.failures, "stopped_for", now.Sub(f.since).Round(time.Millisecond))
@@ -270,7 +272,7 @@ func (b *Broker) failedReplicas() []protocol.ReplicaFailure {
 	defer b.mu.RUnlock()
 	var out []protocol.ReplicaFailure
 	for id, f := range b.failed {
-		if !f.restarted.IsZero() {
+		if !f.down() {
 			continue
 		}
 		out = append(out, protocol.ReplicaFailure{Topic: f.topic, Partition: f.partition, GroupID: id, Error: f.err.Error(),
@@ -286,11 +288,11 @@ func (b *Broker) failedReplicas() []protocol.ReplicaFailure {
 func (b *Broker) failedOn(groupID uint64, replicas []uint64) []uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	deadline := time.Now().Add(-3 * b.cfg.StatusInterval)
+	deadline := b.silenceDeadline()
 	var out []uint64
 	for _, id := range replicas {
 		if id == b.cfg.ID {
-			if f := b.failed[groupID]; f != nil && f.restarted.IsZero() {
+			if b.failed[groupID].down() {
 				out = append(out, id)
 			}
 			continue

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,24 +13,30 @@ import (
 	"github.com/raftmq/raftmq/transport"
 )
 
-// levelRecorder is a slog.Handler that keeps the level of every record
-// with a given message.
-type levelRecorder struct {
-	msg    string
-	mu     *sync.Mutex
-	levels *[]slog.Level
+// logRecorder is a slog.Handler that keeps the level of every record, by
+// message.
+type logRecorder struct {
+	mu     sync.Mutex
+	levels map[string][]slog.Level
 }
 
-func (h levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h levelRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h levelRecorder) WithGroup(string) slog.Handler            { return h }
-func (h levelRecorder) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.mu.Lock()
-		*h.levels = append(*h.levels, r.Level)
-		h.mu.Unlock()
-	}
+func newLogRecorder() *logRecorder { return &logRecorder{levels: map[string][]slog.Level{}} }
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.levels[r.Message] = append(h.levels[r.Message], r.Level)
 	return nil
+}
+
+// logged returns the levels of the records with message msg so far.
+func (h *logRecorder) logged(msg string) []slog.Level {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.levels[msg])
 }
 
 // TestMaxBatchBytesLoweredWarnsOnlyForAChosenValue: the default max batch
@@ -47,22 +54,21 @@ func TestMaxBatchBytesLoweredWarnsOnlyForAChosenValue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			var mu sync.Mutex
-			var levels []slog.Level
+			const msg = "max batch bytes lowered to fit the NATS max payload"
+			recorder := newLogRecorder()
 			cfg := DefaultConfig()
 			fastTimings(&cfg)
 			cfg.DataDir = t.TempDir()
 			cfg.NATS.Embedded = &transport.EmbeddedConfig{ClientListen: "127.0.0.1:0"}
 			cfg.Registerer = prometheus.NewRegistry()
 			cfg.MaxBatchBytes = tc.bytes
-			cfg.Logger = slog.New(levelRecorder{msg: "max batch bytes lowered to fit the NATS max payload", mu: &mu, levels: &levels})
+			cfg.Logger = slog.New(recorder)
 			b, err := Start(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close(context.Background())
-			mu.Lock()
-			defer mu.Unlock()
+			levels := recorder.logged(msg)
 			if len(levels) != 1 || levels[0] != tc.want {
 				t.Fatalf("max batch bytes %d lowered to %d: logged at %v, want once at %v", tc.bytes, b.maxBatchBytes, levels, tc.want)
 			}

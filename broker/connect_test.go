@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -207,18 +205,13 @@ func TestClientsCannotReachRaftTraffic(t *testing.T) {
 func TestBrokerReplicatingInAnotherAccountIsLogged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var mu sync.Mutex
-	var levels []slog.Level
-	logger := slog.New(levelRecorder{msg: otherAccountMessage, mu: &mu, levels: &levels})
+	recorder := newLogRecorder()
+	logger := slog.New(recorder)
 	cluster, _ := startTestClusterWith(t, 3, func(cfg *Config) {
 		fastTimings(cfg)
 		cfg.Logger = logger
 	})
-	logged := func() []slog.Level {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(levels)
-	}
+	logged := func() []slog.Level { return recorder.logged(otherAccountMessage) }
 	cluster.mu.Lock()
 	rounds := 5 * cluster.configs[1].StatusInterval
 	cluster.mu.Unlock()

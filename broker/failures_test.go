@@ -113,22 +113,6 @@ func (f faultFile) SyncTo(length int64) (bool, error) {
 	return f.File.SyncTo(length)
 }
 
-// messageRecorder is a slog.Handler that counts records by message.
-type messageRecorder struct {
-	mu     *sync.Mutex
-	counts map[string]int
-}
-
-func (h messageRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h messageRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h messageRecorder) WithGroup(string) slog.Handler            { return h }
-func (h messageRecorder) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	h.counts[r.Message]++
-	h.mu.Unlock()
-	return nil
-}
-
 // TestReplicaRestartsAfterLogSyncFailure: when one broker's partition log
 // fails to sync (or to write: a full disk), that replica stops and the broker reports it (status,
 // cluster status, metrics, an error log) while the other two replicas go
@@ -157,21 +141,16 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads, writes bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	fault := &faultFS{FS: vfs.Default}
-	var logMu sync.Mutex
-	logged := map[string]int{}
+	recorder := newLogRecorder()
 	cluster, client := startTestClusterWith(t, 3, func(cfg *Config) {
 		fastTimings(cfg)
 		cfg.ReplicaRestartBackoff = 100 * time.Millisecond
 		if cfg.ID == 2 {
 			cfg.FS = fault
-			cfg.Logger = slog.New(messageRecorder{mu: &logMu, counts: logged})
+			cfg.Logger = slog.New(recorder)
 		}
 	})
-	count := func(msg string) int {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return logged[msg]
-	}
+	count := func(msg string) int { return len(recorder.logged(msg)) }
 	client.createTopic("disk", 1, 3)
 	stop := make(chan struct{})
 	// Retriable errors (a failed leader's not_leader among them) are

@@ -323,29 +323,33 @@ func (e *EmbeddedServer) Server() *server.Server { return e.server }
 func (e *EmbeddedServer) WaitForRoutes(ctx context.Context, n int) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for e.RoutedServers() < n {
+	for len(e.RoutedServers()) < n {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("transport: routes to %d of %d servers up: %w", e.RoutedServers(), n, ctx.Err())
+			return fmt.Errorf("transport: routes to %d of %d servers up: %w", len(e.RoutedServers()), n, ctx.Err())
 		case <-tick.C:
 		}
 	}
 	return nil
 }
 
-// RoutedServers is the number of other servers this one has a route to
-// (nats-server pools several route connections per server, which
-// NumRoutes counts one by one).
-func (e *EmbeddedServer) RoutedServers() int {
+// RoutedServers returns the names of the other servers this one has a
+// route to, each once (nats-server pools several route connections per
+// server, which NumRoutes counts one by one).
+func (e *EmbeddedServer) RoutedServers() []string {
 	routez, err := e.server.Routez(&server.RoutezOptions{})
 	if err != nil {
-		return 0
+		return nil
 	}
 	seen := map[string]bool{}
+	var names []string
 	for _, r := range routez.Routes {
-		seen[r.RemoteID] = true
+		if !seen[r.RemoteID] {
+			seen[r.RemoteID] = true
+			names = append(names, r.RemoteName)
+		}
 	}
-	return len(seen)
+	return names
 }
 
 // Shutdown stops the server and waits until it has stopped.

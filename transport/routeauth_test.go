@@ -2,12 +2,9 @@ package transport
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // TestClusterPasswordKeepsOutOtherServers: servers that share a cluster
@@ -38,32 +35,15 @@ func TestClusterPasswordKeepsOutOtherServers(t *testing.T) {
 	// attempts.
 	time.Sleep(1500 * time.Millisecond)
 	for _, s := range outsiders {
-		if peers := routedServers(t, s); len(peers) != 0 {
+		if peers := s.RoutedServers(); len(peers) != 0 {
 			t.Errorf("server %s without the cluster password has routes to %v", s.Name(), peers)
 		}
 	}
 	for _, s := range members {
-		if peers := routedServers(t, s); len(peers) != 2 {
+		if peers := s.RoutedServers(); len(peers) != 2 {
 			t.Errorf("member %s has routes to %v, want the other 2 members only", s.Name(), peers)
 		}
 	}
-}
-
-// routedServers returns the names of the servers s has a route to (a pair
-// of servers has several pooled route connections).
-func routedServers(t *testing.T, s *EmbeddedServer) []string {
-	t.Helper()
-	routez, err := s.Server().Routez(&server.RoutezOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, r := range routez.Routes {
-		if !slices.Contains(names, r.RemoteName) {
-			names = append(names, r.RemoteName)
-		}
-	}
-	return names
 }
 
 // TestClusterPasswordConfigErrors: a password without a cluster address,

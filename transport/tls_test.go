@@ -132,12 +132,12 @@ func TestRouteTLS(t *testing.T) {
 	// Routes are retried (ConnectRetries -1): give them a few attempts.
 	time.Sleep(1500 * time.Millisecond)
 	for _, s := range []*EmbeddedServer{dialer, listener, dialed} {
-		if peers := routedServers(t, s); len(peers) != 0 {
+		if peers := s.RoutedServers(); len(peers) != 0 {
 			t.Errorf("%s has routes to %v across CAs", s.Name(), peers)
 		}
 	}
 	for _, s := range members {
-		if peers := routedServers(t, s); len(peers) != 2 {
+		if peers := s.RoutedServers(); len(peers) != 2 {
 			t.Errorf("member %s has routes to %v, want the other 2 members only", s.Name(), peers)
 		}
 	}

@@ -262,8 +262,8 @@ func (b *Broker) joinGroup(ctx context.Context, term uint64, req *protocol.JoinG
 	if err := protocol.ValidateGroupName(req.Group); err != nil {
 		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "%v", err))
 	}
-	if err := protocol.ValidateGroupName(req.Member); err != nil {
-		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "member id: %v", err))
+	if err := protocol.ValidateMemberID(req.Member); err != nil {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "%v", err))
 	}
 	if len(req.Topics) == 0 {
 		return fail(protocol.Errorf(protocol.CodeInvalidArgument, "join without topics"))

@@ -16,6 +16,14 @@ import (
 // maxOpsPerEntry bounds the consumer ops coalesced into one Raft entry.
 const maxOpsPerEntry = 4096
 
+// An entry of consumer ops is also bounded in bytes, by the largest record
+// batch a partition takes (Broker.maxBatchBytes), which the broker sized
+// to fit in one peer message: a Raft entry larger than that could never be
+// sent to a follower, would never commit, and every later entry of the
+// partition would wait behind it. Requests keep each op small (group and
+// member names, MaxCommitMetadataBytes of metadata), so an entry always
+// takes at least one.
+
 // consumerOpBatcher coalesces the consumer ops arriving at a partition
 // leader into Raft entries: while one entry is being proposed and applied,
 // new ops queue up, and the next entry takes all of them (group commit).
@@ -55,7 +63,7 @@ func (b *Broker) submitConsumerOps(r *partitionReplica, ops []protocol.ConsumerO
 func (b *Broker) proposeConsumerOps(r *partitionReplica) {
 	for {
 		r.ops.mu.Lock()
-		n := min(len(r.ops.pending), maxOpsPerEntry)
+		n := b.opsThatFit(r.ops.pending)
 		if n == 0 {
 			r.ops.running = false
 			r.ops.mu.Unlock()
@@ -87,6 +95,25 @@ func (b *Broker) proposeConsumerOps(r *partitionReplica) {
 			}
 		}
 	}
+}
+
+// opsThatFit is how many of the queued waiters, from the first, the next
+// consumer-ops entry takes: at most maxOpsPerEntry ops, at most
+// maxBatchBytes of entry data, and at least one waiter when any wait.
+func (b *Broker) opsThatFit(pending []*consumerOpWaiter) int {
+	size := protocol.ConsumerOpsSize(nil)
+	for i, w := range pending {
+		if i == maxOpsPerEntry {
+			return i
+		}
+		if w.op.Kind != 0 {
+			size += protocol.ConsumerOpSize(&w.op)
+		}
+		if size > b.maxBatchBytes && i > 0 {
+			return i
+		}
+	}
+	return len(pending)
 }
 
 // proposeOps proposes one consumer-ops entry and waits until it applied here.
@@ -133,8 +160,8 @@ func (b *Broker) handleOffsetCommit(msg *nats.Msg) {
 // partitions' batchers and waits for them all.
 func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRequest) protocol.OffsetCommitReply {
 	reply := protocol.OffsetCommitReply{Version: protocol.APIVersion, Results: make([]protocol.PartitionResult, len(req.Offsets))}
-	if err := protocol.ValidateGroupName(req.Group); err != nil {
-		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	if err := validateGroupAndMember(req.Group, req.Member); err != nil {
+		reply.Error = err
 		return reply
 	}
 	kind := map[string]protocol.ConsumerOpKind{protocol.CommitOpCommit: protocol.ConsumerOpCommit,
@@ -156,6 +183,10 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		if apiErr == nil {
 			apiErr = b.leaderCheck(r)
 		}
+		if apiErr == nil && len(po.Metadata) > protocol.MaxCommitMetadataBytes {
+			apiErr = &protocol.Error{Code: protocol.CodeInvalidArgument, Limit: protocol.MaxCommitMetadataBytes,
+				Message: fmt.Sprintf("commit metadata for %s/%d is %d bytes, the limit is %d", po.Topic, po.Partition, len(po.Metadata), protocol.MaxCommitMetadataBytes)}
+		}
 		if apiErr == nil {
 			res.Offset, apiErr = b.resolveCommitOffset(r, req, po)
 		}
@@ -175,6 +206,21 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		}
 	}
 	return reply
+}
+
+// validateGroupAndMember checks the group name of an offset request and its
+// member id, if any: every op the request queues carries both.
+func validateGroupAndMember(group, member string) *protocol.Error {
+	if err := protocol.ValidateGroupName(group); err != nil {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	}
+	if member == "" {
+		return nil
+	}
+	if err := protocol.ValidateMemberID(member); err != nil {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	}
+	return nil
 }
 
 // resolveCommitOffset checks (commit) or computes (reset) the offset to
@@ -234,8 +280,8 @@ func (b *Broker) handleOffsetFetch(msg *nats.Msg) {
 // offsets on partitions this broker leads.
 func (b *Broker) fetchOffsets(ctx context.Context, req *protocol.OffsetFetchRequest) protocol.OffsetFetchReply {
 	reply := protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: make([]protocol.CommittedOffset, len(req.Partitions))}
-	if err := protocol.ValidateGroupName(req.Group); err != nil {
-		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	if err := validateGroupAndMember(req.Group, req.Member); err != nil {
+		reply.Error = err
 		return reply
 	}
 	replicas := make([]*partitionReplica, len(req.Partitions))

@@ -71,19 +71,25 @@ const MaxGroupNameLength = 200
 
 // ValidateGroupName checks a consumer group name: 1 to MaxGroupNameLength
 // characters from [A-Za-z0-9._-].
-func ValidateGroupName(name string) error {
+func ValidateGroupName(name string) error { return validateName("group name", name) }
+
+// ValidateMemberID checks a consumer group member id: the rules of group
+// names.
+func ValidateMemberID(id string) error { return validateName("member id", id) }
+
+func validateName(what, name string) error {
 	if name == "" {
-		return fmt.Errorf("protocol: empty group name")
+		return fmt.Errorf("protocol: empty %s", what)
 	}
 	if len(name) > MaxGroupNameLength {
-		return fmt.Errorf("protocol: group name is %d characters, the limit is %d", len(name), MaxGroupNameLength)
+		return fmt.Errorf("protocol: %s is %d characters, the limit is %d", what, len(name), MaxGroupNameLength)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if c == '.' || c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
 			continue
 		}
-		return fmt.Errorf("protocol: group name %q has character %q; use letters, digits, '.', '_' and '-'", name, c)
+		return fmt.Errorf("protocol: %s %q has character %q; use letters, digits, '.', '_' and '-'", what, name, c)
 	}
 	return nil
 }
@@ -123,7 +129,8 @@ type PartitionOffset struct {
 	Partition uint32 `json:"partition"`
 	// Offset is the next offset to consume (the offset after the last
 	// processed record); at most the partition's high watermark.
-	Offset   uint64 `json:"offset"`
+	Offset uint64 `json:"offset"`
+	// Metadata is stored with the offset: at most MaxCommitMetadataBytes.
 	Metadata string `json:"metadata,omitempty"`
 	// Epoch is the member's assignment epoch of the partition.
 	Epoch uint64 `json:"epoch"`
@@ -362,6 +369,31 @@ type ConsumerOp struct {
 	// Time is the leader's clock at proposal, unix milliseconds (the
 	// commit time every replica stores).
 	Time int64
+}
+
+// MaxCommitMetadataBytes bounds the metadata a commit stores beside an
+// offset, as Kafka's offset.metadata.max.bytes does by default: every
+// replica keeps it in memory and in its snapshots, and consumer ops are
+// coalesced into Raft entries that must fit in one peer message.
+const MaxCommitMetadataBytes = 4096
+
+// consumerOpsHeaderSize is the size of a consumer-ops entry before its ops.
+const consumerOpsHeaderSize = 2 + 4
+
+// ConsumerOpsSize is the size of the entry data AppendConsumerOps writes
+// for ops.
+func ConsumerOpsSize(ops []ConsumerOp) int {
+	n := consumerOpsHeaderSize
+	for i := range ops {
+		n += ConsumerOpSize(&ops[i])
+	}
+	return n
+}
+
+// ConsumerOpSize is what one op adds to a consumer-ops entry.
+func ConsumerOpSize(op *ConsumerOp) int {
+	str := func(s string) int { return 2 + min(len(s), 0xffff) }
+	return 1 + str(op.Group) + str(op.Member) + 3*8 + str(op.Metadata)
 }
 
 // AppendConsumerOps appends the control entry data for ops:

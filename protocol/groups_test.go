@@ -16,6 +16,9 @@ func TestConsumerOpsRoundTrip(t *testing.T) {
 		{Kind: ConsumerOpDelete, Group: "g"},
 	}
 	data := AppendConsumerOps(nil, ops)
+	if n := ConsumerOpsSize(ops); n != len(data) {
+		t.Fatalf("ConsumerOpsSize says %d bytes, AppendConsumerOps wrote %d", n, len(data))
+	}
 	got, err := DecodeConsumerOps(data)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -279,17 +280,32 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: embedded NATS server: %w", err)
 	}
+	// The server reports a port it cannot listen on (taken by another
+	// server, say) only to its logger, as fatal, and then never gets
+	// ready: the adapter keeps that message, so the start fails with it at
+	// once instead of after the whole ready timeout.
+	logger := slog.New(slog.DiscardHandler)
 	if cfg.Logger != nil {
-		srv.SetLoggerV2(slogAdapter{cfg.Logger.With("component", "nats-server")}, true, false, false)
+		logger = cfg.Logger.With("component", "nats-server")
 	}
+	adapter := slogAdapter{logger: logger, fatal: new(atomic.Pointer[string])}
+	srv.SetLoggerV2(adapter, cfg.Logger != nil, false, false)
 	srv.Start()
 	timeout := cfg.ReadyTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	if !srv.ReadyForConnections(timeout) {
+	deadline := time.Now().Add(timeout)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		fatal := adapter.fatal.Load()
+		if fatal == nil && time.Now().Before(deadline) {
+			continue
+		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
+		if fatal != nil {
+			return nil, fmt.Errorf("transport: embedded NATS server on %s: %s", clientListen, *fatal)
+		}
 		return nil, fmt.Errorf("transport: embedded NATS server on %s not ready within %v", clientListen, timeout)
 	}
 	return &EmbeddedServer{server: srv, peerPassword: peerPassword}, nil
@@ -358,12 +374,20 @@ func (e *EmbeddedServer) Shutdown() {
 	e.server.WaitForShutdown()
 }
 
-// slogAdapter implements server.Logger on slog.
-type slogAdapter struct{ logger *slog.Logger }
+// slogAdapter implements server.Logger on slog, and keeps the first fatal
+// message.
+type slogAdapter struct {
+	logger *slog.Logger
+	fatal  *atomic.Pointer[string]
+}
 
 func (a slogAdapter) Noticef(format string, v ...any) { a.logger.Info(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Warnf(format string, v ...any)   { a.logger.Warn(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Fatalf(format string, v ...any)  { a.logger.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Errorf(format string, v ...any)  { a.logger.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Debugf(format string, v ...any)  { a.logger.Debug(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Tracef(format string, v ...any)  { a.logger.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any) {
+	message := fmt.Sprintf(format, v...)
+	a.fatal.CompareAndSwap(nil, &message)
+	a.logger.Error(message)
+}
+func (a slogAdapter) Errorf(format string, v ...any) { a.logger.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any) { a.logger.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any) { a.logger.Debug(fmt.Sprintf(format, v...)) }

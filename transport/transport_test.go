@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -728,5 +729,26 @@ func TestSlowConsumerDropsAreCounted(t *testing.T) {
 			t.Fatalf("SlowConsumerDrops %d, want %d (%d pending)", got, want, pending)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedServerOnATakenPortFailsAtOnce: a client port another process
+// holds fails the start at once with the listener's error; before, the
+// server logged it only to its logger and the start waited out the whole
+// ready timeout (10 s by default) to report "not ready".
+func TestEmbeddedServerOnATakenPortFailsAtOnce(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	start := time.Now()
+	srv, err := StartEmbedded(EmbeddedConfig{ClientListen: taken.Addr().String(), ReadyTimeout: 20 * time.Second})
+	if err == nil {
+		srv.Shutdown()
+		t.Fatalf("started on %s, which another listener holds", taken.Addr())
+	}
+	if took := time.Since(start); took > 5*time.Second || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("after %v: %v; want the listener's error at once", took.Round(time.Millisecond), err)
 	}
 }

@@ -48,7 +48,7 @@ func (c *cli) runAdmin(ctx context.Context, args []string, cmd adminCommand) int
 			return c.usageError(cmd.fs, "%v", err)
 		}
 	}
-	client, err := flags.connect(ctx)
+	client, err := flags.connect(ctx, c.stderr)
 	if err != nil {
 		return c.fail(cmd.fs.Name(), err)
 	}

@@ -155,6 +155,9 @@ Example:
 	var old, replacement uint64
 	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "OLD NEW broker ids", argCount: 2,
 		validate: func(positional []string) (err error) {
+			if err := wait.validate(); err != nil {
+				return err
+			}
 			if old, err = parseBrokerID(positional[0]); err != nil {
 				return err
 			}
@@ -189,6 +192,15 @@ func newWaitFlags(fs interface {
 		noWait:  fs.Bool("no-wait", false, "return once the controller recorded the moves"),
 		timeout: fs.Duration("wait-timeout", 30*time.Minute, "give up waiting after this `duration` (the moves continue)"),
 	}
+}
+
+// validate refuses a wait that could not start: a zero or negative
+// --wait-timeout would give up at once, after the moves began.
+func (f waitFlags) validate() error {
+	if *f.timeout <= 0 {
+		return fmt.Errorf("--wait-timeout %v must be positive (--no-wait returns without waiting)", *f.timeout)
+	}
+	return nil
 }
 
 // reassignResult is what --json prints for a reassignment command.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -78,6 +79,8 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 	switch {
 	case flags.partition < -1:
 		return c.usageError(fs, "--partition %d is negative", flags.partition)
+	case flags.partition > math.MaxUint32:
+		return c.usageError(fs, "--partition %d is out of range", flags.partition)
 	case flags.count < 0:
 		return c.usageError(fs, "--count %d is negative", flags.count)
 	case flags.idle < 0:
@@ -88,9 +91,13 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 		if flags.partition >= 0 {
 			return c.usageError(fs, "--partition and --group exclude each other (the group assigns partitions)")
 		}
+		if flags.from != "earliest" && flags.from != "latest" {
+			return c.usageError(fs, "--from %s with --group: a group starts where it committed, else at earliest or latest; "+
+				"move it with 'raftmq group reset-offsets'", flags.from)
+		}
 		return groupConsume(ctx, c, topic, &flags)
 	}
-	client, err := flags.connect(ctx)
+	client, err := flags.connect(ctx, c.stderr)
 	if err != nil {
 		return c.fail(fs.Name(), err)
 	}

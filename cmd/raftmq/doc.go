@@ -30,8 +30,10 @@
 //
 // Exit status: 0 success, 1 the command failed (for produce: some record was
 // not acknowledged; for consume: --count records did not arrive before
-// --timeout), 2 a bad command line. SIGINT and SIGTERM stop serve and dev
-// cleanly (leadership handed over, logs flushed) and end produce and consume.
+// --timeout), 2 a bad command line, 130 produce stopped by an interrupt
+// before it sent everything (what it read was flushed first). SIGINT and
+// SIGTERM stop serve and dev cleanly (leadership handed over, logs flushed)
+// and end produce and consume; a second one ends the process at once.
 //
 // The commands are thin: the broker package runs brokers (broker.Start,
 // broker.StartDev) and the clients package does the talking. main only

@@ -13,7 +13,7 @@ import (
 // more before it exits, so the next run of the group starts right after
 // the last record printed.
 func groupConsume(ctx context.Context, c *cli, topic string, flags *consumeFlags) int {
-	client, err := flags.connect(ctx)
+	client, err := flags.connect(ctx, c.stderr)
 	if err != nil {
 		return c.fail("consume", err)
 	}

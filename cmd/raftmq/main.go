@@ -12,12 +12,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/raftmq/raftmq/clients"
 	"github.com/raftmq/raftmq/transport"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal asks the command to stop (flushing, shutting
+		// down); a second one ends the process as it would without raftmq's
+		// handler.
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -28,12 +37,18 @@ const (
 	exitOK    = 0
 	exitError = 1 // the command ran and failed
 	exitUsage = 2 // bad command line
+	// exitInterrupted: an interrupt (SIGINT, SIGTERM) stopped a command
+	// before it did all it was asked (128 + SIGINT, as shells report).
+	exitInterrupted = 130
 )
 
 // cli carries a command's standard streams.
 type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// help prints a flag set's usage (newFlagSet); parse calls it for
+	// --help only.
+	help map[*flag.FlagSet]func()
 }
 
 // command is one subcommand.
@@ -110,11 +125,17 @@ func mainHelp() string {
 }
 
 // newFlagSet returns a flag set whose --help prints usage (text with an
-// example) and the flags to stdout.
+// example) and the flags to stdout. A bad flag prints only its error, to
+// stderr (parse): the flag package would print the whole usage for it
+// too, to stdout, where a script reading --json output gets it.
 func (c *cli) newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	fs.Usage = func() {}
+	if c.help == nil {
+		c.help = map[*flag.FlagSet]func(){}
+	}
+	c.help[fs] = func() {
 		fmt.Fprint(c.stdout, strings.TrimLeft(usage, "\n"))
 		fmt.Fprintln(c.stdout, "\nFlags:")
 		fs.SetOutput(c.stdout)
@@ -131,9 +152,12 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (positional []string, statu
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, exitOK, false // the flag set printed the usage
+				if help := c.help[fs]; help != nil {
+					help()
+				}
+				return nil, exitOK, false
 			}
-			return nil, c.usageError(fs, "%v", err), false
+			return nil, c.usageError(fs, "%v%s", err, durationHint(fs, err)), false
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -145,6 +169,24 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (positional []string, statu
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
+}
+
+// durationHint explains a bad value of a duration flag: the flag package
+// only says "parse error", and "5" needs a unit.
+func durationHint(fs *flag.FlagSet, err error) string {
+	_, rest, ok := strings.Cut(err.Error(), " for flag -")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, ":")
+	if f := fs.Lookup(name); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				return " (a duration with its unit, such as 500ms, 5s or 2m)"
+			}
+		}
+	}
+	return ""
 }
 
 // usageError reports a bad command line and returns exitUsage.
@@ -176,14 +218,25 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	f.auth.RegisterClientFlags(fs)
 }
 
-// connect dials the cluster; ctx bounds the dial.
-func (f *clientFlags) connect(ctx context.Context) (*clients.Client, error) {
+// connect dials the cluster; ctx bounds the dial. A lost connection and
+// each reconnect are reported on stderr: the client reconnects for ever,
+// so a consume whose cluster went away would otherwise wait in silence.
+func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*clients.Client, error) {
 	auth, err := f.auth.WithEnvSecrets()
 	if err != nil {
 		return nil, fmt.Errorf("connection flags: %w", err)
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	natsOptions := append(auth.AuthOptions(),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil && !nc.IsClosed() {
+				fmt.Fprintf(stderr, "raftmq: lost the connection to NATS (%v); reconnecting\n", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			fmt.Fprintf(stderr, "raftmq: reconnected to %s\n", nc.ConnectedUrlRedacted())
+		}))
 	return clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"),
-		clients.WithNATSOptions(auth.AuthOptions()...))
+		clients.WithNATSOptions(natsOptions...))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -293,10 +294,25 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"serve", "--nats-url", "nats://h:4222", "--nats-routes", "nats://a:6222"}, "give one or the other"},
 		{[]string{"serve", "--config", "/nonexistent/raftmq.json"}, "--config"},
 		{[]string{"dev", "--nodes", "0"}, "--nodes 0"},
+		// A partition number past uint32 was cut to a small one: reassign
+		// --partition 4294967296 moved partition 0.
+		{[]string{"produce", "t", "v", "--partition", "4294967296"}, "--partition 4294967296 is out of range"},
+		{[]string{"consume", "t", "--partition", "4294967296"}, "--partition 4294967296 is out of range"},
+		{[]string{"topic", "reassign", "t", "--partition", "4294967296", "--replicas", "1"}, "--partition 4294967296 is out of range"},
+		{[]string{"topic", "reassign", "t", "--partition", "0", "--replicas", "1", "--wait-timeout", "0s"}, "--wait-timeout 0s must be positive"},
+		{[]string{"cluster", "replace-broker", "1", "2", "--wait-timeout", "-5s"}, "--wait-timeout -5s must be positive"},
+		{[]string{"produce", "t", "--count", "1", "--size", "4611686018427387904"}, "larger than any record"},
+		{[]string{"consume", "t", "--group", "g", "--from", "1000"}, "group reset-offsets"},
+		{[]string{"consume", "t", "--timeout", "5"}, "a duration with its unit"},
 	} {
 		r := runCLI(t, "", tc.args...)
 		if r.status != exitUsage {
 			t.Errorf("raftmq %q: status %d, want %d", tc.args, r.status, exitUsage)
+		}
+		// The error goes to stderr alone: stdout may be a script's --json
+		// input (a bad flag used to print the whole help there).
+		if len(tc.args) > 1 && r.stdout != "" {
+			t.Errorf("raftmq %q: stdout %q, want nothing", tc.args, r.stdout)
 		}
 		if !strings.Contains(r.stderr, tc.message) {
 			t.Errorf("raftmq %q: stderr %q does not mention %q", tc.args, r.stderr, tc.message)
@@ -397,5 +413,89 @@ func TestServeClusterPasswordFile(t *testing.T) {
 		if _, err := o.brokerConfig(nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("options %+v: %v, want an error mentioning %q", o, err, tc.want)
 		}
+	}
+}
+
+// TestProduceStopsOnInterruptWhileReadingInput: an interrupt stops produce
+// while it waits for a line of standard input (a terminal, a quiet pipe),
+// flushes what it read and exits with exitInterrupted; before, it went on
+// waiting for the next line, and a second interrupt was swallowed too.
+func TestProduceStopsOnInterruptWhileReadingInput(t *testing.T) {
+	topic := uniqueTopic("cli-interrupt")
+	runOK(t, "", "topic", "create", topic, "--partitions", "1", "--replicas", "1")
+	stdin, writer := io.Pipe()
+	defer writer.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"produce", topic, "--server", serverURL}, stdin, &stdout, &stderr) }()
+	if _, err := io.WriteString(writer, "first\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the line is read; no more come
+	interrupted := time.Now()
+	cancel()
+	select {
+	case status := <-done:
+		if status != exitInterrupted || !strings.Contains(stderr.String(), "interrupted after 1 records") {
+			t.Fatalf("status %d, stderr %q", status, stderr.String())
+		}
+		t.Logf("stopped %v after the interrupt", time.Since(interrupted).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("produce still waits for standard input 10s after an interrupt")
+	}
+	r := runOK(t, "", "consume", topic, "--count", "1", "--timeout", "10s")
+	if r.stdout != "first\n" {
+		t.Fatalf("consumed %q, want the line read before the interrupt", r.stdout)
+	}
+}
+
+// TestConsumeReportsALostConnection: a consume whose cluster goes away says
+// so on stderr while it waits for the connection to come back; before, it
+// waited in silence for ever.
+func TestConsumeReportsALostConnection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, err := startDevCluster(ctx, devConfig{nodes: 1, listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			cluster.Close()
+		}
+	}()
+	url := cluster.URL()
+	topic := uniqueTopic("cli-lost")
+	if r := runCLI(t, "", "topic", "create", topic, "--server", url); r.status != exitOK {
+		t.Fatalf("topic create: %d %s", r.status, r.stderr)
+	}
+	consumeCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(consumeCtx, []string{"consume", topic, "--server", url}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	time.Sleep(time.Second)
+	closed = true
+	if err := cluster.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(stderr.String(), "lost the connection to NATS") {
+		if time.Now().After(deadline) {
+			t.Fatalf("15s after the cluster closed, consume's stderr says %q", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("consume did not stop 10s after an interrupt")
 	}
 }

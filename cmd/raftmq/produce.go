@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -15,6 +16,10 @@ import (
 	"github.com/raftmq/raftmq/clients"
 	"github.com/raftmq/raftmq/protocol"
 )
+
+// maxGeneratedRecord bounds --size: NATS's largest max payload (64 MiB),
+// more than any broker takes in one batch.
+const maxGeneratedRecord = 64 << 20
 
 const produceUsage = `
 Usage: raftmq produce TOPIC [--key K] [--partition P] [VALUE ...] [flags]
@@ -27,7 +32,8 @@ prints a throughput summary (with a progress bar on a terminal).
 With --json it prints one line per acknowledged record:
   {"partition":P,"offset":O,"value":"..."}
 (value omitted for generated records). Errors go to standard error; the exit
-status is non-zero if any record was not acknowledged.
+status is non-zero if any record was not acknowledged, and 130 when Ctrl-C
+stopped it early (what it had read is sent first).
 
 Examples:
   raftmq produce orders hello world
@@ -82,6 +88,10 @@ func runProduce(ctx context.Context, c *cli, args []string) int {
 		return c.usageError(fs, "--size %d is negative", flags.size)
 	case flags.partition < -1:
 		return c.usageError(fs, "--partition %d is negative", flags.partition)
+	case flags.partition > math.MaxUint32:
+		return c.usageError(fs, "--partition %d is out of range", flags.partition)
+	case flags.size > maxGeneratedRecord:
+		return c.usageError(fs, "--size %d is larger than any record a broker takes (at most %d bytes)", flags.size, maxGeneratedRecord)
 	case flags.linger < 0:
 		return c.usageError(fs, "--linger %v is negative", flags.linger)
 	}
@@ -97,7 +107,7 @@ func runProduce(ctx context.Context, c *cli, args []string) int {
 		return c.usageError(fs, "%v", err)
 	}
 
-	client, err := flags.connect(ctx)
+	client, err := flags.connect(ctx, c.stderr)
 	if err != nil {
 		return c.fail(fs.Name(), err)
 	}
@@ -225,21 +235,41 @@ func (r *produceRun) noteErrorLocked(err error) {
 	}
 }
 
-// lines sends one record per line of standard input.
+// lines sends one record per line of standard input, until its end or an
+// interrupt. The reads run on a goroutine of their own, so that an
+// interrupt stops the command while a read waits for a line (a terminal,
+// a pipe from a quiet writer); that goroutine is left to the read.
 func (r *produceRun) lines(ctx context.Context) error {
-	scanner := bufio.NewScanner(r.cli.stdin)
-	scanner.Buffer(make([]byte, 64<<10), 16<<20)
-	for scanner.Scan() {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	lines := make(chan []byte)
+	var readErr error
+	go func() {
+		defer close(lines)
+		scanner := bufio.NewScanner(r.cli.stdin)
+		scanner.Buffer(make([]byte, 64<<10), 16<<20)
+		for scanner.Scan() {
+			line := scanner.Bytes()
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			select {
+			case lines <- append([]byte(nil), line...):
+			case <-ctx.Done():
+				return
+			}
 		}
-		line := scanner.Bytes()
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
+		readErr = scanner.Err()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil // finish reports the interrupt
+		case line, ok := <-lines:
+			if !ok {
+				return readErr
+			}
+			r.send(ctx, line, true)
 		}
-		r.send(ctx, append([]byte(nil), line...), true)
 	}
-	return scanner.Err()
 }
 
 // finish flushes, reports errors and returns the exit status.
@@ -251,7 +281,17 @@ func (r *produceRun) finish(ctx context.Context) int {
 	if !r.flags.json && r.firstErr == nil {
 		fmt.Fprintf(r.cli.stderr, "produced %d records to %s\n", r.acked, r.topic)
 	}
-	return r.reportLocked()
+	return r.interruptedLocked(ctx, r.reportLocked())
+}
+
+// interruptedLocked returns status, or exitInterrupted, saying so, when an
+// interrupt ended the command early and nothing failed.
+func (r *produceRun) interruptedLocked(ctx context.Context, status int) int {
+	if status != exitOK || ctx.Err() == nil || r.flags.count > 0 && r.acked == r.flags.count {
+		return status
+	}
+	fmt.Fprintf(r.cli.stderr, "raftmq produce: interrupted after %d records\n", r.acked)
+	return exitInterrupted
 }
 
 func (r *produceRun) flushAndClose(ctx context.Context) {
@@ -306,7 +346,7 @@ func (r *produceRun) generated(ctx context.Context) int {
 	defer r.mu.Unlock()
 	r.output.Flush()
 	writeThroughput(summaryOut, r.acked, r.flags.size, elapsed)
-	return r.reportLocked()
+	return r.interruptedLocked(ctx, r.reportLocked())
 }
 
 // writeThroughput prints the summary line of produce --count.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -217,6 +218,12 @@ Examples:
 		validate: func([]string) error {
 			if *partition < 0 {
 				return errors.New("--partition is required")
+			}
+			if *partition > math.MaxUint32 {
+				return fmt.Errorf("--partition %d is out of range", *partition)
+			}
+			if err := wait.validate(); err != nil {
+				return err
 			}
 			if *cancel {
 				if *replicaList != "" {

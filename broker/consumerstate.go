@@ -322,10 +322,12 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 		case protocol.ConsumerOpReset:
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 		case protocol.ConsumerOpDelete:
-			if exists {
-				delete(c.groups, op.Group)
-				_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
+			if !exists {
+				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
+				continue
 			}
+			delete(c.groups, op.Group)
+			_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
 			continue
 		}
 		c.groups[op.Group] = rec

@@ -426,14 +426,22 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 			req.Offsets = append(req.Offsets, protocol.PartitionOffset{Topic: topic, Partition: uint32(p)})
 		}
 	}
+	// The group existed if the coordinator knew it or a partition held
+	// its offsets (a group whose members all left keeps only those).
+	found := apiErr == nil
 	for _, res := range b.commitAtLeaders(ctx, &req) {
-		if res.Error != nil {
+		switch {
+		case res.Error == nil:
+			found = true
+		case res.Error.Code == protocol.CodeUnknownGroup:
+			// Nothing of the group's on that partition.
+		default:
 			reply.Error = protocol.Errorf(res.Error.Code, "delete offsets of %s/%d: %s", res.Topic, res.Partition, res.Error.Message)
 			return reply
 		}
 	}
-	if apiErr != nil && len(req.Offsets) == 0 {
-		reply.Error = apiErr
+	if !found {
+		reply.Error = protocol.Errorf(protocol.CodeUnknownGroup, "group %q does not exist", name)
 	}
 	return reply
 }

@@ -58,6 +58,14 @@ func TestConsumeGroupResumesWhereTheLastRunStopped(t *testing.T) {
 	if strings.Contains(list.stdout, group) {
 		t.Fatalf("deleted group still listed: %s", list.stdout)
 	}
+	// Deleting it again, or a group that never was, fails as describing
+	// one does (it printed "deleted" with status 0).
+	for _, name := range []string{group, "cli-never-" + topic} {
+		gone := runCLI(t, "", "group", "delete", name, "--server", serverURL)
+		if gone.status != exitError || !strings.Contains(gone.stderr, "does not exist") {
+			t.Fatalf("group delete %s: status %d, stdout %q, stderr %q", name, gone.status, gone.stdout, gone.stderr)
+		}
+	}
 	bad := runCLI(t, "", "group", "reset-offsets", group, "--server", serverURL)
 	if bad.status != exitUsage {
 		t.Fatalf("reset-offsets without --topic: status %d", bad.status)

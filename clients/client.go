@@ -191,14 +191,18 @@ func (c *Client) adminRequest(ctx context.Context, op string, request, reply any
 }
 
 // retriable reports whether err may go away if the same request is sent
-// again, after a metadata refresh and a pause.
+// again, after a metadata refresh and a pause. A NATS connection that is
+// reconnecting holds publishes in a buffer of bounded size
+// (nats.ReconnectBufSize) and refuses them once it is full: that outage is
+// as passing as the connection's own.
 func retriable(err error) bool {
 	var apiError *protocol.Error
 	if errors.As(err, &apiError) {
 		return apiError.Retriable()
 	}
 	return errors.Is(err, ErrNoBrokers) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
 // replyMux routes replies of pipelined requests: one wildcard inbox

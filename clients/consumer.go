@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -125,6 +126,7 @@ type Consumer struct {
 	client  *Client
 	config  consumerConfig
 	results chan *fetchResult // unbuffered: a fetcher holds one result ahead
+	closing chan struct{}     // closed by Close: ends a Poll waiting for results
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionFetcher
@@ -132,10 +134,16 @@ type Consumer struct {
 	buffered   []*fetchResult // fetched, not yet all handed out
 	deferred   error          // error to return from the next Poll
 	closed     bool
+	// stops counts stopped fetchers (stopLocked; changed under mu). The
+	// records Poll and PollEach hand out without mu go stale when their
+	// partition is stopped; they check its generation under mu only when
+	// this count moved, not for every record.
+	stops atomic.Uint64
 
 	// Used by Poll and PollEach only (one goroutine at a time), without mu.
-	iterators []*protocol.RecordIterator // free ones, decompression buffers kept
-	record    Record                     // the record PollEach lends to its callback
+	iterators  []*protocol.RecordIterator // free ones, decompression buffers kept
+	record     Record                     // the record PollEach lends to its callback
+	takenStops uint64                     // stops when poll took the results it hands out
 }
 
 type partitionFetcher struct {
@@ -187,6 +195,7 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
 		client:     c,
 		config:     config,
 		results:    make(chan *fetchResult),
+		closing:    make(chan struct{}),
 		partitions: make(map[topicPartition]*partitionFetcher),
 	}, nil
 }
@@ -261,6 +270,7 @@ func (c *Consumer) stopLocked(tp topicPartition) {
 		return
 	}
 	delete(c.partitions, tp)
+	c.stops.Add(1)
 	fetcher.cancel()
 	<-fetcher.done
 	c.buffered = slices.DeleteFunc(c.buffered, func(result *fetchResult) bool { return result.tp == tp })
@@ -280,7 +290,8 @@ func (c *Consumer) Assigned() map[string][]uint32 {
 	return out
 }
 
-// Close stops every fetcher. Close does not close the Client.
+// Close stops every fetcher; a Poll or PollEach waiting for records
+// returns ErrClosed, as do later calls. Close does not close the Client.
 func (c *Consumer) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -288,6 +299,7 @@ func (c *Consumer) Close() error {
 		return nil
 	}
 	c.closed = true
+	close(c.closing)
 	for tp := range c.partitions {
 		c.stopLocked(tp)
 	}

@@ -210,3 +210,34 @@ func TestPollHonoursContext(t *testing.T) {
 		t.Errorf("poll of an empty topic: %d records, %v", len(records), err)
 	}
 }
+
+// TestCloseWakesPendingPoll: Close may be called from any goroutine, and a
+// Poll waiting for records (with a context that never ends) returns
+// ErrClosed rather than waiting for good.
+func TestCloseWakesPendingPoll(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	consumer, err := client.NewConsumer(WithFetchMaxWait(50 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Assign(testContext(t), "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	polled := make(chan error, 1)
+	go func() {
+		_, err := consumer.Poll(context.Background())
+		polled <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // Poll is waiting: the topic is empty
+	consumer.Close()
+	select {
+	case err := <-polled:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Poll pending at Close returned %v, want ErrClosed", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Poll still waiting 3s after Close")
+	}
+}

@@ -68,8 +68,11 @@ func WithCommitOnClose(commit bool) GroupConsumerOption {
 }
 
 // WithResetPolicy is where a partition starts when the group has no
-// committed offset for it (or the committed one was deleted by retention):
-// Earliest or Latest. Default Earliest.
+// committed offset for it (or the committed one was deleted by retention),
+// and where it continues when its fetch offset goes out of range while the
+// member consumes it (retention deleted the records before it): Earliest
+// or Latest. Default Earliest. A WithOffsetReset passed with
+// WithGroupConsumerOptions takes the place of the latter.
 func WithResetPolicy(position Position) GroupConsumerOption {
 	return func(c *groupConfig) error {
 		if position.kind != positionEarliest && position.kind != positionLatest {
@@ -200,7 +203,12 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		_, _ = rand.Read(id[:])
 		config.memberID = "member-" + hex.EncodeToString(id[:])
 	}
-	consumer, err := c.NewConsumer(config.consumerOptions...)
+	// Without a reset the fetcher would stop at an out-of-range offset
+	// while the member keeps owning the partition, which then never moves
+	// nor resumes (a GroupConsumer has no Seek). First, so the caller's
+	// own WithOffsetReset wins.
+	consumerOptions := append([]ConsumerOption{WithOffsetReset(config.resetTo)}, config.consumerOptions...)
+	consumer, err := c.NewConsumer(consumerOptions...)
 	if err != nil {
 		return nil, err
 	}
@@ -391,8 +399,8 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 }
 
 // Close stops consuming, commits the processed offsets (WithCommitOnClose)
-// and leaves the group, so its partitions move at once. Close does not
-// close the Client.
+// and leaves the group, so its partitions move at once. A Poll waiting for
+// records returns ErrClosed. Close does not close the Client.
 func (g *GroupConsumer) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {

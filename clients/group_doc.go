@@ -23,7 +23,10 @@ package clients
 // next heartbeat; only then does the partition move. A new partition is
 // claimed at its leader with its assignment epoch (fencing the previous
 // owner's commits) and starts at the committed offset read after the claim,
-// or the reset policy without one. A member that misses its session is
+// or the reset policy without one; a partition whose fetch offset goes out
+// of range (retention deleted the records a lagging member had yet to
+// read) continues at the reset policy's offset, as Kafka's
+// auto.offset.reset. A member that misses its session is
 // removed, and its partitions move without a revoke; its next heartbeat
 // says so and it drops everything (OnLost, or OnRevoked without it) and
 // joins again. It also drops everything itself when no heartbeat was

@@ -2,6 +2,7 @@ package clients
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -194,5 +195,71 @@ func TestWithIdempotenceOff(t *testing.T) {
 	}
 	if headers, _ := spy.headers(t, 1); headers[0].ProducerID != -1 {
 		t.Fatalf("producer id %d without idempotence, want -1", headers[0].ProducerID)
+	}
+}
+
+// TestLateRepliesAfterAbandonedBatchesDoNotStallTheClient: a batch that
+// fails for good abandons the batches in flight behind it, whose attempts
+// stay outstanding while new batches go out, so more replies can be due
+// than the partition's reply buffer (WithMaxInFlight) holds. Once Close
+// gave up on them nobody reads that buffer; the late replies must be
+// dropped, not block the client's one reply-delivery goroutine, which
+// every producer of the client needs.
+func TestLateRepliesAfterAbandonedBatchesDoNotStallTheClient(t *testing.T) {
+	f := startFakeCluster(t)
+	const prefix = "late"
+	f.serveQuietPartition(prefix) // metadata: topic "t", partition 0, leader 1
+	requests := make(chan *nats.Msg, 100)
+	f.subscribe(protocol.SubjectBrokerProduce(prefix, 1), func(m *nats.Msg) { requests <- m })
+	if err := f.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	client := newTestClient(t, f, WithSubjectPrefix(prefix), WithRequestTimeout(time.Second))
+	producer, err := client.NewProducer(WithLinger(0), WithPartitioner(ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceOne := func() *nats.Msg {
+		t.Helper()
+		producer.Produce(testContext(t), &Record{Topic: "t", Value: []byte("v")}, nil)
+		select {
+		case m := <-requests:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatal("no produce request")
+			return nil
+		}
+	}
+	var outstanding []*nats.Msg
+	for range maxIdempotentInFlight {
+		outstanding = append(outstanding, produceOne())
+	}
+	// The first batch fails for good, abandoning the four behind it, and
+	// five new batches go out: nine attempts outstanding.
+	_ = outstanding[0].Respond(protocol.AppendProduceReply(nil, &protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeCorruptBatch, "bad")}))
+	outstanding = outstanding[1:]
+	time.Sleep(100 * time.Millisecond)
+	for range maxIdempotentInFlight {
+		outstanding = append(outstanding, produceOne())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_ = producer.Close(ctx) // gives up waiting for the replies
+	cancel()
+	for _, m := range outstanding {
+		_ = m.Respond(protocol.AppendProduceReply(nil, &protocol.ProduceReply{BaseOffset: 0}))
+	}
+
+	go func() {
+		for m := range requests {
+			_ = m.Respond(protocol.AppendProduceReply(nil, &protocol.ProduceReply{BaseOffset: 42}))
+		}
+	}()
+	fresh, err := client.NewProducer(WithDeliveryTimeout(3*time.Second), WithPartitioner(ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close(context.Background())
+	if err := fresh.ProduceSync(testContext(t), &Record{Topic: "t", Value: []byte("fresh")}).FirstErr(); err != nil {
+		t.Fatalf("another producer of the client, the broker answering at once: %v", err)
 	}
 }

@@ -13,7 +13,8 @@ import (
 // partition that fails for good (an unknown topic, an offset out of range
 // without WithOffsetReset) yields a *PartitionError, after the records
 // fetched before it. When ctx ends with nothing fetched, Poll returns
-// ctx's error.
+// ctx's error; when the consumer is closed, ErrClosed (Close ends a Poll
+// that is waiting).
 //
 // The returned Records are the caller's. Poll allocates them (in chunks,
 // not one by one); their Key and Value alias the fetched bytes when the
@@ -100,6 +101,8 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		case <-c.closing:
+			return 0, ErrClosed
 		case result = <-c.results:
 		}
 		c.mu.Lock()
@@ -119,6 +122,7 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 	// buffered, so what is left goes back in front of it afterwards.
 	results := c.buffered
 	c.buffered = nil
+	c.takenStops = c.stops.Load()
 	c.mu.Unlock()
 
 	if prepare != nil {
@@ -130,7 +134,7 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 	defer c.mu.Unlock()
 	kept := results[:0]
 	for _, result := range results {
-		if fetcher := c.partitions[result.tp]; result.pending > 0 && fetcher != nil && fetcher.generation == result.generation {
+		if result.pending > 0 && c.currentLocked(result) {
 			kept = append(kept, result)
 		}
 	}
@@ -150,10 +154,16 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 	return handedOut, err
 }
 
+// currentLocked reports whether result's fetcher still runs: its
+// partition was not stopped (Seek, Unassign, Close) since the fetch.
+func (c *Consumer) currentLocked(result *fetchResult) bool {
+	fetcher := c.partitions[result.tp]
+	return fetcher != nil && fetcher.generation == result.generation
+}
+
 // acceptLocked keeps a fetch result if its fetcher is still current.
 func (c *Consumer) acceptLocked(result *fetchResult, errs *[]error) {
-	fetcher := c.partitions[result.tp]
-	if fetcher == nil || fetcher.generation != result.generation {
+	if !c.currentLocked(result) {
 		return // from before a Seek or Unassign
 	}
 	if result.err != nil {
@@ -175,17 +185,20 @@ func pendingRecords(results []*fetchResult) int {
 
 // handOut decodes records of results in order and passes each to emit,
 // until max poll records were handed out or emit returns false. It advances
-// each result past what it handed out. A decode error (a batch that
-// verifyFetched accepted) ends it; the failed result is emptied.
+// each result past what it handed out, and empties a result whose
+// partition was stopped meanwhile (by emit or another goroutine: Seek,
+// Unassign, Close drop the records not yet returned). A decode error (a
+// batch that verifyFetched accepted) ends it; the failed result is emptied.
 func (c *Consumer) handOut(results []*fetchResult, emit func(*Record, bool) bool) (int, *fetchResult) {
 	handedOut, limit := 0, c.config.maxPollRecords
 	record := &c.record
 	for _, result := range results {
+		checked := c.takenStops // result was current then
 		for len(result.batches) > 0 && result.pending > 0 {
 			if handedOut == limit {
 				return handedOut, nil
 			}
-			n, more, err := c.handOutBatch(result, record, limit-handedOut, emit)
+			n, more, err := c.handOutBatch(result, record, limit-handedOut, &checked, emit)
 			handedOut += n
 			if err != nil {
 				result.batches, result.pending, result.err = nil, 0, err
@@ -202,8 +215,10 @@ func (c *Consumer) handOut(results []*fetchResult, emit func(*Record, bool) bool
 // handOutBatch hands out up to limit records of result's first batch, from
 // result.offset on, and drops the batch once all its records are out. more
 // is false when emit asked to stop. A batch left part way keeps its
-// iterator (result.cursor) for the next call.
-func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, emit func(*Record, bool) bool) (n int, more bool, err error) {
+// iterator (result.cursor) for the next call. checked is the stop count
+// (Consumer.stops) at which result was last known current; once the
+// partition is found stopped, result is emptied.
+func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, checked *uint64, emit func(*Record, bool) bool) (n int, more bool, err error) {
 	batch, h, err := nextBatch(result.batches)
 	if err != nil {
 		return 0, false, err
@@ -225,6 +240,17 @@ func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, 
 	copyBytes := h.Codec != protocol.CodecNone
 	more, exhausted := true, false
 	for n < limit {
+		if stops := c.stops.Load(); stops != *checked {
+			*checked = stops
+			c.mu.Lock()
+			current := c.currentLocked(result)
+			c.mu.Unlock()
+			if !current {
+				c.iterators = append(c.iterators, iterator)
+				result.batches, result.pending = nil, 0
+				return n, true, nil
+			}
+		}
 		if !iterator.NextPlain() {
 			exhausted = true
 			break

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -120,6 +121,88 @@ func TestPollEachCallbackMaySeek(t *testing.T) {
 	}
 	if got := pollValues(t, consumer, 5)[0]; !slices.Equal(got, numbered("v", 20)[15:]) {
 		t.Errorf("after seeking to 15: %v", got)
+	}
+}
+
+// TestPollEachSeekInCallbackDropsStaleRecords: a callback that seeks (or
+// unassigns) and goes on (returns true) gets no more of the records fetched
+// before the seek, neither in that PollEach call nor later: the next
+// record is the one sought. (Only one partition is assigned, so that call
+// has nothing more to hand out.)
+func TestPollEachSeekInCallbackDropsStaleRecords(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	client := newTestClient(t, f)
+	produceValues(t, client, "orders", 0, numbered("v", 20))
+
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx := testContext(t)
+	if err := consumer.Assign(ctx, "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	var afterSeek []uint64
+	sought := false
+	n, err := consumer.PollEach(ctx, func(r *Record) bool {
+		if sought {
+			afterSeek = append(afterSeek, r.Offset)
+		}
+		if r.Offset == 5 && !sought {
+			sought = true
+			if err := consumer.Seek(ctx, "orders", 0, AtOffset(15)); err != nil {
+				t.Error(err)
+			}
+		}
+		return true
+	})
+	if len(afterSeek) > 0 {
+		t.Fatalf("after Seek(15) in the callback, PollEach went on with offsets %v", afterSeek)
+	}
+	if err != nil || n != 6 {
+		t.Fatalf("PollEach: %d records, %v", n, err)
+	}
+	if got := pollValues(t, consumer, 5)[0]; !slices.Equal(got, numbered("v", 20)[15:]) {
+		t.Errorf("after seeking to 15: %v", got)
+	}
+}
+
+// TestPollEachUnassignInCallbackDropsOtherPartition: records of another
+// partition, fetched and waiting behind the callback's own, are dropped
+// once the callback unassigns that partition.
+func TestPollEachUnassignInCallbackDropsOtherPartition(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 2)
+	client := newTestClient(t, f)
+	produceValues(t, client, "orders", 0, numbered("a", 10))
+	produceValues(t, client, "orders", 1, numbered("b", 10))
+
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx := testContext(t)
+	if err := consumer.Assign(ctx, "orders", Earliest()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // both partitions fetched
+	first, handedOut := -1, map[int]int{}
+	_, err = consumer.PollEach(ctx, func(r *Record) bool {
+		if first < 0 {
+			first = int(r.Partition)
+			consumer.Unassign("orders", uint32(1-first))
+		}
+		handedOut[int(r.Partition)]++
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handedOut[1-first] != 0 {
+		t.Fatalf("handed out %d records of partition %d after unassigning it in the callback", handedOut[1-first], 1-first)
 	}
 }
 

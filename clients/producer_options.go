@@ -179,7 +179,8 @@ func WithMaxBufferedBytes(n int) ProducerOption {
 // WithDeliveryTimeout bounds how long a record may take, retries included,
 // from Produce to its acknowledgement; after it the record fails with the
 // last error seen. Retriable errors (not leader, no leader yet, timeouts,
-// brokers unreachable) are retried with backoff until then. Default 1 minute.
+// brokers unreachable, the NATS connection reconnecting) are retried with
+// backoff until then. Default 1 minute.
 func WithDeliveryTimeout(d time.Duration) ProducerOption {
 	return func(c *producerConfig) error {
 		if d <= 0 {

@@ -322,7 +322,15 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	batch.leader = leader
 	subject := protocol.SubjectBrokerProduce(client.config.prefix, leader)
 	err = client.replies.send(subject, batch.request, client.config.requestTimeout, func(msg *nats.Msg, err error) {
-		pp.replies <- produceReply{batch: batch, msg: msg, err: err}
+		// This runs on the client's one reply-delivery goroutine. Batches
+		// abandoned by failedInSequence leave the window with their
+		// attempts outstanding, so more replies can be due than
+		// pp.replies holds; once run has exited nobody reads them, and
+		// waiting would stall every producer of the client, and its Close.
+		select {
+		case pp.replies <- produceReply{batch: batch, msg: msg, err: err}:
+		case <-pp.producer.stop:
+		}
 	})
 	if err != nil {
 		pp.fail(batch, err)

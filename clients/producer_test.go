@@ -3,11 +3,14 @@ package clients
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -461,5 +464,53 @@ func TestProducerClockFollowsTheWallClock(t *testing.T) {
 	got := c.now()
 	if base := c.base.Load(); base.Before(before) || got.Before(before) {
 		t.Fatalf("a base %v old was kept: base %v, reading %v, now %v", 2*clockRebase, base, got, before)
+	}
+}
+
+// TestReconnectBufferFullIsRetried: while the NATS connection reconnects,
+// publishes go to a buffer of bounded size and fail with
+// nats.ErrReconnectBufExceeded once it is full. That is the passing outage
+// retries exist for: the records are retried until their delivery timeout
+// rather than failing at once (and, with idempotence, abandoning the
+// partition's window and starting a new epoch).
+func TestReconnectBufferFullIsRetried(t *testing.T) {
+	if !retriable(fmt.Errorf("clients: publish: %w", nats.ErrReconnectBufExceeded)) {
+		t.Error("nats.ErrReconnectBufExceeded is not retriable")
+	}
+	f := startFakeCluster(t)
+	f.createTopic("big", 4)
+	client := newTestClient(t, f, WithNATSOptions(nats.ReconnectBufSize(64<<10)))
+	producer, err := client.NewProducer(WithDeliveryTimeout(30 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = producer.Close(ctx)
+	}()
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "big", Value: []byte("metadata")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	f.server.Shutdown()
+	waitUntil(t, "the client is reconnecting", func() bool { return client.Conn().IsReconnecting() })
+
+	var mu sync.Mutex
+	var failed error
+	value := make([]byte, 16<<10)
+	for i := range 64 { // 1 MiB over 4 partitions, 16 times the buffer
+		producer.Produce(testContext(t), &Record{Topic: "big", Key: []byte(fmt.Sprint(i)), Value: value}, func(_ *Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && failed == nil {
+				failed = err
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != nil {
+		t.Fatalf("a record failed a second into the outage, its delivery timeout 30s: %v", failed)
 	}
 }

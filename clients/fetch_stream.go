@@ -39,6 +39,7 @@ type fetchStream struct {
 	received int    // replies to the request in flight so far
 	refresh  bool   // refresh the partition's metadata before the next request
 	attempt  int    // failed requests in a row, for the backoff
+	unknown  unknownTopicTimer
 	encoded  []byte // reused request encoding
 }
 
@@ -150,10 +151,13 @@ func (s *fetchStream) receive(msg *nats.Msg) (reply protocol.FetchReply, more, o
 // the not-leader hint or a metadata refresh, and the backoff). It returns
 // ctx's error if ctx ends first.
 func (s *fetchStream) retry(ctx context.Context, err error) error {
+	if s.unknown.expired(err, s.client.config.unknownTopicWait) {
+		return err // deleted, not spreading
+	}
 	s.attempt++
 	s.refresh, err = s.client.retryLeader(ctx, s.tp, s.attempt, err)
 	return err
 }
 
 // succeeded resets the backoff after a reply with data or a clean end.
-func (s *fetchStream) succeeded() { s.attempt = 0 }
+func (s *fetchStream) succeeded() { s.attempt, s.unknown = 0, unknownTopicTimer{} }

@@ -200,9 +200,11 @@ func (c *Client) fetchCommitted(ctx context.Context, group, member string, claim
 }
 
 // groupAdmin sends a group admin request (served by the coordinator, any
-// broker forwards it), retrying retriable errors until ctx ends. errorOf
-// returns the reply's error field.
+// broker forwards it), retrying retriable errors until ctx ends, an
+// unknown topic for WithUnknownTopicWait. errorOf returns the reply's
+// error field.
 func (c *Client) groupAdmin(ctx context.Context, op string, request, reply any, errorOf func() *protocol.Error) error {
+	var unknown unknownTopicTimer
 	for attempt := 1; ; attempt++ {
 		target := reflect.ValueOf(reply).Elem()
 		target.Set(reflect.Zero(target.Type())) // a field absent from this reply must not survive from the last
@@ -212,7 +214,7 @@ func (c *Client) groupAdmin(ctx context.Context, op string, request, reply any, 
 				err = e
 			}
 		}
-		if err == nil || !retriable(err) {
+		if err == nil || !retriable(err) || unknown.expired(err, c.config.unknownTopicWait) {
 			return err
 		}
 		pause := time.NewTimer(c.config.backoff(attempt))

@@ -35,6 +35,24 @@ func (c *Client) callLeader(ctx context.Context, tp topicPartition, subject func
 // tp's leader: it follows a not-leader answer's hint, or else asks for the
 // partition's metadata to be refreshed before the next attempt (refresh),
 // and waits out the backoff. It returns ctx's error if ctx ends first.
+// unknownTopicTimer times a run of unknown_topic answers to one kind of
+// request (WithUnknownTopicWait).
+type unknownTopicTimer struct{ since time.Time }
+
+// expired reports whether err ends the retries: an unknown_topic answer
+// after unknown_topic answers for at least wait. Any other error starts
+// the run again.
+func (u *unknownTopicTimer) expired(err error, wait time.Duration) bool {
+	if !errors.Is(err, protocol.CodeUnknownTopic) {
+		u.since = time.Time{}
+		return false
+	}
+	if u.since.IsZero() {
+		u.since = time.Now()
+	}
+	return time.Since(u.since) >= wait
+}
+
 func (c *Client) retryLeader(ctx context.Context, tp topicPartition, attempt int, err error) (refresh bool, waitErr error) {
 	refresh = true
 	var apiError *protocol.Error

@@ -83,9 +83,12 @@ func WithMetadataMaxAge(d time.Duration) ClientOption {
 	}
 }
 
-// WithUnknownTopicWait is how long producing to or assigning a topic the
-// cluster does not know is retried before it fails: a topic just created
-// elsewhere takes a moment to reach every broker. Default 2s.
+// WithUnknownTopicWait is how long a request naming a topic the cluster
+// does not know is retried before it fails: producing to or assigning the
+// topic, fetching from it (a topic deleted while it is consumed: its
+// partitions then fail with a PartitionError), and the group admin
+// requests naming it. A topic just created elsewhere takes a moment to
+// reach every broker. Default 2s.
 func WithUnknownTopicWait(d time.Duration) ClientOption {
 	return func(c *clientConfig) error {
 		if d < 0 {

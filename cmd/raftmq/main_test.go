@@ -499,3 +499,50 @@ func TestConsumeReportsALostConnection(t *testing.T) {
 		t.Fatal("consume did not stop 10s after an interrupt")
 	}
 }
+
+// TestConsumeOfADeletedTopicFails: a consume whose topic is deleted under
+// it fails (status 1, unknown_topic) once the cluster has said so for the
+// client's unknown-topic wait; before, it retried for ever, in silence,
+// and when the topic was created again it went on at its old offset,
+// skipping the new topic's first records.
+func TestConsumeOfADeletedTopicFails(t *testing.T) {
+	topic := uniqueTopic("cli-deleted")
+	runOK(t, "", "topic", "create", topic, "--partitions", "1")
+	runOK(t, "", "produce", topic, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"consume", topic, "--server", serverURL}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for stdout.String() != "a\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("consume printed %q in 10s", stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	runOK(t, "", "topic", "delete", topic)
+	deleted := time.Now()
+	select {
+	case status := <-done:
+		if status != exitError || !strings.Contains(stderr.String(), "unknown_topic") {
+			t.Fatalf("status %d, stderr %q", status, stderr.String())
+		}
+		t.Logf("failed %v after the delete", time.Since(deleted).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatalf("consume still runs 20s after its topic was deleted; stderr %q", stderr.String())
+	}
+}
+
+// TestGroupAdminOnAnUnknownTopicFailsSoon: reset-offsets naming a topic
+// that does not exist fails after the unknown-topic wait (2 s), not after
+// the command's whole 30 s.
+func TestGroupAdminOnAnUnknownTopicFailsSoon(t *testing.T) {
+	start := time.Now()
+	r := runCLI(t, "", "group", "reset-offsets", "cli-g", "--topic", uniqueTopic("cli-nosuch"), "--to", "earliest", "--server", serverURL)
+	if took := time.Since(start); r.status != exitError || !strings.Contains(r.stderr, "unknown_topic") || took > 10*time.Second {
+		t.Fatalf("after %v: status %d, stderr %q", took.Round(time.Millisecond), r.status, r.stderr)
+	}
+}

@@ -25,9 +25,12 @@ import (
 //     (it starts its replica as soon as it sees the target in the metadata,
 //     and catches up by InstallSnapshot and AppendEntries);
 //  2. every learner in the target is promoted once it is within
-//     raft.GroupConfig.PromoteMaxLag entries of the leader (PromoteLearner
-//     refuses it before; the next tick tries again);
-//  3. a leader outside the target first hands leadership to a target voter
+//     raft.GroupConfig.PromoteMaxLag entries of the leader and answers
+//     (PromoteLearner refuses it before; the next tick tries again);
+//  3. once every target replica has acknowledged the configuration in
+//     effect and answers (raft.Status.Unconfirmed; a target broker that
+//     died holds the move until it is back or --cancel drops it), a leader
+//     outside the target first hands leadership to a target voter
 //     (the next leader goes on); then the members outside the target are
 //     removed with one joint-consensus change (were the transfer to fail,
 //     the leader removes itself too and steps down once C_new commits);
@@ -398,6 +401,18 @@ func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target [
 				b.logger.Info("reassignment: learner promoted", "topic", r.topic, "partition", r.partition, "broker", id)
 			}
 			return err
+		}
+	}
+	// Every target replica must have acknowledged the configuration (its
+	// promotion, say) and still answer before one outside the target goes:
+	// a target broker that died as it was promoted would leave the
+	// partition with a dead voter in place of a healthy replica (whose
+	// broker deletes its data). The move waits for it instead, or for
+	// 'topic reassign --cancel'. (Raft promotes only a learner that
+	// answers, but it may die right after.)
+	for _, id := range target {
+		if slices.Contains(st.Unconfirmed, id) {
+			return fmt.Errorf("target broker %d has not confirmed the configuration or stopped answering; the move waits for it", id)
 		}
 	}
 	var remove []uint64

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -472,6 +473,30 @@ func (c *core) quorumActive() bool {
 	return c.voters.Tally(active) == quorum.VoteWon
 }
 
+// heardWithin reports whether the leader had a message from the follower
+// of p within d.
+func (c *core) heardWithin(p *progress, d time.Duration) bool {
+	return p.heard && c.now-p.heardAt <= d
+}
+
+// unconfirmedMembers lists, on a leader, the other members that have not
+// acknowledged the entry of the configuration in effect or that it has not
+// heard from within the election timeout, in order (nil otherwise).
+func (c *core) unconfirmedMembers() []uint64 {
+	if c.role != RoleLeader {
+		return nil
+	}
+	var out []uint64
+	confIndex := c.confIndex()
+	for id, p := range c.progress {
+		if id != c.id && (p.match < confIndex || !c.heardWithin(p, c.cfg.ElectionTimeout)) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // deadline is the time the core wants tick to be called next.
 func (c *core) deadline() time.Duration {
 	if c.role != RoleLeader {
@@ -604,5 +629,6 @@ func (c *core) status() Status {
 
 		Configuration:      c.conf,
 		ConfigurationIndex: c.confIndex(),
+		Unconfirmed:        c.unconfirmedMembers(),
 	}
 }

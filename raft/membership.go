@@ -311,11 +311,18 @@ func (c *core) nextConfiguration(change confChange) (protocol.RaftConfiguration,
 			return cur, fmt.Errorf("%w: %d is not a learner", ErrInvalidMembership, id)
 		}
 		var match uint64
-		if p := c.progress[id]; p != nil {
+		p := c.progress[id]
+		if p != nil {
 			match = p.match
 		}
 		if match+change.maxLag < c.log.lastIndex() {
 			return cur, fmt.Errorf("%w: %d matches %d of %d (allowed lag %d)", ErrLearnerBehind, id, match, c.log.lastIndex(), change.maxLag)
+		}
+		// The match is what the learner had when it last answered: one
+		// that has stopped since would become a voter that never votes.
+		// A live learner answers every heartbeat.
+		if within := min(2*c.cfg.HeartbeatInterval, c.cfg.ElectionTimeout); p == nil || !c.heardWithin(p, within) {
+			return cur, fmt.Errorf("%w: %d has not answered for %v", ErrLearnerBehind, id, within)
 		}
 	}
 	for _, id := range add {

@@ -137,3 +137,57 @@ func (tc *testCluster) atLeader(ctx context.Context, t *testing.T, op func(*Grou
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A learner that stopped answering is not promoted, however caught up it
+// was when it stopped: its match index is what it had then, and as a
+// voter it would count toward quorums it never joins (a reassignment onto
+// a broker that died as a learner left the partition with a dead voter in
+// place of a healthy replica). The leader reports it in
+// Status.Unconfirmed; once it answers again it is promoted.
+func TestHostSilentLearnerIsNotPromoted(t *testing.T) {
+	calls := 0
+	tc := newTestCluster(t, []uint64{1, 2, 3, 4}, func(cfg *GroupConfig) {
+		calls++
+		cfg.Voters = []uint64{1, 2, 3}
+		if calls == 4 {
+			cfg.Voters = nil
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g := tc.atLeader(ctx, t, func(g *Group) error { return g.AddLearner(ctx, 4) })
+	tc.atLeader(ctx, t, func(g *Group) error {
+		_, _, err := g.Propose(ctx, protocol.EntryControl, []byte("x"), AckCommitted).Wait(ctx)
+		return err
+	})
+	waitFor(t, 10*time.Second, "learner 4 to catch up", func() bool {
+		return tc.groups[4].Status().AppliedIndex >= g.Status().CommitIndex
+	})
+	if unconfirmed := g.Status().Unconfirmed; len(unconfirmed) != 0 {
+		t.Fatalf("Unconfirmed %v while every member answers", unconfirmed)
+	}
+	tc.net.mu.Lock()
+	tc.net.cut[4] = true
+	tc.net.mu.Unlock()
+	waitFor(t, 10*time.Second, "the leader to report learner 4 silent", func() bool {
+		return slices.Equal(tc.groups[tc.leader(t)].Status().Unconfirmed, []uint64{4})
+	})
+	leader := tc.groups[tc.leader(t)]
+	if err := leader.PromoteLearner(ctx, 4); !errors.Is(err, ErrLearnerBehind) {
+		t.Fatalf("promoting the silent learner: %v, want ErrLearnerBehind", err)
+	}
+	if conf := leader.Status().Configuration; !slices.Equal(conf.Voters, []uint64{1, 2, 3}) {
+		t.Fatalf("voters %v after a refused promotion", conf.Voters)
+	}
+	tc.net.mu.Lock()
+	tc.net.cut[4] = false
+	tc.net.mu.Unlock()
+	tc.atLeader(ctx, t, func(g *Group) error {
+		err := g.PromoteLearner(ctx, 4)
+		if errors.Is(err, ErrLearnerBehind) {
+			time.Sleep(20 * time.Millisecond)
+			return ErrConfigChangeInProgress // try again (atLeader repeats it)
+		}
+		return err
+	})
+}

@@ -39,6 +39,10 @@ type progress struct {
 	// recentActive records any message from the follower since the last
 	// CheckQuorum round.
 	recentActive bool
+	// heardAt is when the leader last had a message from the follower
+	// (heard: ever, in this leadership).
+	heardAt time.Duration
+	heard   bool
 	// sentCommit is the commit index last sent, so a commit advance reaches
 	// an up-to-date follower without waiting for the next heartbeat.
 	sentCommit uint64

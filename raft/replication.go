@@ -76,6 +76,7 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 		return
 	}
 	p.recentActive = true
+	p.heard, p.heardAt = true, c.now
 	switch m.Type {
 	case protocol.MsgAppendResponse:
 		c.handleAppendResponse(m, p)

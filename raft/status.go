@@ -23,4 +23,12 @@ type Status struct {
 	// ConfigurationIndex is the index of the entry that set it (0 when it
 	// comes from the bootstrap configuration or a snapshot).
 	ConfigurationIndex uint64
+	// Unconfirmed lists, on a leader, the other members (voters and
+	// learners) that have not acknowledged the entry of the configuration
+	// in effect (ConfigurationIndex), or that the leader has not heard
+	// from within the election timeout, in order; nil otherwise. A member
+	// that stopped answering stays in it. An owner that changes the
+	// membership in steps waits until the members it keeps are confirmed
+	// before it removes others.
+	Unconfirmed []uint64
 }

@@ -536,13 +536,23 @@ func (b *Broker) reconcileReplicas() {
 		return
 	}
 	want := map[uint64]bool{}
+	for _, topic := range m.Topics {
+		for _, p := range topic.Partitions {
+			if p.hasReplica(b.cfg.ID) {
+				want[p.GroupID] = true
+			}
+		}
+	}
+	// Replicas no longer wanted go first: a topic deleted and created again
+	// under the same name gets the same directory, which the old replica
+	// must have left before the new one opens it.
+	b.removeUnwantedReplicas(m, want)
 	for _, name := range m.sortedTopicNames() {
 		topic := m.Topics[name]
 		for i, p := range topic.Partitions {
 			if !p.hasReplica(b.cfg.ID) {
 				continue
 			}
-			want[p.GroupID] = true
 			b.mu.RLock()
 			running := b.groups[p.GroupID]
 			b.mu.RUnlock()
@@ -554,21 +564,42 @@ func (b *Broker) reconcileReplicas() {
 			if !b.restartDue(p.GroupID, now) {
 				continue
 			}
-			_, restart := b.failedCut(p.GroupID)
+			restart := b.down(p.GroupID)
 			if err := b.startReplica(name, uint32(i), p); err != nil {
-				b.logger.Error("cannot start partition replica", "topic", name, "partition", i, "err", err)
+				// Recorded as a failure, so the run loop tries again after
+				// a backoff (nothing else would before the next metadata).
+				f := b.noteFailure(p.GroupID, name, uint32(i), err, now, nil)
+				msg := "cannot start partition replica; trying again after a backoff"
 				if restart {
-					f := b.noteFailure(p.GroupID, name, uint32(i), err, now, nil)
-					b.logger.Error("partition replica restart failed; trying again after a backoff", "topic", name, "partition", i,
-						"group", p.GroupID, "failures", f.failures, "restart_in", f.retryAt.Sub(now))
+					msg = "partition replica restart failed; trying again after a backoff"
 				}
+				b.logger.Error(msg, "topic", name, "partition", i, "group", p.GroupID, "err", err,
+					"failures", f.failures, "restart_in", f.retryAt.Sub(now))
 			} else if restart {
 				b.replicaStarted(p.GroupID, time.Now())
 			}
 		}
 	}
-	// Remove replicas of deleted topics. A group id at or above NextGroupID
-	// was created after this metadata version, so it is left alone.
+	recorded, err := b.store.replicaGroups()
+	if err != nil {
+		b.logger.Error("cannot list replica records", "err", err)
+		return
+	}
+	for id, dir := range recorded {
+		b.mu.RLock()
+		running := b.groups[id] != nil
+		b.mu.RUnlock()
+		if !running && !want[id] && id < m.NextGroupID {
+			b.removeReplicaData(id, dir)
+		}
+	}
+}
+
+// removeUnwantedReplicas stops the replicas of groups that m no longer
+// assigns to this broker (want), deleting their data, and forgets their
+// failures. A group id at or above NextGroupID was created after m, so it
+// is left alone.
+func (b *Broker) removeUnwantedReplicas(m *clusterMetadata, want map[uint64]bool) {
 	b.mu.Lock()
 	var remove []*partitionReplica
 	for id, r := range b.groups {
@@ -584,19 +615,6 @@ func (b *Broker) reconcileReplicas() {
 	b.mu.Unlock()
 	for _, r := range remove {
 		b.stopReplica(r, true)
-	}
-	recorded, err := b.store.replicaGroups()
-	if err != nil {
-		b.logger.Error("cannot list replica records", "err", err)
-		return
-	}
-	for id, dir := range recorded {
-		b.mu.RLock()
-		running := b.groups[id] != nil
-		b.mu.RUnlock()
-		if !running && !want[id] && id < m.NextGroupID {
-			b.removeReplicaData(id, dir)
-		}
 	}
 }
 

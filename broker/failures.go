@@ -77,8 +77,10 @@ type replicaFailure struct {
 	since     time.Time
 	retryAt   time.Time
 	// cutAfter is the log's last durable index when it failed: the
-	// restart cuts the log after it.
+	// restart cuts the log after it (cut: known; a replica that failed to
+	// start has none).
 	cutAfter uint64
+	cut      bool
 	// restarted is when the replica last started again; zero while it is
 	// stopped.
 	restarted time.Time
@@ -205,7 +207,7 @@ func (b *Broker) noteFailure(groupID uint64, topic string, partition uint32, err
 	f.restarted = time.Time{}
 	f.retryAt = now.Add(b.backoffAfter(f.failures))
 	if cutAfter != nil {
-		f.cutAfter = *cutAfter
+		f.cutAfter, f.cut = *cutAfter, true
 	}
 	return *f
 }
@@ -243,15 +245,23 @@ func (b *Broker) restartDue(groupID uint64, now time.Time) bool {
 }
 
 // failedCut returns the index after which a replica restarting after a
-// failure cuts its log, and whether it is one.
+// failure cuts its log, and whether it must.
 func (b *Broker) failedCut(groupID uint64) (uint64, bool) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	f := b.failed[groupID]
-	if !f.down() {
+	if !f.down() || !f.cut {
 		return 0, false
 	}
 	return f.cutAfter, true
+}
+
+// down reports whether groupID's replica here is stopped after a failure
+// and not restarted yet.
+func (b *Broker) down(groupID uint64) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.failed[groupID].down()
 }
 
 // replicaStarted marks a failed replica as running again.

@@ -10,9 +10,9 @@ import (
 	"github.com/raftmq/raftmq/protocol"
 )
 
-// TestReassignSurvivesRestartsOfTargetAndController: a move {1,2,3} -> {1,2,4} while
-// producing, with the controller leader and the new broker 4 both
-// restarted in the middle (4 right after it became a learner). The move
+// TestReassignSurvivesRestartsOfTargetAndController: a move {1,2,3} ->
+// {1,2,4} while producing, with the controller leader and the new broker 4
+// both restarted in the middle (4 right after it became a learner). The move
 // must finish and broker 4 must hold every acknowledged record and the
 // committed group offset.
 func TestReassignSurvivesRestartsOfTargetAndController(t *testing.T) {

@@ -715,10 +715,9 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		if c.Committed && c.Offset >= c.LogStartOffset {
 			position = AtOffset(c.Offset)
 		}
-		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, position); err != nil {
-			g.client.logger.Warn("raftmq: start assigned partition", "partition", tp, "error", err)
-			continue
-		}
+		// Owned before its fetcher starts: a Poll running meanwhile keeps
+		// only records of owned partitions, and would drop the first ones
+		// while the consumer's position passes them.
 		g.mu.Lock()
 		g.owned[tp] = gp.Epoch
 		if c.Committed {
@@ -727,6 +726,16 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 			g.processed[tp] = c.Offset
 		}
 		g.mu.Unlock()
+		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, position); err != nil {
+			g.client.logger.Warn("raftmq: start assigned partition", "partition", tp, "error", err)
+			g.mu.Lock()
+			delete(g.owned, tp)
+			delete(g.committed, tp)
+			delete(g.positions, tp)
+			delete(g.processed, tp)
+			g.mu.Unlock()
+			continue
+		}
 		started = append(started, tp)
 	}
 	if len(started) > 0 && g.config.onAssigned != nil {

@@ -85,6 +85,30 @@
 // proposal that raced a step-down, a transfer or Close still resolves
 // (NotLeaderError or ErrTransferring from the core, ErrClosed from Close).
 //
+// A leader that steps down keeps its proposals pending: the next leader
+// may still commit their entries. Once its log drops one (a follower's
+// conflict truncation, or a snapshot restore that discards the log), the
+// proposal resolves at once: ErrProposalDropped when a committed entry
+// took its index, nil when the snapshot shows it committed, else a
+// *NotLeaderError whose outcome is unknown (another replica may hold the
+// entry). Left pending, it would wait for a commit index that may never
+// come, and block the in-order resolution of later proposals.
+//
+// Closing a group (RemoveGroup, Host.Close, or a storage or state machine
+// error) resolves everything pending, including what a worker in the
+// middle of a round hands out after close took the queues (an AckApplied
+// proposal, a confirmed read): a worker that finds the group closed
+// resolves it with the close error instead of queueing it. Every run, sync
+// and apply worker and every snapshot transfer counts itself in the group
+// while inside it (Group.enter); a worker checks for close before each
+// ready's writes, before an inline sync and between applied batches, and
+// RemoveGroup returns only when none is inside. After it returns the
+// driver calls none of the group's storage, state machine or snapshot
+// store, so the owner may close and delete them. RemoveGroup and
+// Host.Close therefore must not be called from a callback the workers run
+// (StateMachine, LogStorage, StableStorage, HostConfig.Send); the broker
+// removes replicas from its run loop.
+//
 // # The entry window (window.go)
 //
 // The driver reads recent entries from memory, not from LogStorage: every

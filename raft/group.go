@@ -66,6 +66,14 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // *NotLeaderError (errors.As), ErrTransferring, ErrProposalDropped,
 // ErrClosed, or the storage error that stopped the group. A ctx error does
 // not cancel the proposal; it may still commit.
+//
+// ErrProposalDropped means the entry will never commit (another entry
+// committed at its index). A *NotLeaderError for a proposal the leader had
+// already appended means its outcome is unknown here: the replica stepped
+// down and its copy of the entry was then overwritten by a new leader's
+// entries or replaced by a snapshot, but another replica may still hold
+// the entry and a later leader commit it (ErrClosed and ErrStopped say the
+// same of the proposals pending when the group stops).
 func (p *Proposal) Wait(ctx context.Context) (index, term uint64, err error) {
 	if p.state.Load() == proposalResolved {
 		return p.index, p.term, p.err
@@ -177,6 +185,13 @@ type Group struct {
 	// (guarded by mu; for tests and benchmarks).
 	windowHeld windowUse
 
+	// active counts the goroutines inside the group: run, sync and apply
+	// workers (Host.runWorker etc.) and snapshot transfers. RemoveGroup
+	// waits on workersIdle (L is &mu) until it is 0, so that no storage or
+	// state machine call follows its return.
+	active      int
+	workersIdle sync.Cond
+
 	// Apply state (guarded by mu).
 	applyQueue   [][]protocol.Entry // committed batches, in order
 	applyWaiters []*Proposal
@@ -218,6 +233,7 @@ type durableMark struct{ term, index uint64 }
 
 func newGroup(h *Host, cfg GroupConfig, hs HardState, seed uint64) *Group {
 	g := &Group{host: h, id: cfg.GroupID, cfg: cfg, heapIndex: -1, campaignEarly: cfg.CampaignEarly, stopped: make(chan struct{})}
+	g.workersIdle.L = &g.mu
 	windowBytes := cfg.EntryWindowBytes
 	if windowBytes == 0 {
 		windowBytes = defaultWindowBytes
@@ -270,15 +286,20 @@ func (g *Group) ID() uint64 { return g.id }
 // it, which Err then returns wrapped in ErrStopped. A stopped group sends
 // nothing, fails every proposal with that error and reports (Status) a
 // follower that knows no leader; its host keeps it until RemoveGroup. A
-// sync or apply that was running when it stopped may still finish. A
-// caller that wants the replica back reopens its storage and adds a new
-// group with the same id: after a failed sync, the entries written since
-// the last successful one may be in the operating system's cache but not
-// on disk, so the log should be cut back to its last durable entry first
-// (as a crash would have cut it).
+// worker that was inside the group when it stopped finishes the storage
+// or state machine call it is in (an Apply, a Sync, an Append) and makes
+// no further one; RemoveGroup returns only after it did, so the owner
+// closes the storage after RemoveGroup, not on Stopped. A caller that
+// wants the replica back reopens its storage and adds a new group with
+// the same id: after a failed sync, the entries written since the last
+// successful one may be in the operating system's cache but not on disk,
+// so the log should be cut back to its last durable entry first (as a
+// crash would have cut it).
 func (g *Group) Stopped() <-chan struct{} { return g.stopped }
 
-// Err returns why the group stopped (see Stopped), nil while it runs.
+// Err returns why the group stopped (see Stopped), nil while it runs. A
+// non-nil Err does not mean the driver is done with the group's storage:
+// after RemoveGroup returns it is.
 func (g *Group) Err() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -506,6 +527,15 @@ func (g *Group) processOnce() (more bool) {
 		err = g.handleReady(c.takeReady())
 	}
 	releaseWindow(g.window, c)
+	if err == errRoundClosed {
+		// Closed meanwhile (RemoveGroup, or a sync or apply worker's
+		// error): touch the storage no more.
+		g.mu.Lock()
+		err = g.closeErr
+		g.mu.Unlock()
+		g.failOwned(err)
+		return false
+	}
 	if err != nil {
 		g.host.cfg.Logger.Error("raft: group stopped", "group", g.id, "err", err)
 		err = fmt.Errorf("%w: %w", ErrStopped, err)
@@ -567,11 +597,25 @@ func (g *Group) propose(props []*Proposal, ents []protocol.Entry, now time.Durat
 	clear(props)
 }
 
+// errRoundClosed is what handleReady returns when it finds the group
+// closed: the round ends without another storage call (see processOnce).
+var errRoundClosed = errors.New("raft: group closed during the round")
+
 // handleReady persists, sends and hands out committed entries, in the order
-// the core's contract requires.
+// the core's contract requires. It returns errRoundClosed, having written
+// nothing, when the group closed meanwhile.
 func (g *Group) handleReady(rd ready) error {
 	if rd.err != nil {
 		return rd.err
+	}
+	g.mu.Lock()
+	closed := g.closed
+	g.mu.Unlock()
+	if closed {
+		return errRoundClosed
+	}
+	if n := len(rd.entries); n > 0 && rd.entries[0].Index <= g.window.LastIndex() {
+		g.dropOverwritten(rd.entries)
 	}
 	if err := persistReady(g.window, g.cfg.Stable, &rd); err != nil {
 		return err
@@ -585,7 +629,7 @@ func (g *Group) handleReady(rd ready) error {
 		g.mu.Lock()
 		g.appended = appended
 		startSync := false
-		if !g.syncing {
+		if !g.syncing && !g.closed {
 			// No sync runs for the group. When nothing more is queued
 			// for it, no other group waits for a run worker and another
 			// one is idle, sync here, after sending (the followers append
@@ -630,6 +674,12 @@ func (g *Group) handleReady(rd ready) error {
 		g.startSnapshotTransfers(rd.snapshots)
 	}
 	if syncInline {
+		g.mu.Lock()
+		closed := g.closed
+		g.mu.Unlock()
+		if closed {
+			return errRoundClosed
+		}
 		now, err := g.syncLog()
 		if err != nil {
 			return fmt.Errorf("raft: sync log: %w", err)
@@ -696,6 +746,50 @@ func (g *Group) resolveAppended(entries []protocol.Entry) {
 	}
 }
 
+// dropOverwritten fails the pending proposals whose entries the ready's
+// entries overwrite: entries replace the log's suffix from their first
+// index (a follower's conflict truncation), so a proposal of this replica
+// at or after that index is gone from its log unless entries hold it
+// again with its term. Left pending, it would resolve only when the commit
+// index passed it (never, in an idle group), and proposals of a later
+// leadership of this replica would queue behind it at lower indexes,
+// breaking the index order resolveCommitted relies on (they would hang
+// after committing and then fail as dropped).
+//
+// The outcome of such a proposal is unknown, not failed: another replica
+// may hold the entry and a later leader commit it (a leader elected
+// without it can lose leadership before its own entry at that index
+// reaches a majority). It fails with *NotLeaderError, as Wait documents.
+// A step-down alone fails nothing: the next leader may commit the entries.
+func (g *Group) dropOverwritten(entries []protocol.Entry) {
+	first, last := entries[0].Index, entries[len(entries)-1].Index
+	start := len(g.pending)
+	for start > g.pendingHead && g.pending[start-1].index >= first {
+		start--
+	}
+	if start == len(g.pending) {
+		return
+	}
+	var err error
+	kept := start
+	for _, p := range g.pending[start:] {
+		if p.index <= last && entries[p.index-first].Term == p.term {
+			g.pending[kept] = p // the same entry again: still in the log
+			kept++
+			continue
+		}
+		if err == nil {
+			err = &NotLeaderError{Leader: g.core.leader}
+		}
+		p.resolve(err)
+	}
+	clear(g.pending[kept:])
+	g.pending = g.pending[:kept]
+	if g.pendingHead == len(g.pending) {
+		g.pending, g.pendingHead = g.pending[:0], 0
+	}
+}
+
 // resolveCommitted resolves AckCommitted proposals and queues the entries
 // (and AckApplied proposals) for the apply goroutine.
 func (g *Group) resolveCommitted(committed []protocol.Entry) {
@@ -723,6 +817,16 @@ func (g *Group) resolveCommitted(committed []protocol.Entry) {
 		g.pending, g.pendingHead = g.pending[:0], 0
 	}
 	g.mu.Lock()
+	if g.closed {
+		// close took applyWaiters already and no apply loop runs for a
+		// closed group: these would never resolve.
+		err := g.closeErr
+		g.mu.Unlock()
+		for _, p := range toApply {
+			p.resolve(err)
+		}
+		return
+	}
 	g.applyQueue = append(g.applyQueue, committed)
 	g.applyWaiters = append(g.applyWaiters, toApply...)
 	startApply := !g.applying
@@ -812,7 +916,19 @@ func (g *Group) applyLoop() {
 			return
 		}
 		g.mu.Unlock()
-		for _, batch := range batches {
+		for i, batch := range batches {
+			if i > 0 {
+				// Closed meanwhile: RemoveGroup waits for this loop, and
+				// the owner closes the state machine right after it.
+				g.mu.Lock()
+				if g.closed {
+					g.applying = false
+					g.applyStoppedLocked()
+					g.mu.Unlock()
+					return
+				}
+				g.mu.Unlock()
+			}
 			if err := g.cfg.StateMachine.Apply(batch); err != nil {
 				g.host.cfg.Logger.Error("raft: state machine failed; group stopped", "group", g.id, "err", err)
 				g.close(fmt.Errorf("%w: raft: apply: %w", ErrStopped, err))
@@ -841,6 +957,38 @@ func (g *Group) applyLoop() {
 			return
 		}
 	}
+}
+
+// enter and leave bracket a goroutine's stay in the group (a run, sync or
+// apply worker's loop, a snapshot transfer): awaitWorkers waits until
+// none is inside. A goroutine that enters a closed group finds it closed
+// before any storage call and leaves.
+func (g *Group) enter() {
+	g.mu.Lock()
+	g.active++
+	g.mu.Unlock()
+}
+
+func (g *Group) leave() {
+	g.mu.Lock()
+	g.active--
+	if g.active == 0 {
+		g.workersIdle.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// awaitWorkers waits until no goroutine of the driver is inside the
+// group (see enter). After close, none makes another storage or state
+// machine call once it returns. It must not run on one of those
+// goroutines (from a StateMachine, LogStorage or Send callback): it would
+// wait for itself.
+func (g *Group) awaitWorkers() {
+	g.mu.Lock()
+	for g.active > 0 {
+		g.workersIdle.Wait()
+	}
+	g.mu.Unlock()
 }
 
 // close stops the group and fails everything pending with err.

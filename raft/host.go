@@ -158,8 +158,21 @@ func (h *Host) AddGroup(cfg GroupConfig) (*Group, error) {
 	return g, nil
 }
 
-// RemoveGroup stops a group's replica; pending proposals fail with ErrClosed.
-// The storage stays open; its owner closes it.
+// RemoveGroup stops a group's replica; pending proposals, reads and
+// requests fail with ErrClosed. It returns once no worker of the host is
+// inside the group any more: a worker that was inside finishes the
+// storage or state machine call it is in (an Apply, a Sync, an Append)
+// and makes no further one, and snapshot transfers end; from then on the
+// driver calls none of the group's LogStorage, StableStorage,
+// StateMachine or snapshot store. The storage stays open; its owner
+// closes it (and may delete it) after RemoveGroup returns.
+//
+// Because it waits for the group's workers, RemoveGroup must not be called
+// from a callback the driver runs on them (StateMachine.Apply, Restore,
+// LogStorage and StableStorage methods, HostConfig.Send): it would wait
+// for itself, or for a worker of another group waiting for it. Hand the
+// removal to another goroutine (the broker removes replicas from its run
+// loop).
 func (h *Host) RemoveGroup(groupID uint64) error {
 	h.mu.Lock()
 	g := h.groups[groupID]
@@ -169,11 +182,15 @@ func (h *Host) RemoveGroup(groupID uint64) error {
 		return fmt.Errorf("raft: group %d not on this host", groupID)
 	}
 	g.close(ErrClosed)
+	g.awaitWorkers()
 	h.clearDeadline(g)
 	return nil
 }
 
-// Close removes every group and stops the host's goroutines.
+// Close removes every group and stops the host's goroutines, and returns
+// once they all stopped (so, as after RemoveGroup, the driver calls no
+// group's storage any more). Like RemoveGroup, it must not be called from
+// a callback the driver runs.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -192,6 +209,15 @@ func (h *Host) Close() error {
 	h.applyq.stop()
 	close(h.done)
 	h.wg.Wait()
+	// A group that was queued for a run worker when the queue stopped
+	// still owns its pending proposals and requests (close leaves them to
+	// the worker it expected): no worker runs any more, so fail them here.
+	for _, g := range groups {
+		g.mu.Lock()
+		err := g.closeErr
+		g.mu.Unlock()
+		g.failOwned(err)
+	}
 	return nil
 }
 
@@ -199,19 +225,25 @@ func (h *Host) enqueue(g *Group) { h.runq.push(g) }
 
 func (h *Host) runWorker() {
 	for g := h.runq.pop(); g != nil; g = h.runq.pop() {
+		g.enter()
 		g.process()
+		g.leave()
 	}
 }
 
 func (h *Host) syncWorker() {
 	for g := h.syncq.pop(); g != nil; g = h.syncq.pop() {
+		g.enter()
 		g.syncLoop()
+		g.leave()
 	}
 }
 
 func (h *Host) applyWorker() {
 	for g := h.applyq.pop(); g != nil; g = h.applyq.pop() {
+		g.enter()
 		g.applyLoop()
+		g.leave()
 	}
 }
 

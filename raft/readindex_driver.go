@@ -67,7 +67,9 @@ func (g *Group) requestReads(reads []*readRequest, now time.Duration) {
 }
 
 // resolveReads takes the core's finished reads: failures resolve now,
-// confirmed reads once the state machine applied their index.
+// confirmed reads once the state machine applied their index. In a group
+// closed meanwhile they fail with its error: close already took
+// readWaiters, and no apply would release a read left there.
 func (g *Group) resolveReads(states []readState) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -80,6 +82,8 @@ func (g *Group) resolveReads(states []readState) {
 		switch {
 		case st.err != nil:
 			r.resolve(0, st.err)
+		case g.closed:
+			r.resolve(0, g.closeErr)
 		case st.index <= g.applied:
 			r.resolve(st.index, nil)
 		default:

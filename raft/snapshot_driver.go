@@ -176,7 +176,11 @@ func (g *Group) stepSnapshotLocked(m *protocol.RaftMessage) {
 	if in == nil {
 		in = &inboundTransfer{from: m.From, id: chunk.ID, chunks: make(chan inboundChunk, snapshotQueue), stop: make(chan struct{})}
 		g.snap.inbound = in
-		g.host.wg.Go(func() { g.receiveSnapshot(in) })
+		g.active++ // see enter: RemoveGroup waits for the transfer to end
+		g.host.wg.Go(func() {
+			defer g.leave()
+			g.receiveSnapshot(in)
+		})
 	}
 	select {
 	case in.chunks <- inboundChunk{term: m.Term, chunk: chunk}:
@@ -254,7 +258,11 @@ func (g *Group) startSnapshotTransfers(reqs []snapshotRequest) {
 			g.snap.outbound = make(map[uint64]*outboundTransfer)
 		}
 		g.snap.outbound[req.to] = t
-		g.host.wg.Go(func() { g.sendSnapshot(t, info) })
+		g.active++ // see enter: RemoveGroup waits for the transfer to end
+		g.host.wg.Go(func() {
+			defer g.leave()
+			g.sendSnapshot(t, info)
+		})
 	}
 }
 
@@ -475,6 +483,7 @@ func (g *Group) installSnapshot(rs receivedSnapshot) error {
 			return fmt.Errorf("raft: reset log after snapshot %v: %w", meta.ID(), err)
 		}
 		g.releaseApply(meta.Index)
+		g.resolveRestored(meta, rs.from)
 		g.core.restoreConfiguration(meta.Index, snapshotConfiguration(meta.Configuration))
 		g.host.cfg.Logger.Info("raft: snapshot restored", "group", g.id, "snapshot", meta.ID())
 	}
@@ -511,12 +520,49 @@ func (g *Group) applyStoppedLocked() {
 	}
 }
 
-// releaseApply records the restored state as applied through index.
+// releaseApply records the restored state as applied through index. The
+// AckApplied proposals waiting for batches it dropped are applied now: a
+// restore happens only past the commit index, so they are all at or
+// below index, and committed.
 func (g *Group) releaseApply(index uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.applyQueue = nil // everything queued was handed out at or below index
 	g.applied = index
 	g.applying = false
+	for _, p := range g.applyWaiters {
+		p.resolve(nil)
+	}
+	clear(g.applyWaiters)
+	g.applyWaiters = g.applyWaiters[:0]
 	g.releaseReadsLocked()
+}
+
+// resolveRestored resolves every pending proposal after a restore replaced
+// the log: its entries are gone, and committed entries continue after
+// meta.Index, so none would resolve. The core restores only when the log
+// does not hold (meta.Index, meta.Term), and a pending proposal's entry is
+// in the log (dropOverwritten removes the others), so:
+//   - at or after meta.Index, the log conflicted with the committed one
+//     there: the entry never commits (ErrProposalDropped);
+//   - before it with a term above meta.Term: the same (terms do not
+//     decrease along a log);
+//   - before it with meta.Term: this replica led that term and appended
+//     its entry before the one at meta.Index, which is committed, so it is
+//     committed too (and applied: the state machine is at meta.Index);
+//   - before it with a lower term: unknown; another leader may have
+//     committed it (*NotLeaderError, as Wait documents).
+func (g *Group) resolveRestored(meta snapshot.Meta, leader uint64) {
+	for _, p := range g.pending[g.pendingHead:] {
+		switch {
+		case p.index >= meta.Index || p.term > meta.Term:
+			p.resolve(ErrProposalDropped)
+		case p.term == meta.Term:
+			p.resolve(nil)
+		default:
+			p.resolve(&NotLeaderError{Leader: leader})
+		}
+	}
+	clear(g.pending)
+	g.pending, g.pendingHead = g.pending[:0], 0
 }

@@ -110,6 +110,8 @@ type snapshotCluster struct {
 	chunkBudget atomic.Int64
 	chunksSent  atomic.Int64
 	lost, twice atomic.Int64 // snapshot messages the lossy transport dropped or duplicated
+	// isolated, when not 0, is a node whose messages are all dropped.
+	isolated atomic.Uint64
 }
 
 // newSnapshotCluster starts the cluster on memLogs, or on segmentlogs with
@@ -169,6 +171,9 @@ func (sc *snapshotCluster) send(msgs []protocol.RaftMessage) {
 		g, _ := sc.groups.Load(m.To)
 		if h == nil || g == nil {
 			continue // stopped
+		}
+		if iso := sc.isolated.Load(); iso != 0 && (m.From == iso || m.To == iso) {
+			continue
 		}
 		copies := 1
 		if isSnapshotMessage(m.Type) {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 
@@ -306,6 +307,14 @@ type admission struct {
 // new and next in sequence, proposes it (calling propose under the lock,
 // so the check and the log order agree). status is the group's status.
 func (p *producerState) admit(h protocol.BatchHeader, appendTime int64, status raft.Status, propose func() proposal) (admission, *protocol.Error) {
+	if last := int64(h.BaseSequence) + int64(h.RecordCount) - 1; h.BaseSequence < 0 || last > math.MaxInt32 {
+		// The sequence arithmetic below is int32: a range past 2^31-1
+		// would wrap and compare as already applied. A producer starts a
+		// new epoch at sequence 0 before it gets there (the SDK does).
+		return admission{}, protocol.Errorf(protocol.CodeInvalidArgument,
+			"producer %d epoch %d: sequences %d..%d are outside 0..%d; start a new epoch", h.ProducerID, h.ProducerEpoch,
+			h.BaseSequence, last, int64(math.MaxInt32))
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.appliedTerm < status.Term {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -301,4 +302,30 @@ func TestDedupEvictsLeastRecentProducers(t *testing.T) {
 	if len(state.applied) != maxProducersPerPartition*9/10 || state.applied[1] != nil || state.applied[maxProducersPerPartition+1] == nil {
 		t.Fatalf("after eviction %d producers remain (oldest kept: %v)", len(state.applied), state.applied[1] != nil)
 	}
+}
+
+// TestIdempotentSequencesPastTheTopAreRefused: a batch whose sequences
+// would pass 2^31-1 is refused with invalid_argument, before anything is
+// proposed. Before, its last sequence wrapped to a negative number, the
+// batch counted as already applied while it was in flight, and a retry of
+// it (after a produce timeout) was proposed again: the log held its
+// records twice (found in review).
+func TestIdempotentSequencesPastTheTopAreRefused(t *testing.T) {
+	h := newDedupHarness(t)
+	const id = 42
+	h.produceNew(idempotentHeader(id, 0, 0, math.MaxInt32-9))
+	h.produceNew(idempotentHeader(id, 0, math.MaxInt32-9, 5)) // up to MaxInt32-5
+	h.applyAll()
+	proposed := len(h.proposed)
+	for range 2 { // the batch, then its retry
+		_, apiErr := h.produce(idempotentHeader(id, 0, math.MaxInt32-4, 10))
+		if apiErr == nil || apiErr.Code != protocol.CodeInvalidArgument {
+			t.Fatalf("a batch of sequences MaxInt32-4..MaxInt32+5: %v, want invalid_argument", apiErr)
+		}
+	}
+	if len(h.proposed) != proposed {
+		t.Fatalf("%d entries proposed for the refused batch", len(h.proposed)-proposed)
+	}
+	// The last sequences below the top are still taken.
+	h.produceNew(idempotentHeader(id, 0, math.MaxInt32-4, 5))
 }

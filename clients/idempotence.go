@@ -68,11 +68,16 @@ type producerSequence struct {
 	nextSequence int32
 }
 
-// stamp sets the producer identity of a batch about to be encoded for the
-// first time; commit advances the sequence once the encoding succeeded.
-func (s *producerSequence) stamp(batch *pendingBatch) {
+// stamp sets the producer identity of a batch of records about to be
+// encoded for the first time; commit advances the sequence once the
+// encoding succeeded. A batch whose sequences would pass 2^31-1 starts a
+// new epoch instead (brokers refuse a range that wraps).
+func (s *producerSequence) stamp(batch *pendingBatch, records int) {
 	if s.producerID == 0 {
 		return
+	}
+	if int64(s.nextSequence)+int64(records)-1 > math.MaxInt32 {
+		s.bumpEpoch()
 	}
 	batch.builder.SetProducer(s.producerID, s.epoch, s.nextSequence)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -261,5 +262,36 @@ func TestLateRepliesAfterAbandonedBatchesDoNotStallTheClient(t *testing.T) {
 	defer fresh.Close(context.Background())
 	if err := fresh.ProduceSync(testContext(t), &Record{Topic: "t", Value: []byte("fresh")}).FirstErr(); err != nil {
 		t.Fatalf("another producer of the client, the broker answering at once: %v", err)
+	}
+}
+
+// TestBatchThatWouldPassTheTopSequenceStartsANewEpoch: a batch whose
+// sequences would pass 2^31-1 is stamped with the next epoch at sequence
+// 0 (brokers refuse a range that wraps); before, it was stamped in the old
+// epoch with a range that wrapped, and the epoch moved on only after it.
+func TestBatchThatWouldPassTheTopSequenceStartsANewEpoch(t *testing.T) {
+	s := producerSequence{producerID: 7, epoch: 3, nextSequence: math.MaxInt32 - 4}
+	var builder protocol.BatchBuilder
+	for range 10 {
+		if err := builder.Add(protocol.Record{Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := &pendingBatch{builder: &builder}
+	s.stamp(batch, builder.Len())
+	data, err := builder.Build(protocol.CodecNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := protocol.ReadBatchHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ProducerEpoch != 4 || h.BaseSequence != 0 {
+		t.Fatalf("stamped epoch %d sequence %d, want epoch 4 sequence 0", h.ProducerEpoch, h.BaseSequence)
+	}
+	s.commit(batch, builder.Len())
+	if s.epoch != 4 || s.nextSequence != 10 {
+		t.Fatalf("after the batch: epoch %d, next sequence %d", s.epoch, s.nextSequence)
 	}
 }

@@ -290,7 +290,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 			Acks:      pp.producer.config.acks,
 			Timeout:   brokerTimeout(client.config.requestTimeout),
 		})
-		pp.sequence.stamp(batch)
+		pp.sequence.stamp(batch, batch.builder.Len())
 		request, err := batch.builder.AppendBatch(request, pp.producer.config.codec)
 		if err != nil {
 			pp.fail(batch, fmt.Errorf("clients: encode batch: %w", err))

@@ -191,3 +191,42 @@ func TestHostSilentLearnerIsNotPromoted(t *testing.T) {
 		return err
 	})
 }
+
+// A member that has not acknowledged the configuration in effect is listed
+// in Status.Unconfirmed although the leader heard from it lately: here
+// learner 4 is promoted just after it was cut off, so the promotion
+// commits on 1, 2 and 3 and 4 never acknowledges it. An owner that changes
+// the membership in steps (the broker's reassignment) removes no other
+// member while a member it keeps is unconfirmed.
+func TestHostMemberThatMissedTheConfigurationIsUnconfirmed(t *testing.T) {
+	calls := 0
+	tc := newTestCluster(t, []uint64{1, 2, 3, 4}, func(cfg *GroupConfig) {
+		calls++
+		cfg.Voters = []uint64{1, 2, 3}
+		cfg.HeartbeatInterval = 100 * time.Millisecond // promotion allowed 200 ms after the last answer
+		cfg.ElectionTimeout = time.Second
+		if calls == 4 {
+			cfg.Voters = nil
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g := tc.atLeader(ctx, t, func(g *Group) error { return g.AddLearner(ctx, 4) })
+	waitFor(t, 10*time.Second, "learner 4 to catch up and be confirmed", func() bool {
+		return tc.groups[4].Status().AppliedIndex >= g.Status().CommitIndex && len(g.Status().Unconfirmed) == 0
+	})
+	tc.net.mu.Lock()
+	tc.net.cut[4] = true
+	tc.net.mu.Unlock()
+	if err := g.PromoteLearner(ctx, 4); err != nil {
+		t.Fatalf("promoting learner 4 right after it was cut off: %v", err)
+	}
+	st := g.Status()
+	if !slices.Equal(st.Configuration.Voters, []uint64{1, 2, 3, 4}) || !slices.Equal(st.Unconfirmed, []uint64{4}) {
+		t.Fatalf("after the promotion: voters %v, unconfirmed %v; want 4 unconfirmed", st.Configuration.Voters, st.Unconfirmed)
+	}
+	tc.net.mu.Lock()
+	tc.net.cut[4] = false
+	tc.net.mu.Unlock()
+	waitFor(t, 10*time.Second, "voter 4 to acknowledge its promotion", func() bool { return len(g.Status().Unconfirmed) == 0 })
+}

@@ -68,9 +68,10 @@
 //
 // Produce (broker-addressed subject): the request is decoded, the partition
 // looked up, leadership checked (not leader -> CodeNotLeader with the
-// leader's id), the batch checked without decompression (size limit, CRC and
-// header via protocol.VerifyBatch; an uncompressed batch also has its records'
-// sizes checked), the append time stamped into the broker's own copy of the
+// leader's id), the batch checked (size limit, CRC and header via
+// protocol.VerifyBatch, then every record decoded, decompressed if need be,
+// as a consumer will: the count, each record's fields, max record bytes),
+// the append time stamped into the broker's own copy of the
 // bytes (the base offset is assigned by segmentlog on append, docs/adr/0001)
 // and proposed. Proposals are made on the subscription's goroutine, so
 // batches one connection sends enter the log in order. The reply goes out

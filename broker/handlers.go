@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -305,9 +306,14 @@ func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func
 	}()
 }
 
-// validateBatch checks a batch's size, structure and CRC without
-// decompressing it; uncompressed batches also get their record count and
-// records' sizes checked (consumers check each record's fields on decode).
+// validateBatch checks a batch before it is appended: its size, structure
+// and CRC, then every record, decompressed if need be, as a consumer will
+// decode it (the record count, each record's fields and timestamp within
+// the batch's range, the decompressed size within a consumer's limit) and
+// against max record bytes. A batch a consumer could not decode would
+// stop every consumer of the partition at its offset for good, and one
+// whose header claims more records than it holds would move the high
+// watermark past records that do not exist.
 func (b *Broker) validateBatch(batch []byte) (protocol.BatchHeader, *protocol.Error) {
 	if len(batch) > b.maxBatchBytes {
 		return protocol.BatchHeader{}, &protocol.Error{Code: protocol.CodeBatchTooLarge, Limit: uint64(b.maxBatchBytes),
@@ -317,47 +323,36 @@ func (b *Broker) validateBatch(batch []byte) (protocol.BatchHeader, *protocol.Er
 	if err != nil {
 		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
 	}
-	if header.Codec != protocol.CodecNone {
-		return header, nil
-	}
-	// The fast check reads only the records' length prefixes: the count
-	// must match the header, and a record no longer than the limit when
-	// encoded cannot hold more than the limit. Only a batch with a longer
-	// record is decoded, to measure it exactly.
-	count, longest, err := protocol.RecordFraming(batch)
-	switch {
-	case err != nil:
+	it := recordIterators.Get().(*protocol.RecordIterator)
+	defer recordIterators.Put(it)
+	if err := it.ResetVerified(batch); err != nil {
 		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
-	case count != int(header.RecordCount):
-		return header, protocol.Errorf(protocol.CodeCorruptBatch, "header says %d records, batch holds %d", header.RecordCount, count)
-	case longest <= b.cfg.MaxRecordBytes:
-		return header, nil
 	}
-	var tooLarge *protocol.Error
-	count = 0
-	err = protocol.DecodeRecords(batch, func(rec protocol.Record) error {
-		count++
+	count := 0
+	for it.NextPlain() {
+		rec := it.Record()
 		size := len(rec.Key) + len(rec.Value)
 		for _, h := range rec.Headers {
 			size += len(h.Key) + len(h.Value)
 		}
 		if size > b.cfg.MaxRecordBytes {
-			tooLarge = &protocol.Error{Code: protocol.CodeRecordTooLarge, Limit: uint64(b.cfg.MaxRecordBytes),
-				Message: fmt.Sprintf("record at position %d is %d bytes, over max record bytes", count-1, size)}
-			return tooLarge
+			return header, &protocol.Error{Code: protocol.CodeRecordTooLarge, Limit: uint64(b.cfg.MaxRecordBytes),
+				Message: fmt.Sprintf("record at position %d is %d bytes, over max record bytes", count, size)}
 		}
-		return nil
-	})
+		count++
+	}
 	switch {
-	case tooLarge != nil:
-		return header, tooLarge
-	case err != nil:
-		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+	case it.Err() != nil:
+		return header, protocol.Errorf(protocol.CodeCorruptBatch, "%v", it.Err())
 	case count != int(header.RecordCount):
 		return header, protocol.Errorf(protocol.CodeCorruptBatch, "header says %d records, batch holds %d", header.RecordCount, count)
 	}
 	return header, nil
 }
+
+// recordIterators keeps the iterators validateBatch decodes with (and
+// their decompression buffers).
+var recordIterators = sync.Pool{New: func() any { return new(protocol.RecordIterator) }}
 
 func (b *Broker) handleListOffsets(msg *nats.Msg) {
 	req, err := protocol.DecodeListOffsetsRequest(msg.Data)

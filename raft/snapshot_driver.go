@@ -358,7 +358,9 @@ func (g *Group) sendSnapshot(t *outboundTransfer, info snapshot.Info) {
 				g.endOutbound(t, false)
 				return
 			}
-			if window.Acked() > acked {
+			if window.Acked() != acked {
+				// Forward, or back to where a receiver that started over
+				// wants it: either way the transfer goes on.
 				acked, lastProgress = window.Acked(), time.Now()
 			}
 		case <-timer.C:

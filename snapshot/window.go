@@ -55,8 +55,8 @@ func (w *SendWindow) Next() (offset uint64, ok bool) {
 
 // Ack takes the receiver's acknowledgement (of this transfer; the caller
 // checks Ack.ID). An ack asking for an offset already sent, repeated more
-// than repeatsToResend times, makes the window resend from that offset:
-// a chunk was lost (the receiver ignores what follows a gap), or the
+// than repeatsToResend times, makes the window resend from that offset: a
+// chunk was lost (the receiver ignores what follows a gap), or the
 // receiver started over (it was abandoned and recreated). It resends once
 // per offset; if that resend is lost too, the owner's Timeout resends.
 func (w *SendWindow) Ack(a Ack) {
@@ -79,9 +79,16 @@ func (w *SendWindow) Ack(a Ack) {
 	}
 }
 
-// Timeout makes the window resend from the last acknowledged offset; the
-// owner calls it when no ack arrived for a while.
+// Timeout makes the window resend from the last acknowledged offset, or
+// from the offset the last ack asked for when that is lower: a receiver
+// that started over asks for less than was acknowledged, and near the end
+// of the file fewer chunks may be left to draw the repeats Ack waits for
+// (a late ack from before is unlikely to be the last before a silence).
+// The owner calls it when no ack arrived for a while.
 func (w *SendWindow) Timeout() {
+	if w.lastNext < w.acked && !w.done {
+		w.acked = w.lastNext
+	}
 	w.sendNext, w.repeats, w.recovering = w.acked, 0, false
 }
 

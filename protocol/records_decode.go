@@ -299,34 +299,3 @@ func DecodeRecords(batch []byte, fn func(Record) error) error {
 	}
 	return it.Err()
 }
-
-// RecordFraming walks the records section of an uncompressed batch by the
-// records' length prefixes alone: it returns how many records the section
-// holds and the longest record's encoded length (without its prefix, an
-// upper bound of its key, value and header bytes). It fails, wrapping
-// ErrCorruptBatch, when the prefixes do not tile the section exactly. It
-// does not look inside records (RecordIterator does); a broker uses it to
-// check a batch's record count and record sizes without decoding it.
-// batch must be one whole batch with CodecNone (VerifyBatch).
-func RecordFraming(batch []byte) (count int, longest int, err error) {
-	if len(batch) < BatchHeaderSize {
-		return 0, 0, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrCorruptBatch, len(batch), BatchHeaderSize)
-	}
-	if codec := Codec(batch[batchAttributesPos] & codecMask); codec != CodecNone {
-		return 0, 0, fmt.Errorf("protocol: record framing of a %v batch: decompress it first", codec)
-	}
-	section := batch[BatchHeaderSize:]
-	for position := 0; position < len(section); count++ {
-		length, n := binary.Uvarint(section[position:])
-		if n <= 0 {
-			return count, longest, fmt.Errorf("%w: record %d: bad length prefix", ErrCorruptBatch, count)
-		}
-		position += n
-		if length == 0 || length > uint64(len(section)-position) {
-			return count, longest, fmt.Errorf("%w: record %d: length %d with %d bytes left", ErrCorruptBatch, count, length, len(section)-position)
-		}
-		position += int(length)
-		longest = max(longest, int(length))
-	}
-	return count, longest, nil
-}

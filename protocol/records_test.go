@@ -391,19 +391,6 @@ func FuzzDecodeRecords(f *testing.F) {
 		if len(decoded) != int(header.RecordCount) {
 			t.Fatalf("decoded %d of %d records without error", len(decoded), header.RecordCount)
 		}
-		if header.Codec == CodecNone {
-			// What decodes is framed alike, and the longest record bounds
-			// every record's bytes (the broker's size check relies on it).
-			count, longest, err := RecordFraming(batch)
-			if err != nil || count != len(decoded) {
-				t.Fatalf("RecordFraming = %d records, %v; decoded %d", count, err, len(decoded))
-			}
-			for i, r := range decoded {
-				if size := recordPayloadSize(r); size > longest {
-					t.Fatalf("record %d holds %d bytes, more than the longest framed record %d", i, size, longest)
-				}
-			}
-		}
 		// Whatever decodes re-encodes to records that decode the same.
 		var rebuilt BatchBuilder
 		for _, r := range decoded {
@@ -443,47 +430,4 @@ func cloneHeaders(headers []RecordHeader) []RecordHeader {
 		out = append(out, RecordHeader{Key: h.Key, Value: clone(h.Value)})
 	}
 	return out
-}
-
-func recordPayloadSize(r Record) int {
-	size := len(r.Key) + len(r.Value)
-	for _, h := range r.Headers {
-		size += len(h.Key) + len(h.Value)
-	}
-	return size
-}
-
-func TestRecordFraming(t *testing.T) {
-	var builder BatchBuilder
-	records := testRecords()
-	for _, r := range records {
-		builder.Add(r)
-	}
-	batch, _ := builder.AppendBatch(nil, CodecNone)
-	count, longest, err := RecordFraming(batch)
-	if err != nil || count != len(records) {
-		t.Fatalf("RecordFraming = %d, %v; want %d records", count, err, len(records))
-	}
-	biggest := 0
-	for _, r := range records {
-		biggest = max(biggest, recordPayloadSize(r))
-	}
-	if longest < biggest || longest > biggest+64 {
-		t.Fatalf("longest framed record %d bytes, biggest payload %d", longest, biggest)
-	}
-
-	section := batch[BatchHeaderSize:]
-	for name, bad := range map[string][]byte{
-		"truncated":      sealRecords(section[:len(section)-1], CodecNone, 4, 0, 0),
-		"trailing bytes": sealRecords(append(append([]byte(nil), section...), 0), CodecNone, 4, 0, 0),
-		"bad prefix":     sealRecords([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, CodecNone, 1, 0, 0),
-	} {
-		if _, _, err := RecordFraming(bad); !errors.Is(err, ErrCorruptBatch) {
-			t.Errorf("%s: err = %v, want ErrCorruptBatch", name, err)
-		}
-	}
-	compressed, _ := builder.AppendBatch(nil, CodecZstd)
-	if _, _, err := RecordFraming(compressed); err == nil {
-		t.Error("RecordFraming accepted a compressed batch")
-	}
 }

@@ -978,6 +978,17 @@ func (g *Group) leave() {
 	g.mu.Unlock()
 }
 
+// goInsideLocked runs f on a goroutine of the host's that is inside the
+// group until f returns (a snapshot transfer): RemoveGroup waits for it.
+// g.mu is held.
+func (g *Group) goInsideLocked(f func()) {
+	g.active++
+	g.host.wg.Go(func() {
+		defer g.leave()
+		f()
+	})
+}
+
 // awaitWorkers waits until no goroutine of the driver is inside the
 // group (see enter). After close, none makes another storage or state
 // machine call once it returns. It must not run on one of those

@@ -176,11 +176,7 @@ func (g *Group) stepSnapshotLocked(m *protocol.RaftMessage) {
 	if in == nil {
 		in = &inboundTransfer{from: m.From, id: chunk.ID, chunks: make(chan inboundChunk, snapshotQueue), stop: make(chan struct{})}
 		g.snap.inbound = in
-		g.active++ // see enter: RemoveGroup waits for the transfer to end
-		g.host.wg.Go(func() {
-			defer g.leave()
-			g.receiveSnapshot(in)
-		})
+		g.goInsideLocked(func() { g.receiveSnapshot(in) })
 	}
 	select {
 	case in.chunks <- inboundChunk{term: m.Term, chunk: chunk}:
@@ -258,11 +254,7 @@ func (g *Group) startSnapshotTransfers(reqs []snapshotRequest) {
 			g.snap.outbound = make(map[uint64]*outboundTransfer)
 		}
 		g.snap.outbound[req.to] = t
-		g.active++ // see enter: RemoveGroup waits for the transfer to end
-		g.host.wg.Go(func() {
-			defer g.leave()
-			g.sendSnapshot(t, info)
-		})
+		g.goInsideLocked(func() { g.sendSnapshot(t, info) })
 	}
 }
 

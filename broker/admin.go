@@ -173,10 +173,12 @@ func (b *Broker) forwardToController(ctx context.Context, msg *nats.Msg, op stri
 			continue
 		}
 		if leader == b.cfg.ID {
-			b.handleAdmin(&nats.Msg{Subject: protocol.SubjectBrokerAdmin(b.prefix, b.cfg.ID, op), Data: msg.Data, Reply: msg.Reply, Sub: msg.Sub})
+			b.handleAdmin(&nats.Msg{Subject: protocol.SubjectBrokerAdmin(b.prefix, b.cfg.ID, op), Data: msg.Data, Header: msg.Header, Reply: msg.Reply, Sub: msg.Sub})
 			return
 		}
-		response, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerAdmin(b.prefix, leader, op), msg.Data)
+		response, err := b.nc.RequestMsgWithContext(ctx, &nats.Msg{
+			Subject: protocol.SubjectBrokerAdmin(b.prefix, leader, op), Data: msg.Data, Header: msg.Header,
+		})
 		if errors.Is(err, nats.ErrNoResponders) {
 			// The broker named as leader is gone (a stale status report).
 			if leaderless(time.Now()) {
@@ -191,12 +193,14 @@ func (b *Broker) forwardToController(ctx context.Context, msg *nats.Msg, op stri
 			continue
 		}
 		var probe adminError
-		if json.Unmarshal(response.Data, &probe) == nil && probe.Error != nil && probe.Error.Code == protocol.CodeNotLeader {
+		if data, err := messagePayload(response); err == nil && json.Unmarshal(data, &probe) == nil &&
+			probe.Error != nil && probe.Error.Code == protocol.CodeNotLeader {
 			last = probe.Error
 			continue
 		}
 		if msg.Reply != "" {
-			_ = msg.Respond(response.Data)
+			// The header says how the payload is encoded.
+			_ = msg.RespondMsg(&nats.Msg{Data: response.Data, Header: response.Header})
 		}
 		return
 	}
@@ -509,12 +513,23 @@ func (b *Broker) publishStatus(status *protocol.BrokerStatus) {
 	if err != nil {
 		return
 	}
-	_ = b.peerNC.Publish(protocol.SubjectClusterStatus(b.prefix), data)
+	b.publishLarge("status report", protocol.SubjectClusterStatus(b.prefix), data)
+}
+
+// decodeStatusReport decodes a status report published by another broker;
+// false for an undecodable one or this broker's own.
+func (b *Broker) decodeStatusReport(msg *nats.Msg) (protocol.BrokerStatus, bool) {
+	var status protocol.BrokerStatus
+	data, err := messagePayload(msg)
+	if err != nil || json.Unmarshal(data, &status) != nil || status.ID == 0 || status.ID == b.cfg.ID {
+		return status, false
+	}
+	return status, true
 }
 
 func (b *Broker) handleStatusReport(msg *nats.Msg) {
-	var status protocol.BrokerStatus
-	if err := json.Unmarshal(msg.Data, &status); err != nil || status.ID == 0 || status.ID == b.cfg.ID {
+	status, ok := b.decodeStatusReport(msg)
+	if !ok {
 		return
 	}
 	b.mu.Lock()
@@ -528,8 +543,8 @@ func (b *Broker) handleStatusReport(msg *nats.Msg) {
 // reach this one. It logs each such broker once and uses nothing else of
 // the report, which any client could have published.
 func (b *Broker) handleOtherAccountReport(msg *nats.Msg) {
-	var status protocol.BrokerStatus
-	if err := json.Unmarshal(msg.Data, &status); err != nil || status.ID == 0 || status.ID == b.cfg.ID {
+	status, ok := b.decodeStatusReport(msg)
+	if !ok {
 		return
 	}
 	// Such a broker never registers (it hears no metadata), so any id is
@@ -570,12 +585,16 @@ func (b *Broker) publishMetadata(m *clusterMetadata) {
 	if err != nil {
 		return
 	}
-	_ = b.peerNC.Publish(protocol.SubjectClusterMetadata(b.prefix), data)
+	b.publishLarge("metadata broadcast", protocol.SubjectClusterMetadata(b.prefix), data)
 }
 
 func (b *Broker) handleMetadataBroadcast(msg *nats.Msg) {
 	var m clusterMetadata
-	if err := json.Unmarshal(msg.Data, &m); err != nil {
+	data, err := messagePayload(msg)
+	if err == nil {
+		err = json.Unmarshal(data, &m)
+	}
+	if err != nil {
 		b.logger.Warn("undecodable metadata broadcast", "err", err)
 		return
 	}

@@ -50,6 +50,12 @@ type Broker struct {
 	retentionRunning atomic.Bool
 	controllerFailed atomic.Bool // the controller's failure was logged
 
+	// logLimit holds when each logLimited key was last logged.
+	logLimit struct {
+		sync.Mutex
+		last map[string]time.Time
+	}
+
 	mu         sync.RWMutex
 	metadata   *clusterMetadata
 	partitions map[topicPartition]*partitionReplica

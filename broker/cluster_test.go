@@ -36,12 +36,18 @@ func startTestCluster(t *testing.T, nodes int) (*DevCluster, *testClient) {
 // broker's Config instead of fastTimings alone.
 func startTestClusterWith(t *testing.T, nodes int, configure func(*Config)) (*DevCluster, *testClient) {
 	t.Helper()
+	return startTestClusterWithDev(t, nodes, DevConfig{}, configure)
+}
+
+// startTestClusterWithDev is startTestClusterWith with dev's other
+// settings (MaxPayload, say) taken from dev.
+func startTestClusterWithDev(t *testing.T, nodes int, dev DevConfig, configure func(*Config)) (*DevCluster, *testClient) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cluster, err := StartDev(ctx, DevConfig{
-		Nodes: nodes, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0",
-		Registerer: prometheus.NewRegistry(), Configure: configure,
-	})
+	dev.Nodes, dev.DataDir, dev.ClientListen = nodes, t.TempDir(), "127.0.0.1:0"
+	dev.Registerer, dev.Configure = prometheus.NewRegistry(), configure
+	cluster, err := StartDev(ctx, dev)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,9 @@ type DevConfig struct {
 	// the in-process pipe (the default, as for a broker's own embedded
 	// server). For measuring what the pipe saves; clients always use TCP.
 	BrokersOverTCP bool
+	// MaxPayload is the embedded servers' max message payload; 0 keeps
+	// the NATS default (1 MiB).
+	MaxPayload int32
 }
 
 // DevCluster is a running development cluster. Its methods are safe for
@@ -86,6 +89,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *DevCluster, err error) {
 			ClientListen:    "127.0.0.1:0",
 			ClusterListen:   "127.0.0.1:0",
 			ClusterPassword: routePassword,
+			MaxPayload:      cfg.MaxPayload,
 		}
 		if i == 0 {
 			serverCfg.ClientListen = cfg.ClientListen

@@ -199,7 +199,82 @@ func (b *Broker) respondJSON(msg *nats.Msg, v any) {
 		b.logger.Error("encode reply", "err", err)
 		return
 	}
-	_ = msg.Respond(data)
+	reply := &nats.Msg{Data: data}
+	if msg.Header.Get(protocol.HeaderAcceptEncoding) == protocol.EncodingZstd {
+		reply = largeMessage("", data, b.nc.MaxPayload())
+	}
+	if size, limit := messageSize(reply), b.nc.MaxPayload(); size > limit {
+		// No reply would leave the requester waiting out its timeout
+		// with no idea why.
+		b.logLimited("reply", "reply over the NATS max payload", "subject", msg.Subject, "bytes", size, "max_payload", limit)
+		data, _ = json.Marshal(adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeReplyTooLarge,
+			"the reply of %d bytes is over the NATS max payload of %d bytes: ask for less (fewer topics)", size, limit)})
+		reply = &nats.Msg{Data: data}
+	}
+	_ = msg.RespondMsg(reply)
+}
+
+// largeMessage returns a message on subject carrying data, compressed when
+// it is large (protocol.EncodePayload, for a connection whose max payload
+// is maxPayload), with the encoding in its header.
+func largeMessage(subject string, data []byte, maxPayload int64) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: data}
+	if payload, encoding := protocol.EncodePayload(data, maxPayload); encoding != "" {
+		msg.Data = payload
+		msg.Header = nats.Header{protocol.HeaderEncoding: []string{encoding}}
+	}
+	return msg
+}
+
+// messagePayload returns msg's plain payload, decompressed if its header
+// says it is compressed (largeMessage).
+func messagePayload(msg *nats.Msg) ([]byte, error) {
+	return protocol.DecodePayload(msg.Data, msg.Header.Get(protocol.HeaderEncoding))
+}
+
+// messageSize is what NATS counts against its max payload: the payload and
+// the encoded header (an upper bound: a line per value plus the preamble).
+func messageSize(msg *nats.Msg) int64 {
+	size := len(msg.Data)
+	if len(msg.Header) > 0 {
+		size += len("NATS/1.0\r\n\r\n")
+		for k, values := range msg.Header {
+			for _, v := range values {
+				size += len(k) + len(": \r\n") + len(v)
+			}
+		}
+	}
+	return int64(size)
+}
+
+// publishLarge publishes data on the peer connection with largeMessage; a
+// message that is still over the max payload (or any other publish error)
+// is logged, at most once a minute for each kind of message (what).
+func (b *Broker) publishLarge(what, subject string, data []byte) {
+	msg := largeMessage(subject, data, b.peerNC.MaxPayload())
+	if err := b.peerNC.PublishMsg(msg); err != nil {
+		b.logLimited(what, "cannot publish "+what, "err", err, "bytes", messageSize(msg), "max_payload", b.peerNC.MaxPayload())
+	}
+}
+
+// logLimited logs msg at error level unless a message of the same key was
+// logged in the last minute: for an error that would otherwise repeat at
+// every status interval.
+func (b *Broker) logLimited(key, msg string, args ...any) {
+	now := time.Now()
+	b.logLimit.Lock()
+	if b.logLimit.last == nil {
+		b.logLimit.last = map[string]time.Time{}
+	}
+	last, seen := b.logLimit.last[key]
+	log := !seen || now.Sub(last) >= time.Minute
+	if log {
+		b.logLimit.last[key] = now
+	}
+	b.logLimit.Unlock()
+	if log {
+		b.logger.Error(msg, args...)
+	}
 }
 
 // asAPIError turns a decode error into a client error.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
 )
@@ -726,9 +727,16 @@ func (b *Broker) askControllerMembership() (*protocol.GroupMembership, bool, []u
 		asking++
 		go func() {
 			a := answer{id: id}
-			msg, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerAdmin(b.prefix, id, protocol.AdminMetadata), request)
+			msg, err := b.nc.RequestMsgWithContext(ctx, &nats.Msg{
+				Subject: protocol.SubjectBrokerAdmin(b.prefix, id, protocol.AdminMetadata), Data: request,
+				Header: nats.Header{protocol.HeaderAcceptEncoding: []string{protocol.EncodingZstd}},
+			})
+			var data []byte
 			if a.err = err; err == nil {
-				a.err = json.Unmarshal(msg.Data, &a.reply)
+				data, a.err = messagePayload(msg)
+			}
+			if a.err == nil {
+				a.err = json.Unmarshal(data, &a.reply)
 			}
 			answers <- a
 		}()

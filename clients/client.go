@@ -150,12 +150,20 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) ([]by
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.config.requestTimeout)
 	defer cancel()
-	msg, err := c.conn.RequestWithContext(ctx, subject, data)
+	msg, err := c.conn.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data, Header: acceptZstd})
 	if err != nil {
 		return nil, c.requestError(subject, err)
 	}
-	return msg.Data, nil
+	reply, err := protocol.DecodePayload(msg.Data, msg.Header.Get(protocol.HeaderEncoding))
+	if err != nil {
+		return nil, fmt.Errorf("clients: %s: %w", subject, err)
+	}
+	return reply, nil
 }
+
+// acceptZstd is the header of admin and metadata requests: the broker may
+// compress a large reply (a big cluster's status or metadata).
+var acceptZstd = nats.Header{protocol.HeaderAcceptEncoding: []string{protocol.EncodingZstd}}
 
 func (c *Client) requestError(subject string, err error) error {
 	switch {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type fakeCluster struct {
 	// closed (holdProduce); produceArrived counts requests that reached it.
 	produceGate    chan struct{}
 	produceArrived int
+	// compressedReplies counts the JSON replies sent compressed, to
+	// requests that accept it (as a broker does for large ones).
+	compressedReplies atomic.Int64
 }
 
 type fakeTopic struct {
@@ -236,7 +240,15 @@ func (f *fakeCluster) respondJSON(m *nats.Msg, v any) {
 		f.t.Error(err)
 		return
 	}
-	_ = m.Respond(data)
+	reply := &nats.Msg{Data: data}
+	if m.Header.Get(protocol.HeaderAcceptEncoding) == protocol.EncodingZstd {
+		// Whatever its size, where compressing makes it smaller.
+		if payload, encoding := protocol.EncodePayload(data, 0); encoding != "" {
+			reply.Data, reply.Header = payload, nats.Header{protocol.HeaderEncoding: []string{encoding}}
+			f.compressedReplies.Add(1)
+		}
+	}
+	_ = m.RespondMsg(reply)
 }
 
 func (f *fakeCluster) handleAdmin(m *nats.Msg) {

@@ -79,6 +79,10 @@ const (
 	// older than the partition's current epoch for that producer id. Not
 	// retriable.
 	CodeProducerFenced ErrorCode = 23
+	// CodeReplyTooLarge: the reply would exceed the NATS max payload even
+	// compressed (a cluster status or metadata reply of a very large
+	// cluster, say); ask for less (fewer topics).
+	CodeReplyTooLarge ErrorCode = 24
 )
 
 type errorCodeInfo struct {
@@ -112,6 +116,7 @@ var errorCodes = [...]errorCodeInfo{
 	CodeOutOfOrderSequence: {"out_of_order_sequence", true},
 	CodeDuplicateSequence:  {"duplicate_sequence", false},
 	CodeProducerFenced:     {"producer_fenced", false},
+	CodeReplyTooLarge:      {"reply_too_large", false},
 }
 
 // String returns the code's stable snake_case name.

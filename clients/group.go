@@ -121,8 +121,8 @@ func WithOnLost(f func(ctx context.Context, partitions []TopicPartition)) GroupC
 // WithMemberID sets the member id (unique in the group). Default random.
 func WithMemberID(id string) GroupConsumerOption {
 	return func(c *groupConfig) error {
-		if err := protocol.ValidateGroupName(id); err != nil {
-			return fmt.Errorf("clients: member id: %w", err)
+		if err := protocol.ValidateMemberID(id); err != nil {
+			return fmt.Errorf("clients: %w", err)
 		}
 		c.memberID = id
 		return nil

@@ -68,6 +68,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,23 +163,28 @@ const MaxTopicNameLength = 200
 // characters from [A-Za-z0-9_-] in dot-separated non-empty tokens (a topic is
 // part of a NATS subject).
 func ValidateTopicName(name string) error {
+	return validateName("topic name", name, MaxTopicNameLength, true)
+}
+
+// validateName checks a name of 1 to maxLength characters from
+// [A-Za-z0-9._-]; one that is a subject token (dotted) may not have an
+// empty dot-separated part, which NATS refuses in a subject.
+func validateName(what, name string, maxLength int, dotted bool) error {
 	if name == "" {
-		return fmt.Errorf("protocol: empty topic name")
+		return fmt.Errorf("protocol: empty %s", what)
 	}
-	if len(name) > MaxTopicNameLength {
-		return fmt.Errorf("protocol: topic name is %d characters, the limit is %d", len(name), MaxTopicNameLength)
+	if len(name) > maxLength {
+		return fmt.Errorf("protocol: %s is %d characters, the limit is %d", what, len(name), maxLength)
 	}
-	for _, token := range strings.Split(name, ".") {
-		if token == "" {
-			return fmt.Errorf("protocol: topic name %q has an empty dot-separated part", name)
-		}
+	if dotted && slices.Contains(strings.Split(name, "."), "") {
+		return fmt.Errorf("protocol: %s %q has an empty dot-separated part", what, name)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if c == '.' || c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
 			continue
 		}
-		return fmt.Errorf("protocol: topic name %q has character %q; use letters, digits, '.', '_' and '-'", name, c)
+		return fmt.Errorf("protocol: %s %q has character %q; use letters, digits, '.', '_' and '-'", what, name, c)
 	}
 	return nil
 }

@@ -70,28 +70,16 @@ func SubjectGroupChanged(prefix, group string) string { return prefix + ".group.
 const MaxGroupNameLength = 200
 
 // ValidateGroupName checks a consumer group name: 1 to MaxGroupNameLength
-// characters from [A-Za-z0-9._-].
-func ValidateGroupName(name string) error { return validateName("group name", name) }
+// characters from [A-Za-z0-9._-], with no empty dot-separated part (the
+// name is part of the group's subjects, SubjectGroupChanged).
+func ValidateGroupName(name string) error {
+	return validateName("group name", name, MaxGroupNameLength, true)
+}
 
-// ValidateMemberID checks a consumer group member id: the rules of group
-// names.
-func ValidateMemberID(id string) error { return validateName("member id", id) }
-
-func validateName(what, name string) error {
-	if name == "" {
-		return fmt.Errorf("protocol: empty %s", what)
-	}
-	if len(name) > MaxGroupNameLength {
-		return fmt.Errorf("protocol: %s is %d characters, the limit is %d", what, len(name), MaxGroupNameLength)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c == '.' || c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
-			continue
-		}
-		return fmt.Errorf("protocol: %s %q has character %q; use letters, digits, '.', '_' and '-'", what, name, c)
-	}
-	return nil
+// ValidateMemberID checks a consumer group member id: 1 to
+// MaxGroupNameLength characters from [A-Za-z0-9._-].
+func ValidateMemberID(id string) error {
+	return validateName("member id", id, MaxGroupNameLength, false)
 }
 
 // GroupPartition names a partition, with the assignment epoch where one

@@ -44,10 +44,16 @@ func TestValidateGroupName(t *testing.T) {
 			t.Errorf("%q: %v", good, err)
 		}
 	}
-	for _, bad := range []string{"", "a b", "x*", string(make([]byte, 201))} {
+	// Empty dot-separated parts: the name is a token of the group's
+	// subjects, which NATS refuses with an empty token.
+	for _, bad := range []string{"", "a b", "x*", string(make([]byte, 201)), "g.", ".g", "a..b"} {
 		if err := ValidateGroupName(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+	// Member ids are no subject token.
+	if err := ValidateMemberID("a..b."); err != nil {
+		t.Errorf("member id: %v", err)
 	}
 }
 

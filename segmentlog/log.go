@@ -227,8 +227,9 @@ func (l *Log) Term(index uint64) (uint64, error) {
 		l.mu.RUnlock()
 		return t, nil
 	case index < first || index > l.lastIndex:
+		last := l.lastIndex
 		l.mu.RUnlock()
-		return 0, fmt.Errorf("%w: term of index %d, log holds [%d, %d]", ErrOutOfRange, index, first, l.lastIndex)
+		return 0, fmt.Errorf("%w: term of index %d, log holds [%d, %d]", ErrOutOfRange, index, first, last)
 	case index >= l.tailStartLocked():
 		t := l.cachedLocked(index).term
 		l.mu.RUnlock()
@@ -469,9 +470,9 @@ func (l *Log) IndexOfOffset(offset uint64) (uint64, error) {
 		l.mu.RUnlock()
 		return 0, err
 	}
-	if first := l.segments[0].header.firstOffset; offset < first || offset >= l.nextOffset {
+	if first, next := l.segments[0].header.firstOffset, l.nextOffset; offset < first || offset >= next {
 		l.mu.RUnlock()
-		return 0, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, offset, first, l.nextOffset)
+		return 0, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, offset, first, next)
 	}
 	if cache := &l.cache; cache.count > 0 && offset >= cache.at(0).baseOffset {
 		i := sort.Search(cache.count, func(i int) bool {
@@ -532,9 +533,9 @@ func (l *Log) ReadBatches(dst []byte, fromOffset uint64, maxIndex uint64, maxByt
 		l.mu.RUnlock()
 		return dst, fromOffset, nil
 	}
-	if first := l.segments[0].header.firstOffset; fromOffset < first {
+	if first, next := l.segments[0].header.firstOffset, l.nextOffset; fromOffset < first {
 		l.mu.RUnlock()
-		return dst, fromOffset, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, fromOffset, first, l.nextOffset)
+		return dst, fromOffset, fmt.Errorf("%w: offset %d, log holds [%d, %d)", ErrOutOfRange, fromOffset, first, next)
 	}
 	last := min(maxIndex, l.lastIndex)
 	l.mu.RUnlock()

@@ -205,6 +205,16 @@ func (l *Log) ResetOffsets(nextIndex, prevTerm, nextOffset uint64) error {
 
 func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
 	old := l.segments
+	h := segmentHeader{firstIndex: nextIndex, prevTerm: prevTerm, firstOffset: nextOffset,
+		generation: l.generation + 1, createdMs: l.opts.Now().UnixMilli()}
+	seg, writeFile, allocEnd, err := l.createSegment(h)
+	if err != nil {
+		// The old segments stay as they were, readable (a failed log
+		// still serves reads).
+		return err
+	}
+	// Only now that the new segment is in place are the old files closed:
+	// fileMu keeps readers out until the segments are replaced.
 	if l.writeFile != nil {
 		l.writeFile.Close()
 	}
@@ -213,15 +223,6 @@ func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
 			s.file.Close()
 			s.file = nil
 		}
-	}
-	l.mu.Lock()
-	l.writeFile = nil
-	l.mu.Unlock()
-	h := segmentHeader{firstIndex: nextIndex, prevTerm: prevTerm, firstOffset: nextOffset,
-		generation: l.generation + 1, createdMs: l.opts.Now().UnixMilli()}
-	seg, writeFile, allocEnd, err := l.createSegment(h)
-	if err != nil {
-		return err
 	}
 	l.allocEnd = allocEnd
 	l.mu.Lock()

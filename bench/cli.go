@@ -188,7 +188,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.IntVar(&w.RecordSize, "size", w.RecordSize, "record size in bytes")
 	sizes := fs.String("sizes", "", "comma-separated record sizes to sweep (overrides --size)")
 	fs.Int64Var(&w.Count, "count", w.Count, "records to publish in total")
-	fs.DurationVar(&w.Duration, "duration", 0, "publish for this long instead of --count")
+	fs.DurationVar(&w.Duration, "duration", 0, "publish for this long instead of --count (with --rate: every record due in that time)")
 	fs.Float64Var(&w.Rate, "rate", 0, "fixed publish rate, records/s over all producers (0: as fast as possible); latencies are corrected for coordinated omission")
 	fs.IntVar(&w.Window, "window", w.Window, "records in flight per producer (JetStream: async publish max pending); 1 = unloaded latency; 0 = auto: min(16384, 16 MiB / record size) shared by the producers")
 	fs.DurationVar(&w.Linger, "linger", w.Linger, "raftmq producer linger")

@@ -204,6 +204,14 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 		intended := int64(0)
 		if interval > 0 {
 			intended = startNanos + int64(float64(sequence)*interval)
+			// At a fixed rate the schedule ends the run: every record
+			// due before the deadline is sent, however late a stall
+			// (a full window) made it, and its latency counts from its
+			// intended time; stopping at the wall clock would omit
+			// exactly the records the stall held back.
+			if intended >= deadline {
+				break
+			}
 			if wait := intended - ps.clock.now(); wait > 0 {
 				if err := sleepContext(ctx, time.Duration(wait)); err != nil {
 					return err
@@ -214,14 +222,14 @@ func (ps *producerState) produce(ctx context.Context, producer Producer, startNa
 		if err != nil {
 			return err
 		}
-		// One clock read per record: it checks the deadline after any
-		// wait for the window and dates an unpaced record.
+		// One clock read per record: for an unpaced record it checks the
+		// deadline after any wait for the window and dates the record.
 		now := ps.clock.now()
-		if now >= deadline {
-			ps.putBuffer(buffer)
-			break
-		}
 		if interval == 0 {
+			if now >= deadline {
+				ps.putBuffer(buffer)
+				break
+			}
 			intended = now
 		}
 		writePayloadHeader(buffer, recordID(ps.id, uint64(sequence)), intended)

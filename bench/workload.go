@@ -59,7 +59,9 @@ type Workload struct {
 	// Count is the number of records to publish in total (split evenly
 	// across producers). Either Count or Duration; default 200,000.
 	Count int64 `json:"count,omitempty"`
-	// Duration publishes for this long instead of a fixed count.
+	// Duration publishes for this long instead of a fixed count. At a
+	// fixed Rate it publishes every record due in that time, even after
+	// the deadline if the system held some of them back.
 	Duration time.Duration `json:"duration_ns,omitempty"`
 	// Rate is the target publish rate in records/s summed over producers;
 	// 0 publishes as fast as Window allows. With a rate, latencies are

@@ -41,8 +41,9 @@ type Config struct {
 
 // Run starts each target, runs the workload for every record size (and, for
 // consume and e2e, every consumer kind of the target), stops the target and
-// returns the report. A failed run or check is recorded in Report.Errors
-// and returned joined; the report holds every row that was measured.
+// returns the report. A failed run or check, and an interruption (ctx
+// ending), is recorded in Report.Errors and returned joined; the report
+// holds every row that was measured.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Workload.Validate(); err != nil {
 		return nil, err
@@ -89,8 +90,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			fail(fmt.Errorf("%s: %w", spec.Name, err))
 		}
 	}
-	if ctx.Err() != nil {
-		errs = append(errs, ctx.Err())
+	// An interrupted run is a failed one: the report lacks the rows and
+	// systems it did not get to, and says so (Summary.OK is false).
+	if err := ctx.Err(); err != nil {
+		fail(fmt.Errorf("bench: interrupted, the report is incomplete: %w", err))
 	}
 	return report, errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -11,13 +12,22 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
+// checkChartFormat refuses a chart format WriteCharts cannot write (the
+// command line checks --chart-format with it before the run).
+func checkChartFormat(ext string) error {
+	if ext != "svg" && ext != "png" {
+		return errors.New("want svg or png")
+	}
+	return nil
+}
+
 // WriteCharts draws the report into dir and returns the files written:
 // throughput by record size (records/s and MB/s, one line per system,
 // setting and consumer) and latency percentiles (one bar group per row that
 // measured latency). ext is "svg" or "png".
 func (r *Report) WriteCharts(dir, ext string) ([]string, error) {
-	if ext != "svg" && ext != "png" {
-		return nil, fmt.Errorf("bench: chart format %q, want svg or png", ext)
+	if err := checkChartFormat(ext); err != nil {
+		return nil, fmt.Errorf("bench: chart format %q: %w", ext, err)
 	}
 	var files []string
 	for _, unit := range []string{"records", "mb"} {

@@ -182,7 +182,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.SetOutput(stderr)
 	fs.IntVar(&w.Brokers, "brokers", w.Brokers, "brokers (and JetStream servers) in the in-process clusters")
 	fs.IntVar(&w.Partitions, "partitions", w.Partitions, "partitions (JetStream: one stream each)")
-	replicas := fs.Int("replicas", 0, "replicas per partition (default min(3, brokers))")
+	replicas := fs.Int("replicas", 0, "replicas per partition (0: min(3, brokers))")
 	fs.IntVar(&w.Producers, "producers", w.Producers, "producer clients")
 	fs.IntVar(&w.Consumers, "consumers", w.Consumers, "consumer clients")
 	fs.IntVar(&w.RecordSize, "size", w.RecordSize, "record size in bytes")
@@ -218,10 +218,17 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	if fs.NArg() > 0 {
 		return w, opts, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
-	if *replicas > 0 {
+	switch {
+	case *replicas > 0:
 		w.Replicas = *replicas
-	} else {
+	case *replicas == 0:
 		w.Replicas = min(3, w.Brokers)
+	default:
+		return w, opts, fmt.Errorf("bench: --replicas %d, want at least 1 (0: min(3, brokers))", *replicas)
+	}
+	// Refused now, not after the run, when the charts are drawn.
+	if err := checkChartFormat(opts.chartFormat); err != nil {
+		return w, opts, fmt.Errorf("bench: --chart-format %q: %w", opts.chartFormat, err)
 	}
 	if w.Duration > 0 {
 		countSet := false

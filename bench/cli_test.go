@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,30 @@ func TestParseFlags(t *testing.T) {
 	w, _, err = parseFlags(KindE2E, []string{"--duration", "2s", "--brokers", "1"}, os.Stderr)
 	if err != nil || w.Count != 0 || w.Duration != 2*time.Second || w.Replicas != 1 {
 		t.Fatalf("duration run: %+v, %v", w, err)
+	}
+}
+
+// TestParseFlagsRefusesBadValues: values that made a run go wrong are
+// refused with the flag's name before anything starts: a rate of NaN or
+// infinity (ran unpaced, then the JSON summary failed to encode), a
+// negative replica count (became the default) and an unknown chart format
+// (refused only after the whole run).
+func TestParseFlagsRefusesBadValues(t *testing.T) {
+	for _, c := range []struct{ flag, value, name string }{
+		{"--rate", "NaN", "rate"},
+		{"--rate", "Inf", "rate"},
+		{"--rate", "-Inf", "rate"},
+		{"--replicas", "-1", "--replicas"},
+		{"--chart-format", "jpg", "--chart-format"},
+	} {
+		_, _, err := parseFlags(KindProduce, []string{"--count", "100", c.flag, c.value}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%s %s: %v, want an error naming %s", c.flag, c.value, err, c.name)
+		}
+	}
+	w, _, err := parseFlags(KindProduce, []string{"--replicas", "0", "--brokers", "2", "--chart-format", "png"}, io.Discard)
+	if err != nil || w.Replicas != 2 {
+		t.Fatalf("--replicas 0 with 2 brokers: replicas %d, %v; want the default, 2", w.Replicas, err)
 	}
 }
 

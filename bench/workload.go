@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -165,6 +166,8 @@ func (w Workload) Validate() error {
 		return errors.New("bench: the consume workload replays a fixed count; set count, not duration")
 	case w.Rate < 0:
 		return fmt.Errorf("bench: rate %v is negative", w.Rate)
+	case math.IsNaN(w.Rate) || math.IsInf(w.Rate, 0):
+		return fmt.Errorf("bench: rate %v, want a finite number of records/s (0: as fast as the window allows)", w.Rate)
 	case w.Window < 0:
 		return fmt.Errorf("bench: window %d, want at least 1 (0: auto)", w.Window)
 	case w.Linger < 0:

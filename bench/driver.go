@@ -624,6 +624,10 @@ func (r *run) check(consumed bool) Check {
 		}
 		ps.mu.Unlock()
 	}
+	// AckErrors counts failures, not records: the sum passes Sent only
+	// if a record had two outcomes, itself an error reported; a
+	// shortfall is outcomes lost.
+	c.Unacknowledged = max(0, c.Sent-c.Acked-c.AckErrors)
 	if consumed {
 		ledgers := make([]*consumedLedger, len(r.readers))
 		for i, rs := range r.readers {

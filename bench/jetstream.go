@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -325,45 +326,62 @@ func (t *jetStreamTarget) NewProducer(ctx context.Context, id int, onAck AckFunc
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(conn,
+	p := &jetStreamProducer{conn: conn, subjects: make([]string, t.workload.Partitions)}
+	for q := range p.subjects {
+		p.subjects[q] = t.subject(q)
+	}
+	p.js, err = jetstream.New(conn,
 		jetstream.WithPublishAsyncMaxPending(t.workload.window()),
 		jetstream.WithPublishAsyncTimeout(time.Minute),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 			onAck(m.Data, nil)
+			p.completed.Add(1)
 		}),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
 			onAck(m.Data, err)
+			p.completed.Add(1)
 		}),
 	)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	subjects := make([]string, t.workload.Partitions)
-	for q := range subjects {
-		subjects[q] = t.subject(q)
-	}
-	return &jetStreamProducer{conn: conn, js: js, subjects: subjects}, nil
+	return p, nil
 }
 
 type jetStreamProducer struct {
 	conn     *nats.Conn
 	js       jetstream.JetStream
 	subjects []string
+	// published counts the records PublishAsync took, completed those
+	// whose handler returned.
+	published, completed atomic.Int64
 }
 
 func (p *jetStreamProducer) Send(partition int, payload []byte) error {
 	_, err := p.js.PublishAsync(p.subjects[partition], payload)
+	if err == nil {
+		p.published.Add(1)
+	}
 	return err
 }
 
+// Flush waits until every record's handler returned: PublishAsyncComplete
+// fires once the last acknowledgement is taken off the pending list,
+// which is before its handler runs, and the ledger check counts on every
+// outcome being in by the time Flush returns.
 func (p *jetStreamProducer) Flush(ctx context.Context) error {
 	select {
 	case <-p.js.PublishAsyncComplete():
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	for p.completed.Load() < p.published.Load() {
+		if err := sleepContext(ctx, 50*time.Microsecond); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *jetStreamProducer) Close() error {

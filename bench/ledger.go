@@ -72,8 +72,9 @@ func (l *consumedLedger) add(id uint64) bool {
 }
 
 // Check is the accounting of one run: what was published, acknowledged and
-// consumed. A correct run has no duplicates, no foreign or unacknowledged
-// deliveries and, when it consumed, nothing missing.
+// consumed. A correct run has every record sent acknowledged, no
+// duplicates, no foreign or unacknowledged deliveries and, when it
+// consumed, nothing missing.
 type Check struct {
 	// Sent is how many records the producers handed to the client.
 	Sent int64 `json:"sent"`
@@ -81,6 +82,9 @@ type Check struct {
 	Acked int64 `json:"acked"`
 	// AckErrors counts records whose publish failed.
 	AckErrors int64 `json:"ack_errors"`
+	// Unacknowledged counts records sent whose outcome never came: Sent
+	// less Acked and AckErrors (the target lost their acknowledgement).
+	Unacknowledged int64 `json:"unacknowledged"`
 	// AckDuplicates counts acknowledgements for a record already acknowledged.
 	AckDuplicates int64 `json:"ack_duplicates"`
 	// AckForeign counts acknowledgements for records never sent.
@@ -113,6 +117,7 @@ func (c Check) Err() error {
 	if c.AckErrors != 0 {
 		errs = append(errs, fmt.Errorf("bench: %d publishes failed, the first with: %s", c.AckErrors, c.FirstError))
 	}
+	add(c.Unacknowledged, "records sent and never acknowledged (no outcome)")
 	add(c.AckDuplicates, "duplicate acknowledgements")
 	add(c.AckForeign, "acknowledgements for records never sent")
 	add(c.ConsumeDuplicates, "duplicate deliveries")

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -129,5 +130,26 @@ func TestProducerWindowBuffers(t *testing.T) {
 	ps.mu.Unlock()
 	if free != 2 || inFlight != 0 {
 		t.Fatalf("after every acknowledgement: %d free, %d in flight; want 2 and 0", free, inFlight)
+	}
+}
+
+// TestCheckReportsLostAcknowledgements: a run whose target never
+// acknowledges a tenth of the records (no success, no failure) fails its
+// check, which counts them. Before, the check compared nothing with Sent
+// and the run passed with fewer records acknowledged.
+func TestCheckReportsLostAcknowledgements(t *testing.T) {
+	w := DefaultWorkload(KindProduce)
+	w.Warmup, w.Count, w.Window = 0, 1000, 1000 // no wait for a lost buffer
+	target := &fakeTarget{lose: func(n int) bool { return n%10 == 9 }}
+	result, err := runOne(context.Background(), target, w, "", &NoProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := result.Check
+	if c.Sent != 1000 || c.Acked != 900 || c.Unacknowledged != 100 {
+		t.Fatalf("sent %d, acknowledged %d, unacknowledged %d; want 1000, 900, 100", c.Sent, c.Acked, c.Unacknowledged)
+	}
+	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "100 records sent and never acknowledged") {
+		t.Fatalf("check error %v, want the 100 records never acknowledged", err)
 	}
 }

@@ -131,7 +131,11 @@
 // resends from the match index only when a heartbeat shows nothing arrived
 // over a whole interval while entries are outstanding (messages were lost),
 // not when a follower's fsync is merely slow; a durable match the leader
-// missed counts as a repeated acknowledgement.
+// missed counts as a repeated acknowledgement. A follower that reports
+// less than the match the leader has for it no longer knows where its log
+// matches (it restarted), and heartbeats alone cannot advance its commit
+// index: the leader sends it an AppendEntries at that match, empty when
+// nothing is outstanding, which carries the commit index.
 //
 // Snapshots (snapshot.go): a follower whose next entry the leader's log no
 // longer holds enters the snapshot state of its progress, and the core asks

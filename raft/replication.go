@@ -99,7 +99,19 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 		}
 		p.receivedAtHeartbeat = m.Index
 		p.probeSent = false
-		if p.match < c.log.lastIndex() {
+		switch {
+		case p.match < c.log.lastIndex():
+			c.sendAppend(m.From, p)
+		case m.Index < p.match:
+			// Nothing is outstanding, yet the follower reports less
+			// than it acknowledged: it holds everything durably but
+			// no longer knows that its log matches this one (it
+			// restarted), so heartbeats cannot move its commit index.
+			// An empty append at the match tells it, with the commit
+			// index it forgot too. Index is what the follower received,
+			// so one merely slow to sync never reports less than its
+			// match.
+			p.sentCommit = 0
 			c.sendAppend(m.From, p)
 		}
 		c.handleHeartbeatResponseRead(m, p)

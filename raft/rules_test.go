@@ -520,3 +520,38 @@ func TestLostAcknowledgementIsRecoveredFromAHeartbeat(t *testing.T) {
 		}
 	}
 }
+
+// A follower that restarts while the group is idle holds every entry
+// durably but no longer knows that its log matches the leader's, so
+// heartbeats alone cannot move its commit index (its restart hint is 0
+// here). Its heartbeat response reports less than the match the leader
+// has for it; the leader answers with an empty append at that match, and
+// within a heartbeat the follower commits and applies everything, so a
+// read it forwards finds the read index applied. Once it knows, idle
+// heartbeats send it nothing more.
+func TestRestartedFollowerLearnsTheCommitIndexWithinAHeartbeat(t *testing.T) {
+	net := newTestNet(t, 1, 2, 3)
+	net.elect(1)
+	index := net.propose(1, "a", "b", "c") + 2
+	net.advance(testHeartbeat)
+	node := net.restart(2)
+	if c := node.core; c.commit != 0 || c.log.lastIndex() != index {
+		t.Fatalf("setup: restarted with commit %d and log to %d, want 0 and %d", c.commit, c.log.lastIndex(), index)
+	}
+	net.advance(testHeartbeat)
+	if c := node.core; c.commit != index || len(node.applied) != int(index) {
+		t.Fatalf("restarted follower: commit %d, applied %d entries a heartbeat later, want %d", c.commit, len(node.applied), index)
+	}
+	node.core.requestRead(7, net.now)
+	net.deliver()
+	if len(node.reads) != 1 || node.reads[0].err != nil || node.reads[0].index > uint64(len(node.applied)) {
+		t.Fatalf("read %+v with %d entries applied", node.reads, len(node.applied))
+	}
+	net.nodes[1].takeMessages(protocol.MsgAppend)
+	net.advance(5 * testHeartbeat)
+	for _, m := range net.nodes[1].takeMessages(protocol.MsgAppend) {
+		if m.To == 2 {
+			t.Fatalf("idle heartbeats sent an append to a follower that knows its match: %+v", m)
+		}
+	}
+}

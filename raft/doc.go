@@ -131,7 +131,9 @@
 // resends from the match index only when a heartbeat shows nothing arrived
 // over a whole interval while entries are outstanding (messages were lost),
 // not when a follower's fsync is merely slow; a durable match the leader
-// missed counts as a repeated acknowledgement. A follower that reports
+// missed counts as a repeated acknowledgement (for a follower in snapshot
+// state, once the leader's log continues from it: the acknowledgement of
+// an install was lost). A follower that reports
 // less than the match the leader has for it no longer knows where its log
 // matches (it restarted), and heartbeats alone cannot advance its commit
 // index: the leader sends it an AppendEntries at that match, empty when

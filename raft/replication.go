@@ -81,9 +81,12 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 	case protocol.MsgAppendResponse:
 		c.handleAppendResponse(m, p)
 	case protocol.MsgHeartbeatResponse:
-		if m.Commit > p.match && p.state != snapshotState {
+		if m.Commit > p.match && (p.state != snapshotState || m.Commit+1 >= c.log.firstIndex()) {
 			// A durable match the leader missed (its acknowledgement was
-			// lost): take it as one.
+			// lost): take it as one. In snapshot state only when the log
+			// continues from it (the follower installed the snapshot and
+			// its acknowledgement was lost); otherwise it still needs
+			// the snapshot being streamed, and probing would ask again.
 			c.handleAppendResponse(&protocol.RaftMessage{From: m.From, Type: protocol.MsgAppendResponse, Index: m.Commit}, p)
 		}
 		if p.state == replicateState && p.match < c.log.lastIndex() && m.Index < p.next-1 && m.Index == p.receivedAtHeartbeat {

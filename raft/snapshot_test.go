@@ -107,19 +107,29 @@ func TestSnapshotOverAConflictingSuffixDiscardsTheLog(t *testing.T) { // §7
 	}
 }
 
-func TestSlowFollowerAfterLeaderCompactsGetsASnapshot(t *testing.T) {
-	net := newTestNet(t, 1, 2, 3)
+// followerBehindACompaction returns a three-node net whose leader, node 1,
+// compacted its log up to the snapshot (index, term) while node 3 was cut
+// off, and has since asked for a snapshot for node 3.
+func followerBehindACompaction(t *testing.T) (net *testNet, snapIndex, snapTerm uint64) {
+	t.Helper()
+	net = newTestNet(t, 1, 2, 3)
 	net.elect(1)
 	net.isolate(3)
 	for range 5 {
 		net.propose(1, "a", "b")
 	}
 	leader := net.nodes[1]
-	snapIndex := leader.core.commit - 1
-	snapTerm := leader.core.log.term(snapIndex)
+	snapIndex = leader.core.commit - 1
+	snapTerm = leader.core.log.term(snapIndex)
 	leader.log.compact(snapIndex + 1)
 	net.heal()
 	net.advance(3 * testHeartbeat) // the lost appends are noticed; probing finds the gap
+	return net, snapIndex, snapTerm
+}
+
+func TestSlowFollowerAfterLeaderCompactsGetsASnapshot(t *testing.T) {
+	net, snapIndex, snapTerm := followerBehindACompaction(t)
+	leader := net.nodes[1]
 	reqs := leader.snapshots
 	leader.snapshots = nil
 	if len(reqs) != 1 || reqs[0].to != 3 || reqs[0].need > snapIndex+1 {
@@ -151,6 +161,36 @@ func TestSlowFollowerAfterLeaderCompactsGetsASnapshot(t *testing.T) {
 	}
 	if len(follower.applied) == appliedBefore {
 		t.Fatalf("follower applied nothing after the snapshot")
+	}
+}
+
+// A follower installs a snapshot and its one acknowledgement is lost. Its
+// heartbeat responses repeat its durable match, the snapshot's index, from
+// which the leader's log continues: the leader takes it as the
+// acknowledgement and replicates the rest, instead of waiting two election
+// timeouts to stream the whole snapshot again.
+func TestLostSnapshotAcknowledgementIsRepeatedByHeartbeats(t *testing.T) {
+	net, snapIndex, snapTerm := followerBehindACompaction(t)
+	leader := net.nodes[1]
+	p := leader.core.progress[3]
+	if len(leader.snapshots) != 1 || p.state != snapshotState {
+		t.Fatalf("setup: snapshot requests %+v, follower 3 in %v", leader.snapshots, p.state)
+	}
+	leader.snapshots = nil
+	net.cut[[2]uint64{3, 1}] = true
+	if action := net.installSnapshot(3, 1, snapIndex, snapTerm); action != snapshotRestore {
+		t.Fatalf("action %v, want restore", action)
+	}
+	net.heal()
+	net.advance(testHeartbeat)
+	last := leader.log.LastIndex()
+	if p.state != replicateState || p.match != last || net.nodes[3].log.LastIndex() != last {
+		t.Fatalf("a heartbeat after the lost acknowledgement: follower 3 in %v at match %d with log to %d, want replicate at %d",
+			p.state, p.match, net.nodes[3].log.LastIndex(), last)
+	}
+	net.advance(2 * testElection)
+	if len(leader.snapshots) != 0 {
+		t.Fatalf("the snapshot was requested again: %+v", leader.snapshots)
 	}
 }
 

@@ -304,6 +304,41 @@ func TestLeaderRemovedByTheChangeStepsDownOnceCNewCommits(t *testing.T) {
 	}
 }
 
+// The acknowledgement that commits a C_new without the leader can be the
+// durable match a heartbeat response repeats (the follower's own was
+// lost). The leader steps down there and sends nothing more as a leader:
+// here the same response also showed entries lost on the way to the
+// follower, which a leader would resend.
+func TestLeaderRemovedByAHeartbeatResponseSendsNoMoreAppends(t *testing.T) {
+	net := newMembershipNet(t, protocol.RaftConfiguration{Voters: []uint64{1, 2, 3}})
+	net.elect(1)
+	c1 := net.nodes[1].core
+	net.nodes[2].manualSync = true
+	joint := net.changeMembership(1, confChange{kind: changeVoters, remove: []uint64{1}})
+	net.syncNode(2)
+	net.deliver() // the joint configuration commits; C_new reaches node 2, unsynced
+	if c1.role != RoleLeader || c1.confIndex() != joint+1 {
+		t.Fatalf("setup: role %v, configuration at %d, want leader with C_new at %d", c1.role, c1.confIndex(), joint+1)
+	}
+	net.cut[[2]uint64{1, 2}] = true
+	net.propose(1, "lost on the way to node 2")
+	net.heal()
+	net.advance(testHeartbeat) // node 2 reports C_new received, not yet durable
+	net.cut[[2]uint64{2, 1}] = true
+	net.syncNode(2) // its acknowledgement of C_new is lost
+	net.heal()
+	net.nodes[1].takeMessages(protocol.MsgAppend)
+	net.advance(testHeartbeat)
+	if c1.role == RoleLeader || c1.commit < joint+1 {
+		t.Fatalf("after the heartbeat round: role %v commit %d, want C_new at %d committed and a follower", c1.role, c1.commit, joint+1)
+	}
+	for _, m := range net.nodes[1].takeMessages(protocol.MsgAppend) {
+		if len(m.Entries) > 0 {
+			t.Fatalf("the removed leader sent entries %d-%d to node %d", m.Entries[0].Index, m.Entries[len(m.Entries)-1].Index, m.To)
+		}
+	}
+}
+
 func TestLeaderPartitionedAwayDuringAJointConfiguration(t *testing.T) {
 	net := newMembershipNet(t, protocol.RaftConfiguration{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
 	net.elect(1)

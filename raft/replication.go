@@ -88,6 +88,9 @@ func (c *core) stepLeader(m *protocol.RaftMessage) {
 			// its acknowledgement was lost); otherwise it still needs
 			// the snapshot being streamed, and probing would ask again.
 			c.handleAppendResponse(&protocol.RaftMessage{From: m.From, Type: protocol.MsgAppendResponse, Index: m.Commit}, p)
+			if c.role != RoleLeader {
+				return // removed by the configuration it just committed
+			}
 		}
 		if p.state == replicateState && p.match < c.log.lastIndex() && m.Index < p.next-1 && m.Index == p.receivedAtHeartbeat {
 			// Nothing received for a whole heartbeat interval while

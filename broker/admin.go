@@ -263,6 +263,10 @@ func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicRep
 	if req.Replicas == 0 {
 		req.Replicas = min(3, len(b.controller.state.current().Brokers))
 	}
+	if req.RetentionMs < -1 || req.RetentionBytes < -1 {
+		return fail(protocol.Errorf(protocol.CodeInvalidArgument,
+			"retention %d ms / %d bytes: each must be positive, 0 (the brokers' default) or -1 (no limit)", req.RetentionMs, req.RetentionBytes))
+	}
 	m, apiErr := b.proposeControl(ctx, controllerCommand{
 		Op: opCreateTopic, Topic: req.Name, Partitions: req.Partitions, Replicas: req.Replicas, Time: time.Now(),
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
@@ -272,6 +276,11 @@ func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicRep
 	}
 	b.adoptMetadata(m)
 	b.publishMetadata(m)
+	if m.Topics[req.Name] == nil {
+		// m is the metadata once the create applied with whatever was
+		// committed behind it: a delete of the topic, say.
+		return fail(protocol.Errorf(protocol.CodeUnknownTopic, "topic %q was created, then deleted by another request before this reply", req.Name))
+	}
 	b.waitForLeaders(ctx, m, req.Name)
 	info := b.topicInfo(m, req.Name)
 	return protocol.TopicReply{Version: protocol.APIVersion, Topic: &info}

@@ -523,6 +523,9 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	var tooMany protocol.TopicReply
 	client.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Name: "u", Replicas: 5}, &tooMany)
 	expect("replicas over brokers", tooMany.Error, protocol.CodeInvalidArgument)
+	var badRetention protocol.TopicReply
+	client.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Name: "r", RetentionMs: -5}, &badRetention)
+	expect("retention below -1", badRetention.Error, protocol.CodeInvalidArgument)
 
 	var published protocol.PublishReply
 	msg, err := client.nc.Request(protocol.SubjectProduce(client.prefix, "missing"), []byte("v"), 10*time.Second)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -188,16 +189,21 @@ func appendUint64(dst []byte, v uint64) []byte {
 	return append(dst, byte(v), byte(v>>8), byte(v>>16), byte(v>>24), byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56))
 }
 
+// maxRetentionMs is the longest retention.ms a time.Duration holds.
+const maxRetentionMs = int64(math.MaxInt64 / time.Millisecond)
+
 // retentionPolicy is the policy of a topic: its own settings, else the
 // broker's defaults; -1 means "no limit" in a topic's settings.
 func (b *Broker) retentionPolicy(topic string) segmentlog.RetentionPolicy {
 	policy := segmentlog.RetentionPolicy{MaxAge: b.cfg.Retention.MaxAge, MaxBytes: b.cfg.Retention.MaxBytes}
 	if t := b.currentMetadata().Topics[topic]; t != nil {
 		switch {
+		case t.RetentionMs > maxRetentionMs, t.RetentionMs < 0:
+			// Beyond what a Duration holds (292 years; Kafka users
+			// write Long.MAX_VALUE for "forever") is no limit too.
+			policy.MaxAge = 0
 		case t.RetentionMs > 0:
 			policy.MaxAge = time.Duration(t.RetentionMs) * time.Millisecond
-		case t.RetentionMs < 0:
-			policy.MaxAge = 0
 		}
 		switch {
 		case t.RetentionBytes > 0:

@@ -187,6 +187,14 @@ func (s *stateStore) forgetProducerState(b *pebble.Batch, raftGroup uint64) {
 	_ = b.DeleteRange(groupKey(keyProducer, raftGroup), groupKey(keyProducer, raftGroup+1), nil)
 }
 
+// appliedTermAtLeast reports whether the replica applied an entry of term
+// or a later one.
+func (p *producerState) appliedTermAtLeast(term uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.appliedTerm >= term
+}
+
 // apply updates the state with one applied entry, writing changed records
 // into batch. It is deterministic: the same entries give the same state on
 // every replica. It reports whether batch got writes.

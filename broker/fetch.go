@@ -158,11 +158,29 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 // is short; it is bounded so a stuck apply cannot hold a request forever.
 func (b *Broker) awaitCommitted(r *partitionReplica) {
 	commit := r.group.Status().CommitIndex
+	b.awaitApplied(r, func(applied uint64) bool { return applied >= commit })
+}
+
+// awaitAppliedInTerm waits, briefly, until the leader of term applied an
+// entry of its own term (its election no-op): its high watermark then
+// covers every record an earlier leader acknowledged or served, which a
+// new leader's commit index may not cover yet. It reports whether it did.
+func (b *Broker) awaitAppliedInTerm(r *partitionReplica, term uint64) bool {
+	c := r.state.consumers
+	if c == nil || c.producers == nil {
+		return true
+	}
+	return b.awaitApplied(r, func(uint64) bool { return c.producers.appliedTermAtLeast(term) })
+}
+
+// awaitApplied waits until done holds for the replica's applied index, for
+// at most a second or until the broker stops; it reports whether done held.
+func (b *Broker) awaitApplied(r *partitionReplica, done func(applied uint64) bool) bool {
 	var timer *time.Timer
 	for {
 		applied, _, advanced := r.state.visible()
-		if applied >= commit {
-			return
+		if done(applied) {
+			return true
 		}
 		if timer == nil {
 			timer = time.NewTimer(time.Second)
@@ -171,9 +189,9 @@ func (b *Broker) awaitCommitted(r *partitionReplica) {
 		select {
 		case <-advanced:
 		case <-timer.C:
-			return
+			return false
 		case <-b.stop:
-			return
+			return false
 		}
 	}
 }

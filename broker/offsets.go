@@ -183,6 +183,17 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		if apiErr == nil {
 			apiErr = b.leaderCheck(r)
 		}
+		if apiErr == nil {
+			// The high watermark the commit is checked against (and a
+			// reset resolved with) must cover what the previous leader
+			// served: a consumer committing right after a failover
+			// would otherwise be refused offset_out_of_range.
+			if term := r.group.Status().Term; !b.awaitAppliedInTerm(r, term) {
+				apiErr = protocol.Errorf(protocol.CodeNotReady, "new leader of %s/%d (term %d) is applying the previous terms' entries", po.Topic, po.Partition, term)
+			} else {
+				b.awaitCommitted(r)
+			}
+		}
 		if apiErr == nil && len(po.Metadata) > protocol.MaxCommitMetadataBytes {
 			apiErr = &protocol.Error{Code: protocol.CodeInvalidArgument, Limit: protocol.MaxCommitMetadataBytes,
 				Message: fmt.Sprintf("commit metadata for %s/%d is %d bytes, the limit is %d", po.Topic, po.Partition, len(po.Metadata), protocol.MaxCommitMetadataBytes)}

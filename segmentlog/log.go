@@ -17,11 +17,10 @@ import (
 //
 // Lock order: syncMu, flushMu, fileMu, mu.
 type Log struct {
-	fs      vfs.FS
-	dir     string
-	opts    Options
-	lock    io.Closer
-	dirFile vfs.File
+	fs   vfs.FS
+	dir  string
+	opts Options
+	lock io.Closer
 
 	// syncMu serialises fdatasync with rolls, truncations, resets,
 	// deletions and Close, so a file is never closed or cut mid-sync.
@@ -104,8 +103,20 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 
 func (l *Log) path(name string) string { return l.fs.PathJoin(l.dir, name) }
 
+// syncDir makes the directory's entries durable. The directory is opened
+// for each sync (at rolls, deletions, truncations and resets, which are
+// rare) instead of held open: a broker runs thousands of logs, and each
+// held descriptor counts against the process's open-file limit.
 func (l *Log) syncDir() error {
-	if err := l.dirFile.Sync(); err != nil {
+	dir, err := l.fs.OpenDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("segmentlog: open directory %s: %w", l.dir, err)
+	}
+	err = dir.Sync()
+	if cerr := dir.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("segmentlog: sync directory %s: %w", l.dir, err)
 	}
 	return nil
@@ -688,11 +699,11 @@ func (l *Log) closeFiles() error {
 			s.file = nil
 		}
 	}
-	for _, c := range []io.Closer{l.writeFile, l.dirFile, l.lock} {
+	for _, c := range []io.Closer{l.writeFile, l.lock} {
 		if c != nil {
 			errs = append(errs, c.Close())
 		}
 	}
-	l.writeFile, l.dirFile, l.lock = nil, nil, nil
+	l.writeFile, l.lock = nil, nil
 	return errors.Join(errs...)
 }

@@ -31,9 +31,6 @@ func (l *Log) open() error {
 		return fmt.Errorf("segmentlog: lock %s: %w", l.dir, err)
 	}
 	l.lock = lock
-	if l.dirFile, err = l.fs.OpenDir(l.dir); err != nil {
-		return fmt.Errorf("segmentlog: open directory %s: %w", l.dir, err)
-	}
 	names, err := l.fs.List(l.dir)
 	if err != nil {
 		return fmt.Errorf("segmentlog: list %s: %w", l.dir, err)

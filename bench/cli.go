@@ -196,7 +196,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.IntVar(&w.MaxInFlight, "max-in-flight", 0, "raftmq producer batches in flight per partition (0: SDK default)")
 	fs.StringVar(&w.Compression, "compression", w.Compression, "raftmq batch compression: none, s2, zstd")
 	fs.StringVar(&w.Acks, "acks", w.Acks, "raftmq acks: quorum, leader, applied")
-	fs.StringVar(&w.Fsync, "fsync", w.Fsync, "raftmq fsync policy: always, never")
+	fs.StringVar(&w.Fsync, "fsync", w.Fsync, "raftmq fsync policy: always (raftmq has no other; named in every result)")
 	fs.Int64Var(&w.Warmup, "warmup", w.Warmup, "records each system first publishes, unmeasured, to partitions dropped before the measured run (0: no warm-up)")
 	fs.DurationVar(&w.DrainTimeout, "drain-timeout", w.DrainTimeout, "how long consumers may lag after the last acknowledgement")
 	fs.StringVar(&opts.versusSystems, "vs", "", "also run against: jetstream (both sync settings), jetstream-lazy, jetstream-sync-always, "+SystemFabric+" (NATS alone carrying the same batches on the same path, no Raft or storage: a ceiling, produce only) and "+SystemDisk+" (the same batches appended to --replicas files per partition with fdatasync, acknowledged at a majority, no Raft or NATS: the disk's ceiling, produce only)")

@@ -61,6 +61,7 @@ func TestParseFlagsRefusesBadValues(t *testing.T) {
 		{"--rate", "-Inf", "rate"},
 		{"--replicas", "-1", "--replicas"},
 		{"--chart-format", "jpg", "--chart-format"},
+		{"--fsync", "never", "fsync"}, // raftmq has no such policy
 	} {
 		_, _, err := parseFlags(KindProduce, []string{"--count", "100", c.flag, c.value}, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.name) {

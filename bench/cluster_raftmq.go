@@ -31,9 +31,6 @@ type inProcessCluster struct {
 // startRaftmqCluster starts the brokers with data under dir and waits until
 // they are ready.
 func startRaftmqCluster(ctx context.Context, dir string, w Workload) (raftmqCluster, error) {
-	if w.Fsync != "always" {
-		return nil, fmt.Errorf("bench: the in-process raftmq cluster always fsyncs; fsync %q is not available", w.Fsync)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	reg := prometheus.NewRegistry()

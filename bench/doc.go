@@ -44,8 +44,8 @@
 //
 // # Targets
 //
-// A Target is one system in one durability setting: raftmq (acks and fsync
-// as configured), JetStream with its default lazy sync (acknowledged before
+// A Target is one system in one durability setting: raftmq (acks as
+// configured; it always fsyncs), JetStream with its default lazy sync (acknowledged before
 // fsync) and JetStream with sync_interval: always. In-process clusters keep
 // their data in a temporary directory on the real disk, never tmpfs if the
 // caller can help it (see Config.DataDir).

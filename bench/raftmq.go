@@ -113,13 +113,11 @@ func (t *raftmqTarget) Info() TargetInfo {
 	switch {
 	case t.acks == protocol.AcksLeader:
 		info.Durability = "acked when the leader appended it, before fsync or replication (unsafe)"
-	case t.fsync == "never":
-		info.Durability = "acked when a quorum appended it, without fsync (unsafe on power loss)"
 	default:
 		info.Durability = "acked after a majority of replicas fsynced it"
 	}
 	if t.cluster == nil {
-		info.Durability += " [external cluster: acks as asked, fsync as that cluster is configured]"
+		info.Durability += " [external cluster: acks as asked]"
 	}
 	return info
 }

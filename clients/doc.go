@@ -36,8 +36,8 @@
 // partition are unacknowledged at a time; they leave in order on one NATS
 // connection and the broker appends them in arrival order, so a partition's
 // records keep their produce order. Retriable errors (protocol.ErrorCode
-// Retriable: not leader, not ready, timeout, shutting down; no broker
-// answering; and the NATS connection reconnecting, including its reconnect
+// Retriable: not leader, not ready, timeout, shutting down, out-of-order
+// sequence; unknown topic for WithUnknownTopicWait; no broker answering; and the NATS connection reconnecting, including its reconnect
 // buffer being full) are retried with exponential backoff (WithRetryBackoff) until
 // the record's WithDeliveryTimeout; other errors fail the record at once.
 // Callbacks of one partition run in produce order.

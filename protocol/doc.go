@@ -68,4 +68,113 @@
 // max timestamps, producer fields) and seals the CRC; base offset and append
 // time stay zero for the leader and the log to stamp. If a codec does not
 // shrink the records section, the batch is stored uncompressed.
+//
+// # Client API subjects
+//
+// The client API: subjects, request and reply messages, and their encodings.
+// Every subject starts with the cluster prefix (DefaultSubjectPrefix,
+// "raftmq"), so several clusters can share one NATS system. <id> is a broker
+// id in decimal, <topic> a topic name (see ValidateTopicName).
+//
+//	subject                              served by                      body
+//	<prefix>.api.produce.<topic>         any broker (queue APIQueue)    raw payload -> JSON PublishReply
+//	<prefix>.api.broker.<id>.produce     broker <id>                    ProduceRequest -> ProduceReply (binary)
+//	<prefix>.api.broker.<id>.fetch       broker <id>                    FetchRequest -> FetchReply (binary)
+//	<prefix>.api.broker.<id>.offsets     broker <id>                    ListOffsetsRequest -> ListOffsetsReply (binary)
+//	<prefix>.api.broker.<id>.status      broker <id>                    empty -> JSON BrokerStatus
+//	<prefix>.api.broker.<id>.admin.<op>  broker <id>                    as <prefix>.api.admin.<op> (forwarding to the controller leader)
+//	<prefix>.api.admin.<op>              any broker (queue APIQueue)    JSON admin request -> JSON admin reply
+//	<prefix>.api.status                  every broker (no queue)        empty -> JSON BrokerStatus, one reply per broker
+//	<prefix>.cluster.metadata            every broker (no queue)        broker-internal: the controller leader's metadata broadcast
+//	<prefix>.cluster.status              every broker (no queue)        broker-internal: each broker's periodic BrokerStatus
+//	<prefix>.peer.<id>                   broker <id>                    broker-internal: Raft messages (package transport)
+//
+// On a broker's embedded NATS server the broker-internal subjects travel in
+// a separate account (RAFTMQ_PEERS) that only the in-process brokers join;
+// see docs/adr/0005-peer-account-on-embedded-servers.md. Consumer group
+// subjects are in the next section.
+//
+// Admin operations (<op>): AdminCreateTopic "topic.create", AdminListTopics
+// "topic.list", AdminDescribeTopic "topic.describe", AdminDeleteTopic
+// "topic.delete", AdminMetadata "metadata", AdminClusterStatus
+// "cluster.status", AdminReassignPartition "partition.reassign",
+// AdminReplaceBroker "broker.replace", AdminAddController "controller.add",
+// AdminRemoveController "controller.remove". Brokers also use
+// AdminRegisterBroker ("broker.register") and AdminReassignDone
+// ("partition.reassign_done") among themselves.
+//
+// The SDK sends produce, fetch and list-offsets requests to the broker
+// subject of the partition's leader (learned from Metadata). A broker that is
+// not the leader answers CodeNotLeader with the leader's id when it knows it;
+// the SDK retries there.
+//
+// The plain publish subject needs no SDK:
+//
+//	nats req raftmq.api.produce.orders 'hello'
+//	{"partition":0,"offset":41}
+//
+// Optional NATS headers select the partition: HeaderPartition ("Raftmq-Partition",
+// decimal) or HeaderKey ("Raftmq-Key", hashed with PartitionForKey); without
+// either the broker picks partitions round robin. The payload becomes one
+// record's value (the key header, if any, its key).
+//
+// # Client API binary encoding
+//
+// Produce, fetch and list-offsets messages are little-endian binary. Every
+// message starts with one byte, the API version (APIVersion); a broker
+// answers a request in a version it does not know with CodeUnsupportedVersion
+// (in reply version APIVersion). Strings are a uint16 length and the bytes.
+// Replies carry an error block right after the version:
+//
+//	uint16 code            ErrorCode; 0 = no error, and the block ends here
+//	uint64 leader          CodeNotLeader: the leader's broker id, 0 if unknown
+//	uint64 low, high       CodeOffsetOutOfRange: the valid range [low, high]
+//	uint64 limit           CodeBatchTooLarge / CodeRecordTooLarge: the limit in bytes
+//	string message         human-readable detail
+//
+// Record batch bytes always come last and run to the end of the message, so
+// neither side copies them to frame them. Admin messages are JSON with a
+// "v" version field.
+//
+// # Consumer group subjects
+//
+// Consumer groups: subjects, messages and the consumer-state control entry.
+//
+//	subject                                 served by                   body
+//	<prefix>.api.broker.<id>.group.commit   broker <id> (partition      OffsetCommitRequest -> OffsetCommitReply (JSON)
+//	                                        leader)
+//	<prefix>.api.broker.<id>.group.offsets  broker <id> (partition      OffsetFetchRequest -> OffsetFetchReply (JSON)
+//	                                        leader)
+//	<prefix>.api.admin.group.<op>           any broker (queue APIQueue) JSON; forwarded to the group coordinator
+//	                                        (<op>: join, heartbeat, leave, list, describe, delete, reset)
+//	<prefix>.group.changed.<group>          published by the coordinator  empty: the assignment changed, heartbeat now
+//
+// Offsets live in each partition's own Raft log: a commit (or a claim, a
+// reset, a delete) is a control entry (EntryControl, AppendConsumerOps) of
+// the partition's group, so offset commits and fetches go to the partition
+// leader, many partitions of one leader per request. Membership and
+// assignment are kept by the group coordinator, the controller group's
+// leader, in the controller's Raft log; join, heartbeat and leave go there
+// (any broker forwards them).
+//
+// Assignment is incremental (cooperative): a heartbeat reply lists the
+// partitions the member owns (Assigned, each with its assignment epoch)
+// and the ones it must give up (Revoke). A member stops consuming a revoked
+// partition, commits what it processed and reports it no longer owns it in
+// its next heartbeat (Owned); only then does the partition go to its new
+// owner. The new owner first claims the partition at its leader
+// (OffsetFetchRequest with Claim): the claim is a Raft entry that raises the
+// partition's epoch for the group, so a commit from the previous owner with
+// an older epoch is refused (CodeStaleEpoch) from then on, and the offset
+// returned is read after the claim applied.
+//
+// Group messages are JSON: they are small and rare next to produce and
+// fetch, and JSON keeps them readable in `nats req`.
+//
+// # Large control messages
+//
+// Status reports, the metadata broadcast and admin replies larger than
+// CompressAbove (or than the NATS max payload) travel zstd-compressed, with
+// the NATS header HeaderEncoding; a requester asks for compressed replies
+// with HeaderAcceptEncoding (see payload.go).
 package protocol

@@ -1,39 +1,5 @@
 package protocol
 
-// Consumer groups: subjects, messages and the consumer-state control entry.
-//
-// # Subjects
-//
-//	subject                                 served by                   body
-//	<prefix>.api.broker.<id>.group.commit   broker <id> (partition      OffsetCommitRequest -> OffsetCommitReply (JSON)
-//	                                        leader)
-//	<prefix>.api.broker.<id>.group.offsets  broker <id> (partition      OffsetFetchRequest -> OffsetFetchReply (JSON)
-//	                                        leader)
-//	<prefix>.api.admin.group.<op>           any broker (queue APIQueue) JSON; forwarded to the group coordinator
-//	<prefix>.group.changed.<group>          published by the coordinator  empty: the assignment changed, heartbeat now
-//
-// Offsets live in each partition's own Raft log: a commit (or a claim, a
-// reset, a delete) is a control entry (EntryControl, AppendConsumerOps) of
-// the partition's group, so offset commits and fetches go to the partition
-// leader, many partitions of one leader per request. Membership and
-// assignment are kept by the group coordinator, the controller group's
-// leader, in the controller's Raft log; join, heartbeat and leave go there
-// (any broker forwards them).
-//
-// Assignment is incremental (cooperative): a heartbeat reply lists the
-// partitions the member owns (Assigned, each with its assignment epoch)
-// and the ones it must give up (Revoke). A member stops consuming a revoked
-// partition, commits what it processed and reports it no longer owns it in
-// its next heartbeat (Owned); only then does the partition go to its new
-// owner. The new owner first claims the partition at its leader
-// (OffsetFetchRequest with Claim): the claim is a Raft entry that raises the
-// partition's epoch for the group, so a commit from the previous owner with
-// an older epoch is refused (CodeStaleEpoch) from then on, and the offset
-// returned is read after the claim applied.
-//
-// Group messages are JSON: they are small and rare next to produce and
-// fetch, and JSON keeps them readable in `nats req`.
-
 import (
 	"encoding/binary"
 	"fmt"

@@ -25,9 +25,10 @@ leader and the controller group's voters and learners, and per partition
 its leader, replicas, Raft voters and learners, commit index, and the
 target of a reassignment in progress. The --json form is one line:
 
-  {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
+  {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"outgoing_voters":[IDs],"learners":[IDs],"target":[IDs],"failed":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
 
-(learners, target and controller appear only when there are some.)
+(stopping, voters, outgoing_voters, learners, target, failed and controller
+appear only when set.)
 
 replace-broker moves every replica of broker OLD (which may be down) to
 broker NEW and waits until the moves are done, showing progress.

@@ -11,6 +11,9 @@
 //	raftmq produce TOPIC [--key K] [--partition P] [VALUE ...]
 //	raftmq produce TOPIC --count N --size S
 //	raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME] [--count N] [--timeout D]
+//	raftmq consume TOPIC --group G [--count N] [--timeout D]
+//	raftmq group list | describe GROUP [--topic T] | delete GROUP
+//	raftmq group reset-offsets GROUP --topic T --to earliest|latest|OFFSET|TIME
 //	raftmq cluster status
 //	raftmq cluster replace-broker OLD NEW
 //	raftmq cluster add-controller ID | remove-controller ID
@@ -24,7 +27,7 @@
 //
 //	produce --json          {"partition":P,"offset":O,"value":"..."}   (no value for generated records)
 //	consume --json          {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
-//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"learners":[IDs],"target":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
+//	cluster status --json   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"outgoing_voters":[IDs],"learners":[IDs],"target":[IDs],"failed":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
 //	topic reassign --json, cluster replace-broker --json
 //	                        {"reassignments":[{"topic":T,"partition":P,"from":[IDs],"to":[IDs]}],"done":BOOL}
 //
@@ -33,7 +36,8 @@
 // --timeout), 2 a bad command line, 130 produce stopped by an interrupt
 // before it sent everything (what it read was flushed first). SIGINT and
 // SIGTERM stop serve and dev cleanly (leadership handed over, logs flushed)
-// and end produce and consume; a second one ends the process at once.
+// and end produce and consume (a group consumer commits its offsets
+// first); a second one ends the process at once.
 //
 // The commands are thin: the broker package runs brokers (broker.Start,
 // broker.StartDev) and the clients package does the talking. main only

@@ -144,7 +144,7 @@ Example:
   raftmq group reset-offsets billing --topic orders --to earliest
 `)
 	topic := fs.String("topic", "", "the `topic` whose offsets to reset (required)")
-	to := fs.String("to", "", "target: earliest, latest, an offset or an RFC 3339 `time` (required)")
+	to := fs.String("to", "", "target `position`: earliest, latest, an offset or an RFC 3339 time (required)")
 	var position clients.Position
 	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "GROUP",
 		validate: func([]string) error {

@@ -57,9 +57,9 @@ func TestCommitAtANewLeaderCoversWhatThePreviousLeaderServed(t *testing.T) {
 	}
 	release := sync.OnceFunc(held.Unlock)
 	defer release()
-	if err := replicaOf(t, cluster, other, "hw").group.TransferLeadership(ctx, preferred); err != nil {
-		t.Fatal(err)
-	}
+	// The leader balancing may have moved leadership back already (then
+	// this fails with not leader); either way the preferred broker leads.
+	_ = replicaOf(t, cluster, other, "hw").group.TransferLeadership(ctx, preferred)
 	waitFor(ctx, t, "the preferred replica to lead with entries committed but not applied", func() bool {
 		st := target.group.Status()
 		return st.Role == raft.RoleLeader && st.CommitIndex > st.AppliedIndex

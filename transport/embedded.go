@@ -382,7 +382,21 @@ type slogAdapter struct {
 }
 
 func (a slogAdapter) Noticef(format string, v ...any) { a.logger.Info(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Warnf(format string, v ...any)   { a.logger.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, plaintextPasswordWarning) {
+		// The route password is this package's own (ClusterPassword, from
+		// a file or generated), held in memory only; the warning is
+		// about passwords written in configuration files.
+		return
+	}
+	a.logger.Warn(msg)
+}
+
+// plaintextPasswordWarning starts nats-server's warning about passwords not
+// given as bcrypt hashes.
+const plaintextPasswordWarning = "Plaintext passwords detected"
+
 func (a slogAdapter) Fatalf(format string, v ...any) {
 	message := fmt.Sprintf(format, v...)
 	a.fatal.CompareAndSwap(nil, &message)

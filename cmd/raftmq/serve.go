@@ -314,6 +314,12 @@ func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) 
 		TLSCertFile:   o.NATSListenTLSCert, TLSKeyFile: o.NATSListenTLSKey, TLSCAFile: o.NATSListenTLSCA,
 		ClusterTLSCertFile: o.NATSClusterTLSCert, ClusterTLSKeyFile: o.NATSClusterTLSKey, ClusterTLSCAFile: o.NATSClusterTLSCA,
 	}
+	if logger != nil {
+		// The server's warnings and errors: a route refused for a wrong
+		// password or an untrusted certificate is only ever said there.
+		// Its notices (listening, routes up and down) stay out.
+		config.NATS.Embedded.Logger = slog.New(warnFloor{logger.Handler()})
+	}
 	if err := config.NATS.Embedded.Validate(); err != nil {
 		return config, fmt.Errorf("embedded NATS server: %w", err)
 	}
@@ -362,3 +368,16 @@ func splitList(text string) []string {
 	}
 	return out
 }
+
+// warnFloor passes on records at Warn and above only.
+type warnFloor struct{ slog.Handler }
+
+func (h warnFloor) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn && h.Handler.Enabled(ctx, level)
+}
+
+func (h warnFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnFloor{h.Handler.WithAttrs(attrs)}
+}
+
+func (h warnFloor) WithGroup(name string) slog.Handler { return warnFloor{h.Handler.WithGroup(name)} }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -166,5 +167,39 @@ func TestServeWithTLS(t *testing.T) {
 		if r.status == exitOK {
 			t.Errorf("serve %v: accepted", args)
 		}
+	}
+}
+
+// TestServeLogsARefusedRoute: a broker whose route password differs from
+// its peer's is refused by the peer's NATS server, and the refusal is in
+// the brokers' logs: before, the embedded servers logged nothing, and a
+// typo in a password file left a broker that never got ready with nothing
+// saying why.
+func TestServeLogsARefusedRoute(t *testing.T) {
+	dir := t.TempDir()
+	routes := []int{freePort(t), freePort(t)}
+	var stderrs []*syncBuffer
+	for i, password := range []string{"right-password", "wrong-password"} {
+		file := filepath.Join(dir, fmt.Sprintf("password-%d", i))
+		if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, _ := startCommand(t, "serve", "--id", fmt.Sprint(i+1), "--bootstrap", "1",
+			"--data", filepath.Join(dir, fmt.Sprintf("data-%d", i)), "--nats-listen", "127.0.0.1:0",
+			"--nats-cluster-listen", fmt.Sprintf("127.0.0.1:%d", routes[i]),
+			"--nats-routes", fmt.Sprintf("nats://127.0.0.1:%d", routes[1-i]),
+			"--nats-cluster-password-file", file, "--log-level", "warn")
+		stderrs = append(stderrs, stderr)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		logs := strings.ToLower(stderrs[0].String() + stderrs[1].String())
+		if strings.Contains(logs, "authorization") || strings.Contains(logs, "authentication") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no broker logged the refused route in 30s; logs:\n%s\n%s", stderrs[0].String(), stderrs[1].String())
+		}
+		time.Sleep(100 * time.Millisecond) // polling the brokers' logs
 	}
 }

@@ -596,10 +596,16 @@ func (b *Broker) reconcileReplicas() {
 		running := b.groups[id] != nil
 		b.mu.RUnlock()
 		if !running && !want[id] && id < m.NextGroupID {
+			// Moved away or deleted while this broker was down.
 			b.removeReplicaData(id, dir)
+			b.logger.Info(removedAtStartMessage, "group", id, "dir", dir)
 		}
 	}
 }
+
+// removedAtStartMessage is logged for replica data a broker finds but the
+// metadata no longer assigns to it (deleted or moved while it was down).
+const removedAtStartMessage = "partition replica removed: the metadata no longer assigns it here"
 
 // removeUnwantedReplicas stops the replicas of groups that m no longer
 // assigns to this broker (want), deleting their data, and forgets their
@@ -641,6 +647,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		for id, other := range recorded {
 			if other == dir && id != p.GroupID {
 				b.removeReplicaData(id, other)
+				b.logger.Info(removedAtStartMessage, "group", id, "dir", other)
 			}
 		}
 		if err := os.RemoveAll(dir); err != nil {

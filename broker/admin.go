@@ -566,7 +566,7 @@ func (b *Broker) handleOtherAccountReport(msg *nats.Msg) {
 	}
 	b.mu.Unlock()
 	if first {
-		b.logger.Error(otherAccountMessage, "broker", status.ID)
+		b.logger.Error(otherAccountMessage, "other_broker", status.ID)
 	}
 }
 

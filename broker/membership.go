@@ -391,7 +391,7 @@ func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target [
 	members := append(slices.Clone(conf.Voters), conf.Learners...)
 	for _, id := range target {
 		if !slices.Contains(members, id) {
-			b.logger.Info("reassignment: adding learner", "topic", r.topic, "partition", r.partition, "broker", id)
+			b.logger.Info("reassignment: adding learner", "topic", r.topic, "partition", r.partition, "target", id)
 			return r.group.AddLearner(ctx, id)
 		}
 	}
@@ -399,7 +399,7 @@ func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target [
 		if slices.Contains(conf.Learners, id) {
 			err := r.group.PromoteLearner(ctx, id)
 			if err == nil {
-				b.logger.Info("reassignment: learner promoted", "topic", r.topic, "partition", r.partition, "broker", id)
+				b.logger.Info("reassignment: learner promoted", "topic", r.topic, "partition", r.partition, "target", id)
 			}
 			return err
 		}
@@ -510,13 +510,13 @@ func (b *Broker) addControllerVoter(ctx context.Context, id uint64, isLearner bo
 		if err := b.controller.group.AddLearner(ctx, id); err != nil {
 			return err
 		}
-		b.logger.Info("controller: learner added", "broker", id)
+		b.logger.Info("controller: learner added", "target", id)
 	}
 	for attempt := 0; ; attempt++ {
 		err := b.controller.group.PromoteLearner(ctx, id)
 		if !errors.Is(err, raft.ErrLearnerBehind) && !errors.Is(err, raft.ErrConfigChangeInProgress) {
 			if err == nil {
-				b.logger.Info("controller: learner promoted", "broker", id)
+				b.logger.Info("controller: learner promoted", "target", id)
 			}
 			return err
 		}

@@ -182,13 +182,20 @@ func (c *Client) requestError(subject string, err error) error {
 var errRequestTimeout = &protocol.Error{Code: protocol.CodeTimeout, Message: "no reply in time"}
 
 // adminRequest sends a JSON admin request op to any broker and decodes the
-// JSON reply into reply.
+// JSON reply into reply. An operation that changes nothing is sent again
+// when a broker does not answer in time (requestAgainOnTimeout).
 func (c *Client) adminRequest(ctx context.Context, op string, request, reply any) error {
 	body, err := json.Marshal(request)
 	if err != nil {
 		return fmt.Errorf("clients: encode %s request: %w", op, err)
 	}
-	data, err := c.request(ctx, protocol.SubjectAdmin(c.config.prefix, op), body)
+	subject := protocol.SubjectAdmin(c.config.prefix, op)
+	var data []byte
+	if readOnlyAdminOps[op] {
+		data, err = c.requestAgainOnTimeout(ctx, subject, body)
+	} else {
+		data, err = c.request(ctx, subject, body)
+	}
 	if err != nil {
 		return err
 	}
@@ -311,5 +318,34 @@ func (m *replyMux) close() {
 	for _, r := range pending {
 		r.timer.Stop()
 		r.done(nil, ErrClosed)
+	}
+}
+
+// readOnlyAdminOps are the admin operations that change nothing, so a
+// request that got no reply can be sent again.
+var readOnlyAdminOps = map[string]bool{
+	protocol.AdminMetadata: true, protocol.AdminClusterStatus: true,
+	protocol.AdminListTopics: true, protocol.AdminDescribeTopic: true,
+	protocol.AdminGroupList: true, protocol.AdminGroupDescribe: true,
+}
+
+// requestAgainOnTimeout is request for a request that changes nothing: it
+// gives each attempt a quarter of the request timeout (at least a second)
+// and sends the request again when an attempt times out, until the request
+// timeout. Any broker of the queue group answers such requests, and a
+// broker that stopped answering (frozen, or gone before its NATS server
+// noticed) keeps getting its share of them until NATS drops it: one
+// attempt would fail as often as it reaches that broker.
+func (c *Client) requestAgainOnTimeout(ctx context.Context, subject string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.config.requestTimeout)
+	defer cancel()
+	perAttempt := max(c.config.requestTimeout/4, time.Second)
+	for {
+		attemptCtx, cancelAttempt := context.WithTimeout(ctx, perAttempt)
+		data, err := c.request(attemptCtx, subject, body)
+		cancelAttempt()
+		if err == nil || !errors.Is(err, errRequestTimeout) || ctx.Err() != nil {
+			return data, err
+		}
 	}
 }

@@ -1,0 +1,68 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// TestReadOnlyAdminRequestsAreSentAgainOnTimeout: an admin request that
+// changes nothing (a topic list, say) is sent again when no reply comes
+// within its attempt's share of the request timeout, as when it reached a
+// broker that stopped answering; one that changes something (a topic
+// create) is not, since the first may have taken effect. Before, the
+// topic list failed after the whole timeout.
+func TestReadOnlyAdminRequestsAreSentAgainOnTimeout(t *testing.T) {
+	fake := startFakeCluster(t)
+	// The brokers under this prefix ignore every other request, as a
+	// queue group with a frozen member loses its share.
+	const prefix = "flaky"
+	var seen atomic.Int64
+	var creates atomic.Int64
+	sub, err := fake.conn.QueueSubscribe(protocol.SubjectAdmin(prefix, ">"), protocol.APIQueue, func(m *nats.Msg) {
+		if m.Subject == protocol.SubjectAdmin(prefix, protocol.AdminCreateTopic) {
+			creates.Add(1)
+		}
+		if seen.Add(1)%2 == 1 {
+			return
+		}
+		data, _ := json.Marshal(protocol.ListTopicsReply{Version: protocol.APIVersion, Topics: []protocol.TopicInfo{{Name: "orders"}}})
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(4*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	start := time.Now()
+	topics, err := client.ListTopics(ctx)
+	if err != nil || len(topics) != 1 || topics[0].Name != "orders" {
+		t.Fatalf("topic list: %v, %v", topics, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("topic list took %v: the second attempt should follow the first's 1s", took)
+	}
+
+	seen.Store(0) // the create is the next request, ignored
+	_, err = client.CreateTopic(ctx, "orders")
+	var apiErr *protocol.Error
+	if !errors.As(err, &apiErr) || apiErr.Code != protocol.CodeTimeout {
+		t.Fatalf("create whose request went unanswered: %v, want a timeout", err)
+	}
+	if n := creates.Load(); n != 1 {
+		t.Fatalf("the create was sent %d times, want once", n)
+	}
+}

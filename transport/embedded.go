@@ -1,13 +1,17 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -118,7 +122,7 @@ func (c EmbeddedConfig) Validate() error {
 	if clusterTLS == 3 && c.ClusterListen == "" {
 		return errors.New("transport: route TLS needs a cluster listen address")
 	}
-	if clusterTLS == 3 && c.ClusterTLSCAFile == c.TLSCAFile {
+	if clusterTLS == 3 && c.TLSCAFile != "" && (c.ClusterTLSCAFile == c.TLSCAFile || sharesCertificate(c.ClusterTLSCAFile, c.TLSCAFile)) {
 		return errors.New("transport: the route CA must not be the client CA: a client certificate would join the cluster")
 	}
 	if c.MaxPayload < 0 {
@@ -128,6 +132,36 @@ func (c EmbeddedConfig) Validate() error {
 		return fmt.Errorf("transport: ready timeout %v is negative", c.ReadyTimeout)
 	}
 	return nil
+}
+
+// sharesCertificate reports whether the PEM files a and b hold a
+// certificate in common (a copy or a link of one CA file under another
+// name, say). A file that cannot be read shares nothing: the server's start
+// reports it.
+func sharesCertificate(a, b string) bool {
+	certificates := func(path string) [][]byte {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		var ders [][]byte
+		for {
+			var block *pem.Block
+			if block, data = pem.Decode(data); block == nil {
+				return ders
+			}
+			if block.Type == "CERTIFICATE" {
+				ders = append(ders, block.Bytes)
+			}
+		}
+	}
+	inB := certificates(b)
+	for _, der := range certificates(a) {
+		if slices.ContainsFunc(inB, func(other []byte) bool { return bytes.Equal(der, other) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitListen parses host:port; port 0 and -1 mean "any free port".

@@ -162,3 +162,32 @@ func TestTLSConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteCAMustNotBeTheClientCAUnderAnotherName: a copy of the client CA
+// file given as the route CA is refused as the same path is: any client
+// certificate would join the cluster. Before, only the paths were
+// compared. A route CA of its own is accepted.
+func TestRouteCAMustNotBeTheClientCAUnderAnotherName(t *testing.T) {
+	dir := t.TempDir()
+	clients := transporttest.NewPKI(t, dir, "client")
+	routes := transporttest.NewPKI(t, dir, "route")
+	data, err := os.ReadFile(clients.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(dir, "copy-of-client-ca.pem")
+	if err := os.WriteFile(copied, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := func(routeCA string) EmbeddedConfig {
+		return EmbeddedConfig{ClusterListen: "127.0.0.1:-1",
+			TLSCertFile: clients.CertFile, TLSKeyFile: clients.KeyFile, TLSCAFile: clients.CAFile,
+			ClusterTLSCertFile: routes.CertFile, ClusterTLSKeyFile: routes.KeyFile, ClusterTLSCAFile: routeCA}
+	}
+	if err := config(copied).Validate(); err == nil || !strings.Contains(err.Error(), "must not be the client CA") {
+		t.Fatalf("route CA a copy of the client CA: %v", err)
+	}
+	if err := config(routes.CAFile).Validate(); err != nil {
+		t.Fatalf("a route CA of its own: %v", err)
+	}
+}

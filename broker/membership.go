@@ -199,6 +199,9 @@ func applyReplaceBroker(m *clusterMetadata, index uint64, old, replacement uint6
 		}
 		next.Topics[name] = t
 	}
+	if moved == 0 && !slices.Contains(m.Brokers, old) {
+		return m, protocol.Errorf(protocol.CodeInvalidArgument, "unknown broker %d (registered brokers: %v)", old, m.Brokers)
+	}
 	if moved == 0 {
 		return m, protocol.Errorf(protocol.CodeInvalidArgument, "broker %d holds no replica", old)
 	}

@@ -598,6 +598,7 @@ func TestMembershipRefusesBadInput(t *testing.T) {
 	expect("replace itself", replace(2, 2), protocol.CodeInvalidArgument, "cannot replace itself")
 	expect("replace with a replica holder", replace(2, 3), protocol.CodeInvalidArgument, "already holds a replica")
 	expect("replace a broker without replicas", replace(4, 1), protocol.CodeInvalidArgument, "holds no replica")
+	expect("replace an unknown broker", replace(9, 1), protocol.CodeInvalidArgument, "unknown broker 9")
 	expect("add unknown controller", controller(protocol.AdminAddController, 9), protocol.CodeInvalidArgument, "unknown broker 9")
 	expect("add a voter again", controller(protocol.AdminAddController, 2), protocol.CodeInvalidArgument, "already a controller voter")
 	expect("remove a non-member", controller(protocol.AdminRemoveController, 4), protocol.CodeInvalidArgument, "not a controller member")

@@ -842,10 +842,25 @@ func (b *Broker) knownLeaderLocked(groupID uint64) uint64 {
 
 // Ready reports whether the broker serves requests: connected to NATS
 // (both connections, in-process), holding cluster metadata, not stopping.
-func (b *Broker) Ready() bool {
+func (b *Broker) Ready() bool { return b.notReadyBecause() == "" }
+
+// notReadyBecause says why the broker is not ready, "" when it is.
+func (b *Broker) notReadyBecause() string {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return !b.closing && b.metadata.Version > 0 && b.nc.IsConnected() && b.peerNC.IsConnected() && b.controllerError() == nil
+	switch {
+	case b.closing:
+		return "the broker is stopping"
+	case !b.nc.IsConnected():
+		return "not connected to NATS"
+	case !b.peerNC.IsConnected():
+		return "the peer connection to NATS is down"
+	case b.controllerError() != nil:
+		return fmt.Sprintf("its controller replica stopped: %v", b.controllerError())
+	case b.metadata.Version == 0:
+		return "no cluster metadata yet: the controller has no leader, or this broker cannot reach it (are a majority of the bootstrap brokers running, and the routes between their NATS servers up?)"
+	}
+	return ""
 }
 
 // ID is the broker's id.

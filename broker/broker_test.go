@@ -120,3 +120,33 @@ func TestSingleBrokerWithEmbeddedNATS(t *testing.T) {
 		t.Fatalf("publish after restart: %s %v", msg.Data, err)
 	}
 }
+
+// TestReadyzSaysWhyNotReady: a broker that cannot get cluster metadata
+// (here the only running one of two bootstrap brokers, so its controller
+// has no quorum) answers /readyz with 503 and the reason; before, the body
+// was only "not ready".
+func TestReadyzSaysWhyNotReady(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := DefaultConfig()
+	fastTimings(&cfg)
+	cfg.DataDir = t.TempDir()
+	cfg.Bootstrap = []uint64{1, 2}
+	cfg.NATS.Embedded = &transport.EmbeddedConfig{ClientListen: "127.0.0.1:0"}
+	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg.Registerer = prometheus.NewRegistry()
+	b, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	resp, err := http.Get("http://" + b.HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no cluster metadata yet") {
+		t.Fatalf("/readyz: %d %q, want 503 saying there is no cluster metadata yet", resp.StatusCode, body)
+	}
+}

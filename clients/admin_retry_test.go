@@ -66,3 +66,48 @@ func TestReadOnlyAdminRequestsAreSentAgainOnTimeout(t *testing.T) {
 		t.Fatalf("the create was sent %d times, want once", n)
 	}
 }
+
+// TestReadOnlyAdminRequestsKeepEarlierAttemptsOpen: a broker that answers
+// a request that changes nothing after longer than an attempt's share of
+// the request timeout (as one with no controller leader answers a cluster
+// status from its own view only after several election timeouts) still
+// has its reply taken, since sending again keeps the earlier attempts
+// open. Before, each attempt was abandoned when the next went out, and the
+// request failed after the whole timeout although every broker answered.
+func TestReadOnlyAdminRequestsKeepEarlierAttemptsOpen(t *testing.T) {
+	fake := startFakeCluster(t)
+	const prefix = "slow"
+	const answerAfter = 1500 * time.Millisecond // past the 1 s per attempt
+	var seen atomic.Int64
+	sub, err := fake.conn.QueueSubscribe(protocol.SubjectAdmin(prefix, ">"), protocol.APIQueue, func(m *nats.Msg) {
+		seen.Add(1)
+		go func() {
+			time.Sleep(answerAfter)
+			data, _ := json.Marshal(protocol.ListTopicsReply{Version: protocol.APIVersion, Topics: []protocol.TopicInfo{{Name: "orders"}}})
+			_ = m.Respond(data)
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(4*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	start := time.Now()
+	topics, err := client.ListTopics(ctx)
+	if err != nil || len(topics) != 1 || topics[0].Name != "orders" {
+		t.Fatalf("topic list from a slow broker, after %v: %v, %v", time.Since(start), topics, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("topic list took %v: the first attempt's reply comes after %v", took, answerAfter)
+	}
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("the broker saw %d requests, want 2 (the first, and the one sent again after 1 s)", n)
+	}
+}

@@ -329,23 +329,50 @@ var readOnlyAdminOps = map[string]bool{
 	protocol.AdminGroupList: true, protocol.AdminGroupDescribe: true,
 }
 
-// requestAgainOnTimeout is request for a request that changes nothing: it
-// gives each attempt a quarter of the request timeout (at least a second)
-// and sends the request again when an attempt times out, until the request
+// requestAgainOnTimeout is request for a request that changes nothing: when
+// no reply came within a quarter of the request timeout (at least a
+// second), it sends the request again while the earlier attempts stay
+// open, and takes the first reply of any of them, until the request
 // timeout. Any broker of the queue group answers such requests, and a
 // broker that stopped answering (frozen, or gone before its NATS server
 // noticed) keeps getting its share of them until NATS drops it: one
-// attempt would fail as often as it reaches that broker.
+// attempt would fail as often as it reaches that broker. The earlier
+// attempts stay open because a broker may be slow rather than gone: one
+// with no controller leader answers a cluster status from its own view
+// only after waiting several election timeouts for one.
 func (c *Client) requestAgainOnTimeout(ctx context.Context, subject string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.config.requestTimeout)
-	defer cancel()
+	defer cancel() // ends the attempts still open
 	perAttempt := max(c.config.requestTimeout/4, time.Second)
+	type result struct {
+		data []byte
+		err  error
+	}
+	maxAttempts := int(c.config.requestTimeout/perAttempt) + 1
+	results := make(chan result, maxAttempts) // no attempt blocks on its send
+	attempts, open := 0, 0
+	send := func() {
+		attempts++
+		open++
+		go func() {
+			data, err := c.request(ctx, subject, body)
+			results <- result{data, err}
+		}()
+	}
+	send()
+	again := time.NewTicker(perAttempt)
+	defer again.Stop()
 	for {
-		attemptCtx, cancelAttempt := context.WithTimeout(ctx, perAttempt)
-		data, err := c.request(attemptCtx, subject, body)
-		cancelAttempt()
-		if err == nil || !errors.Is(err, errRequestTimeout) || ctx.Err() != nil {
-			return data, err
+		select {
+		case r := <-results:
+			open--
+			if r.err == nil || !errors.Is(r.err, errRequestTimeout) || open == 0 {
+				return r.data, r.err
+			}
+		case <-again.C:
+			if attempts < maxAttempts && ctx.Err() == nil {
+				send()
+			}
 		}
 	}
 }

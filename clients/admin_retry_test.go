@@ -25,27 +25,15 @@ func TestReadOnlyAdminRequestsAreSentAgainOnTimeout(t *testing.T) {
 	const prefix = "flaky"
 	var seen atomic.Int64
 	var creates atomic.Int64
-	sub, err := fake.conn.QueueSubscribe(protocol.SubjectAdmin(prefix, ">"), protocol.APIQueue, func(m *nats.Msg) {
+	ctx, client := connectToAdminResponder(t, fake, prefix, func(m *nats.Msg) {
 		if m.Subject == protocol.SubjectAdmin(prefix, protocol.AdminCreateTopic) {
 			creates.Add(1)
 		}
 		if seen.Add(1)%2 == 1 {
 			return
 		}
-		data, _ := json.Marshal(protocol.ListTopicsReply{Version: protocol.APIVersion, Topics: []protocol.TopicInfo{{Name: "orders"}}})
-		_ = m.Respond(data)
+		respondOneTopic(m)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(4*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 
 	start := time.Now()
 	topics, err := client.ListTopics(ctx)
@@ -79,25 +67,13 @@ func TestReadOnlyAdminRequestsKeepEarlierAttemptsOpen(t *testing.T) {
 	const prefix = "slow"
 	const answerAfter = 1500 * time.Millisecond // past the 1 s per attempt
 	var seen atomic.Int64
-	sub, err := fake.conn.QueueSubscribe(protocol.SubjectAdmin(prefix, ">"), protocol.APIQueue, func(m *nats.Msg) {
+	ctx, client := connectToAdminResponder(t, fake, prefix, func(m *nats.Msg) {
 		seen.Add(1)
 		go func() {
 			time.Sleep(answerAfter)
-			data, _ := json.Marshal(protocol.ListTopicsReply{Version: protocol.APIVersion, Topics: []protocol.TopicInfo{{Name: "orders"}}})
-			_ = m.Respond(data)
+			respondOneTopic(m)
 		}()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(4*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 
 	start := time.Now()
 	topics, err := client.ListTopics(ctx)
@@ -110,4 +86,29 @@ func TestReadOnlyAdminRequestsKeepEarlierAttemptsOpen(t *testing.T) {
 	if n := seen.Load(); n != 2 {
 		t.Fatalf("the broker saw %d requests, want 2 (the first, and the one sent again after 1 s)", n)
 	}
+}
+
+// connectToAdminResponder answers the admin requests under prefix with
+// handle and returns a client using that prefix with a 4 s request timeout.
+func connectToAdminResponder(t *testing.T, fake *fakeCluster, prefix string, handle nats.MsgHandler) (context.Context, *Client) {
+	t.Helper()
+	sub, err := fake.conn.QueueSubscribe(protocol.SubjectAdmin(prefix, ">"), protocol.APIQueue, handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(4*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return ctx, client
+}
+
+// respondOneTopic answers a topic list with the topic "orders".
+func respondOneTopic(m *nats.Msg) {
+	data, _ := json.Marshal(protocol.ListTopicsReply{Version: protocol.APIVersion, Topics: []protocol.TopicInfo{{Name: "orders"}}})
+	_ = m.Respond(data)
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -158,37 +159,44 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 // is short; it is bounded so a stuck apply cannot hold a request forever.
 func (b *Broker) awaitCommitted(r *partitionReplica) {
 	commit := r.group.Status().CommitIndex
-	b.awaitApplied(r, func(applied uint64) bool { return applied >= commit })
+	b.awaitApplied(context.Background(), r, func(applied uint64) bool { return applied >= commit })
 }
 
-// awaitAppliedInTerm waits, briefly, until the leader of term applied an
-// entry of its own term (its election no-op): its high watermark then
+// awaitCaughtUp is awaitCommitted for a leader that must also have applied
+// an entry of its own term (its election no-op): its high watermark then
 // covers every record an earlier leader acknowledged or served, which a
-// new leader's commit index may not cover yet. It reports whether it did.
-func (b *Broker) awaitAppliedInTerm(r *partitionReplica, term uint64) bool {
-	c := r.state.consumers
-	if c == nil || c.producers == nil {
-		return true
+// new leader's commit index may not cover yet. It reports whether the
+// leader applied its term's entry; a commit index not applied in time is
+// let go, as awaitCommitted does.
+func (b *Broker) awaitCaughtUp(ctx context.Context, r *partitionReplica) bool {
+	status := r.group.Status()
+	termApplied := func() bool { return true }
+	if c := r.state.consumers; c != nil && c.producers != nil {
+		termApplied = func() bool { return c.producers.appliedTermAtLeast(status.Term) }
 	}
-	return b.awaitApplied(r, func(uint64) bool { return c.producers.appliedTermAtLeast(term) })
+	b.awaitApplied(ctx, r, func(applied uint64) bool { return applied >= status.CommitIndex && termApplied() })
+	return termApplied()
 }
 
 // awaitApplied waits until done holds for the replica's applied index, for
-// at most a second or until the broker stops; it reports whether done held.
-func (b *Broker) awaitApplied(r *partitionReplica, done func(applied uint64) bool) bool {
-	var timer *time.Timer
+// at most a second, until ctx ends or until the broker stops; it reports
+// whether done held.
+func (b *Broker) awaitApplied(ctx context.Context, r *partitionReplica, done func(applied uint64) bool) bool {
+	var expired <-chan struct{}
 	for {
 		applied, _, advanced := r.state.visible()
 		if done(applied) {
 			return true
 		}
-		if timer == nil {
-			timer = time.NewTimer(time.Second)
-			defer timer.Stop()
+		if expired == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			expired = ctx.Done()
 		}
 		select {
 		case <-advanced:
-		case <-timer.C:
+		case <-expired:
 			return false
 		case <-b.stop:
 			return false

@@ -175,7 +175,10 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		index  int
 		waiter *consumerOpWaiter
 	}
-	var all []queued
+	// Find the partitions' replicas first, then wait for them all at once:
+	// a new leader may need a while to apply its term's entry, and the
+	// waits must share the request's time, not add up.
+	replicas := make([]*partitionReplica, len(req.Offsets))
 	for i, po := range req.Offsets {
 		res := &reply.Results[i]
 		res.Topic, res.Partition, res.Offset = po.Topic, po.Partition, po.Offset
@@ -183,25 +186,34 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		if apiErr == nil {
 			apiErr = b.leaderCheck(r)
 		}
-		if apiErr == nil {
-			// The high watermark the commit is checked against (and a
-			// reset resolved with) must cover what the previous leader
-			// served: a consumer committing right after a failover
-			// would otherwise be refused offset_out_of_range.
-			if term := r.group.Status().Term; !b.awaitAppliedInTerm(r, term) {
-				apiErr = protocol.Errorf(protocol.CodeNotReady, "new leader of %s/%d (term %d) is applying the previous terms' entries", po.Topic, po.Partition, term)
-			} else {
-				b.awaitCommitted(r)
-			}
-		}
 		if apiErr == nil && len(po.Metadata) > protocol.MaxCommitMetadataBytes {
 			apiErr = &protocol.Error{Code: protocol.CodeInvalidArgument, Limit: protocol.MaxCommitMetadataBytes,
 				Message: fmt.Sprintf("commit metadata for %s/%d is %d bytes, the limit is %d", po.Topic, po.Partition, len(po.Metadata), protocol.MaxCommitMetadataBytes)}
 		}
-		if apiErr == nil {
-			res.Offset, apiErr = b.resolveCommitOffset(r, req, po)
-		}
 		if apiErr != nil {
+			res.Error = apiErr
+			continue
+		}
+		replicas[i] = r
+	}
+	caughtUp := b.awaitAllCaughtUp(ctx, replicas)
+	var all []queued
+	for i, po := range req.Offsets {
+		r := replicas[i]
+		if r == nil {
+			continue
+		}
+		res := &reply.Results[i]
+		// The high watermark the commit is checked against (and a reset
+		// resolved with) must cover what the previous leader served: a
+		// consumer committing right after a failover would otherwise be
+		// refused offset_out_of_range.
+		if !caughtUp[r] {
+			res.Error = protocol.Errorf(protocol.CodeNotReady, "new leader of %s/%d is applying the previous terms' entries", po.Topic, po.Partition)
+			continue
+		}
+		var apiErr *protocol.Error
+		if res.Offset, apiErr = b.resolveCommitOffset(r, req, po); apiErr != nil {
 			res.Error = apiErr
 			continue
 		}
@@ -217,6 +229,30 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		}
 	}
 	return reply
+}
+
+// awaitAllCaughtUp runs awaitCaughtUp on each distinct replica at once and
+// says which caught up.
+func (b *Broker) awaitAllCaughtUp(ctx context.Context, replicas []*partitionReplica) map[*partitionReplica]bool {
+	var distinct []*partitionReplica
+	seen := make(map[*partitionReplica]bool, len(replicas))
+	for _, r := range replicas {
+		if r != nil && !seen[r] {
+			seen[r] = true
+			distinct = append(distinct, r)
+		}
+	}
+	ok := make([]bool, len(distinct))
+	var wg sync.WaitGroup
+	for i, r := range distinct {
+		wg.Go(func() { ok[i] = b.awaitCaughtUp(ctx, r) })
+	}
+	wg.Wait()
+	caughtUp := make(map[*partitionReplica]bool, len(distinct))
+	for i, r := range distinct {
+		caughtUp[r] = ok[i]
+	}
+	return caughtUp
 }
 
 // validateGroupAndMember checks the group name of an offset request and its

@@ -410,7 +410,7 @@ func (b *Broker) describeGroup(name string) protocol.DescribeGroupReply {
 // offsets from every partition.
 func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGroupReply {
 	reply := protocol.DeleteGroupReply{Version: protocol.APIVersion}
-	if err := protocol.ValidateGroupName(name); err != nil {
+	if err := protocol.ValidateExistingGroupName(name); err != nil {
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 		return reply
 	}
@@ -450,7 +450,7 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 // has members.
 func (b *Broker) resetOffsets(ctx context.Context, req *protocol.ResetOffsetsRequest) protocol.ResetOffsetsReply {
 	reply := protocol.ResetOffsetsReply{Version: protocol.APIVersion}
-	if err := protocol.ValidateGroupName(req.Group); err != nil {
+	if err := protocol.ValidateExistingGroupName(req.Group); err != nil {
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 		return reply
 	}

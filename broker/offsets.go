@@ -160,7 +160,7 @@ func (b *Broker) handleOffsetCommit(msg *nats.Msg) {
 // partitions' batchers and waits for them all.
 func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRequest) protocol.OffsetCommitReply {
 	reply := protocol.OffsetCommitReply{Version: protocol.APIVersion, Results: make([]protocol.PartitionResult, len(req.Offsets))}
-	if err := validateGroupAndMember(req.Group, req.Member); err != nil {
+	if err := validateGroupAndMember(req.Group, req.Member, req.Op != protocol.CommitOpCommit); err != nil {
 		reply.Error = err
 		return reply
 	}
@@ -256,9 +256,15 @@ func (b *Broker) awaitAllCaughtUp(ctx context.Context, replicas []*partitionRepl
 }
 
 // validateGroupAndMember checks the group name of an offset request and its
-// member id, if any: every op the request queues carries both.
-func validateGroupAndMember(group, member string) *protocol.Error {
-	if err := protocol.ValidateGroupName(group); err != nil {
+// member id, if any: every op the request queues carries both. A request
+// that may refer to a group named under the older rule (a reset, a delete,
+// a fetch without claim) passes existing.
+func validateGroupAndMember(group, member string, existing bool) *protocol.Error {
+	validate := protocol.ValidateGroupName
+	if existing {
+		validate = protocol.ValidateExistingGroupName
+	}
+	if err := validate(group); err != nil {
 		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 	}
 	if member == "" {
@@ -327,7 +333,7 @@ func (b *Broker) handleOffsetFetch(msg *nats.Msg) {
 // offsets on partitions this broker leads.
 func (b *Broker) fetchOffsets(ctx context.Context, req *protocol.OffsetFetchRequest) protocol.OffsetFetchReply {
 	reply := protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: make([]protocol.CommittedOffset, len(req.Partitions))}
-	if err := validateGroupAndMember(req.Group, req.Member); err != nil {
+	if err := validateGroupAndMember(req.Group, req.Member, !req.Claim); err != nil {
 		reply.Error = err
 		return reply
 	}

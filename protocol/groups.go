@@ -42,6 +42,15 @@ func ValidateGroupName(name string) error {
 	return validateName("group name", name, MaxGroupNameLength, true)
 }
 
+// ValidateExistingGroupName checks a name that refers to a group which may
+// exist already, as in a describe, an offset fetch, a reset or a delete:
+// ValidateGroupName without its rule on empty dot-separated parts, which
+// came later, so that groups named under the older rule can still be read,
+// reset and deleted. Joins and commits use ValidateGroupName.
+func ValidateExistingGroupName(name string) error {
+	return validateName("group name", name, MaxGroupNameLength, false)
+}
+
 // ValidateMemberID checks a consumer group member id: 1 to
 // MaxGroupNameLength characters from [A-Za-z0-9._-].
 func ValidateMemberID(id string) error {

@@ -51,6 +51,18 @@ func TestValidateGroupName(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+	// A name that may refer to a group named under the older rule keeps
+	// only the characters and length rules.
+	for _, old := range []string{"g.", ".g", "a..b"} {
+		if err := ValidateExistingGroupName(old); err != nil {
+			t.Errorf("existing group %q: %v", old, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "x*", string(make([]byte, 201))} {
+		if err := ValidateExistingGroupName(bad); err == nil {
+			t.Errorf("existing group %q accepted", bad)
+		}
+	}
 	// Member ids are no subject token.
 	if err := ValidateMemberID("a..b."); err != nil {
 		t.Errorf("member id: %v", err)

@@ -597,8 +597,7 @@ func (b *Broker) reconcileReplicas() {
 		b.mu.RUnlock()
 		if !running && !want[id] && id < m.NextGroupID {
 			// Moved away or deleted while this broker was down.
-			b.removeReplicaData(id, dir)
-			b.logger.Info(removedAtStartMessage, "group", id, "dir", dir)
+			b.removeReplicaData(id, dir, removedAtStartMessage)
 		}
 	}
 }
@@ -646,8 +645,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		// crash before the record was written) holds another group's data.
 		for id, other := range recorded {
 			if other == dir && id != p.GroupID {
-				b.removeReplicaData(id, other)
-				b.logger.Info(removedAtStartMessage, "group", id, "dir", other)
+				b.removeReplicaData(id, other, removedAtStartMessage)
 			}
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -750,12 +748,14 @@ func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
 		b.logger.Warn("close partition log", "group", r.groupID, "err", err)
 	}
 	if deleteData {
-		b.removeReplicaData(r.groupID, r.dir)
-		b.logger.Info("partition replica removed", "topic", r.topic, "partition", r.partition, "group", r.groupID)
+		b.removeReplicaData(r.groupID, r.dir, "partition replica removed", "topic", r.topic, "partition", r.partition)
 	}
 }
 
-func (b *Broker) removeReplicaData(groupID uint64, dir string) {
+// removeReplicaData deletes a replica's directories and forgets its state,
+// then logs message (at info level, with the group, the directory and
+// attrs); a failure is logged instead.
+func (b *Broker) removeReplicaData(groupID uint64, dir, message string, attrs ...any) {
 	if dir != "" {
 		if err := os.RemoveAll(snapshotDir(dir)); err != nil {
 			b.logger.Error("remove snapshot directory", "dir", snapshotDir(dir), "err", err)
@@ -768,7 +768,9 @@ func (b *Broker) removeReplicaData(groupID uint64, dir string) {
 	}
 	if err := b.store.forgetGroup(groupID); err != nil {
 		b.logger.Error("forget replica state", "group", groupID, "err", err)
+		return
 	}
+	b.logger.Info(message, append([]any{"group", groupID, "dir", dir}, attrs...)...)
 }
 
 // replicaFor returns this broker's replica of a partition, or the client

@@ -16,17 +16,25 @@ import (
 	"github.com/raftmq/raftmq/transport"
 )
 
-// TestSingleBrokerWithEmbeddedNATS runs the `raftmq serve` shape: one
-// broker, its own embedded NATS server, metrics over HTTP.
-func TestSingleBrokerWithEmbeddedNATS(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// singleBrokerConfig is the `raftmq serve` shape with fast timings: one
+// broker, its own embedded NATS server, metrics over HTTP, on loopback.
+func singleBrokerConfig(t *testing.T) Config {
+	t.Helper()
 	cfg := DefaultConfig()
 	fastTimings(&cfg)
 	cfg.DataDir = t.TempDir()
 	cfg.NATS.Embedded = &transport.EmbeddedConfig{ClientListen: "127.0.0.1:0"}
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.Registerer = prometheus.NewRegistry()
+	return cfg
+}
+
+// TestSingleBrokerWithEmbeddedNATS runs the `raftmq serve` shape: one
+// broker, its own embedded NATS server, metrics over HTTP.
+func TestSingleBrokerWithEmbeddedNATS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := singleBrokerConfig(t)
 	b, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -128,13 +136,8 @@ func TestSingleBrokerWithEmbeddedNATS(t *testing.T) {
 func TestReadyzSaysWhyNotReady(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := DefaultConfig()
-	fastTimings(&cfg)
-	cfg.DataDir = t.TempDir()
+	cfg := singleBrokerConfig(t)
 	cfg.Bootstrap = []uint64{1, 2}
-	cfg.NATS.Embedded = &transport.EmbeddedConfig{ClientListen: "127.0.0.1:0"}
-	cfg.MetricsAddr = "127.0.0.1:0"
-	cfg.Registerer = prometheus.NewRegistry()
 	b, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -269,7 +269,7 @@ func (b *Broker) createTopic(ctx context.Context, data []byte) protocol.TopicRep
 	}
 	m, apiErr := b.proposeControl(ctx, controllerCommand{
 		Op: opCreateTopic, Topic: req.Name, Partitions: req.Partitions, Replicas: req.Replicas, Time: time.Now(),
-		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
+		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes, CaseUnique: true,
 	})
 	if apiErr != nil {
 		return fail(apiErr)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -134,6 +135,11 @@ type controllerCommand struct {
 	Time           time.Time `json:"time"`
 	RetentionMs    int64     `json:"retention_ms,omitempty"`
 	RetentionBytes int64     `json:"retention_bytes,omitempty"`
+	// CaseUnique makes a create refuse a name that differs from an
+	// existing topic's only in case: the two would share a data directory
+	// on a case-insensitive file system (macOS's and Windows' defaults).
+	// Creates logged before the rule lack it and apply as they did.
+	CaseUnique bool `json:"case_unique,omitempty"`
 	// Group carries the consumer group commands (groups.go).
 	Group *groupCommand `json:"group,omitempty"`
 	// Partition, ReplicaSet, GroupID and NewBroker carry the membership
@@ -176,6 +182,14 @@ func applyCommand(m *clusterMetadata, index uint64, cmd controllerCommand) (*clu
 		}
 		if _, exists := m.Topics[cmd.Topic]; exists {
 			return m, protocol.Errorf(protocol.CodeTopicExists, "topic %q already exists", cmd.Topic)
+		}
+		if cmd.CaseUnique {
+			for name := range m.Topics {
+				if strings.EqualFold(name, cmd.Topic) {
+					return m, protocol.Errorf(protocol.CodeTopicExists,
+						"topic %q differs from the existing topic %q only in case; such topics would share a data directory on a case-insensitive file system", cmd.Topic, name)
+				}
+			}
 		}
 		if cmd.Partitions <= 0 {
 			return m, protocol.Errorf(protocol.CodeInvalidArgument, "partition count %d must be positive", cmd.Partitions)

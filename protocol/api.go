@@ -99,7 +99,9 @@ const MaxTopicNameLength = 200
 
 // ValidateTopicName checks that name can be a topic: 1 to MaxTopicNameLength
 // characters from [A-Za-z0-9_-] in dot-separated non-empty tokens (a topic is
-// part of a NATS subject).
+// part of a NATS subject). The brokers also refuse, with topic_exists, a
+// name that differs from an existing topic's only in case: the two would
+// share a data directory on a case-insensitive file system.
 func ValidateTopicName(name string) error {
 	return validateName("topic name", name, MaxTopicNameLength, true)
 }

@@ -43,7 +43,8 @@ const (
 	// CodeTimeout (retriable): the operation did not complete in time; a
 	// produce may or may not have been committed.
 	CodeTimeout ErrorCode = 12
-	// CodeTopicExists: create of a topic that exists.
+	// CodeTopicExists: create of a topic that exists, or whose name differs
+	// from an existing topic's only in case.
 	CodeTopicExists ErrorCode = 13
 	// CodeInvalidArgument: an admin request with invalid values (topic name,
 	// partition or replica count).

@@ -5,7 +5,7 @@
 //	             [--nats-cluster-listen HOST:PORT] [--nats-routes URL,...] [--nats-url URL]
 //	             [--metrics-addr HOST:PORT] [--config FILE]
 //	raftmq dev [--nodes 3] [--data DIR]
-//	raftmq topic create NAME [--partitions N] [--replicas R]
+//	raftmq topic create NAME [--partitions N] [--replicas R] [--retention D] [--retention-bytes N]
 //	raftmq topic list | describe NAME | delete NAME
 //	raftmq topic reassign NAME --partition P --replicas 1,2,4 | --cancel
 //	raftmq produce TOPIC [--key K] [--partition P] [VALUE ...]

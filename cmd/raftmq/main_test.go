@@ -186,13 +186,49 @@ func TestTopicCommands(t *testing.T) {
 		t.Errorf("list: %q", list.stdout)
 	}
 	describe := runOK(t, "", "topic", "describe", topicTopic)
-	if !strings.Contains(describe.stdout, "PARTITION") || len(lines(describe.stdout)) != 5 {
+	if !strings.Contains(describe.stdout, "PARTITION") || len(lines(describe.stdout)) != 6 {
 		t.Errorf("describe: %q", describe.stdout)
 	}
 	runOK(t, "", "topic", "delete", topicTopic)
 	gone := runCLI(t, "", "topic", "describe", topicTopic, "--server", serverURL)
 	if gone.status != exitError || !strings.Contains(gone.stderr, "unknown_topic") {
 		t.Errorf("describe after delete: status %d stderr %q", gone.status, gone.stderr)
+	}
+}
+
+// TestTopicRetention: topic create --retention and --retention-bytes set
+// the topic's retention, and topic describe shows it, in text and JSON;
+// before, the CLI had no retention flag and describe did not show it.
+func TestTopicRetention(t *testing.T) {
+	limited := uniqueTopic("cli-retention")
+	created := runOK(t, "", "topic", "create", limited, "--retention", "24h", "--retention-bytes", "1048576")
+	if !strings.Contains(created.stdout, "retention: age 24h, size 1048576 bytes") {
+		t.Errorf("create printed %q", created.stdout)
+	}
+	describe := runOK(t, "", "topic", "describe", limited)
+	if !strings.Contains(describe.stdout, "retention: age 24h, size 1048576 bytes\n") {
+		t.Errorf("describe printed %q", describe.stdout)
+	}
+	var info struct {
+		Name           string `json:"name"`
+		RetentionMs    int64  `json:"retention_ms"`
+		RetentionBytes int64  `json:"retention_bytes"`
+	}
+	describeJSON := runOK(t, "", "topic", "describe", limited, "--json")
+	if err := json.Unmarshal([]byte(describeJSON.stdout), &info); err != nil || info.Name != limited ||
+		info.RetentionMs != 24*60*60*1000 || info.RetentionBytes != 1048576 {
+		t.Errorf("describe --json %q: %+v %v", describeJSON.stdout, info, err)
+	}
+
+	unlimited := uniqueTopic("cli-retention-none")
+	runOK(t, "", "topic", "create", unlimited, "--retention", "none", "--retention-bytes", "0")
+	if got := runOK(t, "", "topic", "describe", unlimited).stdout; !strings.Contains(got, "retention: age no limit, size brokers' default\n") {
+		t.Errorf("describe printed %q", got)
+	}
+	defaults := uniqueTopic("cli-retention-default")
+	runOK(t, "", "topic", "create", defaults)
+	if got := runOK(t, "", "topic", "describe", defaults).stdout; !strings.Contains(got, "retention: age brokers' default, size brokers' default\n") {
+		t.Errorf("describe printed %q", got)
 	}
 }
 
@@ -289,6 +325,11 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"topic", "rename"}, `unknown subcommand "rename"`},
 		{[]string{"topic", "create"}, "want exactly one topic NAME"},
 		{[]string{"topic", "create", "t", "--partitions", "0"}, "--partitions 0"},
+		{[]string{"topic", "create", "t", "--retention", "-1h"}, "--retention -1h is negative: want a positive duration, 0 (the brokers' default) or none (no limit)"},
+		{[]string{"topic", "create", "t", "--retention", "7d"}, `--retention "7d": want a positive duration with its unit`},
+		{[]string{"topic", "create", "t", "--retention", "500us"}, "--retention 500us is below a millisecond"},
+		{[]string{"topic", "create", "t", "--retention-bytes", "-5"}, "--retention-bytes -5 is negative"},
+		{[]string{"topic", "create", "t", "--retention-bytes", "1GB"}, `--retention-bytes "1GB": want a positive whole number of bytes`},
 		{[]string{"cluster", "state"}, `unknown subcommand "state"`},
 		{[]string{"serve", "--bootstrap", "1,x"}, `"x" is not a broker id`},
 		{[]string{"serve", "--nats-url", "nats://h:4222", "--nats-routes", "nats://a:6222"}, "give one or the other"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,7 +19,7 @@ import (
 const topicUsage = `
 Usage: raftmq topic <create|list|describe|delete|reassign> [arguments]
 
-  raftmq topic create NAME [--partitions N] [--replicas R]
+  raftmq topic create NAME [--partitions N] [--replicas R] [--retention D] [--retention-bytes N]
   raftmq topic list
   raftmq topic describe NAME
   raftmq topic delete NAME
@@ -59,35 +60,132 @@ func adminContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 func runTopicCreate(ctx context.Context, c *cli, args []string) int {
 	fs := c.newFlagSet("topic create", `
-Usage: raftmq topic create NAME [--partitions N] [--replicas R] [--server URLS] [--json]
+Usage: raftmq topic create NAME [--partitions N] [--replicas R] [--retention D] [--retention-bytes N] [--server URLS] [--json]
 
 Creates a topic with N partitions, each replicated on R brokers.
+--retention and --retention-bytes override the brokers' retention of the
+topic: sealed segments older than D, and the oldest while a partition's
+log is larger than N bytes, are deleted. 0 or absent keeps the brokers'
+default (7 days, no size limit); none means no limit.
 
 Example:
-  raftmq topic create orders --partitions 3 --replicas 3
+  raftmq topic create orders --partitions 3 --replicas 3 --retention 24h
 `)
 	partitions := fs.Int("partitions", 1, "number of `partitions`")
 	replicas := fs.Int("replicas", 0, "brokers holding each partition (0: min(3, brokers))")
+	retentionAge := fs.String("retention", "", "delete records older than this `duration` (24h; 0: the brokers' default; none: no limit)")
+	retentionBytes := fs.String("retention-bytes", "", "delete the oldest records while a partition holds more than this many `bytes` (0: the brokers' default; none: no limit)")
+	var retention *topicRetention
 	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
-		validate: func([]string) error {
+		validate: func([]string) (err error) {
 			if *partitions < 1 {
 				return fmt.Errorf("--partitions %d: need at least 1", *partitions)
 			}
 			if *replicas < 0 {
 				return fmt.Errorf("--replicas %d: need at least 1 (or 0 for the default)", *replicas)
 			}
-			return nil
+			retention, err = parseTopicRetention(*retentionAge, *retentionBytes)
+			return err
 		},
 		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
 			opts := []clients.TopicOption{clients.WithPartitions(*partitions)}
 			if *replicas > 0 {
 				opts = append(opts, clients.WithReplicas(*replicas))
 			}
+			if retention != nil {
+				opts = append(opts, clients.WithRetention(retention.age, retention.bytes))
+			}
 			info, err := client.CreateTopic(ctx, positional[0], opts...)
 			return info, func(w io.Writer) {
 				fmt.Fprintf(w, "created topic %s with %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
+				if info.RetentionMs != 0 || info.RetentionBytes != 0 {
+					fmt.Fprintln(w, retentionText(info))
+				}
 			}, err
 		}})
+}
+
+// topicRetention is a topic's retention override as clients.WithRetention
+// takes it: 0 keeps the brokers' default, a negative value means no limit.
+type topicRetention struct {
+	age   time.Duration
+	bytes int64
+}
+
+// parseTopicRetention reads --retention and --retention-bytes; nil when
+// neither overrides the brokers' defaults. It refuses what the broker
+// would (a negative limit other than "no limit") and what WithRetention
+// would (an age below a millisecond), with the flag named.
+func parseTopicRetention(ageText, bytesText string) (*topicRetention, error) {
+	const choices = "want a positive %s, 0 (the brokers' default) or none (no limit)"
+	var retention topicRetention
+	switch ageText {
+	case "", "0":
+	case "none":
+		retention.age = -1
+	default:
+		age, err := time.ParseDuration(ageText)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("--retention %q: "+choices, ageText, "duration with its unit, such as 24h or 30m")
+		case age < 0:
+			return nil, fmt.Errorf("--retention %s is negative: "+choices, ageText, "duration")
+		case age > 0 && age < time.Millisecond:
+			return nil, fmt.Errorf("--retention %s is below a millisecond: "+choices, ageText, "duration")
+		}
+		retention.age = age
+	}
+	switch bytesText {
+	case "", "0":
+	case "none":
+		retention.bytes = -1
+	default:
+		bytes, err := strconv.ParseInt(bytesText, 10, 64)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("--retention-bytes %q: "+choices, bytesText, "whole number of bytes")
+		case bytes < 0:
+			return nil, fmt.Errorf("--retention-bytes %d is negative: "+choices, bytes, "number of bytes")
+		}
+		retention.bytes = bytes
+	}
+	if retention == (topicRetention{}) {
+		return nil, nil
+	}
+	return &retention, nil
+}
+
+// retentionText describes a topic's retention as the brokers apply it:
+// 0 is the brokers' default, a negative value (or an age longer than a
+// time.Duration holds) no limit.
+func retentionText(info clients.TopicInfo) string {
+	age := "brokers' default"
+	switch {
+	case info.RetentionMs < 0, info.RetentionMs > math.MaxInt64/int64(time.Millisecond):
+		age = "no limit"
+	case info.RetentionMs > 0:
+		age = shortDuration(time.Duration(info.RetentionMs) * time.Millisecond)
+	}
+	size := "brokers' default"
+	switch {
+	case info.RetentionBytes < 0:
+		size = "no limit"
+	case info.RetentionBytes > 0:
+		size = fmt.Sprintf("%d bytes", info.RetentionBytes)
+	}
+	return fmt.Sprintf("retention: age %s, size %s", age, size)
+}
+
+// shortDuration writes 24h for 24h0m0s and 1h30m for 1h30m0s.
+func shortDuration(d time.Duration) string {
+	text := d.String()
+	if strings.HasSuffix(text, "m0s") {
+		text = strings.TrimSuffix(text, "0s")
+	}
+	if strings.HasSuffix(text, "h0m") {
+		text = strings.TrimSuffix(text, "0m")
+	}
+	return text
 }
 
 func runTopicList(ctx context.Context, c *cli, args []string) int {
@@ -121,7 +219,9 @@ func runTopicDescribe(ctx context.Context, c *cli, args []string) int {
 	fs := c.newFlagSet("topic describe", `
 Usage: raftmq topic describe NAME [--server URLS] [--json]
 
-Shows a topic's partitions: leader, replicas, commit index, high watermark.
+Shows a topic's retention and its partitions: leader, replicas, commit
+index, high watermark. --json prints the topic with retention_ms and
+retention_bytes when it overrides the brokers' retention (-1: no limit).
 
 Example:
   raftmq topic describe orders
@@ -131,6 +231,7 @@ Example:
 			info, err := client.DescribeTopic(ctx, positional[0])
 			return info, func(w io.Writer) {
 				fmt.Fprintf(w, "topic %s: %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
+				fmt.Fprintln(w, retentionText(info))
 				writePartitionTable(w, info.Partitions)
 			}, err
 		}})

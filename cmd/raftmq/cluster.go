@@ -20,26 +20,35 @@ Usage: raftmq cluster <status|replace-broker|add-controller|remove-controller> [
   raftmq cluster add-controller ID
   raftmq cluster remove-controller ID
 
-status shows the brokers and whether each is reachable, the controller
-leader and the controller group's voters and learners, and per partition
-its leader, replicas, Raft voters and learners, commit index, and the
-target of a reassignment in progress. The --json form is one line:
+status shows the brokers, the controller group and every partition's
+leader, replicas and Raft membership. replace-broker moves every replica
+of broker OLD (which may be down) to broker NEW and waits until the moves
+are done, showing progress. add-controller makes a running broker a voter
+of the controller group (it joins as a learner and is promoted once caught
+up); remove-controller takes one out. 'raftmq cluster SUBCOMMAND --help'
+shows a subcommand's flags and its --json form.
+
+Examples:
+  raftmq cluster status
+  raftmq cluster replace-broker 3 4
+  raftmq cluster add-controller 4
+`
+
+const clusterStatusUsage = `
+Usage: raftmq cluster status [--server URLS] [--json]
+
+Shows the brokers and whether each is reachable, the controller leader and
+the controller group's voters and learners, and per partition its leader,
+replicas, Raft voters and learners, commit index, and the target of a
+reassignment in progress. The --json form is one line:
 
   {"controller_leader":ID,"brokers":[{"id":ID,"alive":BOOL,"stopping":BOOL}],"partitions":[{"topic":T,"partition":P,"leader":ID,"replicas":[IDs],"commit_index":N,"voters":[IDs],"outgoing_voters":[IDs],"learners":[IDs],"target":[IDs],"failed":[IDs]}],"controller":{"voters":[IDs],"learners":[IDs]}}
 
 (stopping, voters, outgoing_voters, learners, target, failed and controller
 appear only when set.)
 
-replace-broker moves every replica of broker OLD (which may be down) to
-broker NEW and waits until the moves are done, showing progress.
-add-controller makes a running broker a voter of the controller group (it
-joins as a learner and is promoted once caught up); remove-controller takes
-one out.
-
-Examples:
-  raftmq cluster status
-  raftmq cluster replace-broker 3 4
-  raftmq cluster add-controller 4
+Example:
+  raftmq cluster status --json
 `
 
 func runCluster(ctx context.Context, c *cli, args []string) int {
@@ -65,7 +74,7 @@ func runCluster(ctx context.Context, c *cli, args []string) int {
 }
 
 func runClusterStatus(ctx context.Context, c *cli, args []string) int {
-	fs := c.newFlagSet("cluster status", clusterUsage)
+	fs := c.newFlagSet("cluster status", clusterStatusUsage)
 	return c.runAdmin(ctx, args, adminCommand{fs: fs,
 		call: func(ctx context.Context, client *clients.Client, _ []string) (any, func(io.Writer), error) {
 			cluster, err := client.ClusterStatus(ctx)

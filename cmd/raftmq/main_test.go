@@ -378,6 +378,25 @@ func TestHelpHasAnExampleEverywhere(t *testing.T) {
 	}
 }
 
+// TestSubcommandHelpIsItsOwn: every topic, group and cluster subcommand's
+// --help prints that subcommand's usage and flags; cluster status --help
+// printed the overview of every cluster subcommand before.
+func TestSubcommandHelpIsItsOwn(t *testing.T) {
+	for group, subcommands := range map[string][]string{
+		"topic":   {"create", "list", "describe", "delete", "reassign"},
+		"group":   {"list", "describe", "reset-offsets", "delete"},
+		"cluster": {"status", "replace-broker", "add-controller", "remove-controller"},
+	} {
+		for _, subcommand := range subcommands {
+			r := runCLI(t, "", group, subcommand, "--help")
+			usage := "Usage: raftmq " + group + " " + subcommand + " "
+			if r.status != exitOK || !strings.HasPrefix(r.stdout, usage) || !strings.Contains(r.stdout, "\nFlags:\n") {
+				t.Errorf("raftmq %s %s --help: status %d, want %q and its flags; printed:\n%s", group, subcommand, r.status, usage, r.stdout)
+			}
+		}
+	}
+}
+
 func TestServeConfigFileAndFlags(t *testing.T) {
 	path := t.TempDir() + "/raftmq.json"
 	if err := os.WriteFile(path, []byte(`{"id":2,"bootstrap":[1,2,3],"data":"/srv/raftmq","nats_cluster_listen":"127.0.0.1:6222","nats_routes":["nats://127.0.0.1:6223"]}`), 0o600); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,15 +14,11 @@ import (
 	"github.com/raftmq/raftmq/transport"
 )
 
-// TestClientCommandsAuthenticate: against a NATS system that requires a
-// user and password (a broker joined it with --nats-url), client commands
-// work with --user and --password (or $RAFTMQ_PASSWORD), and are refused
-// without credentials or with a wrong password; inconsistent connection
-// flags are refused before any dial. Before, client commands had no way
-// to authenticate.
-func TestClientCommandsAuthenticate(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		Users: []*server.User{{Username: "broker", Password: "b-secret"}, {Username: "app", Password: "a-secret"}}})
+// startNATSServer runs a NATS server on 127.0.0.1 that requires one of
+// users and returns its client URL.
+func startNATSServer(t *testing.T, users ...*server.User) string {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, Users: users})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +27,17 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats server not ready")
 	}
-	url := srv.ClientURL()
+	return srv.ClientURL()
+}
+
+// TestClientCommandsAuthenticate: against a NATS system that requires a
+// user and password (a broker joined it with --nats-url), client commands
+// work with --user and --password (or $RAFTMQ_PASSWORD), and are refused
+// without credentials or with a wrong password; inconsistent connection
+// flags are refused before any dial. Before, client commands had no way
+// to authenticate.
+func TestClientCommandsAuthenticate(t *testing.T) {
+	url := startNATSServer(t, &server.User{Username: "broker", Password: "b-secret"}, &server.User{Username: "app", Password: "a-secret"})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -105,6 +112,61 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 		r := runCLI(t, "", append([]string{"topic", "list", "--server", url}, args...)...)
 		if r.status == exitOK || !strings.Contains(r.stderr, "connection flags") {
 			t.Errorf("topic list %v: status %d, stderr %q: want the flags refused", args, r.status, r.stderr)
+		}
+	}
+}
+
+// TestServeNATSSecretFiles: raftmq serve --nats-url reads its NATS
+// password from --nats-password-file and its token from --nats-token-file
+// (without the trailing newline), so neither shows in ps; giving a secret
+// and its file, or a file without --nats-url, is refused. Before, the
+// password and token could only be given on the command line.
+func TestServeNATSSecretFiles(t *testing.T) {
+	url := startNATSServer(t, &server.User{Username: "broker", Password: "b-secret"})
+	dir := t.TempDir()
+	passwordFile, tokenFile := filepath.Join(dir, "nats-password"), filepath.Join(dir, "nats-token")
+	if err := os.WriteFile(passwordFile, []byte("b-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte("t-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, stderr, stop := startCommand(t, "serve", "--data", filepath.Join(dir, "data"), "--nats-url", url,
+		"--nats-user", "broker", "--nats-password-file", passwordFile, "--log-level", "warn")
+	if r := waitFor(t, url, "topic", "create", "secret-file", "--user", "broker", "--password", "b-secret"); r.status != exitOK {
+		t.Fatalf("topic create against serve --nats-password-file: %d %s\nserve stderr: %s", r.status, r.stderr, stderr.String())
+	}
+	stop()
+
+	// The token file, named in a --config file this time.
+	configFile := filepath.Join(dir, "raftmq.json")
+	if err := os.WriteFile(configFile, []byte(`{"nats_url":"`+url+`","nats_token_file":"`+tokenFile+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	options := defaultServeOptions()
+	if err := readServeConfig(configFile, &options); err != nil {
+		t.Fatal(err)
+	}
+	if config, err := options.brokerConfig(nil); err != nil || config.NATS.Connect.Token != "t-secret" {
+		t.Errorf("nats_token_file: token %q, error %v; want the file's token without its newline", config.NATS.Connect.Token, err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-url", url, "--nats-user", "broker", "--nats-password", "b-secret", "--nats-password-file", passwordFile},
+			"--nats-password and --nats-password-file are alternatives: give one"},
+		{[]string{"--nats-url", url, "--nats-token", "t-secret", "--nats-token-file", tokenFile},
+			"--nats-token and --nats-token-file are alternatives: give one"},
+		{[]string{"--nats-url", url, "--nats-token-file", filepath.Join(dir, "missing")}, "--nats-token-file"},
+		{[]string{"--nats-password-file", passwordFile}, "are for --nats-url"},
+		{[]string{"--nats-token-file", tokenFile}, "are for --nats-url"},
+	} {
+		args := append([]string{"serve", "--data", filepath.Join(dir, "refused"), "--nats-listen", "127.0.0.1:0"}, tc.args...)
+		if r := runCLI(t, "", args...); r.status != exitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("raftmq %q: status %d, stderr %q; want a usage error mentioning %q", args, r.status, r.stderr, tc.want)
 		}
 	}
 }

@@ -31,9 +31,11 @@ embedded NATS server on 127.0.0.1:4222 and data in ./raftmq-data.
 By default the broker embeds a NATS server; brokers on several machines join
 their servers into one NATS cluster with --nats-cluster-listen and
 --nats-routes. --nats-url connects to an existing NATS system instead (with
-the --nats-creds, --nats-user/--nats-password, --nats-token and --nats-tls-*
-options). Every broker of a cluster lists the same --bootstrap ids: the
-brokers that run the controller.
+the --nats-creds, --nats-user/--nats-password-file, --nats-token-file and
+--nats-tls-* options; --nats-password and --nats-token take the secret
+itself, which ps shows to every user of the machine). Every broker of a
+cluster lists the same --bootstrap ids: the brokers that run the
+controller.
 
 --config FILE reads the same settings from a JSON object whose keys are the
 flag names with underscores ({"id":2,"bootstrap":[1,2,3],"nats_routes":[...]});
@@ -80,6 +82,8 @@ type serveOptions struct {
 	NATSUser           string `json:"nats_user"`
 	NATSPassword       string `json:"nats_password"`
 	NATSToken          string `json:"nats_token"`
+	NATSPasswordFile   string `json:"nats_password_file"`
+	NATSTokenFile      string `json:"nats_token_file"`
 	NATSTLSCA          string `json:"nats_tls_ca"`
 	NATSTLSCert        string `json:"nats_tls_cert"`
 	NATSTLSKey         string `json:"nats_tls_key"`
@@ -121,7 +125,9 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	fs.StringVar(&flagValues.NATSCreds, "nats-creds", "", "NATS credentials `file` (with --nats-url)")
 	fs.StringVar(&flagValues.NATSUser, "nats-user", "", "NATS `user` (with --nats-url)")
 	fs.StringVar(&flagValues.NATSPassword, "nats-password", "", "NATS `password` (with --nats-user)")
+	fs.StringVar(&flagValues.NATSPasswordFile, "nats-password-file", "", "`file` holding the NATS password (with --nats-user; instead of --nats-password)")
 	fs.StringVar(&flagValues.NATSToken, "nats-token", "", "NATS `token` (with --nats-url)")
+	fs.StringVar(&flagValues.NATSTokenFile, "nats-token-file", "", "`file` holding the NATS token (with --nats-url; instead of --nats-token)")
 	fs.StringVar(&flagValues.NATSTLSCA, "nats-tls-ca", "", "CA `file` to verify the NATS server")
 	fs.StringVar(&flagValues.NATSTLSCert, "nats-tls-cert", "", "client certificate `file` for NATS TLS")
 	fs.StringVar(&flagValues.NATSTLSKey, "nats-tls-key", "", "client key `file` for NATS TLS")
@@ -194,6 +200,22 @@ func readSecretFile(path string) (string, error) {
 	return secret, nil
 }
 
+// secretOrFile returns the secret given as --NAME value or in --NAME-file;
+// giving both is an error.
+func secretOrFile(name, value, file string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	if value != "" {
+		return "", fmt.Errorf("--%s and --%s-file are alternatives: give one", name, name)
+	}
+	secret, err := readSecretFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--%s-file: %w", name, err)
+	}
+	return secret, nil
+}
+
 // readServeConfig overlays a JSON config file on options.
 func readServeConfig(path string, options *serveOptions) error {
 	data, err := os.ReadFile(path)
@@ -251,8 +273,12 @@ func applyServeFlag(options, values *serveOptions, name, bootstrap, routes strin
 		options.NATSUser = values.NATSUser
 	case "nats-password":
 		options.NATSPassword = values.NATSPassword
+	case "nats-password-file":
+		options.NATSPasswordFile = values.NATSPasswordFile
 	case "nats-token":
 		options.NATSToken = values.NATSToken
+	case "nats-token-file":
+		options.NATSTokenFile = values.NATSTokenFile
 	case "nats-tls-ca":
 		options.NATSTLSCA = values.NATSTLSCA
 	case "nats-tls-cert":
@@ -298,9 +324,17 @@ func (o *serveOptions) brokerConfig(logger *slog.Logger) (broker.Config, error) 
 		}
 		config.NATS.Embedded = nil
 		config.NATS.Connect.URLs = splitList(o.NATSURL)
+		var err error
+		if config.NATS.Connect.Password, err = secretOrFile("nats-password", o.NATSPassword, o.NATSPasswordFile); err != nil {
+			return config, err
+		}
+		if config.NATS.Connect.Token, err = secretOrFile("nats-token", o.NATSToken, o.NATSTokenFile); err != nil {
+			return config, err
+		}
 		return config, nil
 	}
-	if o.NATSCreds != "" || o.NATSUser != "" || o.NATSToken != "" || o.NATSTLSCA != "" || o.NATSTLSCert != "" || o.NATSTLSKey != "" {
+	if o.NATSCreds != "" || o.NATSUser != "" || o.NATSToken != "" || o.NATSPasswordFile != "" || o.NATSTokenFile != "" ||
+		o.NATSTLSCA != "" || o.NATSTLSCert != "" || o.NATSTLSKey != "" {
 		return config, fmt.Errorf("NATS credentials and --nats-tls-* are for --nats-url; the broker reaches its embedded server in-process (--nats-listen-tls-* give that server's client port TLS)")
 	}
 	if len(o.NATSRoutes) > 0 && o.NATSClusterListen == "" {

@@ -48,7 +48,10 @@ type Broker struct {
 	maxBatchBytes    int
 	roundRobin       atomic.Uint64
 	retentionRunning atomic.Bool
-	controllerFailed atomic.Bool // the controller's failure was logged
+	// beforeSnapshotCreate, when set (by tests), runs in snapshotAtIndex
+	// just before the snapshot file is created.
+	beforeSnapshotCreate atomic.Pointer[func(*partitionReplica)]
+	controllerFailed     atomic.Bool // the controller's failure was logged
 
 	// logLimit holds when each logLimited key was last logged.
 	logLimit struct {
@@ -740,6 +743,10 @@ func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
 	delete(b.groups, r.groupID)
 	delete(b.partitions, topicPartition{r.topic, r.partition})
 	b.mu.Unlock()
+	// Waits for a retention run on the replica to end (see retention).
+	r.retention.Lock()
+	r.stopped = true
+	r.retention.Unlock()
 	if err := b.host.RemoveGroup(r.groupID); err != nil {
 		b.logger.Warn("remove raft group", "group", r.groupID, "err", err)
 	}

@@ -249,6 +249,11 @@ func (b *Broker) runRetention(now time.Time) {
 // one that needs deleted entries gets the snapshot (see the comment at the
 // top of this file).
 func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error) {
+	r.retention.Lock()
+	defer r.retention.Unlock()
+	if r.stopped {
+		return 0, nil
+	}
 	policy := b.retentionPolicy(r.topic)
 	if policy.MaxAge == 0 && policy.MaxBytes == 0 {
 		return 0, nil
@@ -350,6 +355,9 @@ func (b *Broker) snapshotAtIndex(r *partitionReplica, index uint64) (snapshot.In
 	body, err := json.Marshal(consumerSnapshotBody{Groups: groups, HighWatermark: nextOffset, Producers: state.producers.records()})
 	if err != nil {
 		return snapshot.Info{}, err
+	}
+	if hook := b.beforeSnapshotCreate.Load(); hook != nil {
+		(*hook)(r)
 	}
 	w, err := r.snapshots.Create(snapshot.Meta{Index: index, Term: term, NextOffset: nextOffset,
 		Configuration: configuration, Extra: consumerSnapshotExtra})

@@ -84,6 +84,20 @@ func waitFor(t *testing.T, server string, args ...string) result {
 	}
 }
 
+// waitForOutput waits up to 30 s for a command to print text (a line that
+// follows the readiness a test waited for).
+func waitForOutput(t *testing.T, output *syncBuffer, text string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(output.String(), text) {
+		if time.Now().After(deadline) {
+			t.Errorf("after 30 s the output lacks %q:\n%s", text, output.String())
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling a running command's output
+	}
+}
+
 func TestServeRunsASingleBrokerAndStopsOnSignal(t *testing.T) {
 	port := freePort(t)
 	server := fmt.Sprintf("nats://127.0.0.1:%d", port)
@@ -91,6 +105,7 @@ func TestServeRunsASingleBrokerAndStopsOnSignal(t *testing.T) {
 	if r := waitFor(t, server, "topic", "create", "serve-test"); r.status != exitOK {
 		t.Fatalf("topic create against serve: %d %s\nserve stderr: %s", r.status, r.stderr, stderr.String())
 	}
+	waitForOutput(t, stderr, "NATS clients connect to "+server+";")
 	runCLIOK := func(stdin string, args ...string) result {
 		r := runCLI(t, stdin, append(args, "--server", server)...)
 		if r.status != exitOK {
@@ -145,6 +160,7 @@ func TestServeWithTLS(t *testing.T) {
 	if r := waitFor(t, server, "topic", "create", "tls-test", "--tls-ca", pki.CAFile); r.status != exitOK {
 		t.Fatalf("topic create over TLS: %d %s\nserve stderr: %s", r.status, r.stderr, stderr.String())
 	}
+	waitForOutput(t, stderr, "NATS clients connect to "+server+";")
 	r := runCLI(t, "", "produce", "tls-test", "one", "--server", server, "--tls-ca", pki.CAFile)
 	if r.status != exitOK {
 		t.Fatalf("produce over TLS: %d %s", r.status, r.stderr)

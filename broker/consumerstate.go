@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -47,6 +46,11 @@ type consumerRecord struct {
 	Time      int64  `json:"time"` // commit time, unix ms (leader clock at proposal)
 	Member    string `json:"member"`
 	Metadata  string `json:"metadata"`
+	// Deleted marks a deleted group's tombstone: the group has no state on
+	// the partition, but Epoch still fences its members of before the
+	// delete (a commit or claim with an older epoch is stale). A group
+	// created again under the name gets higher epochs.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 func (r *consumerRecord) encode() []byte {
@@ -54,6 +58,9 @@ func (r *consumerRecord) encode() []byte {
 	flags := byte(0)
 	if r.Committed {
 		flags = 1
+	}
+	if r.Deleted {
+		flags |= 2
 	}
 	out = append(out, flags)
 	out = binary.LittleEndian.AppendUint64(out, r.Offset)
@@ -69,6 +76,7 @@ func decodeConsumerRecord(b []byte) (consumerRecord, error) {
 		return r, fmt.Errorf("broker: consumer record of %d bytes (corrupt state database)", len(b))
 	}
 	r.Committed = b[0]&1 != 0
+	r.Deleted = b[0]&2 != 0
 	r.Offset = binary.LittleEndian.Uint64(b[1:])
 	r.Epoch = binary.LittleEndian.Uint64(b[9:])
 	r.Time = int64(binary.LittleEndian.Uint64(b[17:]))
@@ -316,19 +324,27 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			}
 			rec.Epoch = op.Epoch
 			rec.Member = op.Member
+			rec.Deleted = false
 			if op.Kind == protocol.ConsumerOpCommit {
 				rec.Committed, rec.Offset, rec.Time, rec.Metadata = true, op.Offset, op.Time, op.Metadata
 			}
 		case protocol.ConsumerOpReset:
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
+			rec.Deleted = false
 		case protocol.ConsumerOpDelete:
-			if !exists {
+			if !exists || rec.Deleted {
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
 				continue
 			}
-			delete(c.groups, op.Group)
-			_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
-			continue
+			if op.Epoch == 0 {
+				// A delete logged before tombstones: forget the group.
+				delete(c.groups, op.Group)
+				_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
+				continue
+			}
+			// The delete's epoch (the controller index of the group's
+			// delete) is above every epoch granted to its members.
+			rec = consumerRecord{Deleted: true, Epoch: max(rec.Epoch, op.Epoch)}
 		}
 		c.groups[op.Group] = rec
 		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)
@@ -351,10 +367,14 @@ func (c *consumerState) get(group string) (consumerRecord, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rec, ok := c.groups[group]
+	if rec.Deleted {
+		return consumerRecord{}, false
+	}
 	return rec, ok
 }
 
-// all returns every group's record, and the index they are current as of.
+// all returns every group's record, deleted groups' tombstones included
+// (a snapshot keeps them), and the index they are current as of.
 func (c *consumerState) all() (map[string]consumerRecord, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -363,18 +383,6 @@ func (c *consumerState) all() (map[string]consumerRecord, uint64) {
 		out[name] = rec
 	}
 	return out, c.applied
-}
-
-// groupNames lists the groups with state, sorted.
-func (c *consumerState) groupNames() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	names := make([]string, 0, len(c.groups))
-	for name := range c.groups {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // appliedIndex is the index the consumer state is current as of.

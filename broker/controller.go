@@ -153,31 +153,39 @@ func (s *controllerStateMachine) takeResult(index uint64) *protocol.Error {
 // noControllerLeaderWait (the controller lost its quorum) instead of
 // holding the request until ctx ends.
 func (b *Broker) proposeControl(ctx context.Context, cmd controllerCommand) (*clusterMetadata, *protocol.Error) {
+	m, _, apiErr := b.controller.propose(ctx, cmd, b.noControllerLeaderWait())
+	return m, apiErr
+}
+
+// proposeControlAt is proposeControl that also returns the controller log
+// index cmd applied at.
+func (b *Broker) proposeControlAt(ctx context.Context, cmd controllerCommand) (*clusterMetadata, uint64, *protocol.Error) {
 	return b.controller.propose(ctx, cmd, b.noControllerLeaderWait())
 }
 
 // propose runs cmd through the controller group and returns the metadata
-// after it applied, or the error that rejected it. A proposal this replica
+// after it applied, or the error that rejected it, and the index it
+// applied (or was rejected) at; 0 when it did not reach the log. A proposal this replica
 // made as leader stays pending after it loses leadership (a new leader may
 // still commit it); once no leader has been known for noLeaderWait it gives
 // up with not_ready.
-func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand, noLeaderWait time.Duration) (*clusterMetadata, *protocol.Error) {
+func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand, noLeaderWait time.Duration) (*clusterMetadata, uint64, *protocol.Error) {
 	data, err := json.Marshal(cmd)
 	if err != nil {
-		return nil, protocol.Errorf(protocol.CodeUnknown, "encode controller command: %v", err)
+		return nil, 0, protocol.Errorf(protocol.CodeUnknown, "encode controller command: %v", err)
 	}
 	proposal := c.group.Propose(ctx, protocol.EntryControl, data, raft.AckApplied)
 	if apiErr := c.awaitLeader(ctx, proposal.Done(), noLeaderWait); apiErr != nil {
-		return nil, apiErr
+		return nil, 0, apiErr
 	}
 	index, _, err := proposal.Wait(ctx)
 	if err != nil {
-		return nil, raftError(err, "controller")
+		return nil, 0, raftError(err, "controller")
 	}
 	if rejected := c.state.takeResult(index); rejected != nil {
-		return nil, rejected
+		return nil, index, rejected
 	}
-	return c.state.current(), nil
+	return c.state.current(), index, nil
 }
 
 // awaitLeader returns nil when done is closed or ctx ends, and not_ready

@@ -414,16 +414,19 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 		return reply
 	}
-	_, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupDelete, Group: &groupCommand{Name: name}, Time: time.Now()})
+	_, index, apiErr := b.proposeControlAt(ctx, controllerCommand{Op: opGroupDelete, Group: &groupCommand{Name: name}, Time: time.Now()})
 	if apiErr != nil && apiErr.Code != protocol.CodeUnknownGroup {
 		reply.Error = apiErr
 		return reply
 	}
+	// The delete's index is above every assignment epoch granted to the
+	// group's members so far: the partitions keep it in the group's
+	// tombstone, which fences a member that has not noticed the delete.
 	req := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: name, Op: protocol.CommitOpDelete}
 	m := b.currentMetadata()
 	for _, topic := range m.sortedTopicNames() {
 		for p := range m.Topics[topic].Partitions {
-			req.Offsets = append(req.Offsets, protocol.PartitionOffset{Topic: topic, Partition: uint32(p)})
+			req.Offsets = append(req.Offsets, protocol.PartitionOffset{Topic: topic, Partition: uint32(p), Epoch: index})
 		}
 	}
 	// The group existed if the coordinator knew it or a partition held

@@ -53,6 +53,9 @@ func (c *consumerLagCollector) Collect(ch chan<- prometheus.Metric) {
 		records, _ := r.state.consumers.all()
 		partition := strconv.FormatUint(uint64(r.partition), 10)
 		for group, rec := range records {
+			if rec.Deleted {
+				continue
+			}
 			lagRecords, lagSeconds := consumerLag(r, rec, now)
 			ch <- prometheus.MustNewConstMetric(c.lagRecords, prometheus.GaugeValue, float64(lagRecords), group, r.topic, partition)
 			ch <- prometheus.MustNewConstMetric(c.lagSeconds, prometheus.GaugeValue, lagSeconds, group, r.topic, partition)

@@ -74,7 +74,9 @@ const (
 	// the coordinator checks the group has no members). The partition
 	// leader resolves ResetTo.
 	CommitOpReset = "reset"
-	// CommitOpDelete deletes the group's state of the partitions.
+	// CommitOpDelete deletes the group's state of the partitions. Its
+	// partitions' Epoch, when set, is kept as the deleted group's fence: a
+	// later commit or claim with an older epoch is stale.
 	CommitOpDelete = "delete"
 )
 
@@ -317,7 +319,9 @@ const (
 	ConsumerOpClaim ConsumerOpKind = 2
 	// ConsumerOpReset sets the offset regardless of epochs.
 	ConsumerOpReset ConsumerOpKind = 3
-	// ConsumerOpDelete forgets the group on the partition.
+	// ConsumerOpDelete forgets the group on the partition, keeping a
+	// tombstone with Epoch (when set) that fences the group's members of
+	// before the delete.
 	ConsumerOpDelete ConsumerOpKind = 4
 )
 

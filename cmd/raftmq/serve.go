@@ -170,6 +170,11 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	}
 
 	b, err := broker.Start(ctx, config)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted (Ctrl-C, SIGTERM) while starting: a stop asked for.
+		fmt.Fprintf(c.stderr, "raftmq: broker %d stopped before it was ready\n", config.ID)
+		return exitOK
+	}
 	if err != nil {
 		return c.fail(fs.Name(), err)
 	}

@@ -219,3 +219,17 @@ func TestServeLogsARefusedRoute(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // polling the brokers' logs
 	}
 }
+
+// TestServeInterruptedWhileStartingExitsCleanly: a broker stopped (Ctrl-C)
+// while it starts (its NATS server, its stores) exits 0 saying so, as a
+// stop once it serves does. Before, it failed with "context canceled" and
+// exit status 1 (which made TestServeLogsARefusedRoute fail now and then:
+// it stops its brokers as soon as the refusal is logged).
+func TestServeInterruptedWhileStartingExitsCleanly(t *testing.T) {
+	_, stderr, stop := startCommand(t, "serve", "--id", "1", "--bootstrap", "1",
+		"--data", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--log-level", "warn")
+	stop() // at once: serve is parsing its flags or starting
+	if !strings.Contains(stderr.String(), "stopped before it was ready") {
+		t.Fatalf("stderr of a broker stopped while starting:\n%s", stderr.String())
+	}
+}

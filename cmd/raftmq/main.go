@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/transport"
 )
 
@@ -237,6 +238,44 @@ func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*clients.C
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			fmt.Fprintf(stderr, "raftmq: reconnected to %s\n", nc.ConnectedUrlRedacted())
 		}))
-	return clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"),
+	client, err := clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"),
 		clients.WithNATSOptions(natsOptions...))
+	if err != nil {
+		return nil, err
+	}
+	if err := awaitBrokers(ctx, client, brokersWait); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("%w at %s with cluster name %q: is raftmq running there, and is --cluster-name the name its brokers were started with?", err, f.server, f.clusterName)
+	}
+	return client, nil
+}
+
+// brokersWait is how long a client command waits for a broker to listen
+// under its cluster name: room for brokers that are still starting, not
+// the minute a producer would wait for a cluster that is not there.
+const brokersWait = 2 * time.Second
+
+// awaitBrokers waits, up to wait, until some broker listens under the
+// client's subject prefix (a metadata request gets anything but "no
+// responders"). A wrong --cluster-name otherwise left produce waiting for
+// its delivery timeout and group commands retrying for half a minute.
+func awaitBrokers(ctx context.Context, client *clients.Client, wait time.Duration) error {
+	subject := protocol.SubjectAdmin(client.SubjectPrefix(), protocol.AdminMetadata)
+	deadline := time.Now().Add(wait)
+	for {
+		requestCtx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := client.Conn().RequestWithContext(requestCtx, subject, []byte(`{"v":1}`))
+		cancel()
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return nil // a reply, or a broker slow to give one
+		}
+		if time.Now().After(deadline) {
+			return clients.ErrNoBrokers
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

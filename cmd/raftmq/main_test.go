@@ -607,3 +607,26 @@ func TestGroupAdminOnAnUnknownTopicFailsSoon(t *testing.T) {
 		t.Fatalf("after %v: status %d, stderr %q", took.Round(time.Millisecond), r.status, r.stderr)
 	}
 }
+
+// TestAWrongClusterNameFailsFast: with a --cluster-name no broker was
+// started with, client commands fail within a few seconds, saying which
+// name and server they tried. Before, produce waited for its delivery
+// timeout (a minute) and group list retried for 30 s.
+func TestAWrongClusterNameFailsFast(t *testing.T) {
+	runCLI(t, "", "topic", "create", "wrong-name", "--server", serverURL)
+	for _, args := range [][]string{
+		{"produce", "wrong-name"},
+		{"group", "list"},
+		{"consume", "wrong-name", "--count", "1"},
+	} {
+		start := time.Now()
+		r := runCLI(t, "hello\n", append(args, "--server", serverURL, "--cluster-name", "nosuch")...)
+		took := time.Since(start)
+		if r.status == exitOK || !strings.Contains(r.stderr, `cluster name "nosuch"`) {
+			t.Errorf("raftmq %v with a wrong cluster name: status %d, stderr %q", args, r.status, r.stderr)
+		}
+		if took > 15*time.Second {
+			t.Errorf("raftmq %v with a wrong cluster name took %v", args, took)
+		}
+	}
+}

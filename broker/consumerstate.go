@@ -35,9 +35,6 @@ const consumerStateWriteEvery = 4096
 // two writes: a restart reads that much log back (replay) at most.
 const consumerStateWriteBytes = 16 << 20
 
-// maxKeptOpResults bounds the op results kept for proposers.
-const maxKeptOpResults = 1024
-
 // consumerRecord is one consumer group's state on one partition.
 type consumerRecord struct {
 	Committed bool   `json:"committed"` // an offset was committed (else only an epoch was claimed)
@@ -132,8 +129,7 @@ type consumerState struct {
 	writtenIndex uint64 // the applied index last written to the database
 	unwritten    int    // entry bytes applied since writtenIndex
 	groups       map[string]consumerRecord
-	results      map[uint64][]*protocol.Error // per entry index, one per op
-	producers    *producerState               // idempotent producers (dedup.go); nil in some tests
+	producers    *producerState // idempotent producers (dedup.go); nil in some tests
 
 	// The Raft configuration as of applied (raft.GroupConfig.
 	// AppliedConfiguration): conf is that of the newest config entry
@@ -146,6 +142,10 @@ type consumerState struct {
 	confSet   bool
 	confKnown bool
 	confDirty bool
+
+	// results holds the outcome of each op of the consumer-ops entries
+	// applied, for their proposers (proposeOps). It has a mutex of its own.
+	results proposerResults[[]*protocol.Error]
 }
 
 // encodeAppliedConf encodes the configuration record: version 1, then 0
@@ -174,7 +174,7 @@ func decodeAppliedConf(b []byte) (set bool, conf protocol.RaftConfiguration, err
 
 // loadConsumerState reads a partition's consumer state from the database.
 func loadConsumerState(store *stateStore, raftGroup uint64) (*consumerState, error) {
-	c := &consumerState{store: store, raftGroup: raftGroup, groups: map[string]consumerRecord{}, results: map[uint64][]*protocol.Error{}}
+	c := &consumerState{store: store, raftGroup: raftGroup, groups: map[string]consumerRecord{}}
 	v, err := store.get(groupKey(keyConsumerApplied, raftGroup))
 	if err != nil {
 		return nil, fmt.Errorf("broker: load consumer state of group %d: %w", raftGroup, err)
@@ -270,10 +270,10 @@ func (c *consumerState) apply(entries []protocol.Entry) error {
 			ops, err := protocol.DecodeConsumerOps(e.Data)
 			if err != nil {
 				// Same bytes on every replica, so the same outcome: skipped.
-				c.results[e.Index] = nil
+				c.results.keep(e.Index, nil)
 				continue
 			}
-			c.results[e.Index] = c.applyOps(batch, ops)
+			c.results.keep(e.Index, c.applyOps(batch, ops))
 			changed = true
 		}
 		if e.Type == protocol.EntryConfig {
@@ -300,13 +300,6 @@ func (c *consumerState) apply(entries []protocol.Entry) error {
 	c.writtenIndex = c.applied
 	c.unwritten = 0
 	c.confDirty = false
-	if len(c.results) > maxKeptOpResults {
-		for index := range c.results {
-			if index+maxKeptOpResults < c.applied {
-				delete(c.results, index)
-			}
-		}
-	}
 	return nil
 }
 
@@ -350,16 +343,6 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)
 	}
 	return results
-}
-
-// takeResults returns (and forgets) the results of the ops at index; ok is
-// false when the entry is unknown (not applied, or not a consumer-ops entry).
-func (c *consumerState) takeResults(index uint64) ([]*protocol.Error, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	results, ok := c.results[index]
-	delete(c.results, index)
-	return results, ok
 }
 
 // get returns a group's record.

@@ -34,7 +34,10 @@ type controllerStateMachine struct {
 	// appliedTerm is the term of the last applied entry: a leader that
 	// applied an entry of its own term holds every committed entry's effect.
 	appliedTerm uint64
-	results     map[uint64]*protocol.Error // rejections by log index, for proposers
+
+	// results holds the rejections of the commands applied, for their
+	// proposers (propose). It has a mutex of its own.
+	results proposerResults[*protocol.Error]
 }
 
 var _ raft.StateMachine = (*controllerStateMachine)(nil)
@@ -44,12 +47,8 @@ func newControllerStateMachine(bootstrap []uint64, onChange func(*clusterMetadat
 		onChange: onChange,
 		metadata: newClusterMetadata(bootstrap),
 		groups:   map[string]*consumerGroup{},
-		results:  map[uint64]*protocol.Error{},
 	}
 }
-
-// maxKeptResults bounds the rejections kept for proposers to read.
-const maxKeptResults = 4096
 
 func (s *controllerStateMachine) Apply(entries []protocol.Entry) error {
 	if len(entries) == 0 {
@@ -76,14 +75,7 @@ func (s *controllerStateMachine) Apply(entries []protocol.Entry) error {
 			}
 		}
 		if rejected != nil {
-			s.results[e.Index] = rejected
-			if len(s.results) > maxKeptResults {
-				for index := range s.results {
-					if index+maxKeptResults < e.Index {
-						delete(s.results, index)
-					}
-				}
-			}
+			s.results.keep(e.Index, rejected)
 		}
 	}
 	// Every applied entry advances the version, so the metadata is known
@@ -139,15 +131,6 @@ func (s *controllerStateMachine) groupList() []*consumerGroup {
 	return out
 }
 
-// takeResult returns (and forgets) the rejection of the command at index.
-func (s *controllerStateMachine) takeResult(index uint64) *protocol.Error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := s.results[index]
-	delete(s.results, index)
-	return err
-}
-
 // proposeControl runs cmd through the controller group (propose), giving up
 // with not_ready once this replica has known no controller leader for
 // noControllerLeaderWait (the controller lost its quorum) instead of
@@ -174,6 +157,8 @@ func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand, 
 	if err != nil {
 		return nil, 0, protocol.Errorf(protocol.CodeUnknown, "encode controller command: %v", err)
 	}
+	results := &c.state.results
+	defer results.end(results.begin(c.group.Status().AppliedIndex))
 	proposal := c.group.Propose(ctx, protocol.EntryControl, data, raft.AckApplied)
 	if apiErr := c.awaitLeader(ctx, proposal.Done(), noLeaderWait); apiErr != nil {
 		return nil, 0, apiErr
@@ -182,7 +167,7 @@ func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand, 
 	if err != nil {
 		return nil, 0, raftError(err, "controller")
 	}
-	if rejected := c.state.takeResult(index); rejected != nil {
+	if rejected, _ := results.take(index); rejected != nil {
 		return nil, index, rejected
 	}
 	return c.state.current(), index, nil

@@ -149,6 +149,7 @@ type simProposal struct {
 	index uint64
 	term  uint64
 	ops   []protocol.ConsumerOp
+	began uint64 // results.begin's return
 }
 
 type groupSim struct {
@@ -196,7 +197,7 @@ func newGroupSim(t *testing.T, seed int64) *groupSim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumers := &consumerState{store: &stateStore{db: db}, raftGroup: simRaftGroup, groups: map[string]consumerRecord{}, results: map[uint64][]*protocol.Error{}}
+	consumers := &consumerState{store: &stateStore{db: db}, raftGroup: simRaftGroup, groups: map[string]consumerRecord{}}
 	consumers.producers = newProducerState(consumers.store, simRaftGroup, nil)
 	s.oracle = &simOracle{db: db, consumers: consumers, fingerprints: []string{fingerprintConsumerState(consumers)}, highWatermark: []uint64{0}}
 	for id := range simReplicas {
@@ -385,6 +386,12 @@ func (s *groupSim) elect(c int) {
 		return
 	}
 	s.term++
+	if s.leader >= 0 {
+		// The old leader's proposers give up (proposeOps ends them).
+		for _, p := range s.pending {
+			s.replicas[s.leader].state.consumers.results.end(p.began)
+		}
+	}
 	s.leader = c
 	s.pending = nil
 	s.match = [simReplicas]uint64{}
@@ -413,7 +420,8 @@ func (s *groupSim) propose() {
 	} else {
 		ops := s.consumerOps()
 		entry.Type, entry.Data = protocol.EntryControl, protocol.AppendConsumerOps(nil, ops)
-		s.pending = append(s.pending, simProposal{index: entry.Index, term: s.term, ops: ops})
+		began := s.replicas[s.leader].state.consumers.results.begin(l.LastIndex())
+		s.pending = append(s.pending, simProposal{index: entry.Index, term: s.term, ops: ops, began: began})
 	}
 	s.must(l.Append([]protocol.Entry{entry}), "leader append")
 }
@@ -651,7 +659,8 @@ func (s *groupSim) acknowledge(leader *simReplica) {
 	for len(s.pending) > 0 && s.pending[0].index <= applied {
 		p := s.pending[0]
 		s.pending = s.pending[1:]
-		results, ok := leader.state.consumers.takeResults(p.index)
+		results, ok := leader.state.consumers.results.take(p.index)
+		leader.state.consumers.results.end(p.began)
 		if !ok || len(results) != len(p.ops) {
 			s.fatalf("proposal at %d: applied without results (%v, %d results for %d ops)", p.index, ok, len(results), len(p.ops))
 		}

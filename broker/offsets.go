@@ -121,15 +121,17 @@ func (b *Broker) proposeOps(r *partitionReplica, ops []protocol.ConsumerOp) ([]*
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ProduceTimeout)
 	defer cancel()
 	what := fmt.Sprintf("offset commit to %s/%d", r.topic, r.partition)
+	results := &r.state.consumers.results
+	defer results.end(results.begin(r.group.Status().AppliedIndex))
 	index, _, err := r.group.Propose(ctx, protocol.EntryControl, protocol.AppendConsumerOps(nil, ops), raft.AckApplied).Wait(ctx)
 	if err != nil {
 		return nil, raftError(err, what)
 	}
-	results, ok := r.state.consumers.takeResults(index)
+	opResults, ok := results.take(index)
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeUnknown, "%s: applied entry %d has no results", what, index)
 	}
-	return results, nil
+	return opResults, nil
 }
 
 // awaitOps waits for every waiter, or ctx.

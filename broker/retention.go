@@ -164,7 +164,7 @@ func (c *consumerState) restore(meta snapshot.Meta, body io.Reader) (uint64, err
 	if c.groups == nil {
 		c.groups = map[string]consumerRecord{}
 	}
-	clear(c.results)
+	c.results.forget()
 	c.applied, c.writtenIndex, c.unwritten = meta.Index, meta.Index, 0
 	return decoded.HighWatermark, nil
 }
@@ -308,7 +308,7 @@ func (b *Broker) snapshotAtIndex(r *partitionReplica, index uint64) (snapshot.In
 	}
 	defer db.Close()
 	scratch := &stateStore{db: db}
-	state := &consumerState{store: scratch, raftGroup: r.groupID, groups: base.body.Groups, results: map[uint64][]*protocol.Error{},
+	state := &consumerState{store: scratch, raftGroup: r.groupID, groups: base.body.Groups,
 		applied: base.index, writtenIndex: base.index}
 	if state.groups == nil {
 		state.groups = map[string]consumerRecord{}

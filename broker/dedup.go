@@ -346,6 +346,15 @@ func (p *producerState) admit(h protocol.BatchHeader, appendTime int64, status r
 		epoch, nextSequence = last.epoch, last.lastSequence+1
 	case applied != nil:
 		epoch, nextSequence = applied.Epoch, applied.LastSequence+1
+	case h.BaseSequence > 0:
+		// A producer the partition has no state for (never seen, or
+		// evicted) starts at sequence 0. Told so apart from a gap, a
+		// producer whose earlier batches are all acknowledged can start a
+		// new epoch instead of retrying in vain (KIP-360's
+		// UNKNOWN_PRODUCER_ID).
+		return admission{}, protocol.Errorf(protocol.CodeUnknownProducer,
+			"producer %d epoch %d: batch starts at sequence %d, but the partition has no state for the producer (it keeps the %d most recently appending); start a new epoch at sequence 0",
+			id, h.ProducerEpoch, h.BaseSequence, maxProducersPerPartition)
 	default:
 		epoch, nextSequence = h.ProducerEpoch, 0 // unknown producer: starts at 0
 	}

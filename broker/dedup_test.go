@@ -196,18 +196,49 @@ func TestDedupWindowKeepsLastFiveBatches(t *testing.T) {
 
 func TestDedupGapIsRetriableOutOfOrder(t *testing.T) {
 	h := newDedupHarness(t)
-	// An unknown producer starts at sequence 0.
-	apiErr := h.refused(idempotentHeader(5, 0, 4, 1))
+	h.produceNew(idempotentHeader(5, 0, 0, 4))
+	apiErr := h.refused(idempotentHeader(5, 0, 5, 1))
 	wantCode(t, apiErr, protocol.CodeOutOfOrderSequence)
 	if !apiErr.Retriable() {
 		t.Fatal("out_of_order_sequence is not retriable")
 	}
-	h.produceNew(idempotentHeader(5, 0, 0, 4))
 	wantCode(t, h.refused(idempotentHeader(5, 0, 5, 1)), protocol.CodeOutOfOrderSequence)
 	h.applyAll()
 	wantCode(t, h.refused(idempotentHeader(5, 0, 5, 1)), protocol.CodeOutOfOrderSequence)
 	h.produceNew(idempotentHeader(5, 0, 4, 1))
 	h.produceNew(idempotentHeader(5, 0, 5, 1))
+}
+
+// TestDedupUnknownProducerPastSequenceZero: a batch past sequence 0 from a
+// producer id the partition has no state for, never seen or evicted, gets
+// unknown_producer (retriable), so the producer can tell it from a gap and
+// start a new epoch; sequence 0 of it is taken. Before, it got
+// out_of_order_sequence, which the SDK retried in vain until its delivery
+// timeout.
+func TestDedupUnknownProducerPastSequenceZero(t *testing.T) {
+	h := newDedupHarness(t)
+	apiErr := h.refused(idempotentHeader(5, 0, 4, 1))
+	wantCode(t, apiErr, protocol.CodeUnknownProducer)
+	if !apiErr.Retriable() {
+		t.Fatal("unknown_producer is not retriable")
+	}
+
+	const evicted = 1
+	h.produceNew(idempotentHeader(evicted, 0, 0, 1))
+	h.applyAll()
+	for id := range int64(maxProducersPerPartition) {
+		h.produceNew(idempotentHeader(1000+id, 0, 0, 1))
+		h.applyAll()
+	}
+	if h.state.applied[evicted] != nil {
+		t.Fatal("the first producer was not evicted")
+	}
+	h.elect() // a new term: the in-flight table starts empty
+	wantCode(t, h.refused(idempotentHeader(evicted, 0, 1, 1)), protocol.CodeUnknownProducer)
+	h.produceNew(idempotentHeader(evicted, 1, 0, 1))
+	h.applyAll()
+	// Known again: a gap is out of order.
+	wantCode(t, h.refused(idempotentHeader(evicted, 1, 2, 1)), protocol.CodeOutOfOrderSequence)
 }
 
 func TestDedupEpochBump(t *testing.T) {

@@ -86,9 +86,11 @@
 // sequence and last 5 batches per producer id, updated on apply) plus the
 // batches this leader proposed in its term: a repeat is answered with the
 // original offset and not appended; a gap gets out_of_order_sequence
-// (retriable), a repeat older than the window duplicate_sequence, an older
-// epoch producer_fenced. A new leader answers not_ready until it applied its
-// election no-op.
+// (retriable), a batch past sequence 0 of a producer id the partition has
+// no state for (evicted: it keeps 10,000) unknown_producer (retriable; the
+// SDK starts a new epoch), a repeat older than the window
+// duplicate_sequence, an older epoch producer_fenced. A new leader answers
+// not_ready until it applied its election no-op.
 //
 // Fetch: raw batch bytes from Log.ReadBatches, never past the applied index
 // (applied <= committed, so nothing uncommitted is ever served), written

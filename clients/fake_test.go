@@ -33,6 +33,9 @@ type fakeCluster struct {
 	// dropProduce makes the next produce requests go unanswered (a timeout).
 	dropProduce int
 	produceSeen int
+	// refuseBatch, when set, answers a batch it returns an error for
+	// with that error, storing nothing (a broker's sequence check).
+	refuseBatch func(protocol.BatchHeader) *protocol.Error
 	// produceGate, when set, holds every produce request until it is
 	// closed (holdProduce); produceArrived counts requests that reached it.
 	produceGate    chan struct{}
@@ -347,6 +350,8 @@ func (f *fakeCluster) handleProduce(broker uint64, m *nats.Msg) {
 		header, err := protocol.VerifyBatch(request.Batch)
 		if err != nil {
 			apiErr = protocol.Errorf(protocol.CodeCorruptBatch, "%v", err)
+		} else if f.refuseBatch != nil && f.refuseBatch(header) != nil {
+			apiErr = f.refuseBatch(header)
 		} else if stored, ok := p.duplicateOf(header); ok {
 			// An idempotent retry of a batch already stored (its first
 			// attempt was answered late, after the producer's request

@@ -1,9 +1,12 @@
 package clients
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/raftmq/raftmq/protocol"
 )
 
 // Idempotent produce (on by default; WithIdempotence).
@@ -29,6 +32,14 @@ import (
 // timeout) its records may or may not be in the partition, and the batches
 // after it can no longer follow it in sequence: they fail as well, and the
 // partition's epoch is bumped so the next batch starts at sequence 0.
+//
+// A partition keeps state for a bounded number of producer ids and forgets
+// the least recently appending ones. A batch past sequence 0 of a producer
+// it forgot gets unknown_producer (retriable; nothing was written). When
+// nothing of the producer on the partition has an unknown outcome, the
+// producer starts a new epoch and resends the window's batches renumbered
+// from sequence 0 (Kafka's KIP-360); otherwise it resends them in order,
+// as after out_of_order_sequence, until they get an answer or time out.
 
 // maxIdempotentInFlight is the most batches per partition an idempotent
 // producer keeps unacknowledged: the brokers remember that many batches
@@ -120,5 +131,71 @@ func (pp *partitionProducer) failedInSequence(failed *pendingBatch) {
 			batch.err = fmt.Errorf("an earlier batch of the partition failed, so this one was abandoned (it may or may not have been written): %w", failed.err)
 		}
 	}
+	pp.forgotten = false
 	pp.sequence.bumpEpoch()
+}
+
+// refusedUnwritten reports whether an attempt's error proves that its batch
+// was not written: the partition's sequence check refused it, or no broker
+// received it.
+func refusedUnwritten(err error) bool {
+	var apiError *protocol.Error
+	if errors.As(err, &apiError) {
+		return apiError.Code == protocol.CodeOutOfOrderSequence || apiError.Code == protocol.CodeUnknownProducer
+	}
+	return errors.Is(err, ErrNoBrokers)
+}
+
+// noteAttemptError records what a failed attempt of a sequenced batch
+// says: whether the batch may have been written, and whether the partition
+// forgot the producer while the batch, the window's first, has no attempt
+// of unknown outcome.
+func (pp *partitionProducer) noteAttemptError(batch *pendingBatch, err error) {
+	if !batch.sequenced {
+		return
+	}
+	if !refusedUnwritten(err) {
+		batch.maybeWritten = true
+		return
+	}
+	if errors.Is(err, protocol.CodeUnknownProducer) && len(pp.window) > 0 && pp.window[0] == batch && !batch.maybeWritten {
+		pp.forgotten = true
+	}
+}
+
+// restartSequenceIfSafe runs before the window is resent. When the
+// partition forgot the producer (noteAttemptError) and no batch of the
+// producer on the partition has an unknown outcome, it starts a new epoch
+// and renumbers the window's batches from sequence 0, so their resend is
+// taken instead of being refused until the delivery timeout. Safe then:
+// the batches before the window were acknowledged; the first batch of the
+// window was refused unwritten on every attempt; a later one cannot have
+// been written without it (a partition takes a producer's sequences in
+// order); and an attempt still on its way under the old epoch is fenced
+// once the new one is known. Otherwise the window is resent unchanged.
+func (pp *partitionProducer) restartSequenceIfSafe() {
+	if !pp.forgotten {
+		return
+	}
+	pp.forgotten = false
+	if len(pp.window) == 0 || pp.window[0].maybeWritten {
+		return
+	}
+	for _, batch := range pp.window {
+		if !batch.sequenced || batch.state != batchRetry {
+			return
+		}
+	}
+	pp.sequence.bumpEpoch()
+	for _, batch := range pp.window {
+		pp.sequence.renumber(batch, len(batch.records))
+		batch.maybeWritten = false // its old epoch's attempts are fenced now
+	}
+}
+
+// renumber gives an encoded, unwritten batch the current epoch and the
+// next sequence, and advances the sequence past it.
+func (s *producerSequence) renumber(batch *pendingBatch, records int) {
+	protocol.SetBatchProducer(batch.request[batch.batchStart:], s.producerID, s.epoch, s.nextSequence)
+	s.nextSequence += int32(records)
 }

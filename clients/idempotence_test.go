@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -175,6 +176,106 @@ func TestIdempotentProducerStartsNewEpochAfterFailedBatch(t *testing.T) {
 	if h := headers[2]; h.ProducerEpoch != 1 || h.BaseSequence != 0 || h.ProducerID != headers[0].ProducerID {
 		t.Fatalf("after a failed batch: producer %d epoch %d sequence %d; want producer %d epoch 1 sequence 0",
 			h.ProducerID, h.ProducerEpoch, h.BaseSequence, headers[0].ProducerID)
+	}
+}
+
+// refuseForgottenProducer makes the fake answer batches of epoch 0 past
+// sequence 0 unknown_producer, as a partition that forgot the producer
+// does.
+func refuseForgottenProducer(f *fakeCluster) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refuseBatch = func(h protocol.BatchHeader) *protocol.Error {
+		if h.ProducerEpoch == 0 && h.BaseSequence > 0 {
+			return protocol.Errorf(protocol.CodeUnknownProducer, "forgotten")
+		}
+		return nil
+	}
+}
+
+// TestIdempotentProducerForgottenByPartitionStartsNewEpoch: a batch
+// answered unknown_producer, with every earlier batch acknowledged, is
+// resent at once under a new epoch from sequence 0 and delivered; the
+// next batch follows it. Before, the SDK resent the same bytes until the
+// delivery timeout and failed the batch, although it was not written.
+func TestIdempotentProducerForgottenByPartitionStartsNewEpoch(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	spy := spyOnProduce(t, f)
+	client := newTestClient(t, f)
+	const deliveryTimeout = 5 * time.Second
+	producer, err := client.NewProducer(WithDeliveryTimeout(deliveryTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	refuseForgottenProducer(f)
+	start := time.Now()
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("b")}).FirstErr(); err != nil {
+		t.Fatalf("record after the partition forgot the producer: %v (after %v)", err, time.Since(start))
+	}
+	if took := time.Since(start); took > deliveryTimeout/2 {
+		t.Fatalf("record after the partition forgot the producer took %v", took)
+	}
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("c")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("partition holds %q, want a, b, c", got)
+	}
+	headers, _ := spy.headers(t, 4)
+	type numbering struct {
+		epoch    int16
+		sequence int32
+	}
+	var got []numbering
+	for _, h := range headers {
+		if h.ProducerID != headers[0].ProducerID {
+			t.Fatalf("producer id changed: %d, then %d", headers[0].ProducerID, h.ProducerID)
+		}
+		got = append(got, numbering{h.ProducerEpoch, h.BaseSequence})
+	}
+	if want := []numbering{{0, 0}, {0, 1}, {1, 0}, {1, 1}}; !slices.Equal(got, want) {
+		t.Fatalf("batches sent as (epoch, sequence) %v, want %v", got, want)
+	}
+}
+
+// TestIdempotentProducerForgottenAfterUnclearAttemptDoesNotRenumber: when
+// an earlier attempt of the batch got no answer (it may have been written
+// before the partition forgot the producer), unknown_producer does not
+// renumber it, which could write it twice: it is resent unchanged until
+// its delivery timeout, as after out_of_order_sequence.
+func TestIdempotentProducerForgottenAfterUnclearAttemptDoesNotRenumber(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	spy := spyOnProduce(t, f)
+	client := newTestClient(t, f, WithRequestTimeout(200*time.Millisecond))
+	producer, err := client.NewProducer(WithDeliveryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(testContext(t))
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.dropProduce = 1
+	f.mu.Unlock()
+	refuseForgottenProducer(f)
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("b")}).FirstErr(); !errors.Is(err, protocol.CodeUnknownProducer) {
+		t.Fatalf("got %v, want unknown_producer at the delivery timeout", err)
+	}
+	headers, _ := spy.headers(t, 3)
+	for i, h := range headers[1:] {
+		if h.ProducerEpoch != 0 || h.BaseSequence != 1 {
+			t.Fatalf("attempt %d of the second batch: epoch %d sequence %d, want it unchanged (epoch 0, sequence 1)", i+1, h.ProducerEpoch, h.BaseSequence)
+		}
+	}
+	if got := f.values("orders", 0); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("partition holds %q, want a", got)
 	}
 }
 

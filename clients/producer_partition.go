@@ -35,6 +35,10 @@ type partitionProducer struct {
 
 	sequence      producerSequence // idempotent identity (idempotence.go); owned by run
 	spareRequests [][]byte         // recycled request buffers (owned by run)
+	// forgotten: the partition answered the window's first batch
+	// unknown_producer; the next resend may start a new epoch
+	// (restartSequenceIfSafe). Owned by run.
+	forgotten bool
 	// together collects a batch's records for the batch callback (owned
 	// by run; empty between batches).
 	together []*Record
@@ -78,6 +82,11 @@ type pendingBatch struct {
 	err          error  // final error, or the last retriable one
 	baseOffset   uint64
 	sequenced    bool // carries a producer id and sequence (idempotence.go)
+	// maybeWritten: an attempt ended without proof that the batch was not
+	// written (a timeout, say); batchStart is where the record batch
+	// starts in request (idempotence.go renumbers it there).
+	maybeWritten bool
+	batchStart   int
 }
 
 type produceReply struct {
@@ -254,6 +263,7 @@ func (pp *partitionProducer) sendReady(now time.Time) time.Time {
 			return pp.retryAt
 		}
 		pp.retryWait = false
+		pp.restartSequenceIfSafe()
 		for _, batch := range pp.window {
 			if batch.state == batchRetry && !pp.send(batch) {
 				return pp.retryAt
@@ -291,6 +301,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 			Timeout:   brokerTimeout(client.config.requestTimeout),
 		})
 		pp.sequence.stamp(batch, batch.builder.Len())
+		batch.batchStart = len(request)
 		request, err := batch.builder.AppendBatch(request, pp.producer.config.codec)
 		if err != nil {
 			pp.fail(batch, fmt.Errorf("clients: encode batch: %w", err))
@@ -403,6 +414,7 @@ func (pp *partitionProducer) handleReply(reply produceReply) {
 		pp.completeInOrder()
 		return
 	}
+	pp.noteAttemptError(batch, err)
 	var apiError *protocol.Error
 	switch {
 	case errors.As(err, &apiError) && apiError.Code == protocol.CodeNotLeader && apiError.Leader != 0 && apiError.Leader != batch.leader:

@@ -84,6 +84,14 @@ const (
 	// compressed (a cluster status or metadata reply of a very large
 	// cluster, say); ask for less (fewer topics).
 	CodeReplyTooLarge ErrorCode = 24
+	// CodeUnknownProducer (retriable): an idempotent producer's batch
+	// starts past sequence 0 of a producer id the partition has no state
+	// for (it forgot the producer: more recently appending producer ids
+	// took its place). Nothing was written. A producer whose earlier
+	// batches on the partition all have a definite outcome starts a new
+	// epoch at sequence 0 and resends (the SDK does); otherwise it resends
+	// its unacknowledged batches in order, as for CodeOutOfOrderSequence.
+	CodeUnknownProducer ErrorCode = 25
 )
 
 type errorCodeInfo struct {
@@ -118,6 +126,7 @@ var errorCodes = [...]errorCodeInfo{
 	CodeDuplicateSequence:  {"duplicate_sequence", false},
 	CodeProducerFenced:     {"producer_fenced", false},
 	CodeReplyTooLarge:      {"reply_too_large", false},
+	CodeUnknownProducer:    {"unknown_producer", true},
 }
 
 // String returns the code's stable snake_case name.

@@ -179,7 +179,7 @@ func TestErrorCodesTable(t *testing.T) {
 			t.Fatalf("ParseErrorCode(%q) = %d %v", name, back, ok)
 		}
 	}
-	for _, c := range []ErrorCode{CodeNotLeader, CodeNotReady, CodeTimeout, CodeUnknownTopic, CodeShuttingDown} {
+	for _, c := range []ErrorCode{CodeNotLeader, CodeNotReady, CodeTimeout, CodeUnknownTopic, CodeShuttingDown, CodeOutOfOrderSequence, CodeUnknownProducer} {
 		if !c.Retriable() {
 			t.Errorf("%v should be retriable", c)
 		}

@@ -205,6 +205,17 @@ func StampBatch(b []byte, baseOffset uint64, appendTime int64) {
 	le.PutUint64(b[batchAppendTimePos:], uint64(appendTime))
 }
 
+// SetBatchProducer rewrites the producer id, epoch and base sequence of a
+// sealed batch in place and recomputes its CRC (which covers them): an
+// idempotent producer renumbering a batch it has not had written yet.
+func SetBatchProducer(b []byte, producerID int64, epoch int16, baseSequence int32) {
+	le := binary.LittleEndian
+	le.PutUint64(b[batchProducerIDPos:], uint64(producerID))
+	le.PutUint16(b[batchProducerEpochPos:], uint16(epoch))
+	le.PutUint32(b[batchBaseSequencePos:], uint32(baseSequence))
+	le.PutUint32(b[batchCRCPos:], CRC32C(b[batchCRCStart:]))
+}
+
 // VerifyBatch checks that b is exactly one well-formed batch whose CRC
 // matches, and returns its header. It does not decompress the records.
 func VerifyBatch(b []byte) (BatchHeader, error) {

@@ -46,6 +46,21 @@ func TestStampBatchKeepsCRCValid(t *testing.T) {
 	}
 }
 
+func TestSetBatchProducerRenumbersAndReseals(t *testing.T) {
+	b := sealedTestBatch(t, []byte("records"))
+	SetBatchProducer(b, 42, 3, 0)
+	h, err := VerifyBatch(b)
+	if err != nil {
+		t.Fatalf("renumbered batch fails verification: %v", err)
+	}
+	if h.ProducerID != 42 || h.ProducerEpoch != 3 || h.BaseSequence != 0 || h.RecordCount != 3 || h.FirstTimestamp != 1000 {
+		t.Fatalf("renumbering not read back, or other fields changed: %+v", h)
+	}
+	if !bytes.Equal(b[BatchHeaderSize:], []byte("records")) {
+		t.Fatal("renumbering changed the records")
+	}
+}
+
 func TestVerifyBatchDetectsEveryCoveredBitFlip(t *testing.T) {
 	b := sealedTestBatch(t, []byte("some record bytes"))
 	for pos := batchCRCStart; pos < len(b); pos++ {

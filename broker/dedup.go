@@ -33,7 +33,8 @@ import (
 //     applied index, replayed the same way at restart) and in the
 //     consumer-state snapshot.
 //   - The leader's in-flight table (producerState.inflight): batches this
-//     leader proposed in its current term and that are not applied yet.
+//     leader proposed in its current term and that are not applied yet
+//     (apply removes a producer's batches once they are).
 //
 // A leader admits idempotent batches only once it applied an entry of its
 // own term (its election no-op): every entry of earlier terms is then in the
@@ -202,6 +203,12 @@ func (p *producerState) apply(batch *pebble.Batch, e *protocol.Entry) (bool, err
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.appliedTerm = max(p.appliedTerm, e.Term)
+	if e.Term > p.inflightTerm && len(p.inflight) > 0 {
+		// An entry of a later leader: the log holds no entry of the
+		// in-flight table's term after it (§5.3), so what is still in the
+		// table will never apply.
+		clear(p.inflight)
+	}
 	if e.Type != protocol.EntryRecordBatch {
 		return false, nil
 	}
@@ -215,7 +222,14 @@ func (p *producerState) apply(batch *pebble.Batch, e *protocol.Entry) (bool, err
 			return false, fmt.Errorf("broker: offset of applied entry %d: %w", e.Index, err)
 		}
 	}
-	if !p.record(h, baseOffset) {
+	changed := p.record(h, baseOffset)
+	if _, ok := p.inflight[h.ProducerID]; ok {
+		// The leader's batches of this producer are applied now (or
+		// superseded): the table keeps only what is not, so producer-id
+		// churn does not grow it for the whole term.
+		p.pruneInflight(h.ProducerID, p.applied[h.ProducerID])
+	}
+	if !changed {
 		return false, nil
 	}
 	_ = batch.Set(producerKey(p.raftGroup, h.ProducerID), p.applied[h.ProducerID].encode(), nil)

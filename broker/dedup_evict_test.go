@@ -19,9 +19,11 @@ import (
 // restarts (a new term). The SDK producer's next record, sequence 1, gets
 // unknown_producer; the SDK starts a new epoch and the record, and the one
 // after it, are written once each, in order, well within the delivery
-// timeout. Before, the batch got out_of_order_sequence, was resent
-// unchanged until the delivery timeout and failed ("may or may not have
-// been written") although it was not written (found in review).
+// timeout. The leader's in-flight table is empty once every batch applied.
+// Before, the batch got out_of_order_sequence, was resent unchanged until
+// the delivery timeout and failed ("may or may not have been written")
+// although it was not written; and the in-flight table held all 10,001
+// producer ids until the term ended (found in review).
 func TestEvictedProducerKeepsProducingAfterNewTerm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -85,6 +87,15 @@ func TestEvictedProducerKeepsProducingAfterNewTerm(t *testing.T) {
 	if _, known := records[sdkID]; known {
 		t.Fatalf("producer %d still remembered (%d producers): no eviction", sdkID, len(records))
 	}
+	inflight := func() int {
+		p := r.state.consumers.producers
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.inflight)
+	}
+	boundedCtx, boundedCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer boundedCancel()
+	waitFor(boundedCtx, t, "the in-flight table to empty once every batch applied", func() bool { return inflight() == 0 })
 
 	if err := cluster.StopBroker(ctx, 1); err != nil {
 		t.Fatal(err)

@@ -214,7 +214,8 @@ func TestDedupGapIsRetriableOutOfOrder(t *testing.T) {
 // unknown_producer (retriable), so the producer can tell it from a gap and
 // start a new epoch; sequence 0 of it is taken. Before, it got
 // out_of_order_sequence, which the SDK retried in vain until its delivery
-// timeout.
+// timeout; within a term an evicted producer was not even noticed, the
+// in-flight table still holding its applied batch.
 func TestDedupUnknownProducerPastSequenceZero(t *testing.T) {
 	h := newDedupHarness(t)
 	apiErr := h.refused(idempotentHeader(5, 0, 4, 1))
@@ -233,12 +234,44 @@ func TestDedupUnknownProducerPastSequenceZero(t *testing.T) {
 	if h.state.applied[evicted] != nil {
 		t.Fatal("the first producer was not evicted")
 	}
-	h.elect() // a new term: the in-flight table starts empty
 	wantCode(t, h.refused(idempotentHeader(evicted, 0, 1, 1)), protocol.CodeUnknownProducer)
 	h.produceNew(idempotentHeader(evicted, 1, 0, 1))
 	h.applyAll()
 	// Known again: a gap is out of order.
 	wantCode(t, h.refused(idempotentHeader(evicted, 1, 2, 1)), protocol.CodeOutOfOrderSequence)
+}
+
+// TestDedupInflightTableHoldsOnlyUnappliedBatches: once a leader's batches
+// are applied, its in-flight table no longer holds their producers; and an
+// entry of a later leader's term drops what the table still holds (its
+// entries can no longer apply). Before, a producer's entry stayed until
+// the same producer id produced again or the leader's next term: after
+// 1,000 producer ids of one batch each, the table held 1,000.
+func TestDedupInflightTableHoldsOnlyUnappliedBatches(t *testing.T) {
+	h := newDedupHarness(t)
+	for id := range int64(1000) {
+		h.produceNew(idempotentHeader(100+id, 0, 0, 1))
+		if id%10 == 9 {
+			h.applyAll()
+		}
+	}
+	if n := len(h.state.inflight); n != 0 {
+		t.Fatalf("in-flight table holds %d producer ids after every batch applied, want 0", n)
+	}
+	h.produceNew(idempotentHeader(5, 0, 0, 1))
+	h.produceNew(idempotentHeader(6, 0, 0, 1))
+	h.applyAll()
+	h.produceNew(idempotentHeader(5, 0, 1, 1)) // in flight, not applied
+	if n := len(h.state.inflight); n != 1 {
+		t.Fatalf("in-flight table holds %d producer ids, want 1 (the unapplied batch)", n)
+	}
+	// The entry is lost in a failover: a later term's no-op applies.
+	h.proposed, h.proposals = nil, nil
+	h.elect()
+	if n := len(h.state.inflight); n != 0 {
+		t.Fatalf("in-flight table holds %d producer ids after a later term's entry applied, want 0", n)
+	}
+	h.produceNew(idempotentHeader(5, 0, 1, 1))
 }
 
 func TestDedupEpochBump(t *testing.T) {

@@ -44,10 +44,13 @@ type consumerRecord struct {
 	Member    string `json:"member"`
 	Metadata  string `json:"metadata"`
 	// Deleted marks a deleted group's tombstone: the group has no state on
-	// the partition, but Epoch still fences its members of before the
-	// delete (a commit or claim with an older epoch is stale). A group
-	// created again under the name gets higher epochs.
+	// the partition.
 	Deleted bool `json:"deleted,omitempty"`
+	// Fence, set by a delete, fences the members of the group before it:
+	// a commit or claim with an assignment epoch (not 0) below it is
+	// stale. It is one past the newest epoch the partition saw for the
+	// group; a group created again under the name gets higher epochs.
+	Fence uint64 `json:"fence,omitempty"`
 }
 
 func (r *consumerRecord) encode() []byte {
@@ -59,12 +62,19 @@ func (r *consumerRecord) encode() []byte {
 	if r.Deleted {
 		flags |= 2
 	}
+	if r.Fence != 0 {
+		flags |= 4
+	}
 	out = append(out, flags)
 	out = binary.LittleEndian.AppendUint64(out, r.Offset)
 	out = binary.LittleEndian.AppendUint64(out, r.Epoch)
 	out = binary.LittleEndian.AppendUint64(out, uint64(r.Time))
 	out = appendShortString(out, r.Member)
-	return appendShortString(out, r.Metadata)
+	out = appendShortString(out, r.Metadata)
+	if r.Fence != 0 {
+		out = binary.LittleEndian.AppendUint64(out, r.Fence)
+	}
+	return out
 }
 
 func decodeConsumerRecord(b []byte) (consumerRecord, error) {
@@ -82,8 +92,14 @@ func decodeConsumerRecord(b []byte) (consumerRecord, error) {
 	if r.Member, rest, ok = readShortString(rest); !ok {
 		return r, errors.New("broker: truncated consumer record (corrupt state database)")
 	}
-	if r.Metadata, _, ok = readShortString(rest); !ok {
+	if r.Metadata, rest, ok = readShortString(rest); !ok {
 		return r, errors.New("broker: truncated consumer record (corrupt state database)")
+	}
+	if b[0]&4 != 0 {
+		if len(rest) < 8 {
+			return r, errors.New("broker: truncated consumer record (corrupt state database)")
+		}
+		r.Fence = binary.LittleEndian.Uint64(rest)
 	}
 	return r, nil
 }
@@ -315,6 +331,11 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 					op.Group, op.Epoch, rec.Epoch, rec.Member)
 				continue
 			}
+			if op.Epoch != 0 && op.Epoch < rec.Fence {
+				results[i] = protocol.Errorf(protocol.CodeStaleEpoch, "group %q: assignment epoch %d was granted before the group was deleted",
+					op.Group, op.Epoch)
+				continue
+			}
 			rec.Epoch = op.Epoch
 			rec.Member = op.Member
 			rec.Deleted = false
@@ -335,9 +356,11 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 				_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
 				continue
 			}
-			// The delete's epoch (the controller index of the group's
-			// delete) is above every epoch granted to its members.
-			rec = consumerRecord{Deleted: true, Epoch: max(rec.Epoch, op.Epoch)}
+			// A delete with an epoch (any; it marks a fencing delete, and
+			// is not trusted as a bound: a client could send any) fences
+			// every epoch the partition saw for the group. Commits
+			// without a group (epoch 0) stay possible.
+			rec = consumerRecord{Deleted: true, Fence: max(rec.Fence, rec.Epoch+1)}
 		}
 		c.groups[op.Group] = rec
 		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)

@@ -419,9 +419,8 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 		reply.Error = apiErr
 		return reply
 	}
-	// The delete's index is above every assignment epoch granted to the
-	// group's members so far: the partitions keep it in the group's
-	// tombstone, which fences a member that has not noticed the delete.
+	// The delete's index (any epoch but 0) asks the partitions to keep a
+	// tombstone that fences the group's members of before the delete.
 	req := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: name, Op: protocol.CommitOpDelete}
 	m := b.currentMetadata()
 	for _, topic := range m.sortedTopicNames() {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -108,12 +109,68 @@ func TestADeletedGroupFencesItsFormerMembers(t *testing.T) {
 	}
 }
 
+// TestADeletedGroupsNameStaysUsable: the fence a delete leaves blocks only
+// the epochs the partition saw for the group: a commit without a group
+// (epoch 0) goes through after the delete, and a delete sent by a client
+// with any epoch (here the largest) does not lock later members of a group
+// of that name out. (The first was refused after tombstones came in, the
+// second locked the name for ever, both found in review.)
+func TestADeletedGroupsNameStaysUsable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startTestCluster(t, 1)
+	const topic, group = "usable", "g"
+	client.createTopic(topic, 1, 1)
+	r := replicaOf(t, cluster, 1, topic)
+	waitFor(ctx, t, "the replica to lead", func() bool { return r.group.Status().Role == raft.RoleLeader })
+	call := func(req protocol.OffsetCommitRequest) *protocol.Error {
+		t.Helper()
+		var reply protocol.OffsetCommitReply
+		if err := client.groupCall(1, protocol.SubjectBrokerCommit, req, &reply); err != nil {
+			t.Fatal(err)
+		}
+		if reply.Error != nil {
+			return reply.Error
+		}
+		return reply.Results[0].Error
+	}
+	commit := func(member string, epoch uint64) *protocol.Error {
+		return call(protocol.OffsetCommitRequest{Version: 1, Group: group, Member: member,
+			Offsets: []protocol.PartitionOffset{{Topic: topic, Offset: 0, Epoch: epoch}}})
+	}
+	if e := commit("", 0); e != nil {
+		t.Fatal(e)
+	}
+	var deleted protocol.DeleteGroupReply
+	client.admin(protocol.AdminGroupDelete, protocol.GroupRequest{Version: 1, Group: group}, &deleted)
+	if deleted.Error != nil {
+		t.Fatalf("group delete: %v", deleted.Error)
+	}
+	if e := commit("", 0); e != nil {
+		t.Errorf("a commit without a group (epoch 0) after the delete: %v", e)
+	}
+
+	if e := call(protocol.OffsetCommitRequest{Version: 1, Group: group, Op: protocol.CommitOpDelete,
+		Offsets: []protocol.PartitionOffset{{Topic: topic, Epoch: math.MaxUint64}}}); e != nil {
+		t.Fatalf("a client's delete with the largest epoch: %v", e)
+	}
+	var reply protocol.HeartbeatReply
+	if e := client.groupAdmin(ctx, protocol.AdminGroupJoin, protocol.JoinGroupRequest{Group: group, Member: "new",
+		Topics: []string{topic}, SessionTimeoutMs: 3000}, &reply, func() *protocol.Error { return reply.Error }); e != nil || len(reply.Assigned) != 1 {
+		t.Fatalf("join: %v %+v", e, reply.Assigned)
+	}
+	if e := commit("new", reply.Assigned[0].Epoch); e != nil {
+		t.Errorf("a new member's commit (epoch %d) after a client's delete: %v", reply.Assigned[0].Epoch, e)
+	}
+}
+
 // TestConsumerRecordKeepsItsTombstone: a deleted group's tombstone
 // survives the state database's encoding (a restart reads it back), so
 // the fence holds across restarts.
 func TestConsumerRecordKeepsItsTombstone(t *testing.T) {
 	for _, rec := range []consumerRecord{
-		{Deleted: true, Epoch: 42},
+		{Deleted: true, Fence: 42},
+		{Committed: true, Offset: 9, Epoch: 50, Member: "m", Metadata: "meta", Fence: 42},
 		{Committed: true, Offset: 7, Epoch: 3, Time: 1700000000000, Member: "m", Metadata: "x"},
 	} {
 		got, err := decodeConsumerRecord(rec.encode())

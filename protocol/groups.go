@@ -74,9 +74,11 @@ const (
 	// the coordinator checks the group has no members). The partition
 	// leader resolves ResetTo.
 	CommitOpReset = "reset"
-	// CommitOpDelete deletes the group's state of the partitions. Its
-	// partitions' Epoch, when set, is kept as the deleted group's fence: a
-	// later commit or claim with an older epoch is stale.
+	// CommitOpDelete deletes the group's state of the partitions. With a
+	// partition's Epoch set (to anything but 0) the partition keeps a
+	// tombstone that fences the group's members of before the delete: a
+	// commit or claim with an epoch the partition saw for the group, or an
+	// older one, is stale.
 	CommitOpDelete = "delete"
 )
 
@@ -319,8 +321,8 @@ const (
 	ConsumerOpClaim ConsumerOpKind = 2
 	// ConsumerOpReset sets the offset regardless of epochs.
 	ConsumerOpReset ConsumerOpKind = 3
-	// ConsumerOpDelete forgets the group on the partition, keeping a
-	// tombstone with Epoch (when set) that fences the group's members of
+	// ConsumerOpDelete forgets the group on the partition; with Epoch set
+	// (not 0) it keeps a tombstone that fences the group's members of
 	// before the delete.
 	ConsumerOpDelete ConsumerOpKind = 4
 )

@@ -243,22 +243,23 @@ func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*clients.C
 	if err != nil {
 		return nil, err
 	}
-	if err := awaitBrokers(ctx, client, brokersWait); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("%w at %s with cluster name %q: is raftmq running there, and is --cluster-name the name its brokers were started with?", err, f.server, f.clusterName)
+	if err := awaitBrokers(ctx, client, brokersWait); errors.Is(err, clients.ErrNoBrokers) {
+		// Brokers may be starting or restarting: the command goes on
+		// waiting as it does, but says what may be wrong.
+		fmt.Fprintf(stderr, "raftmq: no broker answers at %s under cluster name %q yet; is raftmq running there, and is --cluster-name the name its brokers were started with? (waiting)\n", f.server, f.clusterName)
 	}
 	return client, nil
 }
 
 // brokersWait is how long a client command waits for a broker to listen
-// under its cluster name: room for brokers that are still starting, not
-// the minute a producer would wait for a cluster that is not there.
+// under its cluster name before it warns that none does.
 const brokersWait = 2 * time.Second
 
 // awaitBrokers waits, up to wait, until some broker listens under the
 // client's subject prefix (a metadata request gets anything but "no
-// responders"). A wrong --cluster-name otherwise left produce waiting for
-// its delivery timeout and group commands retrying for half a minute.
+// responders"); clients.ErrNoBrokers when none did. A wrong --cluster-name
+// otherwise left produce waiting for its delivery timeout and group
+// commands retrying for half a minute, in silence.
 func awaitBrokers(ctx context.Context, client *clients.Client, wait time.Duration) error {
 	subject := protocol.SubjectAdmin(client.SubjectPrefix(), protocol.AdminMetadata)
 	deadline := time.Now().Add(wait)

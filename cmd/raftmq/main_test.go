@@ -608,25 +608,24 @@ func TestGroupAdminOnAnUnknownTopicFailsSoon(t *testing.T) {
 	}
 }
 
-// TestAWrongClusterNameFailsFast: with a --cluster-name no broker was
-// started with, client commands fail within a few seconds, saying which
-// name and server they tried. Before, produce waited for its delivery
-// timeout (a minute) and group list retried for 30 s.
-func TestAWrongClusterNameFailsFast(t *testing.T) {
+// TestAWrongClusterNameIsSaidSoon: with a --cluster-name no broker was
+// started with, client commands say within a few seconds that no broker
+// answers under that name at that server, and go on waiting as they do
+// (brokers may be starting). Before, produce waited for its delivery
+// timeout (a minute) and group list retried for 30 s, in silence.
+func TestAWrongClusterNameIsSaidSoon(t *testing.T) {
 	runCLI(t, "", "topic", "create", "wrong-name", "--server", serverURL)
 	for _, args := range [][]string{
 		{"produce", "wrong-name"},
 		{"group", "list"},
 		{"consume", "wrong-name", "--count", "1"},
 	} {
-		start := time.Now()
-		r := runCLI(t, "hello\n", append(args, "--server", serverURL, "--cluster-name", "nosuch")...)
-		took := time.Since(start)
-		if r.status == exitOK || !strings.Contains(r.stderr, `cluster name "nosuch"`) {
-			t.Errorf("raftmq %v with a wrong cluster name: status %d, stderr %q", args, r.status, r.stderr)
-		}
-		if took > 15*time.Second {
-			t.Errorf("raftmq %v with a wrong cluster name took %v", args, took)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		var stdout, stderr bytes.Buffer
+		status := run(ctx, append(args, "--server", serverURL, "--cluster-name", "nosuch"), strings.NewReader("hello\n"), &stdout, &stderr)
+		cancel()
+		if status == exitOK || !strings.Contains(stderr.String(), `no broker answers at `+serverURL+` under cluster name "nosuch"`) {
+			t.Errorf("raftmq %v with a wrong cluster name, stopped after 4 s: status %d, stderr %q", args, status, stderr.String())
 		}
 	}
 }

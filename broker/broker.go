@@ -743,9 +743,10 @@ func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
 	delete(b.groups, r.groupID)
 	delete(b.partitions, topicPartition{r.topic, r.partition})
 	b.mu.Unlock()
-	// Waits for a retention run on the replica to end (see retention).
+	// Waits for a retention write or delete under way on the replica (see
+	// partitionReplica.retention); later ones see it stopped.
+	r.stopped.Store(true)
 	r.retention.Lock()
-	r.stopped = true
 	r.retention.Unlock()
 	if err := b.host.RemoveGroup(r.groupID); err != nil {
 		b.logger.Warn("remove raft group", "group", r.groupID, "err", err)

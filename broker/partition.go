@@ -26,13 +26,13 @@ type partitionReplica struct {
 	ops       *consumerOpBatcher // consumer ops waiting to be proposed (leader)
 	snapshots *snapshot.Store    // consumer-state snapshots (retention.go)
 
-	// retention is held for a whole retention run on the replica, and by
-	// stopReplica while it marks the replica stopped: a topic deleted and
-	// created again gets the same directories, and a run of the old
+	// stopped is set by stopReplica, which then takes retention: a topic
+	// deleted and created again gets the same directories, and the old
 	// replica's retention must neither write a snapshot nor delete a
-	// segment there once the new replica may own them.
+	// segment there once the new replica may own them. Retention writes
+	// and deletes only under retention, with stopped unset.
+	stopped   atomic.Bool
 	retention sync.Mutex
-	stopped   bool // under retention
 }
 
 // partitionStateMachine is the partition's Raft state machine. Applying an

@@ -249,9 +249,7 @@ func (b *Broker) runRetention(now time.Time) {
 // one that needs deleted entries gets the snapshot (see the comment at the
 // top of this file).
 func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error) {
-	r.retention.Lock()
-	defer r.retention.Unlock()
-	if r.stopped {
+	if r.stopped.Load() {
 		return 0, nil
 	}
 	policy := b.retentionPolicy(r.topic)
@@ -272,6 +270,11 @@ func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error)
 			return 0, err
 		}
 		covered = info.Meta.Index
+	}
+	r.retention.Lock()
+	defer r.retention.Unlock()
+	if r.stopped.Load() {
+		return 0, nil
 	}
 	deleted, err := r.log.DeleteBefore(min(limit, covered+1))
 	if err != nil {
@@ -358,6 +361,11 @@ func (b *Broker) snapshotAtIndex(r *partitionReplica, index uint64) (snapshot.In
 	}
 	if hook := b.beforeSnapshotCreate.Load(); hook != nil {
 		(*hook)(r)
+	}
+	r.retention.Lock()
+	defer r.retention.Unlock()
+	if r.stopped.Load() {
+		return snapshot.Info{}, segmentlog.ErrClosed
 	}
 	w, err := r.snapshots.Create(snapshot.Meta{Index: index, Term: term, NextOffset: nextOffset,
 		Configuration: configuration, Extra: consumerSnapshotExtra})

@@ -17,7 +17,7 @@ import (
 // retention run of the old replica, held just before it writes its
 // consumer-state snapshot while the topic is deleted and created again,
 // must not write that snapshot into the new topic's snapshot directory:
-// the replica's stop waits for the run. Before, the new replica started
+// it finds the replica stopped. Before, the new replica started
 // meanwhile and got the deleted topic's snapshot, which its next start
 // took as an interrupted snapshot install (the deleted topic's consumer
 // groups and offsets appeared in the new topic).

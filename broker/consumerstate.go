@@ -46,10 +46,10 @@ type consumerRecord struct {
 	// Deleted marks a deleted group's tombstone: the group has no state on
 	// the partition.
 	Deleted bool `json:"deleted,omitempty"`
-	// Fence, set by a delete, fences the members of the group before it:
-	// a commit or claim with an assignment epoch (not 0) below it is
-	// stale. It is one past the newest epoch the partition saw for the
-	// group; a group created again under the name gets higher epochs.
+	// Fence, set by a delete (its controller index), fences the members
+	// of the group before it: a commit or claim with an assignment epoch
+	// (not 0) below it is stale. A group created again under the name
+	// gets higher epochs.
 	Fence uint64 `json:"fence,omitempty"`
 }
 
@@ -346,21 +346,30 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 			rec.Deleted = false
 		case protocol.ConsumerOpDelete:
-			if !exists || rec.Deleted {
+			if !exists {
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
 				continue
 			}
 			if op.Epoch == 0 {
+				if rec.Deleted {
+					results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
+					continue
+				}
 				// A delete logged before tombstones: forget the group.
 				delete(c.groups, op.Group)
 				_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
 				continue
 			}
-			// A delete with an epoch (any; it marks a fencing delete, and
-			// is not trusted as a bound: a client could send any) fences
-			// every epoch the partition saw for the group. Commits
-			// without a group (epoch 0) stay possible.
-			rec = consumerRecord{Deleted: true, Fence: max(rec.Fence, rec.Epoch+1)}
+			// The coordinator's delete carries its controller index, above
+			// every epoch granted to the group's members before, claimed
+			// here or not: the fence. A later delete replaces it (not
+			// max), so a delete a client sent with a huge epoch is undone
+			// by the next admin delete. Commits without a group (epoch 0)
+			// stay possible.
+			if rec.Deleted {
+				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
+			}
+			rec = consumerRecord{Deleted: true, Fence: op.Epoch}
 		}
 		c.groups[op.Group] = rec
 		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)

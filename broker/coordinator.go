@@ -419,8 +419,11 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 		reply.Error = apiErr
 		return reply
 	}
-	// The delete's index (any epoch but 0) asks the partitions to keep a
-	// tombstone that fences the group's members of before the delete.
+	// The delete's index is above every assignment epoch granted to the
+	// group's members so far: the partitions keep it as the fence of the
+	// group's tombstone (consumerRecord.Fence), which fences a member
+	// that has not noticed the delete, even one whose claim is still on
+	// its way.
 	req := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: name, Op: protocol.CommitOpDelete}
 	m := b.currentMetadata()
 	for _, topic := range m.sortedTopicNames() {

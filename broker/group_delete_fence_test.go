@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/raft"
 )
@@ -110,11 +113,11 @@ func TestADeletedGroupFencesItsFormerMembers(t *testing.T) {
 }
 
 // TestADeletedGroupsNameStaysUsable: the fence a delete leaves blocks only
-// the epochs the partition saw for the group: a commit without a group
-// (epoch 0) goes through after the delete, and a delete sent by a client
-// with any epoch (here the largest) does not lock later members of a group
-// of that name out. (The first was refused after tombstones came in, the
-// second locked the name for ever, both found in review.)
+// member epochs: a commit without a group (epoch 0) goes through after the
+// delete; and a delete a client sent with a huge epoch, which fences every
+// later member, is undone by the next admin delete of the group. (Epoch-0
+// commits were refused after tombstones came in, and a client's delete
+// locked the name for ever; both found in review.)
 func TestADeletedGroupsNameStaysUsable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -138,13 +141,16 @@ func TestADeletedGroupsNameStaysUsable(t *testing.T) {
 		return call(protocol.OffsetCommitRequest{Version: 1, Group: group, Member: member,
 			Offsets: []protocol.PartitionOffset{{Topic: topic, Offset: 0, Epoch: epoch}}})
 	}
+	adminDelete := func() *protocol.Error {
+		var deleted protocol.DeleteGroupReply
+		client.admin(protocol.AdminGroupDelete, protocol.GroupRequest{Version: 1, Group: group}, &deleted)
+		return deleted.Error
+	}
 	if e := commit("", 0); e != nil {
 		t.Fatal(e)
 	}
-	var deleted protocol.DeleteGroupReply
-	client.admin(protocol.AdminGroupDelete, protocol.GroupRequest{Version: 1, Group: group}, &deleted)
-	if deleted.Error != nil {
-		t.Fatalf("group delete: %v", deleted.Error)
+	if e := adminDelete(); e != nil {
+		t.Fatalf("group delete: %v", e)
 	}
 	if e := commit("", 0); e != nil {
 		t.Errorf("a commit without a group (epoch 0) after the delete: %v", e)
@@ -154,19 +160,55 @@ func TestADeletedGroupsNameStaysUsable(t *testing.T) {
 		Offsets: []protocol.PartitionOffset{{Topic: topic, Epoch: math.MaxUint64}}}); e != nil {
 		t.Fatalf("a client's delete with the largest epoch: %v", e)
 	}
+	// The admin delete finds no group (the client's delete took it) but
+	// replaces the fence with its own index.
+	if e := adminDelete(); e != nil && e.Code != protocol.CodeUnknownGroup {
+		t.Fatalf("the admin delete after the client's: %v", e)
+	}
 	var reply protocol.HeartbeatReply
 	if e := client.groupAdmin(ctx, protocol.AdminGroupJoin, protocol.JoinGroupRequest{Group: group, Member: "new",
 		Topics: []string{topic}, SessionTimeoutMs: 3000}, &reply, func() *protocol.Error { return reply.Error }); e != nil || len(reply.Assigned) != 1 {
 		t.Fatalf("join: %v %+v", e, reply.Assigned)
 	}
 	if e := commit("new", reply.Assigned[0].Epoch); e != nil {
-		t.Errorf("a new member's commit (epoch %d) after a client's delete: %v", reply.Assigned[0].Epoch, e)
+		t.Errorf("a new member's commit (epoch %d) after the admin delete: %v", reply.Assigned[0].Epoch, e)
 	}
 }
 
-// TestConsumerRecordKeepsItsTombstone: a deleted group's tombstone
-// survives the state database's encoding (a restart reads it back), so
-// the fence holds across restarts.
+// TestTheFenceCoversEpochsThePartitionNeverSaw: a member granted the
+// partition (epoch 25) whose claim is still on its way when the group is
+// deleted (at controller index 30) is fenced when the claim arrives,
+// although the partition only saw epoch 10 before the delete.
+func TestTheFenceCoversEpochsThePartitionNeverSaw(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
+	apply := func(op protocol.ConsumerOp) *protocol.Error {
+		b := db.NewBatch()
+		defer b.Close()
+		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpCommit, Group: "g", Member: "a", Epoch: 10, Offset: 1}); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDelete, Group: "g", Epoch: 30}); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "b", Epoch: 25}); e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Fatalf("a claim granted (epoch 25) before the delete (30): %v, want stale_epoch", e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "c", Epoch: 31}); e != nil {
+		t.Fatalf("a claim of the group created again (epoch 31): %v", e)
+	}
+}
+
+// TestConsumerRecordKeepsItsTombstone: a deleted group's tombstone and
+// its fence survive the state database's encoding (a restart reads them
+// back), so the fence holds across restarts; a record without a fence
+// encodes as before.
 func TestConsumerRecordKeepsItsTombstone(t *testing.T) {
 	for _, rec := range []consumerRecord{
 		{Deleted: true, Fence: 42},

@@ -75,10 +75,10 @@ const (
 	// leader resolves ResetTo.
 	CommitOpReset = "reset"
 	// CommitOpDelete deletes the group's state of the partitions. With a
-	// partition's Epoch set (to anything but 0) the partition keeps a
-	// tombstone that fences the group's members of before the delete: a
-	// commit or claim with an epoch the partition saw for the group, or an
-	// older one, is stale.
+	// partition's Epoch set (the coordinator sets the delete's controller
+	// index) the partition keeps a tombstone that fences the group's
+	// members of before the delete: a commit or claim with a nonzero epoch
+	// below it is stale. Each such delete replaces the fence.
 	CommitOpDelete = "delete"
 )
 

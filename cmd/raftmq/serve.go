@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -178,7 +180,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(fs.Name(), err)
 	}
-	where := b.ClientURL()
+	where := reachableClientURL(b.ClientURL(), os.Hostname)
 	if where == "" {
 		where = options.NATSURL
 	}
@@ -420,3 +422,23 @@ func (h warnFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (h warnFloor) WithGroup(name string) slog.Handler { return warnFloor{h.Handler.WithGroup(name)} }
+
+// reachableClientURL is the client URL serve prints: one listening on all
+// interfaces (0.0.0.0 or ::), which a client cannot dial as written, is
+// given with this machine's host name instead, saying so.
+func reachableClientURL(raw string, hostname func() (string, error)) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	ip := net.ParseIP(u.Hostname())
+	if ip == nil || !ip.IsUnspecified() {
+		return raw
+	}
+	name, err := hostname()
+	if err != nil || name == "" {
+		return raw + " (all interfaces)"
+	}
+	u.Host = net.JoinHostPort(name, u.Port())
+	return u.String() + " (all interfaces)"
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -231,5 +232,30 @@ func TestServeInterruptedWhileStartingExitsCleanly(t *testing.T) {
 	stop() // at once: serve is parsing its flags or starting
 	if !strings.Contains(stderr.String(), "stopped before it was ready") {
 		t.Fatalf("stderr of a broker stopped while starting:\n%s", stderr.String())
+	}
+}
+
+// TestServeNamesAReachableClientURL: serve's startup line gives a client
+// URL a client can dial; one listening on all interfaces (0.0.0.0, ::)
+// is given with the host name, saying so. Before, it printed
+// nats://0.0.0.0:4222.
+func TestServeNamesAReachableClientURL(t *testing.T) {
+	host := func() (string, error) { return "broker-1.example", nil }
+	noHost := func() (string, error) { return "", errors.New("no host name") }
+	for _, tc := range []struct {
+		url      string
+		hostname func() (string, error)
+		want     string
+	}{
+		{"nats://0.0.0.0:4222", host, "nats://broker-1.example:4222 (all interfaces)"},
+		{"tls://[::]:4222", host, "tls://broker-1.example:4222 (all interfaces)"},
+		{"nats://0.0.0.0:4222", noHost, "nats://0.0.0.0:4222 (all interfaces)"},
+		{"nats://127.0.0.1:4222", host, "nats://127.0.0.1:4222"},
+		{"nats://10.0.0.7:4222", host, "nats://10.0.0.7:4222"},
+		{"", host, ""},
+	} {
+		if got := reachableClientURL(tc.url, tc.hostname); got != tc.want {
+			t.Errorf("reachableClientURL(%q) = %q, want %q", tc.url, got, tc.want)
+		}
 	}
 }

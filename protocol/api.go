@@ -673,6 +673,9 @@ type PartitionInfo struct {
 	// CommitIndex is the leader's Raft commit index, when known.
 	CommitIndex uint64 `json:"commit_index"`
 	// HighWatermark is the leader's high watermark, when known.
+	// CommitIndex and HighWatermark are as of the leader's last status
+	// report (one every status interval, a second by default); a list
+	// offsets request to the leader gives the high watermark now.
 	HighWatermark uint64 `json:"high_watermark"`
 	// GroupID is the partition's Raft group id.
 	GroupID uint64 `json:"group_id"`

@@ -220,8 +220,11 @@ func runTopicDescribe(ctx context.Context, c *cli, args []string) int {
 Usage: raftmq topic describe NAME [--server URLS] [--json]
 
 Shows a topic's retention and its partitions: leader, replicas, commit
-index, high watermark. --json prints the topic with retention_ms and
-retention_bytes when it overrides the brokers' retention (-1: no limit).
+index, high watermark. The commit index and high watermark are the
+leader's as of its last status report, up to a status interval (a second
+by default) old: right after a produce they may not count it yet. --json
+prints the topic with retention_ms and retention_bytes when it overrides
+the brokers' retention (-1: no limit).
 
 Example:
   raftmq topic describe orders

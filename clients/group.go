@@ -71,7 +71,11 @@ func WithCommitOnClose(commit bool) GroupConsumerOption {
 // committed offset for it (or the committed one was deleted by retention),
 // and where it continues when its fetch offset goes out of range while the
 // member consumes it (retention deleted the records before it): Earliest
-// or Latest. Default Earliest. A WithOffsetReset passed with
+// or Latest. Default Earliest. The member resolves it to an offset when
+// it is assigned the partition and commits that offset as its position
+// (unless it commits another first), so a member that hands the partition
+// on before polling any of its records hands on that offset, not a policy
+// the next owner would resolve again. A WithOffsetReset passed with
 // WithGroupConsumerOptions takes the place of the latter.
 func WithResetPolicy(position Position) GroupConsumerOption {
 	return func(c *groupConfig) error {
@@ -168,6 +172,11 @@ type GroupConsumer struct {
 	// commit only these, never records it may still be processing.
 	processed map[TopicPartition]uint64
 	committed map[TopicPartition]uint64 // last offset committed
+	// unpolled holds the partitions whose position is the reset position
+	// resolved at assignment, with no record returned since: an explicit
+	// CommitOffsets of one sets its position, so Close and auto-commit do
+	// not overwrite it with the reset position.
+	unpolled map[TopicPartition]bool
 	// heartbeatSeq numbers heartbeats (HeartbeatRequest.Seq). It is taken
 	// with the snapshot of owned under mu, so a heartbeat with a higher
 	// Seq never reports an older Owned list, and the coordinator can tell
@@ -215,6 +224,7 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 	g := &GroupConsumer{
 		client: c, group: group, topics: slices.Clone(topics), config: config, consumer: consumer,
 		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, processed: map[TopicPartition]uint64{},
+		unpolled:  map[TopicPartition]bool{},
 		committed: map[TopicPartition]uint64{},
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		// Heartbeat numbers start at the wall clock in nanoseconds, so a
@@ -300,6 +310,7 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 			continue // revoked meanwhile; its next owner reads it
 		}
 		g.positions[tp] = max(g.positions[tp], r.Offset+1)
+		delete(g.unpolled, tp)
 		kept = append(kept, r)
 	}
 	if err == nil && g.failed != nil {
@@ -357,7 +368,12 @@ func (g *GroupConsumer) commitOffsetsLocked(ctx context.Context, offsets map[Top
 		} else {
 			g.mu.Lock()
 			for _, c := range commits {
-				g.committed[TopicPartition{c.Topic, c.Partition}] = c.Offset
+				tp := TopicPartition{c.Topic, c.Partition}
+				g.committed[tp] = c.Offset
+				if g.unpolled[tp] {
+					g.positions[tp], g.processed[tp] = c.Offset, c.Offset
+					delete(g.unpolled, tp)
+				}
 			}
 			g.mu.Unlock()
 		}
@@ -666,6 +682,7 @@ func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition)
 		delete(g.positions, tp)
 		delete(g.processed, tp)
 		delete(g.committed, tp)
+		delete(g.unpolled, tp)
 	}
 	g.mu.Unlock()
 }
@@ -679,6 +696,7 @@ func (g *GroupConsumer) dropAll(ctx context.Context) {
 		lost = append(lost, tp)
 	}
 	g.owned, g.positions, g.processed, g.committed = map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}
+	g.unpolled = map[TopicPartition]bool{}
 	g.mu.Unlock()
 	for _, tp := range lost {
 		g.consumer.Unassign(tp.Topic, tp.Partition)
@@ -712,8 +730,19 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 			continue
 		}
 		position := g.config.resetTo
+		start, known, reset := uint64(0), false, false
 		if c.Committed && c.Offset >= c.LogStartOffset {
-			position = AtOffset(c.Offset)
+			position, start, known = AtOffset(c.Offset), c.Offset, true
+		} else if resolved, err := g.client.ListOffsets(claimCtx, gp.Topic, gp.Partition, g.config.resetTo); err == nil {
+			// The reset position, resolved now and kept as this member's
+			// position: the next commit (auto, before a revoke, at Close)
+			// writes it, so a member that owned the partition without
+			// polling its records hands the next owner this offset, not
+			// a reset resolved again later (Latest would skip what was
+			// produced meanwhile).
+			position, start, known, reset = AtOffset(resolved.Offset), resolved.Offset, true, true
+		} else {
+			g.client.logger.Warn("raftmq: resolve reset position of assigned partition", "partition", tp, "reset", g.config.resetTo, "error", err)
 		}
 		// Owned before its fetcher starts: a Poll running meanwhile keeps
 		// only records of owned partitions, and would drop the first ones
@@ -722,8 +751,13 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		g.owned[tp] = gp.Epoch
 		if c.Committed {
 			g.committed[tp] = c.Offset
-			g.positions[tp] = c.Offset
-			g.processed[tp] = c.Offset
+		}
+		if known {
+			g.positions[tp] = start
+			g.processed[tp] = start
+		}
+		if reset {
+			g.unpolled[tp] = true
 		}
 		g.mu.Unlock()
 		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, position); err != nil {
@@ -733,6 +767,7 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 			delete(g.committed, tp)
 			delete(g.positions, tp)
 			delete(g.processed, tp)
+			delete(g.unpolled, tp)
 			g.mu.Unlock()
 			continue
 		}

@@ -729,20 +729,19 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 			// the next heartbeat still lists it and we try again.
 			continue
 		}
-		position := g.config.resetTo
-		start, known, reset := uint64(0), false, false
-		if c.Committed && c.Offset >= c.LogStartOffset {
-			position, start, known = AtOffset(c.Offset), c.Offset, true
-		} else if resolved, err := g.client.ListOffsets(claimCtx, gp.Topic, gp.Partition, g.config.resetTo); err == nil {
-			// The reset position, resolved now and kept as this member's
+		start, reset := c.Offset, false
+		if !c.Committed || c.Offset < c.LogStartOffset {
+			// The reset position, resolved with the partition's ends the
+			// claim read at the leader and kept as this member's
 			// position: the next commit (auto, before a revoke, at Close)
 			// writes it, so a member that owned the partition without
 			// polling its records hands the next owner this offset, not
 			// a reset resolved again later (Latest would skip what was
 			// produced meanwhile).
-			position, start, known, reset = AtOffset(resolved.Offset), resolved.Offset, true, true
-		} else {
-			g.client.logger.Warn("raftmq: resolve reset position of assigned partition", "partition", tp, "reset", g.config.resetTo, "error", err)
+			start, reset = c.LogStartOffset, true
+			if g.config.resetTo.kind == positionLatest {
+				start = c.HighWatermark
+			}
 		}
 		// Owned before its fetcher starts: a Poll running meanwhile keeps
 		// only records of owned partitions, and would drop the first ones
@@ -752,15 +751,13 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		if c.Committed {
 			g.committed[tp] = c.Offset
 		}
-		if known {
-			g.positions[tp] = start
-			g.processed[tp] = start
-		}
+		g.positions[tp] = start
+		g.processed[tp] = start
 		if reset {
 			g.unpolled[tp] = true
 		}
 		g.mu.Unlock()
-		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, position); err != nil {
+		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, AtOffset(start)); err != nil {
 			g.client.logger.Warn("raftmq: start assigned partition", "partition", tp, "error", err)
 			g.mu.Lock()
 			delete(g.owned, tp)

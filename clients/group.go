@@ -188,7 +188,7 @@ type GroupConsumer struct {
 	changes *nats.Subscription
 	stop    chan struct{}
 	done    chan struct{} // closed when run and autoCommitLoop returned
-	failed  error         // set by the loop when it gives up
+	failed  error         // why the member cannot rejoin, while it cannot (setFailed)
 }
 
 // NewGroupConsumer joins group for topics and starts heartbeating. The
@@ -295,11 +295,17 @@ func sortTopicPartitions(s []TopicPartition) {
 // auto-commit (and the commit before a revoke) only those returned by
 // earlier Poll calls, as calling Poll again says the application is done
 // with them: a member that fails while processing a batch never has that
-// batch committed, and its next owner delivers it again.
+// batch committed, and its next owner delivers it again. While the member
+// cannot rejoin its group (it expired and the coordinator refuses it for
+// good, say because the group's topics differ), Poll returns why.
 func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 	g.mu.Lock()
 	maps.Copy(g.processed, g.positions)
+	failed := g.failed
 	g.mu.Unlock()
+	if failed != nil {
+		return nil, failed
+	}
 	records, err := g.consumer.Poll(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -313,10 +319,29 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 		delete(g.unpolled, tp)
 		kept = append(kept, r)
 	}
-	if err == nil && g.failed != nil {
-		err = g.failed
+	if g.failed != nil && (err == nil || ctx.Err() != nil) {
+		err = g.failed // more telling than a Poll that timed out
 	}
 	return kept, err
+}
+
+// setFailed records (or, with nil, clears) why the member cannot rejoin
+// its group: a non-retriable refusal (the group's topics differ, say).
+// Poll returns it while it holds; the loop keeps trying.
+func (g *GroupConsumer) setFailed(err error) {
+	if err != nil && retriable(err) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil && g.failed == nil {
+		g.client.logger.Warn("raftmq: group member cannot rejoin", "group", g.group, "member", g.config.memberID, "error", err)
+	}
+	if err != nil {
+		g.failed = fmt.Errorf("clients: group %s: member %s cannot rejoin: %w", g.group, g.config.memberID, err)
+	} else {
+		g.failed = nil
+	}
 }
 
 // Commit commits the offsets of every record Poll returned (of partitions
@@ -566,7 +591,9 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		case errors.Is(err, protocol.CodeUnknownMember):
 			// Expired: every partition is gone; join again.
 			g.dropAll(ctx)
-			if reply, err = g.join(ctx); err == nil {
+			reply, err = g.join(ctx)
+			g.setFailed(err)
+			if err == nil {
 				haveReply = true
 			} else {
 				timer.Reset(interval)

@@ -99,8 +99,10 @@ func WithOnAssigned(f func(ctx context.Context, partitions []TopicPartition)) Gr
 
 // WithOnRevoked is called with partitions the member gives up, after it
 // stopped fetching them and before their offsets are auto-committed and
-// they are released; commit there with Commit when auto-commit is off.
-// Default none.
+// they are released. With auto-commit off, commit there the offsets the
+// application is done with, with CommitOffsets: it runs on the member's
+// own goroutine, maybe while a batch from Poll is still being processed,
+// and Commit would commit that batch too. Default none.
 func WithOnRevoked(f func(ctx context.Context, partitions []TopicPartition)) GroupConsumerOption {
 	return func(c *groupConfig) error {
 		c.onRevoked = f

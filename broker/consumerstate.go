@@ -346,15 +346,14 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 			rec.Deleted = false
 		case protocol.ConsumerOpDelete:
-			if !exists {
+			if !exists || rec.Deleted {
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
-				continue
-			}
-			if op.Epoch == 0 {
-				if rec.Deleted {
-					results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
+				if !exists || op.Epoch == 0 {
 					continue
 				}
+				// A tombstone still takes the new delete's fence (below).
+			}
+			if op.Epoch == 0 {
 				// A delete logged before tombstones: forget the group.
 				delete(c.groups, op.Group)
 				_ = batch.Delete(consumerKey(c.raftGroup, op.Group), nil)
@@ -366,9 +365,6 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			// max), so a delete a client sent with a huge epoch is undone
 			// by the next admin delete. Commits without a group (epoch 0)
 			// stay possible.
-			if rec.Deleted {
-				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
-			}
 			rec = consumerRecord{Deleted: true, Fence: op.Epoch}
 		}
 		c.groups[op.Group] = rec

@@ -336,14 +336,14 @@ func (g *GroupConsumer) setFailed(err error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err != nil && g.failed == nil {
+	if err == nil {
+		g.failed = nil
+		return
+	}
+	if g.failed == nil {
 		g.client.logger.Warn("raftmq: group member cannot rejoin", "group", g.group, "member", g.config.memberID, "error", err)
 	}
-	if err != nil {
-		g.failed = fmt.Errorf("clients: group %s: member %s cannot rejoin: %w", g.group, g.config.memberID, err)
-	} else {
-		g.failed = nil
-	}
+	g.failed = fmt.Errorf("clients: group %s: member %s cannot rejoin: %w", g.group, g.config.memberID, err)
 }
 
 // Commit commits the offsets of every record Poll returned (of partitions
@@ -707,13 +707,18 @@ func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition)
 	}
 	g.mu.Lock()
 	for _, tp := range partitions {
-		delete(g.owned, tp)
-		delete(g.positions, tp)
-		delete(g.processed, tp)
-		delete(g.committed, tp)
-		delete(g.unpolled, tp)
+		g.forgetLocked(tp)
 	}
 	g.mu.Unlock()
+}
+
+// forgetLocked drops what the member holds of a partition (g.mu held).
+func (g *GroupConsumer) forgetLocked(tp TopicPartition) {
+	delete(g.owned, tp)
+	delete(g.positions, tp)
+	delete(g.processed, tp)
+	delete(g.committed, tp)
+	delete(g.unpolled, tp)
 }
 
 // dropAll forgets every partition without committing (the member's
@@ -789,11 +794,7 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, AtOffset(start)); err != nil {
 			g.client.logger.Warn("raftmq: start assigned partition", "partition", tp, "error", err)
 			g.mu.Lock()
-			delete(g.owned, tp)
-			delete(g.committed, tp)
-			delete(g.positions, tp)
-			delete(g.processed, tp)
-			delete(g.unpolled, tp)
+			g.forgetLocked(tp)
 			g.mu.Unlock()
 			continue
 		}

@@ -151,7 +151,11 @@ func WithGroupConsumerOptions(opts ...ConsumerOption) GroupConsumerOption {
 // records Poll returned. Delivery is at least once, in order per partition.
 //
 // Poll is called from one goroutine at a time; Commit, CommitOffsets,
-// CommitAsync, Assigned and Close from any.
+// CommitAsync, Assigned and Close from any (see Close for what it commits).
+// A partition whose fetcher stops on an error Poll returns (a
+// *PartitionError: a batch that does not decode, a leader's storage
+// error) is fetched again from the member's position on its next
+// heartbeat round, while the member owns it.
 type GroupConsumer struct {
 	client   *Client
 	group    string
@@ -179,6 +183,12 @@ type GroupConsumer struct {
 	// CommitOffsets of one sets its position, so Close and auto-commit do
 	// not overwrite it with the reset position.
 	unpolled map[TopicPartition]bool
+	// stalled holds the partitions whose fetcher stopped on an error Poll
+	// returned (a non-retriable one: a batch that does not decode, an
+	// offset reset that failed), with the assignment epoch then. The
+	// member keeps owning them, so run starts their fetchers again at
+	// their positions, at most once per heartbeat round.
+	stalled map[TopicPartition]uint64
 	// heartbeatSeq numbers heartbeats (HeartbeatRequest.Seq). It is taken
 	// with the snapshot of owned under mu, so a heartbeat with a higher
 	// Seq never reports an older Owned list, and the coordinator can tell
@@ -227,6 +237,7 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		client: c, group: group, topics: slices.Clone(topics), config: config, consumer: consumer,
 		owned: map[TopicPartition]uint64{}, positions: map[TopicPartition]uint64{}, processed: map[TopicPartition]uint64{},
 		unpolled:  map[TopicPartition]bool{},
+		stalled:   map[TopicPartition]uint64{},
 		committed: map[TopicPartition]uint64{},
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		// Heartbeat numbers start at the wall clock in nanoseconds, so a
@@ -311,6 +322,7 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 	records, err := g.consumer.Poll(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.noteStalledLocked(err)
 	kept := records[:0]
 	for _, r := range records {
 		tp := TopicPartition{r.Topic, r.Partition}
@@ -325,6 +337,60 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 		err = g.failed // more telling than a Poll that timed out
 	}
 	return kept, err
+}
+
+// noteStalledLocked marks the owned partitions whose fetcher stopped, as
+// the errors of a Poll of the consumer report them (g.mu held).
+func (g *GroupConsumer) noteStalledLocked(err error) {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			g.noteStalledLocked(e)
+		}
+		return
+	}
+	var partitionErr *PartitionError
+	if errors.As(err, &partitionErr) {
+		tp := TopicPartition{partitionErr.Topic, partitionErr.Partition}
+		if epoch, ok := g.owned[tp]; ok {
+			g.stalled[tp] = epoch
+		}
+	}
+}
+
+// restartStalled starts again the fetchers of owned partitions that
+// stopped on an error (noteStalledLocked), at the offset after the last
+// record Poll returned: a GroupConsumer has no Seek, and the partition
+// would otherwise stay owned by this member and read by no one until the
+// group rebalanced. Poll has reported the error; one that persists (a
+// batch that never decodes) is reported again each round. Run alone calls
+// it, as it alone changes what the member owns.
+func (g *GroupConsumer) restartStalled(ctx context.Context) {
+	g.mu.Lock()
+	restart := map[TopicPartition]uint64{}
+	for tp, epoch := range g.stalled {
+		if g.owned[tp] == epoch {
+			restart[tp] = g.positions[tp]
+		}
+	}
+	clear(g.stalled)
+	g.mu.Unlock()
+	for tp, position := range restart {
+		seekCtx, cancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
+		err := g.consumer.Seek(seekCtx, tp.Topic, tp.Partition, AtOffset(position))
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				g.client.logger.Warn("raftmq: restart stopped partition", "group", g.group, "partition", tp, "offset", position, "error", err)
+				g.mu.Lock()
+				if _, ok := g.owned[tp]; ok {
+					g.stalled[tp] = g.owned[tp]
+				}
+				g.mu.Unlock()
+			}
+			continue
+		}
+		g.client.logger.Info("raftmq: restarted stopped partition", "group", g.group, "partition", tp, "offset", position)
+	}
 }
 
 // setFailed records (or, with nil, clears) why the member cannot rejoin
@@ -396,6 +462,9 @@ func (g *GroupConsumer) commitOffsetsLocked(ctx context.Context, offsets map[Top
 			g.mu.Lock()
 			for _, c := range commits {
 				tp := TopicPartition{c.Topic, c.Partition}
+				if g.owned[tp] != c.Epoch {
+					continue // lost or granted anew meanwhile: its claim read the offset
+				}
 				g.committed[tp] = c.Offset
 				if g.unpolled[tp] {
 					g.positions[tp], g.processed[tp] = c.Offset, c.Offset
@@ -441,9 +510,17 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 	return g.commitOffsetsLocked(ctx, offsets)
 }
 
-// Close stops consuming, commits the processed offsets (WithCommitOnClose)
-// and leaves the group, so its partitions move at once. A Poll waiting for
-// records returns ErrClosed. Close does not close the Client.
+// Close stops consuming, commits the offsets of every record Poll returned
+// (WithCommitOnClose) and leaves the group, so its partitions move at once.
+// A Poll waiting for records returns ErrClosed. Close does not close the
+// Client.
+//
+// Call Close once the application is done with the records of the last
+// Poll, typically after its poll loop ends. Called from another goroutine
+// (a signal handler) while a batch is still being processed, Close commits
+// that batch too, and its records are lost if the process exits before it
+// finishes them. To close from elsewhere, use WithCommitOnClose(false) and
+// commit with CommitOffsets what the application is done with.
 func (g *GroupConsumer) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
@@ -570,6 +647,7 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 			haveReply = false
 			timer.Reset(interval)
 		}
+		g.restartStalled(ctx)
 		select {
 		case <-g.stop:
 			return
@@ -673,16 +751,28 @@ func (g *GroupConsumer) reconcile(ctx context.Context, reply protocol.HeartbeatR
 		}
 	}
 	var added []protocol.GroupPartition
+	var renewed []TopicPartition
 	for tp, epoch := range keep {
-		if current, ok := g.owned[tp]; !ok {
+		current, ok := g.owned[tp]
+		if ok && current != epoch {
+			// Granted again with a new epoch: the coordinator freed the
+			// partition meanwhile (this member's heartbeat stopped listing
+			// it, or its topic was recreated), and another member may have
+			// claimed it and committed since. The member's position and
+			// epoch are stale: it loses the partition and claims it anew,
+			// which fences the other member and reads the committed offset.
+			renewed = append(renewed, tp)
+		}
+		if !ok || current != epoch {
 			added = append(added, protocol.GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Epoch: epoch})
-		} else if current != epoch {
-			g.owned[tp] = epoch
 		}
 	}
 	g.mu.Unlock()
 	if len(revoked) > 0 {
 		g.revoke(ctx, revoked)
+	}
+	if len(renewed) > 0 {
+		g.lose(ctx, renewed)
 	}
 	if len(added) > 0 {
 		g.assign(ctx, added)
@@ -719,19 +809,37 @@ func (g *GroupConsumer) forgetLocked(tp TopicPartition) {
 	delete(g.processed, tp)
 	delete(g.committed, tp)
 	delete(g.unpolled, tp)
+	delete(g.stalled, tp)
 }
 
 // dropAll forgets every partition without committing (the member's
 // epochs are stale once it expired) and reports them lost.
 func (g *GroupConsumer) dropAll(ctx context.Context) {
 	g.mu.Lock()
-	var lost []TopicPartition
+	lost := make([]TopicPartition, 0, len(g.owned))
 	for tp := range g.owned {
 		lost = append(lost, tp)
 	}
 	g.owned, g.positions, g.processed, g.committed = map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}
-	g.unpolled = map[TopicPartition]bool{}
+	g.unpolled, g.stalled = map[TopicPartition]bool{}, map[TopicPartition]uint64{}
 	g.mu.Unlock()
+	g.reportLost(ctx, lost)
+}
+
+// lose forgets partitions whose epoch is stale without committing, and
+// reports them lost.
+func (g *GroupConsumer) lose(ctx context.Context, lost []TopicPartition) {
+	g.mu.Lock()
+	for _, tp := range lost {
+		g.forgetLocked(tp)
+	}
+	g.mu.Unlock()
+	g.reportLost(ctx, lost)
+}
+
+// reportLost stops fetching forgotten partitions and calls OnLost (or
+// OnRevoked without it) with them.
+func (g *GroupConsumer) reportLost(ctx context.Context, lost []TopicPartition) {
 	for _, tp := range lost {
 		g.consumer.Unassign(tp.Topic, tp.Partition)
 	}

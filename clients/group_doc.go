@@ -11,7 +11,7 @@ package clients
 //		records, err := group.Poll(ctx)
 //		...
 //	}
-//	err = group.Close(ctx) // commits what Poll returned (WithCommitOnClose) and leaves
+//	err = group.Close(ctx) // after the loop: commits what Poll returned (WithCommitOnClose) and leaves
 //
 // A GroupConsumer joins a group at the coordinator (the controller leader;
 // any broker forwards), heartbeats at a third of its session timeout, and
@@ -26,7 +26,11 @@ package clients
 // or the reset policy without one; a partition whose fetch offset goes out
 // of range (retention deleted the records a lagging member had yet to
 // read) continues at the reset policy's offset, as Kafka's
-// auto.offset.reset. A member that misses its session is
+// auto.offset.reset; one whose fetcher stopped on another error (which
+// Poll returns) is fetched again from the member's position at its next
+// heartbeat. A partition granted again with a new epoch (the coordinator
+// freed it meanwhile) is reported lost and claimed anew. A member that
+// misses its session is
 // removed, and its partitions move without a revoke; its next heartbeat
 // says so and it drops everything (OnLost, or OnRevoked without it) and
 // joins again. It also drops everything itself when no heartbeat was

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftmq/raftmq/protocol"
+	"github.com/raftmq/raftmq/raft"
 )
 
 // fastTimings makes elections and status reports quick for tests.
@@ -64,6 +65,19 @@ func startTestClusterWithDev(t *testing.T, nodes int, dev DevConfig, configure f
 	}
 	t.Cleanup(nc.Close)
 	return cluster, &testClient{t: t, nc: nc, prefix: protocol.DefaultSubjectPrefix}
+}
+
+// startLeadingTopic starts a one-broker cluster, configure adjusting its
+// Config as in startTestClusterWith, creates topic with one partition and
+// one replica, and waits (until ctx ends) for the broker's replica of it
+// to lead.
+func startLeadingTopic(ctx context.Context, t *testing.T, topic string, configure func(*Config)) (*DevCluster, *testClient, *partitionReplica) {
+	t.Helper()
+	cluster, client := startTestClusterWith(t, 1, configure)
+	client.createTopic(topic, 1, 1)
+	r := replicaOf(t, cluster, 1, topic)
+	waitFor(ctx, t, "the replica to lead", func() bool { return r.group.Status().Role == raft.RoleLeader })
+	return cluster, client, r
 }
 
 func joinURLs(urls []string) string {

@@ -27,11 +27,8 @@ import (
 func TestEvictedProducerKeepsProducingAfterNewTerm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cluster, client := startTestCluster(t, 1)
 	const topic = "evicted"
-	client.createTopic(topic, 1, 1)
-	r := replicaOf(t, cluster, 1, topic)
-	waitFor(ctx, t, "the replica to lead", func() bool { return r.group.Status().Role == raft.RoleLeader })
+	cluster, client, r := startLeadingTopic(ctx, t, topic, fastTimings)
 
 	sdk, err := clients.Connect(ctx, strings.Join(cluster.ClientURLs(), ","))
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftmq/raftmq/protocol"
-	"github.com/raftmq/raftmq/raft"
 )
 
 // TestADeletedGroupFencesItsFormerMembers: once a group is deleted, a
@@ -24,11 +23,8 @@ import (
 func TestADeletedGroupFencesItsFormerMembers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startTestCluster(t, 1)
 	const topic, group = "fenced", "g"
-	client.createTopic(topic, 1, 1)
-	r := replicaOf(t, cluster, 1, topic)
-	waitFor(ctx, t, "the replica to lead", func() bool { return r.group.Status().Role == raft.RoleLeader })
+	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
 	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
 	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
 		t.Fatal(err)
@@ -121,11 +117,8 @@ func TestADeletedGroupFencesItsFormerMembers(t *testing.T) {
 func TestADeletedGroupsNameStaysUsable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startTestCluster(t, 1)
 	const topic, group = "usable", "g"
-	client.createTopic(topic, 1, 1)
-	r := replicaOf(t, cluster, 1, topic)
-	waitFor(ctx, t, "the replica to lead", func() bool { return r.group.Status().Role == raft.RoleLeader })
+	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
 	call := func(req protocol.OffsetCommitRequest) *protocol.Error {
 		t.Helper()
 		var reply protocol.OffsetCommitReply

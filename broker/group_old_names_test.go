@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
-	"github.com/raftmq/raftmq/raft"
 )
 
 // TestGroupsNamedUnderTheOlderRuleCanBeReadResetAndDeleted: a group whose
@@ -17,10 +16,7 @@ import (
 func TestGroupsNamedUnderTheOlderRuleCanBeReadResetAndDeleted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startTestCluster(t, 1)
-	client.createTopic("t", 1, 1)
-	r := replicaOf(t, cluster, 1, "t")
-	waitFor(ctx, t, "the replica to lead", func() bool { return r.group.Status().Role == raft.RoleLeader })
+	cluster, client, r := startLeadingTopic(ctx, t, "t", fastTimings)
 	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
 	if _, err := c.produce(ctx, "t", 0, buildBatch(t, "a", "b", "c")); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
-	"github.com/raftmq/raftmq/raft"
 )
 
 // TestRetentionOfADeletedTopicLeavesItsSuccessorAlone: a topic deleted and
@@ -24,16 +23,13 @@ import (
 func TestRetentionOfADeletedTopicLeavesItsSuccessorAlone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cluster, client := startTestClusterWith(t, 1, func(c *Config) {
+	const topic = "recreated"
+	cluster, client, old := startLeadingTopic(ctx, t, topic, func(c *Config) {
 		fastTimings(c)
 		c.Log.SegmentMaxBytes = 64 << 10
 		c.Retention = RetentionConfig{MaxBytes: 128 << 10, CheckInterval: time.Hour, SnapshotsKept: 2}
 	})
-	const topic = "recreated"
-	client.createTopic(topic, 1, 1)
 	b := cluster.Broker(1)
-	old := replicaOf(t, cluster, 1, topic)
-	waitFor(ctx, t, "the replica to lead", func() bool { return old.group.Status().Role == raft.RoleLeader })
 	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
 	for range 20 {
 		if _, err := c.produce(ctx, topic, 0, buildBatch(t, strings.Repeat("r", 8000))); err != nil {

@@ -97,19 +97,7 @@ func connectToAdminResponder(t *testing.T, fake *fakeCluster, prefix string, han
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	// The server has the subscription before the client sends (else "no
-	// responders").
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(4*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
-	return ctx, client
+	return connectUnderPrefix(t, fake, prefix, WithRequestTimeout(4*time.Second))
 }
 
 // respondOneTopic answers a topic list with the topic "orders".

@@ -210,6 +210,12 @@ func (f *fakeCluster) serveQuietPartition(prefix string) {
 		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 10, HighWatermark: 30}))
 	})
 	f.subscribe(protocol.SubjectBrokerFetch(prefix, 1), func(*nats.Msg) {})
+	f.serveOnePartitionMetadata(prefix)
+}
+
+// serveOnePartitionMetadata answers metadata requests under prefix with
+// one topic, t, of one partition led by broker 1.
+func (f *fakeCluster) serveOnePartitionMetadata(prefix string) {
 	f.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
 		f.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
 			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
@@ -462,6 +468,24 @@ func (f *fakeCluster) handleOffsets(broker uint64, m *nats.Msg) {
 		}
 	}
 	_ = m.Respond(protocol.AppendListOffsetsReply(nil, &reply))
+}
+
+// connectUnderPrefix connects a client using subject prefix to the fake's
+// server, once the server has every subscription made so far (else "no
+// responders"), with a 20 s context for the test; both end with the test.
+func connectUnderPrefix(t *testing.T, fake *fakeCluster, prefix string, opts ...ClientOption) (context.Context, *Client) {
+	t.Helper()
+	if err := fake.conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	client, err := Connect(ctx, fake.url(), append([]ClientOption{WithSubjectPrefix(prefix)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return ctx, client
 }
 
 // newTestClient connects a client to the fake cluster with short timeouts.

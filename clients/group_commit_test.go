@@ -63,17 +63,7 @@ func TestGroupHeartbeatsContinueWhileACommitIsSlowAndCommitsStayInOrder(t *testi
 			fake.respondJSON(m, protocol.OffsetCommitReply{Version: protocol.APIVersion, Results: []protocol.PartitionResult{{Topic: "t", Partition: 0}}})
 		}()
 	})
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix, WithRequestTimeout(10*time.Second))
 	// The session timeout is long: a member whose heartbeats went
 	// unanswered that long drops its partitions (and their positions), and
 	// on a loaded machine the fake's answers can be late. What is checked

@@ -50,16 +50,7 @@ func TestGroupClaimsAgainAPartitionGrantedWithANewEpoch(t *testing.T) {
 		fake.respondJSON(m, protocol.OffsetFetchReply{Version: protocol.APIVersion, Partitions: []protocol.CommittedOffset{
 			{Topic: "t", Partition: 0, Committed: true, Offset: 10, HighWatermark: 30}}})
 	})
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix)
 	var events []string
 	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithAutoCommitInterval(0), WithCommitOnClose(false),
 		WithOnAssigned(func(_ context.Context, ps []TopicPartition) {

@@ -1,7 +1,6 @@
 package clients
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -29,17 +28,7 @@ func TestGroupHeartbeatSeqIncreases(t *testing.T) {
 		}
 		return heartbeats != 2 // unanswered: the member gives up on it
 	})
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix)
 	collect := func(n int, after uint64) uint64 {
 		t.Helper()
 		last := after

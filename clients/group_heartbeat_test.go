@@ -1,7 +1,6 @@
 package clients
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -27,17 +26,7 @@ func TestGroupHeartbeatLostInFailoverIsResentWithinTheSession(t *testing.T) {
 		arrivals <- time.Now()
 		return heartbeats != 2 // the second is lost with the old coordinator
 	})
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix)
 	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithSessionTimeout(3*interval), WithAutoCommitInterval(0), WithCommitOnClose(false))
 	if err != nil {
 		t.Fatal(err)

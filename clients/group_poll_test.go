@@ -24,6 +24,16 @@ func serveGroupOfOnePartition(fake *fakeCluster, prefix string) {
 	})
 }
 
+// oneRecordBatch returns a batch of one record stamped at offset, as a
+// leader's fetch reply carries it.
+func oneRecordBatch(offset uint64) []byte {
+	var b protocol.BatchBuilder
+	_ = b.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Value: []byte("v")})
+	batch, _ := b.Build(protocol.CodecNone)
+	protocol.StampBatch(batch, offset, time.Now().UnixMilli())
+	return batch
+}
+
 // TestGroupResetsOutOfRangeOffsetToPolicy: when retention deletes the
 // records at a member's fetch offset (the fate of a lagging consumer), the
 // member goes on at the reset policy's offset, as Kafka's
@@ -35,10 +45,7 @@ func TestGroupResetsOutOfRangeOffsetToPolicy(t *testing.T) {
 	const logStart = 50 // retention moved the log start here after the claim
 	fake := startFakeCluster(t)
 	serveGroupOfOnePartition(fake, prefix)
-	fake.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
-		fake.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
-			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
-	})
+	fake.serveOnePartitionMetadata(prefix)
 	fake.subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
 		req, _ := protocol.DecodeListOffsetsRequest(m.Data)
 		offset := uint64(100)
@@ -53,24 +60,11 @@ func TestGroupResetsOutOfRangeOffsetToPolicy(t *testing.T) {
 		if req.Offset < logStart || req.Offset >= 100 {
 			reply.Err = &protocol.Error{Code: protocol.CodeOffsetOutOfRange, Low: logStart, High: 100}
 		} else {
-			var b protocol.BatchBuilder
-			_ = b.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Value: []byte("v")})
-			batch, _ := b.Build(protocol.CodecNone)
-			protocol.StampBatch(batch, req.Offset, time.Now().UnixMilli())
-			reply.Batches, reply.NextOffset = batch, req.Offset+1
+			reply.Batches, reply.NextOffset = oneRecordBatch(req.Offset), req.Offset+1
 		}
 		_ = m.Respond(protocol.AppendFetchReply(nil, &reply))
 	})
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix)
 	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithResetPolicy(Earliest()), WithAutoCommitInterval(0), WithCommitOnClose(false))
 	if err != nil {
 		t.Fatal(err)
@@ -102,16 +96,7 @@ func TestGroupCloseWakesPendingPoll(t *testing.T) {
 	fake := startFakeCluster(t)
 	serveGroupOfOnePartition(fake, prefix)
 	fake.serveQuietPartition(prefix) // fetches go unanswered
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix)
 	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithAutoCommitInterval(0), WithCommitOnClose(false))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package clients
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -53,17 +52,7 @@ func TestGroupHeartbeatsContinueWhileAnAssignmentIsClaimed(t *testing.T) {
 		}()
 	})
 	fake.serveQuietPartition(prefix)
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix, WithRequestTimeout(10*time.Second))
 	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithSessionTimeout(3*interval),
 		WithAutoCommitInterval(0), WithCommitOnClose(false))
 	if err != nil {

@@ -41,14 +41,7 @@ func TestARejoinRefusedForGoodIsReportedByPoll(t *testing.T) {
 	fake.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminGroupLeave), func(m *nats.Msg) {
 		fake.respondJSON(m, protocol.DeleteGroupReply{Version: protocol.APIVersion})
 	})
-	_ = fake.conn.Flush()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix), WithRequestTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix, WithRequestTimeout(2*time.Second))
 	g, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithCommitOnClose(false))
 	if err != nil {
 		t.Fatal(err)

@@ -22,10 +22,7 @@ func TestGroupRestartsAPartitionWhoseFetcherStopped(t *testing.T) {
 	const prefix = "groupstalled"
 	fake := startFakeCluster(t)
 	serveGroupOfOnePartition(fake, prefix) // t/0, committed offset 10
-	fake.subscribe(protocol.SubjectAdmin(prefix, protocol.AdminMetadata), func(m *nats.Msg) {
-		fake.respondJSON(m, protocol.MetadataReply{Version: 1, ControllerLeader: 1, Brokers: []protocol.BrokerInfo{{ID: 1, Alive: true}},
-			Topics: []protocol.TopicInfo{{Name: "t", Replicas: 1, Partitions: []protocol.PartitionInfo{{Partition: 0, Leader: 1, Replicas: []uint64{1}}}}}})
-	})
+	fake.serveOnePartitionMetadata(prefix)
 	fake.subscribe(protocol.SubjectBrokerOffsets(prefix, 1), func(m *nats.Msg) {
 		_ = m.Respond(protocol.AppendListOffsetsReply(nil, &protocol.ListOffsetsReply{Offset: 100, HighWatermark: 100}))
 	})
@@ -36,24 +33,11 @@ func TestGroupRestartsAPartitionWhoseFetcherStopped(t *testing.T) {
 		if fetches.Add(1) == 1 {
 			reply.Err = protocol.Errorf(protocol.CodeStorage, "read failed")
 		} else {
-			var b protocol.BatchBuilder
-			_ = b.Add(protocol.Record{Timestamp: time.Now().UnixMilli(), Value: []byte("v")})
-			batch, _ := b.Build(protocol.CodecNone)
-			protocol.StampBatch(batch, req.Offset, time.Now().UnixMilli())
-			reply.Batches, reply.NextOffset = batch, req.Offset+1
+			reply.Batches, reply.NextOffset = oneRecordBatch(req.Offset), req.Offset+1
 		}
 		_ = m.Respond(protocol.AppendFetchReply(nil, &reply))
 	})
-	if err := fake.conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	client, err := Connect(ctx, fake.url(), WithSubjectPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	ctx, client := connectUnderPrefix(t, fake, prefix)
 	member, err := client.NewGroupConsumer(ctx, "g", []string{"t"}, WithAutoCommitInterval(0), WithCommitOnClose(false))
 	if err != nil {
 		t.Fatal(err)

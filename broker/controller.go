@@ -74,9 +74,9 @@ func (s *controllerStateMachine) Apply(entries []protocol.Entry) error {
 				metadata, changed = next, true
 			}
 		}
-		if rejected != nil {
-			s.results.keep(e.Index, rejected)
-		}
+		// Kept whatever the outcome (nil: applied), so a proposer can
+		// tell an entry applied here from one a snapshot covered.
+		s.results.keep(e.Index, rejected)
 	}
 	// Every applied entry advances the version, so the metadata is known
 	// (version > 0) as soon as the first leader's no-op applies.
@@ -167,10 +167,25 @@ func (c *controllerReplica) propose(ctx context.Context, cmd controllerCommand, 
 	if err != nil {
 		return nil, 0, raftError(err, "controller")
 	}
-	if rejected, _ := results.take(index); rejected != nil {
+	rejected, ok := results.take(index)
+	switch {
+	case !ok:
+		return nil, index, outcomeUnknown("controller", index)
+	case rejected != nil:
 		return nil, index, rejected
 	}
 	return c.state.current(), index, nil
+}
+
+// outcomeUnknown is the error for a proposal that committed but whose
+// outcome this replica cannot tell: it installed a snapshot that covered
+// the entry (after losing leadership and falling behind, say) instead of
+// applying it, so what Apply made of it was never recorded here. Retriable
+// (timeout), like any request whose outcome is unknown: the entry may
+// have taken effect.
+func outcomeUnknown(what string, index uint64) *protocol.Error {
+	return protocol.Errorf(protocol.CodeTimeout,
+		"%s: entry %d committed, but this broker restored a snapshot covering it and cannot tell its outcome; it may have taken effect", what, index)
 }
 
 // awaitLeader returns nil when done is closed or ctx ends, and not_ready
@@ -203,7 +218,6 @@ func (c *controllerReplica) awaitLeader(ctx context.Context, done <-chan struct{
 	}
 }
 
-// raftError maps a proposal failure to a client error.
 // readError is the client error for a failed read of a replica's log: a
 // retriable not_ready when the log was closed under the reader (the
 // replica was stopped: it moved, failed or its broker is stopping),
@@ -215,6 +229,7 @@ func readError(err error, what string) *protocol.Error {
 	return protocol.Errorf(protocol.CodeStorage, "%s: %v", what, err)
 }
 
+// raftError maps a proposal failure to a client error.
 func raftError(err error, what string) *protocol.Error {
 	var notLeader *raft.NotLeaderError
 	switch {

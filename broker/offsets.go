@@ -129,7 +129,7 @@ func (b *Broker) proposeOps(r *partitionReplica, ops []protocol.ConsumerOp) ([]*
 	}
 	opResults, ok := results.take(index)
 	if !ok {
-		return nil, protocol.Errorf(protocol.CodeUnknown, "%s: applied entry %d has no results", what, index)
+		return nil, outcomeUnknown(what, index)
 	}
 	return opResults, nil
 }

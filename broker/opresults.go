@@ -6,7 +6,7 @@ import (
 )
 
 // proposerResults keeps, for the proposers of this replica, what a state
-// machine's Apply made of their entries (a controller command's rejection,
+// machine's Apply made of their entries (a controller command's outcome,
 // the outcome of each consumer op), by log index, until they take them.
 //
 // A proposer begins before it proposes, with an index its entry will be

@@ -115,6 +115,34 @@ func TestControllerRejectionIsKeptUntilItsProposerTakesIt(t *testing.T) {
 	}
 }
 
+// TestControllerAcceptanceIsTellableFromAnEntryNotAppliedHere: propose
+// tells an accepted command (its Apply kept a nil result) from one this
+// replica never applied (a snapshot it installed covered the entry), whose
+// outcome is unknown and answered with a retriable timeout. Before, Apply
+// kept only rejections, so a command refused before a snapshot covered it
+// read as a success.
+func TestControllerAcceptanceIsTellableFromAnEntryNotAppliedHere(t *testing.T) {
+	controller := newControllerStateMachine([]uint64{1}, nil)
+	began := controller.results.begin(0)
+	defer controller.results.end(began)
+	data, err := json.Marshal(controllerCommand{Op: opRegisterBroker, Broker: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controller.Apply([]protocol.Entry{{Index: 1, Term: 1, Type: protocol.EntryControl, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	if rejected, ok := controller.results.take(1); !ok || rejected != nil {
+		t.Fatalf("the accepted command at 1 reads as (%v, kept %v), want (nil, kept)", rejected, ok)
+	}
+	if _, ok := controller.results.take(2); ok {
+		t.Fatal("a result for entry 2, which was never applied here")
+	}
+	if err := outcomeUnknown("controller", 2); !err.Retriable() {
+		t.Fatalf("the outcome-unknown error %v is not retriable", err)
+	}
+}
+
 // TestProposerResultsKeepWhatAWaitingProposerMayTake: a result is kept
 // only above the applied index at which the oldest waiting proposer
 // began, and kept until no proposer that may take it waits.

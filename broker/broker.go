@@ -693,6 +693,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 	consumers, err := loadConsumerState(b.store, p.GroupID)
 	if err == nil {
 		if consumers.producers, err = loadProducerState(b.store, p.GroupID, log); err == nil {
+			b.configureProducerState(consumers.producers)
 			err = consumers.restoreFromSnapshot(snapshots, log)
 		}
 	}

@@ -95,6 +95,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives structured logs; nil discards.
 	Logger *slog.Logger
+
+	// producerKeepRecent replaces defaultProducerKeepRecent when set
+	// (tests only: every broker of a cluster must agree on it).
+	producerKeepRecent time.Duration
 }
 
 // NATSConfig says how a broker reaches NATS.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -46,10 +47,27 @@ import (
 // (the SDK caps WithMaxInFlight at it), so a retry always finds its original.
 const producerWindow = 5
 
-// maxProducersPerPartition bounds the producer ids a partition remembers;
-// beyond it the least recently appending producers are forgotten (a
-// forgotten producer must start again at sequence 0, a new epoch).
-const maxProducersPerPartition = 10000
+// maxProducersPerPartition is how many producer ids a partition remembers
+// before it forgets the least recently appending ones (a forgotten
+// producer must start again at sequence 0, a new epoch), down to 90% of
+// it. It forgets only producers idle for defaultProducerKeepRecent: a
+// producer forgotten sooner could have the retry of its batch at sequence
+// 0 (every producer's first batch, and every new epoch's) taken as a new
+// batch and written twice. Beyond maxProducersHardCap it forgets the least
+// recently appending ones whatever their age, down to 90% of that.
+const (
+	maxProducersPerPartition = 10000
+	maxProducersHardCap      = 10 * maxProducersPerPartition
+	// evictEvery: the partition looks for producers to forget once it
+	// holds more than maxProducersPerPartition, and again every
+	// evictEvery new producer ids while it does (a pass sorts them all).
+	evictEvery = maxProducersPerPartition / 10
+)
+
+// defaultProducerKeepRecent is how long after its last append a producer
+// is remembered whatever the count: well past the SDK's default delivery
+// timeout (1 minute), the longest a producer retries a batch.
+const defaultProducerKeepRecent = 15 * time.Minute
 
 // keyProducer: 'p' + raft group id (8 bytes BE) + producer id (8 bytes BE)
 // -> producerRecord (encode).
@@ -148,6 +166,12 @@ type producerState struct {
 	raftGroup uint64
 	log       *segmentlog.Log // base offsets of applied batches; nil in unit tests
 
+	// keepRecentMs and hardCap are defaultProducerKeepRecent (in ms) and
+	// maxProducersHardCap but in tests; every replica of a partition must
+	// agree on them, as eviction is replicated state.
+	keepRecentMs int64
+	hardCap      int
+
 	mu           sync.Mutex
 	applied      map[int64]*producerRecord
 	appliedTerm  uint64 // term of the last applied entry
@@ -157,7 +181,16 @@ type producerState struct {
 
 func newProducerState(store *stateStore, raftGroup uint64, log *segmentlog.Log) *producerState {
 	return &producerState{store: store, raftGroup: raftGroup, log: log,
+		keepRecentMs: defaultProducerKeepRecent.Milliseconds(), hardCap: maxProducersHardCap,
 		applied: map[int64]*producerRecord{}, inflight: map[int64][]inflightBatch{}}
+}
+
+// configureProducerState applies the broker's test settings to a
+// partition's producer state.
+func (b *Broker) configureProducerState(p *producerState) {
+	if b.cfg.producerKeepRecent > 0 {
+		p.keepRecentMs = b.cfg.producerKeepRecent.Milliseconds()
+	}
 }
 
 // loadProducerState reads a partition's producer state from the database.
@@ -222,6 +255,7 @@ func (p *producerState) apply(batch *pebble.Batch, e *protocol.Entry) (bool, err
 			return false, fmt.Errorf("broker: offset of applied entry %d: %w", e.Index, err)
 		}
 	}
+	known := len(p.applied)
 	changed := p.record(h, baseOffset)
 	if _, ok := p.inflight[h.ProducerID]; ok {
 		// The leader's batches of this producer are applied now (or
@@ -233,7 +267,9 @@ func (p *producerState) apply(batch *pebble.Batch, e *protocol.Entry) (bool, err
 		return false, nil
 	}
 	_ = batch.Set(producerKey(p.raftGroup, h.ProducerID), p.applied[h.ProducerID].encode(), nil)
-	p.evict(batch)
+	if len(p.applied) > known {
+		p.evict(batch)
+	}
 	return true, nil
 }
 
@@ -265,17 +301,32 @@ func (p *producerState) record(h protocol.BatchHeader, baseOffset uint64) bool {
 	return true
 }
 
-// evict forgets the least recently appending producers (ties by id) once
-// there are more than maxProducersPerPartition, down to 90% of it.
+// evict runs when a producer id was added. Once there are more than
+// maxProducersPerPartition, and every evictEvery ids added after that, it
+// forgets the least recently appending producers (ties by id) idle for
+// keepRecentMs, down to 90% of maxProducersPerPartition; past hardCap, the
+// least recently appending whatever their age, down to 90% of hardCap.
+// Idle is measured against the newest append time the partition holds,
+// not a clock, and when it runs depends only on the count: every replica
+// forgets the same producers at the same entry.
 func (p *producerState) evict(batch *pebble.Batch) {
-	if len(p.applied) <= maxProducersPerPartition {
+	n := len(p.applied)
+	if n <= maxProducersPerPartition || (n-maxProducersPerPartition-1)%evictEvery != 0 {
 		return
 	}
 	ids := slices.Collect(maps.Keys(p.applied))
 	slices.SortFunc(ids, func(a, b int64) int {
 		return cmp.Or(cmp.Compare(p.applied[a].LastAppend, p.applied[b].LastAppend), cmp.Compare(a, b))
 	})
-	for _, id := range ids[:len(ids)-maxProducersPerPartition*9/10] {
+	idleBefore := p.applied[ids[n-1]].LastAppend - p.keepRecentMs
+	forget := 0
+	for forget < n-maxProducersPerPartition*9/10 && p.applied[ids[forget]].LastAppend < idleBefore {
+		forget++
+	}
+	if n-forget > p.hardCap {
+		forget = n - p.hardCap*9/10
+	}
+	for _, id := range ids[:forget] {
 		delete(p.applied, id)
 		_ = batch.Delete(producerKey(p.raftGroup, id), nil)
 	}

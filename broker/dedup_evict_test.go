@@ -28,7 +28,10 @@ func TestEvictedProducerKeepsProducingAfterNewTerm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const topic = "evicted"
-	cluster, client, r := startLeadingTopic(ctx, t, topic, fastTimings)
+	cluster, client, r := startLeadingTopic(ctx, t, topic, func(c *Config) {
+		fastTimings(c)
+		c.producerKeepRecent = time.Millisecond // forgotten once others appended after it
+	})
 
 	sdk, err := clients.Connect(ctx, strings.Join(cluster.ClientURLs(), ","))
 	if err != nil {

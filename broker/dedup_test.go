@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -48,6 +49,9 @@ type dedupHarness struct {
 	nextIndex uint64
 	proposed  []protocol.Entry // admitted, not yet applied
 	proposals []*fakeProposal
+	// clockMs is added to the append time of new batches (their index
+	// in ms), for tests that let time pass.
+	clockMs int64
 }
 
 func newDedupHarness(t *testing.T) *dedupHarness {
@@ -80,13 +84,14 @@ func idempotentHeader(producerID int64, epoch int16, baseSequence int32, records
 func (h *dedupHarness) produce(header protocol.BatchHeader) (admission, *protocol.Error) {
 	h.t.Helper()
 	var fake *fakeProposal
-	admitted, apiErr := h.state.admit(header, int64(h.nextIndex), raft.Status{Term: h.term, Role: raft.RoleLeader}, func() proposal {
+	appendTime := h.clockMs + int64(h.nextIndex)
+	admitted, apiErr := h.state.admit(header, appendTime, raft.Status{Term: h.term, Role: raft.RoleLeader}, func() proposal {
 		fake = newFakeProposal()
 		return fake
 	})
 	if fake != nil {
 		header.BaseOffset = h.nextIndex * 100
-		header.AppendTime = int64(h.nextIndex)
+		header.AppendTime = appendTime
 		data := make([]byte, protocol.BatchHeaderSize)
 		protocol.PutBatchHeader(data, &header)
 		h.proposed = append(h.proposed, protocol.Entry{Index: h.nextIndex, Term: h.term, Type: protocol.EntryRecordBatch, Data: data})
@@ -227,6 +232,7 @@ func TestDedupUnknownProducerPastSequenceZero(t *testing.T) {
 	const evicted = 1
 	h.produceNew(idempotentHeader(evicted, 0, 0, 1))
 	h.applyAll()
+	h.clockMs += defaultProducerKeepRecent.Milliseconds() // idle long enough to be forgotten
 	for id := range int64(maxProducersPerPartition) {
 		h.produceNew(idempotentHeader(1000+id, 0, 0, 1))
 		h.applyAll()
@@ -348,11 +354,13 @@ func TestDedupStatePersistsAndSurvivesSnapshot(t *testing.T) {
 	}
 }
 
-func TestDedupEvictsLeastRecentProducers(t *testing.T) {
-	state := newProducerState(nil, 1, nil)
-	for id := range int64(maxProducersPerPartition + 1) {
-		h := idempotentHeader(id+1, 0, 0, 1)
-		h.AppendTime = id
+// evictAfterRecording records producers 1..n, producer id appending at
+// appendTime(id), then runs an eviction pass.
+func evictAfterRecording(t *testing.T, state *producerState, n int64, appendTime func(id int64) int64) {
+	t.Helper()
+	for id := int64(1); id <= n; id++ {
+		h := idempotentHeader(id, 0, 0, 1)
+		h.AppendTime = appendTime(id)
 		state.record(h, uint64(id))
 	}
 	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
@@ -363,8 +371,51 @@ func TestDedupEvictsLeastRecentProducers(t *testing.T) {
 	batch := db.NewBatch()
 	defer batch.Close()
 	state.evict(batch)
+}
+
+func TestDedupEvictsLeastRecentProducers(t *testing.T) {
+	state := newProducerState(nil, 1, nil)
+	evictAfterRecording(t, state, maxProducersPerPartition+1, func(id int64) int64 { return id * time.Minute.Milliseconds() })
 	if len(state.applied) != maxProducersPerPartition*9/10 || state.applied[1] != nil || state.applied[maxProducersPerPartition+1] == nil {
 		t.Fatalf("after eviction %d producers remain (oldest kept: %v)", len(state.applied), state.applied[1] != nil)
+	}
+}
+
+// TestDedupKeepsRecentProducersPastTheCount: a partition does not forget a
+// producer that appended within defaultProducerKeepRecent of the newest
+// append, however many producers it holds. Here a producer's first batch
+// (sequence 0) is written but its reply lost; 10,000 other producers
+// append before its retry arrives. Before, the partition forgot the
+// producer at 10,001 and took the retry as a new batch: its records were
+// written twice (found in review).
+func TestDedupKeepsRecentProducersPastTheCount(t *testing.T) {
+	h := newDedupHarness(t)
+	const producer = 1
+	h.produceNew(idempotentHeader(producer, 0, 0, 1))
+	h.applyAll()
+	for id := range int64(maxProducersPerPartition) {
+		h.produceNew(idempotentHeader(1000+id, 0, 0, 1))
+	}
+	h.applyAll()
+	if h.state.applied[producer] == nil {
+		t.Fatalf("a producer that appended %d ms before the newest append was forgotten", maxProducersPerPartition)
+	}
+	admitted, apiErr := h.produce(idempotentHeader(producer, 0, 0, 1))
+	if apiErr != nil || !admitted.duplicate {
+		t.Fatalf("retry of the written batch at sequence 0: %+v, %v; want a duplicate", admitted, apiErr)
+	}
+}
+
+// TestDedupForgetsRecentProducersPastTheHardCap: past its hard cap a
+// partition forgets the least recently appending producers whatever their
+// age, down to 90% of the cap, so memory stays bounded.
+func TestDedupForgetsRecentProducersPastTheHardCap(t *testing.T) {
+	state := newProducerState(nil, 1, nil)
+	state.hardCap = maxProducersPerPartition + evictEvery // the pass at hardCap+1 producers
+	n := int64(state.hardCap + 1)
+	evictAfterRecording(t, state, n, func(id int64) int64 { return id }) // all within a second
+	if want := state.hardCap * 9 / 10; len(state.applied) != want || state.applied[1] != nil || state.applied[n] == nil {
+		t.Fatalf("after eviction past the hard cap %d producers remain, want %d (oldest kept: %v)", len(state.applied), want, state.applied[1] != nil)
 	}
 }
 

@@ -87,7 +87,8 @@
 // batches this leader proposed in its term: a repeat is answered with the
 // original offset and not appended; a gap gets out_of_order_sequence
 // (retriable), a batch past sequence 0 of a producer id the partition has
-// no state for (evicted: it keeps 10,000) unknown_producer (retriable; the
+// no state for (evicted: it keeps 10,000, and every producer that appended
+// in the last 15 minutes up to 100,000) unknown_producer (retriable; the
 // SDK starts a new epoch), a repeat older than the window
 // duplicate_sequence, an older epoch producer_fenced. A new leader answers
 // not_ready until it applied its election no-op.

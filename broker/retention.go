@@ -317,6 +317,7 @@ func (b *Broker) snapshotAtIndex(r *partitionReplica, index uint64) (snapshot.In
 		state.groups = map[string]consumerRecord{}
 	}
 	state.producers = newProducerState(scratch, r.groupID, r.log)
+	b.configureProducerState(state.producers)
 	for id, rec := range base.body.Producers {
 		if rec != nil {
 			state.producers.applied[id] = rec

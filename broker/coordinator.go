@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -467,6 +468,16 @@ func (b *Broker) resetOffsets(ctx context.Context, req *protocol.ResetOffsetsReq
 	if t == nil {
 		reply.Error = protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", req.Topic)
 		return reply
+	}
+	if g, ok := b.controller.state.group(req.Group); (!ok || !slices.Contains(g.KnownTopics, req.Topic)) && protocol.ValidateGroupName(req.Group) == nil {
+		// Declared first, so a group that has only offsets so far is
+		// listed and described like one whose members left. (A name
+		// refused since it was committed is not declared.)
+		if _, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupDeclare, Time: time.Now(),
+			Group: &groupCommand{Name: req.Group, Topics: []string{req.Topic}}}); apiErr != nil {
+			reply.Error = apiErr
+			return reply
+		}
 	}
 	commit := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: req.Group, Op: protocol.CommitOpReset, ResetTo: req.To, ResetValue: req.Value}
 	for p := range t.Partitions {

@@ -30,6 +30,10 @@ const (
 	opGroupLeave  = "group_leave"
 	opGroupSync   = "group_sync"
 	opGroupDelete = "group_delete"
+	// opGroupDeclare records a group and its topics without a member, if
+	// it does not exist yet: a reset of offsets declares the group, so
+	// list and describe show a group that so far has only offsets.
+	opGroupDeclare = "group_declare"
 )
 
 // groupCommand is the group part of a controller command.
@@ -71,10 +75,20 @@ type consumerGroup struct {
 	Members map[string]*groupMember
 	Owners  map[partitionKey]partitionOwner
 	Targets map[partitionKey]string
-	// KnownTopics are the topics any member ever subscribed to, kept after
-	// the members leave so describe and list still show the group's
-	// committed offsets.
+	// KnownTopics are the topics any member ever subscribed to (or a
+	// reset of offsets named), kept after the members leave so describe
+	// and list still show the group's committed offsets.
 	KnownTopics []string
+}
+
+// know adds topics to the group's known topics.
+func (g *consumerGroup) know(topics []string) {
+	for _, t := range topics {
+		if !slices.Contains(g.KnownTopics, t) {
+			g.KnownTopics = append(g.KnownTopics, t)
+		}
+	}
+	sort.Strings(g.KnownTopics)
 }
 
 func newConsumerGroup(name string) *consumerGroup {
@@ -248,7 +262,11 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 		return protocol.Errorf(protocol.CodeMalformedRequest, "group command without group")
 	}
 	g := groups[gc.Name]
-	if g == nil && cmd.Op != opGroupJoin {
+	if g == nil && (cmd.Op == opGroupJoin || cmd.Op == opGroupDeclare) {
+		g = newConsumerGroup(gc.Name)
+		groups[gc.Name] = g
+	}
+	if g == nil {
 		if cmd.Op == opGroupDelete {
 			return protocol.Errorf(protocol.CodeUnknownGroup, "group %q does not exist", gc.Name)
 		}
@@ -256,10 +274,6 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 	}
 	switch cmd.Op {
 	case opGroupJoin:
-		if g == nil {
-			g = newConsumerGroup(gc.Name)
-			groups[gc.Name] = g
-		}
 		topics := slices.Clone(gc.Topics)
 		sort.Strings(topics)
 		var syncSeq uint64
@@ -267,12 +281,9 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 			syncSeq = old.SyncSeq
 		}
 		g.Members[gc.Member] = &groupMember{ID: gc.Member, Topics: slices.Compact(topics), SessionTimeoutMs: gc.SessionTimeoutMs, SyncSeq: syncSeq}
-		for _, t := range topics {
-			if !slices.Contains(g.KnownTopics, t) {
-				g.KnownTopics = append(g.KnownTopics, t)
-			}
-		}
-		sort.Strings(g.KnownTopics)
+		g.know(topics)
+	case opGroupDeclare:
+		g.know(gc.Topics)
 	case opGroupLeave:
 		if g.Members[gc.Member] == nil {
 			return protocol.Errorf(protocol.CodeUnknownMember, "group %q has no member %q", gc.Name, gc.Member)

@@ -256,7 +256,8 @@ type GroupPartitionState struct {
 // DescribeGroup returns a group's members, assignment, committed offsets
 // and lag. A group unknown to the coordinator gives an error matching
 // protocol.CodeUnknownGroup; topics lists more topics whose offsets to
-// show (offsets outlive membership).
+// show (offsets outlive membership). A topic of the group's that was
+// deleted is listed in Topics with no partitions.
 func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...string) (GroupDescription, error) {
 	var reply protocol.DescribeGroupReply
 	err := c.groupAdmin(ctx, protocol.AdminGroupDescribe, protocol.GroupRequest{Version: protocol.APIVersion, Group: group}, &reply,
@@ -280,6 +281,9 @@ func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...stri
 	var partitions []TopicPartition
 	for _, topic := range desc.Topics {
 		info, err := c.metadata.refresh(ctx, topic)
+		if errors.Is(err, protocol.CodeUnknownTopic) {
+			continue // deleted since: listed, with no partitions
+		}
 		if err != nil {
 			return GroupDescription{}, err
 		}

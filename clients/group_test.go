@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -528,5 +529,48 @@ func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
 	}
 	if _, err := client.DescribeGroup(ctx, group); !errors.Is(err, protocol.CodeUnknownGroup) {
 		t.Fatalf("describe deleted group: %v", err)
+	}
+}
+
+// TestDescribeGroupListsADeletedTopicWithoutPartitions: describing a group
+// one of whose topics was deleted lists that topic with no partitions and
+// the others as before. Before, the whole describe failed with
+// unknown_topic, while the group was still listed.
+func TestDescribeGroupListsADeletedTopicWithoutPartitions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	suffix := time.Now().UnixNano()
+	kept, deleted := fmt.Sprintf("describe-kept-%d", suffix), fmt.Sprintf("describe-deleted-%d", suffix)
+	group := fmt.Sprintf("describe-%d", suffix)
+	for _, topic := range []string{kept, deleted} {
+		if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(2)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.ResetGroupOffsets(ctx, group, topic, clients.Earliest()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.DeleteTopic(ctx, deleted); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := client.DescribeGroup(ctx, group)
+	if err != nil {
+		t.Fatalf("describe of a group with a deleted topic: %v", err)
+	}
+	if !slices.Contains(desc.Topics, deleted) || !slices.Contains(desc.Topics, kept) {
+		t.Fatalf("topics %v, want both %s and %s", desc.Topics, kept, deleted)
+	}
+	for _, p := range desc.Partitions {
+		if p.Topic != kept {
+			t.Fatalf("partition %s/%d of the deleted topic described", p.Topic, p.Partition)
+		}
+	}
+	if len(desc.Partitions) != 2 {
+		t.Fatalf("%d partitions described, want the kept topic's 2", len(desc.Partitions))
 	}
 }

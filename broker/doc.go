@@ -229,7 +229,10 @@
 // cancel (ReassignPartitionRequest.Cancel) makes Replicas the target again;
 // the brokers only the cancelled target named are Leaving: they keep their
 // replica (they may be Raft members) until the leader removed them and
-// reported the move back done, then delete it.
+// reported the move back done, then delete it. A cancel is refused while a
+// broker the move back returns the replica to (one the cancelled target
+// left out) is down: the move back could not finish, and nothing could
+// cancel it in turn.
 //
 // # Concurrency
 //

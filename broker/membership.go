@@ -30,7 +30,9 @@ import (
 //     (PromoteLearner refuses it before; the next tick tries again);
 //  3. once every target replica has acknowledged the configuration in
 //     effect and answers (raft.Status.Unconfirmed; a target broker that
-//     died holds the move until it is back or --cancel drops it), a leader
+//     died holds the move until it is back or --cancel drops it; a cancel
+//     is refused while a broker it would move the replica back to is
+//     down, since nothing could drop the move back), a leader
 //     outside the target first hands leadership to a target voter
 //     (the next leader goes on); then the members outside the target are
 //     removed with one joint-consensus change (were the transfer to fail,
@@ -251,8 +253,22 @@ func (b *Broker) membershipAdmin(ctx context.Context, op string, data []byte) an
 		}
 		var receivers []uint64
 		if t := b.controller.state.current().Topics[req.Topic]; t != nil && int(req.Partition) < len(t.Partitions) {
-			for _, id := range req.Replicas {
-				if !slices.Contains(t.Partitions[req.Partition].Replicas, id) {
+			p := t.Partitions[req.Partition]
+			gaining, holding := req.Replicas, p.Replicas
+			if req.Cancel {
+				// The move back returns the replica to the brokers the
+				// cancelled move takes it from (it may have removed them
+				// from the group already). One that is down would hold the
+				// move back until it returns, with no way out meanwhile: a
+				// cancel of it changes nothing, and no other move is
+				// accepted while it is in progress.
+				gaining, holding = p.Replicas, p.Target
+				if p.Target == nil {
+					gaining = nil
+				}
+			}
+			for _, id := range gaining {
+				if !slices.Contains(holding, id) {
 					receivers = append(receivers, id)
 				}
 			}
@@ -293,6 +309,9 @@ func (b *Broker) reassign(ctx context.Context, cmd controllerCommand, receivers 
 	alive := b.aliveBrokers()
 	for _, id := range receivers {
 		if id != 0 && slices.Contains(before.Brokers, id) && !alive[id] {
+			if cmd.Cancel {
+				return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is down: cancelling would move its replica back to it; start it first, or let the move finish", id))
+			}
 			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is down: start it before moving replicas to it", id))
 		}
 	}

@@ -811,6 +811,62 @@ func TestCancelReassignmentToStoppedBroker(t *testing.T) {
 	})
 }
 
+// TestCancelMovingBackToAStoppedBrokerIsRefused: a replace-broker of the
+// stopped broker 3 cannot be cancelled while 3 is down. The move back would
+// have to give 3 its replica again (the move may have removed it from the
+// group already), so it could not finish while 3 is down, and nothing could
+// end it meanwhile: a cancel of the move back changes nothing, and no other
+// move is accepted. Refused, the replacement goes on instead. The partition
+// has no leader while 3 and 5 are down, so the cancel always meets the move
+// in progress.
+func TestCancelMovingBackToAStoppedBrokerIsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client := startManualRetentionCluster(t, ctx, 2)
+	client.createTopic("stuck", 1, 3)
+	var moved protocol.ReassignReply
+	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "stuck", Replicas: []uint64{2, 3, 5}}, &moved)
+	if moved.Error != nil {
+		t.Fatal(moved.Error)
+	}
+	waitFor(ctx, t, "the move to {2,3,5}", func() bool {
+		p, ok := partitionMetaOn(cluster.Broker(1), "stuck")
+		return ok && p.Target == nil && slices.Equal(p.Replicas, []uint64{2, 3, 5})
+	})
+	for _, id := range []uint64{3, 5} {
+		if err := cluster.StopBroker(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(ctx, t, "brokers 3 and 5 to be seen down", func() bool {
+		for _, b := range cluster.running() {
+			if alive := b.aliveBrokers(); alive[3] || alive[5] {
+				return false
+			}
+		}
+		return true
+	})
+	client.admin(protocol.AdminReplaceBroker, protocol.ReplaceBrokerRequest{Version: 1, Old: 3, New: 4}, &moved)
+	if moved.Error != nil || len(moved.Reassignments) != 1 || !slices.Equal(moved.Reassignments[0].To, []uint64{2, 4, 5}) {
+		t.Fatalf("replace-broker: %+v", moved)
+	}
+	var cancelled protocol.ReassignReply
+	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "stuck", Cancel: true}, &cancelled)
+	if cancelled.Error == nil || !strings.Contains(cancelled.Error.Message, "broker 3 is down") {
+		t.Fatalf("cancel while broker 3 is down: %+v", cancelled)
+	}
+	if p, _ := partitionMetaOn(cluster.Broker(1), "stuck"); !slices.Equal(p.Target, []uint64{2, 4, 5}) {
+		t.Fatalf("after the refused cancel: %+v", p)
+	}
+	if err := cluster.StartBroker(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the replacement to finish without broker 3", func() bool {
+		p, ok := partitionMetaOn(cluster.Broker(1), "stuck")
+		return ok && p.Target == nil && slices.Equal(p.Replicas, []uint64{2, 4, 5})
+	})
+}
+
 type lastIndexOnly uint64
 
 func (l lastIndexOnly) LastIndex() uint64 { return uint64(l) }

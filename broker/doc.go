@@ -220,10 +220,12 @@
 // promote each learner once within PromoteMaxLag entries, hand leadership
 // to a target voter when the leader itself leaves, remove the members
 // outside the target with one joint-consensus change, then report to the
-// controller (AdminReassignDone), which makes Target the replica set. The
-// brokers no longer named stop their replica and delete its log, snapshots
-// and state (reconcileReplicas; a broker that was down does it when it
-// starts and sees the metadata). The controller refuses a reassignment of
+// controller (AdminReassignDone), which makes Target the replica set (the
+// report names the move by the controller index that set Target, so a late
+// report of a cancelled move never ends a later one). The brokers no
+// longer named stop their replica and delete its log, snapshots and state
+// (reconcileReplicas; a broker that was down does it when it starts and
+// sees the metadata). The controller refuses a reassignment of
 // a partition that has one in progress, unknown or down brokers, repeated
 // ids; the partition keeps serving producers and consumers throughout. A
 // cancel (ReassignPartitionRequest.Cancel) makes Replicas the target again;

@@ -39,8 +39,11 @@ import (
 //     the leader removes itself too and steps down once C_new commits);
 //  4. once the voters are exactly the target, the leader reports it to the
 //     controller (AdminReassignDone), which makes the target the replica
-//     set. Brokers no longer named then stop their replica and delete its
-//     data (reconcileReplicas).
+//     set. The report names the move by the controller index that set the
+//     target (partitionMeta.TargetIndex): a late report of a move cancelled
+//     since is refused, even when the next move has the same target.
+//     Brokers no longer named then stop their replica and delete its data
+//     (reconcileReplicas).
 //
 // Every step is idempotent and starts from the group's configuration in
 // effect, so a leader change or a restart in the middle resumes where the
@@ -81,6 +84,9 @@ type reassignDoneRequest struct {
 	Version int      `json:"v"`
 	GroupID uint64   `json:"group_id"`
 	Voters  []uint64 `json:"voters"`
+	// TargetIndex identifies the move whose end this reports
+	// (partitionMeta.TargetIndex); 0 from a leader that predates it.
+	TargetIndex uint64 `json:"target_index,omitempty"`
 }
 
 // applyMembershipCommand applies the membership commands to the metadata;
@@ -109,7 +115,7 @@ func applyMembershipCommand(m *clusterMetadata, index uint64, cmd controllerComm
 			return m, nil
 		}
 		next := m.clone()
-		next.Topics[cmd.Topic] = withPartition(t, cmd.Partition, reassigned(p, cmd.ReplicaSet))
+		next.Topics[cmd.Topic] = withPartition(t, cmd.Partition, reassigned(p, cmd.ReplicaSet, index))
 		next.Version = index
 		return next, nil
 	case opReplaceBroker:
@@ -119,10 +125,15 @@ func applyMembershipCommand(m *clusterMetadata, index uint64, cmd controllerComm
 		if !ok || p.Target == nil {
 			return m, nil // the topic went, or another leader reported it first
 		}
+		if cmd.TargetIndex != 0 && cmd.TargetIndex != p.TargetIndex {
+			// A late report of a move cancelled since: its voters may
+			// happen to be the target of the move now in progress.
+			return m, protocol.Errorf(protocol.CodeInvalidArgument, "group %d: the move reported done (set at controller index %d) is no longer in progress (the one in progress was set at %d)", cmd.GroupID, cmd.TargetIndex, p.TargetIndex)
+		}
 		if !slices.Equal(sortedCopy(p.Target), sortedCopy(cmd.ReplicaSet)) {
 			return m, protocol.Errorf(protocol.CodeInvalidArgument, "group %d voters %v are not the target %v", cmd.GroupID, cmd.ReplicaSet, p.Target)
 		}
-		p.Replicas, p.Target, p.Leaving = p.Target, nil, nil
+		p.Replicas, p.Target, p.TargetIndex, p.Leaving = p.Target, nil, 0, nil
 		next := m.clone()
 		t := withPartition(m.Topics[name], partition, p)
 		// The topic's replication factor follows when every partition agrees.
@@ -150,16 +161,17 @@ func cancelReassignment(m *clusterMetadata, index uint64, topic string, partitio
 			p.Leaving = append(slices.Clone(p.Leaving), id)
 		}
 	}
-	p.Target = slices.Clone(p.Replicas)
+	p.Target, p.TargetIndex = slices.Clone(p.Replicas), index
 	next := m.clone()
 	next.Topics[topic] = withPartition(m.Topics[topic], partition, p)
 	next.Version = index
 	return next, nil
 }
 
-// reassigned is p with a reassignment to target in progress. Same brokers in
-// another order only changes the preferred leader, with no Raft change.
-func reassigned(p partitionMeta, target []uint64) partitionMeta {
+// reassigned is p with a reassignment to target, set at controller index,
+// in progress. Same brokers in another order only changes the preferred
+// leader, with no Raft change.
+func reassigned(p partitionMeta, target []uint64, index uint64) partitionMeta {
 	if slices.Equal(sortedCopy(p.Replicas), sortedCopy(target)) {
 		p.Replicas = slices.Clone(target)
 		return p
@@ -167,7 +179,7 @@ func reassigned(p partitionMeta, target []uint64) partitionMeta {
 	if p.Bootstrap == nil {
 		p.Bootstrap = slices.Clone(p.Replicas)
 	}
-	p.Target = slices.Clone(target)
+	p.Target, p.TargetIndex = slices.Clone(target), index
 	return p
 }
 
@@ -196,7 +208,7 @@ func applyReplaceBroker(m *clusterMetadata, index uint64, old, replacement uint6
 			}
 			target := slices.Clone(p.Replicas)
 			target[slices.Index(target, old)] = replacement
-			t = withPartition(t, uint32(i), reassigned(p, target))
+			t = withPartition(t, uint32(i), reassigned(p, target, index))
 			moved++
 		}
 		next.Topics[name] = t
@@ -285,7 +297,7 @@ func (b *Broker) membershipAdmin(ctx context.Context, op string, data []byte) an
 		if err := json.Unmarshal(data, &req); err != nil {
 			return adminError{protocol.APIVersion, protocol.Errorf(protocol.CodeMalformedRequest, "%v", err)}
 		}
-		m, apiErr := b.proposeControl(ctx, controllerCommand{Op: opReassignDone, GroupID: req.GroupID, ReplicaSet: req.Voters, Time: time.Now()})
+		m, apiErr := b.proposeControl(ctx, controllerCommand{Op: opReassignDone, GroupID: req.GroupID, ReplicaSet: req.Voters, TargetIndex: req.TargetIndex, Time: time.Now()})
 		if apiErr == nil {
 			b.adoptMetadata(m)
 			b.publishMetadata(m)
@@ -379,29 +391,30 @@ func (b *Broker) driveReassignments() {
 			defer b.membership.done(r.groupID)
 			ctx, cancel := context.WithTimeout(context.Background(), reassignStepTimeout)
 			defer cancel()
-			target := b.reassignTarget(r)
+			target, targetIndex := b.reassignTarget(r)
 			if target == nil {
 				return
 			}
-			if err := b.reassignStep(ctx, r, target); err != nil {
+			if err := b.reassignStep(ctx, r, target, targetIndex); err != nil {
 				b.logger.Debug("reassignment step", "topic", r.topic, "partition", r.partition, "target", target, "err", err)
 			}
 		}()
 	}
 }
 
-// reassignTarget is the target of r's reassignment in the current metadata.
-func (b *Broker) reassignTarget(r *partitionReplica) []uint64 {
+// reassignTarget is the target of r's reassignment in the current metadata
+// and the controller index that set it (partitionMeta.TargetIndex).
+func (b *Broker) reassignTarget(r *partitionReplica) ([]uint64, uint64) {
 	t := b.currentMetadata().Topics[r.topic]
 	if t == nil || int(r.partition) >= len(t.Partitions) || t.Partitions[r.partition].GroupID != r.groupID {
-		return nil
+		return nil, 0
 	}
-	return t.Partitions[r.partition].Target
+	return t.Partitions[r.partition].Target, t.Partitions[r.partition].TargetIndex
 }
 
-// reassignStep takes the next step of moving r's group to target (see the
-// comment at the top of this file).
-func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target []uint64) error {
+// reassignStep takes the next step of moving r's group to target, set at
+// controller index targetIndex (see the comment at the top of this file).
+func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target []uint64, targetIndex uint64) error {
 	st := r.group.Status()
 	if st.Role != raft.RoleLeader {
 		return nil
@@ -461,7 +474,7 @@ func (b *Broker) reassignStep(ctx context.Context, r *partitionReplica, target [
 		return r.group.ChangeMembership(ctx, raft.MembershipChange{Remove: remove})
 	}
 	// The voters are the target: the controller makes it the replica set.
-	data, _ := json.Marshal(reassignDoneRequest{Version: protocol.APIVersion, GroupID: r.groupID, Voters: conf.Voters})
+	data, _ := json.Marshal(reassignDoneRequest{Version: protocol.APIVersion, GroupID: r.groupID, Voters: conf.Voters, TargetIndex: targetIndex})
 	response, err := b.nc.RequestWithContext(ctx, protocol.SubjectAdmin(b.prefix, protocol.AdminReassignDone), data)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -729,7 +730,53 @@ func TestReassignAwayFromLeader(t *testing.T) {
 			t.Fatalf("acknowledged record at offset %d missing or different on broker 4", rec.offset)
 		}
 	}
+	// Every report of the move (the new leader's, maybe the old one's too)
+	// names it by the controller index that set its target.
+	var setAt, reports uint64
+	for _, e := range controllerMoves(t, cluster.Broker(1)) {
+		switch e.Op {
+		case opReassignPartition:
+			setAt = e.index
+		case opReassignDone:
+			if e.TargetIndex == 0 || e.TargetIndex != setAt {
+				t.Fatalf("report at controller index %d names the move set at %d, not the one set at %d", e.index, e.TargetIndex, setAt)
+			}
+			reports++
+		}
+	}
+	if reports == 0 {
+		t.Fatal("no report of the move in the controller log")
+	}
 	t.Logf("moved off leader %d to %v; %d records acknowledged meanwhile", oldLeader, target, len(records))
+}
+
+// loggedMove is a controller command as a test reads it from the log.
+type loggedMove struct {
+	index       uint64
+	Op          string `json:"op"`
+	TargetIndex uint64 `json:"target_index"`
+}
+
+// controllerMoves decodes the commands in b's controller log.
+func controllerMoves(t *testing.T, b *Broker) []loggedMove {
+	t.Helper()
+	log := b.controller.log
+	entries, err := log.Entries(log.FirstIndex(), log.LastIndex()+1, ^uint64(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []loggedMove
+	for _, e := range entries {
+		if e.Type != protocol.EntryControl {
+			continue
+		}
+		move := loggedMove{index: e.Index}
+		if err := json.Unmarshal(e.Data, &move); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, move)
+	}
+	return out
 }
 
 // TestCancelReassignmentRules checks the controller's rules for a cancel:
@@ -760,6 +807,63 @@ func TestCancelReassignmentRules(t *testing.T) {
 	p = m.Topics["t"].Partitions[0]
 	if p.Target != nil || p.Leaving != nil || p.hasReplica(4) || !slices.Equal(p.Replicas, []uint64{1, 2, 3}) {
 		t.Fatalf("after the move back: %+v", p)
+	}
+}
+
+// TestALateReassignDoneDoesNotFinishALaterMove: a leader reports move A
+// ({1,2,3} -> {1,2,4}, set at controller index 2) done, but its report
+// applies only after A was cancelled, moved back and a move B to the same
+// brokers set. The report names A, by the index that set its target, and is
+// refused: B stays in progress (the group's voters are {1,2,3}) until a
+// report of B. A report without that identity (from a leader that predates
+// it) is matched on the voters alone, as before. The commands are decoded
+// as the controller log holds them.
+func TestALateReassignDoneDoesNotFinishALaterMove(t *testing.T) {
+	m := newClusterMetadata([]uint64{1, 2, 3, 4})
+	apply := func(index uint64, command string) *protocol.Error {
+		t.Helper()
+		cmd, err := decodeControllerCommand([]byte(command))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, e := applyCommand(m, index, cmd)
+		m = next
+		return e
+	}
+	partition := func() partitionMeta { return m.Topics["t"].Partitions[0] }
+	for index, command := range []string{
+		1: `{"op":"create_topic","topic":"t","partitions":1,"replicas":3}`,
+		2: `{"op":"reassign_partition","topic":"t","replica_set":[1,2,4]}`,
+		3: `{"op":"reassign_partition","topic":"t","cancel":true}`,
+		4: `{"op":"reassign_done","group_id":2,"replica_set":[1,2,3],"target_index":3}`,
+		5: `{"op":"reassign_partition","topic":"t","replica_set":[1,2,4]}`,
+	} {
+		if index > 0 {
+			if e := apply(uint64(index), command); e != nil {
+				t.Fatalf("command %d: %v", index, e)
+			}
+		}
+	}
+	if e := apply(6, `{"op":"reassign_done","group_id":2,"replica_set":[1,2,4],"target_index":2}`); e == nil {
+		t.Fatalf("the late report of the cancelled move finished the next one: %+v", partition())
+	}
+	if p := partition(); !slices.Equal(p.Replicas, []uint64{1, 2, 3}) || !slices.Equal(p.Target, []uint64{1, 2, 4}) {
+		t.Fatalf("after the late report: %+v", p)
+	}
+	if e := apply(7, `{"op":"reassign_done","group_id":2,"replica_set":[1,2,4],"target_index":5}`); e != nil {
+		t.Fatal(e)
+	}
+	if p := partition(); !slices.Equal(p.Replicas, []uint64{1, 2, 4}) || p.Target != nil {
+		t.Fatalf("after the report of the move in progress: %+v", p)
+	}
+	if e := apply(8, `{"op":"reassign_partition","topic":"t","replica_set":[1,2,3]}`); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(9, `{"op":"reassign_done","group_id":2,"replica_set":[1,2,3]}`); e != nil {
+		t.Fatalf("a report without the move's identity: %v", e)
+	}
+	if p := partition(); !slices.Equal(p.Replicas, []uint64{1, 2, 3}) || p.Target != nil {
+		t.Fatalf("after a report without the move's identity: %+v", p)
 	}
 }
 

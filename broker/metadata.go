@@ -51,6 +51,12 @@ type partitionMeta struct {
 	// partition to (membership.go); nil when none is. Brokers in Target
 	// run a replica (as learners until promoted) while it is set.
 	Target []uint64 `json:"target,omitempty"`
+	// TargetIndex is the controller log index of the command that set
+	// Target (a reassignment, a replace-broker or a cancel): the move's
+	// identity, which the leader's done report carries, so that a late
+	// report of an earlier move is not taken for this one. 0 with no
+	// Target, or in metadata from a controller that predates it.
+	TargetIndex uint64 `json:"target_index,omitempty"`
 	// Leaving lists the brokers of a cancelled reassignment's target that
 	// are not in Replicas: they keep their replica (they may be Raft
 	// members) until the move back is done, then delete it.
@@ -149,6 +155,10 @@ type controllerCommand struct {
 	GroupID    uint64   `json:"group_id,omitempty"`
 	NewBroker  uint64   `json:"new_broker,omitempty"`
 	Cancel     bool     `json:"cancel,omitempty"`
+	// TargetIndex, in a reassign_done, is the reported move's
+	// partitionMeta.TargetIndex; 0 (a leader that predates it) matches
+	// whatever move has the reported voters as its target.
+	TargetIndex uint64 `json:"target_index,omitempty"`
 }
 
 func decodeControllerCommand(data []byte) (controllerCommand, error) {

@@ -139,7 +139,11 @@ func parsePosition(text string) (clients.Position, error) {
 // consumeLoop prints the records poll returns (values, or --json lines)
 // until --count records, --timeout without a new record, or ctx ends. With
 // a group, printed is called for each record written and afterBatch (to
-// commit) after each batch is flushed; both may be nil.
+// commit) after each batch is flushed; both may be nil. It checks ctx
+// before each poll and each record printed: a poll hands out the records
+// it holds without looking at ctx, so with a backlog an interrupt would
+// otherwise never be noticed until the backlog ran out. An interrupt
+// ends it with exitOK, as a poll failing on it does.
 func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*clients.Record, error), flags *consumeFlags,
 	printed func(*clients.Record), afterBatch func(context.Context) error) int {
 	out := bufio.NewWriter(c.stdout)
@@ -148,6 +152,9 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 	encoder.SetEscapeHTML(false)
 	count := 0
 	for flags.count == 0 || count < flags.count {
+		if ctx.Err() != nil {
+			return exitOK // interrupted
+		}
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if flags.idle > 0 {
 			pollCtx, cancel = context.WithTimeout(ctx, flags.idle)
@@ -170,7 +177,7 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 			return c.fail("consume", err)
 		}
 		for _, r := range records {
-			if flags.count > 0 && count == flags.count {
+			if flags.count > 0 && count == flags.count || ctx.Err() != nil {
 				break
 			}
 			count++
@@ -189,6 +196,9 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 		}
 		if err := out.Flush(); err != nil {
 			return c.fail("consume", err)
+		}
+		if ctx.Err() != nil {
+			return exitOK // interrupted; the caller commits what was printed
 		}
 		if afterBatch == nil {
 			continue

@@ -25,7 +25,9 @@ With --group G it consumes as a member of consumer group G: the group's
 partitions are shared with its other members, it starts after the group's
 committed offsets (--from earliest|latest applies only without one), and it
 commits as it goes and, before exiting, the offset after the last record
-it printed, so the next run of the group starts exactly there.
+it printed, so the next run of the group starts exactly there; a partition
+it printed nothing of is committed where it started (with --from latest,
+the end as it was then), so the next run does not start at earliest.
 
 Examples:
   raftmq consume orders --from earliest

@@ -11,7 +11,12 @@ import (
 // groupConsume is 'raftmq consume TOPIC --group G': it prints like consume
 // and commits the offset after each printed record as it goes, and once
 // more before it exits, so the next run of the group starts right after
-// the last record printed.
+// the last record printed. When it printed every record its polls
+// returned, the final commit is the member's Commit, which also commits
+// the partitions it printed nothing of at the position it started them
+// at (with --from latest, the end as it was then); when it stopped in the
+// middle of a batch (--count, Ctrl-C), it commits the printed records'
+// offsets only, never a record it did not print.
 func groupConsume(ctx context.Context, c *cli, topic string, flags *consumeFlags) int {
 	client, err := flags.connect(ctx, c.stderr)
 	if err != nil {
@@ -36,12 +41,23 @@ func groupConsume(ctx context.Context, c *cli, topic string, flags *consumeFlags
 		}
 		return consumer.CommitOffsets(commitCtx, printed)
 	}
-	status := consumeLoop(ctx, c, consumer.Poll, flags, func(r *clients.Record) {
+	returnedCount, printedCount := 0, 0
+	poll := func(pollCtx context.Context) ([]*clients.Record, error) {
+		records, err := consumer.Poll(pollCtx)
+		returnedCount += len(records)
+		return records, err
+	}
+	status := consumeLoop(ctx, c, poll, flags, func(r *clients.Record) {
+		printedCount++
 		printed[clients.TopicPartition{Topic: r.Topic, Partition: r.Partition}] = r.Offset + 1
 	}, commit)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := commit(closeCtx); err != nil && status == exitOK {
+	finalCommit := commit
+	if printedCount == returnedCount {
+		finalCommit = consumer.Commit
+	}
+	if err := finalCommit(closeCtx); err != nil && status == exitOK {
 		status = c.fail("consume", fmt.Errorf("final commit: %w", err))
 	}
 	if err := consumer.Close(closeCtx); err != nil && status == exitOK {

@@ -75,3 +75,47 @@ func TestConsumeGroupResumesWhereTheLastRunStopped(t *testing.T) {
 		t.Fatalf("help: %+v", help)
 	}
 }
+
+// TestConsumeGroupFromLatestCommitsTheEndWithNothingPrinted: a group
+// consume --from latest that prints nothing before its --timeout commits
+// the end it started at, for every partition, so the next run starts
+// there and not at earliest; before, it committed only what it printed,
+// which was nothing.
+func TestConsumeGroupFromLatestCommitsTheEndWithNothingPrinted(t *testing.T) {
+	topic := uniqueTopic("cli-group-latest")
+	group := "cli-" + topic
+	runOK(t, "", "topic", "create", topic, "--partitions", "2")
+	runOK(t, "", "produce", topic, "--partition", "0", "a", "b", "c")
+	runOK(t, "", "produce", topic, "--partition", "1", "d")
+
+	idle := runOK(t, "", "consume", topic, "--group", group, "--from", "latest", "--timeout", "2s")
+	if idle.stdout != "" {
+		t.Fatalf("--from latest printed %q", idle.stdout)
+	}
+	var desc struct {
+		Partitions []struct {
+			Partition uint32 `json:"partition"`
+			Offset    uint64 `json:"offset"`
+			Committed bool   `json:"committed"`
+		} `json:"partitions"`
+	}
+	out := runOK(t, "", "group", "describe", group, "--topic", topic, "--json")
+	if err := json.Unmarshal([]byte(out.stdout), &desc); err != nil {
+		t.Fatalf("describe --json: %v\n%s", err, out.stdout)
+	}
+	ends := map[uint32]uint64{0: 3, 1: 1}
+	if len(desc.Partitions) != len(ends) {
+		t.Fatalf("describe shows %d partitions, want %d: %s", len(desc.Partitions), len(ends), out.stdout)
+	}
+	for _, p := range desc.Partitions {
+		if !p.Committed || p.Offset != ends[p.Partition] {
+			t.Errorf("partition %d: committed %v at %d, want the end, %d: %s", p.Partition, p.Committed, p.Offset, ends[p.Partition], out.stdout)
+		}
+	}
+
+	runOK(t, "", "produce", topic, "--partition", "1", "e")
+	next := runOK(t, "", "consume", topic, "--group", group, "--count", "1", "--timeout", "10s")
+	if got := lines(next.stdout); !slices.Equal(got, []string{"e"}) {
+		t.Fatalf("the next run printed %q, want only the record produced since", got)
+	}
+}

@@ -55,6 +55,9 @@ type cliOptions struct {
 	mutexProfile  string
 	traceFile     string
 	versusSystems string
+	keepTopics    bool
+	// log receives the targets' notes (stderr, or nothing).
+	log io.Writer
 }
 
 // RunCommand runs "raftmq bench" with args (after "bench"): it parses flags,
@@ -110,6 +113,7 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 	if stderr != nil {
 		log = stderr
 	}
+	opts.log = log
 	cfg := Config{
 		Workload:   w,
 		Sizes:      opts.sizes,
@@ -203,6 +207,7 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always, "+SystemFabric+", "+SystemDisk)
 	fs.StringVar(&opts.raftmqURLs, "server", "", "NATS URL(s) of an existing raftmq cluster (default: start one in-process)")
 	opts.raftmqAuth.RegisterClientFlags(fs)
+	fs.BoolVar(&opts.keepTopics, "keep-topics", false, "with --server, keep the topic of the last run (default: delete it at the end)")
 	fs.StringVar(&opts.jetStreamURLs, "jetstream-server", "", "NATS URL(s) of an existing JetStream system (default: start one in-process)")
 	fs.BoolVar(&opts.jsonOutput, "json", false, "print one JSON object with the figures as the last line")
 	fs.StringVar(&opts.outDir, "out", "", "write <kind>.json, <kind>.md and charts into this directory")
@@ -284,13 +289,14 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 			if len(opts.raftmqAuth.AuthOptions()) > 0 {
 				return TargetSpec{}, fmt.Errorf("bench: --creds, --user, --token and --tls-* are for --server; the in-process cluster needs none")
 			}
-			return RaftmqSpec(w, nil), nil
+			return RaftmqSpec(RaftmqConfig{Workload: w}), nil
 		}
 		auth, err := opts.raftmqAuth.WithEnvSecrets()
 		if err != nil {
 			return TargetSpec{}, fmt.Errorf("bench: connection flags: %w", err)
 		}
-		return RaftmqSpec(w, splitList(opts.raftmqURLs), clients.WithNATSOptions(auth.AuthOptions()...)), nil
+		return RaftmqSpec(RaftmqConfig{URLs: splitList(opts.raftmqURLs), Workload: w, Connect: []clients.ClientOption{clients.WithNATSOptions(auth.AuthOptions()...)},
+			KeepTopics: opts.keepTopics, Log: opts.log}), nil
 	case SystemFabric, SystemDisk:
 		if w.Kind != KindProduce {
 			return TargetSpec{}, fmt.Errorf("bench: %s measures publishing only (bench produce)", system)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,13 +32,21 @@ type RaftmqConfig struct {
 	// Connect adds to every client connection (credentials, TLS for an
 	// existing cluster).
 	Connect []clients.ClientOption
+	// KeepTopics leaves the topic of the last run on an existing cluster
+	// when the target closes; by default Close deletes it (each run's
+	// Prepare deletes the one before). An in-process cluster goes with
+	// its topics.
+	KeepTopics bool
+	// Log receives a line when Close fails to delete a topic; nil
+	// discards it.
+	Log io.Writer
 }
 
-// RaftmqSpec is the TargetSpec of raftmq for workload w: an in-process
-// cluster, or the cluster at urls when given.
-func RaftmqSpec(w Workload, urls []string, connect ...clients.ClientOption) TargetSpec {
+// RaftmqSpec is the TargetSpec of raftmq as cfg says; Start fills cfg.Dir.
+func RaftmqSpec(cfg RaftmqConfig) TargetSpec {
 	return TargetSpec{Name: "raftmq", Start: func(ctx context.Context, dir string) (Target, error) {
-		return StartRaftmq(ctx, RaftmqConfig{URLs: urls, Dir: dir, Workload: w, Connect: connect})
+		cfg.Dir = dir
+		return StartRaftmq(ctx, cfg)
 	}}
 }
 
@@ -53,7 +62,11 @@ func StartRaftmq(ctx context.Context, cfg RaftmqConfig) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &raftmqTarget{urls: strings.Join(cfg.URLs, ","), connect: cfg.Connect, codec: codec, acks: acks, fsync: w.Fsync, consumerClients: map[int]*clients.Client{}}
+	t := &raftmqTarget{urls: strings.Join(cfg.URLs, ","), connect: cfg.Connect, codec: codec, acks: acks, fsync: w.Fsync,
+		keepTopics: cfg.KeepTopics, log: cfg.Log, consumerClients: map[int]*clients.Client{}}
+	if t.log == nil {
+		t.log = io.Discard
+	}
 	if len(cfg.URLs) == 0 {
 		cluster, err := startRaftmqCluster(ctx, cfg.Dir, w)
 		if err != nil {
@@ -95,6 +108,9 @@ type raftmqTarget struct {
 	acks    protocol.Acks
 	fsync   string
 	admin   *clients.Client
+	// keepTopics and log are RaftmqConfig's.
+	keepTopics bool
+	log        io.Writer
 
 	mu              sync.Mutex
 	workload        Workload
@@ -342,14 +358,28 @@ func (t *raftmqTarget) Close() error {
 		errs = append(errs, client.Close())
 	}
 	t.consumerClients = map[int]*clients.Client{}
+	topic := t.topic
 	t.mu.Unlock()
 	if t.admin != nil {
+		if topic != "" && t.cluster == nil && !t.keepTopics {
+			t.deleteTopic(topic)
+		}
 		errs = append(errs, t.admin.Close())
 	}
 	if t.cluster != nil {
 		errs = append(errs, t.cluster.close())
 	}
 	return errors.Join(errs...)
+}
+
+// deleteTopic deletes the last run's topic from an existing cluster, best
+// effort: a failure is logged, not returned, as the figures stand.
+func (t *raftmqTarget) deleteTopic(topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := t.admin.DeleteTopic(ctx, topic); err != nil && !errors.Is(err, protocol.CodeUnknownTopic) {
+		fmt.Fprintf(t.log, "raftmq bench: could not delete topic %s (delete it with: raftmq topic delete %s): %v\n", topic, topic, err)
+	}
 }
 
 // awaitPreferredLeaders waits until every partition of the new topic is led

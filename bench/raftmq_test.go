@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftmq/raftmq/clients"
 )
 
 func TestRaftmqEveryRecordOnce(t *testing.T) {
@@ -28,6 +32,59 @@ func TestRaftmqEveryRecordOnce(t *testing.T) {
 				t.Fatalf("%s %s: %v", kind, consumer, err)
 			}
 			requireExactlyOnce(t, result, true)
+		}
+	}
+}
+
+// TestRaftmqTargetDeletesItsTopicsFromAnExistingCluster: a target on an
+// existing cluster (--server) deletes the topic of its last run when it
+// closes, unless told to keep it; before, every bench --server left a
+// raftmq-bench-... topic behind.
+func TestRaftmqTargetDeletesItsTopicsFromAnExistingCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w := tinyWorkload(KindProduce, 1, 1)
+	w.Partitions = 1
+	cluster, err := startRaftmqCluster(ctx, t.TempDir(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.close()
+	admin, err := clients.Connect(ctx, strings.Join(cluster.urls(), ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	benchTopics := func() []string {
+		t.Helper()
+		topics, err := admin.ListTopics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, topic := range topics {
+			if strings.HasPrefix(topic.Name, "raftmq-bench-") {
+				names = append(names, topic.Name)
+			}
+		}
+		return names
+	}
+	for _, keep := range []bool{false, true} {
+		var log bytes.Buffer
+		target, err := StartRaftmq(ctx, RaftmqConfig{URLs: cluster.urls(), Workload: w, KeepTopics: keep, Log: &log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // a warm-up, then the measured run
+			if err := target.Prepare(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := target.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(benchTopics()), map[bool]int{false: 0, true: 1}[keep]; got != want {
+			t.Errorf("keep topics %v: %d bench topics left after Close, want %d; log %q", keep, got, want, log.String())
 		}
 	}
 }

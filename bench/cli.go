@@ -62,9 +62,14 @@ type cliOptions struct {
 
 // RunCommand runs "raftmq bench" with args (after "bench"): it parses flags,
 // runs the benchmark and prints the table (and the JSON line) to stdout;
-// progress goes to stderr when it is a terminal.
+// progress goes to stderr when it is a terminal. --help prints the usage
+// and the flags to stdout; a command line without a workload is an
+// ErrUsage.
 func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os.File) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: name a workload: produce, consume or e2e\n%s", ErrUsage, Usage)
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, Usage)
 		return nil
 	}
@@ -72,13 +77,8 @@ func RunCommand(ctx context.Context, args []string, stdout io.Writer, stderr *os
 	if err != nil {
 		return fmt.Errorf("%w: %w\n%s", ErrUsage, err, Usage)
 	}
-	var flagOutput io.Writer = io.Discard
-	if stderr != nil {
-		flagOutput = stderr
-	}
-	w, opts, err := parseFlags(kind, args[1:], flagOutput)
+	w, opts, err := parseFlags(kind, args[1:], stdout)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, Usage)
 		return nil
 	}
 	if err != nil {
@@ -179,11 +179,15 @@ func writeOutputs(report *Report, opts cliOptions, stdout io.Writer) error {
 	return nil
 }
 
-func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOptions, error) {
+// parseFlags parses a workload's flags. On --help it writes the usage and
+// the flags to help and returns flag.ErrHelp; a bad flag is only
+// returned.
+func parseFlags(kind Kind, args []string, help io.Writer) (Workload, cliOptions, error) {
 	w := DefaultWorkload(kind)
 	var opts cliOptions
 	fs := flag.NewFlagSet("raftmq bench "+string(kind), flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.IntVar(&w.Brokers, "brokers", w.Brokers, "brokers (and JetStream servers) in the in-process clusters")
 	fs.IntVar(&w.Partitions, "partitions", w.Partitions, "partitions (JetStream: one stream each)")
 	replicas := fs.Int("replicas", 0, "replicas per partition (0: min(3, brokers))")
@@ -218,6 +222,12 @@ func parseFlags(kind Kind, args []string, stderr io.Writer) (Workload, cliOption
 	fs.StringVar(&opts.blockProfile, "blockprofile", "", "write a goroutine blocking profile (where time is spent waiting) to this file")
 	fs.StringVar(&opts.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(help, Usage)
+			fmt.Fprintln(help, "\nFlags:")
+			fs.SetOutput(help)
+			fs.PrintDefaults()
+		}
 		return w, opts, err
 	}
 	if fs.NArg() > 0 {

@@ -11,8 +11,11 @@ import (
 func (r *Report) WriteMarkdown(out io.Writer) error {
 	var b strings.Builder
 	w := r.Workload
-	fmt.Fprintf(&b, "Workload: **%s**, %d brokers, %d partition(s), replicas %d, %d producer(s), %d consumer(s), ",
-		w.Kind, w.Brokers, w.Partitions, w.Replicas, w.Producers, w.Consumers)
+	fmt.Fprintf(&b, "Workload: **%s**, %s, %s, replicas %d, %s, ",
+		w.Kind, plural(w.Brokers, "broker"), plural(w.Partitions, "partition"), w.Replicas, plural(w.Producers, "producer"))
+	if w.Kind != KindProduce { // a produce run starts no consumer
+		fmt.Fprintf(&b, "%s, ", plural(w.Consumers, "consumer"))
+	}
 	if w.Count > 0 {
 		fmt.Fprintf(&b, "%d records", w.Count)
 	} else {
@@ -119,6 +122,14 @@ func (r *Report) windowText() string {
 	for i, size := range sizes {
 		parts[i] = fmt.Sprintf("%d at %d B", AutoWindow(size, w.Producers), size)
 	}
-	return fmt.Sprintf("auto (min(%d, %d MiB / record size) / %d producer(s): %s)",
-		AutoWindowRecords, AutoWindowBytes>>20, max(1, w.Producers), strings.Join(parts, ", "))
+	return fmt.Sprintf("auto (min(%d, %d MiB / record size) / %s: %s)",
+		AutoWindowRecords, AutoWindowBytes>>20, plural(max(1, w.Producers), "producer"), strings.Join(parts, ", "))
+}
+
+// plural is "1 producer" or "n producers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -54,7 +54,7 @@ func TestReportShowsEffectiveWindow(t *testing.T) {
 		t.Errorf("firstWindow = %d, want %d", got, want)
 	}
 	text := r.windowText()
-	for _, part := range []string{"16384 at 100 B", "1638 at 10240 B", "1 producer(s)"} {
+	for _, part := range []string{"16384 at 100 B", "1638 at 10240 B", "/ 1 producer:"} {
 		if !strings.Contains(text, part) {
 			t.Errorf("windowText %q lacks %q", text, part)
 		}
@@ -66,5 +66,26 @@ func TestReportShowsEffectiveWindow(t *testing.T) {
 	r.Workload.Window = 5
 	if got := r.windowText(); got != "5" {
 		t.Errorf("windowText with Window 5 = %q, want 5", got)
+	}
+}
+
+// TestReportNamesConsumersOnlyWhenThereAre: a produce run's report does
+// not count consumers (it starts none), and counts of one are singular;
+// it said "1 consumer(s)" on every run.
+func TestReportNamesConsumersOnlyWhenThereAre(t *testing.T) {
+	for kind, want := range map[Kind]string{
+		KindProduce: "1 broker, 1 partition, replicas 1, 1 producer, ",
+		KindE2E:     "1 broker, 1 partition, replicas 1, 1 producer, 1 consumer, ",
+	} {
+		w := DefaultWorkload(kind)
+		w.Brokers, w.Partitions, w.Replicas, w.Producers, w.Consumers = 1, 1, 1, 1, 1
+		var out strings.Builder
+		if err := (&Report{Workload: w}).WriteMarkdown(&out); err != nil {
+			t.Fatal(err)
+		}
+		workload, _, _ := strings.Cut(out.String(), "\n")
+		if !strings.Contains(workload, want) || kind == KindProduce && strings.Contains(workload, "consumer") {
+			t.Errorf("%s report's workload line, want %q:\n%s", kind, want, workload)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/raftmq/raftmq/bench"
 )
@@ -20,7 +21,7 @@ func runBenchmark(ctx context.Context, c *cli, args []string) int {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, bench.ErrUsage):
-		fmt.Fprintln(c.stderr, "raftmq bench:", err)
+		fmt.Fprintln(c.stderr, "raftmq bench:", strings.TrimPrefix(err.Error(), bench.ErrUsage.Error()+": "))
 		return exitUsage
 	}
 	fmt.Fprintln(c.stderr, "raftmq bench:", err)

@@ -236,9 +236,9 @@ func (f waitFlags) finish(ctx context.Context, c *cli, client *clients.Client, m
 			fmt.Fprintf(w, "%s/%d: %s -> %s\n", move.Topic, move.Partition, idList(move.From), idList(move.To))
 		}
 		if result.Done {
-			fmt.Fprintf(w, "%d partition(s) moved\n", len(moves))
+			fmt.Fprintf(w, "%s moved\n", plural(len(moves), "partition"))
 		} else {
-			fmt.Fprintf(w, "%d partition(s) moving; follow with 'raftmq cluster status'\n", len(moves))
+			fmt.Fprintf(w, "%s moving; follow with 'raftmq cluster status'\n", plural(len(moves), "partition"))
 		}
 	}
 	if *f.noWait || len(moves) == 0 {

@@ -170,7 +170,7 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 			case errors.Is(err, context.DeadlineExceeded):
 				out.Flush()
 				if flags.count > 0 {
-					fmt.Fprintf(c.stderr, "raftmq consume: %d of %d records before nothing new came for %v\n", count, flags.count, flags.idle)
+					fmt.Fprintf(c.stderr, "raftmq consume: %d of %s before nothing new came for %v\n", count, plural(flags.count, "record"), flags.idle)
 					return exitError
 				}
 				return exitOK

@@ -69,7 +69,7 @@ func runDev(ctx context.Context, c *cli, args []string) int {
 	}
 	config.logger = logger
 
-	fmt.Fprintf(c.stderr, "raftmq dev: starting %d brokers...\n", config.nodes)
+	fmt.Fprintf(c.stderr, "raftmq dev: starting %s...\n", plural(config.nodes, "broker"))
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	cluster, err := startDevCluster(startCtx, config)
 	cancel()
@@ -140,7 +140,7 @@ func (d *devCluster) waitReady(ctx context.Context) error {
 			if status.ControllerLeader != 0 && alive == d.nodes {
 				return nil
 			}
-			last = fmt.Sprintf("controller leader %d, %d of %d brokers alive", status.ControllerLeader, alive, d.nodes)
+			last = fmt.Sprintf("controller leader %d, %d of %s alive", status.ControllerLeader, alive, plural(d.nodes, "broker"))
 		} else {
 			last = err.Error()
 		}
@@ -153,11 +153,7 @@ func (d *devCluster) waitReady(ctx context.Context) error {
 }
 
 func (d *devCluster) printWelcome(out io.Writer) {
-	plural := "s"
-	if d.nodes == 1 {
-		plural = ""
-	}
-	fmt.Fprintf(out, "raftmq dev: %d broker%s running.\n", d.nodes, plural)
+	fmt.Fprintf(out, "raftmq dev: %s running.\n", plural(d.nodes, "broker"))
 	for i, url := range d.cluster.ClientURLs() {
 		fmt.Fprintf(out, "  broker %d  %s\n", i+1, url)
 	}

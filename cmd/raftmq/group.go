@@ -100,7 +100,7 @@ Example:
 }
 
 func writeGroupDescription(w io.Writer, desc clients.GroupDescription) {
-	fmt.Fprintf(w, "group %s: %d members, topics %s\n", desc.Group, len(desc.Members), strings.Join(desc.Topics, ","))
+	fmt.Fprintf(w, "group %s: %s, topics %s\n", desc.Group, plural(len(desc.Members), "member"), strings.Join(desc.Topics, ","))
 	table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(table, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tLAG SECONDS\tOWNER")
 	for _, p := range desc.Partitions {

@@ -66,7 +66,7 @@ func commands() []command {
 		{"topic", "create, list, describe, delete and reassign topics", runTopic},
 		{"produce", "publish records", runProduce},
 		{"consume", "read records", runConsume},
-		{"group", "list, describe, reset and delete consumer groups", runGroup},
+		{"group", "list, describe, reset-offsets and delete consumer groups", runGroup},
 		{"cluster", "show the cluster's brokers and partitions; replace brokers, change the controller's members", runCluster},
 		{"bench", "throughput and latency benchmark, side by side with NATS JetStream", runBenchmark},
 	}
@@ -139,11 +139,57 @@ func (c *cli) newFlagSet(name, usage string) *flag.FlagSet {
 	c.help[fs] = func() {
 		fmt.Fprint(c.stdout, strings.TrimLeft(usage, "\n"))
 		fmt.Fprintln(c.stdout, "\nFlags:")
-		fs.SetOutput(c.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printFlags(c.stdout, fs)
 	}
 	return fs
+}
+
+// printFlags lists fs's flags as flag.PrintDefaults does, except that a
+// flag whose usage says its default ("(default: all)") does not get the
+// flag package's "(default -1)" after it.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  -" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if len(line) <= 4 { // a one-letter flag without a value name
+			line += "\t"
+		} else {
+			line += "\n    \t"
+		}
+		line += strings.ReplaceAll(usage, "\n", "\n    \t")
+		if !strings.Contains(usage, "(default:") && !isZeroDefault(f) {
+			if getter, ok := f.Value.(flag.Getter); ok {
+				if _, isString := getter.Get().(string); isString {
+					line += fmt.Sprintf(" (default %q)", f.DefValue)
+					fmt.Fprintln(w, line)
+					return
+				}
+			}
+			line += fmt.Sprintf(" (default %v)", f.DefValue)
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+// isZeroDefault reports whether f's default is its type's zero value,
+// which flag.PrintDefaults does not print.
+func isZeroDefault(f *flag.Flag) bool {
+	switch f.DefValue {
+	case "", "0", "false", "0s":
+		return true
+	}
+	return false
+}
+
+// plural is "1 record" or "n records".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // parse parses flags placed before, between or after positional arguments

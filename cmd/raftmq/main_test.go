@@ -159,7 +159,7 @@ func TestConsumeTimeout(t *testing.T) {
 		t.Errorf("empty topic printed %q", r.stdout)
 	}
 	r = runCLI(t, "", "consume", idleTopic, "--count", "1", "--timeout", "300ms", "--server", serverURL)
-	if r.status != exitError || !strings.Contains(r.stderr, "0 of 1 records") {
+	if r.status != exitError || !strings.Contains(r.stderr, "0 of 1 record before") {
 		t.Errorf("unmet --count: status %d, stderr %q", r.status, r.stderr)
 	}
 }
@@ -299,7 +299,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func TestProduceToUnknownTopicFails(t *testing.T) {
 	r := runCLI(t, "", "produce", "cli-missing", "x", "--server", serverURL)
-	if r.status != exitError || !strings.Contains(r.stderr, "1 of 1 records not acknowledged") {
+	if r.status != exitError || !strings.Contains(r.stderr, "1 of 1 record not acknowledged") {
 		t.Errorf("status %d stderr %q", r.status, r.stderr)
 	}
 }
@@ -499,7 +499,7 @@ func TestProduceStopsOnInterruptWhileReadingInput(t *testing.T) {
 	cancel()
 	select {
 	case status := <-done:
-		if status != exitInterrupted || !strings.Contains(stderr.String(), "interrupted after 1 records") {
+		if status != exitInterrupted || !strings.Contains(stderr.String(), "interrupted after 1 record\n") {
 			t.Fatalf("status %d, stderr %q", status, stderr.String())
 		}
 		t.Logf("stopped %v after the interrupt", time.Since(interrupted).Round(time.Millisecond))
@@ -627,5 +627,48 @@ func TestAWrongClusterNameIsSaidSoon(t *testing.T) {
 		if status == exitOK || !strings.Contains(stderr.String(), `no broker answers at `+serverURL+` under cluster name "nosuch"`) {
 			t.Errorf("raftmq %v with a wrong cluster name, stopped after 4 s: status %d, stderr %q", args, status, stderr.String())
 		}
+	}
+}
+
+// TestHelpAndReportsReadRight: the overview names group's reset-offsets;
+// a flag whose usage gives its default does not get "(default -1)" too;
+// bench produce --help prints its flags where its text goes (stdout, as
+// every command's --help) and bench without a workload is a usage error;
+// counts of one are singular.
+func TestHelpAndReportsReadRight(t *testing.T) {
+	if r := runCLI(t, "", "--help"); !strings.Contains(r.stdout, "list, describe, reset-offsets and delete consumer groups") {
+		t.Errorf("raftmq --help:\n%s", r.stdout)
+	}
+	for _, command := range []string{"consume", "produce"} {
+		if r := runCLI(t, "", command, "--help"); !strings.Contains(r.stdout, "(default:") || strings.Contains(r.stdout, "(default -1)") {
+			t.Errorf("raftmq %s --help gives --partition's default twice or not at all:\n%s", command, r.stdout)
+		}
+	}
+	for _, args := range [][]string{
+		{"serve", "--help"}, {"dev", "--help"}, {"topic", "create", "--help"}, {"group", "describe", "--help"},
+		{"cluster", "status", "--help"}, {"produce", "--help"}, {"consume", "--help"}, {"bench", "--help"}, {"bench", "produce", "--help"},
+	} {
+		r := runCLI(t, "", args...)
+		if r.status != exitOK || r.stderr != "" || !strings.Contains(r.stdout, "Example") {
+			t.Errorf("raftmq %q: status %d, stderr %q; stdout:\n%s", args, r.status, r.stderr, r.stdout)
+		}
+	}
+	if r := runCLI(t, "", "bench", "produce", "--help"); !strings.Contains(r.stdout, "\nFlags:\n") || !strings.Contains(r.stdout, "-brokers") {
+		t.Errorf("bench produce --help lacks its flags:\n%s", r.stdout)
+	}
+	if r := runCLI(t, "", "bench"); r.status != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, "name a workload") ||
+		strings.Contains(r.stderr, "bench: bench") {
+		t.Errorf("raftmq bench: status %d, stdout %q, stderr %q; want %d and the usage on stderr", r.status, r.stdout, r.stderr, exitUsage)
+	}
+
+	topic := uniqueTopic("cli-one")
+	if r := runOK(t, "", "topic", "create", topic, "--partitions", "1", "--replicas", "1"); r.stdout != "created topic "+topic+" with 1 partition, 1 replica each\n" {
+		t.Errorf("topic create printed %q", r.stdout)
+	}
+	if r := runOK(t, "", "produce", topic, "x"); r.stderr != "produced 1 record to "+topic+"\n" {
+		t.Errorf("produce printed %q", r.stderr)
+	}
+	if r := runOK(t, "", "produce", topic, "--count", "1", "--size", "1"); !strings.HasPrefix(r.stdout, "1 record of 1 byte ") {
+		t.Errorf("produce --count 1 printed %q", r.stdout)
 	}
 }

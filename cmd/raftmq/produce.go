@@ -279,7 +279,7 @@ func (r *produceRun) finish(ctx context.Context) int {
 	defer r.mu.Unlock()
 	r.output.Flush()
 	if !r.flags.json && r.firstErr == nil {
-		fmt.Fprintf(r.cli.stderr, "produced %d records to %s\n", r.acked, r.topic)
+		fmt.Fprintf(r.cli.stderr, "produced %s to %s\n", plural(r.acked, "record"), r.topic)
 	}
 	return r.interruptedLocked(ctx, r.reportLocked())
 }
@@ -290,7 +290,7 @@ func (r *produceRun) interruptedLocked(ctx context.Context, status int) int {
 	if status != exitOK || ctx.Err() == nil || r.flags.count > 0 && r.acked == r.flags.count {
 		return status
 	}
-	fmt.Fprintf(r.cli.stderr, "raftmq produce: interrupted after %d records\n", r.acked)
+	fmt.Fprintf(r.cli.stderr, "raftmq produce: interrupted after %s\n", plural(r.acked, "record"))
 	return exitInterrupted
 }
 
@@ -309,7 +309,7 @@ func (r *produceRun) reportLocked() int {
 		fmt.Fprintf(r.cli.stderr, "raftmq produce: %s\n", message)
 	}
 	if unacked := r.sent - r.acked; unacked > 0 || r.firstErr != nil {
-		fmt.Fprintf(r.cli.stderr, "raftmq produce: %d of %d records not acknowledged\n", unacked, r.sent)
+		fmt.Fprintf(r.cli.stderr, "raftmq produce: %d of %s not acknowledged\n", unacked, plural(r.sent, "record"))
 		return exitError
 	}
 	return exitOK
@@ -353,6 +353,6 @@ func (r *produceRun) generated(ctx context.Context) int {
 func writeThroughput(w io.Writer, records, size int, elapsed time.Duration) {
 	seconds := max(elapsed.Seconds(), 1e-9)
 	megabytes := float64(records) * float64(size) / 1e6
-	fmt.Fprintf(w, "%d records of %d bytes (%.1f MB) in %s: %.0f records/s, %.2f MB/s\n",
-		records, size, megabytes, elapsed.Round(time.Millisecond), float64(records)/seconds, megabytes/seconds)
+	fmt.Fprintf(w, "%s of %s (%.1f MB) in %s: %.0f records/s, %.2f MB/s\n",
+		plural(records, "record"), plural(size, "byte"), megabytes, elapsed.Round(time.Millisecond), float64(records)/seconds, megabytes/seconds)
 }

@@ -97,7 +97,7 @@ Example:
 			}
 			info, err := client.CreateTopic(ctx, positional[0], opts...)
 			return info, func(w io.Writer) {
-				fmt.Fprintf(w, "created topic %s with %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
+				fmt.Fprintf(w, "created topic %s with %s, %s each\n", info.Name, plural(len(info.Partitions), "partition"), plural(info.Replicas, "replica"))
 				if info.RetentionMs != 0 || info.RetentionBytes != 0 {
 					fmt.Fprintln(w, retentionText(info))
 				}
@@ -233,7 +233,7 @@ Example:
 		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
 			info, err := client.DescribeTopic(ctx, positional[0])
 			return info, func(w io.Writer) {
-				fmt.Fprintf(w, "topic %s: %d partitions, %d replicas each\n", info.Name, len(info.Partitions), info.Replicas)
+				fmt.Fprintf(w, "topic %s: %s, %s each\n", info.Name, plural(len(info.Partitions), "partition"), plural(info.Replicas, "replica"))
 				fmt.Fprintln(w, retentionText(info))
 				writePartitionTable(w, info.Partitions)
 			}, err

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/protocol"
 )
 
 // adminCommand is what the admin commands (topic, group, cluster) share:
@@ -13,8 +14,9 @@ import (
 // check of the command line, and the one call they make to the cluster.
 type adminCommand struct {
 	fs *flag.FlagSet
-	// argName names the one positional argument ("topic NAME", "GROUP");
-	// empty for a command that takes none.
+	// argName names the one positional argument (topicNameArg, "GROUP");
+	// empty for a command that takes none. A topicNameArg that is no
+	// topic name is a usage error.
 	argName string
 	// argCount is how many positional arguments argName names, when more
 	// than one ("OLD NEW"); 0 means one.
@@ -25,6 +27,9 @@ type adminCommand struct {
 	// that prints it for people.
 	call func(ctx context.Context, client *clients.Client, positional []string) (result any, human func(w io.Writer), err error)
 }
+
+// topicNameArg is the argName of the commands that take a topic's name.
+const topicNameArg = "topic NAME"
 
 // runAdmin parses the command line (adding the client flags to cmd.fs),
 // connects, makes the call with a bounded context, and prints the result.
@@ -42,6 +47,11 @@ func (c *cli) runAdmin(ctx context.Context, args []string, cmd adminCommand) int
 		return c.usageError(cmd.fs, "want exactly one %s, got %d arguments", cmd.argName, len(positional))
 	case cmd.argCount > 1 && len(positional) != cmd.argCount:
 		return c.usageError(cmd.fs, "want %s, got %d arguments", cmd.argName, len(positional))
+	}
+	if cmd.argName == topicNameArg {
+		if err := protocol.ValidateTopicName(positional[0]); err != nil {
+			return c.usageError(cmd.fs, "%v", err)
+		}
 	}
 	if cmd.validate != nil {
 		if err := cmd.validate(positional); err != nil {

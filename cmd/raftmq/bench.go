@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/raftmq/raftmq/bench"
 )
 
@@ -21,9 +23,10 @@ func runBenchmark(ctx context.Context, c *cli, args []string) int {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, bench.ErrUsage):
-		fmt.Fprintln(c.stderr, "raftmq bench:", strings.TrimPrefix(err.Error(), bench.ErrUsage.Error()+": "))
+		fmt.Fprintln(c.stderr, "raftmq bench:", strings.TrimPrefix(errorText(err), "usage: "))
 		return exitUsage
+	case errors.Is(err, nats.ErrNoServers):
+		err = withHint(err, "is 'raftmq dev' or 'raftmq serve' running at --server?")
 	}
-	fmt.Fprintln(c.stderr, "raftmq bench:", err)
-	return exitError
+	return c.fail("bench", err)
 }

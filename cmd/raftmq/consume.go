@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/protocol"
 )
 
 const consumeUsage = `
@@ -78,6 +79,9 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.usageError(fs, "--from %q: %v", flags.from, err)
 	}
+	if err := protocol.ValidateTopicName(topic); err != nil {
+		return c.usageError(fs, "%v", err)
+	}
 	switch {
 	case flags.partition < -1:
 		return c.usageError(fs, "--partition %d is negative", flags.partition)
@@ -117,7 +121,7 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 	err = consumer.Assign(assignCtx, topic, start, partitions...)
 	cancel()
 	if err != nil {
-		return c.fail(fs.Name(), err)
+		return c.fail(fs.Name(), unknownTopicHint(err, topic))
 	}
 	return consumeLoop(ctx, c, consumer.Poll, &flags, nil, nil)
 }
@@ -176,6 +180,9 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 				return exitOK
 			}
 			out.Flush()
+			if errors.Is(err, protocol.CodeOffsetOutOfRange) {
+				err = withHint(err, "--from is past the partition's end (or before its start): try --from latest or --from earliest")
+			}
 			return c.fail("consume", err)
 		}
 		for _, r := range records {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/raftmq/raftmq/broker"
@@ -74,6 +75,11 @@ func runDev(ctx context.Context, c *cli, args []string) int {
 	cluster, err := startDevCluster(startCtx, config)
 	cancel()
 	if err != nil {
+		// The embedded server reports a taken port in its message only.
+		if strings.Contains(err.Error(), "address already in use") {
+			err = withHint(err, fmt.Sprintf("another process (a raftmq dev, a NATS server) listens on %s; run this one elsewhere with --nats-listen 127.0.0.1:PORT "+
+				"and give the client commands --server nats://127.0.0.1:PORT", config.listen))
+		}
 		return c.fail(fs.Name(), err)
 	}
 	cluster.printWelcome(c.stdout)

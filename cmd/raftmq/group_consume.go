@@ -32,7 +32,7 @@ func groupConsume(ctx context.Context, c *cli, topic string, flags *consumeFlags
 		clients.WithAutoCommitInterval(0), clients.WithCommitOnClose(false), clients.WithResetPolicy(reset))
 	cancel()
 	if err != nil {
-		return c.fail("consume", err)
+		return c.fail("consume", unknownTopicHint(err, topic))
 	}
 	printed := map[clients.TopicPartition]uint64{}
 	commit := func(commitCtx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -238,14 +239,62 @@ func durationHint(fs *flag.FlagSet, err error) string {
 
 // usageError reports a bad command line and returns exitUsage.
 func (c *cli) usageError(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "raftmq %s: %s\nRun 'raftmq %s --help' for usage.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
+	fmt.Fprintf(c.stderr, "raftmq %s: %s\nRun 'raftmq %s --help' for usage.\n", fs.Name(), withoutPackagePrefixes(fmt.Sprintf(format, args...)), fs.Name())
 	return exitUsage
 }
 
 // fail reports a failed command and returns exitError.
 func (c *cli) fail(name string, err error) int {
-	fmt.Fprintf(c.stderr, "raftmq %s: %v\n", name, err)
+	if errors.Is(err, protocol.CodeGroupNotEmpty) {
+		err = withHint(err, "stop its members first (a member that died leaves after its session timeout, 10 s by default)")
+	}
+	fmt.Fprintf(c.stderr, "raftmq %s: %s\n", name, errorText(err))
 	return exitError
+}
+
+// packagePrefix is a Go package's prefix on an error's message, at its
+// start or after an error it wraps ("clients: assign t: raftmq: ...").
+// The protocol's own "raftmq: " stays: it introduces the error code.
+var packagePrefix = regexp.MustCompile(`(^|: )(?:clients|protocol|broker|transport|bench): `)
+
+// errorText is err's message as the CLI prints it: without the Go
+// packages' prefixes, which say where the error came from in the code,
+// not what went wrong.
+func errorText(err error) string {
+	return withoutPackagePrefixes(err.Error())
+}
+
+func withoutPackagePrefixes(text string) string {
+	for {
+		// A prefix right after another ("bench: bench: ") is found on
+		// the next pass.
+		stripped := packagePrefix.ReplaceAllString(text, "$1")
+		if stripped == text {
+			return text
+		}
+		text = stripped
+	}
+}
+
+// hintedError is an error with advice on what to do about it after its
+// message; errors.Is and errors.As see the error.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() + "; " + e.hint }
+func (e *hintedError) Unwrap() error { return e.err }
+
+// withHint adds hint to err's message.
+func withHint(err error, hint string) error { return &hintedError{err: err, hint: hint} }
+
+// unknownTopicHint adds how to create topic to an unknown_topic error.
+func unknownTopicHint(err error, topic string) error {
+	if errors.Is(err, protocol.CodeUnknownTopic) {
+		return withHint(err, "create it with: raftmq topic create "+topic)
+	}
+	return err
 }
 
 // clientFlags are the flags of every client command.
@@ -286,6 +335,9 @@ func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*clients.C
 		}))
 	client, err := clients.Connect(dialCtx, f.server, clients.WithSubjectPrefix(f.clusterName), clients.WithName("raftmq-cli"),
 		clients.WithNATSOptions(natsOptions...))
+	if errors.Is(err, nats.ErrNoServers) {
+		return nil, withHint(err, fmt.Sprintf("is 'raftmq dev' or 'raftmq serve' running at --server %s?", f.server))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -224,7 +224,7 @@ func (r *produceRun) noteErrorLocked(err error) {
 	if r.firstErr == nil {
 		r.firstErr = err
 	}
-	message := err.Error()
+	message := errorText(unknownTopicHint(err, r.topic))
 	for _, seen := range r.errors {
 		if seen == message {
 			return

@@ -76,7 +76,7 @@ Example:
 	retentionAge := fs.String("retention", "", "delete records older than this `duration` (24h; 0: the brokers' default; none: no limit)")
 	retentionBytes := fs.String("retention-bytes", "", "delete the oldest records while a partition holds more than this many `bytes` (0: the brokers' default; none: no limit)")
 	var retention *topicRetention
-	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: topicNameArg,
 		validate: func([]string) (err error) {
 			if *partitions < 1 {
 				return fmt.Errorf("--partitions %d: need at least 1", *partitions)
@@ -229,7 +229,7 @@ the brokers' retention (-1: no limit).
 Example:
   raftmq topic describe orders
 `)
-	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: topicNameArg,
 		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
 			info, err := client.DescribeTopic(ctx, positional[0])
 			return info, func(w io.Writer) {
@@ -274,7 +274,7 @@ Deletes a topic and all its records.
 Example:
   raftmq topic delete orders
 `)
-	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: topicNameArg,
 		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
 			err := client.DeleteTopic(ctx, positional[0])
 			return map[string]string{"deleted": positional[0]}, func(w io.Writer) {
@@ -318,7 +318,7 @@ Examples:
 	cancel := fs.Bool("cancel", false, "turn the move in progress back to the current replicas")
 	wait := newWaitFlags(fs)
 	var replicas []uint64
-	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: "topic NAME",
+	return c.runAdmin(ctx, args, adminCommand{fs: fs, argName: topicNameArg,
 		validate: func([]string) error {
 			if *partition < 0 {
 				return errors.New("--partition is required")

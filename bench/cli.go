@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/raftmq/raftmq/clients"
+	"github.com/raftmq/raftmq/protocol"
 	"github.com/raftmq/raftmq/transport"
 )
 
@@ -44,6 +45,7 @@ type cliOptions struct {
 	systems       []string
 	raftmqURLs    string
 	raftmqAuth    transport.ConnectConfig // credentials and TLS for --server
+	clusterName   string                  // --server's cluster name
 	jetStreamURLs string
 	jsonOutput    bool
 	outDir        string
@@ -211,6 +213,7 @@ func parseFlags(kind Kind, args []string, help io.Writer) (Workload, cliOptions,
 	only := fs.String("systems", "", "run exactly these, comma-separated: raftmq, jetstream-lazy, jetstream-sync-always, "+SystemFabric+", "+SystemDisk)
 	fs.StringVar(&opts.raftmqURLs, "server", "", "NATS URL(s) of an existing raftmq cluster (default: start one in-process)")
 	opts.raftmqAuth.RegisterClientFlags(fs)
+	fs.StringVar(&opts.clusterName, "cluster-name", protocol.DefaultSubjectPrefix, "with --server, the cluster `name` its brokers were started with (the subject prefix)")
 	fs.BoolVar(&opts.keepTopics, "keep-topics", false, "with --server, keep the topic of the last run (default: delete it at the end)")
 	fs.StringVar(&opts.jetStreamURLs, "jetstream-server", "", "NATS URL(s) of an existing JetStream system (default: start one in-process)")
 	fs.BoolVar(&opts.jsonOutput, "json", false, "print one JSON object with the figures as the last line")
@@ -299,14 +302,17 @@ func targetSpec(system string, w Workload, opts cliOptions) (TargetSpec, error) 
 			if len(opts.raftmqAuth.AuthOptions()) > 0 {
 				return TargetSpec{}, fmt.Errorf("bench: --creds, --user, --token and --tls-* are for --server; the in-process cluster needs none")
 			}
+			if opts.clusterName != protocol.DefaultSubjectPrefix {
+				return TargetSpec{}, fmt.Errorf("bench: --cluster-name is for --server; the in-process cluster is named raftmq")
+			}
 			return RaftmqSpec(RaftmqConfig{Workload: w}), nil
 		}
 		auth, err := opts.raftmqAuth.WithEnvSecrets()
 		if err != nil {
 			return TargetSpec{}, fmt.Errorf("bench: connection flags: %w", err)
 		}
-		return RaftmqSpec(RaftmqConfig{URLs: splitList(opts.raftmqURLs), Workload: w, Connect: []clients.ClientOption{clients.WithNATSOptions(auth.AuthOptions()...)},
-			KeepTopics: opts.keepTopics, Log: opts.log}), nil
+		connect := []clients.ClientOption{clients.WithNATSOptions(auth.AuthOptions()...), clients.WithSubjectPrefix(opts.clusterName)}
+		return RaftmqSpec(RaftmqConfig{URLs: splitList(opts.raftmqURLs), Workload: w, Connect: connect, KeepTopics: opts.keepTopics, Log: opts.log}), nil
 	case SystemFabric, SystemDisk:
 		if w.Kind != KindProduce {
 			return TargetSpec{}, fmt.Errorf("bench: %s measures publishing only (bench produce)", system)

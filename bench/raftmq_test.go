@@ -3,10 +3,12 @@ package bench
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/raftmq/raftmq/broker"
 	"github.com/raftmq/raftmq/clients"
 )
 
@@ -86,5 +88,45 @@ func TestRaftmqTargetDeletesItsTopicsFromAnExistingCluster(t *testing.T) {
 		if got, want := len(benchTopics()), map[bool]int{false: 0, true: 1}[keep]; got != want {
 			t.Errorf("keep topics %v: %d bench topics left after Close, want %d; log %q", keep, got, want, log.String())
 		}
+	}
+}
+
+// TestServerTakesClusterName: bench --server --cluster-name reaches a
+// cluster whose brokers were started under another name; bench had no
+// --cluster-name, so it could not. Without --server it is refused.
+func TestServerTakesClusterName(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, err := broker.StartDev(ctx, broker.DevConfig{Nodes: 1, DataDir: t.TempDir(), ClientListen: "127.0.0.1:0", ClusterName: "bench-named"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close(context.Background())
+	w, opts, err := parseFlags(KindProduce, []string{"--server", cluster.ClientURLs()[0], "--cluster-name", "bench-named",
+		"--brokers", "1", "--partitions", "1", "--count", "100"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := targetSpec("raftmq", w, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := spec.Start(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	prepareCtx, cancelPrepare := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelPrepare()
+	if err := target.Prepare(prepareCtx, w); err != nil {
+		t.Fatalf("create the bench topic under --cluster-name: %v", err)
+	}
+
+	w, opts, err = parseFlags(KindProduce, []string{"--cluster-name", "bench-named"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := targetSpec("raftmq", w, opts); err == nil || !strings.Contains(err.Error(), "--cluster-name is for --server") {
+		t.Errorf("--cluster-name without --server: %v", err)
 	}
 }

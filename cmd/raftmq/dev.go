@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/raftmq/raftmq/broker"
 	"github.com/raftmq/raftmq/clients"
 	"github.com/raftmq/raftmq/transport"
@@ -22,9 +25,12 @@ Runs N brokers with an embedded NATS cluster in this process on loopback
 ports, the first on 127.0.0.1:4222 so the client commands reach it without
 --server. For trying raftmq out: without --data the data lives in a
 temporary directory removed on exit. Ctrl-C (or SIGTERM) stops it.
+--metrics-addr serves every broker's metrics (labelled by broker) on
+/metrics, and broker 1's /healthz and /readyz.
 
-Example:
+Examples:
   raftmq dev --nodes 3
+  raftmq dev --metrics-addr 127.0.0.1:9090
 `
 
 // devConfig configures an in-process development cluster.
@@ -36,7 +42,10 @@ type devConfig struct {
 	// listen is the first broker's NATS client address; the others pick
 	// free loopback ports.
 	listen string
-	logger *slog.Logger
+	// metricsAddr, when set, serves /metrics (every broker's, on one
+	// registry), /healthz and /readyz (broker 1's) on it.
+	metricsAddr string
+	logger      *slog.Logger
 }
 
 // devCluster is broker.DevCluster plus its data directory's lifetime.
@@ -53,6 +62,7 @@ func runDev(ctx context.Context, c *cli, args []string) int {
 	fs.IntVar(&config.nodes, "nodes", 3, "number of `brokers`")
 	fs.StringVar(&config.dataDir, "data", "", "data `directory` (kept on exit; default: a temporary directory, removed on exit)")
 	fs.StringVar(&config.listen, "nats-listen", transport.DefaultClientListen, "first broker's NATS client `address`")
+	fs.StringVar(&config.metricsAddr, "metrics-addr", "", "serve every broker's /metrics, and broker 1's /healthz and /readyz, on this `address`")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
 	positional, status, ok := c.parse(fs, args)
 	if !ok {
@@ -106,12 +116,25 @@ func startDevCluster(ctx context.Context, config devConfig) (_ *devCluster, err 
 			_ = d.Close()
 		}
 	}()
-	d.cluster, err = broker.StartDev(ctx, broker.DevConfig{
+	devConfig := broker.DevConfig{
 		Nodes:        config.nodes,
 		DataDir:      d.dataDir,
 		ClientListen: config.listen,
 		Logger:       config.logger,
-	})
+	}
+	if config.metricsAddr != "" {
+		// The brokers share one registry (their metrics carry a broker
+		// label); broker 1's HTTP server serves it.
+		registry := prometheus.NewRegistry()
+		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		devConfig.Registerer = registry
+		devConfig.Configure = func(brokerConfig *broker.Config) {
+			if brokerConfig.ID == 1 {
+				brokerConfig.MetricsAddr = config.metricsAddr
+			}
+		}
+	}
+	d.cluster, err = broker.StartDev(ctx, devConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +146,15 @@ func startDevCluster(ctx context.Context, config devConfig) (_ *devCluster, err 
 
 // URL is the first broker's NATS client URL.
 func (d *devCluster) URL() string { return d.cluster.ClientURLs()[0] }
+
+// metricsURL is the URL of /metrics, "" without --metrics-addr.
+func (d *devCluster) metricsURL() string {
+	addr := d.cluster.Broker(1).HTTPAddr()
+	if addr == "" {
+		return ""
+	}
+	return "http://" + addr + "/metrics"
+}
 
 // waitReady waits until a client sees a controller leader and every broker alive.
 func (d *devCluster) waitReady(ctx context.Context) error {
@@ -167,6 +199,9 @@ func (d *devCluster) printWelcome(out io.Writer) {
 		fmt.Fprintf(out, "  data      %s (removed on exit)\n", d.dataDir)
 	} else {
 		fmt.Fprintf(out, "  data      %s\n", d.dataDir)
+	}
+	if url := d.metricsURL(); url != "" {
+		fmt.Fprintf(out, "  metrics   %s\n", url)
 	}
 	server := ""
 	if url := d.URL(); url != clients.DefaultServerURL {

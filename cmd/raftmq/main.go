@@ -70,6 +70,7 @@ func commands() []command {
 		{"group", "list, describe, reset-offsets and delete consumer groups", runGroup},
 		{"cluster", "show the cluster's brokers and partitions; replace brokers, change the controller's members", runCluster},
 		{"bench", "throughput and latency benchmark, side by side with NATS JetStream", runBenchmark},
+		{"version", "print the build's version and VCS revision (also --version)", runVersion},
 	}
 }
 
@@ -108,6 +109,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, mainHelp())
 		return exitOK
+	case "-version", "--version":
+		name = "version"
 	}
 	for _, cmd := range commands() {
 		if cmd.name == name {

@@ -208,7 +208,8 @@ Example:
 				table := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(table, "TOPIC\tPARTITIONS\tREPLICAS")
 				for _, topic := range topics {
-					fmt.Fprintf(table, "%s\t%d\t%d\n", topic.Name, len(topic.Partitions), topic.Replicas)
+					replicas, _, _ := strings.Cut(replicaCountText(topic), " ")
+					fmt.Fprintf(table, "%s\t%d\t%s\n", topic.Name, len(topic.Partitions), replicas)
 				}
 				table.Flush()
 			}, err
@@ -233,11 +234,34 @@ Example:
 		call: func(ctx context.Context, client *clients.Client, positional []string) (any, func(io.Writer), error) {
 			info, err := client.DescribeTopic(ctx, positional[0])
 			return info, func(w io.Writer) {
-				fmt.Fprintf(w, "topic %s: %s, %s each\n", info.Name, plural(len(info.Partitions), "partition"), plural(info.Replicas, "replica"))
+				fmt.Fprintln(w, topicSummary(info))
 				fmt.Fprintln(w, retentionText(info))
 				writePartitionTable(w, info.Partitions)
 			}, err
 		}})
+}
+
+// topicSummary is describe's first line: the topic's partitions and how
+// many replicas each has now, which a reassignment may have made differ
+// from the count the topic was created with (info.Replicas).
+func topicSummary(info clients.TopicInfo) string {
+	return fmt.Sprintf("topic %s: %s, %s", info.Name, plural(len(info.Partitions), "partition"), replicaCountText(info))
+}
+
+// replicaCountText is "3 replicas each", or "2-3 replicas per partition"
+// when the partitions' counts differ.
+func replicaCountText(info clients.TopicInfo) string {
+	if len(info.Partitions) == 0 {
+		return plural(info.Replicas, "replica") + " each"
+	}
+	fewest, most := len(info.Partitions[0].Replicas), len(info.Partitions[0].Replicas)
+	for _, p := range info.Partitions[1:] {
+		fewest, most = min(fewest, len(p.Replicas)), max(most, len(p.Replicas))
+	}
+	if fewest == most {
+		return plural(most, "replica") + " each"
+	}
+	return fmt.Sprintf("%d-%d replicas per partition", fewest, most)
 }
 
 func writePartitionTable(w io.Writer, partitions []clients.PartitionInfo) {

@@ -120,6 +120,7 @@ func (f *fakeCluster) holdProduce() (arrived func() int, release func()) {
 	defer f.mu.Unlock()
 	gate := make(chan struct{})
 	f.produceGate = gate
+	f.produceArrived = 0 // not the requests before the gate
 	arrived = func() int {
 		f.mu.Lock()
 		defer f.mu.Unlock()

@@ -31,7 +31,9 @@ import (
 // When a batch fails for good (non-retriable error, or its delivery
 // timeout) its records may or may not be in the partition, and the batches
 // after it can no longer follow it in sequence: they fail as well, and the
-// partition's epoch is bumped so the next batch starts at sequence 0.
+// partition's epoch is bumped so the next batch starts at sequence 0. The
+// batches before it reach their own outcome first (their retries keep the
+// old epoch); no new batch is sent until they have it.
 //
 // A partition keeps state for a bounded number of producer ids and forgets
 // the least recently appending ones. A batch past sequence 0 of a producer
@@ -117,22 +119,46 @@ func (s *producerSequence) bumpEpoch() {
 
 // failedInSequence handles a sequenced batch that failed for good: the
 // unfinished batches after it in the window cannot follow it in sequence
-// any more, so every unfinished batch of the window fails too, and the
-// partition starts a new epoch.
+// any more, so they fail too, and the partition owes a new epoch
+// (epochSettled). The batches before it keep their own outcome: their
+// attempts, and retries, carry the epoch they were stamped with.
 func (pp *partitionProducer) failedInSequence(failed *pendingBatch) {
 	if !failed.sequenced {
 		return
 	}
+	after := false
 	for _, batch := range pp.window {
-		// Earlier unfinished batches too: their retries would carry the
-		// old epoch and be fenced.
-		if batch != failed && batch.sequenced && batch.state != batchDone {
+		if batch == failed {
+			after = true
+			continue
+		}
+		if after && batch.sequenced && batch.state != batchDone {
 			batch.state = batchDone
 			batch.err = fmt.Errorf("an earlier batch of the partition failed, so this one was abandoned (it may or may not have been written): %w", failed.err)
 		}
 	}
 	pp.forgotten = false
+	pp.epochBumpDue = true
+}
+
+// epochSettled reports whether a new batch may be stamped. After a batch
+// failed for good (failedInSequence) it bumps the epoch, but only once
+// every earlier batch of the window has its outcome: a batch still in
+// flight or waiting for a retry would be fenced under the new epoch (as
+// Kafka drains in-flight requests before it bumps the epoch). Until then
+// no new batch is sent.
+func (pp *partitionProducer) epochSettled() bool {
+	if !pp.epochBumpDue {
+		return true
+	}
+	for _, batch := range pp.window {
+		if batch.sequenced && batch.state != batchDone {
+			return false
+		}
+	}
+	pp.epochBumpDue = false
 	pp.sequence.bumpEpoch()
+	return true
 }
 
 // refusedUnwritten reports whether an attempt's error proves that its batch

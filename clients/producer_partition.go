@@ -39,6 +39,10 @@ type partitionProducer struct {
 	// unknown_producer; the next resend may start a new epoch
 	// (restartSequenceIfSafe). Owned by run.
 	forgotten bool
+	// epochBumpDue: a batch failed for good and the epoch is bumped once
+	// the batches before it have their outcome (epochSettled). Owned by
+	// run.
+	epochBumpDue bool
 	// together collects a batch's records for the batch callback (owned
 	// by run; empty between batches).
 	together []*Record
@@ -271,7 +275,7 @@ func (pp *partitionProducer) sendReady(now time.Time) time.Time {
 		}
 		pp.completeInOrder()
 	}
-	for len(pp.window) < pp.producer.config.maxInFlight {
+	for len(pp.window) < pp.producer.config.maxInFlight && pp.epochSettled() {
 		batch, due := pp.takeReady(now, len(pp.window) == 0)
 		if batch == nil {
 			return due

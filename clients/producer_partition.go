@@ -557,10 +557,20 @@ func (pp *partitionProducer) reportTogether(records []*Record, err error) []*Rec
 	return records[:0]
 }
 
-// abort fails everything not yet completed with ErrClosed.
+// abort completes everything not yet completed: a batch that already has
+// its outcome (acknowledged, or failed, and waiting for an earlier batch's
+// so that callbacks run in order) with that outcome, the others with
+// ErrClosed. An idempotent batch acknowledged after earlier ones of its
+// epoch proves that they were written too, but not at which offsets
+// (other producers' records may lie between), and a success reports its
+// record's offset; so they fail with ErrClosed like any other.
 func (pp *partitionProducer) abort() {
 	for _, batch := range pp.window {
-		pp.complete(batch, ErrClosed)
+		err := ErrClosed
+		if batch.state == batchDone {
+			err = batch.err
+		}
+		pp.complete(batch, err)
 	}
 	pp.window = nil
 	pp.mu.Lock()

@@ -101,7 +101,7 @@
 // 1 alloc/record (the benchmark's Record) in all.
 //
 // Left out: making the producer's per-record buffer accounting
-// (Producer.mu: pending records and bytes, the idle and room channels)
+// (Producer.mu: pending records and bytes, the idle and completion channels)
 // lock-free; it is one uncontended lock per record and its blocking and
 // Flush semantics are subtle.
 //

@@ -44,10 +44,13 @@ type Producer struct {
 	// (a single larger record is let in alone).
 	pendingBytes int
 	idle         chan struct{} // closed when pending drops to 0; replaced when it rises
-	roomFreed    chan struct{} // non-nil while Produce waits for pending to drop; closed when it does
-	closed       bool
-	workers      sync.WaitGroup
-	stop         chan struct{} // closed by Close after the final flush
+	// recordsCompleted is non-nil while Produce (for room in the buffer)
+	// or Flush waits for records to complete; closed (and cleared) when
+	// some do (awaitCompletionLocked).
+	recordsCompleted chan struct{}
+	closed           bool
+	workers          sync.WaitGroup
+	stop             chan struct{} // closed by Close after the final flush
 }
 
 type topicPartition struct {
@@ -241,18 +244,9 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, siz
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for !p.roomFor(size) && !p.closed {
-		if p.roomFreed == nil {
-			p.roomFreed = make(chan struct{})
+		if err := p.awaitCompletionLocked(ctx); err != nil {
+			return nil, false, err
 		}
-		roomFreed := p.roomFreed
-		p.mu.Unlock()
-		select {
-		case <-roomFreed:
-		case <-ctx.Done():
-			p.mu.Lock()
-			return nil, false, ctx.Err()
-		}
-		p.mu.Lock()
 	}
 	if p.closed {
 		return nil, false, ErrClosed
@@ -279,15 +273,36 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, siz
 	return pp, p.pending >= p.config.maxBufferedRecords || p.pendingBytes >= p.config.maxBufferedBytes, nil
 }
 
+// awaitCompletionLocked waits, with p.mu unlocked meanwhile, until some
+// records complete, or returns ctx's error if ctx ends first.
+func (p *Producer) awaitCompletionLocked(ctx context.Context) error {
+	if p.recordsCompleted == nil {
+		p.recordsCompleted = make(chan struct{})
+	}
+	recordsCompleted := p.recordsCompleted
+	p.mu.Unlock()
+	defer p.mu.Lock()
+	select {
+	case <-recordsCompleted:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // completed is called after the callbacks of records holding size bytes
-// ran.
-func (p *Producer) completed(records, size int) {
+// ran; batchOf is the partition producer whose batch held them, nil for
+// records that failed before joining a batch.
+func (p *Producer) completed(batchOf *partitionProducer, records, size int) {
 	p.mu.Lock()
 	p.pending -= records
 	p.pendingBytes -= size
-	if p.roomFreed != nil {
-		close(p.roomFreed)
-		p.roomFreed = nil
+	if batchOf != nil {
+		batchOf.completedRecords += uint64(records)
+	}
+	if p.recordsCompleted != nil {
+		close(p.recordsCompleted)
+		p.recordsCompleted = nil
 	}
 	if p.pending == 0 {
 		close(p.idle)
@@ -368,20 +383,34 @@ func (p *Producer) ProduceSync(ctx context.Context, records ...*Record) ProduceR
 }
 
 // Flush sends every buffered record at once, without waiting for the
-// linger time, and waits until every record produced before the call (and
-// any produced during it) is acknowledged or failed, or ctx ends.
+// linger time, and waits until every record produced before the call is
+// acknowledged or failed, or ctx ends. Records produced during the call
+// are not waited for, so Flush returns under a steady load too.
 func (p *Producer) Flush(ctx context.Context) error {
+	// A partition completes its records in the order it accepted them:
+	// those accepted so far are done once as many have completed.
+	type flushTarget struct {
+		partition *partitionProducer
+		accepted  uint64
+	}
 	p.mu.Lock()
-	idle := p.idle
+	targets := make([]flushTarget, 0, len(p.partitions))
 	for _, pp := range p.partitions {
+		targets = append(targets, flushTarget{pp, pp.acceptedRecords()})
 		pp.sealNow()
 	}
-	p.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("clients: flush: %w", ctx.Err())
+	for {
+		for len(targets) > 0 && targets[len(targets)-1].partition.completedRecords >= targets[len(targets)-1].accepted {
+			targets = targets[:len(targets)-1]
+		}
+		if len(targets) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		if err := p.awaitCompletionLocked(ctx); err != nil {
+			p.mu.Unlock()
+			return fmt.Errorf("clients: flush: %w", err)
+		}
 	}
 }
 
@@ -395,8 +424,16 @@ func (p *Producer) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
+	// No record joins the buffer any more: it is flushed once empty.
+	idle := p.idle
 	p.mu.Unlock()
-	flushErr := p.Flush(ctx)
+	p.sealAll()
+	var flushErr error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		flushErr = fmt.Errorf("clients: flush: %w", ctx.Err())
+	}
 	close(p.stop)
 	p.workers.Wait()
 	return flushErr

@@ -47,6 +47,13 @@ type partitionProducer struct {
 	// by run; empty between batches).
 	together []*Record
 
+	// accepted counts the records added to a batch (guarded by mu);
+	// completedRecords those of them completed, in the same order
+	// (guarded by producer.mu). Flush waits for the one to reach the
+	// other.
+	accepted         uint64
+	completedRecords uint64
+
 	// recordsHint and bytesHint are the record count and uncompressed
 	// size of the last sealed batch (guarded by mu): the next batch's
 	// record slice and records section start at that capacity.
@@ -130,7 +137,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if pp.stopped {
 		pp.mu.Unlock()
 		pp.producer.finish(rec.record, rec.done, ErrClosed)
-		pp.producer.completed(1, rec.size)
+		pp.producer.completed(nil, 1, rec.size)
 		return
 	}
 	wake := false
@@ -151,10 +158,11 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	if err := pp.open.builder.Add(r); err != nil {
 		pp.mu.Unlock()
 		pp.producer.finish(rec.record, rec.done, err)
-		pp.producer.completed(1, rec.size)
+		pp.producer.completed(nil, 1, rec.size)
 		return
 	}
 	pp.open.records = append(pp.open.records, rec)
+	pp.accepted++
 	if pp.open.builder.UncompressedSize() >= maxBytes {
 		pp.sealLocked()
 		wake = true
@@ -182,6 +190,13 @@ func (pp *partitionProducer) sealLocked() {
 		pp.sealed = append(pp.sealed, pp.open)
 		pp.open = nil
 	}
+}
+
+// acceptedRecords returns how many records have joined a batch.
+func (pp *partitionProducer) acceptedRecords() uint64 {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.accepted
 }
 
 // sealNow makes the open batch ready to send without waiting for linger.
@@ -543,7 +558,7 @@ func (pp *partitionProducer) complete(batch *pendingBatch, err error) {
 		rec.done(rec.record, err)
 	}
 	pp.together = pp.reportTogether(together, err)
-	pp.producer.completed(len(batch.records), size)
+	pp.producer.completed(pp, len(batch.records), size)
 }
 
 // reportTogether hands records to the batch callback, if any, and returns

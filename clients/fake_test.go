@@ -489,6 +489,26 @@ func connectUnderPrefix(t *testing.T, fake *fakeCluster, prefix string, opts ...
 	return ctx, client
 }
 
+// newWarmProducer returns a producer through client that has sent one
+// record, "warm", to topic orders (so the topic's metadata is loaded and
+// its partitions have no batch in flight); it is closed with the test.
+func newWarmProducer(t *testing.T, client *Client, opts ...ProducerOption) *Producer {
+	t.Helper()
+	producer, err := client.NewProducer(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = producer.Close(ctx)
+	})
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("warm")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return producer
+}
+
 // newTestClient connects a client to the fake cluster with short timeouts.
 func newTestClient(t *testing.T, f *fakeCluster, opts ...ClientOption) *Client {
 	t.Helper()

@@ -127,15 +127,7 @@ func TestBatchRefusedForGoodLeavesEarlierBatchesTheirOwnOutcome(t *testing.T) {
 func TestOversizedRecordLeavesRecordInFlightBeforeItsOwnOutcome(t *testing.T) {
 	f := startFakeCluster(t)
 	f.createTopic("orders", 1)
-	client := newTestClient(t, f, WithRequestTimeout(5*time.Second))
-	producer, err := client.NewProducer(WithLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close(testContext(t))
-	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("warm")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	producer := newWarmProducer(t, newTestClient(t, f, WithRequestTimeout(5*time.Second)), WithLinger(0))
 	arrived, release := f.holdProduce()
 	okDone, bigDone := make(chan error, 1), make(chan error, 1)
 	producer.Produce(testContext(t), &Record{Topic: "orders", Value: []byte("ok")}, func(_ *Record, err error) { okDone <- err })

@@ -178,9 +178,10 @@ func WithMaxBufferedBytes(n int) ProducerOption {
 
 // WithDeliveryTimeout bounds how long a record may take, retries included,
 // from Produce to its acknowledgement; after it the record fails with the
-// last error seen. Retriable errors (not leader, no leader yet, timeouts,
-// brokers unreachable, the NATS connection reconnecting) are retried with
-// backoff until then. Default 1 minute.
+// last error seen (a timeout if it was never sent), unless an attempt
+// already on its way is answered. Retriable errors (not leader, no leader
+// yet, timeouts, brokers unreachable, the NATS connection reconnecting)
+// are retried with backoff until then. Default 1 minute.
 func WithDeliveryTimeout(d time.Duration) ProducerOption {
 	return func(c *producerConfig) error {
 		if d <= 0 {

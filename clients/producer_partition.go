@@ -268,27 +268,15 @@ func (pp *partitionProducer) run() {
 	}
 }
 
-// sendReady resends batches whose retry is due and sends new batches while
-// the in-flight bound allows. It returns when run should wake up next for
+// sendReady resends batches whose retry is due, fails those past their
+// delivery deadline, and sends new batches while the in-flight bound
+// allows. It returns when run should wake up next for
 // a timer (zero: no timer needed).
 func (pp *partitionProducer) sendReady(now time.Time) time.Time {
 	if pp.retryWait {
-		for _, batch := range pp.window {
-			if batch.state == batchInFlight {
-				return time.Time{} // wait for every outcome, then resend in order
-			}
+		if wakeAt, wait := pp.resendRetries(now); wait {
+			return wakeAt
 		}
-		if now.Before(pp.retryAt) {
-			return pp.retryAt
-		}
-		pp.retryWait = false
-		pp.restartSequenceIfSafe()
-		for _, batch := range pp.window {
-			if batch.state == batchRetry && !pp.send(batch) {
-				return pp.retryAt
-			}
-		}
-		pp.completeInOrder()
 	}
 	for len(pp.window) < pp.producer.config.maxInFlight && pp.epochSettled() {
 		batch, due := pp.takeReady(now, len(pp.window) == 0)
@@ -298,16 +286,81 @@ func (pp *partitionProducer) sendReady(now time.Time) time.Time {
 		pp.window = append(pp.window, batch)
 		if !pp.send(batch) {
 			pp.completeInOrder()
-			return pp.retryAt
+			wakeAt, _ := pp.resendRetries(now) // the backoff is not over: when to wake
+			return wakeAt
 		}
 		pp.completeInOrder()
 	}
 	return time.Time{}
 }
 
-// send starts one attempt of batch. It returns false when the batch must
-// wait for a retry (pp.retryWait is then set).
+// resendRetries resends, in order, the batches waiting for a retry once
+// every attempt in flight has its outcome and the backoff has passed, and
+// fails those whose delivery deadline passes meanwhile. It reports whether
+// new batches must wait, and until when (zero: for a reply).
+func (pp *partitionProducer) resendRetries(now time.Time) (wakeAt time.Time, wait bool) {
+	expiresAt := pp.expireRetries(now)
+	if expiresAt.IsZero() {
+		pp.retryWait = false // no batch waits for a retry any more
+		return time.Time{}, false
+	}
+	for _, batch := range pp.window {
+		if batch.state == batchInFlight {
+			return expiresAt, true // wait for every outcome, then resend in order
+		}
+	}
+	if now.Before(pp.retryAt) {
+		if expiresAt.Before(pp.retryAt) {
+			return expiresAt, true
+		}
+		return pp.retryAt, true
+	}
+	pp.retryWait = false
+	pp.restartSequenceIfSafe()
+	for _, batch := range pp.window {
+		if batch.state == batchRetry && !pp.send(batch) {
+			return pp.resendRetries(now) // the backoff is not over: when to wake
+		}
+	}
+	pp.completeInOrder()
+	return time.Time{}, false
+}
+
+// expireRetries fails the batches waiting for a retry whose delivery
+// deadline has passed, with their last error, and returns the earliest
+// deadline of those still waiting (zero when none is).
+func (pp *partitionProducer) expireRetries(now time.Time) time.Time {
+	var earliest time.Time
+	for _, batch := range pp.window {
+		switch {
+		case batch.state != batchRetry:
+		case !now.Before(batch.deadline):
+			pp.fail(batch, batch.err)
+		case earliest.IsZero() || batch.deadline.Before(earliest):
+			earliest = batch.deadline
+		}
+	}
+	pp.completeInOrder()
+	return earliest
+}
+
+// errDeliveryTimeoutUnsent fails a batch whose delivery timeout passed
+// before its first attempt (it waited behind other batches): nothing of
+// it was written.
+var errDeliveryTimeoutUnsent = &protocol.Error{Code: protocol.CodeTimeout, Message: "delivery timeout passed before the batch was sent"}
+
+// send starts one attempt of batch, or fails it when its delivery deadline
+// has passed. It returns false when the batch must wait for a retry
+// (pp.retryWait is then set).
 func (pp *partitionProducer) send(batch *pendingBatch) bool {
+	if !time.Now().Before(batch.deadline) {
+		err := batch.err // the last attempt's, for a resend
+		if err == nil {
+			err = errDeliveryTimeoutUnsent
+		}
+		pp.fail(batch, err)
+		return true
+	}
 	client := pp.producer.client
 	if batch.request == nil {
 		// Sized for the whole request, so encoding the batch does not

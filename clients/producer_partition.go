@@ -32,6 +32,9 @@ type partitionProducer struct {
 	window    []*pendingBatch // sent at least once, not completed; send order
 	retryAt   time.Time       // when batches waiting for a retry are resent
 	retryWait bool            // some batch in window waits for a retry
+	// unknownTopic times a run of unknown_topic errors of the partition's
+	// attempts and metadata lookups (WithUnknownTopicWait).
+	unknownTopic unknownTopicTimer
 
 	sequence      producerSequence // idempotent identity (idempotence.go); owned by run
 	spareRequests [][]byte         // recycled request buffers (owned by run)
@@ -441,11 +444,12 @@ func brokerTimeout(requestTimeout time.Duration) time.Duration {
 }
 
 // retryLater marks batch for a retry after backoff, or fails it when its
-// delivery deadline has passed or err is not retriable. It returns false
-// when the batch waits for a retry.
+// delivery deadline has passed, err is not retriable, or the partition's
+// topic has been unknown for WithUnknownTopicWait (deleted, not
+// spreading). It returns false when the batch waits for a retry.
 func (pp *partitionProducer) retryLater(batch *pendingBatch, err error) bool {
 	now := time.Now()
-	if !retriable(err) || !now.Before(batch.deadline) {
+	if pp.unknownTopic.expired(err, pp.producer.client.config.unknownTopicWait) || !retriable(err) || !now.Before(batch.deadline) {
 		pp.fail(batch, err)
 		return true
 	}
@@ -480,6 +484,7 @@ func (pp *partitionProducer) handleReply(reply produceReply) {
 		}
 	}
 	if err == nil {
+		pp.unknownTopic = unknownTopicTimer{}
 		batch.state = batchDone
 		batch.err = nil
 		batch.baseOffset = produced.BaseOffset

@@ -51,6 +51,7 @@ type Producer struct {
 	closed           bool
 	workers          sync.WaitGroup
 	stop             chan struct{} // closed by Close after the final flush
+	closeDone        chan struct{} // closed when the first Close returns
 }
 
 type topicPartition struct {
@@ -95,6 +96,7 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 		partitions:    make(map[topicPartition]*partitionProducer),
 		idle:          idle,
 		stop:          make(chan struct{}),
+		closeDone:     make(chan struct{}),
 	}, nil
 }
 
@@ -416,13 +418,20 @@ func (p *Producer) Flush(ctx context.Context) error {
 
 // Close flushes, waiting at most until ctx ends, and stops the producer.
 // Records still unacknowledged when ctx ends fail with ErrClosed. Later
-// Produce calls fail with ErrClosed. Close does not close the Client.
+// Produce calls fail with ErrClosed. Close does not close the Client. A
+// Close while another runs waits for it (or until its own ctx ends).
 func (p *Producer) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil
+		select {
+		case <-p.closeDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("clients: close: %w", ctx.Err())
+		}
 	}
+	defer close(p.closeDone)
 	p.closed = true
 	// No record joins the buffer any more: it is flushed once empty.
 	idle := p.idle

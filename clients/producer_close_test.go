@@ -46,3 +46,44 @@ func TestCloseReportsAcknowledgedRecordsWaitingBehindAnEarlierOne(t *testing.T) 
 		t.Fatalf("record the broker acknowledged at offset 1: offset %d, %v", second.Offset, err)
 	}
 }
+
+// TestASecondCloseWaitsForTheFirst: a Close called while another Close
+// waits for the last record's acknowledgement returns once that Close has
+// (or its own context ends), not at once: code that closes from two places
+// (a deferred Close and a shutdown hook) must not go on as if every record
+// had its outcome. Before, the second Close returned nil at once.
+func TestASecondCloseWaitsForTheFirst(t *testing.T) {
+	f := startFakeCluster(t)
+	const prefix = "closetwice"
+	partition := serveHandAnsweredPartition(f, prefix)
+	_, client := connectUnderPrefix(t, f, prefix, WithRequestTimeout(10*time.Second))
+	producer, err := client.NewProducer(WithLinger(0), WithPartitioner(ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	producer.Produce(testContext(t), &Record{Topic: "t", Value: []byte("one")}, func(_ *Record, err error) { done <- err })
+	request := partition.next(t) // unanswered for now
+	firstClosed := make(chan error, 1)
+	go func() { firstClosed <- producer.Close(testContext(t)) }()
+	waitUntil(t, "the first Close to begin", func() bool {
+		producer.mu.Lock()
+		defer producer.mu.Unlock()
+		return producer.closed
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := producer.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a second Close while the record is unacknowledged: %v, want its context's deadline", err)
+	}
+	answerProduce(request, protocol.ProduceReply{BaseOffset: 0})
+	if err := awaitOutcome(t, done, "the record"); err != nil {
+		t.Fatal(err)
+	}
+	if err := awaitOutcome(t, firstClosed, "the first Close"); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.Close(context.Background()); err != nil {
+		t.Fatalf("a Close after the first returned: %v", err)
+	}
+}

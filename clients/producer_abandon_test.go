@@ -1,7 +1,9 @@
 package clients
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,6 +160,39 @@ func TestOversizedRecordLeavesRecordInFlightBeforeItsOwnOutcome(t *testing.T) {
 		t.Fatalf("record after the new epoch: %v", err)
 	}
 	if got, want := f.values("orders", 0), []string{"warm", "ok", "next"}; !slices.Equal(got, want) {
+		t.Fatalf("partition holds %q, want %q", got, want)
+	}
+}
+
+// TestRecordOverTheMaxPayloadFailsAloneBeforeBeingSent: a record whose
+// request is over the NATS max payload fails with record_too_large, saying
+// so, without being sent and without counting in the partition's
+// sequence, so the records produced before and after it are written as
+// usual. Before, its publish failed with "nats: maximum payload exceeded"
+// after it had taken its sequence numbers, and the batches after it were
+// abandoned ("an earlier batch of the partition failed").
+func TestRecordOverTheMaxPayloadFailsAloneBeforeBeingSent(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	producer := newWarmProducer(t, newTestClient(t, f, WithRequestTimeout(5*time.Second)), WithLinger(time.Hour))
+	outcomes := make([]chan error, 3)
+	for i, value := range [][]byte{[]byte("before"), make([]byte, 2<<20), []byte("after")} {
+		outcomes[i] = make(chan error, 1)
+		producer.Produce(testContext(t), &Record{Topic: "orders", Value: value}, func(_ *Record, err error) { outcomes[i] <- err })
+	}
+	if err := producer.Flush(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	big := awaitOutcome(t, outcomes[1], "the oversized record")
+	if !errors.Is(big, protocol.CodeRecordTooLarge) || !strings.Contains(big.Error(), "max payload") {
+		t.Fatalf("oversized record: %v, want record_too_large naming the max payload", big)
+	}
+	for _, i := range []int{0, 2} {
+		if err := awaitOutcome(t, outcomes[i], "a record beside it"); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if got, want := f.values("orders", 0), []string{"warm", "before", "after"}; !slices.Equal(got, want) {
 		t.Fatalf("partition holds %q, want %q", got, want)
 	}
 }

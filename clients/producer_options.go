@@ -71,7 +71,9 @@ func WithLinger(d time.Duration) ProducerOption {
 // WithBatchMaxBytes bounds the uncompressed size of one batch. It is capped
 // at the NATS connection's max payload minus room for the request header.
 // A single larger record is sent in a batch of its own (and the broker may
-// refuse it, naming its limit). Default 512 KiB.
+// refuse it with batch_too_large, naming its limit); one whose request,
+// compressed or not, is over the NATS max payload fails with
+// record_too_large without being sent. Default 512 KiB.
 func WithBatchMaxBytes(n int) ProducerOption {
 	return func(c *producerConfig) error {
 		if n < 1024 {

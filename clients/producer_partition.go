@@ -382,6 +382,17 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 			pp.fail(batch, fmt.Errorf("clients: encode batch: %w", err))
 			return true
 		}
+		if limit := client.conn.MaxPayload(); limit > 0 && int64(len(request)) > limit {
+			// A record larger than a batch may be (it is alone in its
+			// batch) that compression did not bring under NATS's max
+			// payload: failed before its sequence counts, so nothing
+			// after it is disturbed.
+			pp.putRequestBuffer(request)
+			pp.fail(batch, &protocol.Error{Code: protocol.CodeRecordTooLarge, Message: fmt.Sprintf(
+				"a record encoded in %d bytes (a request of %d bytes) is over the NATS servers' max payload of %d bytes: not sent; raise max_payload on the NATS servers, or send smaller records",
+				batch.builder.UncompressedSize()-protocol.BatchHeaderSize, len(request), limit)})
+			return true
+		}
 		pp.sequence.commit(batch, batch.builder.Len())
 		batch.request = request
 		pp.putBuilder(batch.builder) // the records' copy is in the request now

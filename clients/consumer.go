@@ -233,7 +233,13 @@ func (c *Consumer) Seek(ctx context.Context, topic string, partition uint32, pos
 	if err != nil {
 		return err
 	}
-	tp := topicPartition{topic, partition}
+	return c.fetchFrom(topicPartition{topic, partition}, offsets.Offset)
+}
+
+// fetchFrom starts tp's fetcher at offset, in place of any running one,
+// without a request: Seek once it resolved its position, and a group
+// member restarting a stopped fetcher at a position it holds.
+func (c *Consumer) fetchFrom(tp topicPartition, offset uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -246,7 +252,7 @@ func (c *Consumer) Seek(ctx context.Context, topic string, partition uint32, pos
 	c.partitions[tp] = fetcher
 	go func() {
 		defer close(fetcher.done)
-		c.fetchLoop(fetchCtx, tp, fetcher.generation, offsets.Offset)
+		c.fetchLoop(fetchCtx, tp, fetcher.generation, offset)
 	}()
 	return nil
 }

@@ -363,34 +363,21 @@ func (g *GroupConsumer) noteStalledLocked(err error) {
 // would otherwise stay owned by this member and read by no one until the
 // group rebalanced. Poll has reported the error; one that persists (a
 // batch that never decodes) is reported again each round. Run alone calls
-// it, as it alone changes what the member owns.
-func (g *GroupConsumer) restartStalled(ctx context.Context) {
+// it, as it alone changes what the member owns; it sends no request (the
+// fetcher finds the leader itself), so it never holds up a heartbeat.
+func (g *GroupConsumer) restartStalled() {
 	g.mu.Lock()
-	restart := map[TopicPartition]uint64{}
+	defer g.mu.Unlock()
 	for tp, epoch := range g.stalled {
-		if g.owned[tp] == epoch {
-			restart[tp] = g.positions[tp]
-		}
-	}
-	clear(g.stalled)
-	g.mu.Unlock()
-	for tp, position := range restart {
-		seekCtx, cancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
-		err := g.consumer.Seek(seekCtx, tp.Topic, tp.Partition, AtOffset(position))
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				g.client.logger.Warn("raftmq: restart stopped partition", "group", g.group, "partition", tp, "offset", position, "error", err)
-				g.mu.Lock()
-				if _, ok := g.owned[tp]; ok {
-					g.stalled[tp] = g.owned[tp]
-				}
-				g.mu.Unlock()
-			}
+		if g.owned[tp] != epoch {
 			continue
 		}
-		g.client.logger.Info("raftmq: restarted stopped partition", "group", g.group, "partition", tp, "offset", position)
+		if err := g.consumer.fetchFrom(topicPartition{tp.Topic, tp.Partition}, g.positions[tp]); err != nil {
+			return // the consumer is closed: the member is closing
+		}
+		g.client.logger.Info("raftmq: restarted stopped partition", "group", g.group, "partition", tp, "offset", g.positions[tp])
 	}
+	clear(g.stalled)
 }
 
 // setFailed records (or, with nil, clears) why the member cannot rejoin
@@ -647,7 +634,7 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 			haveReply = false
 			timer.Reset(interval)
 		}
-		g.restartStalled(ctx)
+		g.restartStalled()
 		select {
 		case <-g.stop:
 			return

@@ -257,7 +257,8 @@ type GroupPartitionState struct {
 // and lag. A group unknown to the coordinator gives an error matching
 // protocol.CodeUnknownGroup; topics lists more topics whose offsets to
 // show (offsets outlive membership). A topic of the group's that was
-// deleted is listed in Topics with no partitions.
+// deleted is listed in Topics with no partitions; one of topics that does
+// not exist gives an error matching protocol.CodeUnknownTopic.
 func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...string) (GroupDescription, error) {
 	var reply protocol.DescribeGroupReply
 	err := c.groupAdmin(ctx, protocol.AdminGroupDescribe, protocol.GroupRequest{Version: protocol.APIVersion, Group: group}, &reply,
@@ -265,7 +266,7 @@ func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...stri
 	if err != nil && !(errors.Is(err, protocol.CodeUnknownGroup) && len(topics) > 0) {
 		return GroupDescription{}, err
 	}
-	desc := GroupDescription{Group: group, Topics: reply.Topics, Members: reply.Members, Partitions: []GroupPartitionState{}}
+	desc := GroupDescription{Group: group, Topics: slices.Clone(reply.Topics), Members: reply.Members, Partitions: []GroupPartitionState{}}
 	if desc.Members == nil {
 		desc.Members = []protocol.GroupMember{}
 	}
@@ -281,8 +282,8 @@ func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...stri
 	var partitions []TopicPartition
 	for _, topic := range desc.Topics {
 		info, err := c.metadata.refresh(ctx, topic)
-		if errors.Is(err, protocol.CodeUnknownTopic) {
-			continue // deleted since: listed, with no partitions
+		if errors.Is(err, protocol.CodeUnknownTopic) && slices.Contains(reply.Topics, topic) {
+			continue // the group's, deleted since: listed, with no partitions
 		}
 		if err != nil {
 			return GroupDescription{}, err

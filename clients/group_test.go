@@ -574,3 +574,23 @@ func TestDescribeGroupListsADeletedTopicWithoutPartitions(t *testing.T) {
 		t.Fatalf("%d partitions described, want the kept topic's 2", len(desc.Partitions))
 	}
 }
+
+// TestDescribeGroupNamingAnUnknownTopicFails: a topic the caller names
+// that does not exist (a typo) fails with unknown_topic, unlike a deleted
+// topic of the group's. Before, both were skipped, and describing an
+// unknown group with a misspelt topic succeeded with an empty description
+// (found in review).
+func TestDescribeGroupNamingAnUnknownTopicFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","), clients.WithUnknownTopicWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	suffix := time.Now().UnixNano()
+	desc, err := client.DescribeGroup(ctx, fmt.Sprintf("nosuchgroup-%d", suffix), fmt.Sprintf("nosuchtopic-%d", suffix))
+	if !errors.Is(err, protocol.CodeUnknownTopic) {
+		t.Fatalf("describe of an unknown group naming an unknown topic: %v (description %+v), want unknown_topic", err, desc)
+	}
+}

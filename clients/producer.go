@@ -35,6 +35,10 @@ type Producer struct {
 
 	mu         sync.Mutex
 	partitions map[topicPartition]*partitionProducer
+	// sequences holds the idempotent identity of the partitions whose
+	// producer retired (idle), for the next one to continue it: the
+	// partition expects the sequence to go on, not to restart.
+	sequences map[topicPartition]producerSequence
 	// last is the partition producer the last record went to (guarded by
 	// mu): consecutive records of one partition skip the map lookup,
 	// which hashes the topic name per record.
@@ -94,6 +98,7 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 		config:        config,
 		batchMaxBytes: batchMaxBytes,
 		partitions:    make(map[topicPartition]*partitionProducer),
+		sequences:     make(map[topicPartition]producerSequence),
 		idle:          idle,
 		stop:          make(chan struct{}),
 		closeDone:     make(chan struct{}),
@@ -239,9 +244,9 @@ func (p *Producer) roomFor(size int) bool {
 }
 
 // partitionProducer returns the producer of one partition, starting it on
-// first use; it counts the record about to be added (size bytes) as
-// pending, waiting while the buffer has no room for it (or until ctx
-// ends). full reports that the buffer is full with this record.
+// first use and after it retired; it counts the record about to be added
+// (size bytes) as pending, waiting while the buffer has no room for it (or
+// until ctx ends). full reports that the buffer is full with this record.
 func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, size int) (_ *partitionProducer, full bool, _ error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -262,17 +267,29 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, siz
 	if pp == nil || pp.tp != tp {
 		pp = p.partitions[tp]
 		if pp == nil {
-			pp = newPartitionProducer(p, tp)
-			p.partitions[tp] = pp
-			p.workers.Add(1)
-			go func() {
-				defer p.workers.Done()
-				pp.run()
-			}()
+			pp = p.startPartitionProducerLocked(tp)
 		}
 		p.last = pp
 	}
+	pp.handedOut++ // before p.mu is unlocked: pp cannot retire until add
 	return pp, p.pending >= p.config.maxBufferedRecords || p.pendingBytes >= p.config.maxBufferedBytes, nil
+}
+
+// startPartitionProducerLocked starts the producer of partition tp, which
+// continues the idempotent identity of the one that retired, if any.
+func (p *Producer) startPartitionProducerLocked(tp topicPartition) *partitionProducer {
+	pp := newPartitionProducer(p, tp)
+	if sequence, ok := p.sequences[tp]; ok {
+		pp.sequence = sequence
+		delete(p.sequences, tp) // run owns it now
+	}
+	p.partitions[tp] = pp
+	p.workers.Add(1)
+	go func() {
+		defer p.workers.Done()
+		pp.run()
+	}()
+	return pp
 }
 
 // awaitCompletionLocked waits, with p.mu unlocked meanwhile, until some

@@ -22,18 +22,22 @@ type producerConfig struct {
 	defaultTopic       string
 	idempotenceOff     bool // WithIdempotence(false) (idempotence.go)
 	batchCallback      BatchCallback
+	// partitionIdleTimeout is how long a partition producer with nothing
+	// to do waits for a record before it stops (retire); tests shorten it.
+	partitionIdleTimeout time.Duration
 }
 
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 	config := producerConfig{
-		linger:             5 * time.Millisecond,
-		batchMaxBytes:      512 << 10,
-		codec:              CompressionNone,
-		acks:               AcksQuorum,
-		maxInFlight:        maxIdempotentInFlight, // 5, as Kafka's producer
-		maxBufferedRecords: 100_000,
-		maxBufferedBytes:   DefaultMaxBufferedBytes,
-		deliveryTimeout:    time.Minute,
+		linger:               5 * time.Millisecond,
+		batchMaxBytes:        512 << 10,
+		codec:                CompressionNone,
+		acks:                 AcksQuorum,
+		maxInFlight:          maxIdempotentInFlight, // 5, as Kafka's producer
+		maxBufferedRecords:   100_000,
+		maxBufferedBytes:     DefaultMaxBufferedBytes,
+		deliveryTimeout:      time.Minute,
+		partitionIdleTimeout: defaultPartitionIdleTimeout,
 	}
 	for _, opt := range opts {
 		if err := opt(&config); err != nil {

@@ -15,16 +15,32 @@ import (
 // partitionProducer batches and sends the records of one partition. Produce
 // callers add records under mu; one goroutine (run) owns everything else:
 // taking batches, sending them, retries and completing them in order.
+//
+// A partition producer that has had nothing to do for the producer's
+// partitionIdleTimeout (defaultPartitionIdleTimeout) retires: its run
+// exits and Producer.partitions forgets it, so a producer that wrote to
+// many short-lived topics does not keep a goroutine per partition; the
+// next record of the partition starts a new one. Locks: Producer.mu
+// before mu.
 type partitionProducer struct {
 	producer *Producer
 	tp       topicPartition
 	wake     chan struct{} // capacity 1: something was added or sealed
 	replies  chan produceReply
 
-	mu      sync.Mutex
-	open    *pendingBatch   // accepting records
-	sealed  []*pendingBatch // full or flushed, waiting to be sent
-	stopped bool            // run has exited; add fails records at once
+	// handedOut counts the records Producer.partitionProducer returned
+	// this producer for (guarded by producer.mu); arrived those of them
+	// that reached add (guarded by mu). While they differ a record is on
+	// its way to add, and the producer must not retire.
+	handedOut uint64
+	arrived   uint64
+
+	mu     sync.Mutex
+	open   *pendingBatch   // accepting records
+	sealed []*pendingBatch // full or flushed, waiting to be sent
+	// stopped: run has exited, after Close (add then fails records at
+	// once) or retire (no record reaches add any more).
+	stopped bool
 	// spareBuilders are recycled batch builders (takeBuilderLocked).
 	spareBuilders []*protocol.BatchBuilder
 
@@ -38,6 +54,9 @@ type partitionProducer struct {
 
 	sequence      producerSequence // idempotent identity (idempotence.go); owned by run
 	spareRequests [][]byte         // recycled request buffers (owned by run)
+	// attemptsOut counts the attempts sent whose reply (or timeout) has
+	// not been handled, the abandoned batches' included (owned by run).
+	attemptsOut int
 	// forgotten: the partition answered the window's first batch
 	// unknown_producer; the next resend may start a new epoch
 	// (restartSequenceIfSafe). Owned by run.
@@ -137,6 +156,7 @@ func (pp *partitionProducer) add(rec pendingRecord) {
 	}
 	maxBytes := pp.producer.batchMaxBytes
 	pp.mu.Lock()
+	pp.arrived++
 	if pp.stopped {
 		pp.mu.Unlock()
 		pp.producer.finish(rec.record, rec.done, ErrClosed)
@@ -248,12 +268,40 @@ func (pp *partitionProducer) noteSizeLocked(batch *pendingBatch) {
 	pp.bytesHint = batch.builder.UncompressedSize() - protocol.BatchHeaderSize
 }
 
-// run is the partition's goroutine.
+// defaultPartitionIdleTimeout is how long a partition producer waits with
+// nothing to do before it retires. Retiring costs little (a goroutine
+// start when the partition is written again, and the batch size hints
+// and spare buffers) and only ever happens with nothing buffered or in
+// flight, so the wait only bounds how long an unused partition's
+// goroutine lingers; 5 minutes is Kafka's metadata.max.idle.ms, after
+// which its producer forgets a topic it no longer writes to. It is not
+// tied to the delivery timeout: nothing is outstanding when it runs.
+const defaultPartitionIdleTimeout = 5 * time.Minute
+
+// run is the partition's goroutine. It exits when the producer stops, or
+// after partitionIdleTimeout with nothing to do (retire).
 func (pp *partitionProducer) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var idleSince time.Time // zero while there is something to do
 	for {
-		wakeAt := pp.sendReady(time.Now())
+		now := time.Now()
+		wakeAt := pp.sendReady(now)
+		if wakeAt.IsZero() && pp.drained() {
+			if idleSince.IsZero() {
+				idleSince = now
+			}
+			wakeAt = idleSince.Add(pp.producer.config.partitionIdleTimeout)
+			if !now.Before(wakeAt) {
+				if pp.retire() {
+					return
+				}
+				idleSince = now // a record is on its way to add
+				wakeAt = now.Add(pp.producer.config.partitionIdleTimeout)
+			}
+		} else {
+			idleSince = time.Time{}
+		}
 		if !wakeAt.IsZero() {
 			timer.Reset(time.Until(wakeAt))
 		}
@@ -269,6 +317,37 @@ func (pp *partitionProducer) run() {
 		}
 		timer.Stop()
 	}
+}
+
+// drained reports whether run has nothing in progress: no batch sent and
+// not completed, no attempt whose reply is due, no epoch bump owed.
+// Whether records wait to be sent is retire's to check.
+func (pp *partitionProducer) drained() bool {
+	return len(pp.window) == 0 && pp.attemptsOut == 0 && !pp.retryWait && !pp.epochBumpDue
+}
+
+// retire stops the partition producer, if no record is buffered or on its
+// way to add: Producer.partitionProducer will not hand it out again and
+// starts a new one for the partition's next record, with the idempotent
+// identity it leaves in Producer.sequences. Called by run once drained.
+func (pp *partitionProducer) retire() bool {
+	p := pp.producer
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.open != nil || len(pp.sealed) > 0 || pp.arrived != pp.handedOut {
+		return false
+	}
+	pp.stopped = true
+	delete(p.partitions, pp.tp)
+	if p.last == pp {
+		p.last = nil
+	}
+	if pp.sequence.producerID != 0 {
+		p.sequences[pp.tp] = pp.sequence
+	}
+	return true
 }
 
 // sendReady resends batches whose retry is due, fails those past their
@@ -418,6 +497,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	batch.attempts++
 	batch.leader = leader
 	subject := protocol.SubjectBrokerProduce(client.config.prefix, leader)
+	pp.attemptsOut++
 	err = client.replies.send(subject, batch.request, client.config.requestTimeout, func(msg *nats.Msg, err error) {
 		// This runs on the client's one reply-delivery goroutine. Batches
 		// abandoned by failedInSequence leave the window with their
@@ -430,6 +510,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 		}
 	})
 	if err != nil {
+		pp.attemptsOut-- // not sent: no reply is due
 		pp.fail(batch, err)
 	}
 	return true
@@ -482,6 +563,7 @@ func (pp *partitionProducer) fail(batch *pendingBatch, err error) {
 
 // handleReply records the outcome of one attempt.
 func (pp *partitionProducer) handleReply(reply produceReply) {
+	pp.attemptsOut--
 	batch := reply.batch
 	if batch.state != batchInFlight {
 		return

@@ -25,8 +25,7 @@ import (
 type partitionProducer struct {
 	producer *Producer
 	tp       topicPartition
-	wake     chan struct{} // capacity 1: something was added or sealed
-	replies  chan produceReply
+	wake     chan struct{} // capacity 1: something was added or sealed, or a reply queued
 
 	// handedOut counts the records Producer.partitionProducer returned
 	// this producer for (guarded by producer.mu); arrived those of them
@@ -41,6 +40,8 @@ type partitionProducer struct {
 	// stopped: run has exited, after Close (add then fails records at
 	// once) or retire (no record reaches add any more).
 	stopped bool
+	// replies are the outcomes of attempts, queued for run by queueReply.
+	replies []produceReply
 	// spareBuilders are recycled batch builders (takeBuilderLocked).
 	spareBuilders []*protocol.BatchBuilder
 
@@ -54,6 +55,10 @@ type partitionProducer struct {
 
 	sequence      producerSequence // idempotent identity (idempotence.go); owned by run
 	spareRequests [][]byte         // recycled request buffers (owned by run)
+	// handledReplies is the reply queue run emptied last, the next one
+	// to fill (owned by run; empty): the two take turns, so queueing a
+	// reply does not allocate.
+	handledReplies []produceReply
 	// attemptsOut counts the attempts sent whose reply (or timeout) has
 	// not been handled, the abandoned batches' included (owned by run).
 	attemptsOut int
@@ -133,7 +138,6 @@ func newPartitionProducer(p *Producer, tp topicPartition) *partitionProducer {
 		producer: p,
 		tp:       tp,
 		wake:     make(chan struct{}, 1),
-		replies:  make(chan produceReply, p.config.maxInFlight),
 		sequence: producerSequence{producerID: p.producerID},
 	}
 }
@@ -285,6 +289,7 @@ func (pp *partitionProducer) run() {
 	timer.Stop()
 	var idleSince time.Time // zero while there is something to do
 	for {
+		pp.handleReplies()
 		now := time.Now()
 		wakeAt := pp.sendReady(now)
 		if wakeAt.IsZero() && pp.drained() {
@@ -307,8 +312,6 @@ func (pp *partitionProducer) run() {
 		}
 		select {
 		case <-pp.wake:
-		case reply := <-pp.replies:
-			pp.handleReply(reply)
 		case <-timer.C:
 		case <-pp.producer.stop:
 			timer.Stop()
@@ -499,15 +502,7 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 	subject := protocol.SubjectBrokerProduce(client.config.prefix, leader)
 	pp.attemptsOut++
 	err = client.replies.send(subject, batch.request, client.config.requestTimeout, func(msg *nats.Msg, err error) {
-		// This runs on the client's one reply-delivery goroutine. Batches
-		// abandoned by failedInSequence leave the window with their
-		// attempts outstanding, so more replies can be due than
-		// pp.replies holds; once run has exited nobody reads them, and
-		// waiting would stall every producer of the client, and its Close.
-		select {
-		case pp.replies <- produceReply{batch: batch, msg: msg, err: err}:
-		case <-pp.producer.stop:
-		}
+		pp.queueReply(produceReply{batch: batch, msg: msg, err: err})
 	})
 	if err != nil {
 		pp.attemptsOut-- // not sent: no reply is due
@@ -559,6 +554,34 @@ func (pp *partitionProducer) fail(batch *pendingBatch, err error) {
 	batch.state = batchDone
 	batch.err = err
 	pp.failedInSequence(batch)
+}
+
+// queueReply hands run the outcome of an attempt. It runs on the client's
+// one reply-delivery goroutine (or a timer's), so it never waits for run:
+// run may be busy for long (a user callback, a metadata refresh), and
+// every partition and producer of the client would wait with it. The
+// queue has no fixed bound to fill: besides the window's batches (at most
+// WithMaxInFlight), the batches abandoned by failedInSequence left the
+// window with their attempts on their way. Replies queued after run
+// exited (Close) are dropped with the queue.
+func (pp *partitionProducer) queueReply(reply produceReply) {
+	pp.mu.Lock()
+	pp.replies = append(pp.replies, reply)
+	pp.mu.Unlock()
+	pp.signal()
+}
+
+// handleReplies handles the replies queued so far, in arrival order.
+func (pp *partitionProducer) handleReplies() {
+	pp.mu.Lock()
+	replies := pp.replies
+	pp.replies = pp.handledReplies
+	pp.mu.Unlock()
+	for i := range replies {
+		pp.handleReply(replies[i])
+		replies[i] = produceReply{} // holds no reply message for the collector
+	}
+	pp.handledReplies = replies[:0]
 }
 
 // handleReply records the outcome of one attempt.

@@ -40,11 +40,15 @@
 // sequence; unknown topic for WithUnknownTopicWait; no broker answering; and the NATS connection reconnecting, including its reconnect
 // buffer being full) are retried with exponential backoff (WithRetryBackoff) until
 // the record's WithDeliveryTimeout; other errors fail the record at once.
-// Callbacks of one partition run in produce order. A partition's batching
-// goroutine stops after 5 minutes with nothing to do, so a producer that
-// wrote to many short-lived topics does not keep one per partition; the
-// partition's next record starts a new one, which continues the
-// partition's idempotent sequence.
+// Callbacks of one partition run in produce order, except those of records
+// Produce fails at once (a nil record, no topic, no such partition, its
+// context ended while waiting for buffer room, after Close): they run
+// before Produce returns, possibly ahead of earlier records of the
+// partition (ProduceCallback). A partition's batching goroutine stops
+// after 5 minutes with nothing to do, so a producer that wrote to many
+// short-lived topics does not keep one per partition; the partition's
+// next record starts a new one, which continues the partition's
+// idempotent sequence.
 //
 // Durability: with AcksQuorum (the default) an acknowledged record is
 // committed: durable on a quorum of replicas. AcksLeaderUnsafe acknowledges

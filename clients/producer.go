@@ -106,9 +106,19 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 }
 
 // ProduceCallback receives a record's outcome: on success err is nil and
-// rec.Partition, rec.Offset and rec.Timestamp are set. Callbacks of one
-// partition run in produce order, on a goroutine of the producer (or on the
-// caller's goroutine when Produce fails at once); they must not block.
+// rec.Partition, rec.Offset and rec.Timestamp are set. The callbacks of
+// the records a partition took run in produce order, on a goroutine of the
+// producer; they must not block (a slow one holds up its partition).
+//
+// A record that Produce fails at once is not taken by a partition: its
+// callback runs on the caller's goroutine before Produce returns, possibly
+// before those of records produced earlier to the same partition. That is
+// a nil record; one with no topic (and no WithDefaultTopic); one whose
+// topic's metadata could not be loaded (unknown topic, ctx ended); one
+// the partitioner gave a partition the topic does not have; one whose ctx
+// ended while it waited for room in the buffer; one its batch cannot hold
+// (a timestamp too far from the batch's first); and one produced once Close
+// has begun (ErrClosed).
 type ProduceCallback func(rec *Record, err error)
 
 // Produce queues rec for sending and returns; done is called once with the

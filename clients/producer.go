@@ -37,8 +37,13 @@ type Producer struct {
 	partitions map[topicPartition]*partitionProducer
 	// sequences holds the idempotent identity of the partitions whose
 	// producer retired (idle), for the next one to continue it: the
-	// partition expects the sequence to go on, not to restart.
-	sequences map[topicPartition]producerSequence
+	// partition expects the sequence to go on, not to restart. Entries
+	// older than retiredSequenceKeep are dropped (retire), and once any
+	// was, a partition producer that finds no entry takes a new producer
+	// id (forgotSequences): a new identity, which no partition fences.
+	sequences       map[topicPartition]retiredSequence
+	sequencesPruned time.Time // the last pass dropping old entries
+	forgotSequences bool
 	// last is the partition producer the last record went to (guarded by
 	// mu): consecutive records of one partition skip the map lookup,
 	// which hashes the topic name per record.
@@ -98,7 +103,7 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 		config:        config,
 		batchMaxBytes: batchMaxBytes,
 		partitions:    make(map[topicPartition]*partitionProducer),
-		sequences:     make(map[topicPartition]producerSequence),
+		sequences:     make(map[topicPartition]retiredSequence),
 		idle:          idle,
 		stop:          make(chan struct{}),
 		closeDone:     make(chan struct{}),
@@ -289,9 +294,13 @@ func (p *Producer) partitionProducer(ctx context.Context, tp topicPartition, siz
 // continues the idempotent identity of the one that retired, if any.
 func (p *Producer) startPartitionProducerLocked(tp topicPartition) *partitionProducer {
 	pp := newPartitionProducer(p, tp)
-	if sequence, ok := p.sequences[tp]; ok {
-		pp.sequence = sequence
+	if retired, ok := p.sequences[tp]; ok {
+		pp.sequence = retired.sequence
 		delete(p.sequences, tp) // run owns it now
+	} else if p.forgotSequences && pp.sequence.producerID != 0 {
+		// The partition may have known this producer id at a sequence
+		// forgotten here: start over as a new producer.
+		pp.sequence.producerID = newProducerID()
 	}
 	p.partitions[tp] = pp
 	p.workers.Add(1)

@@ -192,3 +192,56 @@ func TestRecordOnItsWayKeepsItsPartitionProducer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRetiredPartitionIdentitiesAreForgottenInTime: the identity a
+// retired partition producer leaves for the partition's next one is kept
+// for retiredSequenceKeep only, so a producer that wrote once to many
+// short-lived partitions does not keep an entry for each for ever; a
+// partition written to after its entry went takes a new producer id
+// (sequence 0 of a producer the partition never saw, which it takes).
+// Before, every partition ever written kept its entry until the producer
+// was dropped (found in review).
+func TestRetiredPartitionIdentitiesAreForgottenInTime(t *testing.T) {
+	f := startFakeCluster(t)
+	const partitions = 10
+	f.createTopic("tenants", partitions+1)
+	producer := newIdleProducer(t, newTestClient(t, f), 20*time.Millisecond, WithLinger(0), WithPartitioner(ManualPartitioner()))
+	producer.config.retiredSequenceKeep = 500 * time.Millisecond
+	ctx := testContext(t)
+	retired := func(want int) func() bool {
+		return func() bool {
+			producer.mu.Lock()
+			defer producer.mu.Unlock()
+			return len(producer.partitions) == 0 && len(producer.sequences) == want
+		}
+	}
+	var records []*Record
+	for partition := range partitions {
+		records = append(records, &Record{Topic: "tenants", Partition: uint32(partition), Value: []byte("first")})
+	}
+	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the partition producers retire", retired(partitions))
+	start := time.Now()
+	waitUntil(t, "their entries age", func() bool { return time.Since(start) > 2*producer.config.retiredSequenceKeep })
+	// Another partition's producer retires: the pass drops the old entries.
+	if err := producer.ProduceSync(ctx, &Record{Topic: "tenants", Partition: partitions, Value: []byte("late")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "only the late partition's entry is left", retired(1))
+	if err := producer.ProduceSync(ctx, &Record{Topic: "tenants", Partition: 3, Value: []byte("again")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	batches := f.topics["tenants"].partitions[3].batches
+	header, err := protocol.ReadBatchHeader(batches[len(batches)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if header.ProducerID == producer.producerID || header.ProducerID <= 0 || header.ProducerEpoch != 0 || header.BaseSequence != 0 {
+		t.Fatalf("partition 3 written again after its entry went: producer %d epoch %d sequence %d, want a new producer id (not %d) at epoch 0 sequence 0",
+			header.ProducerID, header.ProducerEpoch, header.BaseSequence, producer.producerID)
+	}
+}

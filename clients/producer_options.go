@@ -25,6 +25,10 @@ type producerConfig struct {
 	// partitionIdleTimeout is how long a partition producer with nothing
 	// to do waits for a record before it stops (retire); tests shorten it.
 	partitionIdleTimeout time.Duration
+	// retiredSequenceKeep is how long the identity of a retired partition
+	// producer is kept for the partition's next one (Producer.sequences);
+	// tests shorten it.
+	retiredSequenceKeep time.Duration
 }
 
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
@@ -38,6 +42,7 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 		maxBufferedBytes:     DefaultMaxBufferedBytes,
 		deliveryTimeout:      time.Minute,
 		partitionIdleTimeout: defaultPartitionIdleTimeout,
+		retiredSequenceKeep:  defaultRetiredSequenceKeep,
 	}
 	for _, opt := range opts {
 		if err := opt(&config); err != nil {

@@ -347,11 +347,36 @@ func (pp *partitionProducer) retire() bool {
 	if p.last == pp {
 		p.last = nil
 	}
+	now := time.Now()
+	if keep := p.config.retiredSequenceKeep; now.Sub(p.sequencesPruned) >= keep/10 {
+		// At most ten passes per keep time, however many retire.
+		p.sequencesPruned = now
+		for tp, retired := range p.sequences {
+			if now.Sub(retired.at) >= keep {
+				delete(p.sequences, tp)
+				p.forgotSequences = true
+			}
+		}
+	}
 	if pp.sequence.producerID != 0 {
-		p.sequences[pp.tp] = pp.sequence
+		p.sequences[pp.tp] = retiredSequence{sequence: pp.sequence, at: now}
 	}
 	return true
 }
+
+// retiredSequence is the idempotent identity a retired partition producer
+// left, and when.
+type retiredSequence struct {
+	sequence producerSequence
+	at       time.Time
+}
+
+// defaultRetiredSequenceKeep is how long a retired partition producer's
+// identity is kept: a partition written to again within it continues its
+// sequence; after it, the partition's next producer takes a new producer
+// id. Bounded so a producer writing once to many short-lived topics does
+// not keep an entry per partition for ever.
+const defaultRetiredSequenceKeep = time.Hour
 
 // sendReady resends batches whose retry is due, fails those past their
 // delivery deadline, and sends new batches while the in-flight bound

@@ -29,12 +29,15 @@ type GroupSummary = protocol.GroupSummary
 
 // leaderBatch sends one request per partition leader for the items (many
 // partitions per request) and retries the items whose result is a
-// retriable error, after a metadata refresh and backoff, until ctx ends.
+// retriable error, after a metadata refresh and backoff, until ctx ends;
+// an item answered unknown_topic for WithUnknownTopicWait in a row keeps
+// that error (its topic was deleted).
 // send returns one error per index (nil = done) or an error for the whole
 // request (applies to all its items).
 func (c *Client) leaderBatch(ctx context.Context, items []TopicPartition,
 	send func(ctx context.Context, leader uint64, indexes []int) ([]error, error)) []error {
 	results := make([]error, len(items))
+	unknown := make([]unknownTopicTimer, len(items))
 	pending := make([]int, len(items))
 	for i := range pending {
 		pending[i] = i
@@ -68,7 +71,7 @@ func (c *Client) leaderBatch(ctx context.Context, items []TopicPartition,
 		}
 		var retry []int
 		for _, i := range pending {
-			if results[i] == nil || !retriable(results[i]) {
+			if results[i] == nil || !retriable(results[i]) || unknown[i].expired(results[i], c.config.unknownTopicWait) {
 				continue
 			}
 			var apiError *protocol.Error
@@ -142,6 +145,25 @@ func (c *Client) CommitOffsets(ctx context.Context, group, member string, offset
 		return errs, nil
 	})
 	return joinPartitionErrors(items, results)
+}
+
+// partitionErrors takes apart what joinPartitionErrors made: each
+// partition's error.
+func partitionErrors(err error) map[TopicPartition]error {
+	out := map[TopicPartition]error{}
+	var all []error
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		all = joined.Unwrap()
+	} else if err != nil {
+		all = []error{err}
+	}
+	for _, e := range all {
+		var partitionErr *PartitionError
+		if errors.As(e, &partitionErr) {
+			out[TopicPartition{partitionErr.Topic, partitionErr.Partition}] = partitionErr.Err
+		}
+	}
+	return out
 }
 
 func joinPartitionErrors(items []TopicPartition, results []error) error {
@@ -293,11 +315,22 @@ func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...stri
 		}
 	}
 	committed, err := c.FetchCommitted(ctx, group, partitions)
-	if err != nil {
+	failed := partitionErrors(err)
+	if err != nil && len(failed) == 0 {
 		return GroupDescription{}, err
 	}
+	var errs []error
 	for i, tp := range partitions {
+		if e, ok := failed[tp]; ok {
+			if !errors.Is(e, protocol.CodeUnknownTopic) || !slices.Contains(reply.Topics, tp.Topic) {
+				errs = append(errs, &PartitionError{Topic: tp.Topic, Partition: tp.Partition, Err: e})
+			}
+			continue // the group's topic, deleted since the metadata read above
+		}
 		desc.Partitions = append(desc.Partitions, GroupPartitionState{CommittedOffset: committed[i], Owner: owners[tp].Owner, Target: owners[tp].Target})
+	}
+	if len(errs) > 0 {
+		return GroupDescription{}, errors.Join(errs...)
 	}
 	return desc, nil
 }

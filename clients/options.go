@@ -86,9 +86,9 @@ func WithMetadataMaxAge(d time.Duration) ClientOption {
 // WithUnknownTopicWait is how long a request naming a topic the cluster
 // does not know is retried before it fails: producing to or assigning the
 // topic, fetching from it (a topic deleted while it is consumed: its
-// partitions then fail with a PartitionError), and the group admin
-// requests naming it. A topic just created elsewhere takes a moment to
-// reach every broker. Default 2s.
+// partitions then fail with a PartitionError), committing or reading a
+// group's offsets of it, and the group admin requests naming it. A topic
+// just created elsewhere takes a moment to reach every broker. Default 2s.
 func WithUnknownTopicWait(d time.Duration) ClientOption {
 	return func(c *clientConfig) error {
 		if d < 0 {

@@ -62,7 +62,7 @@ func runConsume(ctx context.Context, c *cli, args []string) int {
 	fs := c.newFlagSet("consume", consumeUsage)
 	var flags consumeFlags
 	flags.register(fs)
-	fs.IntVar(&flags.partition, "partition", -1, "read only this `partition` (default: all)")
+	partitionVar(fs, &flags.partition, "read only this `partition` (default: all)")
 	fs.StringVar(&flags.from, "from", "earliest", "start `position`: earliest, latest, an offset or an RFC 3339 time")
 	fs.IntVar(&flags.count, "count", 0, "exit after `N` records (0: no limit)")
 	fs.DurationVar(&flags.idle, "timeout", 0, "exit when this `duration` passes with no new record (0: wait forever)")

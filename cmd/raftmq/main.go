@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -143,49 +144,42 @@ func (c *cli) newFlagSet(name, usage string) *flag.FlagSet {
 	c.help[fs] = func() {
 		fmt.Fprint(c.stdout, strings.TrimLeft(usage, "\n"))
 		fmt.Fprintln(c.stdout, "\nFlags:")
-		printFlags(c.stdout, fs)
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
 
-// printFlags lists fs's flags as flag.PrintDefaults does, except that a
-// flag whose usage says its default ("(default: all)") does not get the
-// flag package's "(default -1)" after it.
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		name, usage := flag.UnquoteUsage(f)
-		line := "  -" + f.Name
-		if name != "" {
-			line += " " + name
-		}
-		if len(line) <= 4 { // a one-letter flag without a value name
-			line += "\t"
-		} else {
-			line += "\n    \t"
-		}
-		line += strings.ReplaceAll(usage, "\n", "\n    \t")
-		if !strings.Contains(usage, "(default:") && !isZeroDefault(f) {
-			if getter, ok := f.Value.(flag.Getter); ok {
-				if _, isString := getter.Get().(string); isString {
-					line += fmt.Sprintf(" (default %q)", f.DefValue)
-					fmt.Fprintln(w, line)
-					return
-				}
-			}
-			line += fmt.Sprintf(" (default %v)", f.DefValue)
-		}
-		fmt.Fprintln(w, line)
-	})
+// partitionFlag is an int flag for --partition whose unset value, -1,
+// reads as empty, so flag.PrintDefaults leaves its default out (the
+// usage says it: "(default: all)") instead of printing "(default -1)".
+type partitionFlag struct{ p *int }
+
+// partitionVar defines --partition on fs, stored in p, -1 when unset.
+func partitionVar(fs *flag.FlagSet, p *int, usage string) {
+	*p = -1
+	fs.Var(partitionFlag{p}, "partition", usage)
 }
 
-// isZeroDefault reports whether f's default is its type's zero value,
-// which flag.PrintDefaults does not print.
-func isZeroDefault(f *flag.Flag) bool {
-	switch f.DefValue {
-	case "", "0", "false", "0s":
-		return true
+func (f partitionFlag) String() string {
+	if f.p == nil || *f.p == -1 {
+		return ""
 	}
-	return false
+	return strconv.Itoa(*f.p)
+}
+
+// Set parses as flag.IntVar does, with its error texts.
+func (f partitionFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, strconv.IntSize)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return errors.New("value out of range")
+	case err != nil:
+		return errors.New("parse error")
+	}
+	*f.p = int(n)
+	return nil
 }
 
 // plural is "1 record" or "n records".

@@ -57,7 +57,7 @@ func runProduce(ctx context.Context, c *cli, args []string) int {
 	var flags produceFlags
 	flags.register(fs)
 	fs.StringVar(&flags.key, "key", "", "record `key` (records with one key go to one partition)")
-	fs.IntVar(&flags.partition, "partition", -1, "send to this `partition` (default: by key hash, round robin without a key)")
+	partitionVar(fs, &flags.partition, "send to this `partition` (default: by key hash, round robin without a key)")
 	fs.IntVar(&flags.count, "count", 0, "send `N` generated records instead of VALUEs or standard input")
 	fs.IntVar(&flags.size, "size", 100, "`bytes` of each generated record (with --count)")
 	fs.StringVar(&flags.acks, "acks", "quorum", "when a record is acknowledged: quorum, applied, or leader (unsafe: may lose acknowledged records)")

@@ -342,15 +342,7 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 // noteStalledLocked marks the owned partitions whose fetcher stopped, as
 // the errors of a Poll of the consumer report them (g.mu held).
 func (g *GroupConsumer) noteStalledLocked(err error) {
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range joined.Unwrap() {
-			g.noteStalledLocked(e)
-		}
-		return
-	}
-	var partitionErr *PartitionError
-	if errors.As(err, &partitionErr) {
-		tp := TopicPartition{partitionErr.Topic, partitionErr.Partition}
+	for tp := range partitionErrors(err) {
 		if epoch, ok := g.owned[tp]; ok {
 			g.stalled[tp] = epoch
 		}

@@ -20,7 +20,8 @@ Usage: raftmq consume TOPIC [--partition P] [--from earliest|latest|OFFSET|TIME]
 Prints records' values, one per line; with --json one line per record:
   {"partition":P,"offset":O,"key":"...","value":"...","timestamp":"RFC3339"}
 It exits after --count records, or when --timeout passes with nothing new
-(status 1 if --count records did not arrive by then), or on Ctrl-C.
+(status 1 if --count records did not arrive by then), or on Ctrl-C (status
+130 if that came before --count records, else 0).
 --from takes earliest, latest, an offset, or an RFC 3339 time.
 With --group G it consumes as a member of consumer group G: the group's
 partitions are shared with its other members, it starts after the group's
@@ -149,7 +150,9 @@ func parsePosition(text string) (clients.Position, error) {
 // before each poll and each record printed: a poll hands out the records
 // it holds without looking at ctx, so with a backlog an interrupt would
 // otherwise never be noticed until the backlog ran out. An interrupt
-// ends it with exitOK, as a poll failing on it does.
+// ends it with exitOK, as a poll failing on it does, unless --count
+// records were asked for and fewer printed: then with exitInterrupted, as
+// produce stopped early.
 func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*clients.Record, error), flags *consumeFlags,
 	printed func(*clients.Record), afterBatch func(context.Context) error) int {
 	out := bufio.NewWriter(c.stdout)
@@ -157,9 +160,17 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 	encoder := json.NewEncoder(out)
 	encoder.SetEscapeHTML(false)
 	count := 0
+	interrupted := func() int {
+		out.Flush()
+		if flags.count == 0 || count >= flags.count {
+			return exitOK // Ctrl-C is how a consume without --count ends
+		}
+		fmt.Fprintf(c.stderr, "raftmq consume: interrupted after %d of %s\n", count, plural(flags.count, "record"))
+		return exitInterrupted
+	}
 	for flags.count == 0 || count < flags.count {
 		if ctx.Err() != nil {
-			return exitOK // interrupted
+			return interrupted()
 		}
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if flags.idle > 0 {
@@ -170,7 +181,7 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-				return exitOK // interrupted
+				return interrupted()
 			case errors.Is(err, context.DeadlineExceeded):
 				out.Flush()
 				if flags.count > 0 {
@@ -207,7 +218,7 @@ func consumeLoop(ctx context.Context, c *cli, poll func(context.Context) ([]*cli
 			return c.fail("consume", err)
 		}
 		if ctx.Err() != nil {
-			return exitOK // interrupted; the caller commits what was printed
+			return interrupted() // the caller commits what was printed
 		}
 		if afterBatch == nil {
 			continue

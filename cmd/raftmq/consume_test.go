@@ -40,6 +40,35 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
+// TestConsumeInterruptedBeforeItsCountExits130: an interrupt before
+// --count records arrived is reported and exits 130, as produce does when
+// stopped early; without --count an interrupt is the normal end (0).
+func TestConsumeInterruptedBeforeItsCountExits130(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		count      int
+		wantStatus int
+		wantStderr string
+	}{
+		{"short of the count", 1000, exitInterrupted, "raftmq consume: interrupted after 200 of 1000 records\n"},
+		{"no count", 0, exitOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			// The third poll interrupts; the two before it return 100 each.
+			poll, _ := backlogPoll(100, 3, 100, cancel)
+			var stdout, stderr bytes.Buffer
+			c := &cli{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr}
+			status := consumeLoop(ctx, c, poll, &consumeFlags{count: tc.count}, nil, nil)
+			if status != tc.wantStatus || stderr.String() != tc.wantStderr || len(lines(stdout.String())) != 200 {
+				t.Fatalf("status %d, stderr %q, %d records printed; want %d, %q, 200",
+					status, stderr.String(), len(lines(stdout.String())), tc.wantStatus, tc.wantStderr)
+			}
+		})
+	}
+}
+
 // TestConsumeLoopStopsOnInterruptWithABacklog: an interrupt stops the
 // consume loop at once even when every poll returns records: no poll after
 // it and no record of the batch being printed after it. Before, the loop

@@ -34,7 +34,9 @@
 // Exit status: 0 success, 1 the command failed (for produce: some record was
 // not acknowledged; for consume: --count records did not arrive before
 // --timeout), 2 a bad command line, 130 produce stopped by an interrupt
-// before it sent everything (what it read was flushed first). SIGINT and
+// before it sent everything (what it read was flushed first), or consume
+// --count N stopped by one before N records (consume without --count ends
+// on an interrupt with 0). SIGINT and
 // SIGTERM stop serve and dev cleanly (leadership handed over, logs flushed)
 // and end produce and consume (a group consumer commits its offsets
 // first); a second one ends the process at once.

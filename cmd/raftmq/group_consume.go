@@ -57,10 +57,12 @@ func groupConsume(ctx context.Context, c *cli, topic string, flags *consumeFlags
 	if printedCount == returnedCount {
 		finalCommit = consumer.Commit
 	}
-	if err := finalCommit(closeCtx); err != nil && status == exitOK {
+	// A failed commit outranks an interrupt: the next run would repeat
+	// records.
+	if err := finalCommit(closeCtx); err != nil && (status == exitOK || status == exitInterrupted) {
 		status = c.fail("consume", fmt.Errorf("final commit: %w", err))
 	}
-	if err := consumer.Close(closeCtx); err != nil && status == exitOK {
+	if err := consumer.Close(closeCtx); err != nil && (status == exitOK || status == exitInterrupted) {
 		status = c.fail("consume", err)
 	}
 	return status

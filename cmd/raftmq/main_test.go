@@ -345,7 +345,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"topic", "reassign", "t", "--partition", "4294967296", "--replicas", "1"}, "--partition 4294967296 is out of range"},
 		{[]string{"topic", "reassign", "t", "--partition", "0", "--replicas", "1", "--wait-timeout", "0s"}, "--wait-timeout 0s must be positive"},
 		{[]string{"cluster", "replace-broker", "1", "2", "--wait-timeout", "-5s"}, "--wait-timeout -5s must be positive"},
-		{[]string{"produce", "t", "--count", "1", "--size", "4611686018427387904"}, "larger than any record"},
+		{[]string{"produce", "t", "--count", "1", "--size", "4611686018427387904"}, "no cluster takes such a record"},
 		{[]string{"consume", "t", "--group", "g", "--from", "1000"}, "group reset-offsets"},
 		{[]string{"consume", "t", "--timeout", "5"}, "a duration with its unit"},
 	} {

@@ -18,7 +18,10 @@ import (
 )
 
 // maxGeneratedRecord bounds --size: NATS's largest max payload (64 MiB),
-// more than any broker takes in one batch.
+// past which no cluster takes a record. The real bound is lower, the
+// servers' max payload (1 MiB by default) and the brokers' batch limit,
+// and depends on compression; a record over it fails on its own with
+// record_too_large or batch_too_large, which say what the limit is.
 const maxGeneratedRecord = 64 << 20
 
 const produceUsage = `
@@ -91,7 +94,7 @@ func runProduce(ctx context.Context, c *cli, args []string) int {
 	case flags.partition > math.MaxUint32:
 		return c.usageError(fs, "--partition %d is out of range", flags.partition)
 	case flags.size > maxGeneratedRecord:
-		return c.usageError(fs, "--size %d is larger than any record a broker takes (at most %d bytes)", flags.size, maxGeneratedRecord)
+		return c.usageError(fs, "--size %d is over NATS's largest max payload (%d bytes): no cluster takes such a record", flags.size, maxGeneratedRecord)
 	case flags.linger < 0:
 		return c.usageError(fs, "--linger %v is negative", flags.linger)
 	}

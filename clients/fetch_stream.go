@@ -151,7 +151,7 @@ func (s *fetchStream) receive(msg *nats.Msg) (reply protocol.FetchReply, more, o
 // the not-leader hint or a metadata refresh, and the backoff). It returns
 // ctx's error if ctx ends first.
 func (s *fetchStream) retry(ctx context.Context, err error) error {
-	if s.unknown.expired(err, s.client.config.unknownTopicWait) {
+	if s.unknown.expired(err, &s.client.config) {
 		return err // deleted, not spreading
 	}
 	s.attempt++

@@ -71,7 +71,7 @@ func (c *Client) leaderBatch(ctx context.Context, items []TopicPartition,
 		}
 		var retry []int
 		for _, i := range pending {
-			if results[i] == nil || !retriable(results[i]) || unknown[i].expired(results[i], c.config.unknownTopicWait) {
+			if results[i] == nil || !retriable(results[i]) || unknown[i].expired(results[i], &c.config) {
 				continue
 			}
 			var apiError *protocol.Error
@@ -236,7 +236,7 @@ func (c *Client) groupAdmin(ctx context.Context, op string, request, reply any, 
 				err = e
 			}
 		}
-		if err == nil || !retriable(err) || unknown.expired(err, c.config.unknownTopicWait) {
+		if err == nil || !retriable(err) || unknown.expired(err, &c.config) {
 			return err
 		}
 		pause := time.NewTimer(c.config.backoff(attempt))

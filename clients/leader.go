@@ -31,28 +31,34 @@ func (c *Client) callLeader(ctx context.Context, tp topicPartition, subject func
 	}
 }
 
+// unknownTopicTimer times a run of unknown_topic answers to one kind of
+// request (WithUnknownTopicWait).
+type unknownTopicTimer struct{ since, last time.Time }
+
+// expired reports whether err ends the retries: an unknown_topic answer
+// after unknown_topic answers for at least the config's unknown-topic
+// wait. Any other error starts the run again, and so does a pause: an
+// answer more than the wait plus the longest retry backoff after the run's
+// previous one is not a retry of the same run (a long-lived producer whose
+// topic was deleted, then created again under the name, must wait again
+// for the new topic to spread instead of failing at its first answer).
+func (u *unknownTopicTimer) expired(err error, c *clientConfig) bool {
+	if !errors.Is(err, protocol.CodeUnknownTopic) {
+		*u = unknownTopicTimer{}
+		return false
+	}
+	now := time.Now()
+	if u.since.IsZero() || now.Sub(u.last) > c.unknownTopicWait+c.retryBackoffMax {
+		u.since = now
+	}
+	u.last = now
+	return now.Sub(u.since) >= c.unknownTopicWait
+}
+
 // retryLeader prepares the attempt after a retriable error of a request to
 // tp's leader: it follows a not-leader answer's hint, or else asks for the
 // partition's metadata to be refreshed before the next attempt (refresh),
 // and waits out the backoff. It returns ctx's error if ctx ends first.
-// unknownTopicTimer times a run of unknown_topic answers to one kind of
-// request (WithUnknownTopicWait).
-type unknownTopicTimer struct{ since time.Time }
-
-// expired reports whether err ends the retries: an unknown_topic answer
-// after unknown_topic answers for at least wait. Any other error starts
-// the run again.
-func (u *unknownTopicTimer) expired(err error, wait time.Duration) bool {
-	if !errors.Is(err, protocol.CodeUnknownTopic) {
-		u.since = time.Time{}
-		return false
-	}
-	if u.since.IsZero() {
-		u.since = time.Now()
-	}
-	return time.Since(u.since) >= wait
-}
-
 func (c *Client) retryLeader(ctx context.Context, tp topicPartition, attempt int, err error) (refresh bool, waitErr error) {
 	refresh = true
 	var apiError *protocol.Error

@@ -561,7 +561,7 @@ func brokerTimeout(requestTimeout time.Duration) time.Duration {
 // spreading). It returns false when the batch waits for a retry.
 func (pp *partitionProducer) retryLater(batch *pendingBatch, err error) bool {
 	now := time.Now()
-	if pp.unknownTopic.expired(err, pp.producer.client.config.unknownTopicWait) || !retriable(err) || !now.Before(batch.deadline) {
+	if pp.unknownTopic.expired(err, &pp.producer.client.config) || !retriable(err) || !now.Before(batch.deadline) {
 		pp.fail(batch, err)
 		return true
 	}

@@ -30,3 +30,32 @@ func TestRecordsOfADeletedTopicFailAfterTheUnknownTopicWait(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicCreatedAgainWaitsAnewForTheUnknownTopicWait: once a run of
+// unknown_topic answers has failed a partition's records, a later run,
+// after a pause longer than any retry's, gets the whole unknown-topic wait
+// again. A topic deleted and created again under its name, still
+// spreading to the brokers, then costs a retry, not the record. Before,
+// the run's start was kept until an acknowledgement, so the first
+// unknown_topic answer to the new topic failed its record at once.
+func TestTopicCreatedAgainWaitsAnewForTheUnknownTopicWait(t *testing.T) {
+	f := startFakeCluster(t)
+	f.createTopic("orders", 1)
+	producer := newWarmProducer(t, newTestClient(t, f), WithDeliveryTimeout(10*time.Second))
+	f.mu.Lock()
+	delete(f.topics, "orders")
+	f.mu.Unlock()
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("a")}).FirstErr(); !errors.Is(err, protocol.CodeUnknownTopic) {
+		t.Fatalf("record of the deleted topic: %v, want unknown_topic", err)
+	}
+	// Longer than the unknown-topic wait (100ms) and the longest backoff
+	// (10ms) together.
+	time.Sleep(300 * time.Millisecond)
+	f.createTopic("orders", 1)
+	f.mu.Lock()
+	f.produceErrors = []*protocol.Error{protocol.Errorf(protocol.CodeUnknownTopic, "topic %q", "orders")}
+	f.mu.Unlock()
+	if err := producer.ProduceSync(testContext(t), &Record{Topic: "orders", Value: []byte("b")}).FirstErr(); err != nil {
+		t.Fatalf("record of the topic created again, answered unknown_topic once: %v, want it written", err)
+	}
+}

@@ -41,7 +41,10 @@ const (
 	// or the partition has no leader yet.
 	CodeNotReady ErrorCode = 11
 	// CodeTimeout (retriable): the operation did not complete in time; a
-	// produce may or may not have been committed.
+	// produce may or may not have been committed. The SDK producer also
+	// fails a batch with it when its delivery timeout passed before the
+	// batch was ever sent; its message then says so, and nothing of that
+	// batch was written.
 	CodeTimeout ErrorCode = 12
 	// CodeTopicExists: create of a topic that exists, or whose name differs
 	// from an existing topic's only in case.

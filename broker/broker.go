@@ -716,7 +716,7 @@ func (b *Broker) startReplica(topic string, partition uint32, p partitionMeta) e
 		return err
 	}
 	voters := startVoters(p, hs, log)
-	groupConfig := b.groupConfig(p.GroupID, voters, timedLog{log, b.metrics.fsyncLatency}, state, applied)
+	groupConfig := b.groupConfig(p.GroupID, voters, partitionLog{timedLog{log, b.metrics.fsyncLatency}, state}, state, applied)
 	groupConfig.CampaignEarly = b.campaignsEarly(p.Replicas) && !b.unstable(p.GroupID)
 	groupConfig.Snapshots = snapshots
 	// The configuration as of applied, which the consumer state keeps with
@@ -744,6 +744,7 @@ func (b *Broker) stopReplica(r *partitionReplica, deleteData bool) {
 	delete(b.groups, r.groupID)
 	delete(b.partitions, topicPartition{r.topic, r.partition})
 	b.mu.Unlock()
+	r.state.wake() // waiting fetches answer at once (stillServes)
 	// Waits for a retention write or delete under way on the replica (see
 	// partitionReplica.retention); later ones see it stopped.
 	r.stopped.Store(true)
@@ -908,6 +909,11 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	b.closing = true
+	for _, r := range b.partitions {
+		// Waiting fetches answer shutting_down now (stillServes), so
+		// draining does not wait out their max wait.
+		r.state.wake()
+	}
 	b.mu.Unlock()
 	// Tell the other brokers at once, not at the next status interval, so
 	// that those closing at the same time (a whole cluster stopped

@@ -96,7 +96,11 @@
 // Fetch: raw batch bytes from Log.ReadBatches, never past the applied index
 // (applied <= committed, so nothing uncommitted is ever served), written
 // straight behind the reply header. With nothing new the request waits up to
-// its max wait for the state machine to advance (no polling). An offset
+// its max wait for the state machine to advance (no polling). A request
+// that waited answers only if, when woken, its replica is still the
+// broker's and still leads, and the broker is not closing; stopping a
+// replica (topic deleted, moved away) and starting to close wake the
+// waiting requests, which then get the matching error at once. An offset
 // below the log start or beyond any assigned offset gets
 // CodeOffsetOutOfRange with the valid range.
 //
@@ -182,9 +186,11 @@
 // replica that needs deleted entries catches up by InstallSnapshot: the
 // leader streams its newest snapshot; the replica restores its state
 // machine from it (partitionStateMachine.Restore: group offsets and
-// producer state, applied index, high watermark = Meta.NextOffset), the
-// raft driver resets its log (segmentlog ResetOffsets) to continue at the
-// leader's log start, and ordinary AppendEntries send every retained
+// producer state), the raft driver resets its log (partitionLog's
+// ResetOffsets) to continue at the leader's log start, and only then are
+// the applied index and high watermark (Meta.NextOffset) published to
+// fetches: before the reset the log may still hold a suffix that never
+// committed. Ordinary AppendEntries then send every retained
 // segment: the same group offsets, and the same records at the same offsets
 // as the leader, from the leader's log start on. A crash between the
 // install and the log reset is finished at start-up

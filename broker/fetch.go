@@ -143,12 +143,35 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 		}
 		select {
 		case <-advanced:
+			// An advance, or a wake to look again (the replica stopped,
+			// the broker is closing, a snapshot was installed: that only
+			// on a follower). Answer only while this replica still leads
+			// the partition; a deposed leader's log may hold entries that
+			// never commit.
+			if apiErr := b.stillServes(r, req.Topic, req.Partition); apiErr != nil {
+				return failed(apiErr)
+			}
 		case <-expired:
 			return answer(&reply)
 		case <-b.stop:
 			return answer(&reply)
 		}
 	}
+}
+
+// stillServes checks, for a request that waited, that r is still the
+// broker's replica of the partition (not stopped, deleted or replaced) and
+// still leads it, and that the broker is not closing.
+func (b *Broker) stillServes(r *partitionReplica, topic string, partition uint32) *protocol.Error {
+	current, apiErr := b.replicaFor(topic, partition)
+	if apiErr != nil {
+		return apiErr
+	}
+	if current != r {
+		return &protocol.Error{Code: protocol.CodeNotLeader,
+			Message: fmt.Sprintf("the replica of %s/%d on broker %d was replaced while the request waited", topic, partition, b.cfg.ID)}
+	}
+	return b.leaderCheck(r)
 }
 
 // awaitCommitted waits, briefly, until the leader has applied every entry

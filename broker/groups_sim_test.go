@@ -585,7 +585,7 @@ func (s *groupSim) restoreInstalled(follower *simReplica, meta snapshot.Meta) bo
 		s.crash(follower)
 		return false
 	}
-	s.must(follower.log.ResetOffsets(meta.Index+1, meta.Term, meta.NextOffset), "reset log after snapshot")
+	s.must(partitionLog{timedLog{Log: follower.log}, follower.state}.ResetOffsets(meta.Index+1, meta.Term, meta.NextOffset), "reset log after snapshot")
 	follower.commit = max(follower.commit, meta.Index)
 	s.check(follower)
 	return true

@@ -55,7 +55,7 @@ type partitionStateMachine struct {
 var (
 	_ raft.StateMachine = (*partitionStateMachine)(nil)
 	_ raft.Restorer     = (*partitionStateMachine)(nil)
-	_ raft.LogResetter  = timedLog{}
+	_ raft.LogResetter  = partitionLog{}
 )
 
 func newPartitionStateMachine(log *segmentlog.Log) *partitionStateMachine {
@@ -109,11 +109,13 @@ func (s *partitionStateMachine) Apply(entries []protocol.Entry) error {
 
 // Restore replaces the state with a consumer-state snapshot's (raft's
 // InstallSnapshot, §7): the group offsets and producer state, durably in
-// the state database, and the applied index and high watermark as of
-// meta.Index. The raft driver calls it with no Apply running and then
-// resets the log to continue at meta.Index+1 with offsets from
-// meta.NextOffset (the high watermark at the snapshot). Waiting fetches
-// are woken to see the new high watermark.
+// the state database. The raft driver calls it with no Apply running and
+// then resets the log to continue at meta.Index+1 with offsets from
+// meta.NextOffset (the high watermark at the snapshot). The applied index
+// and high watermark as of meta.Index are published to fetches only by
+// that reset (partitionLog.ResetOffsets, logReset): until then the log
+// still holds the old entries, perhaps a suffix that never committed, and
+// a fetch reading up to meta.Index there would serve them.
 func (s *partitionStateMachine) Restore(meta snapshot.Meta, body io.Reader) error {
 	if s.consumers == nil {
 		return fmt.Errorf("broker: restore snapshot %v: partition has no consumer state", meta.ID())
@@ -121,13 +123,43 @@ func (s *partitionStateMachine) Restore(meta snapshot.Meta, body io.Reader) erro
 	if _, err := s.consumers.restore(meta, body); err != nil {
 		return err
 	}
+	s.restores.Add(1)
+	return nil
+}
+
+// logReset publishes the state after the log was reset to continue at
+// applied+1 with offsets from highWatermark (a snapshot install), and
+// wakes waiting fetches.
+func (s *partitionStateMachine) logReset(applied, highWatermark uint64) {
 	s.mu.Lock()
-	s.appliedIndex = meta.Index
-	s.highWatermark = meta.NextOffset
+	s.appliedIndex, s.highWatermark = applied, highWatermark
+	s.mu.Unlock()
+	s.wake()
+}
+
+// wake wakes the fetches waiting for an advance, so they look again at
+// whether they may still answer (the replica stopped, the broker is
+// closing, leadership moved).
+func (s *partitionStateMachine) wake() {
+	s.mu.Lock()
 	close(s.advanced)
 	s.advanced = make(chan struct{})
 	s.mu.Unlock()
-	s.restores.Add(1)
+}
+
+// partitionLog is a partition's log as Raft sees it (timedLog). Its reset
+// after a snapshot install publishes the restored state to fetches once
+// the log holds it (Restore does not).
+type partitionLog struct {
+	timedLog
+	state *partitionStateMachine
+}
+
+func (l partitionLog) ResetOffsets(nextIndex, prevTerm, nextOffset uint64) error {
+	if err := l.Log.ResetOffsets(nextIndex, prevTerm, nextOffset); err != nil {
+		return err
+	}
+	l.state.logReset(nextIndex-1, nextOffset)
 	return nil
 }
 

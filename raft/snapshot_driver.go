@@ -17,9 +17,13 @@ import (
 // whole state with the one as of meta.Index; it must read body to io.EOF
 // (the body's CRC is checked only there) and return any error from body.
 // The driver calls it on the group's worker, with no Apply running, and
-// applies from meta.Index+1 afterwards. An error stops the group. A
-// replica whose state machine is not a Restorer never restores: it keeps
-// asking for the log the leader no longer has.
+// applies from meta.Index+1 afterwards. The log is reset (LogResetter)
+// only after Restore returns, so a state machine whose readers read the
+// log up to its applied index must not show them the restored index
+// before that reset: until then the log may hold a suffix that never
+// committed. An error stops the group. A replica whose state machine is
+// not a Restorer never restores: it keeps asking for the log the leader
+// no longer has.
 type Restorer interface {
 	Restore(meta snapshot.Meta, body io.Reader) error
 }

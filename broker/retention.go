@@ -252,6 +252,9 @@ func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error)
 	if r.stopped.Load() {
 		return 0, nil
 	}
+	if err := b.pruneSnapshots(r); err != nil {
+		return 0, err
+	}
 	policy := b.retentionPolicy(r.topic)
 	if policy.MaxAge == 0 && policy.MaxBytes == 0 {
 		return 0, nil
@@ -284,6 +287,25 @@ func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error)
 		return deleted, fmt.Errorf("prune snapshots: %w", err)
 	}
 	return deleted, nil
+}
+
+// pruneSnapshots removes r's snapshots beyond the kept count, keeping the
+// one its log start needs, on every retention pass: also when the pass
+// deletes nothing, as on a follower that installed snapshots from its
+// leader (its log is then one segment) or a topic that retains all.
+func (b *Broker) pruneSnapshots(r *partitionReplica) error {
+	if len(r.snapshots.List()) <= b.cfg.Retention.SnapshotsKept {
+		return nil
+	}
+	r.retention.Lock()
+	defer r.retention.Unlock()
+	if r.stopped.Load() {
+		return nil
+	}
+	if _, err := r.snapshots.Prune(b.cfg.Retention.SnapshotsKept, r.log.FirstIndex()-1); err != nil {
+		return fmt.Errorf("prune snapshots: %w", err)
+	}
+	return nil
 }
 
 // snapshotBase is the consumer state a boundary snapshot starts from.

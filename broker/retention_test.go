@@ -137,3 +137,43 @@ func startTestClient(t *testing.T, cluster *DevCluster) (*DevCluster, *testClien
 	t.Cleanup(nc.Close)
 	return cluster, &testClient{t: t, nc: nc, prefix: protocol.DefaultSubjectPrefix}
 }
+
+// TestRetentionPassPrunesSnapshotsWhenItDeletesNothing: a retention pass
+// prunes the replica's snapshots to the kept count even when its policy
+// deletes nothing (here: the topic retains everything), as on a follower
+// that installed snapshots from its leader. Before, only a pass that
+// deleted segments pruned, and such snapshots piled up.
+func TestRetentionPassPrunesSnapshotsWhenItDeletesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, client, r := startLeadingTopic(ctx, t, "kept", func(c *Config) {
+		fastTimings(c)
+		c.Retention = RetentionConfig{CheckInterval: time.Hour, SnapshotsKept: 1}
+	})
+	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
+	for range 4 {
+		if _, err := c.produce(ctx, "kept", 0, buildBatch(t, "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := cluster.Broker(1)
+	applied := r.group.Status().AppliedIndex
+	for index := applied - 3; index <= applied; index++ {
+		if _, err := b.snapshotAtIndex(r, index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(r.snapshots.List()); n != 4 {
+		t.Fatalf("%d snapshots written, want 4", n)
+	}
+	if _, err := b.applyRetention(r, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var left []uint64
+	for _, info := range r.snapshots.List() {
+		left = append(left, info.Meta.Index)
+	}
+	if len(left) != 1 || left[0] != applied {
+		t.Fatalf("after a retention pass: snapshots at indexes %v, want the newest (index %d) only", left, applied)
+	}
+}

@@ -3,7 +3,6 @@ package clients_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +15,7 @@ import (
 func TestAcksLeaderUnsafeStillStoresInOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, t)
 	topic := fmt.Sprintf("acks-leader-%d", time.Now().UnixNano())
 	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(1), clients.WithReplicas(3)); err != nil {
 		t.Fatal(err)

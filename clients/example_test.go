@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,17 @@ var serverURL string
 
 // devCluster is the in-process cluster the examples and integration tests use.
 var devCluster *broker.DevCluster
+
+// connectDev connects a client to devCluster, closed when tb ends.
+func connectDev(ctx context.Context, tb testing.TB, opts ...clients.ClientOption) *clients.Client {
+	tb.Helper()
+	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","), opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	return client
+}
 
 func TestMain(m *testing.M) {
 	dataDir, err := os.MkdirTemp("", "raftmq-clients-test-")

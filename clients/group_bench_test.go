@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,11 +24,7 @@ import (
 func BenchmarkGroupOffsetCommits(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, b)
 	const partitions = 100
 	topic := fmt.Sprintf("bench-commits-%d", time.Now().UnixNano())
 	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(partitions), clients.WithReplicas(3)); err != nil {
@@ -80,11 +75,7 @@ func BenchmarkGroupOffsetCommits(b *testing.B) {
 func BenchmarkGroupRebalance(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, b)
 	topic := fmt.Sprintf("bench-rebalance-%d", time.Now().UnixNano())
 	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(6), clients.WithReplicas(3)); err != nil {
 		b.Fatal(err)

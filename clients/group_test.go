@@ -68,11 +68,9 @@ func (h *groupHarness) notify() {
 }
 
 func (h *groupHarness) start(ctx context.Context, id string, sessionTimeout time.Duration) *harnessMember {
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	client := connectDev(ctx, h.t)
 	m := &harnessMember{id: id, client: client, stop: make(chan struct{}), done: make(chan struct{})}
+	var err error
 	m.consumer, err = client.NewGroupConsumer(ctx, h.group, []string{h.topic},
 		clients.WithMemberID(id), clients.WithSessionTimeout(sessionTimeout), clients.WithAutoCommitInterval(50*time.Millisecond),
 		clients.WithGroupConsumerOptions(clients.WithFetchMaxWait(100*time.Millisecond)),
@@ -245,11 +243,7 @@ func (h *groupHarness) owners() map[string]int {
 func TestGroupMembersSharePartitionsAndTakeOverFromADeadMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	admin, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	admin := connectDev(ctx, t)
 	topic := fmt.Sprintf("group-work-%d", time.Now().UnixNano())
 	if _, err := admin.CreateTopic(ctx, topic, clients.WithPartitions(6), clients.WithReplicas(3)); err != nil {
 		t.Fatal(err)
@@ -419,11 +413,7 @@ func TestGroupMembersSharePartitionsAndTakeOverFromADeadMember(t *testing.T) {
 func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, t)
 	topic := fmt.Sprintf("group-resume-%d", time.Now().UnixNano())
 	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(1)); err != nil {
 		t.Fatal(err)
@@ -539,11 +529,7 @@ func TestGroupResumesAfterCommittedOffsetAndResets(t *testing.T) {
 func TestDescribeGroupListsADeletedTopicWithoutPartitions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, t)
 	suffix := time.Now().UnixNano()
 	kept, deleted := fmt.Sprintf("describe-kept-%d", suffix), fmt.Sprintf("describe-deleted-%d", suffix)
 	group := fmt.Sprintf("describe-%d", suffix)
@@ -583,11 +569,7 @@ func TestDescribeGroupListsADeletedTopicWithoutPartitions(t *testing.T) {
 func TestDescribeGroupNamingAnUnknownTopicFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","), clients.WithUnknownTopicWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, t, clients.WithUnknownTopicWait(200*time.Millisecond))
 	suffix := time.Now().UnixNano()
 	desc, err := client.DescribeGroup(ctx, fmt.Sprintf("nosuchgroup-%d", suffix), fmt.Sprintf("nosuchtopic-%d", suffix))
 	if !errors.Is(err, protocol.CodeUnknownTopic) {

@@ -3,7 +3,6 @@ package clients_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,11 +22,7 @@ type ack struct {
 func TestProduceThroughLeaderFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	client, err := clients.Connect(ctx, strings.Join(devCluster.ClientURLs(), ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := connectDev(ctx, t)
 	topic := fmt.Sprintf("failover-%d", time.Now().UnixNano())
 	if _, err := client.CreateTopic(ctx, topic, clients.WithPartitions(2), clients.WithReplicas(3)); err != nil {
 		t.Fatal(err)

@@ -228,10 +228,12 @@
 // configuration as of its index in snapshot.Meta.Configuration (the newest
 // EntryConfig entry its state machine applied, decoded with
 // protocol.DecodeRaftConfiguration); a follower that restores a snapshot
-// takes its configuration from there. The start-up scan reads the log back
-// to its newest config entry, stopping at the covering snapshot's index (at
-// the log's first index without one) — all of the log when the
-// configuration did not change since the snapshot. An owner that keeps the
+// takes its configuration from there (from one without, it keeps only the
+// configurations of its log at or below its commit index: the rest of its
+// log is discarded and may never have committed). The start-up scan reads
+// the log back to its newest config entry, stopping at the covering
+// snapshot's index (at the log's first index without one) — all of the
+// log when the configuration did not change since the snapshot. An owner that keeps the
 // configuration its state machine applied passes it as
 // GroupConfig.AppliedConfiguration, and the scan reads only the log after
 // Applied.

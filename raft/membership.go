@@ -199,11 +199,17 @@ func (c *core) configurationsAppended(from uint64, ents []protocol.Entry) {
 }
 
 // restoreConfiguration sets the configuration from a snapshot restored at
-// index (its log is discarded). A snapshot without a configuration keeps
-// the configurations at or below its index.
+// index (its log is discarded); the driver calls it before
+// snapshotInstalled, while the commit index is still this replica's. A
+// snapshot without a configuration keeps only the configurations at or
+// below the commit index: a restore happens only for a snapshot past the
+// commit index whose last entry the log lacks or holds with another term,
+// so configurations above the commit index come from a log being thrown
+// away, perhaps a deposed leader's change that never committed; committed
+// ones are in every later leader's log (§5.4).
 func (c *core) restoreConfiguration(index uint64, conf protocol.RaftConfiguration) {
 	if len(conf.Voters) == 0 {
-		c.revertConfigurations(index + 1)
+		c.revertConfigurations(c.commit + 1)
 	} else {
 		c.history = []configurationAt{{index: index, conf: conf}}
 	}

@@ -401,6 +401,83 @@ func TestPromoteLearnerRefusesALaggingLearner(t *testing.T) {
 	}
 }
 
+// A follower restoring a snapshot that carries no configuration keeps only
+// the configurations of its log at or below its commit index. The others
+// were above its commit index (else it would skip the snapshot) and the
+// restore discards its log because it does not match the leader's: they
+// may be a deposed leader's uncommitted change. Here node 2 holds a joint
+// configuration (remove 5) that never committed and whose entry the
+// cluster overwrote; kept, node 2 elected later would finish that change
+// and remove node 5 although nobody asks for it any more.
+func TestSnapshotWithoutConfigurationRestoresOnlyCommittedConfigurations(t *testing.T) {
+	net := newTestNet(t, 1, 2, 3, 4, 5)
+	net.elect(1)
+	net.propose(1, "a") // index 2, committed everywhere
+	// Node 1 starts removing 5; only node 2 receives the joint entry and
+	// its acknowledgement is lost.
+	for _, to := range []uint64{3, 4, 5} {
+		net.cut[[2]uint64{1, to}] = true
+	}
+	net.cut[[2]uint64{2, 1}] = true
+	joint := net.changeMembership(1, confChange{kind: changeVoters, remove: []uint64{5}})
+	if !net.nodes[2].core.conf.Joint() {
+		t.Fatalf("setup: node 2 conf %+v", net.nodes[2].core.conf)
+	}
+	net.heal()
+	net.isolate(1)
+	net.isolate(2)
+	net.elect(3) // votes of 4 and 5; overwrites index 3
+	net.propose(3, "b", "c", "d")
+	c3 := net.nodes[3].core
+	if c3.commit < 6 || c3.log.term(joint) == 1 {
+		t.Fatalf("setup: node 3 commit %d term at %d = %d", c3.commit, joint, c3.log.term(joint))
+	}
+	// Node 3 compacts behind a snapshot at 5 (no config entry ever
+	// committed there, so the snapshot carries no configuration).
+	net.nodes[3].log.compact(6)
+	net.heal()
+	net.isolate(1)
+	net.advance(testHeartbeat)
+	if len(net.nodes[3].snapshots) == 0 {
+		t.Fatalf("setup: node 3 asked for no snapshot for node 2")
+	}
+	snapTerm := c3.log.term(5)
+	c2 := net.nodes[2].core
+	if a := c2.snapshotAction(5, snapTerm); a != snapshotRestore {
+		t.Fatalf("setup: action %v", a)
+	}
+	net.nodes[2].log.reset(6, snapTerm)
+	c2.restoreConfiguration(5, protocol.RaftConfiguration{})
+	c2.snapshotInstalled(3, 5, snapTerm, snapshotRestore)
+	net.deliver()
+	net.advance(testHeartbeat)
+	t.Logf("node 2 after the restore: conf %+v (conf index %d), node 3: %+v", c2.conf, c2.confIndex(), c3.conf)
+	if c2.conf.Joint() {
+		// Consequence: node 2 is elected and completes the stale change.
+		net.heal()
+		net.advance(testHeartbeat) // node 1 learns of term 2; it needs the snapshot too
+		c1 := net.nodes[1].core
+		net.nodes[1].log.reset(6, snapTerm)
+		c1.restoreConfiguration(5, protocol.RaftConfiguration{})
+		c1.snapshotInstalled(3, 5, snapTerm, snapshotRestore)
+		net.deliver()
+		net.advance(testHeartbeat)
+		net.isolate(3)
+		net.now += 3 * testElection
+		net.elect(2)
+		net.advance(testHeartbeat)
+		for _, id := range net.ids {
+			c := net.nodes[id].core
+			t.Logf("node %d: role %v term %d commit %d last %d conf %+v", id, c.role, c.term, c.commit, c.log.lastIndex(), c.conf)
+		}
+		t.Fatalf("node 2 kept the overwritten joint configuration of index %d; elected, its configuration is now %+v (node 5 removed: %v)",
+			joint, c2.conf, !c2.voters.Contains(5))
+	}
+	if !slices.Equal(c2.conf.Voters, []uint64{1, 2, 3, 4, 5}) {
+		t.Fatalf("node 2 after the restore: conf %+v, want the cluster's voters 1-5", c2.conf)
+	}
+}
+
 // lowestReadLog records the lowest index the core read entries from.
 type lowestReadLog struct {
 	*memLog

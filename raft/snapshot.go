@@ -69,6 +69,12 @@ func (c *core) snapshotInstalled(from, index, term uint64, action snapshotAction
 		c.leaderCommit = max(c.leaderCommit, index)
 		c.advanceFollowerCommit()
 	case snapshotRestore:
+		// Configurations of the discarded log above the commit index are
+		// gone (the driver set the snapshot's own with
+		// restoreConfiguration first).
+		if c.revertConfigurations(c.commit + 1) {
+			c.setConfiguration()
+		}
 		c.log.unstable = nil
 		c.commit = index
 		c.handedOut = index
@@ -76,11 +82,6 @@ func (c *core) snapshotInstalled(from, index, term uint64, action snapshotAction
 		c.leaderMatch = index
 		c.leaderCommit = max(c.leaderCommit, index)
 		c.snapshotIndex = index
-		// Configurations of the discarded log are gone (the driver set the
-		// snapshot's own with restoreConfiguration first).
-		if c.revertConfigurations(index + 1) {
-			c.setConfiguration()
-		}
 	}
 	ack := max(c.commit, min(c.durable, c.leaderMatch))
 	c.ackSent = max(c.ackSent, ack)

@@ -122,7 +122,8 @@ func (c *core) loadConfiguration() {
 }
 
 // setConfiguration derives the quorum and member lists from the newest
-// configuration in history and, on a leader, the followers' progress.
+// configuration in history and, on a leader, the followers' progress and
+// the ReadIndex round in flight.
 func (c *core) setConfiguration() {
 	c.conf = c.history[len(c.history)-1].conf
 	c.voters = quorum.Joint{Incoming: c.conf.Voters, Outgoing: c.conf.OutgoingVoters}
@@ -130,6 +131,13 @@ func (c *core) setConfiguration() {
 	c.members = unionIDs(c.voterIDs, c.conf.Learners)
 	if c.role == RoleLeader {
 		c.updateProgress()
+		// The round in flight is confirmed by the new quorum's answers:
+		// perhaps already (a leader left as the only voter confirms by
+		// itself, and no one else would answer), as removed voters'
+		// answers are dropped with their progress.
+		if c.confirmReads() {
+			c.maybeStartReadRound()
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -155,5 +156,39 @@ func TestReadIndexSingleVoterConfirmsAtOnce(t *testing.T) {
 	net.deliver()
 	if got := net.nodes[1].takeReads(); len(got) != 1 || got[0].index != net.nodes[1].core.commit {
 		t.Fatalf("single voter reads %+v", got)
+	}
+}
+
+// A read round in flight when a configuration change leaves the leader as
+// the only voter is confirmed by the new configuration. The heartbeat
+// responses of the removed voters are dropped (no progress) and no member
+// is left to answer the periodic heartbeats that carry the round; without
+// that, no new round started while this one was unconfirmed, and every
+// read on that leader waited for good (a single voter never steps down).
+func TestReadIndexRoundInFlightIsConfirmedWhenTheLeaderBecomesTheOnlyVoter(t *testing.T) {
+	net := newMembershipNet(t, protocol.RaftConfiguration{Voters: []uint64{1, 2, 3}})
+	net.elect(1)
+	net.propose(1, "a")
+	c1 := net.nodes[1].core
+	// The change goes out first, then the read's heartbeat round; the
+	// followers answer both, in order.
+	if _, _, err := c1.changeMembership(confChange{kind: changeVoters, remove: []uint64{2, 3}}, net.now); err != nil {
+		t.Fatal(err)
+	}
+	c1.requestRead(1, net.now)
+	net.deliver()
+	if !slices.Equal(c1.conf.Voters, []uint64{1}) || c1.conf.Joint() || c1.commit < c1.confIndex() {
+		t.Fatalf("setup: conf %+v commit %d conf index %d", c1.conf, c1.commit, c1.confIndex())
+	}
+	net.advance(10 * testElection)
+	c1.requestRead(2, net.now) // a read after the change
+	net.deliver()
+	net.advance(10 * testElection)
+	if c1.role != RoleLeader {
+		t.Fatalf("node 1 is %v", c1.role)
+	}
+	got := net.nodes[1].takeReads()
+	if len(got) != 2 {
+		t.Fatalf("reads resolved: %+v, want both reads (ids 1 and 2) answered; read round %d confirmed %d", got, c1.readRound, c1.readConfirmed)
 	}
 }

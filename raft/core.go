@@ -435,7 +435,11 @@ func (c *core) tick(now time.Duration) {
 		if c.now >= c.electionDeadline {
 			if !c.voters.Contains(c.id) {
 				// A learner, or a node outside the configuration, never
-				// campaigns; it just waits for the next deadline.
+				// campaigns; it just waits for the next deadline. Its
+				// forwarded reads fail, as a campaign fails a voter's:
+				// a leader that removed it drops them and sends it no
+				// heartbeats, which would send them again.
+				c.failReads()
 				c.electionDeadline = c.now + c.randomizedElectionTimeout()
 				return
 			}

@@ -21,6 +21,9 @@ import (
 // newest round too, so a round whose heartbeats were lost is confirmed by the
 // next periodic heartbeat. A follower forwards reads to the leader
 // (MsgReadIndex) and re-forwards those unanswered for an election timeout.
+// A follower that hears from no leader for an election timeout fails its
+// forwarded reads: a voter when it campaigns, a non-voter at the same
+// deadline (a leader that removed it ignores its reads).
 
 // pendingRead is a read the leader has not confirmed yet.
 type pendingRead struct {

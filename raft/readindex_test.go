@@ -192,3 +192,29 @@ func TestReadIndexRoundInFlightIsConfirmedWhenTheLeaderBecomesTheOnlyVoter(t *te
 		t.Fatalf("reads resolved: %+v, want both reads (ids 1 and 2) answered; read round %d confirmed %d", got, c1.readRound, c1.readConfirmed)
 	}
 }
+
+// A read forwarded by a learner that the configuration no longer has
+// fails once the node has not heard from its leader for an election
+// timeout, as a voter's fails when it campaigns. The leader drops messages
+// from non-members and sends them no heartbeats, so the read was never
+// answered nor sent again, and waited for good: a non-voter never
+// campaigns.
+func TestReadIndexForwardedByARemovedLearnerFailsAfterAnElectionTimeout(t *testing.T) {
+	net := newMembershipNet(t, protocol.RaftConfiguration{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
+	net.elect(1)
+	net.propose(1, "a")
+	net.changeMembership(1, confChange{kind: changeVoters, remove: []uint64{4}})
+	net.advance(testHeartbeat)
+	c1, c4 := net.nodes[1].core, net.nodes[4].core
+	if slices.Contains(c1.members, 4) || c1.commit < c1.confIndex() || c4.leader != 1 {
+		t.Fatalf("setup: leader conf %+v commit %d conf index %d; node 4 leader %d", c1.conf, c1.commit, c1.confIndex(), c4.leader)
+	}
+	c4.requestRead(1, net.now)
+	net.deliver()
+	net.advance(3 * testElection)
+	got := net.nodes[4].takeReads()
+	var notLeader *NotLeaderError
+	if len(got) != 1 || got[0].id != 1 || !errors.As(got[0].err, &notLeader) {
+		t.Fatalf("removed learner's read after 3 election timeouts: %+v, want read 1 failed with *NotLeaderError", got)
+	}
+}

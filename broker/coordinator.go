@@ -500,7 +500,11 @@ func (b *Broker) commitAtLeaders(ctx context.Context, req *protocol.OffsetCommit
 		byLeader := map[uint64][]int{}
 		for _, i := range pending {
 			po := req.Offsets[i]
-			byLeader[b.leaderOf(po.Topic, po.Partition)] = append(byLeader[b.leaderOf(po.Topic, po.Partition)], i)
+			// Looked up once: a leader change between two lookups would
+			// file the offset under one leader and append it to another's
+			// list, losing it (a zero result: success).
+			leader := b.leaderOf(po.Topic, po.Partition)
+			byLeader[leader] = append(byLeader[leader], i)
 		}
 		var retry []int
 		for leader, indexes := range byLeader {

@@ -346,6 +346,15 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 			rec.Deleted = false
 		case protocol.ConsumerOpDelete:
+			if exists && !rec.Deleted && op.Epoch != 0 && rec.Epoch > op.Epoch {
+				// The record's epoch, a grant's controller index, is above
+				// the delete's: the group was created again after the
+				// delete, and this record is the new group's. The delete,
+				// applied late here, is older than it and keeps it.
+				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q on this partition is newer than the delete (epoch %d above %d); kept",
+					op.Group, rec.Epoch, op.Epoch)
+				continue
+			}
 			if !exists || rec.Deleted {
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
 				if !exists || op.Epoch == 0 {

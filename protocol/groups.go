@@ -78,7 +78,9 @@ const (
 	// partition's Epoch set (the coordinator sets the delete's controller
 	// index) the partition keeps a tombstone that fences the group's
 	// members of before the delete: a commit or claim with a nonzero epoch
-	// below it is stale. Each such delete replaces the fence.
+	// below it is stale. Each such delete replaces the fence. A delete
+	// keeps a record whose epoch is above its own (the group was created
+	// again after it).
 	CommitOpDelete = "delete"
 )
 
@@ -323,7 +325,7 @@ const (
 	ConsumerOpReset ConsumerOpKind = 3
 	// ConsumerOpDelete forgets the group on the partition; with Epoch set
 	// (not 0) it keeps a tombstone that fences the group's members of
-	// before the delete.
+	// before the delete, and leaves a record with a higher epoch alone.
 	ConsumerOpDelete ConsumerOpKind = 4
 )
 

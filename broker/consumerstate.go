@@ -46,10 +46,11 @@ type consumerRecord struct {
 	// Deleted marks a deleted group's tombstone: the group has no state on
 	// the partition.
 	Deleted bool `json:"deleted,omitempty"`
-	// Fence, set by a delete (its controller index), fences the members
-	// of the group before it: a commit or claim with an assignment epoch
-	// (not 0) below it is stale. A group created again under the name
-	// gets higher epochs.
+	// Fence, set by a delete or a reset of offsets (its controller
+	// index), fences the members of the group before it: a commit or
+	// claim with an assignment epoch (not 0) below it is stale. A group
+	// created again under the name, or a member that joins after the
+	// reset, gets higher epochs.
 	Fence uint64 `json:"fence,omitempty"`
 }
 
@@ -332,8 +333,8 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 				continue
 			}
 			if op.Epoch != 0 && op.Epoch < rec.Fence {
-				results[i] = protocol.Errorf(protocol.CodeStaleEpoch, "group %q: assignment epoch %d was granted before the group was deleted",
-					op.Group, op.Epoch)
+				results[i] = protocol.Errorf(protocol.CodeStaleEpoch, "group %q: assignment epoch %d was granted before the group was deleted or its offsets reset (%d)",
+					op.Group, op.Epoch, rec.Fence)
 				continue
 			}
 			rec.Epoch = op.Epoch
@@ -343,16 +344,23 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 				rec.Committed, rec.Offset, rec.Time, rec.Metadata = true, op.Offset, op.Time, op.Metadata
 			}
 		case protocol.ConsumerOpReset:
+			if op.Epoch != 0 {
+				if results[i] = checkReset(op, rec); results[i] != nil {
+					continue
+				}
+				rec.Fence = op.Epoch
+			}
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 			rec.Deleted = false
 		case protocol.ConsumerOpDelete:
-			if exists && !rec.Deleted && op.Epoch != 0 && rec.Epoch > op.Epoch {
-				// The record's epoch, a grant's controller index, is above
-				// the delete's: the group was created again after the
-				// delete, and this record is the new group's. The delete,
-				// applied late here, is older than it and keeps it.
+			if newer := max(rec.Epoch, rec.Fence); exists && !rec.Deleted && op.Epoch != 0 && newer > op.Epoch {
+				// The record's epoch, a grant's controller index, or its
+				// fence, a reset's, is above the delete's: the group was
+				// created again, or its offsets reset, after the delete,
+				// and this record is newer. The delete, applied late
+				// here, is older than it and keeps it.
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q on this partition is newer than the delete (epoch %d above %d); kept",
-					op.Group, rec.Epoch, op.Epoch)
+					op.Group, newer, op.Epoch)
 				continue
 			}
 			if !exists || rec.Deleted {
@@ -380,6 +388,24 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)
 	}
 	return results
+}
+
+// checkReset says whether a reset op with an epoch (the controller index
+// of the coordinator's check that the group had no members) may apply to
+// the group's record: not when a member claimed the partition after the
+// check (its epoch is above it: it may have read the offset before the
+// reset), nor when the record is fenced by a later delete or reset.
+// Resets logged before they carried the index (epoch 0) are not checked.
+func checkReset(op protocol.ConsumerOp, rec consumerRecord) *protocol.Error {
+	if !rec.Deleted && rec.Epoch > op.Epoch {
+		return protocol.Errorf(protocol.CodeGroupNotEmpty, "group %q: member %q claimed the partition (epoch %d) after the reset checked the group had no members (%d); stop the members and reset again",
+			op.Group, rec.Member, rec.Epoch, op.Epoch)
+	}
+	if op.Epoch < rec.Fence {
+		return protocol.Errorf(protocol.CodeStaleEpoch, "group %q: the reset (%d) is older than the delete or reset (%d) the partition applied",
+			op.Group, op.Epoch, rec.Fence)
+	}
+	return nil
 }
 
 // get returns a group's record.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -454,14 +453,20 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 
 // resetOffsets sets a group's offsets of a topic, refused while the group
 // has members.
+//
+// The check that the group has no members is a controller command
+// (group_reset), so it holds at a point of the controller log, index I,
+// and not only in this coordinator's view: a member that joins after it
+// is granted epochs above I. Each partition's reset op carries I as its
+// epoch: a partition a member claimed after I (epoch above I) refuses the
+// reset with group_not_empty, as the member may have read the offset
+// before it; otherwise the reset applies and fences epochs below I
+// (consumerRecord.Fence), so a member whose session expired before the
+// reset cannot commit over it.
 func (b *Broker) resetOffsets(ctx context.Context, req *protocol.ResetOffsetsRequest) protocol.ResetOffsetsReply {
 	reply := protocol.ResetOffsetsReply{Version: protocol.APIVersion}
 	if err := protocol.ValidateExistingGroupName(req.Group); err != nil {
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
-		return reply
-	}
-	if g, ok := b.controller.state.group(req.Group); ok && len(g.Members) > 0 {
-		reply.Error = protocol.Errorf(protocol.CodeGroupNotEmpty, "group %q has %d active members; stop them first", req.Group, len(g.Members))
 		return reply
 	}
 	t := b.currentMetadata().Topics[req.Topic]
@@ -469,19 +474,19 @@ func (b *Broker) resetOffsets(ctx context.Context, req *protocol.ResetOffsetsReq
 		reply.Error = protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist", req.Topic)
 		return reply
 	}
-	if g, ok := b.controller.state.group(req.Group); (!ok || !slices.Contains(g.KnownTopics, req.Topic)) && protocol.ValidateGroupName(req.Group) == nil {
-		// Declared first, so a group that has only offsets so far is
-		// listed and described like one whose members left. (A name
-		// refused since it was committed is not declared.)
-		if _, apiErr := b.proposeControl(ctx, controllerCommand{Op: opGroupDeclare, Time: time.Now(),
-			Group: &groupCommand{Name: req.Group, Topics: []string{req.Topic}}}); apiErr != nil {
-			reply.Error = apiErr
-			return reply
-		}
+	// The command also declares the group and the topic, so a group that
+	// has only offsets so far is listed and described like one whose
+	// members left. (A name refused since it was committed is not
+	// declared.)
+	_, index, apiErr := b.proposeControlAt(ctx, controllerCommand{Op: opGroupReset, Time: time.Now(),
+		Group: &groupCommand{Name: req.Group, Topics: []string{req.Topic}, Declare: protocol.ValidateGroupName(req.Group) == nil}})
+	if apiErr != nil {
+		reply.Error = apiErr
+		return reply
 	}
 	commit := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: req.Group, Op: protocol.CommitOpReset, ResetTo: req.To, ResetValue: req.Value}
 	for p := range t.Partitions {
-		commit.Offsets = append(commit.Offsets, protocol.PartitionOffset{Topic: req.Topic, Partition: uint32(p), Offset: uint64(max(req.Value, 0))})
+		commit.Offsets = append(commit.Offsets, protocol.PartitionOffset{Topic: req.Topic, Partition: uint32(p), Offset: uint64(max(req.Value, 0)), Epoch: index})
 	}
 	reply.Results = b.commitAtLeaders(ctx, &commit)
 	return reply

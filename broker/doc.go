@@ -137,7 +137,12 @@
 // A commit past the leader's high watermark is refused before proposing
 // (the leader's high watermark is at most the one where the entry applies,
 // on every replica). A commit or claim whose assignment epoch is older than
-// the stored one is refused (CodeStaleEpoch). A committed-offset read
+// the stored one is refused (CodeStaleEpoch). A group delete and a reset
+// of offsets carry the controller index they were done or checked at
+// (coordinator.go): the partition fences the epochs below it
+// (consumerRecord.Fence), and applies a delete or reset only over state
+// older than it (a record claimed, reset or fenced at a higher index
+// stays), so late ops change nothing newer. A committed-offset read
 // goes through the log too (a claim, or an empty consumer-ops entry as a
 // read barrier, coalesced with other ops): once it applied, the leader's
 // state holds every commit acknowledged before the read, and a deposed
@@ -145,9 +150,10 @@
 // control entries after the stored applied index are replayed from the log.
 //
 // The group coordinator is the controller leader (coordinator.go): join,
-// leave, sync (release of revoked partitions) and delete are controller
-// commands; the assignment is computed at apply time (groups.go: sticky,
-// balanced per topic, cooperative: a partition moves only after its owner
+// leave, sync (release of revoked partitions), delete and the no-members
+// check of a reset of offsets are controller commands; the assignment is
+// computed at apply time (groups.go: sticky, balanced per topic,
+// cooperative: a partition moves only after its owner
 // released it, left or expired, and is granted with the grant's controller
 // index as its epoch). Heartbeats stay in the coordinator's memory; a new
 // coordinator restarts every member's session. Heartbeats carry a per-member

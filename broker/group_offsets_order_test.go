@@ -2,8 +2,12 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftmq/raftmq/protocol"
 )
@@ -116,5 +120,203 @@ func TestALateGroupDeleteKeepsTheGroupCreatedAgain(t *testing.T) {
 	got := h.read("", protocol.GroupPartition{Topic: topic})
 	if !got.Committed || got.Offset != 7 {
 		t.Fatalf("the new group's commit (epoch %d, offset 7) after the old group's delete op (epoch %d) applied late: %+v", fresh.Epoch, index, got)
+	}
+}
+
+// TestResetOffsetsFencesFormerMembers: a member whose session expired (a
+// zombie: paused, or cut off from the coordinator only) commits after an
+// operator reset the now-empty group's offsets. The reset fences the
+// epochs granted before its check (its controller index), as a delete
+// does, so the zombie's commit is refused. Before, the reset kept the
+// partition's stored epoch and no fence, and the zombie's commit with
+// that epoch silently undid the reset.
+func TestResetOffsetsFencesFormerMembers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "resetz"
+	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
+	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
+		t.Fatal(err)
+	}
+	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+	zombie := h.join("zombie", 300)
+	h.read("zombie", zombie)
+	if e := h.commit("zombie", zombie.Epoch, 5); e != nil {
+		t.Fatal(e)
+	}
+	h.waitNoMembers()
+	var reset protocol.ResetOffsetsReply
+	client.admin(protocol.AdminGroupReset, protocol.ResetOffsetsRequest{Version: protocol.APIVersion, Group: "g", Topic: topic,
+		To: protocol.ResetOffset, Value: 1}, &reset)
+	if reset.Error != nil || reset.Results[0].Error != nil {
+		t.Fatalf("reset: %+v", reset)
+	}
+	if got := h.read("", protocol.GroupPartition{Topic: topic}); got.Offset != 1 {
+		t.Fatalf("offset after the reset: %+v", got)
+	}
+	e := h.commit("zombie", zombie.Epoch, 9)
+	got := h.read("", protocol.GroupPartition{Topic: topic})
+	if e == nil || got.Offset != 1 {
+		t.Fatalf("a commit by the expired member (epoch %d) after the reset: err %v; committed offset now %d (member %q), want the reset's 1",
+			zombie.Epoch, e, got.Offset, got.Member)
+	}
+	// A member that joins after the reset reads the reset's offset and
+	// commits.
+	fresh := h.join("fresh", 10000)
+	if got := h.read("fresh", fresh); got.Offset != 1 {
+		t.Fatalf("a member joined after the reset reads %+v, want offset 1", got)
+	}
+	if e := h.commit("fresh", fresh.Epoch, 4); e != nil {
+		t.Fatalf("a commit by a member joined after the reset (epoch %d): %v", fresh.Epoch, e)
+	}
+}
+
+// TestResetOffsetsRefusedWhereAMemberClaimedDuringIt: the reset's check
+// that the group has no members is a controller command (group_reset); a
+// member that joins after it claims, and reads the offset from before the
+// reset, before the reset's op reaches the partition. The partition then
+// refuses the reset (the member's epoch is above the check's index), so
+// the reset does not report done while the member's next commit undoes
+// it. Before, the check was the coordinator's view only, the reset
+// applied and reported done, and the member's commit overwrote it.
+func TestResetOffsetsRefusedWhereAMemberClaimedDuringIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "resetj"
+	cluster, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	b := cluster.Broker(1)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
+	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
+		t.Fatal(err)
+	}
+	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+	old := h.join("old", 300)
+	h.read("old", old)
+	if e := h.commit("old", old.Epoch, 5); e != nil {
+		t.Fatal(e)
+	}
+	h.waitNoMembers()
+	// resetOffsets' check passes (no members); now a member joins.
+	_, index, apiErr := b.proposeControlAt(ctx, controllerCommand{Op: opGroupReset, Time: time.Now(),
+		Group: &groupCommand{Name: "g", Topics: []string{topic}, Declare: true}})
+	if apiErr != nil {
+		t.Fatal(apiErr)
+	}
+	m := h.join("m", 10000)
+	if got := h.read("m", m); got.Offset != 5 {
+		t.Fatalf("claim read %+v", got)
+	}
+	// resetOffsets' commitAtLeaders, exactly as it builds the request.
+	commit := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: "g", Op: protocol.CommitOpReset, ResetTo: protocol.ResetOffset, ResetValue: 1,
+		Offsets: []protocol.PartitionOffset{{Topic: topic, Partition: 0, Offset: 1, Epoch: index}}}
+	res := b.commitAtLeaders(ctx, &commit)
+	t.Logf("reset result: %+v", res[0])
+	// The member consumed 5 and 6 from where its claim read, and commits.
+	e := h.commit("m", m.Epoch, 7)
+	if got := h.read("", protocol.GroupPartition{Topic: topic}); res[0].Error == nil && got.Offset != 1 {
+		t.Fatalf("reset to 1 reported done, but the member that joined during it committed over it (commit err %v): offset %d", e, got.Offset)
+	}
+	if res[0].Error == nil || res[0].Error.Code != protocol.CodeGroupNotEmpty {
+		t.Fatalf("the reset of a partition a member claimed after the check: %v, want group_not_empty", res[0].Error)
+	}
+	// With the member there, the next reset is refused at the check.
+	var reset protocol.ResetOffsetsReply
+	client.admin(protocol.AdminGroupReset, protocol.ResetOffsetsRequest{Version: protocol.APIVersion, Group: "g", Topic: topic,
+		To: protocol.ResetOffset, Value: 1}, &reset)
+	if reset.Error == nil || reset.Error.Code != protocol.CodeGroupNotEmpty || len(reset.Results) != 0 {
+		t.Fatalf("a reset while the group has a member: %+v, want group_not_empty", reset)
+	}
+}
+
+// TestResetAndDeleteOpsApplyInControllerOrder: the partition ops of a
+// reset and a delete carry the controller index they were checked or
+// done at, and a partition applies each only over state older than it,
+// whatever order they reach it in: a reset fences the epochs below it; a
+// delete or reset older than the record's epoch or fence leaves it; a
+// reset logged before resets carried the index (epoch 0) applies as it
+// did.
+func TestResetAndDeleteOpsApplyInControllerOrder(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
+	apply := func(op protocol.ConsumerOp) *protocol.Error {
+		b := db.NewBatch()
+		defer b.Close()
+		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
+	}
+	offset := func() uint64 {
+		t.Helper()
+		rec, ok := c.get("g")
+		if !ok || !rec.Committed {
+			t.Fatalf("group g has no offset: %+v", rec)
+		}
+		return rec.Offset
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpCommit, Group: "g", Member: "a", Epoch: 10, Offset: 5}); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Epoch: 20, Offset: 1}); e != nil {
+		t.Fatalf("a reset checked at 20 over epoch 10: %v", e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpCommit, Group: "g", Member: "a", Epoch: 10, Offset: 9}); e == nil || e.Code != protocol.CodeStaleEpoch || offset() != 1 {
+		t.Fatalf("a commit with epoch 10 after a reset at 20: %v, offset %d; want stale_epoch, 1", e, offset())
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDelete, Group: "g", Epoch: 18}); e == nil || e.Code != protocol.CodeUnknownGroup || offset() != 1 {
+		t.Fatalf("a delete done at 18 applied after the reset at 20: %v, offset %d; want unknown_group, the reset's 1 kept", e, offset())
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Epoch: 19, Offset: 3}); e == nil || e.Code != protocol.CodeStaleEpoch || offset() != 1 {
+		t.Fatalf("a reset checked at 19 applied after the reset at 20: %v, offset %d; want stale_epoch, 1", e, offset())
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Epoch: 20, Offset: 1}); e != nil {
+		t.Fatalf("the reset at 20 again (a retry): %v", e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "b", Epoch: 25}); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Epoch: 22, Offset: 2}); e == nil || e.Code != protocol.CodeGroupNotEmpty || offset() != 1 {
+		t.Fatalf("a reset checked at 22 after a claim at 25: %v, offset %d; want group_not_empty, 1", e, offset())
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Offset: 2}); e != nil || offset() != 2 {
+		t.Fatalf("a reset without an index (logged before): %v, offset %d; want applied, 2", e, offset())
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDelete, Group: "g", Epoch: 30}); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Epoch: 28, Offset: 4}); e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Fatalf("a reset checked at 28 applied after the delete at 30: %v, want stale_epoch", e)
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpReset, Group: "g", Epoch: 31, Offset: 4}); e != nil || offset() != 4 {
+		t.Fatalf("a reset checked at 31 after the delete at 30: %v, offset %d; want applied, 4", e, offset())
+	}
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "c", Epoch: 30}); e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Fatalf("a claim with epoch 30 after the reset at 31: %v, want stale_epoch", e)
+	}
+}
+
+// TestGroupResetChecksForMembersAtApply: the controller's group_reset is
+// refused while the group has members, and otherwise declares the group
+// and the topic, creating the group only when asked to (a name refused
+// since it was committed is not declared).
+func TestGroupResetChecksForMembersAtApply(t *testing.T) {
+	m := groupTestMetadata(1)
+	groups := map[string]*consumerGroup{}
+	apply := func(index uint64, op string, gc groupCommand) *protocol.Error {
+		return applyGroupCommand(groups, m, index, controllerCommand{Op: op, Group: &gc})
+	}
+	if e := apply(1, opGroupReset, groupCommand{Name: "old..name", Topics: []string{"t"}}); e != nil || groups["old..name"] != nil {
+		t.Fatalf("a reset of an unknown group without Declare: %v, groups %v; want applied, nothing declared", e, groups)
+	}
+	if e := apply(2, opGroupReset, groupCommand{Name: "g", Topics: []string{"t"}, Declare: true}); e != nil || groups["g"] == nil || !slices.Equal(groups["g"].KnownTopics, []string{"t"}) {
+		t.Fatalf("a reset declaring group g: %v, %+v", e, groups["g"])
+	}
+	if e := apply(3, opGroupJoin, groupCommand{Name: "g", Member: "a", Topics: []string{"t"}}); e != nil {
+		t.Fatal(e)
+	}
+	if e := apply(4, opGroupReset, groupCommand{Name: "g", Topics: []string{"t"}, Declare: true}); e == nil || e.Code != protocol.CodeGroupNotEmpty {
+		t.Fatalf("a reset of a group with a member: %v, want group_not_empty", e)
 	}
 }

@@ -34,6 +34,14 @@ const (
 	// it does not exist yet: a reset of offsets declares the group, so
 	// list and describe show a group that so far has only offsets.
 	opGroupDeclare = "group_declare"
+	// opGroupReset is a reset of offsets' check: refused with
+	// group_not_empty while the group has members, else it declares the
+	// reset topic as opGroupDeclare does (a group it does not know only
+	// with groupCommand.Declare). Its index fences the reset's partition
+	// ops: a partition refuses the reset when a member claimed it with a
+	// later epoch, and refuses commits and claims with an earlier one
+	// after it (consumerstate.go).
+	opGroupReset = "group_reset"
 )
 
 // groupCommand is the group part of a controller command.
@@ -47,6 +55,10 @@ type groupCommand struct {
 	// Seq is the heartbeat sequence number a sync comes from (0: an old
 	// client, always applied); see groupMember.SyncSeq.
 	Seq uint64 `json:"seq,omitempty"`
+	// Declare, in a group_reset, creates the group when it does not
+	// exist (the coordinator leaves it out for a name refused since it
+	// was committed, which is not declared).
+	Declare bool `json:"declare,omitempty"`
 }
 
 type partitionKey struct {
@@ -262,12 +274,15 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 		return protocol.Errorf(protocol.CodeMalformedRequest, "group command without group")
 	}
 	g := groups[gc.Name]
-	if g == nil && (cmd.Op == opGroupJoin || cmd.Op == opGroupDeclare) {
+	if g == nil && (cmd.Op == opGroupJoin || cmd.Op == opGroupDeclare || cmd.Op == opGroupReset && gc.Declare) {
 		g = newConsumerGroup(gc.Name)
 		groups[gc.Name] = g
 	}
 	if g == nil {
-		if cmd.Op == opGroupDelete {
+		switch cmd.Op {
+		case opGroupReset:
+			return nil // no members: the offsets may be reset
+		case opGroupDelete:
 			return protocol.Errorf(protocol.CodeUnknownGroup, "group %q does not exist", gc.Name)
 		}
 		return protocol.Errorf(protocol.CodeUnknownMember, "group %q has no member %q", gc.Name, gc.Member)
@@ -283,6 +298,11 @@ func applyGroupCommand(groups map[string]*consumerGroup, m *clusterMetadata, ind
 		g.Members[gc.Member] = &groupMember{ID: gc.Member, Topics: slices.Compact(topics), SessionTimeoutMs: gc.SessionTimeoutMs, SyncSeq: syncSeq}
 		g.know(topics)
 	case opGroupDeclare:
+		g.know(gc.Topics)
+	case opGroupReset:
+		if len(g.Members) > 0 {
+			return protocol.Errorf(protocol.CodeGroupNotEmpty, "group %q has %d active members; stop them first", gc.Name, len(g.Members))
+		}
 		g.know(gc.Topics)
 	case opGroupLeave:
 		if g.Members[gc.Member] == nil {

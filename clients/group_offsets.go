@@ -337,7 +337,13 @@ func (c *Client) DescribeGroup(ctx context.Context, group string, topics ...stri
 
 // ResetGroupOffsets sets a group's offsets of every partition of topic to
 // position (Earliest, Latest, AtOffset or AtTime). It is refused with
-// protocol.CodeGroupNotEmpty while the group has members.
+// protocol.CodeGroupNotEmpty while the group has members. A member that
+// joins while the reset is under way may have read a partition's offset
+// before the reset reached it: that partition keeps its offset and fails
+// with protocol.CodeGroupNotEmpty (a *PartitionError in the returned
+// error, beside the results of every partition). Once the reset applied
+// to a partition, members whose sessions ended before it cannot commit
+// over it (protocol.CodeStaleEpoch).
 func (c *Client) ResetGroupOffsets(ctx context.Context, group, topic string, to Position) ([]protocol.PartitionResult, error) {
 	req := protocol.ResetOffsetsRequest{Version: protocol.APIVersion, Group: group, Topic: topic}
 	switch to.kind {

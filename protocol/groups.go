@@ -70,9 +70,14 @@ const (
 	// CommitOpCommit commits offsets; each partition's Epoch must not be
 	// older than the partition's current epoch for the group.
 	CommitOpCommit = ""
-	// CommitOpReset sets offsets regardless of epochs (admin reset-offsets;
-	// the coordinator checks the group has no members). The partition
-	// leader resolves ResetTo.
+	// CommitOpReset sets offsets regardless of the stored epoch (admin
+	// reset-offsets; the coordinator checks the group has no members).
+	// The partition leader resolves ResetTo. With a partition's Epoch
+	// set (the coordinator sets the controller index of its check) the
+	// reset is refused with CodeGroupNotEmpty where a member claimed the
+	// partition with a higher epoch since, and with CodeStaleEpoch where
+	// a later delete or reset applied; once applied it fences commits
+	// and claims with a nonzero epoch below it, as a delete does.
 	CommitOpReset = "reset"
 	// CommitOpDelete deletes the group's state of the partitions. With a
 	// partition's Epoch set (the coordinator sets the delete's controller
@@ -280,7 +285,10 @@ type DescribeGroupReply struct {
 }
 
 // ResetOffsetsRequest sets a group's offsets of a topic (AdminGroupReset);
-// refused with CodeGroupNotEmpty while the group has members.
+// refused with CodeGroupNotEmpty while the group has members. A member
+// that joins while the reset is under way may have read the offset before
+// it: the partitions it claimed keep their offsets and answer
+// CodeGroupNotEmpty in ResetOffsetsReply.Results.
 type ResetOffsetsRequest struct {
 	Version int    `json:"v"`
 	Group   string `json:"group"`
@@ -321,7 +329,9 @@ const (
 	// ConsumerOpClaim raises the group's epoch of the partition to Epoch
 	// (refused if older); the offset is unchanged.
 	ConsumerOpClaim ConsumerOpKind = 2
-	// ConsumerOpReset sets the offset regardless of epochs.
+	// ConsumerOpReset sets the offset regardless of the stored epoch;
+	// with Epoch set (not 0) only when the stored epoch is not above it,
+	// and it then fences the epochs below it (CommitOpReset).
 	ConsumerOpReset ConsumerOpKind = 3
 	// ConsumerOpDelete forgets the group on the partition; with Epoch set
 	// (not 0) it keeps a tombstone that fences the group's members of

@@ -138,7 +138,9 @@ Usage: raftmq group reset-offsets GROUP --topic T --to earliest|latest|OFFSET|TI
 
 Sets the group's committed offset of every partition of topic T: to the
 log start (earliest), the end (latest), an offset, or the first record at
-or after an RFC 3339 time. Refused while the group has active members.
+or after an RFC 3339 time. Refused while the group has active members;
+a partition a member claimed while the reset was under way keeps its
+offset and is reported as failed (group_not_empty).
 
 Example:
   raftmq group reset-offsets billing --topic orders --to earliest

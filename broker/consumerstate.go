@@ -352,7 +352,7 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			}
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 			rec.Deleted = false
-		case protocol.ConsumerOpDelete:
+		case protocol.ConsumerOpDelete, protocol.ConsumerOpDeleteAndFence:
 			if newer := max(rec.Epoch, rec.Fence); exists && !rec.Deleted && op.Epoch != 0 && newer > op.Epoch {
 				// The record's epoch, a grant's controller index, or its
 				// fence, a reset's, is above the delete's: the group was
@@ -365,10 +365,13 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			}
 			if !exists || rec.Deleted {
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q has no state on this partition", op.Group)
-				if !exists || op.Epoch == 0 {
+				if op.Epoch == 0 || !exists && op.Kind == protocol.ConsumerOpDelete {
 					continue
 				}
-				// A tombstone still takes the new delete's fence (below).
+				// A tombstone still takes the new delete's fence, and a
+				// delete-and-fence leaves one where the group had no
+				// record (below): a member granted the partition before
+				// the delete may claim it after.
 			}
 			if op.Epoch == 0 {
 				// A delete logged before tombstones: forget the group.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -414,6 +415,14 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 		return reply
 	}
+	// The group's topics, where its members may have been granted
+	// partitions they have not claimed yet (read before the delete: the
+	// group has no members then, and a member that joined since would
+	// make the delete fail).
+	var groupTopics []string
+	if g, ok := b.controller.state.group(name); ok {
+		groupTopics = g.topics()
+	}
 	_, index, apiErr := b.proposeControlAt(ctx, controllerCommand{Op: opGroupDelete, Group: &groupCommand{Name: name}, Time: time.Now()})
 	if apiErr != nil && apiErr.Code != protocol.CodeUnknownGroup {
 		reply.Error = apiErr
@@ -423,18 +432,28 @@ func (b *Broker) deleteGroup(ctx context.Context, name string) protocol.DeleteGr
 	// group's members so far: the partitions keep it as the fence of the
 	// group's tombstone (consumerRecord.Fence), which fences a member
 	// that has not noticed the delete, even one whose claim is still on
-	// its way.
+	// its way. The partitions of the group's topics get the tombstone
+	// whether or not they hold the group's state (a member granted one
+	// may claim it after the delete); the others, where offsets come
+	// only from commits outside the group's membership, only where they
+	// do (a tombstone of every group on every partition would never be
+	// forgotten).
+	fenced := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: name, Op: protocol.CommitOpDeleteAndFence}
 	req := protocol.OffsetCommitRequest{Version: protocol.APIVersion, Group: name, Op: protocol.CommitOpDelete}
 	m := b.currentMetadata()
 	for _, topic := range m.sortedTopicNames() {
+		to := &req
+		if slices.Contains(groupTopics, topic) {
+			to = &fenced
+		}
 		for p := range m.Topics[topic].Partitions {
-			req.Offsets = append(req.Offsets, protocol.PartitionOffset{Topic: topic, Partition: uint32(p), Epoch: index})
+			to.Offsets = append(to.Offsets, protocol.PartitionOffset{Topic: topic, Partition: uint32(p), Epoch: index})
 		}
 	}
 	// The group existed if the coordinator knew it or a partition held
 	// its offsets (a group whose members all left keeps only those).
 	found := apiErr == nil
-	for _, res := range b.commitAtLeaders(ctx, &req) {
+	for _, res := range append(b.commitAtLeaders(ctx, &fenced), b.commitAtLeaders(ctx, &req)...) {
 		switch {
 		case res.Error == nil:
 			found = true

@@ -142,7 +142,9 @@
 // (coordinator.go): the partition fences the epochs below it
 // (consumerRecord.Fence), and applies a delete or reset only over state
 // older than it (a record claimed, reset or fenced at a higher index
-// stays), so late ops change nothing newer. A committed-offset read
+// stays), so late ops change nothing newer; a delete leaves its tombstone
+// on every partition of the group's topics, also where the group has no
+// record yet (a member's claim may be on its way). A committed-offset read
 // goes through the log too (a claim, or an empty consumer-ops entry as a
 // read barrier, coalesced with other ops): once it applied, the leader's
 // state holds every commit acknowledged before the read, and a deposed

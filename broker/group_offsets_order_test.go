@@ -320,3 +320,74 @@ func TestGroupResetChecksForMembersAtApply(t *testing.T) {
 		t.Fatalf("a reset of a group with a member: %v, want group_not_empty", e)
 	}
 }
+
+// TestDeleteFencesTheGroupsPartitionsItHadNoRecordOn: a delete op on a
+// partition of the group's topics where the group has no record yet
+// leaves a tombstone, so a former member's claim that arrives after the
+// delete (its grant is older than the delete) is refused, and the group
+// created again does not inherit its commit. A plain delete (logged
+// before, or sent to the partitions of other topics) still writes nothing
+// where the group has no record. Before, the coordinator sent plain
+// deletes only, and the former member's claim and commit were accepted.
+func TestDeleteFencesTheGroupsPartitionsItHadNoRecordOn(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
+	apply := func(op protocol.ConsumerOp) *protocol.Error {
+		b := db.NewBatch()
+		defer b.Close()
+		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
+	}
+	// Member a was granted the partition at epoch 25 but had not claimed
+	// it when its session expired and the group was deleted (index 30).
+	t.Logf("delete: %v", apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDeleteAndFence, Group: "g", Epoch: 30}))
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "a", Epoch: 25}); e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Errorf("a claim granted (epoch 25) before the delete (30) on a partition the group had no record on: %v, want stale_epoch", e)
+		apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpCommit, Group: "g", Member: "a", Epoch: 25, Offset: 99})
+	}
+	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "new", Epoch: 31})
+	if rec, ok := c.get("g"); ok && rec.Committed {
+		t.Errorf("the group created again inherits the former member's offset %d", rec.Offset)
+	}
+
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDelete, Group: "other", Epoch: 30}); e == nil || e.Code != protocol.CodeUnknownGroup {
+		t.Fatalf("a plain delete of a group without a record: %v, want unknown_group", e)
+	}
+	if _, ok := c.groups["other"]; ok {
+		t.Fatalf("a plain delete wrote a tombstone where the group had no record: %+v", c.groups["other"])
+	}
+}
+
+// TestGroupDeleteFencesAPartitionGrantedButNotClaimed: the coordinator's
+// delete fences the partitions of the group's topics even where the group
+// has no record: a member granted a partition that it had not claimed
+// when its session expired and the group was deleted is refused when its
+// claim arrives after the delete.
+func TestGroupDeleteFencesAPartitionGrantedButNotClaimed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "unclaimed"
+	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+	granted := h.join("former", 300)
+	h.waitNoMembers()
+	var deleted protocol.DeleteGroupReply
+	client.admin(protocol.AdminGroupDelete, protocol.GroupRequest{Version: 1, Group: "g"}, &deleted)
+	if deleted.Error != nil {
+		t.Fatalf("group delete: %v", deleted.Error)
+	}
+	var reply protocol.OffsetFetchReply
+	if err := client.groupCall(1, protocol.SubjectBrokerCommitted, protocol.OffsetFetchRequest{Version: 1, Group: "g", Member: "former", Claim: true,
+		Partitions: []protocol.GroupPartition{granted}}, &reply); err != nil {
+		t.Fatal(err)
+	}
+	if e := reply.Partitions[0].Error; reply.Error != nil || e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Fatalf("a claim granted (epoch %d) before the delete, arriving after it: %+v, want stale_epoch", granted.Epoch, reply)
+	}
+	if e := h.commit("former", granted.Epoch, 0); e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Fatalf("a commit of the deleted group's member (epoch %d): %v, want stale_epoch", granted.Epoch, e)
+	}
+}

@@ -167,7 +167,8 @@ func (b *Broker) commitOffsets(ctx context.Context, req *protocol.OffsetCommitRe
 		return reply
 	}
 	kind := map[string]protocol.ConsumerOpKind{protocol.CommitOpCommit: protocol.ConsumerOpCommit,
-		protocol.CommitOpReset: protocol.ConsumerOpReset, protocol.CommitOpDelete: protocol.ConsumerOpDelete}[req.Op]
+		protocol.CommitOpReset: protocol.ConsumerOpReset, protocol.CommitOpDelete: protocol.ConsumerOpDelete,
+		protocol.CommitOpDeleteAndFence: protocol.ConsumerOpDeleteAndFence}[req.Op]
 	if kind == 0 {
 		reply.Error = protocol.Errorf(protocol.CodeInvalidArgument, "unknown commit op %q", req.Op)
 		return reply
@@ -286,7 +287,7 @@ func (b *Broker) resolveCommitOffset(r *partitionReplica, req *protocol.OffsetCo
 	appliedIndex, highWatermark, _ := r.state.visible()
 	logStart := r.log.FirstOffset()
 	switch req.Op {
-	case protocol.CommitOpDelete:
+	case protocol.CommitOpDelete, protocol.CommitOpDeleteAndFence:
 		return 0, nil
 	case protocol.CommitOpCommit:
 		if po.Offset > highWatermark {

@@ -87,6 +87,11 @@ const (
 	// keeps a record whose epoch is above its own (the group was created
 	// again after it).
 	CommitOpDelete = "delete"
+	// CommitOpDeleteAndFence is CommitOpDelete that also leaves its
+	// tombstone where the group has no state on the partition: the
+	// coordinator sends it to the partitions of the group's topics, where
+	// a member granted a partition may not have claimed it yet.
+	CommitOpDeleteAndFence = "delete_and_fence"
 )
 
 // Reset targets (OffsetCommitRequest.ResetTo, ResetOffsetsRequest.To).
@@ -337,6 +342,10 @@ const (
 	// (not 0) it keeps a tombstone that fences the group's members of
 	// before the delete, and leaves a record with a higher epoch alone.
 	ConsumerOpDelete ConsumerOpKind = 4
+	// ConsumerOpDeleteAndFence is ConsumerOpDelete that, with Epoch set,
+	// also writes its tombstone where the group has no state on the
+	// partition (CommitOpDeleteAndFence).
+	ConsumerOpDeleteAndFence ConsumerOpKind = 5
 )
 
 // ConsumerOp is one operation on a partition's consumer state.
@@ -425,7 +434,7 @@ func DecodeConsumerOps(b []byte) ([]ConsumerOp, error) {
 		if d.err != nil {
 			return nil, d.err
 		}
-		if op.Kind < ConsumerOpCommit || op.Kind > ConsumerOpDelete {
+		if op.Kind < ConsumerOpCommit || op.Kind > ConsumerOpDeleteAndFence {
 			return nil, fmt.Errorf("%w: consumer op kind %d", ErrMalformed, op.Kind)
 		}
 		ops = append(ops, op)

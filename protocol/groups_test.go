@@ -14,6 +14,7 @@ func TestConsumerOpsRoundTrip(t *testing.T) {
 		{Kind: ConsumerOpClaim, Group: "billing", Member: "m-2", Epoch: 9},
 		{Kind: ConsumerOpReset, Group: "g", Offset: 3},
 		{Kind: ConsumerOpDelete, Group: "g"},
+		{Kind: ConsumerOpDeleteAndFence, Group: "g", Epoch: 30},
 	}
 	data := AppendConsumerOps(nil, ops)
 	if n := ConsumerOpsSize(ops); n != len(data) {

@@ -111,14 +111,24 @@ func (c *testClient) admin(op string, req, reply any) {
 	}
 }
 
+// createTopic creates a topic, trying again (for up to 30 s) while the
+// controller has no leader, as on a loaded machine after an election:
+// not_leader and not_ready mean the create was not applied.
 func (c *testClient) createTopic(name string, partitions, replicas int) protocol.TopicInfo {
 	c.t.Helper()
-	var reply protocol.TopicReply
-	c.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Version: 1, Name: name, Partitions: partitions, Replicas: replicas}, &reply)
-	if reply.Error != nil {
-		c.t.Fatalf("create topic %s: %v", name, reply.Error)
+	deadline := time.Now().Add(30 * time.Second)
+	for attempt := 0; ; attempt++ {
+		var reply protocol.TopicReply
+		c.admin(protocol.AdminCreateTopic, protocol.CreateTopicRequest{Version: 1, Name: name, Partitions: partitions, Replicas: replicas}, &reply)
+		switch {
+		case reply.Error == nil:
+			return *reply.Topic
+		case (reply.Error.Code == protocol.CodeNotLeader || reply.Error.Code == protocol.CodeNotReady) && time.Now().Before(deadline):
+			time.Sleep(min(time.Duration(attempt+1)*50*time.Millisecond, time.Second))
+		default:
+			c.t.Fatalf("create topic %s: %v", name, reply.Error)
+		}
 	}
-	return *reply.Topic
 }
 
 func (c *testClient) request(subject string, data []byte) ([]byte, error) {

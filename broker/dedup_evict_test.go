@@ -47,10 +47,12 @@ func TestEvictedProducerKeepsProducingAfterNewTerm(t *testing.T) {
 	if err := producer.ProduceSync(ctx, &clients.Record{Topic: topic, Value: []byte("first")}).FirstErr(); err != nil {
 		t.Fatalf("first record: %v", err)
 	}
-	records, _ := r.state.consumers.producerRecords()
-	if len(records) != 1 {
-		t.Fatalf("want the SDK producer alone in the partition's producer state, have %d", len(records))
-	}
+	// Acknowledged at commit; the producer state follows at apply.
+	var records map[int64]*producerRecord
+	waitFor(ctx, t, "the SDK producer alone in the partition's producer state", func() bool {
+		records, _ = r.state.consumers.producerRecords()
+		return len(records) == 1
+	})
 	var sdkID int64
 	for id := range records {
 		sdkID = id

@@ -154,7 +154,8 @@
 // (GroupConfig.Snapshots), writes them itself as of an applied index (at
 // segment boundaries, by policy), reports each with Group.SnapshotTaken,
 // and then compacts the log when it likes (segmentlog DeleteBefore; the
-// core only reads FirstIndex). For a follower that needs compacted entries
+// core only reads FirstIndex, and takes a read that a deletion overtook for
+// entries compacted away: see LogStorage). For a follower that needs compacted entries
 // the leader streams the newest stored snapshot whose index+1 the log still
 // holds: MsgSnapshot messages carry snapshot chunks (snapshot.Sender,
 // encoded chunk at most MaxAppendBytes), MsgSnapshotAck the receiver's

@@ -37,21 +37,48 @@ func (l *raftLog) lastIndex() uint64 {
 // term returns the term of index, or 0 when index is outside the log or
 // storage failed (the error is kept in l.err and stops the group).
 func (l *raftLog) term(index uint64) uint64 {
+	t, _ := l.readTerm(index, false)
+	return t
+}
+
+// termUnlessCompacted is term for a read that may race a prefix deletion
+// (a leader reading for a follower: see compactedAway). compacted reports
+// that index is below the log's FirstIndex-1, now or since the read, which
+// is not an error: the caller sends a snapshot instead.
+func (l *raftLog) termUnlessCompacted(index uint64) (term uint64, compacted bool) {
+	return l.readTerm(index, true)
+}
+
+func (l *raftLog) readTerm(index uint64, mayBeCompacted bool) (uint64, bool) {
 	if n := len(l.unstable); n > 0 && index >= l.unstableStart {
 		if index-l.unstableStart < uint64(n) {
-			return l.unstable[index-l.unstableStart].Term
+			return l.unstable[index-l.unstableStart].Term, false
 		}
-		return 0
+		return 0, false
 	}
-	if index+1 < l.storage.FirstIndex() || index > l.storage.LastIndex() {
-		return 0
+	if first := l.storage.FirstIndex(); index+1 < first || index > l.storage.LastIndex() {
+		return 0, index+1 < first
 	}
 	t, err := l.storage.Term(index)
 	if err != nil {
+		if mayBeCompacted && l.compactedAway(index+1) {
+			return 0, true
+		}
 		l.fail(fmt.Errorf("raft: log term of index %d: %w", index, err))
-		return 0
+		return 0, false
 	}
-	return t
+	return t, false
+}
+
+// compactedAway reports whether a storage read from index on that failed
+// lost a race with a prefix deletion: index is below FirstIndex now. The
+// owner of the log deletes its prefix on its own goroutine (the broker's
+// retention, after SnapshotTaken) without waiting for the core, so
+// FirstIndex may pass an index between the core's check of it and its
+// read (see LogStorage). FirstIndex only grows while the core reads (the
+// other change of it, a snapshot reset, runs on the core's goroutine).
+func (l *raftLog) compactedAway(index uint64) bool {
+	return index < l.storage.FirstIndex()
 }
 
 func (l *raftLog) lastTerm() uint64 { return l.term(l.lastIndex()) }
@@ -79,8 +106,20 @@ func (l *raftLog) isUpToDate(lastIndex, lastTerm uint64) bool {
 
 // entries returns [lo, hi) limited to maxBytes of data, at least one entry.
 func (l *raftLog) entries(lo, hi, maxBytes uint64) []protocol.Entry {
+	ents, _ := l.readEntries(lo, hi, maxBytes, false)
+	return ents
+}
+
+// entriesUnlessCompacted is entries for a read that may race a prefix
+// deletion (see termUnlessCompacted): compacted reports, with no entries,
+// that the read failed because lo is below FirstIndex now.
+func (l *raftLog) entriesUnlessCompacted(lo, hi, maxBytes uint64) (ents []protocol.Entry, compacted bool) {
+	return l.readEntries(lo, hi, maxBytes, true)
+}
+
+func (l *raftLog) readEntries(lo, hi, maxBytes uint64, mayBeCompacted bool) ([]protocol.Entry, bool) {
 	if lo >= hi {
-		return nil
+		return nil, false
 	}
 	var out []protocol.Entry
 	if len(l.unstable) == 0 || lo < l.unstableStart {
@@ -90,17 +129,20 @@ func (l *raftLog) entries(lo, hi, maxBytes uint64) []protocol.Entry {
 		}
 		ents, err := l.storage.Entries(lo, storageHi, maxBytes)
 		if err != nil {
+			if mayBeCompacted && l.compactedAway(lo) {
+				return nil, true
+			}
 			l.fail(fmt.Errorf("raft: log entries [%d, %d): %w", lo, storageHi, err))
-			return nil
+			return nil, false
 		}
 		if uint64(len(ents)) < storageHi-lo || storageHi == hi {
-			return ents
+			return ents, false
 		}
 		out = ents
 		maxBytes -= min(maxBytes, dataSize(ents))
 		lo = storageHi
 		if maxBytes == 0 {
-			return out
+			return out, false
 		}
 	}
 	start := lo - l.unstableStart
@@ -108,9 +150,9 @@ func (l *raftLog) entries(lo, hi, maxBytes uint64) []protocol.Entry {
 	part := l.unstable[start:end:end]
 	n, _ := fitBytes(part, 0, maxBytes, len(out) > 0)
 	if out == nil {
-		return part[:n:n]
+		return part[:n:n], false
 	}
-	return append(out, part[:n]...)
+	return append(out, part[:n]...), false
 }
 
 // fitBytes returns how many of ents fit in maxBytes after size bytes
@@ -197,15 +239,18 @@ func (l *raftLog) findConflict(ents []protocol.Entry) uint64 {
 }
 
 // findConflictByTerm returns the largest index at or below index whose term
-// is at most term, and that term (§5.3 fast backtracking hint).
+// is at most term, and that term (§5.3 fast backtracking hint). When a
+// prefix deletion races the scan, it returns the index it could not read
+// (below FirstIndex now) with term 0: on a leader, the follower's next
+// index then falls below FirstIndex and the follower gets a snapshot.
 func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
 	if li := l.lastIndex(); index > li {
 		index = li
 	}
 	first := l.firstIndex()
 	for {
-		t := l.term(index)
-		if t <= term || index+1 <= first || l.err != nil {
+		t, compacted := l.termUnlessCompacted(index)
+		if compacted || t <= term || index+1 <= first || l.err != nil {
 			return index, t
 		}
 		index--

@@ -204,10 +204,17 @@ func (c *core) sendAppend(to uint64, p *progress) {
 			c.needSnapshot(to, p)
 			return
 		}
-		prevTerm := c.log.term(prevIndex)
+		// The owner may delete a prefix of the log while these reads run
+		// (retention does not wait for the core): entries read away
+		// that way were compacted as well, and a snapshot is needed.
+		prevTerm, compacted := c.log.termUnlessCompacted(prevIndex)
 		var ents []protocol.Entry
-		if p.next <= last {
-			ents = c.log.entries(p.next, last+1, c.cfg.MaxAppendBytes)
+		if p.next <= last && !compacted {
+			ents, compacted = c.log.entriesUnlessCompacted(p.next, last+1, c.cfg.MaxAppendBytes)
+		}
+		if compacted {
+			c.needSnapshot(to, p)
+			return
 		}
 		if c.log.err != nil {
 			return

@@ -13,6 +13,17 @@ import "github.com/raftmq/raftmq/protocol"
 // (compaction) or through LogResetter; a log that assigns record offsets
 // (NextOffset, as segmentlog.Log) must assign them as ADR 0001 says, which
 // the window mirrors and checks after each Append.
+//
+// Compaction does not wait for the core: the owner may delete a prefix
+// (segmentlog DeleteBefore, on its own goroutine) between the core's read
+// of FirstIndex and its read of the entries after it. Term and Entries
+// then fail (segmentlog.ErrOutOfRange). The core reads FirstIndex again
+// after a failed read: where the read started below it, the entries were
+// compacted away, which is not an error; a leader reading for a follower
+// sends it a snapshot instead (etcd raft's ErrCompacted). Any other failed
+// read, and a failed read of entries the core reads for itself (to apply
+// them, to find its configuration), stops the group. FirstIndex must
+// therefore never decrease except through LogResetter.
 type LogStorage interface {
 	// FirstIndex is the first index still held. For an empty log it is
 	// LastIndex()+1 (a new log: FirstIndex 1, LastIndex 0).
@@ -21,11 +32,13 @@ type LogStorage interface {
 	LastIndex() uint64
 	// Term returns the term of an index in [FirstIndex-1 .. LastIndex]; for
 	// FirstIndex-1 it returns the term recorded at the last Reset/prefix
-	// deletion (0 for a new log). An error means I/O or corruption.
+	// deletion (0 for a new log). An error means I/O or corruption, or an
+	// index a concurrent prefix deletion removed (see above).
 	Term(index uint64) (uint64, error)
 	// Entries returns entries [lo, hi) with total Data size at most
 	// maxBytes, but always at least one entry when lo < hi. Returned
-	// entries must not be modified and stay valid after later writes.
+	// entries must not be modified and stay valid after later writes. It
+	// fails, as Term does, for entries a concurrent prefix deletion removed.
 	Entries(lo, hi uint64, maxBytes uint64) ([]protocol.Entry, error)
 	// Append appends dense entries starting at LastIndex()+1. Buffered, not
 	// durable. The caller's Data is never modified.

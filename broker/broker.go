@@ -244,6 +244,9 @@ func (b *Broker) groupConfig(groupID uint64, voters []uint64, log raft.LogStorag
 	gc.Applied = applied
 	gc.ElectionTimeout = b.cfg.ElectionTimeout
 	gc.HeartbeatInterval = b.cfg.HeartbeatInterval
+	// MaxAppendBytes bounds an AppendEntries' entries as encoded and a
+	// snapshot chunk; the message adds at most protocol.MaxRaftHeaderSize,
+	// well inside what is left of a frame (maxBatchBytes leaves 1 KiB).
 	gc.MaxAppendBytes = uint64(max(b.peers.MaxFrameSize()-4096, b.maxBatchBytes))
 	return gc
 }
@@ -325,8 +328,16 @@ func (b *Broker) sendRaft(msgs []protocol.RaftMessage) {
 		err := b.peers.SendAppend(m.To, protocol.RaftMessageSize(m), func(dst []byte) []byte {
 			return protocol.AppendRaftMessage(dst, m)
 		})
-		if err != nil {
-			b.logger.Debug("raft send failed", "to", msgs[i].To, "group", msgs[i].GroupID, "err", err)
+		switch {
+		case errors.Is(err, transport.ErrFrameTooLarge):
+			// Not a passing failure: Raft sends the same message again
+			// and the follower never catches up (a message of several
+			// entries must fit, see groupConfig; a single entry fits
+			// by maxBatchBytes).
+			b.logLimitedAt(slog.LevelWarn, "raft-frame-too-large", "raft message too large for a peer frame, dropped",
+				"to", m.To, "group", m.GroupID, "type", m.Type, "entries", len(m.Entries), "err", err)
+		case err != nil:
+			b.logger.Debug("raft send failed", "to", m.To, "group", m.GroupID, "err", err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -261,6 +262,11 @@ func (b *Broker) publishLarge(what, subject string, data []byte) {
 // logged in the last minute: for an error that would otherwise repeat at
 // every status interval.
 func (b *Broker) logLimited(key, msg string, args ...any) {
+	b.logLimitedAt(slog.LevelError, key, msg, args...)
+}
+
+// logLimitedAt is logLimited at the given level.
+func (b *Broker) logLimitedAt(level slog.Level, key, msg string, args ...any) {
 	now := time.Now()
 	b.logLimit.Lock()
 	if b.logLimit.last == nil {
@@ -273,7 +279,7 @@ func (b *Broker) logLimited(key, msg string, args ...any) {
 	}
 	b.logLimit.Unlock()
 	if log {
-		b.logger.Error(msg, args...)
+		b.logger.Log(context.Background(), level, msg, args...)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // RaftMessageType names a Raft RPC (Raft paper Figure 2, thesis §9.6 PreVote,
@@ -202,8 +203,7 @@ func RaftMessageSize(m *RaftMessage) int {
 		uvarintLen(m.Commit) + uvarintLen(m.RejectHint) + uvarintLen(m.Context) +
 		uvarintLen(uint64(len(m.Entries)))
 	for i := range m.Entries {
-		e := &m.Entries[i]
-		n += uvarintLen(e.Index) + uvarintLen(e.Term) + 1 + uvarintLen(uint64(len(e.Data))) + len(e.Data)
+		n += RaftEntrySize(&m.Entries[i])
 	}
 	if len(m.Snapshot) > 0 {
 		n += uvarintLen(uint64(len(m.Snapshot))) + len(m.Snapshot)
@@ -211,13 +211,22 @@ func RaftMessageSize(m *RaftMessage) int {
 	return n
 }
 
+// RaftEntrySize is what AppendRaftMessage spends on entry e: its Data and
+// the 4 to 31 bytes of index, term, type and length before it (7 or 8 for
+// an entry of a few hundred bytes at an index of a few million).
+func RaftEntrySize(e *Entry) int {
+	return uvarintLen(e.Index) + uvarintLen(e.Term) + 1 + uvarintLen(uint64(len(e.Data))) + len(e.Data)
+}
+
+// MaxRaftHeaderSize bounds what AppendRaftMessage spends on a message
+// besides its entries (RaftEntrySize each) and its Snapshot payload's
+// bytes: version, type and flags, then eleven varints (nine fields, the
+// entry count, the payload's length). So RaftMessageSize(m) is at most
+// MaxRaftHeaderSize plus the entries' RaftEntrySize plus len(m.Snapshot).
+const MaxRaftHeaderSize = 3 + 11*binary.MaxVarintLen64
+
 func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
+	return (bits.Len64(v|1) + 6) / 7
 }
 
 // DecodeRaftMessage decodes one message that fills b exactly. Entry Data

@@ -59,6 +59,35 @@ func TestRaftMessageRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRaftMessageSizeIsTheHeaderBoundPlusEntriesAndPayload: what a
+// sender bounds (MaxRaftHeaderSize, each entry's RaftEntrySize, the
+// Snapshot payload's bytes) bounds the encoding, with the largest field
+// values too.
+func TestRaftMessageSizeIsTheHeaderBoundPlusEntriesAndPayload(t *testing.T) {
+	const most = ^uint64(0)
+	ms := append(sampleRaftMessages(),
+		RaftMessage{Type: MsgAppend, GroupID: most, From: most, To: most, Term: most, LogTerm: most, Index: most,
+			Commit: most, RejectHint: most, Context: most, Reject: true, Force: true,
+			Entries: []Entry{{Index: most, Term: most, Type: EntryControl, Data: make([]byte, 1<<14)}}},
+		RaftMessage{Type: MsgSnapshot, GroupID: most, From: most, To: most, Term: most, LogTerm: most, Index: most,
+			Commit: most, RejectHint: most, Context: most, Snapshot: make([]byte, 1<<14)})
+	for _, m := range ms {
+		bound := MaxRaftHeaderSize + len(m.Snapshot)
+		for i := range m.Entries {
+			e := &m.Entries[i]
+			one := AppendRaftMessage(nil, &RaftMessage{Entries: []Entry{*e}})
+			none := AppendRaftMessage(nil, &RaftMessage{})
+			if got, want := RaftEntrySize(e), len(one)-len(none); got != want {
+				t.Fatalf("entry %d with %d bytes: RaftEntrySize %d, encoded in %d", e.Index, len(e.Data), got, want)
+			}
+			bound += RaftEntrySize(e)
+		}
+		if size := len(AppendRaftMessage(nil, &m)); size > bound {
+			t.Fatalf("%v: encoded %d bytes, bound %d", m.Type, size, bound)
+		}
+	}
+}
+
 func TestDecodeRaftMessageRejectsCorruption(t *testing.T) {
 	ms := sampleRaftMessages()
 	good := AppendRaftMessage(nil, &ms[5])

@@ -167,7 +167,7 @@ func TestOnlyAReadOfCompactedEntriesMayFailWithoutStoppingTheGroup(t *testing.T)
 		t.Fatalf("term of 3 deleted during the read: term %d, compacted %v, err %v", term, compacted, l.err)
 	}
 	l = newLog(6, 0)
-	if ents, compacted := l.entriesUnlessCompacted(2, 9, 1<<20); !compacted || ents != nil || l.err != nil {
+	if ents, compacted := l.appendEntries(2, 9, 1<<20); !compacted || ents != nil || l.err != nil {
 		t.Fatalf("entries [2, 9) deleted during the read: %d entries, compacted %v, err %v", len(ents), compacted, l.err)
 	}
 	l = newLog(6, 0)
@@ -182,7 +182,7 @@ func TestOnlyAReadOfCompactedEntriesMayFailWithoutStoppingTheGroup(t *testing.T)
 		t.Fatalf("failed read of term 7 (held): compacted %v, err %v", compacted, l.err)
 	}
 	l = newLog(3, 7)
-	if _, compacted := l.entriesUnlessCompacted(4, 9, 1<<20); compacted || !errors.Is(l.err, errBrokenRead) {
+	if _, compacted := l.appendEntries(4, 9, 1<<20); compacted || !errors.Is(l.err, errBrokenRead) {
 		t.Fatalf("failed read of [4, 9) (held after deleting before 3): compacted %v, err %v", compacted, l.err)
 	}
 

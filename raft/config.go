@@ -107,8 +107,14 @@ type GroupConfig struct {
 	// HeartbeatInterval below ElectionTimeout/2, so a heartbeat still
 	// comes before the timer fires.
 	CampaignEarly bool
-	// MaxAppendBytes bounds the entry data in one AppendEntries (respect the
-	// transport's max payload). Default 1 MiB.
+	// MaxAppendBytes bounds the entries of one AppendEntries as encoded
+	// (protocol.RaftEntrySize: data plus index, term, type and length, a
+	// few bytes per entry) and the encoded chunk of one snapshot message;
+	// either message adds at most protocol.MaxRaftHeaderSize bytes, so a
+	// transport whose frames hold F bytes needs at most
+	// F-protocol.MaxRaftHeaderSize. An entry larger than the bound is sent
+	// alone, so the owner must bound entries to fit a frame too. Default
+	// 1 MiB.
 	MaxAppendBytes uint64
 	// MaxInflightMessages bounds unacknowledged AppendEntries per follower.
 	// Default 256.

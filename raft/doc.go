@@ -59,9 +59,12 @@
 // the §5.3 consistency check with conflict truncation and fast backtracking
 // by conflict term/index hint; pipelined replication with probe/replicate
 // flow control per follower, bounded by in-flight messages and bytes, in
-// AppendEntries of at most MaxAppendBytes; leadership transfer with
-// TimeoutNow (abandoned after an election timeout, proposals refused
-// meanwhile). Replies from older terms are ignored.
+// AppendEntries of at most MaxAppendBytes of encoded entries (raftLog
+// counts each entry's encoding, protocol.RaftEntrySize, over what
+// LogStorage and the entry window return, which count data only);
+// leadership transfer with TimeoutNow (abandoned after an election
+// timeout, proposals refused meanwhile). Replies from older terms are
+// ignored.
 //
 // Linearizable reads use ReadIndex (thesis §6.4, readindex.go): the leader
 // takes its commit index once it has committed an entry of its term,

@@ -104,24 +104,34 @@ func (l *raftLog) isUpToDate(lastIndex, lastTerm uint64) bool {
 	return lastTerm > ourTerm || (lastTerm == ourTerm && lastIndex >= l.lastIndex())
 }
 
-// entries returns [lo, hi) limited to maxBytes of data, at least one entry.
+// entries returns [lo, hi) limited to maxBytes of data, at least one
+// entry: entries the core reads for itself (to apply them, to find its
+// configuration).
 func (l *raftLog) entries(lo, hi, maxBytes uint64) []protocol.Entry {
 	ents, _ := l.readEntries(lo, hi, maxBytes, false)
 	return ents
 }
 
-// entriesUnlessCompacted is entries for a read that may race a prefix
-// deletion (see termUnlessCompacted): compacted reports, with no entries,
-// that the read failed because lo is below FirstIndex now.
-func (l *raftLog) entriesUnlessCompacted(lo, hi, maxBytes uint64) (ents []protocol.Entry, compacted bool) {
+// appendEntries returns the entries of an AppendEntries starting at lo
+// and ending before hi: at least one, at most maxBytes as encoded
+// (protocol.RaftEntrySize each, data included). A read that races a
+// prefix deletion (see termUnlessCompacted) reports compacted, with no
+// entries, when it failed because lo is below FirstIndex now.
+func (l *raftLog) appendEntries(lo, hi, maxBytes uint64) (ents []protocol.Entry, compacted bool) {
 	return l.readEntries(lo, hi, maxBytes, true)
 }
 
-func (l *raftLog) readEntries(lo, hi, maxBytes uint64, mayBeCompacted bool) ([]protocol.Entry, bool) {
+// readEntries is entries, or appendEntries when forAppend is set.
+func (l *raftLog) readEntries(lo, hi, maxBytes uint64, forAppend bool) ([]protocol.Entry, bool) {
 	if lo >= hi {
 		return nil, false
 	}
+	fit := fitBytes
+	if forAppend {
+		fit = fitEncoded
+	}
 	var out []protocol.Entry
+	var size uint64
 	if len(l.unstable) == 0 || lo < l.unstableStart {
 		storageHi := hi
 		if len(l.unstable) > 0 && storageHi > l.unstableStart {
@@ -129,34 +139,58 @@ func (l *raftLog) readEntries(lo, hi, maxBytes uint64, mayBeCompacted bool) ([]p
 		}
 		ents, err := l.storage.Entries(lo, storageHi, maxBytes)
 		if err != nil {
-			if mayBeCompacted && l.compactedAway(lo) {
+			if forAppend && l.compactedAway(lo) {
 				return nil, true
 			}
 			l.fail(fmt.Errorf("raft: log entries [%d, %d): %w", lo, storageHi, err))
 			return nil, false
 		}
+		if forAppend {
+			// Storage counts data only: the entries' encoding may not
+			// all fit.
+			n, taken := fitEncoded(ents, 0, maxBytes, false)
+			ents, size = ents[:n:n], taken
+		}
 		if uint64(len(ents)) < storageHi-lo || storageHi == hi {
 			return ents, false
 		}
-		out = ents
-		maxBytes -= min(maxBytes, dataSize(ents))
-		lo = storageHi
-		if maxBytes == 0 {
-			return out, false
+		if !forAppend {
+			size = dataSize(ents)
 		}
+		if size >= maxBytes {
+			return ents, false
+		}
+		out, lo = ents, storageHi
 	}
 	start := lo - l.unstableStart
 	end := min(hi-l.unstableStart, uint64(len(l.unstable)))
 	part := l.unstable[start:end:end]
-	n, _ := fitBytes(part, 0, maxBytes, len(out) > 0)
+	n, _ := fit(part, size, maxBytes, len(out) > 0)
 	if out == nil {
 		return part[:n:n], false
 	}
 	return append(out, part[:n]...), false
 }
 
-// fitBytes returns how many of ents fit in maxBytes after size bytes
-// already taken, and the size counted: that includes the first entry that
+// fitEncoded returns how many of ents fit in maxBytes, as encoded in an
+// AppendEntries (protocol.RaftEntrySize), after size bytes already taken,
+// and the size with them. At least one entry fits when nothing was taken
+// yet (haveSome false), whatever its size: an entry larger than the limit
+// goes alone (the owner bounds entries so that one fits a message).
+func fitEncoded(ents []protocol.Entry, size, maxBytes uint64, haveSome bool) (int, uint64) {
+	for n := range ents {
+		next := size + uint64(protocol.RaftEntrySize(&ents[n]))
+		if next > maxBytes && (n > 0 || haveSome) {
+			return n, size
+		}
+		size = next
+	}
+	return len(ents), size
+}
+
+// fitBytes returns how many of ents fit in maxBytes of entry data after
+// size bytes already taken (LogStorage's accounting, which the entry
+// window keeps), and the size counted: that includes the first entry that
 // did not fit, if any. At least one entry fits when nothing was taken yet
 // (haveSome false), whatever its size.
 func fitBytes(ents []protocol.Entry, size, maxBytes uint64, haveSome bool) (int, uint64) {

@@ -210,7 +210,7 @@ func (c *core) sendAppend(to uint64, p *progress) {
 		prevTerm, compacted := c.log.termUnlessCompacted(prevIndex)
 		var ents []protocol.Entry
 		if p.next <= last && !compacted {
-			ents, compacted = c.log.entriesUnlessCompacted(p.next, last+1, c.cfg.MaxAppendBytes)
+			ents, compacted = c.log.appendEntries(p.next, last+1, c.cfg.MaxAppendBytes)
 		}
 		if compacted {
 			c.needSnapshot(to, p)

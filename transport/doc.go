@@ -52,9 +52,10 @@
 //
 // A message never exceeds the max payload (Config.MaxPayload, by default the
 // connection's); MaxFrameSize is the largest single frame that fits, and Send
-// rejects larger ones with ErrFrameTooLarge naming the limit. Callers split
-// large AppendEntries and snapshot chunks below that size. A message that
-// fails to decode is dropped whole and counted; no frame of it is delivered.
+// rejects larger ones with ErrFrameTooLarge naming the limit (counted in
+// Stats.FramesDropped). Callers split large AppendEntries and snapshot
+// chunks below that size. A message that fails to decode is dropped whole
+// and counted; no frame of it is delivered.
 //
 // # Contract and concurrency
 //

@@ -15,7 +15,7 @@ type Stats struct {
 	MessagesReceived uint64 // NATS messages received
 	FramesReceived   uint64 // frames handed to the handler
 	BytesReceived    uint64 // payload bytes received
-	FramesDropped    uint64 // frames dropped: queue full, publish failed, no handler
+	FramesDropped    uint64 // frames dropped: too large, queue full, publish failed, no handler
 	PublishErrors    uint64 // failed publishes (their frames are in FramesDropped)
 	DecodeErrors     uint64 // inbound messages that failed to decode
 	// SlowConsumerDrops counts inbound NATS messages the client dropped
@@ -69,7 +69,7 @@ func (t *Transport) registerMetrics(reg prometheus.Registerer) error {
 		counter("messages_received_total", "NATS messages received from peers.", &s.messagesReceived),
 		counter("frames_received_total", "Frames received from peers and handed to the handler.", &s.framesReceived),
 		counter("bytes_received_total", "Payload bytes received from peers.", &s.bytesReceived),
-		counter("frames_dropped_total", "Frames dropped: send queue full, publish failed, or no handler.", &s.framesDropped),
+		counter("frames_dropped_total", "Frames dropped: too large, send queue full, publish failed, or no handler.", &s.framesDropped),
 		counter("publish_errors_total", "Failed NATS publishes.", &s.publishErrors),
 		counter("decode_errors_total", "Inbound peer messages that failed to decode.", &s.decodeErrors),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

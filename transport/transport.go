@@ -295,6 +295,7 @@ func (t *Transport) SendAppend(to uint64, size int, encode func(dst []byte) []by
 // send queues frame, or the size bytes encode writes, for node to.
 func (t *Transport) send(to uint64, size int, frame []byte, encode func(dst []byte) []byte) error {
 	if size > t.maxFrame {
+		t.stats.framesDropped.Add(1)
 		return fmt.Errorf("%w: %d bytes exceeds the %d-byte limit (NATS max payload %d minus envelope)",
 			ErrFrameTooLarge, size, t.maxFrame, t.maxPayload)
 	}

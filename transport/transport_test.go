@@ -351,6 +351,9 @@ func TestOversizeFrameRejected(t *testing.T) {
 	if err := tr.Send(2, make([]byte, tr.MaxFrameSize())); err != nil {
 		t.Fatalf("frame at the limit rejected: %v", err)
 	}
+	if dropped := tr.Stats().FramesDropped; dropped != 1 {
+		t.Fatalf("FramesDropped %d after one frame too large, want 1", dropped)
+	}
 	if _, err := New(connect(t, srv, "too-big"), Config{NodeID: 3, MaxPayload: 4096}); err == nil {
 		t.Fatal("MaxPayload above the server's accepted")
 	}

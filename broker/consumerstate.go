@@ -349,18 +349,22 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 					continue
 				}
 				rec.Fence = op.Epoch
+				// An epoch past the reset's that checkReset let through
+				// is a made-up one (grantedAfter): the members the reset
+				// admits get epochs above its index.
+				rec.Epoch = min(rec.Epoch, op.Epoch)
 			}
 			rec.Committed, rec.Offset, rec.Time, rec.Metadata, rec.Member = true, op.Offset, op.Time, op.Metadata, ""
 			rec.Deleted = false
 		case protocol.ConsumerOpDelete, protocol.ConsumerOpDeleteAndFence:
-			if newer := max(rec.Epoch, rec.Fence); exists && !rec.Deleted && op.Epoch != 0 && newer > op.Epoch {
+			if exists && !rec.Deleted && op.Epoch != 0 && (grantedAfter(rec.Epoch, op.Epoch) || grantedAfter(rec.Fence, op.Epoch)) {
 				// The record's epoch, a grant's controller index, or its
 				// fence, a reset's, is above the delete's: the group was
 				// created again, or its offsets reset, after the delete,
 				// and this record is newer. The delete, applied late
 				// here, is older than it and keeps it.
 				results[i] = protocol.Errorf(protocol.CodeUnknownGroup, "group %q on this partition is newer than the delete (epoch %d above %d); kept",
-					op.Group, newer, op.Epoch)
+					op.Group, max(rec.Epoch, rec.Fence), op.Epoch)
 				continue
 			}
 			if !exists || rec.Deleted {
@@ -381,11 +385,16 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 			}
 			// The coordinator's delete carries its controller index, above
 			// every epoch granted to the group's members before, claimed
-			// here or not: the fence. A later delete replaces it (not
-			// max), so a delete a client sent with a huge epoch is undone
-			// by the next admin delete. Commits without a group (epoch 0)
-			// stay possible.
-			rec = consumerRecord{Deleted: true, Fence: op.Epoch}
+			// here or not: the fence. A tombstone's fence from a later
+			// delete stays (a late delete must not lower it); one no
+			// controller index could reach soon (a delete a client sent
+			// with a made-up epoch) is replaced. Commits without a group
+			// (epoch 0) stay possible.
+			fence := op.Epoch
+			if rec.Deleted && grantedAfter(rec.Fence, op.Epoch) {
+				fence = rec.Fence
+			}
+			rec = consumerRecord{Deleted: true, Fence: fence}
 		}
 		c.groups[op.Group] = rec
 		_ = batch.Set(consumerKey(c.raftGroup, op.Group), rec.encode(), nil)
@@ -400,15 +409,31 @@ func (c *consumerState) applyOps(batch *pebble.Batch, ops []protocol.ConsumerOp)
 // reset), nor when the record is fenced by a later delete or reset.
 // Resets logged before they carried the index (epoch 0) are not checked.
 func checkReset(op protocol.ConsumerOp, rec consumerRecord) *protocol.Error {
-	if !rec.Deleted && rec.Epoch > op.Epoch {
+	if !rec.Deleted && grantedAfter(rec.Epoch, op.Epoch) {
 		return protocol.Errorf(protocol.CodeGroupNotEmpty, "group %q: member %q claimed the partition (epoch %d) after the reset checked the group had no members (%d); stop the members and reset again",
 			op.Group, rec.Member, rec.Epoch, op.Epoch)
 	}
-	if op.Epoch < rec.Fence {
+	if grantedAfter(rec.Fence, op.Epoch) {
 		return protocol.Errorf(protocol.CodeStaleEpoch, "group %q: the reset (%d) is older than the delete or reset (%d) the partition applied",
 			op.Group, op.Epoch, rec.Fence)
 	}
 	return nil
+}
+
+// maxEpochLead bounds how far past an admin op's controller index (a
+// delete's or a reset's) an epoch or fence may be and still count as
+// granted after it (grantedAfter).
+const maxEpochLead = 1 << 32
+
+// grantedAfter reports whether epoch (an assignment epoch or a fence: a
+// controller index) may come from a grant, delete or reset the controller
+// made after index, an admin op's controller index. It must be above
+// index, and not by more than maxEpochLead: no controller commits 2^32
+// entries while one admin op is under way. An epoch further ahead was made
+// up by a client (the commit subject takes any epoch), and an admin delete
+// or reset overrides it instead of deferring to it for ever.
+func grantedAfter(epoch, index uint64) bool {
+	return epoch > index && epoch-index <= maxEpochLead
 }
 
 // get returns a group's record.

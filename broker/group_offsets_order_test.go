@@ -391,3 +391,80 @@ func TestGroupDeleteFencesAPartitionGrantedButNotClaimed(t *testing.T) {
 		t.Fatalf("a commit of the deleted group's member (epoch %d): %v, want stale_epoch", granted.Epoch, e)
 	}
 }
+
+// TestAdminDeleteAndResetOverrideAMadeUpEpoch: a record whose epoch no
+// controller index will reach soon (a client committed with a made-up
+// epoch: the commit subject takes any) is deleted by an admin group
+// delete, and reset by an admin reset, which then lets the group's
+// members commit again. A delete keeps only records granted after it,
+// and a reset refuses only partitions claimed after its check; before,
+// "after" meant any higher epoch, so such a record survived every delete
+// (reported done) and refused every reset with group_not_empty.
+func TestAdminDeleteAndResetOverrideAMadeUpEpoch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "madeup"
+	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
+	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
+		t.Fatal(err)
+	}
+	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+	m := h.join("m", 300)
+	h.read("m", m)
+	h.waitNoMembers()
+	if e := h.commit("rogue", 1<<60, 5); e != nil {
+		t.Fatal(e)
+	}
+	var deleted protocol.DeleteGroupReply
+	client.admin(protocol.AdminGroupDelete, protocol.GroupRequest{Version: 1, Group: "g"}, &deleted)
+	if got := h.read("", protocol.GroupPartition{Topic: topic}); deleted.Error != nil || got.Committed {
+		t.Fatalf("admin delete: %v; the partition still holds offset %d (committed %v, epoch %d, member %q)", deleted.Error, got.Offset, got.Committed, got.Epoch, got.Member)
+	}
+
+	if e := h.commit("rogue", 1<<60, 5); e != nil {
+		t.Fatal(e)
+	}
+	var reset protocol.ResetOffsetsReply
+	client.admin(protocol.AdminGroupReset, protocol.ResetOffsetsRequest{Version: protocol.APIVersion, Group: "g", Topic: topic,
+		To: protocol.ResetOffset, Value: 1}, &reset)
+	if reset.Error != nil || len(reset.Results) != 1 || reset.Results[0].Error != nil {
+		t.Fatalf("reset over the made-up epoch: %v %+v", reset.Error, reset.Results)
+	}
+	if got := h.read("", protocol.GroupPartition{Topic: topic}); got.Offset != 1 {
+		t.Fatalf("after the reset the partition holds offset %d, want 1", got.Offset)
+	}
+	member := h.join("after", 10000)
+	if got := h.read("after", member); got.Offset != 1 {
+		t.Fatalf("a member joining after the reset reads %d, want 1", got.Offset)
+	}
+	if e := h.commit("after", member.Epoch, 7); e != nil {
+		t.Fatalf("a member joining after the reset commits: %v", e)
+	}
+}
+
+// TestALateDeleteKeepsTheTombstonesHigherFence: a group's delete op that
+// reaches a partition after a later delete of the group does not lower
+// the later one's fence, so a member of the group created between the two
+// deletes cannot claim there after the second. Before, each delete
+// replaced the fence, the late one included.
+func TestALateDeleteKeepsTheTombstonesHigherFence(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
+	apply := func(op protocol.ConsumerOp) *protocol.Error {
+		b := db.NewBatch()
+		defer b.Close()
+		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
+	}
+	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "a", Epoch: 10})
+	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDeleteAndFence, Group: "g", Epoch: 30}) // the second delete
+	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDeleteAndFence, Group: "g", Epoch: 20}) // the first, late
+	// A member of the group created between the deletes (granted at 25).
+	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "b", Epoch: 25}); e == nil || e.Code != protocol.CodeStaleEpoch {
+		t.Fatalf("a claim granted at 25 after deletes at 20 (late) and 30: %v, want stale_epoch", e)
+	}
+}

@@ -103,6 +103,7 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 		defer timer.Stop()
 		expired = timer.C
 	}
+	waited := false
 	for {
 		appliedIndex, highWatermark, advanced := r.state.visible()
 		logStart := r.log.FirstOffset()
@@ -140,6 +141,15 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 		}
 		if expired == nil {
 			return answer(&reply)
+		}
+		if !waited {
+			// A wake (stop, close) between the checks at the start and
+			// taking advanced above went to the previous channel: look
+			// once more before the first wait.
+			if apiErr := b.stillServes(r, req.Topic, req.Partition); apiErr != nil {
+				return failed(apiErr)
+			}
+			waited = true
 		}
 		select {
 		case <-advanced:

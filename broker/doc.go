@@ -79,7 +79,10 @@
 // (acks=applied), with the base offset read back by Log.OffsetOfIndex.
 // acks=leader (unsafe, opt-in) is answered once the leader appended the
 // batch to its own log (raft.AckAppendedUnsafe), before it is durable or
-// replicated.
+// replicated. A batch the leader appended and then lost before the
+// acknowledgement (it stepped down, its replica stopped) may still be
+// committed by another leader: it is answered timeout ("may still be
+// committed"), never not_leader (produceError).
 //
 // Idempotent produce (dedup.go, docs/adr/0003): a batch with a producer id
 // > 0 is checked against the partition's replicated producer state (last

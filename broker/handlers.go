@@ -371,7 +371,7 @@ func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func
 		defer cancel()
 		index, _, err := proposal.Wait(ctx)
 		if err != nil {
-			fail(raftError(err, fmt.Sprintf("produce to %s/%d", req.Topic, req.Partition)), int(header.RecordCount))
+			fail(produceError(index, err, fmt.Sprintf("produce to %s/%d", req.Topic, req.Partition)), int(header.RecordCount))
 			return
 		}
 		baseOffset, err := r.log.OffsetOfIndex(index)
@@ -379,12 +379,28 @@ func (b *Broker) produce(req protocol.ProduceRequest, start time.Time, done func
 			// Committed, but the offset cannot be read back (the replica
 			// was stopped meanwhile). The client retries; a duplicate is
 			// possible, a loss is not.
-			fail(protocol.Errorf(protocol.CodeNotReady, "committed at index %d but offset unavailable: %v", index, err), int(header.RecordCount))
+			fail(protocol.Errorf(protocol.CodeTimeout, "committed at index %d but the offset is unavailable (%v): the batch was written", index, err), int(header.RecordCount))
 			return
 		}
 		b.metrics.observeProduce(nil, int(header.RecordCount), len(req.Batch), start)
 		done(protocol.ProduceReply{BaseOffset: baseOffset, AppendTime: appendTime})
 	}()
+}
+
+// produceError is the reply to a produce whose proposal failed at index
+// (0: never appended). An entry the leader appended and then lost other
+// than to a committed entry at its index (raft.ErrProposalDropped) — it
+// stepped down and its copy was overwritten, the replica stopped after an
+// error or was removed, or an acks=applied entry committed before the
+// group closed — may be held by another replica and committed by a later
+// leader (raft.Proposal.Wait): its outcome is unknown, so it is answered
+// CodeTimeout, "it may have been written", never not_leader, which reads
+// as a refusal.
+func produceError(index uint64, err error, what string) *protocol.Error {
+	if index == 0 || errors.Is(err, raft.ErrProposalDropped) {
+		return raftError(err, what)
+	}
+	return protocol.Errorf(protocol.CodeTimeout, "%s: the leader lost the entry at index %d before it was acknowledged (%v); it may still be committed", what, index, err)
 }
 
 // validateBatch checks a batch before it is appended: its size, structure

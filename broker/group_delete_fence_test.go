@@ -173,17 +173,7 @@ func TestADeletedGroupsNameStaysUsable(t *testing.T) {
 // deleted (at controller index 30) is fenced when the claim arrives,
 // although the partition only saw epoch 10 before the delete.
 func TestTheFenceCoversEpochsThePartitionNeverSaw(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
-	apply := func(op protocol.ConsumerOp) *protocol.Error {
-		b := db.NewBatch()
-		defer b.Close()
-		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
-	}
+	_, apply := memConsumerState(t)
 	if e := apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpCommit, Group: "g", Member: "a", Epoch: 10, Offset: 1}); e != nil {
 		t.Fatal(e)
 	}
@@ -213,4 +203,22 @@ func TestConsumerRecordKeepsItsTombstone(t *testing.T) {
 			t.Fatalf("%+v reads back as %+v (%v)", rec, got, err)
 		}
 	}
+}
+
+// memConsumerState returns a partition's consumer state on an in-memory
+// database, and apply, which applies one op to it as an entry of its own.
+func memConsumerState(t *testing.T) (*consumerState, func(protocol.ConsumerOp) *protocol.Error) {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
+	apply := func(op protocol.ConsumerOp) *protocol.Error {
+		b := db.NewBatch()
+		defer b.Close()
+		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
+	}
+	return c, apply
 }

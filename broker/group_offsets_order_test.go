@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/raftmq/raftmq/protocol"
 )
 
@@ -237,17 +234,7 @@ func TestResetOffsetsRefusedWhereAMemberClaimedDuringIt(t *testing.T) {
 // reset logged before resets carried the index (epoch 0) applies as it
 // did.
 func TestResetAndDeleteOpsApplyInControllerOrder(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
-	apply := func(op protocol.ConsumerOp) *protocol.Error {
-		b := db.NewBatch()
-		defer b.Close()
-		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
-	}
+	c, apply := memConsumerState(t)
 	offset := func() uint64 {
 		t.Helper()
 		rec, ok := c.get("g")
@@ -330,17 +317,7 @@ func TestGroupResetChecksForMembersAtApply(t *testing.T) {
 // where the group has no record. Before, the coordinator sent plain
 // deletes only, and the former member's claim and commit were accepted.
 func TestDeleteFencesTheGroupsPartitionsItHadNoRecordOn(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
-	apply := func(op protocol.ConsumerOp) *protocol.Error {
-		b := db.NewBatch()
-		defer b.Close()
-		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
-	}
+	c, apply := memConsumerState(t)
 	// Member a was granted the partition at epoch 25 but had not claimed
 	// it when its session expired and the group was deleted (index 30).
 	t.Logf("delete: %v", apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDeleteAndFence, Group: "g", Epoch: 30}))
@@ -449,17 +426,7 @@ func TestAdminDeleteAndResetOverrideAMadeUpEpoch(t *testing.T) {
 // deletes cannot claim there after the second. Before, each delete
 // replaced the fence, the late one included.
 func TestALateDeleteKeepsTheTombstonesHigherFence(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	c := &consumerState{store: &stateStore{db: db}, raftGroup: 1, groups: map[string]consumerRecord{}}
-	apply := func(op protocol.ConsumerOp) *protocol.Error {
-		b := db.NewBatch()
-		defer b.Close()
-		return c.applyOps(b, []protocol.ConsumerOp{op})[0]
-	}
+	_, apply := memConsumerState(t)
 	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpClaim, Group: "g", Member: "a", Epoch: 10})
 	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDeleteAndFence, Group: "g", Epoch: 30}) // the second delete
 	apply(protocol.ConsumerOp{Kind: protocol.ConsumerOpDeleteAndFence, Group: "g", Epoch: 20}) // the first, late

@@ -283,10 +283,7 @@ func (b *Broker) applyRetention(r *partitionReplica, now time.Time) (int, error)
 	if err != nil {
 		return deleted, err
 	}
-	if _, err := r.snapshots.Prune(b.cfg.Retention.SnapshotsKept, r.log.FirstIndex()-1); err != nil {
-		return deleted, fmt.Errorf("prune snapshots: %w", err)
-	}
-	return deleted, nil
+	return deleted, b.pruneSnapshotsLocked(r)
 }
 
 // pruneSnapshots removes r's snapshots beyond the kept count, keeping the
@@ -302,6 +299,12 @@ func (b *Broker) pruneSnapshots(r *partitionReplica) error {
 	if r.stopped.Load() {
 		return nil
 	}
+	return b.pruneSnapshotsLocked(r)
+}
+
+// pruneSnapshotsLocked keeps r's kept count of snapshots and the one its
+// log start needs (r.retention held, r not stopped).
+func (b *Broker) pruneSnapshotsLocked(r *partitionReplica) error {
 	if _, err := r.snapshots.Prune(b.cfg.Retention.SnapshotsKept, r.log.FirstIndex()-1); err != nil {
 		return fmt.Errorf("prune snapshots: %w", err)
 	}

@@ -19,6 +19,19 @@ type groupOffsetsHelper struct {
 	group  string
 }
 
+// startGroupWithTenRecords starts a one-broker cluster whose replica of
+// topic leads, writes records "0" to "9" to its partition 0, and returns
+// the cluster, a client of it and a helper for group "g" on it.
+func startGroupWithTenRecords(ctx context.Context, t *testing.T, topic string) (*DevCluster, *testClient, *groupOffsetsHelper) {
+	t.Helper()
+	cluster, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
+	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
+		t.Fatal(err)
+	}
+	return cluster, client, &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+}
+
 // join joins member with session timeout sessionMs and returns its one
 // assigned partition.
 func (h *groupOffsetsHelper) join(member string, sessionMs int64) protocol.GroupPartition {
@@ -81,13 +94,8 @@ func TestALateGroupDeleteKeepsTheGroupCreatedAgain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const topic = "latedel"
-	cluster, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	cluster, _, h := startGroupWithTenRecords(ctx, t, topic)
 	b := cluster.Broker(1)
-	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
-	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
-		t.Fatal(err)
-	}
-	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
 	former := h.join("former", 300)
 	h.read("former", former)
 	if e := h.commit("former", former.Epoch, 5); e != nil {
@@ -131,12 +139,7 @@ func TestResetOffsetsFencesFormerMembers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const topic = "resetz"
-	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
-	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
-	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
-		t.Fatal(err)
-	}
-	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+	_, client, h := startGroupWithTenRecords(ctx, t, topic)
 	zombie := h.join("zombie", 300)
 	h.read("zombie", zombie)
 	if e := h.commit("zombie", zombie.Epoch, 5); e != nil {
@@ -181,13 +184,8 @@ func TestResetOffsetsRefusedWhereAMemberClaimedDuringIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const topic = "resetj"
-	cluster, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
+	cluster, client, h := startGroupWithTenRecords(ctx, t, topic)
 	b := cluster.Broker(1)
-	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
-	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
-		t.Fatal(err)
-	}
-	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
 	old := h.join("old", 300)
 	h.read("old", old)
 	if e := h.commit("old", old.Epoch, 5); e != nil {
@@ -381,12 +379,7 @@ func TestAdminDeleteAndResetOverrideAMadeUpEpoch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const topic = "madeup"
-	_, client, _ := startLeadingTopic(ctx, t, topic, fastTimings)
-	c := &leaderClient{testClient: client, leader: 1, nodes: 1, acks: protocol.AcksApplied}
-	if _, err := c.produce(ctx, topic, 0, buildBatch(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil {
-		t.Fatal(err)
-	}
-	h := &groupOffsetsHelper{t: t, ctx: ctx, client: client, topic: topic, group: "g"}
+	_, client, h := startGroupWithTenRecords(ctx, t, topic)
 	m := h.join("m", 300)
 	h.read("m", m)
 	h.waitNoMembers()

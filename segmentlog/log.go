@@ -45,6 +45,12 @@ type Log struct {
 	// by the writer, or with the log not yet shared.
 	allocEnd    int64
 	noFallocate bool // fallocate is not supported: no preallocation
+	// wbFile and wbEnd are where write-back was last started (or a Sync
+	// flushed to); noWriteback turns it off (see writeback.go). Writer
+	// state, under flushMu.
+	wbFile      vfs.File
+	wbEnd       int64
+	noWriteback bool
 	// syncedEnd is the active segment's flushedEnd at its last Sync
 	// (syncMu); syncBytes the average bytes a Sync wrote, which decides
 	// whether preallocating pays (see prealloc.go).

@@ -209,5 +209,5 @@ func (l *Log) writeVector(file vfs.File, path string, pos int64) error {
 		}
 	}
 	l.allocEnd = max(l.allocEnd, end)
-	return nil
+	return l.startWriteback(file, path, end)
 }

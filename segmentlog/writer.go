@@ -475,6 +475,7 @@ func (l *Log) Sync() (uint64, error) {
 	l.mu.RLock()
 	file, path, end := l.writeFile, l.active().path, l.flushedEnd
 	l.mu.RUnlock()
+	l.syncedTo(file, end)
 	l.flushMu.Unlock()
 	if err != nil {
 		return 0, err

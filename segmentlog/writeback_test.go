@@ -1,0 +1,196 @@
+package segmentlog
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// syncToFS is an in-memory file system that records every SyncTo call on
+// its files (file name and offset) and answers it with full and err.
+type syncToFS struct {
+	vfs.FS
+	mu    sync.Mutex
+	calls []syncToCall
+	full  bool
+	err   error
+}
+
+type syncToCall struct {
+	name   string
+	offset int64
+}
+
+type syncToFile struct {
+	vfs.File
+	fs   *syncToFS
+	name string
+}
+
+func (f syncToFile) SyncTo(offset int64) (bool, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	f.fs.calls = append(f.fs.calls, syncToCall{f.name, offset})
+	return f.fs.full, f.fs.err
+}
+
+func (fs *syncToFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	if err != nil {
+		return nil, err
+	}
+	return syncToFile{f, fs, name}, nil
+}
+
+func (fs *syncToFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return syncToFile{f, fs, name}, nil
+}
+
+func (fs *syncToFS) recorded() []syncToCall {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return slices.Clone(fs.calls)
+}
+
+// writebackOptions: 4 KiB entries, a 16 KiB write buffer and tail cache,
+// write-back every 64 KiB.
+func writebackOptions() Options {
+	o := DefaultOptions()
+	o.WriteBufferBytes = 16 << 10
+	o.TailCacheBytes = 16 << 10
+	o.WritebackBytes = 64 << 10
+	return o
+}
+
+// appendEntries appends appendBatch(l, n, size).
+func appendEntries(t *testing.T, l *Log, n, size int) {
+	t.Helper()
+	if err := l.Append(appendBatch(l, n, size)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A large Append starts write-back every WritebackBytes of the active
+// segment, at increasing offsets within what was written; Syncs of less
+// than WritebackBytes each never do; and write-back changes nothing that
+// reads back.
+func TestWritebackStartsEveryWritebackBytesOfOneLargeAppend(t *testing.T) {
+	fs := &syncToFS{FS: vfs.NewMem()}
+	opts := writebackOptions()
+	l, err := Open(fs, "log", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendEntries(t, l, 256, 4<<10) // 1 MiB in one call
+	if _, err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	calls := fs.recorded()
+	// 1 MiB written in 16 KiB pieces: a start at every 64 KiB, but the
+	// last one may fall in the Sync's own flush (which starts none).
+	if len(calls) < 14 || len(calls) > 16 {
+		t.Fatalf("%d write-back starts for 1 MiB at 64 KiB each, want 14-16: %v", len(calls), calls)
+	}
+	end := l.active().end
+	prev := int64(0)
+	for _, c := range calls {
+		// The segment was created under a temporary name.
+		if strings.TrimSuffix(c.name, tempSuffix) != l.active().path {
+			t.Fatalf("write-back of %s, active segment %s", c.name, l.active().path)
+		}
+		if c.offset-prev < opts.WritebackBytes || c.offset > end {
+			t.Fatalf("write-back to %d after %d (segment end %d): %v", c.offset, prev, end, calls)
+		}
+		prev = c.offset
+	}
+	for range 40 { // 40 Syncs of 32 KiB: 1.25 MiB more, none started
+		appendEntries(t, l, 8, 4<<10)
+		if _, err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(fs.recorded()); n != len(calls) {
+		t.Fatalf("Syncs of 32 KiB started write-back %d times", n-len(calls))
+	}
+	got, err := l.Entries(1, l.LastIndex()+1, 1<<30)
+	if err != nil || len(got) != 256+40*8 {
+		t.Fatalf("read back %d entries, %v", len(got), err)
+	}
+}
+
+// Where SyncTo is a full data sync, the log asks once and never again.
+func TestWritebackStopsWhereSyncToIsAFullSync(t *testing.T) {
+	fs := &syncToFS{FS: vfs.NewMem(), full: true}
+	l, err := Open(fs, "log", writebackOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendEntries(t, l, 256, 4<<10)
+	appendEntries(t, l, 256, 4<<10)
+	if n := len(fs.recorded()); n != 1 {
+		t.Fatalf("%d SyncTo calls where the first was a full sync, want 1", n)
+	}
+}
+
+// A failed write-back start is a write failure: it reaches the caller and
+// is sticky, nothing more is reported durable, and the log reopens with
+// what was synced.
+func TestWritebackFailureIsSticky(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := &syncToFS{FS: mem}
+	l, err := Open(fs, "log", writebackOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEntries(t, l, 4, 4<<10)
+	if d, err := l.Sync(); err != nil || d != 4 {
+		t.Fatalf("sync = %d, %v", d, err)
+	}
+	fs.err = errInjected
+	if err := l.Append(appendBatch(l, 256, 4<<10)); !errors.Is(err, errInjected) {
+		t.Fatalf("append with a failing write-back: %v", err)
+	}
+	fs.err = nil
+	if _, err := l.Sync(); !errors.Is(err, errInjected) {
+		t.Fatalf("sync after a failed write-back: %v", err)
+	}
+	if d := l.DurableIndex(); d != 4 {
+		t.Fatalf("durable index %d after a failed write-back, want 4", d)
+	}
+	l.Close()
+	l, err = Open(mem, "log", writebackOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.LastIndex() < 4 {
+		t.Fatalf("reopened log ends at %d, want at least the 4 synced entries", l.LastIndex())
+	}
+	if _, err := l.Entries(1, l.LastIndex()+1, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendBatch returns n record batch entries of about size bytes that
+// follow l's last index.
+func appendBatch(l *Log, n, size int) []protocol.Entry {
+	r := rand.New(rand.NewPCG(uint64(n), uint64(size)))
+	entries := make([]protocol.Entry, n)
+	for i := range entries {
+		entries[i] = protocol.Entry{Index: l.LastIndex() + 1 + uint64(i), Term: 1, Type: protocol.EntryRecordBatch,
+			Data: testBatch(4, size-protocol.BatchHeaderSize, r.Uint64())}
+	}
+	return entries
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,10 +126,14 @@ func (s *groupSessions) resetIfNewTermLocked(term uint64) {
 
 // expired returns the members of groups whose session ran out, marking
 // them as being expired; members never heard of in this term start now.
+// Groups and members no longer in groups (deleted, or gone by a leave the
+// coordinator did not serve) are forgotten, so a long term does not keep
+// every group it ever saw.
 func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.Time) [][2]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetIfNewTermLocked(term)
+	s.pruneLocked(groups)
 	var out [][2]string
 	for _, g := range groups {
 		if s.lastSeen[g.Name] == nil {
@@ -148,6 +153,44 @@ func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.T
 		}
 	}
 	return out
+}
+
+// pruneLocked forgets the sessions of groups and members not in groups.
+func (s *groupSessions) pruneLocked(groups []*consumerGroup) {
+	current := make(map[string]*consumerGroup, len(groups))
+	for _, g := range groups {
+		current[g.Name] = g
+	}
+	for name, members := range s.lastSeen {
+		g := current[name]
+		if g == nil {
+			delete(s.lastSeen, name)
+			continue
+		}
+		for id := range members {
+			if g.Members[id] == nil {
+				delete(members, id)
+			}
+		}
+	}
+	for key := range s.expiring {
+		if !sessionMember(current, key) {
+			delete(s.expiring, key)
+		}
+	}
+	for key := range s.seq {
+		if !sessionMember(current, key) {
+			delete(s.seq, key)
+		}
+	}
+}
+
+// sessionMember reports whether key (group+"\x00"+member) names a member
+// of one of groups.
+func sessionMember(groups map[string]*consumerGroup, key string) bool {
+	name, id, _ := strings.Cut(key, "\x00")
+	g := groups[name]
+	return g != nil && g.Members[id] != nil
 }
 
 // coordinatorCheck returns nil when this broker may coordinate groups: it

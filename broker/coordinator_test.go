@@ -253,3 +253,39 @@ func TestGroupSessionFailedExpiryIsRetriedAtNextCheck(t *testing.T) {
 		t.Fatalf("expired %v after the member left", got)
 	}
 }
+
+// The coordinator forgets the sessions of deleted groups and departed
+// members at its next check, instead of keeping them for the whole term.
+func TestGroupSessionForgetsDeletedGroupsAndDepartedMembers(t *testing.T) {
+	sessions := newGroupSessions()
+	now := time.Unix(1000, 0)
+	groups := sessionTestGroup("a", "b")
+	other := newConsumerGroup("h")
+	other.Members["c"] = &groupMember{ID: "c", Topics: []string{"t"}, SessionTimeoutMs: 1000}
+	groups = append(groups, other)
+	for _, gm := range [][2]string{{"g", "a"}, {"g", "b"}, {"h", "c"}} {
+		if !sessions.heartbeatSeen(5, gm[0], gm[1], 1, 0, now) {
+			t.Fatalf("first heartbeat of %v refused", gm)
+		}
+	}
+	sessions.expired(5, groups, now)
+	// Group h is deleted; b leaves g by a path the coordinator did not serve.
+	delete(groups[0].Members, "b")
+	sessions.expired(5, groups[:1], now.Add(time.Millisecond))
+	sessions.mu.Lock()
+	defer sessions.mu.Unlock()
+	if _, ok := sessions.lastSeen["h"]; ok {
+		t.Errorf("deleted group h still has sessions: %v", sessions.lastSeen["h"])
+	}
+	if _, ok := sessions.lastSeen["g"]["b"]; ok {
+		t.Error("departed member b still has a session")
+	}
+	if _, ok := sessions.lastSeen["g"]["a"]; !ok {
+		t.Error("member a's session was dropped")
+	}
+	for key := range sessions.seq {
+		if key != "g\x00a" {
+			t.Errorf("heartbeat sequence kept for %q", key)
+		}
+	}
+}

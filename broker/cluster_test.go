@@ -41,12 +41,16 @@ func startTestClusterWith(t *testing.T, nodes int, configure func(*Config)) (*De
 }
 
 // startTestClusterWithDev is startTestClusterWith with dev's other
-// settings (MaxPayload, say) taken from dev.
+// settings (MaxPayload, say) taken from dev; an empty dev.DataDir is a
+// new temporary directory.
 func startTestClusterWithDev(t *testing.T, nodes int, dev DevConfig, configure func(*Config)) (*DevCluster, *testClient) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dev.Nodes, dev.DataDir, dev.ClientListen = nodes, t.TempDir(), "127.0.0.1:0"
+	if dev.DataDir == "" {
+		dev.DataDir = t.TempDir()
+	}
+	dev.Nodes, dev.ClientListen = nodes, "127.0.0.1:0"
 	dev.Registerer, dev.Configure = prometheus.NewRegistry(), configure
 	cluster, err := StartDev(ctx, dev)
 	if err != nil {

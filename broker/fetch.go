@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -71,6 +72,10 @@ func putFetchBuffer(b []byte) {
 // and batches: version, error code, three uint64.
 const fetchReplyHeaderSize = 1 + 2 + 3*8
 
+// fetchReplyRoom is what a fetch keeps free of batches in the NATS max
+// payload: the reply's header with room to spare.
+const fetchReplyRoom = 1024
+
 // fetch serves a fetch request and returns the encoded reply and the
 // reply's fields (Batches aliasing the encoding). It waits up to the
 // request's max wait for data to be committed at the requested offset.
@@ -89,12 +94,10 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 		return failed(apiErr)
 	}
 	b.awaitCommitted(r)
-	maxBytes := int(req.MaxBytes)
-	if maxBytes <= 0 {
-		maxBytes = b.cfg.DefaultFetchBytes
+	requestedBytes := int(req.MaxBytes)
+	if requestedBytes <= 0 {
+		requestedBytes = b.cfg.DefaultFetchBytes
 	}
-	// The reply must fit in one NATS message; a single batch always does.
-	maxBytes = min(maxBytes, int(b.nc.MaxPayload())-1024)
 	maxWait := min(req.MaxWait, b.cfg.MaxFetchWait)
 	var timer *time.Timer
 	var expired <-chan time.Time
@@ -117,6 +120,12 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 			return answer(&reply)
 		}
 		if req.Offset < highWatermark {
+			// The reply must fit in one NATS message of the connection's
+			// max payload as it is now (a reconnect to a server with a
+			// lower one may have lowered it), though ReadBatches returns
+			// at least one batch, whatever its size.
+			maxPayload := int(b.nc.MaxPayload())
+			maxBytes := min(requestedBytes, maxPayload-fetchReplyRoom)
 			// Read the batches straight after the space the header takes,
 			// then write the header in front: no copy of the batch bytes.
 			buf := getFetchBuffer(fetchReplyHeaderSize + maxBytes + 64<<10)[:fetchReplyHeaderSize]
@@ -130,6 +139,11 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 			}
 			if err != nil {
 				return failed(readError(err, fmt.Sprintf("read %s/%d at offset %d", req.Topic, req.Partition, req.Offset)))
+			}
+			if len(out) > maxPayload {
+				putFetchBuffer(out)
+				reply.Err = b.fetchReplyTooLarge(req, len(out)-fetchReplyHeaderSize, maxPayload)
+				return answer(&reply)
 			}
 			if len(out) > fetchReplyHeaderSize {
 				reply.NextOffset = next
@@ -167,6 +181,19 @@ func (b *Broker) fetch(req protocol.FetchRequest) ([]byte, protocol.FetchReply) 
 			return answer(&reply)
 		}
 	}
+}
+
+// fetchReplyTooLarge returns the error that answers a fetch whose first
+// batch, of batchBytes, makes a reply over the NATS max payload (written
+// while the max payload was higher), and warns about it at most once a
+// minute. Not sending the reply would leave the consumer waiting out its
+// timeout and retrying for ever.
+func (b *Broker) fetchReplyTooLarge(req protocol.FetchRequest, batchBytes, maxPayload int) *protocol.Error {
+	b.logLimitedAt(slog.LevelWarn, "fetch reply too large", "fetch reply over the NATS max payload",
+		"topic", req.Topic, "partition", req.Partition, "offset", req.Offset, "batch_bytes", batchBytes, "max_payload", maxPayload)
+	return &protocol.Error{Code: protocol.CodeReplyTooLarge, Limit: uint64(maxPayload),
+		Message: fmt.Sprintf("the batch at offset %d of %s/%d is %d bytes, too large for a reply within the NATS max payload of %d bytes: raise max_payload to at least %d bytes to read it",
+			req.Offset, req.Topic, req.Partition, batchBytes, maxPayload, batchBytes+fetchReplyHeaderSize)}
 }
 
 // stillServes checks, for a request that waited, that r is still the

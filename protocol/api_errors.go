@@ -85,7 +85,9 @@ const (
 	CodeProducerFenced ErrorCode = 23
 	// CodeReplyTooLarge: the reply would exceed the NATS max payload even
 	// compressed (a cluster status or metadata reply of a very large
-	// cluster, say); ask for less (fewer topics).
+	// cluster, say); ask for less (fewer topics). A fetch gets it when the
+	// batch at its offset alone is over the max payload (written while the
+	// max payload was higher): raise the max payload to read it.
 	CodeReplyTooLarge ErrorCode = 24
 	// CodeUnknownProducer (retriable): an idempotent producer's batch
 	// starts past sequence 0 of a producer id the partition has no state
@@ -198,7 +200,8 @@ type Error struct {
 	Low  uint64 `json:"low,omitempty"`
 	High uint64 `json:"high,omitempty"`
 	// Limit is the exceeded limit in bytes with CodeBatchTooLarge and
-	// CodeRecordTooLarge.
+	// CodeRecordTooLarge, and the NATS max payload with a fetch's
+	// CodeReplyTooLarge.
 	Limit uint64 `json:"limit,omitempty"`
 }
 

@@ -46,11 +46,12 @@ type Log struct {
 	allocEnd    int64
 	noFallocate bool // fallocate is not supported: no preallocation
 	// wbFile and wbEnd are where write-back was last started (or a Sync
-	// flushed to); noWriteback turns it off (see writeback.go). Writer
-	// state, under flushMu.
+	// flushed to): writer state, under flushMu. noWriteback turns it off;
+	// wb runs the starts (see writeback.go).
 	wbFile      vfs.File
 	wbEnd       int64
-	noWriteback bool
+	noWriteback atomic.Bool
+	wb          writeback
 	// syncedEnd is the active segment's flushedEnd at its last Sync
 	// (syncMu); syncBytes the average bytes a Sync wrote, which decides
 	// whether preallocating pays (see prealloc.go).
@@ -675,6 +676,7 @@ func (l *Log) Close() error {
 	defer l.flushMu.Unlock()
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
+	l.waitWriteback() // before l.err is read: a failed start sets it
 	l.mu.RLock()
 	closed, err := l.closed, l.err
 	l.mu.RUnlock()

@@ -129,7 +129,8 @@ func (l *Log) writeActive(file vfs.File, path string, b []byte, pos int64) error
 		return fmt.Errorf("segmentlog: write %s: %w", path, err)
 	}
 	l.allocEnd = max(l.allocEnd, end)
-	return l.startWriteback(file, path, end)
+	l.startWriteback(file, path, end)
+	return nil
 }
 
 // extendAhead extends the active segment's file (file, at path) ahead of

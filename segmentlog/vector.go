@@ -209,5 +209,6 @@ func (l *Log) writeVector(file vfs.File, path string, pos int64) error {
 		}
 	}
 	l.allocEnd = max(l.allocEnd, end)
-	return l.startWriteback(file, path, end)
+	l.startWriteback(file, path, end)
+	return nil
 }

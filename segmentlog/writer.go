@@ -481,6 +481,9 @@ func (l *Log) Sync() (uint64, error) {
 		return 0, err
 	}
 	l.noteSyncBytes(end)
+	// A write-back start still running would report its failure after
+	// this Sync had reported the entries durable.
+	l.waitWriteback()
 	if err := file.SyncData(); err != nil {
 		return 0, l.setSticky(fmt.Errorf("segmentlog: sync %s: %w", path, err))
 	}
@@ -507,6 +510,7 @@ func (l *Log) roll() error {
 }
 
 func (l *Log) rollLocked() error {
+	l.waitWriteback() // the old file is closed below
 	covered, err := l.flush()
 	if err != nil {
 		return err

@@ -594,12 +594,16 @@ func (b *Broker) publish(msg *nats.Msg) protocol.PublishReply {
 
 // produceAnywhere sends a produce request to the partition leader, wherever
 // it is, following not-leader answers and retrying retriable errors until
-// the request's timeout.
+// the request's timeout. Once an attempt's outcome is unknown (CodeTimeout:
+// its leader may have written the record), every later failure is
+// answered CodeTimeout as well, since that attempt may have committed the
+// record (produceFailed).
 func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceReply {
 	deadline := time.Now().Add(req.Timeout)
 	encoded := protocol.AppendProduceRequest(nil, &req)
 	leader := b.leaderOf(req.Topic, req.Partition)
 	var last protocol.ProduceReply
+	var unknownOutcome *protocol.Error // the first attempt whose outcome is unknown
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		if leader == b.cfg.ID || leader == 0 {
 			result := make(chan protocol.ProduceReply, 1)
@@ -617,8 +621,14 @@ func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceRe
 				last = protocol.ProduceReply{Err: asAPIError(err)}
 			}
 		}
-		if last.Err == nil || !last.Err.Retriable() {
+		if last.Err == nil {
 			return last
+		}
+		if last.Err.Code == protocol.CodeTimeout && unknownOutcome == nil {
+			unknownOutcome = last.Err
+		}
+		if !last.Err.Retriable() {
+			break
 		}
 		next := b.leaderOf(req.Topic, req.Partition)
 		if last.Err.Code == protocol.CodeNotLeader && last.Err.Leader != 0 {
@@ -633,13 +643,34 @@ func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceRe
 			case <-timer.C:
 			case <-b.stop:
 				timer.Stop()
-				return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID)}
+				last = protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID)}
+				return produceFailed(req, last, unknownOutcome)
 			}
 		}
 		leader = next
 	}
-	if last.Err == nil {
-		last.Err = protocol.Errorf(protocol.CodeTimeout, "produce to %s/%d timed out", req.Topic, req.Partition)
+	return produceFailed(req, last, unknownOutcome)
+}
+
+// produceFailed is produceAnywhere's answer when no attempt succeeded: last
+// is the last attempt's reply (no error when there was none), and
+// unknownOutcome the first attempt whose outcome is unknown, if any. After
+// such an attempt the answer is CodeTimeout, "it may have been written",
+// whatever the later attempts said: a not_leader or not_ready would read
+// as "not written" though the earlier attempt may have committed it.
+func produceFailed(req protocol.ProduceRequest, last protocol.ProduceReply, unknownOutcome *protocol.Error) protocol.ProduceReply {
+	what := fmt.Sprintf("produce to %s/%d", req.Topic, req.Partition)
+	switch {
+	case unknownOutcome != nil && (last.Err == nil || last.Err.Code != protocol.CodeTimeout):
+		lastMessage := "none"
+		if last.Err != nil {
+			lastMessage = fmt.Sprintf("%s: %s", last.Err.Code, last.Err.Message)
+		}
+		return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout,
+			"%s: an earlier attempt's outcome is unknown (%s), so it may have been written; the last attempt: %s",
+			what, unknownOutcome.Message, lastMessage)}
+	case last.Err == nil:
+		return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout, "%s timed out", what)}
 	}
 	return last
 }

@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/raftmq/raftmq/protocol"
+)
+
+// staleLeaderID is a broker that is not in the cluster; a stale status
+// report names it as the partition's leader, and the test answers the
+// produce requests forwarded to it.
+const staleLeaderID = 9
+
+// stalePublish is a plain publish set up to go through a stale leader: a
+// broker without a replica of the topic's one partition believes
+// staleLeaderID leads it; answer serves the requests forwarded there.
+type stalePublish struct {
+	broker   *Broker // holds no replica of the topic
+	topic    string
+	requests atomic.Int64 // produce requests staleLeaderID received
+	answer   atomic.Pointer[func(request int64) protocol.ProduceReply]
+}
+
+// startStalePublish starts two brokers and a topic with one partition and
+// one replica, and makes the broker without the replica see a status
+// report, as fresh as its own, in which staleLeaderID leads the partition
+// at a higher term than any real leader.
+func startStalePublish(t *testing.T) *stalePublish {
+	t.Helper()
+	cluster, client := startTestCluster(t, 2)
+	info := client.createTopic("stale", 1, 1)
+	partition := info.Partitions[0]
+	s := &stalePublish{topic: "stale"}
+	for _, id := range []uint64{1, 2} {
+		if !slices.Contains(partition.Replicas, id) {
+			s.broker = cluster.Broker(id)
+		}
+	}
+	if s.broker == nil {
+		t.Fatalf("both brokers hold a replica of %+v", partition)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitFor(ctx, t, "the topic in the broker's metadata", func() bool { return s.broker.currentMetadata().Topics[s.topic] != nil })
+	nc, err := nats.Connect(cluster.ClientURLs()[s.broker.cfg.ID-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	_, err = nc.Subscribe(protocol.SubjectBrokerProduce(client.prefix, staleLeaderID), func(msg *nats.Msg) {
+		reply := (*s.answer.Load())(s.requests.Add(1))
+		_ = msg.Respond(protocol.AppendProduceReply(nil, &reply))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.broker.mu.Lock()
+	s.broker.reports[staleLeaderID] = brokerReport{seen: time.Now().Add(time.Hour), status: protocol.BrokerStatus{
+		Version: protocol.APIVersion, ID: staleLeaderID, Ready: true,
+		Partitions: []protocol.PartitionStatus{{Topic: s.topic, GroupID: partition.GroupID, Role: "leader", Term: 1 << 40, Leader: staleLeaderID}},
+	}}
+	s.broker.mu.Unlock()
+	return s
+}
+
+// publish sends one plain publish to s.broker with the stale leader
+// answering as answer says, and returns the reply and how many requests
+// the stale leader received.
+func (s *stalePublish) publish(answer func(request int64) protocol.ProduceReply) (protocol.PublishReply, int64) {
+	s.requests.Store(0)
+	s.answer.Store(&answer)
+	reply := s.broker.publish(&nats.Msg{Subject: protocol.SubjectProduce(s.broker.prefix, s.topic), Data: []byte("v")})
+	return reply, s.requests.Load()
+}
+
+// TestPlainPublishAfterAnUnknownOutcomeAnswersTimeout: once an attempt's
+// outcome is unknown (the leader may have written the record), a plain
+// publish that then runs out of time answers timeout, "it may have been
+// written", and not the last attempt's not_leader or not_ready, which
+// read as "not written".
+func TestPlainPublishAfterAnUnknownOutcomeAnswersTimeout(t *testing.T) {
+	s := startStalePublish(t)
+	for _, later := range []*protocol.Error{
+		protocol.Errorf(protocol.CodeNotReady, "broker %d: leadership transfer in progress", staleLeaderID),
+		{Code: protocol.CodeNotLeader, Message: fmt.Sprintf("broker %d does not lead it", staleLeaderID)},
+	} {
+		t.Run(later.Code.String(), func(t *testing.T) {
+			reply, requests := s.publish(func(request int64) protocol.ProduceReply {
+				if request == 1 {
+					return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout, "the leader lost the entry at index 7 before it was acknowledged; it may still be committed")}
+				}
+				return protocol.ProduceReply{Err: later}
+			})
+			if requests < 2 {
+				t.Fatalf("the stale leader got %d requests, want a retry after the unknown outcome", requests)
+			}
+			if reply.Error == nil || reply.Error.Code != protocol.CodeTimeout {
+				t.Fatalf("publish whose first attempt's outcome is unknown, then %s: %v, want %s", later.Code, reply.Error, protocol.CodeTimeout)
+			}
+			if !strings.Contains(reply.Error.Message, "may have been written") {
+				t.Fatalf("reply %q does not say the record may have been written", reply.Error.Message)
+			}
+		})
+	}
+}

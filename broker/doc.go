@@ -111,6 +111,13 @@
 // wrapped into a one-record batch and produced at the partition leader
 // (locally or by forwarding to the leader's produce subject, following
 // not-leader answers); the JSON reply is {"partition":P,"offset":O}.
+// Retriable errors are retried until the produce timeout, with a pause
+// (backing off from 50 ms to 500 ms) before a broker already asked since
+// the last pause is asked again, so brokers whose stale views name each
+// other as the leader do not bounce the request in a tight loop; a final
+// retriable error says how many attempts went to which brokers. Once an
+// attempt's outcome is unknown (timeout), a later failure is answered
+// timeout too: that attempt may have written the record.
 //
 // Admin requests (<prefix>.api.admin.<op>) are answered by any broker;
 // create and delete are forwarded to the controller leader. Create waits

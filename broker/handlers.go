@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -594,38 +595,29 @@ func (b *Broker) publish(msg *nats.Msg) protocol.PublishReply {
 
 // produceAnywhere sends a produce request to the partition leader, wherever
 // it is, following not-leader answers and retrying retriable errors until
-// the request's timeout. Once an attempt's outcome is unknown (CodeTimeout:
-// its leader may have written the record), every later failure is
-// answered CodeTimeout as well, since that attempt may have committed the
-// record (produceFailed).
+// the request's timeout. It pauses, backing off, before it asks a broker
+// it already asked since the last pause (or when no broker is named), so
+// brokers whose stale views name each other as the leader are not asked
+// in a tight loop until the deadline. Once an attempt's outcome is unknown
+// (CodeTimeout: its leader may have written the record), every later
+// failure is answered CodeTimeout as well, since that attempt may have
+// committed the record (produceFailed).
 func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceReply {
 	deadline := time.Now().Add(req.Timeout)
 	encoded := protocol.AppendProduceRequest(nil, &req)
-	leader := b.leaderOf(req.Topic, req.Partition)
+	target := b.produceTarget(b.leaderOf(req.Topic, req.Partition))
 	var last protocol.ProduceReply
-	var unknownOutcome *protocol.Error // the first attempt whose outcome is unknown
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if leader == b.cfg.ID || leader == 0 {
-			result := make(chan protocol.ProduceReply, 1)
-			local := req
-			local.Batch = append([]byte(nil), req.Batch...)
-			b.produce(local, time.Now(), func(r protocol.ProduceReply) { result <- r })
-			last = <-result
-		} else {
-			ctx, cancel := context.WithDeadline(context.Background(), deadline)
-			msg, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerProduce(b.prefix, leader), encoded)
-			cancel()
-			if err != nil {
-				last = protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout, "broker %d: %v", leader, err)}
-			} else if last, err = protocol.DecodeProduceReply(msg.Data); err != nil {
-				last = protocol.ProduceReply{Err: asAPIError(err)}
-			}
-		}
+	var attempts produceAttempts
+	askedSincePause := map[uint64]bool{}
+	for pauses := 0; time.Now().Before(deadline); {
+		askedSincePause[target] = true
+		attempts.add(target)
+		last = b.produceAt(target, req, encoded, deadline)
 		if last.Err == nil {
 			return last
 		}
-		if last.Err.Code == protocol.CodeTimeout && unknownOutcome == nil {
-			unknownOutcome = last.Err
+		if last.Err.Code == protocol.CodeTimeout && attempts.unknownOutcome == nil {
+			attempts.unknownOutcome = last.Err
 		}
 		if !last.Err.Retriable() {
 			break
@@ -634,43 +626,99 @@ func (b *Broker) produceAnywhere(req protocol.ProduceRequest) protocol.ProduceRe
 		if last.Err.Code == protocol.CodeNotLeader && last.Err.Leader != 0 {
 			next = last.Err.Leader
 		}
-		if next == leader || next == 0 {
-			// No better idea where the leader is: wait for an election,
-			// but not past the deadline or the broker's shutdown.
-			pause := min(time.Duration(attempt+1)*50*time.Millisecond, 500*time.Millisecond, time.Until(deadline))
+		if next == 0 || askedSincePause[b.produceTarget(next)] {
+			// No better idea where the leader is: wait for an election
+			// or fresher views, but not past the deadline or the
+			// broker's shutdown.
+			pauses++
+			clear(askedSincePause)
+			pause := min(time.Duration(pauses)*50*time.Millisecond, 500*time.Millisecond, time.Until(deadline))
 			timer := time.NewTimer(max(pause, 0))
 			select {
 			case <-timer.C:
 			case <-b.stop:
 				timer.Stop()
 				last = protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeShuttingDown, "broker %d is shutting down", b.cfg.ID)}
-				return produceFailed(req, last, unknownOutcome)
+				return produceFailed(req, last, attempts)
 			}
 		}
-		leader = next
+		target = b.produceTarget(next)
 	}
-	return produceFailed(req, last, unknownOutcome)
+	return produceFailed(req, last, attempts)
+}
+
+// produceTarget is the broker produceAnywhere asks when leader is the best
+// known leader: this one when none is known.
+func (b *Broker) produceTarget(leader uint64) uint64 {
+	if leader == 0 {
+		return b.cfg.ID
+	}
+	return leader
+}
+
+// produceAt makes one produce attempt at broker target: here, or forwarded
+// to target's produce subject, waiting for its answer until deadline.
+func (b *Broker) produceAt(target uint64, req protocol.ProduceRequest, encoded []byte, deadline time.Time) protocol.ProduceReply {
+	if target == b.cfg.ID {
+		result := make(chan protocol.ProduceReply, 1)
+		local := req
+		local.Batch = append([]byte(nil), req.Batch...)
+		b.produce(local, time.Now(), func(r protocol.ProduceReply) { result <- r })
+		return <-result
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	msg, err := b.nc.RequestWithContext(ctx, protocol.SubjectBrokerProduce(b.prefix, target), encoded)
+	if err != nil {
+		return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout, "broker %d: %v", target, err)}
+	}
+	reply, err := protocol.DecodeProduceReply(msg.Data)
+	if err != nil {
+		return protocol.ProduceReply{Err: asAPIError(err)}
+	}
+	return reply
+}
+
+// produceAttempts is what produceAnywhere's attempts have found so far.
+type produceAttempts struct {
+	count   int
+	brokers []uint64 // the brokers asked, each once, in the order first asked
+	// unknownOutcome is the first attempt's error whose outcome is unknown.
+	unknownOutcome *protocol.Error
+}
+
+func (a *produceAttempts) add(broker uint64) {
+	a.count++
+	if !slices.Contains(a.brokers, broker) {
+		a.brokers = append(a.brokers, broker)
+	}
 }
 
 // produceFailed is produceAnywhere's answer when no attempt succeeded: last
-// is the last attempt's reply (no error when there was none), and
-// unknownOutcome the first attempt whose outcome is unknown, if any. After
-// such an attempt the answer is CodeTimeout, "it may have been written",
-// whatever the later attempts said: a not_leader or not_ready would read
-// as "not written" though the earlier attempt may have committed it.
-func produceFailed(req protocol.ProduceRequest, last protocol.ProduceReply, unknownOutcome *protocol.Error) protocol.ProduceReply {
+// is the last attempt's reply (no error when there was none). After an
+// attempt whose outcome is unknown the answer is CodeTimeout, "it may have
+// been written", whatever the later attempts said: a not_leader or
+// not_ready would read as "not written" though the earlier attempt may
+// have committed it. A retriable error, the last one when time ran out,
+// says how many attempts were made at which brokers.
+func produceFailed(req protocol.ProduceRequest, last protocol.ProduceReply, attempts produceAttempts) protocol.ProduceReply {
 	what := fmt.Sprintf("produce to %s/%d", req.Topic, req.Partition)
+	tried := fmt.Sprintf("%d attempts at brokers %v", attempts.count, attempts.brokers)
 	switch {
-	case unknownOutcome != nil && (last.Err == nil || last.Err.Code != protocol.CodeTimeout):
+	case attempts.unknownOutcome != nil && (last.Err == nil || last.Err.Code != protocol.CodeTimeout):
 		lastMessage := "none"
 		if last.Err != nil {
 			lastMessage = fmt.Sprintf("%s: %s", last.Err.Code, last.Err.Message)
 		}
 		return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout,
-			"%s: an earlier attempt's outcome is unknown (%s), so it may have been written; the last attempt: %s",
-			what, unknownOutcome.Message, lastMessage)}
+			"%s: an earlier attempt's outcome is unknown (%s), so it may have been written (%s); the last attempt: %s",
+			what, attempts.unknownOutcome.Message, tried, lastMessage)}
 	case last.Err == nil:
 		return protocol.ProduceReply{Err: protocol.Errorf(protocol.CodeTimeout, "%s timed out", what)}
+	case last.Err.Retriable():
+		e := *last.Err
+		e.Message = fmt.Sprintf("%s: not accepted after %s; the last: %s", what, tried, last.Err.Message)
+		return protocol.ProduceReply{Err: &e}
 	}
 	return last
 }

@@ -114,3 +114,34 @@ func TestPlainPublishAfterAnUnknownOutcomeAnswersTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestPlainPublishBacksOffBetweenBrokersNamingEachOther: two brokers whose
+// stale views name each other as the partition's leader do not bounce a
+// plain publish between them until its deadline in a tight loop: the
+// broker pauses, backing off, before asking a broker again, and the
+// answer names the brokers it asked.
+func TestPlainPublishBacksOffBetweenBrokersNamingEachOther(t *testing.T) {
+	s := startStalePublish(t)
+	start := time.Now()
+	reply, requests := s.publish(func(int64) protocol.ProduceReply {
+		return protocol.ProduceReply{Err: &protocol.Error{Code: protocol.CodeNotLeader, Leader: s.broker.cfg.ID,
+			Message: fmt.Sprintf("broker %d does not lead it", staleLeaderID)}}
+	})
+	elapsed := time.Since(start)
+	t.Logf("the stale leader was asked %d times in %v; the reply: %v", requests, elapsed, reply.Error)
+	// The produce timeout is 3 s (fastTimings); backing off from 50 ms by
+	// 50 ms asks the stale leader about a dozen times.
+	if requests > 25 {
+		t.Fatalf("the stale leader was asked %d times in %v, want a pause before each repeat", requests, elapsed)
+	}
+	// not_leader, or timeout if the deadline fell during a forwarded
+	// request (its outcome is then unknown).
+	if reply.Error == nil || (reply.Error.Code != protocol.CodeNotLeader && reply.Error.Code != protocol.CodeTimeout) {
+		t.Fatalf("publish bounced between brokers: %v, want %s", reply.Error, protocol.CodeNotLeader)
+	}
+	for _, want := range []string{fmt.Sprint(s.broker.cfg.ID), fmt.Sprint(staleLeaderID), "attempts"} {
+		if !strings.Contains(reply.Error.Message, want) {
+			t.Fatalf("reply %q does not name the brokers asked and the attempts (%q)", reply.Error.Message, want)
+		}
+	}
+}

@@ -553,11 +553,12 @@ func (b *Broker) publish(msg *nats.Msg) protocol.PublishReply {
 	if t == nil {
 		return fail(protocol.Errorf(protocol.CodeUnknownTopic, "topic %q does not exist; create it with: raftmq topic create %s", topic, topic))
 	}
+	// A key header, even an empty one, is a key (hashed to a partition,
+	// stored as the record's key), as an empty non-nil key is for the SDK;
+	// no header is no key.
 	var key []byte
-	if msg.Header != nil {
-		if k := msg.Header.Get(protocol.HeaderKey); k != "" {
-			key = []byte(k)
-		}
+	if values := msg.Header.Values(protocol.HeaderKey); len(values) > 0 {
+		key = append([]byte{}, values[0]...)
 	}
 	var partition uint32
 	switch {

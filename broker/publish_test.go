@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -143,5 +144,51 @@ func TestPlainPublishBacksOffBetweenBrokersNamingEachOther(t *testing.T) {
 		if !strings.Contains(reply.Error.Message, want) {
 			t.Fatalf("reply %q does not name the brokers asked and the attempts (%q)", reply.Error.Message, want)
 		}
+	}
+}
+
+// TestPlainPublishEmptyKeyIsAKey: an empty Raftmq-Key header is a key, as
+// an empty non-nil key is for the SDK (and Kafka): every such record goes
+// to protocol.PartitionForKey of the empty key and is stored with an
+// empty, not a missing, key. Round robin is for a publish without the
+// header.
+func TestPlainPublishEmptyKeyIsAKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, client := startTestCluster(t, 1)
+	const partitions = 4
+	client.createTopic("keys", partitions, 1)
+	want := uint32(protocol.PartitionForKey([]byte{}, partitions))
+	for i := range partitions {
+		msg := &nats.Msg{Subject: protocol.SubjectProduce(client.prefix, "keys"), Data: []byte(fmt.Sprint(i)),
+			Header: nats.Header{protocol.HeaderKey: []string{""}}}
+		answer, err := client.nc.RequestMsgWithContext(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply protocol.PublishReply
+		if err := json.Unmarshal(answer.Data, &reply); err != nil || reply.Error != nil {
+			t.Fatalf("publish %d: %s %v", i, answer.Data, err)
+		}
+		if reply.Partition != want || reply.Offset != uint64(i) {
+			t.Fatalf("publish %d with an empty key went to %d/%d, want partition %d (the empty key's hash), offset %d", i, reply.Partition, reply.Offset, want, i)
+		}
+	}
+	fetched, err := client.fetchFrom(1, &protocol.FetchRequest{Topic: "keys", Partition: want, Offset: 0, MaxBytes: 1 << 20})
+	if err != nil || fetched.Err != nil {
+		t.Fatalf("fetch: %v %v", err, fetched.Err)
+	}
+	count := 0
+	err = protocol.SplitBatches(fetched.Batches, func(batch []byte, _ protocol.BatchHeader) error {
+		return protocol.DecodeRecords(batch, func(r protocol.Record) error {
+			count++
+			if r.Key == nil || len(r.Key) != 0 {
+				return fmt.Errorf("record %d has key %q (nil %v), want an empty key", r.Offset, r.Key, r.Key == nil)
+			}
+			return nil
+		})
+	})
+	if err != nil || count != partitions {
+		t.Fatalf("fetched %d records: %v", count, err)
 	}
 }

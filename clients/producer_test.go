@@ -268,6 +268,25 @@ func TestKeyHashPartitionerMatchesProtocol(t *testing.T) {
 	}
 }
 
+// TestKeyHashPartitionerHashesAnEmptyKey: an empty non-nil key is a key,
+// sent where protocol.PartitionForKey puts it (as the plain publish
+// subject does with an empty Raftmq-Key header); only a nil key is spread
+// round robin.
+func TestKeyHashPartitionerHashesAnEmptyKey(t *testing.T) {
+	p := KeyHashPartitioner()
+	want := protocol.PartitionForKey([]byte{}, 4)
+	withoutKey := map[int]bool{}
+	for range 8 {
+		if got := p.Partition(&Record{Key: []byte{}}, 4); got != want {
+			t.Fatalf("empty key went to partition %d, want %d", got, want)
+		}
+		withoutKey[p.Partition(&Record{}, 4)] = true
+	}
+	if len(withoutKey) != 4 {
+		t.Fatalf("records without a key went to partitions %v, want all 4", withoutKey)
+	}
+}
+
 func TestRoundRobinPartitionerSpreads(t *testing.T) {
 	p := RoundRobinPartitioner()
 	counts := make([]int, 3)

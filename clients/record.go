@@ -21,7 +21,8 @@ type Record struct {
 	// cluster; set on a successful produce and on every consumed record.
 	Offset uint64
 	// Key is optional; KeyHashPartitioner sends records with equal keys to
-	// the same partition.
+	// the same partition. A nil Key is no key; an empty non-nil one is a
+	// key like any other (the empty key), hashed and stored as such.
 	Key []byte
 	// Value is the payload.
 	Value []byte
@@ -48,8 +49,9 @@ type Partitioner interface {
 
 // KeyHashPartitioner sends a record with a key to
 // protocol.PartitionForKey(key, partitions), the partition the plain NATS
-// publish subject also picks for that key, and spreads records without a
-// key round robin. It is the default.
+// publish subject also picks for that key (an empty key, non-nil, is
+// hashed too), and spreads records without a key (Key nil) round robin.
+// It is the default.
 func KeyHashPartitioner() Partitioner { return &keyHashPartitioner{} }
 
 type keyHashPartitioner struct{ roundRobin roundRobinPartitioner }

@@ -116,7 +116,10 @@
 // Optional NATS headers select the partition: HeaderPartition ("Raftmq-Partition",
 // decimal) or HeaderKey ("Raftmq-Key", hashed with PartitionForKey); without
 // either the broker picks partitions round robin. The payload becomes one
-// record's value (the key header, if any, its key).
+// record's value (the key header, if any, its key). An empty key header is
+// a key, the empty one: it is hashed like any other and stored as an empty
+// key, as the SDK does with an empty non-nil Record.Key (and Kafka's
+// clients with an empty key); only a request without the header has no key.
 //
 // # Client API binary encoding
 //

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -19,31 +20,32 @@ import (
 func TestProduceLostByItsLeaderAfterAppendMayHaveBeenWritten(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	fault := &faultFS{FS: vfs.Default}
+	// Every broker gets its own faulty file system; the one failed is the
+	// partition's preferred leader's, which leads it and which leader
+	// balancing never moves leadership away from (a transfer in progress
+	// would answer not_ready, the entry never appended).
+	faults := map[uint64]*faultFS{}
+	for id := uint64(1); id <= 3; id++ {
+		faults[id] = &faultFS{FS: vfs.Default}
+	}
 	cluster, client := startTestClusterWith(t, 3, func(cfg *Config) {
 		fastTimings(cfg)
-		if cfg.ID == 2 {
-			cfg.FS = fault
-		}
+		cfg.FS = faults[cfg.ID]
 	})
-	client.createTopic("disk", 1, 3)
-	b2 := cluster.Broker(2)
-	waitFor(ctx, t, "broker 2's replica to lead and take a record", func() bool {
-		r := localReplica(b2, "disk")
-		if r == nil {
+	info := client.createTopic("disk", 1, 3)
+	preferred := info.Partitions[0].Replicas[0]
+	fault := faults[preferred]
+	waitFor(ctx, t, fmt.Sprintf("broker %d's replica (the preferred leader) to lead and take a record", preferred), func() bool {
+		r := localReplica(cluster.Broker(preferred), "disk")
+		if r == nil || leaderReplica(cluster, "disk") != r {
 			return false
 		}
-		if leader := leaderReplica(cluster, "disk"); leader != nil && leader != r {
-			transferCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			_ = leader.group.TransferLeadership(transferCtx, 2)
-		}
-		reply, err := client.produceTo(2, &protocol.ProduceRequest{Topic: "disk", Batch: buildBatch(t, "first")})
+		reply, err := client.produceTo(preferred, &protocol.ProduceRequest{Topic: "disk", Batch: buildBatch(t, "first")})
 		return err == nil && reply.Err == nil
 	})
 
 	fault.fail.Store(true)
-	reply, err := client.produceTo(2, &protocol.ProduceRequest{Topic: "disk", Batch: buildBatch(t, "unknown outcome"), Timeout: 8 * time.Second})
+	reply, err := client.produceTo(preferred, &protocol.ProduceRequest{Topic: "disk", Batch: buildBatch(t, "unknown outcome"), Timeout: 8 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

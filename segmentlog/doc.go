@@ -426,10 +426,12 @@
 // waiting for the previous start before the next bounds the dirty pages
 // one Append piles up. A short-lived goroutine makes the call, so that
 // wait falls on it and not on Append (the Raft driver sends a leader's
-// entries to its followers only once Append returns); Sync, and
-// anything that closes the active file, waits for it first. It is only a
-// hint: durability is Sync's fdatasync, and a failed start is a write
-// failure (sticky), which the next Sync reports. Syncs of
+// entries to its followers only once Append returns); whatever closes
+// the active file waits for it first. It is only a hint: durability is
+// Sync's fdatasync. A failed start is a write failure (sticky): the
+// kernel reports a write-back error once per open file, possibly to a
+// start running beside a Sync's fdatasync, so Sync waits for the starts
+// begun by the end of its fdatasync before it reports anything durable. Syncs of
 // less than WritebackBytes each never start it: most of the broker's
 // (a few batches of at most 1 MiB per Sync) do not; a follower catching
 // up by many MiB between Syncs does. On a file system where SyncTo is a full

@@ -676,7 +676,7 @@ func (l *Log) Close() error {
 	defer l.flushMu.Unlock()
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
-	l.waitWriteback() // before l.err is read: a failed start sets it
+	l.waitWriteback(true) // before l.err is read: a failed start sets it
 	l.mu.RLock()
 	closed, err := l.closed, l.err
 	l.mu.RUnlock()

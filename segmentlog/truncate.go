@@ -41,7 +41,7 @@ func (l *Log) TruncateAfter(index uint64) error {
 }
 
 func (l *Log) truncateLocked(index uint64) error {
-	l.waitWriteback() // the active file may be closed below
+	l.waitWriteback(true) // the active file may be closed below
 	if _, err := l.flush(); err != nil {
 		return err
 	}
@@ -105,6 +105,9 @@ func (l *Log) truncateLocked(index uint64) error {
 	l.durableIndex = min(l.durableIndex, index)
 	l.flushedEnd = st.pos
 	l.syncedEnd = min(l.syncedEnd, st.pos)
+	// Write-back counts from the cut (a follower's conflict truncation
+	// followed by a large catch-up Append starts it as usual).
+	l.wbEnd = min(l.wbEnd, st.pos)
 	l.flushedIndex = min(l.flushedIndex, index)
 	if start := l.tailStartLocked(); index+1 > start {
 		l.cache.keep(int(index + 1 - start))
@@ -205,7 +208,7 @@ func (l *Log) ResetOffsets(nextIndex, prevTerm, nextOffset uint64) error {
 }
 
 func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
-	l.waitWriteback() // the active file is closed below
+	l.waitWriteback(true) // the active file is closed below
 	old := l.segments
 	h := segmentHeader{firstIndex: nextIndex, prevTerm: prevTerm, firstOffset: nextOffset,
 		generation: l.generation + 1, createdMs: l.opts.Now().UnixMilli()}

@@ -15,12 +15,19 @@ import (
 // entries to its followers only after appending them). The goroutine
 // exists only while a start is pending or running, so an idle log has
 // none. Before the active file is closed (roll, truncation, reset, Close)
-// and before Sync's fdatasync, the writer waits for it (waitWriteback),
-// so it never calls SyncTo on a closed file and Sync reports its failure.
+// the writer drops a pending start and waits for the running one
+// (waitWriteback), so SyncTo never runs on a closed file. After its
+// fdatasync, Sync waits for the starts begun until then before it trusts
+// the fdatasync's success: the kernel reports a write-back error to one
+// call on the file, and a SyncTo running beside the fdatasync may be the
+// one that gets it (the start then makes the log fail, and Sync reports
+// that instead).
 type writeback struct {
 	mu      sync.Mutex
-	idle    sync.Cond // signalled when running turns false; L is &mu
-	running bool      // a goroutine is starting write-backs
+	changed sync.Cond // signalled when done grows; L is &mu
+	running bool      // a goroutine is making the starts
+	// begun and done count the SyncTo calls begun and finished.
+	begun, done uint64
 	// The pending start: file (nil: none) up to end; path names it.
 	file vfs.File
 	path string
@@ -35,8 +42,9 @@ type writeback struct {
 // write-back started before, which bounds the dirty data one large Append
 // piles up). Nothing becomes durable by it: only Sync reports entries
 // durable. A file system whose SyncTo is a full data sync turns it off for
-// the log. A failed start is the disk's error, which the next fdatasync
-// would report too: it makes the log fail (sticky). flushMu must be held.
+// the log. A failed start makes the log fail (sticky): the kernel may have
+// reported a write-back error to it and not to the next fdatasync.
+// flushMu must be held.
 func (l *Log) startWriteback(file vfs.File, path string, end int64) {
 	if l.opts.WritebackBytes == 0 || l.noWriteback.Load() {
 		return
@@ -62,12 +70,11 @@ func (l *Log) startWriteback(file vfs.File, path string, end int64) {
 func (l *Log) runWriteback() {
 	w := &l.wb
 	w.mu.Lock()
-	for w.file != nil {
+	defer w.mu.Unlock()
+	for w.file != nil && !l.noWriteback.Load() {
 		file, path, end := w.file, w.path, w.end
 		w.file = nil
-		if l.noWriteback.Load() {
-			break
-		}
+		w.begun++
 		w.mu.Unlock()
 		full, err := file.SyncTo(end)
 		if err != nil {
@@ -76,30 +83,37 @@ func (l *Log) runWriteback() {
 			l.noWriteback.Store(true)
 		}
 		w.mu.Lock()
+		w.done++
+		w.changed.Broadcast()
 	}
+	w.file = nil
 	w.running = false
-	w.idle.Broadcast()
-	w.mu.Unlock()
 }
 
-// waitWriteback drops a pending start and waits until no start is
-// running. The writer calls it before closing the active file and before
-// Sync's fdatasync (which writes back everything anyway).
-func (l *Log) waitWriteback() {
+// waitWriteback waits until every start begun so far has finished, having
+// first dropped the pending one when drop is set (the writer, before it
+// closes the active file: flushMu keeps new ones from being posted).
+func (l *Log) waitWriteback(drop bool) {
 	w := &l.wb
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.file = nil
-	for w.running {
-		if w.idle.L == nil {
-			w.idle.L = &w.mu
-		}
-		w.idle.Wait()
+	if drop {
+		w.file = nil
+	}
+	if w.changed.L == nil {
+		w.changed.L = &w.mu
+	}
+	for target := w.begun; w.done < target; {
+		w.changed.Wait()
 	}
 }
 
 // syncedTo notes that a Sync is about to fdatasync the active file (file)
-// up to end: write-back counts its bytes from there. flushMu must be held.
+// up to end: write-back counts its bytes from there, and a pending start,
+// which the fdatasync makes needless, is dropped. flushMu must be held.
 func (l *Log) syncedTo(file vfs.File, end int64) {
 	l.wbFile, l.wbEnd = file, end
+	l.wb.mu.Lock()
+	l.wb.file = nil
+	l.wb.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +104,7 @@ func TestWritebackStartsEveryWritebackBytesOfOneLargeAppend(t *testing.T) {
 	if _, err := l.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	writebackIdle(t, l)
 	calls := fs.recorded()
 	// 1 MiB written in 16 KiB pieces: a start at every 64 KiB, at most
 	// 16; fewer when a start was pending while the one before ran (the
@@ -261,5 +263,182 @@ func TestWritebackDoesNotBlockAppend(t *testing.T) {
 	}
 	if d := l.DurableIndex(); d != 4*256 {
 		t.Fatalf("durable index %d, want %d", d, 4*256)
+	}
+}
+
+// writebackIdle waits until l has no write-back start pending or running.
+func writebackIdle(t *testing.T, l *Log) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.wb.mu.Lock()
+		running := l.wb.running
+		l.wb.mu.Unlock()
+		if !running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("write-back starts still running after 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// errseqFS models how the kernel reports a failed write-back: once per
+// open file, to whichever of sync_file_range(WAIT_BEFORE) (SyncTo) and
+// fdatasync (SyncData) checks first. Once armed, SyncData waits (up to 2
+// s) for a SyncTo to take the error first, and that SyncTo returns only
+// once release is closed.
+type errseqFS struct {
+	vfs.FS
+	mu       sync.Mutex
+	failed   bool // a write-back error not yet reported
+	armed    atomic.Bool
+	entered  chan struct{} // SyncData was called, armed
+	taken    chan struct{} // a SyncTo took the error
+	release  chan struct{}
+	syncData atomic.Int32
+}
+
+type errseqFile struct {
+	vfs.File
+	fs *errseqFS
+}
+
+func (f errseqFile) takeError() bool {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	failed := f.fs.failed
+	f.fs.failed = false
+	return failed
+}
+
+func (f errseqFile) SyncTo(offset int64) (bool, error) {
+	if f.fs.armed.Load() && f.takeError() {
+		close(f.fs.taken)
+		<-f.fs.release
+		return false, errInjected
+	}
+	return false, nil
+}
+
+func (f errseqFile) SyncData() error {
+	if f.fs.armed.Load() && f.fs.syncData.Add(1) == 1 {
+		close(f.fs.entered)
+		select {
+		case <-f.fs.taken:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if f.takeError() {
+		return errInjected
+	}
+	return f.File.SyncData()
+}
+
+func (fs *errseqFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	if err != nil {
+		return nil, err
+	}
+	return errseqFile{f, fs}, nil
+}
+
+func (fs *errseqFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return errseqFile{f, fs}, nil
+}
+
+// A write-back error that a start running beside a Sync's fdatasync takes
+// (the kernel reports it once) must still fail that Sync: it may not
+// report the entries durable.
+func TestWritebackErrorTakenBesideASyncFailsTheSync(t *testing.T) {
+	fs := &errseqFS{FS: vfs.NewMem(), entered: make(chan struct{}), taken: make(chan struct{}), release: make(chan struct{})}
+	l, err := Open(fs, "log", writebackOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendEntries(t, l, 4, 4<<10)
+	if d, err := l.Sync(); err != nil || d != 4 {
+		t.Fatalf("sync = %d, %v", d, err)
+	}
+	appendEntries(t, l, 3, 4<<10) // 5..7
+	fs.mu.Lock()
+	fs.failed = true // their write-back fails
+	fs.mu.Unlock()
+	fs.armed.Store(true)
+	type result struct {
+		durable uint64
+		err     error
+	}
+	synced := make(chan result, 1)
+	go func() {
+		d, err := l.Sync()
+		synced <- result{d, err}
+	}()
+	<-fs.entered // the Sync flushed 5..7 and is in its fdatasync
+	appended := make(chan error, 1)
+	go func() { appended <- l.Append(appendBatch(l, 64, 4<<10)) }() // 256 KiB: starts write-back
+	time.AfterFunc(200*time.Millisecond, func() { close(fs.release) })
+	r := <-synced
+	if err := <-appended; err != nil && !errors.Is(err, errInjected) {
+		t.Fatal(err)
+	}
+	if r.err == nil || r.durable >= 7 {
+		t.Fatalf("Sync = %d, %v after the write-back of entries 5..7 failed (the error taken by a start), want the injected error", r.durable, r.err)
+	}
+	if !errors.Is(r.err, errInjected) {
+		t.Fatalf("Sync = %v, want the injected error", r.err)
+	}
+	if d := l.DurableIndex(); d != 4 {
+		t.Fatalf("durable index %d, want 4", d)
+	}
+}
+
+// After TruncateAfter cuts the active segment back, write-back counts from
+// the cut: a large Append then starts it (a Raft follower truncating a
+// conflict and catching up).
+func TestWritebackCountsFromATruncation(t *testing.T) {
+	fs := &syncToFS{FS: vfs.NewMem()}
+	l, err := Open(fs, "log", writebackOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendEntries(t, l, 256, 4<<10) // 1 MiB
+	if _, err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateAfter(4); err != nil {
+		t.Fatal(err)
+	}
+	before := len(fs.recorded())
+	appendEntries(t, l, 200, 4<<10) // 800 KiB: ends before the old end
+	writebackIdle(t, l)
+	if n := len(fs.recorded()) - before; n < 1 {
+		t.Fatal("an 800 KiB Append after a truncation started no write-back (WritebackBytes 64 KiB)")
+	}
+}
+
+// Entries written through by vector (pwritev, on a file with a descriptor)
+// start write-back too.
+func TestWritebackOfVectorWrites(t *testing.T) {
+	fs := &syncToFS{FS: vfs.Default}
+	l, err := Open(fs, t.TempDir(), writebackOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !l.canWriteVector() {
+		t.Fatal("the log cannot write by vector on vfs.Default")
+	}
+	appendEntries(t, l, 256, 4<<10) // 1 MiB in one call: written through
+	writebackIdle(t, l)
+	if n := len(fs.recorded()); n < 1 {
+		t.Fatal("1 MiB written through by vector started no write-back (WritebackBytes 64 KiB)")
 	}
 }

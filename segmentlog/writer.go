@@ -481,12 +481,13 @@ func (l *Log) Sync() (uint64, error) {
 		return 0, err
 	}
 	l.noteSyncBytes(end)
-	// A write-back start still running would report its failure after
-	// this Sync had reported the entries durable.
-	l.waitWriteback()
 	if err := file.SyncData(); err != nil {
 		return 0, l.setSticky(fmt.Errorf("segmentlog: sync %s: %w", path, err))
 	}
+	// A write-back start running beside the fdatasync may have taken the
+	// write-back error the fdatasync would have reported (see
+	// writeback.go): the log has failed once it finishes.
+	l.waitWriteback(false)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -510,7 +511,7 @@ func (l *Log) roll() error {
 }
 
 func (l *Log) rollLocked() error {
-	l.waitWriteback() // the old file is closed below
+	l.waitWriteback(true) // the old file is closed below
 	covered, err := l.flush()
 	if err != nil {
 		return err

@@ -181,7 +181,6 @@ func TestErrorInjectionEachOperation(t *testing.T) {
 // errorInjection runs errorWorkload with opts, failing each file
 // operation in turn, and checks the error and the recovered log.
 func errorInjection(t *testing.T, opts Options) {
-	injectedKinds := map[errorfs.OpKind]bool{}
 	for n := int64(1); ; n++ {
 		mem := vfs.NewCrashableMem()
 		// Count atomically: nothing may assume every file operation
@@ -209,12 +208,8 @@ func errorInjection(t *testing.T, opts Options) {
 				t.Fatalf("workload ran only %d operations", n)
 			}
 			t.Logf("injected an error at each of %d operations", n-1)
-			if opts.WritebackBytes > 0 && !injectedKinds[errorfs.OpFileSyncTo] {
-				t.Fatalf("the workload never started write-back (WritebackBytes %d)", opts.WritebackBytes)
-			}
 			return
 		}
-		injectedKinds[injected.Kind] = true
 		if !errors.Is(err, errInjected) {
 			t.Fatalf("op %d (%v %s): injected error did not reach the caller: %v", n, injected.Kind, injected.Path, err)
 		}

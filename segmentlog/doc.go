@@ -417,37 +417,38 @@
 // # Write-back
 //
 // Once WritebackBytes (default 4 MiB) were written to the active segment
-// since its last Sync, the log starts the kernel writing them to the disk
-// (vfs.File.SyncTo: sync_file_range(SYNC_FILE_RANGE_WAIT_BEFORE |
-// SYNC_FILE_RANGE_WRITE) on ext2/3/4, as Pebble's BytesPerSync and
-// RocksDB's bytes_per_sync do), and again every WritebackBytes after. The
-// disk then writes a large Append's data while Append frames and writes
-// the rest, and the Sync that follows waits only for the last few MiB;
-// waiting for the previous start before the next bounds the dirty pages
-// one Append piles up. A short-lived goroutine makes the call, so that
-// wait falls on it and not on Append (the Raft driver sends a leader's
-// entries to its followers only once Append returns); whatever closes
-// the active file waits for it first. It is only a hint: durability is
-// Sync's fdatasync. A failed start is a write failure (sticky): the
-// kernel reports a write-back error once per open file, possibly to a
-// start running beside a Sync's fdatasync, so Sync waits for the starts
-// begun by the end of its fdatasync before it reports anything durable. Syncs of
-// less than WritebackBytes each never start it: most of the broker's
-// (a few batches of at most 1 MiB per Sync) do not; a follower catching
-// up by many MiB between Syncs does. On a file system where SyncTo is a full
-// data sync the log stops after the first call.
+// since its last Sync, the log has the kernel start writing them to the
+// disk (sync_file_range(SYNC_FILE_RANGE_WRITE) over the bytes written
+// since the last start, through the file's descriptor, as vector.go
+// writes), and again every WritebackBytes after. The disk then writes a
+// large Append's data while Append frames and writes the rest, and the
+// Sync that follows waits only for the last few MiB. The call only
+// queues pages for writing: it does not wait for the write-back started
+// before (SYNC_FILE_RANGE_WAIT_BEFORE, which pebble's vfs.File.SyncTo
+// adds, would hold up Append, and with it a Raft leader's sends to its
+// followers, on a busy disk), and it does not check for write-back errors
+// (a waiting call would take a failed write-back's error, which the
+// kernel reports once per open file, from the next fdatasync, and a Sync
+// could then report the entries durable). It is only a hint: durability
+// is Sync's fdatasync. A failed start is a write failure (sticky); a
+// platform or file system without the call, or a file without a
+// descriptor (the in-memory file system), has no write-back. A Sync's own
+// flush starts none, nor do Syncs of less than WritebackBytes each: most
+// of the broker's (a few batches of at most 1 MiB per Sync) do not; a
+// follower catching up by many MiB between Syncs does.
 //
 // Measured with the interleaved benchmark at 64 KiB (64 MiB per Sync; 100
 // batches per run, 2026-11-25, alternated): ratio-% without it 91.8,
-// 90.9, 90.4, 89.9; every 4 MiB 107.8, 106.5, 101.9, 102.0; every 1 MiB
-// 96.6, 98.3; every 16 MiB 100.4, 97.9 (all with the call made by
-// Append itself; made by the goroutine, two pairs against Append's own
-// call: 97.6, 98.1 against 98.0, 100.3). The baseline's disk is idle
-// while it writes, the log's is not. An earlier
+// 90.9, 90.4, 89.9; with vfs.File.SyncTo (SYNC_FILE_RANGE_WAIT_BEFORE
+// too) every 4 MiB 107.8, 106.5, 101.9, 102.0, every 1 MiB 96.6, 98.3,
+// every 16 MiB 100.4, 97.9; with the same call made by a goroutine, so
+// that Append did not wait, 98.1, 90.0, 96.9 (median-ratio-% 101.7, 98.3,
+// 100.9), against SYNC_FILE_RANGE_WRITE alone, made by Append, 98.8,
+// 98.2, 97.1 (median-ratio-% 106.9, 106.0, 104.2) in the same runs. The
+// baseline's disk is idle while it writes, the log's is not. An earlier
 // try (every 1 MiB chunk, recorded in commit 926cd24, another machine)
 // spent as long blocked in the calls as it took off the fdatasync, and
-// was left out; why it pays now is not settled (the step is 4 MiB and
-// each start first waits for the one before). 100 B and 1 KiB batches
+// was left out; why it pays now is not settled. 100 B and 1 KiB batches
 // (100 KB and 1 MB per Sync) never start it.
 //
 // # Preallocation

@@ -161,9 +161,6 @@ func smallOptions() Options {
 	// system every segment is written with zeros to 16 KiB at creation,
 	// so every test runs over zero tails.
 	o.PreallocateBytes = 4 << 20
-	// Write-back starts every few writes, so the crash and error
-	// injection workloads go through it (SyncTo) too.
-	o.WritebackBytes = 4 << 10
 	o.Now = fakeClock(time.UnixMilli(1_700_000_000_000))
 	return o
 }

@@ -46,12 +46,14 @@ type Log struct {
 	allocEnd    int64
 	noFallocate bool // fallocate is not supported: no preallocation
 	// wbFile and wbEnd are where write-back was last started (or a Sync
-	// flushed to): writer state, under flushMu. noWriteback turns it off;
-	// wb runs the starts (see writeback.go).
-	wbFile      vfs.File
-	wbEnd       int64
-	noWriteback atomic.Bool
-	wb          writeback
+	// flushed to); noWriteback turns it off; startWriteRange, if not nil,
+	// replaces the system call (tests). See writeback.go. Writer state,
+	// under flushMu.
+	wbFile          vfs.File
+	wbEnd           int64
+	noWriteback     bool
+	syncing         bool // Sync is flushing: no write-back start
+	startWriteRange func(fd uintptr, off, n int64) error
 	// syncedEnd is the active segment's flushedEnd at its last Sync
 	// (syncMu); syncBytes the average bytes a Sync wrote, which decides
 	// whether preallocating pays (see prealloc.go).
@@ -676,7 +678,6 @@ func (l *Log) Close() error {
 	defer l.flushMu.Unlock()
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
-	l.waitWriteback(true) // before l.err is read: a failed start sets it
 	l.mu.RLock()
 	closed, err := l.closed, l.err
 	l.mu.RUnlock()

@@ -65,18 +65,18 @@ type Options struct {
 	// about 30,000 of 100 B entries grows the file.
 	PreallocateBytes int64
 	// WritebackBytes starts the kernel writing the active segment's data to
-	// the disk, without waiting for them to reach it (sync_file_range through
-	// vfs.File.SyncTo), once this many bytes were written to it since the
-	// last Sync or the last such start: a Sync after a large Append then
-	// finds most of the data on the disk already, its write-back having run
-	// while Append framed and wrote the rest (see the package
+	// the disk, without waiting for it (sync_file_range with
+	// SYNC_FILE_RANGE_WRITE), once this many bytes were written to it since
+	// the last Sync or the last such start: a Sync after a large Append
+	// then finds most of the data on the disk already, its write-back
+	// having run while Append framed and wrote the rest (see the package
 	// documentation, Write-back). It never makes anything durable: Sync's
-	// fdatasync does. On a file system where SyncTo is a full data sync
-	// (pebble's vfs uses sync_file_range on ext2/3/4 only) the log stops
-	// after the first one. Zero disables it. Default 4 MiB: four write
-	// buffers, above the broker's usual Sync (a few batches of at most
-	// 1 MiB), so it is Appends of several MiB between Syncs (a follower
-	// catching up, the benchmark's 64 KiB entries) that start it.
+	// fdatasync does. Files without a descriptor, and platforms or file
+	// systems without the call, have none. Zero disables it. Default
+	// 4 MiB: four write buffers, above the broker's usual Sync (a few
+	// batches of at most 1 MiB), so it is Appends of several MiB between
+	// Syncs (a follower catching up, the benchmark's 64 KiB entries) that
+	// start it.
 	WritebackBytes int64
 	// Now is the wall clock used for rolling by age and segment creation
 	// times. Default time.Now.

@@ -129,8 +129,7 @@ func (l *Log) writeActive(file vfs.File, path string, b []byte, pos int64) error
 		return fmt.Errorf("segmentlog: write %s: %w", path, err)
 	}
 	l.allocEnd = max(l.allocEnd, end)
-	l.startWriteback(file, path, end)
-	return nil
+	return l.startWriteback(file, path, end)
 }
 
 // extendAhead extends the active segment's file (file, at path) ahead of

@@ -41,7 +41,6 @@ func (l *Log) TruncateAfter(index uint64) error {
 }
 
 func (l *Log) truncateLocked(index uint64) error {
-	l.waitWriteback(true) // the active file may be closed below
 	if _, err := l.flush(); err != nil {
 		return err
 	}
@@ -208,7 +207,6 @@ func (l *Log) ResetOffsets(nextIndex, prevTerm, nextOffset uint64) error {
 }
 
 func (l *Log) resetLocked(nextIndex, prevTerm, nextOffset uint64) error {
-	l.waitWriteback(true) // the active file is closed below
 	old := l.segments
 	h := segmentHeader{firstIndex: nextIndex, prevTerm: prevTerm, firstOffset: nextOffset,
 		generation: l.generation + 1, createdMs: l.opts.Now().UnixMilli()}

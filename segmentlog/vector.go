@@ -209,6 +209,5 @@ func (l *Log) writeVector(file vfs.File, path string, pos int64) error {
 		}
 	}
 	l.allocEnd = max(l.allocEnd, end)
-	l.startWriteback(file, path, end)
-	return nil
+	return l.startWriteback(file, path, end)
 }

@@ -471,7 +471,9 @@ func (l *Log) Sync() (uint64, error) {
 		return durable, nil
 	}
 	l.flushMu.Lock()
+	l.syncing = true // the fdatasync writes back what this flush writes
 	covered, err := l.flush()
+	l.syncing = false
 	l.mu.RLock()
 	file, path, end := l.writeFile, l.active().path, l.flushedEnd
 	l.mu.RUnlock()
@@ -484,10 +486,6 @@ func (l *Log) Sync() (uint64, error) {
 	if err := file.SyncData(); err != nil {
 		return 0, l.setSticky(fmt.Errorf("segmentlog: sync %s: %w", path, err))
 	}
-	// A write-back start running beside the fdatasync may have taken the
-	// write-back error the fdatasync would have reported (see
-	// writeback.go): the log has failed once it finishes.
-	l.waitWriteback(false)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -511,7 +509,6 @@ func (l *Log) roll() error {
 }
 
 func (l *Log) rollLocked() error {
-	l.waitWriteback(true) // the old file is closed below
 	covered, err := l.flush()
 	if err != nil {
 		return err

@@ -650,10 +650,16 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		case errors.Is(err, protocol.CodeUnknownMember):
 			// Expired: every partition is gone; join again.
 			g.dropAll(ctx)
+			joinSent := time.Now()
 			reply, err = g.join(ctx)
 			g.setFailed(err)
 			if err == nil {
+				// The coordinator heard the join: the new session
+				// runs from then, not from the last heartbeat of the
+				// expired one.
+				lastHeard = joinSent
 				haveReply = true
+				interval = time.Duration(max(reply.HeartbeatIntervalMs, 10)) * time.Millisecond
 			} else {
 				timer.Reset(interval)
 			}

@@ -238,7 +238,8 @@ func (c *Consumer) Seek(ctx context.Context, topic string, partition uint32, pos
 
 // fetchFrom starts tp's fetcher at offset, in place of any running one,
 // without a request: Seek once it resolved its position, and a group
-// member restarting a stopped fetcher at a position it holds.
+// member starting a partition at the offset its claim read, or restarting
+// a stopped fetcher at a position it holds.
 func (c *Consumer) fetchFrom(tp topicPartition, offset uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -884,8 +884,11 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 			g.unpolled[tp] = true
 		}
 		g.mu.Unlock()
-		if err := g.consumer.Seek(claimCtx, gp.Topic, gp.Partition, AtOffset(start)); err != nil {
-			g.client.logger.Warn("raftmq: start assigned partition", "partition", tp, "error", err)
+		// The claim read every offset the start needs: no request here
+		// (a Seek's list-offsets, one partition after the other within
+		// the claim's timeout, dropped the partitions past it).
+		if err := g.consumer.fetchFrom(topicPartition{gp.Topic, gp.Partition}, start); err != nil {
+			// The consumer is closed: the member is closing.
 			g.mu.Lock()
 			g.forgetLocked(tp)
 			g.mu.Unlock()

@@ -200,7 +200,9 @@ type GroupConsumer struct {
 	changes *nats.Subscription
 	stop    chan struct{}
 	done    chan struct{} // closed when run and autoCommitLoop returned
-	failed  error         // why the member cannot rejoin, while it cannot (setFailed)
+	// closeDone is closed when the first Close returns.
+	closeDone chan struct{}
+	failed    error // why the member cannot rejoin, while it cannot (setFailed)
 }
 
 // NewGroupConsumer joins group for topics and starts heartbeating. The
@@ -239,7 +241,7 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		unpolled:  map[TopicPartition]bool{},
 		stalled:   map[TopicPartition]uint64{},
 		committed: map[TopicPartition]uint64{},
-		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), closeDone: make(chan struct{}),
 		// Heartbeat numbers start at the wall clock in nanoseconds, so a
 		// process that comes back with the same member id (WithMemberID)
 		// numbers above every heartbeat of the one before it, whose
@@ -499,15 +501,28 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 // (a signal handler) while a batch is still being processed, Close commits
 // that batch too, and its records are lost if the process exits before it
 // finishes them. To close from elsewhere, use WithCommitOnClose(false) and
-// commit with CommitOffsets what the application is done with.
+// commit with CommitOffsets what the application is done with. A Close
+// while another runs waits for it (or until its own ctx ends) and returns
+// nil once it did.
 func (g *GroupConsumer) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
-		return nil
+		select {
+		case <-g.closeDone:
+			return nil
+		default:
+		}
+		select {
+		case <-g.closeDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("clients: close: %w", ctx.Err())
+		}
 	}
 	g.closed = true
 	g.mu.Unlock()
+	defer close(g.closeDone)
 	close(g.stop)
 	<-g.done
 	_ = g.changes.Unsubscribe()

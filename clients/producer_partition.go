@@ -777,8 +777,11 @@ func (pp *partitionProducer) reportTogether(records []*Record, err error) []*Rec
 // ErrClosed. An idempotent batch acknowledged after earlier ones of its
 // epoch proves that they were written too, but not at which offsets
 // (other producers' records may lie between), and a success reports its
-// record's offset; so they fail with ErrClosed like any other.
+// record's offset; so they fail with ErrClosed like any other. Replies
+// queued before the stop are handled first: an acknowledgement that
+// arrived is an outcome the producer has.
 func (pp *partitionProducer) abort() {
+	pp.handleReplies()
 	for _, batch := range pp.window {
 		err := ErrClosed
 		if batch.state == batchDone {

@@ -194,7 +194,10 @@ type GroupConsumer struct {
 	// Seq never reports an older Owned list, and the coordinator can tell
 	// a late copy of a heartbeat this member gave up on from a newer one.
 	heartbeatSeq uint64
-	closed       bool
+	// heartbeatInterval is the coordinator's last heartbeat interval,
+	// which run leaves here when it returns.
+	heartbeatInterval time.Duration
+	closed            bool
 
 	wake    chan struct{} // capacity 1: heartbeat now
 	changes *nats.Subscription
@@ -492,7 +495,9 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 }
 
 // Close stops consuming, commits the offsets of every record Poll returned
-// (WithCommitOnClose) and leaves the group, so its partitions move at once.
+// (WithCommitOnClose; the member goes on heartbeating meanwhile, so a slow
+// commit does not get it expired) and leaves the group, so its partitions
+// move at once.
 // A Poll waiting for records returns ErrClosed. Close does not close the
 // Client.
 //
@@ -528,7 +533,15 @@ func (g *GroupConsumer) Close(ctx context.Context) error {
 	_ = g.changes.Unsubscribe()
 	var errs []error
 	if g.config.commitOnClose {
+		// The member still owns its partitions until it leaves: a commit
+		// slower than the session timeout must not get it expired, its
+		// partitions moved and the commit fenced by their next owner.
+		g.mu.Lock()
+		interval := g.heartbeatInterval
+		g.mu.Unlock()
+		stopKeeping := g.keepSession(context.Background(), interval, nil)
 		errs = append(errs, g.Commit(ctx))
+		stopKeeping()
 	}
 	g.consumer.Close()
 	var reply protocol.DeleteGroupReply // any reply with an error field
@@ -618,6 +631,11 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 		cancel()
 	}()
 	interval := time.Duration(max(first.HeartbeatIntervalMs, 10)) * time.Millisecond
+	defer func() {
+		g.mu.Lock()
+		g.heartbeatInterval = interval // for Close's commit (keepSession)
+		g.mu.Unlock()
+	}()
 	reply, haveReply := first, true
 	// lastHeard is when the last heartbeat the coordinator answered was
 	// sent: the coordinator heard the member at or after it, so its
@@ -707,6 +725,17 @@ func (g *GroupConsumer) run(first protocol.HeartbeatReply) {
 // succeeds. Their replies are not acted on; run's next heartbeat is. It returns reconcile's result and when the last
 // of those heartbeats the coordinator answered was sent (zero if none).
 func (g *GroupConsumer) reconcileKeepingSession(ctx context.Context, reply protocol.HeartbeatReply, interval time.Duration) (released bool, heard time.Time) {
+	stopKeeping := g.keepSession(ctx, interval, reply.Assigned)
+	released = g.reconcile(ctx, reply)
+	return released, stopKeeping()
+}
+
+// keepSession heartbeats every interval, listing the partitions owned at
+// the time and claiming, until ctx ends or the returned stop is called,
+// while the caller does something that may outlast the session timeout.
+// The replies are not acted on. stop returns when the last heartbeat the
+// coordinator answered was sent (zero if none).
+func (g *GroupConsumer) keepSession(ctx context.Context, interval time.Duration, claiming []protocol.GroupPartition) (stop func() time.Time) {
 	keepCtx, stopKeeping := context.WithCancel(ctx)
 	kept := make(chan time.Time, 1)
 	go func() {
@@ -722,7 +751,7 @@ func (g *GroupConsumer) reconcileKeepingSession(ctx context.Context, reply proto
 			}
 			hbCtx, hbCancel := context.WithTimeout(keepCtx, interval)
 			sent := time.Now()
-			_, err := g.heartbeatOwning(hbCtx, reply.Assigned)
+			_, err := g.heartbeatOwning(hbCtx, claiming)
 			hbCancel()
 			if err == nil {
 				last = sent
@@ -730,9 +759,10 @@ func (g *GroupConsumer) reconcileKeepingSession(ctx context.Context, reply proto
 			timer.Reset(interval)
 		}
 	}()
-	released = g.reconcile(ctx, reply)
-	stopKeeping()
-	return released, <-kept
+	return func() time.Time {
+		stopKeeping()
+		return <-kept
+	}
 }
 
 // reconcile applies an assignment: it revokes (stop, callback, commit,

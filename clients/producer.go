@@ -59,8 +59,12 @@ type Producer struct {
 	recordsCompleted chan struct{}
 	closed           bool
 	workers          sync.WaitGroup
-	stop             chan struct{} // closed by Close after the final flush
-	closeDone        chan struct{} // closed when the first Close returns
+	stop             <-chan struct{} // closed by Close after the final flush (stopped.Done())
+	// stopped ends with stop: the partition producers' requests derive
+	// from it, so a Close whose context ended does not wait for them.
+	stopped   context.Context
+	stopAll   context.CancelFunc
+	closeDone chan struct{} // closed when the first Close returns
 }
 
 type topicPartition struct {
@@ -97,6 +101,7 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	if !config.idempotenceOff {
 		producerID = newProducerID()
 	}
+	stopped, stopAll := context.WithCancel(context.Background())
 	return &Producer{
 		producerID:    producerID,
 		client:        c,
@@ -105,7 +110,9 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 		partitions:    make(map[topicPartition]*partitionProducer),
 		sequences:     make(map[topicPartition]retiredSequence),
 		idle:          idle,
-		stop:          make(chan struct{}),
+		stop:          stopped.Done(),
+		stopped:       stopped,
+		stopAll:       stopAll,
 		closeDone:     make(chan struct{}),
 	}, nil
 }
@@ -479,7 +486,7 @@ func (p *Producer) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		flushErr = fmt.Errorf("clients: flush: %w", ctx.Err())
 	}
-	close(p.stop)
+	p.stopAll()
 	p.workers.Wait()
 	return flushErr
 }

@@ -505,17 +505,17 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 		pp.putBuilder(batch.builder) // the records' copy is in the request now
 		batch.builder = nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), client.config.requestTimeout)
+	ctx, cancel := context.WithTimeout(pp.producer.stopped, client.config.requestTimeout)
 	defer cancel()
 	if batch.needsRefresh {
 		batch.needsRefresh = false
 		if _, err := client.metadata.refresh(ctx, pp.tp.topic); err != nil {
-			return pp.retryLater(batch, attemptError(err))
+			return pp.retryLater(batch, pp.lookupError(err))
 		}
 	}
 	leader, err := client.metadata.leader(ctx, pp.tp.topic, pp.tp.partition)
 	if err != nil {
-		return pp.retryLater(batch, attemptError(err))
+		return pp.retryLater(batch, pp.lookupError(err))
 	}
 	if leader == 0 {
 		batch.needsRefresh = true
@@ -534,6 +534,16 @@ func (pp *partitionProducer) send(batch *pendingBatch) bool {
 		pp.fail(batch, err)
 	}
 	return true
+}
+
+// lookupError is the error an attempt's metadata lookup ended with:
+// ErrClosed once the producer stopped (Close's context ended; the
+// lookup's context derives from Producer.stopped), else attemptError's.
+func (pp *partitionProducer) lookupError(err error) error {
+	if pp.producer.stopped.Err() != nil {
+		return ErrClosed
+	}
+	return attemptError(err)
 }
 
 // attemptError turns the end of an attempt's own deadline (the context

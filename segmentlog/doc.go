@@ -423,7 +423,8 @@
 // writes), and again every WritebackBytes after. The disk then writes a
 // large Append's data while Append frames and writes the rest, and the
 // Sync that follows waits only for the last few MiB. The call only
-// queues pages for writing: it does not wait for the write-back started
+// queues pages for writing (it blocks only while the device's request
+// queue is full): it does not wait for the write-back started
 // before (SYNC_FILE_RANGE_WAIT_BEFORE, which pebble's vfs.File.SyncTo
 // adds, would hold up Append, and with it a Raft leader's sends to its
 // followers, on a busy disk), and it does not check for write-back errors

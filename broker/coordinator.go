@@ -54,6 +54,7 @@ type groupSessions struct {
 	lastSeen map[string]map[string]time.Time // group -> member -> last heartbeat
 	expiring map[string]bool                 // group+"\x00"+member: a leave is being proposed
 	seq      map[string]uint64               // group+"\x00"+member: highest heartbeat Seq served
+	pruned   time.Time                       // the last prune
 }
 
 func newGroupSessions() *groupSessions {
@@ -126,14 +127,10 @@ func (s *groupSessions) resetIfNewTermLocked(term uint64) {
 
 // expired returns the members of groups whose session ran out, marking
 // them as being expired; members never heard of in this term start now.
-// Groups and members no longer in groups (deleted, or gone by a leave the
-// coordinator did not serve) are forgotten, so a long term does not keep
-// every group it ever saw.
 func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.Time) [][2]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetIfNewTermLocked(term)
-	s.pruneLocked(groups)
 	var out [][2]string
 	for _, g := range groups {
 		if s.lastSeen[g.Name] == nil {
@@ -155,10 +152,28 @@ func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.T
 	return out
 }
 
-// pruneLocked forgets the sessions of groups and members not in groups.
-func (s *groupSessions) pruneLocked(groups []*consumerGroup) {
-	current := make(map[string]*consumerGroup, len(groups))
-	for _, g := range groups {
+// sessionPruneInterval is how often the coordinator forgets the sessions
+// of deleted groups and departed members (prune): a scan of every session,
+// under the lock heartbeats take, so not at every check.
+const sessionPruneInterval = 30 * time.Second
+
+// prune forgets, at most once per sessionPruneInterval, the sessions of
+// groups and members not in groups() (deleted, or gone by a leave the
+// coordinator did not serve), so a long term does not keep every group it
+// ever saw. groups is read under the sessions' lock: a heartbeat served
+// after a member's join applied finds the member in it, and its sequence
+// number is kept (a snapshot taken before could drop it, and let a late,
+// older copy of that heartbeat through).
+func (s *groupSessions) prune(groups func() []*consumerGroup, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.pruned) < sessionPruneInterval {
+		return
+	}
+	s.pruned = now
+	list := groups()
+	current := make(map[string]*consumerGroup, len(list))
+	for _, g := range list {
 		current[g.Name] = g
 	}
 	for name, members := range s.lastSeen {
@@ -388,6 +403,7 @@ func needsSync(g *consumerGroup, req *protocol.HeartbeatRequest, m *clusterMetad
 // tick; a leave that fails is proposed again at a later tick.
 func (b *Broker) expireMembers(now time.Time) {
 	term := b.controller.group.Status().Term
+	b.sessions.prune(b.controller.state.groupList, now)
 	for _, gm := range b.sessions.expired(term, b.controller.state.groupList(), now) {
 		if !b.track() {
 			return

@@ -255,7 +255,8 @@ func TestGroupSessionFailedExpiryIsRetriedAtNextCheck(t *testing.T) {
 }
 
 // The coordinator forgets the sessions of deleted groups and departed
-// members at its next check, instead of keeping them for the whole term.
+// members, at most once per sessionPruneInterval, instead of keeping them
+// for the whole term.
 func TestGroupSessionForgetsDeletedGroupsAndDepartedMembers(t *testing.T) {
 	sessions := newGroupSessions()
 	now := time.Unix(1000, 0)
@@ -268,24 +269,34 @@ func TestGroupSessionForgetsDeletedGroupsAndDepartedMembers(t *testing.T) {
 			t.Fatalf("first heartbeat of %v refused", gm)
 		}
 	}
-	sessions.expired(5, groups, now)
+	sessions.prune(func() []*consumerGroup { return groups }, now)
 	// Group h is deleted; b leaves g by a path the coordinator did not serve.
 	delete(groups[0].Members, "b")
-	sessions.expired(5, groups[:1], now.Add(time.Millisecond))
+	groups = groups[:1]
+	kept := func(group, member string) bool {
+		sessions.mu.Lock()
+		defer sessions.mu.Unlock()
+		_, seen := sessions.lastSeen[group][member]
+		_, seq := sessions.seq[group+"\x00"+member]
+		return seen || seq
+	}
+	sessions.prune(func() []*consumerGroup { return groups }, now.Add(sessionPruneInterval/2))
+	if !kept("h", "c") || !kept("g", "b") {
+		t.Fatal("sessions pruned twice within sessionPruneInterval")
+	}
+	sessions.prune(func() []*consumerGroup { return groups }, now.Add(sessionPruneInterval))
+	if kept("h", "c") {
+		t.Error("deleted group h still has sessions")
+	}
+	if kept("g", "b") {
+		t.Error("departed member b still has a session")
+	}
+	if !kept("g", "a") {
+		t.Error("member a's session was dropped")
+	}
 	sessions.mu.Lock()
 	defer sessions.mu.Unlock()
 	if _, ok := sessions.lastSeen["h"]; ok {
-		t.Errorf("deleted group h still has sessions: %v", sessions.lastSeen["h"])
-	}
-	if _, ok := sessions.lastSeen["g"]["b"]; ok {
-		t.Error("departed member b still has a session")
-	}
-	if _, ok := sessions.lastSeen["g"]["a"]; !ok {
-		t.Error("member a's session was dropped")
-	}
-	for key := range sessions.seq {
-		if key != "g\x00a" {
-			t.Errorf("heartbeat sequence kept for %q", key)
-		}
+		t.Errorf("deleted group h still has a session map: %v", sessions.lastSeen["h"])
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -205,7 +206,11 @@ type GroupConsumer struct {
 	done    chan struct{} // closed when run and autoCommitLoop returned
 	// closeDone is closed when the first Close returns.
 	closeDone chan struct{}
-	failed    error // why the member cannot rejoin, while it cannot (setFailed)
+	// inCallback counts the application's callbacks (OnAssigned,
+	// OnRevoked, OnLost) running: a Close from one of them while another
+	// Close runs returns at once, since the first waits for the callback.
+	inCallback atomic.Int32
+	failed     error // why the member cannot rejoin, while it cannot (setFailed)
 }
 
 // NewGroupConsumer joins group for topics and starts heartbeating. The
@@ -508,11 +513,18 @@ func (g *GroupConsumer) commitPositions(ctx context.Context, only []TopicPartiti
 // finishes them. To close from elsewhere, use WithCommitOnClose(false) and
 // commit with CommitOffsets what the application is done with. A Close
 // while another runs waits for it (or until its own ctx ends) and returns
-// nil once it did.
+// nil once it did, except while a callback runs (it may be the caller,
+// which the first Close waits for): it then returns nil at once. Close
+// heartbeats while it commits, until its ctx ends.
 func (g *GroupConsumer) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
+		if g.inCallback.Load() > 0 {
+			// Maybe from the callback itself, on the goroutine the
+			// first Close waits for: waiting would never end.
+			return nil
+		}
 		select {
 		case <-g.closeDone:
 			return nil
@@ -539,7 +551,8 @@ func (g *GroupConsumer) Close(ctx context.Context) error {
 		g.mu.Lock()
 		interval := g.heartbeatInterval
 		g.mu.Unlock()
-		stopKeeping := g.keepSession(context.Background(), interval, nil)
+		// Not past ctx: then the member expires as it would have.
+		stopKeeping := g.keepSession(ctx, interval, nil)
 		errs = append(errs, g.Commit(ctx))
 		stopKeeping()
 	}
@@ -816,7 +829,7 @@ func (g *GroupConsumer) revoke(ctx context.Context, partitions []TopicPartition)
 		g.consumer.Unassign(tp.Topic, tp.Partition)
 	}
 	if g.config.onRevoked != nil {
-		g.config.onRevoked(ctx, partitions)
+		g.callback(ctx, g.config.onRevoked, partitions)
 	}
 	if g.config.autoCommitInterval > 0 {
 		commitCtx, cancel := context.WithTimeout(ctx, g.client.config.requestTimeout)
@@ -879,9 +892,9 @@ func (g *GroupConsumer) reportLost(ctx context.Context, lost []TopicPartition) {
 	sortTopicPartitions(lost)
 	switch {
 	case g.config.onLost != nil:
-		g.config.onLost(ctx, lost)
+		g.callback(ctx, g.config.onLost, lost)
 	case g.config.onRevoked != nil:
-		g.config.onRevoked(ctx, lost)
+		g.callback(ctx, g.config.onRevoked, lost)
 	}
 }
 
@@ -942,8 +955,16 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		started = append(started, tp)
 	}
 	if len(started) > 0 && g.config.onAssigned != nil {
-		g.config.onAssigned(ctx, started)
+		g.callback(ctx, g.config.onAssigned, started)
 	}
+}
+
+// callback calls the application's f with partitions, counted in
+// inCallback while it runs.
+func (g *GroupConsumer) callback(ctx context.Context, f func(context.Context, []TopicPartition), partitions []TopicPartition) {
+	g.inCallback.Add(1)
+	defer g.inCallback.Add(-1)
+	f(ctx, partitions)
 }
 
 func sortGroupPartitions(s []protocol.GroupPartition) {

@@ -221,7 +221,9 @@
 // configuration (it neither campaigns nor receives anything) until
 // AdminAddController adds it as a learner, which the controller leader
 // promotes once it caught up; AdminRemoveController removes a member with a
-// joint-consensus change (never the last voter). A broker outside the
+// joint-consensus change (never the last voter, nor one whose removal
+// leaves voters the leader has no answering majority of: the joint
+// configuration could then never commit). A broker outside the
 // controller configuration ignores its own replica's idea of the leader.
 // A bootstrap broker with an empty controller log first asks the other
 // bootstrap brokers for the controller membership: if a running cluster's

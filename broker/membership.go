@@ -529,6 +529,11 @@ func (b *Broker) changeController(ctx context.Context, data []byte, add bool) pr
 		case slices.Equal(conf.Voters, []uint64{id}):
 			return fail(protocol.Errorf(protocol.CodeInvalidArgument, "broker %d is the last controller voter; add another first", id))
 		}
+		if remaining, silent := b.controllerVotersLeftSilent(ctx, id); silent != nil {
+			return fail(protocol.Errorf(protocol.CodeInvalidArgument,
+				"removing broker %d would leave controller voters %v, of which %v are down or not answering: they would hold no quorum, "+
+					"and the controller would stop until they are back; start them first, or remove a broker that is down", id, remaining, silent))
+		}
 		err = b.controller.group.ChangeMembership(ctx, raft.MembershipChange{Remove: []uint64{id}})
 	}
 	if err != nil {
@@ -536,6 +541,40 @@ func (b *Broker) changeController(ctx context.Context, data []byte, add bool) pr
 	}
 	after := b.controller.group.Status().Configuration
 	return protocol.ControllerMemberReply{Version: protocol.APIVersion, Controller: groupMembership(after)}
+}
+
+// controllerVotersLeftSilent returns the controller voters that would
+// remain without id and, when the leader has not heard a majority of them
+// confirm its configuration (raft.Status.Unconfirmed; itself counts), the
+// ones it has not: nil when they would hold a quorum. Removing a voter
+// goes through a joint configuration that needs a majority of the
+// remaining voters; without one it never commits, no leader can be
+// elected, and there is no way back until the silent voters return. A
+// voter that is merely slow to confirm gets up to two election timeouts
+// (within ctx). On a broker that is not the controller leader it returns
+// nil (the change then fails as not_leader).
+func (b *Broker) controllerVotersLeftSilent(ctx context.Context, id uint64) (remaining, silent []uint64) {
+	deadline := time.Now().Add(2 * b.cfg.ElectionTimeout)
+	for attempt := 0; ; attempt++ {
+		st := b.controller.group.Status()
+		if st.Role != raft.RoleLeader {
+			return nil, nil
+		}
+		remaining = slices.DeleteFunc(slices.Clone(st.Configuration.Voters), func(v uint64) bool { return v == id })
+		silent = nil
+		for _, v := range remaining {
+			if slices.Contains(st.Unconfirmed, v) {
+				silent = append(silent, v)
+			}
+		}
+		if len(remaining)-len(silent) > len(remaining)/2 {
+			return remaining, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return remaining, silent
+		}
+		waitBackoff(ctx, attempt)
+	}
 }
 
 // addControllerVoter adds id as a learner (unless it is one) and promotes

@@ -309,7 +309,8 @@ func (c *Client) AddController(ctx context.Context, id uint64) (GroupMembership,
 }
 
 // RemoveController removes broker id from the controller group (a leader
-// removing itself steps down). Removing the last voter is refused.
+// removing itself steps down). Removing the last voter is refused, as is
+// removing one when the voters left would not have a majority running.
 func (c *Client) RemoveController(ctx context.Context, id uint64) (GroupMembership, error) {
 	return c.changeController(ctx, protocol.AdminRemoveController, id)
 }

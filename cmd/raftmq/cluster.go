@@ -276,7 +276,8 @@ Usage: raftmq %s ID [--server URLS] [--json]
 %s the controller group's voters (a broker added joins as a learner and
 is promoted once it caught up with the controller log; it need not be in the
 brokers' --bootstrap list, but it must be running). Removing the last voter
-is refused. --json prints the controller group after the change:
+is refused, as is removing one when the voters left would not have a
+majority running (remove the broker that is down, or start it first). --json prints the controller group after the change:
 
   {"voters":[IDs],"learners":[IDs]}
 

@@ -388,7 +388,7 @@ func (b *Broker) topicInfo(m *clusterMetadata, name string) protocol.TopicInfo {
 			pi.CommitIndex, pi.HighWatermark = st.CommitIndex, st.HighWatermark
 		}
 		b.addMembership(&pi, p, st, ok)
-		pi.Failed = b.failedOn(p.GroupID, p.Replicas)
+		pi.Failed = b.failedOn(p.GroupID, p.runningOn())
 		info.Partitions = append(info.Partitions, pi)
 	}
 	return info

@@ -74,6 +74,20 @@ func (p partitionMeta) hasReplica(id uint64) bool {
 	return slices.Contains(p.Replicas, id) || slices.Contains(p.Target, id) || slices.Contains(p.Leaving, id)
 }
 
+// runningOn lists the brokers that run a replica of the partition
+// (hasReplica): Replicas, then the others of Target and Leaving. A
+// reassignment waits for its target's replicas, so a failed one there
+// is what the cluster status must show.
+func (p partitionMeta) runningOn() []uint64 {
+	out := slices.Clone(p.Replicas)
+	for _, id := range slices.Concat(p.Target, p.Leaving) {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // bootstrapVoters is the group's configuration as of index 0.
 func (p partitionMeta) bootstrapVoters() []uint64 {
 	if p.Bootstrap != nil {

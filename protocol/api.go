@@ -690,7 +690,8 @@ type PartitionInfo struct {
 	Target []uint64 `json:"target,omitempty"`
 	// Failed lists the brokers whose replica of the partition a storage
 	// error stopped and which have not restarted it yet
-	// (BrokerStatus.FailedReplicas).
+	// (BrokerStatus.FailedReplicas): of Replicas, and of Target while a
+	// reassignment runs.
 	Failed []uint64 `json:"failed,omitempty"`
 }
 

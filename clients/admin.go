@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftmq/raftmq/protocol"
@@ -259,10 +260,18 @@ func (c *Client) ReplaceBroker(ctx context.Context, old, replacement uint64) ([]
 	return reply.Reassignments, nil
 }
 
+// ErrReassignmentCancelled is returned by WaitReassignments for moves that
+// ended without reaching their To list: cancelled (CancelReassignment), or
+// followed by another move before the wait saw them done.
+var ErrReassignmentCancelled = errors.New("clients: reassignment cancelled")
+
 // WaitReassignments waits until every move is done (the partition's
 // replicas are its To list and no reassignment is in progress), polling
-// the cluster status. progress, when not nil, is called after each poll
-// with the status of the moved partitions that are not done yet.
+// the cluster status. A move that is no longer in progress without being
+// done (cancelled, so the partition moves back or is back) stops counting;
+// once the others are done, the error matches ErrReassignmentCancelled and
+// names those moves. progress, when not nil, is called after each poll
+// with the status of the moved partitions still moving to their To list.
 func (c *Client) WaitReassignments(ctx context.Context, moves []Reassignment, progress func(pending []PartitionStatus)) error {
 	for {
 		status, err := c.ClusterStatus(ctx)
@@ -271,6 +280,7 @@ func (c *Client) WaitReassignments(ctx context.Context, moves []Reassignment, pr
 		}
 		var pending []PartitionStatus
 		if err == nil {
+			var cancelled []string
 			for _, move := range moves {
 				i := slices.IndexFunc(status.Partitions, func(p PartitionStatus) bool {
 					return p.Topic == move.Topic && p.Partition == move.Partition
@@ -278,12 +288,23 @@ func (c *Client) WaitReassignments(ctx context.Context, moves []Reassignment, pr
 				if i < 0 {
 					continue // the topic was deleted
 				}
-				if p := status.Partitions[i]; len(p.Target) > 0 || !slices.Equal(p.Replicas, move.To) {
+				switch p := status.Partitions[i]; {
+				case len(p.Target) == 0 && slices.Equal(p.Replicas, move.To): // done
+				case slices.Equal(p.Target, move.To):
 					pending = append(pending, p)
+				default:
+					now := fmt.Sprintf("replicas now %v, no move in progress", p.Replicas)
+					if len(p.Target) > 0 {
+						now = fmt.Sprintf("replicas %v, moving to %v", p.Replicas, p.Target)
+					}
+					cancelled = append(cancelled, fmt.Sprintf("%s/%d to %v (%s)", p.Topic, p.Partition, move.To, now))
 				}
 			}
 			if progress != nil {
 				progress(pending)
+			}
+			if len(pending) == 0 && len(cancelled) > 0 {
+				return fmt.Errorf("%w: %s", ErrReassignmentCancelled, strings.Join(cancelled, "; "))
 			}
 			if len(pending) == 0 {
 				return nil

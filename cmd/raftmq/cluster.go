@@ -154,7 +154,8 @@ OLD's place in each replica list (OLD may be down, NEW must be running).
 NEW joins each partition as a learner, catches up (from a snapshot and the
 retained log when retention deleted the start), is promoted, and OLD is
 removed; producers keep publishing meanwhile. Waits until every move is
-done, showing progress, unless --no-wait. --json prints the moves:
+done, showing progress, unless --no-wait; fails naming the moves someone
+cancelled meanwhile. --json prints the moves:
 
   {"reassignments":[{"topic":T,"partition":P,"from":[IDs],"to":[IDs]}],"done":BOOL}
 

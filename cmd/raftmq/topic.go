@@ -327,7 +327,8 @@ first is the preferred leader). New brokers join as learners, catch up
 (from a snapshot and the retained log when retention deleted the start)
 and are promoted; brokers not in IDS are then removed and delete their copy.
 Producers keep publishing meanwhile. Waits until the move is done, showing
-progress, unless --no-wait. --cancel turns a move in progress back to the
+progress, unless --no-wait (and fails if the move is cancelled meanwhile).
+--cancel turns a move in progress back to the
 partition's replicas (say, when a target broker died); brokers only the
 cancelled target named drop their copy. --json prints the move:
 

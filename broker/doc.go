@@ -260,7 +260,8 @@
 // reported the move back done, then delete it. A cancel is refused while a
 // broker the move back returns the replica to (one the cancelled target
 // left out) is down: the move back could not finish, and nothing could
-// cancel it in turn.
+// cancel it in turn. A cancel of a move back is refused too: it has
+// nothing to turn back.
 //
 // # Concurrency
 //

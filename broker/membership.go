@@ -278,6 +278,15 @@ func (b *Broker) membershipAdmin(ctx context.Context, op string, data []byte) an
 				if p.Target == nil {
 					gaining = nil
 				}
+				if p.Target != nil && slices.Equal(p.Target, p.Replicas) {
+					// Only a cancel sets the target to the replicas: the
+					// move in progress is a move back, with nothing to
+					// turn back. (Accepted, it changed nothing and was
+					// answered with no move, which reads as done.)
+					return protocol.ReassignReply{Version: protocol.APIVersion, Error: protocol.Errorf(protocol.CodeInvalidArgument,
+						"the reassignment of %s/%d in progress is already a cancelled move going back to its replicas %v; follow it with the cluster status",
+						req.Topic, req.Partition, p.Replicas)}
+				}
 			}
 			for _, id := range gaining {
 				if !slices.Contains(holding, id) {

@@ -220,9 +220,10 @@ func (c *Client) ReassignPartition(ctx context.Context, topic string, partition 
 // the move: brokers only the cancelled target named are removed from the
 // partition's group and delete their copy. It returns the move back
 // (From the cancelled target, To the replicas); follow it with
-// WaitReassignments. A partition with no move in progress, or a broker the
-// move back would return the replica to that is down (start it, or let the
-// move finish), gives an error matching protocol.CodeInvalidArgument.
+// WaitReassignments. A partition with no move in progress, or whose move in
+// progress is already such a move back, or a broker the move back would
+// return the replica to that is down (start it, or let the move finish),
+// gives an error matching protocol.CodeInvalidArgument.
 func (c *Client) CancelReassignment(ctx context.Context, topic string, partition uint32) ([]Reassignment, error) {
 	return c.reassignPartition(ctx, protocol.ReassignPartitionRequest{Version: protocol.APIVersion, Topic: topic, Partition: partition, Cancel: true})
 }

@@ -201,6 +201,8 @@ func testReplicaRestartsAfterLogSyncFailure(t *testing.T, leads, writes bool) {
 	// with writes failing a restart succeeds and the replica fails again
 	// at its first append.
 	const stoppedMsg = "partition replica stopped by an error; restarting it after a backoff"
+	// The failure is recorded (and reported) just before it is logged.
+	waitFor(ctx, t, "the failure to be logged", func() bool { return count(stoppedMsg) > 0 })
 	if n := count(stoppedMsg); n != 1 && !writes {
 		t.Fatalf("the failure was logged %d times, want once", n)
 	}

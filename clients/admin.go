@@ -291,7 +291,10 @@ func (c *Client) WaitReassignments(ctx context.Context, moves []Reassignment, pr
 				}
 				switch p := status.Partitions[i]; {
 				case len(p.Target) == 0 && slices.Equal(p.Replicas, move.To): // done
-				case slices.Equal(p.Target, move.To):
+				case slices.Equal(p.Target, move.To) || status.ControllerLeader == 0:
+					// Without a controller leader the status is one
+					// broker's own view, which may not have the move
+					// yet: not evidence that it was cancelled.
 					pending = append(pending, p)
 				default:
 					now := fmt.Sprintf("replicas now %v, no move in progress", p.Replicas)

@@ -144,6 +144,10 @@ type Consumer struct {
 	iterators  []*protocol.RecordIterator // free ones, decompression buffers kept
 	record     Record                     // the record PollEach lends to its callback
 	takenStops uint64                     // stops when poll took the results it hands out
+
+	// testAfterReceive, when set (by tests), runs in Poll right after it
+	// received a fetch result, before it takes mu.
+	testAfterReceive func()
 }
 
 type partitionFetcher struct {

@@ -95,7 +95,9 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 		return 0, err
 	}
 	var errs []error
-	if len(c.buffered) == 0 {
+	// A result received from a fetcher stopped (Seek, Unassign) before mu
+	// is taken again is dropped: wait on for another.
+	for len(c.buffered) == 0 && len(errs) == 0 {
 		c.mu.Unlock()
 		var result *fetchResult
 		select {
@@ -104,6 +106,9 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 		case <-c.closing:
 			return 0, ErrClosed
 		case result = <-c.results:
+		}
+		if c.testAfterReceive != nil {
+			c.testAfterReceive()
 		}
 		c.mu.Lock()
 		c.acceptLocked(result, &errs)

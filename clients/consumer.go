@@ -237,18 +237,20 @@ func (c *Consumer) Seek(ctx context.Context, topic string, partition uint32, pos
 	if err != nil {
 		return err
 	}
-	return c.fetchFrom(topicPartition{topic, partition}, offsets.Offset)
+	_, err = c.fetchFrom(topicPartition{topic, partition}, offsets.Offset)
+	return err
 }
 
 // fetchFrom starts tp's fetcher at offset, in place of any running one,
 // without a request: Seek once it resolved its position, and a group
 // member starting a partition at the offset its claim read, or restarting
-// a stopped fetcher at a position it holds.
-func (c *Consumer) fetchFrom(tp topicPartition, offset uint64) error {
+// a stopped fetcher at a position it holds. It returns the fetcher's
+// generation, which pollGenerations reports with each of its records.
+func (c *Consumer) fetchFrom(tp topicPartition, offset uint64) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	c.stopLocked(tp)
 	c.generation++
@@ -259,7 +261,7 @@ func (c *Consumer) fetchFrom(tp topicPartition, offset uint64) error {
 		defer close(fetcher.done)
 		c.fetchLoop(fetchCtx, tp, fetcher.generation, offset)
 	}()
-	return nil
+	return fetcher.generation, nil
 }
 
 // Unassign stops consuming partitions of topic; with none listed, all of

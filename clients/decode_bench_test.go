@@ -31,7 +31,7 @@ func BenchmarkDecodeFetchedBatches(b *testing.B) {
 		records += 1000
 	}
 	consumer := &Consumer{config: consumerConfig{maxPollRecords: records}}
-	handOutAll := func(b *testing.B, prepare func(int), emit func(*Record, bool) bool) {
+	handOutAll := func(b *testing.B, prepare func(int), emit func(*Record, uint64, bool) bool) {
 		result, _, err := verifyFetched(data, 0, 0)
 		if err != nil {
 			b.Fatal(err)
@@ -58,7 +58,7 @@ func BenchmarkDecodeFetchedBatches(b *testing.B) {
 		b.ReportAllocs()
 		total := 0
 		for range b.N {
-			handOutAll(b, nil, func(r *Record, _ bool) bool {
+			handOutAll(b, nil, func(r *Record, _ uint64, _ bool) bool {
 				total += len(r.Value)
 				return true
 			})

@@ -179,6 +179,11 @@ type GroupConsumer struct {
 	// commit only these, never records it may still be processing.
 	processed map[TopicPartition]uint64
 	committed map[TopicPartition]uint64 // last offset committed
+	// fetchers holds the consumer's fetcher generation of each owned
+	// partition's current fetcher (set with the fetcher's start): Poll
+	// keeps only records it fetched, not those of a fetcher of a claim
+	// lost (and maybe claimed anew) while Poll ran.
+	fetchers map[TopicPartition]uint64
 	// unpolled holds the partitions whose position is the reset position
 	// resolved at assignment, with no record returned since: an explicit
 	// CommitOffsets of one sets its position, so Close and auto-commit do
@@ -211,6 +216,10 @@ type GroupConsumer struct {
 	// Close runs returns at once, since the first waits for the callback.
 	inCallback atomic.Int32
 	failed     error // why the member cannot rejoin, while it cannot (setFailed)
+
+	// testAfterConsumerPoll, when set (by tests), runs in Poll right after
+	// the consumer's Poll returned, before g.mu is taken.
+	testAfterConsumerPoll func()
 }
 
 // NewGroupConsumer joins group for topics and starts heartbeating. The
@@ -249,6 +258,7 @@ func (c *Client) NewGroupConsumer(ctx context.Context, group string, topics []st
 		unpolled:  map[TopicPartition]bool{},
 		stalled:   map[TopicPartition]uint64{},
 		committed: map[TopicPartition]uint64{},
+		fetchers:  map[TopicPartition]uint64{},
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), closeDone: make(chan struct{}),
 		// Heartbeat numbers start at the wall clock in nanoseconds, so a
 		// process that comes back with the same member id (WithMemberID)
@@ -322,31 +332,41 @@ func sortTopicPartitions(s []TopicPartition) {
 // cannot rejoin its group (it expired and the coordinator refuses it for
 // good, say because the group's topics differ), Poll returns why.
 func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
-	g.mu.Lock()
-	maps.Copy(g.processed, g.positions)
-	failed := g.failed
-	g.mu.Unlock()
-	if failed != nil {
-		return nil, failed
-	}
-	records, err := g.consumer.Poll(ctx)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.noteStalledLocked(err)
-	kept := records[:0]
-	for _, r := range records {
-		tp := TopicPartition{r.Topic, r.Partition}
-		if _, ok := g.owned[tp]; !ok {
-			continue // revoked meanwhile; its next owner reads it
+	for {
+		g.mu.Lock()
+		maps.Copy(g.processed, g.positions)
+		failed := g.failed
+		g.mu.Unlock()
+		if failed != nil {
+			return nil, failed
 		}
-		g.positions[tp] = max(g.positions[tp], r.Offset+1)
-		delete(g.unpolled, tp)
-		kept = append(kept, r)
+		records, generations, err := g.consumer.pollGenerations(ctx)
+		if g.testAfterConsumerPoll != nil {
+			g.testAfterConsumerPoll()
+		}
+		g.mu.Lock()
+		g.noteStalledLocked(err)
+		kept := records[:0]
+		for i, r := range records {
+			tp := TopicPartition{r.Topic, r.Partition}
+			if generation, ok := g.fetchers[tp]; !ok || generation != generations[i] {
+				// Revoked or lost meanwhile: its next owner, or this
+				// member's new claim, reads it from the committed offset.
+				continue
+			}
+			g.positions[tp] = max(g.positions[tp], r.Offset+1)
+			delete(g.unpolled, tp)
+			kept = append(kept, r)
+		}
+		if g.failed != nil && (err == nil || ctx.Err() != nil) {
+			err = g.failed // more telling than a Poll that timed out
+		}
+		g.mu.Unlock()
+		if len(kept) > 0 || err != nil {
+			return kept, err
+		}
+		// Every record was dropped: wait on for records, or ctx's end.
 	}
-	if g.failed != nil && (err == nil || ctx.Err() != nil) {
-		err = g.failed // more telling than a Poll that timed out
-	}
-	return kept, err
 }
 
 // noteStalledLocked marks the owned partitions whose fetcher stopped, as
@@ -374,9 +394,11 @@ func (g *GroupConsumer) restartStalled() {
 		if g.owned[tp] != epoch {
 			continue
 		}
-		if err := g.consumer.fetchFrom(topicPartition{tp.Topic, tp.Partition}, g.positions[tp]); err != nil {
+		generation, err := g.consumer.fetchFrom(topicPartition{tp.Topic, tp.Partition}, g.positions[tp])
+		if err != nil {
 			return // the consumer is closed: the member is closing
 		}
+		g.fetchers[tp] = generation
 		g.client.logger.Info("raftmq: restarted stopped partition", "group", g.group, "partition", tp, "offset", g.positions[tp])
 	}
 	clear(g.stalled)
@@ -853,6 +875,7 @@ func (g *GroupConsumer) forgetLocked(tp TopicPartition) {
 	delete(g.committed, tp)
 	delete(g.unpolled, tp)
 	delete(g.stalled, tp)
+	delete(g.fetchers, tp)
 }
 
 // dropAll forgets every partition without committing (the member's
@@ -865,6 +888,7 @@ func (g *GroupConsumer) dropAll(ctx context.Context) {
 	}
 	g.owned, g.positions, g.processed, g.committed = map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}, map[TopicPartition]uint64{}
 	g.unpolled, g.stalled = map[TopicPartition]bool{}, map[TopicPartition]uint64{}
+	g.fetchers = map[TopicPartition]uint64{}
 	g.mu.Unlock()
 	g.reportLost(ctx, lost)
 }
@@ -928,8 +952,9 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 				start = c.HighWatermark
 			}
 		}
-		// Owned before its fetcher starts: a Poll running meanwhile keeps
-		// only records of owned partitions, and would drop the first ones
+		// Owned, with its fetcher's generation, as its fetcher starts: a
+		// Poll running meanwhile keeps only records of the owned
+		// partitions' current fetchers, and would drop the first ones
 		// while the consumer's position passes them.
 		g.mu.Lock()
 		g.owned[tp] = gp.Epoch
@@ -941,17 +966,20 @@ func (g *GroupConsumer) assign(ctx context.Context, partitions []protocol.GroupP
 		if reset {
 			g.unpolled[tp] = true
 		}
-		g.mu.Unlock()
 		// The claim read every offset the start needs: no request here
 		// (a Seek's list-offsets, one partition after the other within
-		// the claim's timeout, dropped the partitions past it).
-		if err := g.consumer.fetchFrom(topicPartition{gp.Topic, gp.Partition}, start); err != nil {
+		// the claim's timeout, dropped the partitions past it). Under
+		// g.mu, so Poll knows the fetcher's generation by the time it
+		// can see the fetcher's records.
+		generation, err := g.consumer.fetchFrom(topicPartition{gp.Topic, gp.Partition}, start)
+		if err != nil {
 			// The consumer is closed: the member is closing.
-			g.mu.Lock()
 			g.forgetLocked(tp)
 			g.mu.Unlock()
 			continue
 		}
+		g.fetchers[tp] = generation
+		g.mu.Unlock()
 		started = append(started, tp)
 	}
 	if len(started) > 0 && g.config.onAssigned != nil {

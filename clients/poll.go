@@ -26,17 +26,38 @@ func (c *Consumer) Poll(ctx context.Context) ([]*Record, error) {
 	return collector.records, err
 }
 
+// pollGenerations is Poll that also returns, for each record, the
+// generation of the fetcher that fetched it (fetchFrom returned it).
+func (c *Consumer) pollGenerations(ctx context.Context) ([]*Record, []uint64, error) {
+	collector := recordCollector{keepGenerations: true}
+	_, err := c.poll(ctx, collector.prepare, collector.add)
+	return collector.records, collector.generations, err
+}
+
 // recordCollector builds Poll's result: Records allocated in chunks.
 type recordCollector struct {
 	records []*Record
 	slab    []Record // the current chunk
+	// generations, when keepGenerations, holds the fetcher generation of
+	// each record.
+	generations     []uint64
+	keepGenerations bool
 }
 
 // prepare sizes the result for up to total records.
-func (rc *recordCollector) prepare(total int) { rc.records = make([]*Record, 0, total) }
+func (rc *recordCollector) prepare(total int) {
+	rc.records = make([]*Record, 0, total)
+	if rc.keepGenerations {
+		rc.generations = make([]uint64, 0, total)
+	}
+}
 
-// add appends a copy of r (and of its bytes when copyBytes).
-func (rc *recordCollector) add(r *Record, copyBytes bool) bool {
+// add appends a copy of r (and of its bytes when copyBytes), fetched by
+// the fetcher of generation.
+func (rc *recordCollector) add(r *Record, generation uint64, copyBytes bool) bool {
+	if rc.keepGenerations {
+		rc.generations = append(rc.generations, generation)
+	}
 	if len(rc.slab) == cap(rc.slab) { // a new chunk; earlier records keep theirs
 		rc.slab = make([]Record, 0, max(min(cap(rc.records)-len(rc.records), recordChunk), 1))
 	}
@@ -76,14 +97,15 @@ const recordChunk = 128
 // returns false PollEach stops; the records not handed out yet stay for
 // the next Poll or PollEach.
 func (c *Consumer) PollEach(ctx context.Context, fn func(*Record) bool) (int, error) {
-	return c.poll(ctx, nil, func(r *Record, _ bool) bool { return fn(r) })
+	return c.poll(ctx, nil, func(r *Record, _ uint64, _ bool) bool { return fn(r) })
 }
 
 // poll is Poll and PollEach: it waits for fetched records, calls prepare
 // with (an upper bound of) how many it will hand out, then emit for each
-// record in turn. copyBytes says that the record's bytes live in the
-// decompression buffer, which the next batch reuses.
-func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(r *Record, copyBytes bool) bool) (int, error) {
+// record in turn, with the generation of its fetcher. copyBytes says that
+// the record's bytes live in the decompression buffer, which the next
+// batch reuses.
+func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(r *Record, generation uint64, copyBytes bool) bool) (int, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -194,7 +216,7 @@ func pendingRecords(results []*fetchResult) int {
 // partition was stopped meanwhile (by emit or another goroutine: Seek,
 // Unassign, Close drop the records not yet returned). A decode error (a
 // batch that verifyFetched accepted) ends it; the failed result is emptied.
-func (c *Consumer) handOut(results []*fetchResult, emit func(*Record, bool) bool) (int, *fetchResult) {
+func (c *Consumer) handOut(results []*fetchResult, emit func(*Record, uint64, bool) bool) (int, *fetchResult) {
 	handedOut, limit := 0, c.config.maxPollRecords
 	record := &c.record
 	for _, result := range results {
@@ -223,7 +245,7 @@ func (c *Consumer) handOut(results []*fetchResult, emit func(*Record, bool) bool
 // iterator (result.cursor) for the next call. checked is the stop count
 // (Consumer.stops) at which result was last known current; once the
 // partition is found stopped, result is emptied.
-func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, checked *uint64, emit func(*Record, bool) bool) (n int, more bool, err error) {
+func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, checked *uint64, emit func(*Record, uint64, bool) bool) (n int, more bool, err error) {
 	batch, h, err := nextBatch(result.batches)
 	if err != nil {
 		return 0, false, err
@@ -273,7 +295,7 @@ func (c *Consumer) handOutBatch(result *fetchResult, record *Record, limit int, 
 		result.offset = r.Offset + 1
 		result.pending--
 		n++
-		if !emit(record, copyBytes) {
+		if !emit(record, result.generation, copyBytes) {
 			more = false
 			break
 		}

@@ -148,6 +148,9 @@ type Consumer struct {
 	// testAfterReceive, when set (by tests), runs in Poll right after it
 	// received a fetch result, before it takes mu.
 	testAfterReceive func()
+	// testBeforeHandOut, when set (by tests), runs in Poll after it took
+	// the buffered results and released mu, before it hands them out.
+	testBeforeHandOut func()
 }
 
 type partitionFetcher struct {

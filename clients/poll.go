@@ -106,6 +106,19 @@ func (c *Consumer) PollEach(ctx context.Context, fn func(*Record) bool) (int, er
 // the record's bytes live in the decompression buffer, which the next
 // batch reuses.
 func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(r *Record, generation uint64, copyBytes bool) bool) (int, error) {
+	for {
+		n, err := c.pollOnce(ctx, prepare, emit)
+		if n > 0 || err != nil || c.stops.Load() == c.takenStops {
+			return n, err
+		}
+		// Every result taken went stale (Seek, Unassign) before a record
+		// of it was handed out: wait on for records or ctx's end.
+	}
+}
+
+// pollOnce is one round of poll: it waits for results, and hands out
+// what it took of them.
+func (c *Consumer) pollOnce(ctx context.Context, prepare func(total int), emit func(r *Record, generation uint64, copyBytes bool) bool) (int, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -151,6 +164,9 @@ func (c *Consumer) poll(ctx context.Context, prepare func(total int), emit func(
 	c.buffered = nil
 	c.takenStops = c.stops.Load()
 	c.mu.Unlock()
+	if c.testBeforeHandOut != nil {
+		c.testBeforeHandOut()
+	}
 
 	if prepare != nil {
 		prepare(min(pendingRecords(results), c.config.maxPollRecords))

@@ -954,6 +954,12 @@ func TestCancelMovingBackToAStoppedBrokerIsRefused(t *testing.T) {
 	if moved.Error != nil || len(moved.Reassignments) != 1 || !slices.Equal(moved.Reassignments[0].To, []uint64{2, 4, 5}) {
 		t.Fatalf("replace-broker: %+v", moved)
 	}
+	// Broker 1 learns the move from the controller's metadata, which may
+	// reach it after the reply.
+	waitFor(ctx, t, "broker 1 to see the move to {2,4,5}", func() bool {
+		p, ok := partitionMetaOn(cluster.Broker(1), "stuck")
+		return ok && slices.Equal(p.Target, []uint64{2, 4, 5})
+	})
 	var cancelled protocol.ReassignReply
 	client.admin(protocol.AdminReassignPartition, protocol.ReassignPartitionRequest{Version: 1, Topic: "stuck", Cancel: true}, &cancelled)
 	if cancelled.Error == nil || !strings.Contains(cancelled.Error.Message, "broker 3 is down") {

@@ -72,7 +72,7 @@ func (s *groupSessions) heartbeatSeen(term uint64, group, member string, seq, re
 	defer s.mu.Unlock()
 	s.resetIfNewTermLocked(term)
 	if seq != 0 {
-		key := group + "\x00" + member
+		key := sessionKey(group, member)
 		if seq <= s.seq[key] || seq <= replicatedSeq {
 			return false
 		}
@@ -103,8 +103,8 @@ func (s *groupSessions) forget(group, member string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.lastSeen[group], member)
-	delete(s.expiring, group+"\x00"+member)
-	delete(s.seq, group+"\x00"+member)
+	delete(s.expiring, sessionKey(group, member))
+	delete(s.seq, sessionKey(group, member))
 }
 
 // markFailed clears the expiring mark of a member whose leave could not be
@@ -113,7 +113,7 @@ func (s *groupSessions) forget(group, member string) {
 func (s *groupSessions) markFailed(group, member string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.expiring, group+"\x00"+member)
+	delete(s.expiring, sessionKey(group, member))
 }
 
 func (s *groupSessions) resetIfNewTermLocked(term uint64) {
@@ -142,7 +142,7 @@ func (s *groupSessions) expired(term uint64, groups []*consumerGroup, now time.T
 				s.lastSeen[g.Name][id] = now
 				continue
 			}
-			key := g.Name + "\x00" + id
+			key := sessionKey(g.Name, id)
 			if now.Sub(seen) > time.Duration(m.SessionTimeoutMs)*time.Millisecond && !s.expiring[key] {
 				s.expiring[key] = true
 				out = append(out, [2]string{g.Name, id})
@@ -200,8 +200,12 @@ func (s *groupSessions) prune(groups func() []*consumerGroup, now time.Time) {
 	}
 }
 
-// sessionMember reports whether key (group+"\x00"+member) names a member
-// of one of groups.
+// sessionKey is the key of a member's expiring mark and heartbeat
+// sequence; sessionMember splits it.
+func sessionKey(group, member string) string { return group + "\x00" + member }
+
+// sessionMember reports whether key (sessionKey) names a member of one of
+// groups.
 func sessionMember(groups map[string]*consumerGroup, key string) bool {
 	name, id, _ := strings.Cut(key, "\x00")
 	g := groups[name]
